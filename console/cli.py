@@ -1,0 +1,314 @@
+"""`govcon …`: the command line for scripts and runbooks (DESIGN.md, "Command line")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from console.config import ConfigError, load_config
+from console.identity import current_operator
+from console.render import (print_audit, print_ingest, print_metrics, print_readiness, print_roles,
+                            print_status)
+from engine.clock import Clock, SystemClock
+from engine.errors import GovconError, InvalidInput
+from engine.governance import Governance
+from engine.rule_language import RuleError, parse_window
+from storage.db import StoreUnavailable
+from storage.maintenance import BackupNotSupported
+from storage.store import Store
+
+PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+
+
+class Context:
+    """What a command needs, built lazily: the config, the store, the governance facade, the operator."""
+
+    def __init__(self, args: argparse.Namespace, clock: Clock, out: TextIO, err: TextIO) -> None:
+        self.args = args
+        self.clock = clock
+        self.out = out
+        self.err = err
+        self._gov: Governance | None = None
+        self.operator = current_operator()
+
+    @property
+    def gov(self) -> Governance:
+        if self._gov is None:
+            config = load_config()
+            url = getattr(self.args, "database_url", None) or config.database_url
+            self._gov = Governance(Store(url), self.clock)
+        return self._gov
+
+    def close(self) -> None:
+        if self._gov is not None:
+            self._gov.store.dispose()
+
+    def emit_json(self, doc: Any) -> None:
+        json.dump(doc, self.out, indent=2, sort_keys=False, default=str)
+        self.out.write("\n")
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_window(text)
+    except RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _date(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (use YYYY-MM-DD or an ISO 8601 time)")
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+# --- command handlers ------------------------------------------------------------------------
+
+
+def cmd_status(ctx: Context) -> int:
+    doc = ctx.gov.status()
+    ctx.emit_json(doc) if ctx.args.json else print_status(doc, ctx.out)
+    return 0
+
+
+def cmd_ingest(ctx: Context) -> int:
+    ctx.gov.require(ctx.operator, "ingest")
+    source = ctx.args.file
+    progress = None
+    if source == "-":
+        stream = sys.stdin.buffer
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InvalidInput(f"{source}: no such file")
+        stream = path.open("rb")
+        size = path.stat().st_size
+        if ctx.out.isatty() and size >= PROGRESS_MIN_BYTES and not ctx.args.json:
+            progress = _ProgressBar(size, ctx.err)
+    try:
+        report = ctx.gov.ingestor.ingest_lines(stream, progress=progress)
+    finally:
+        if progress:
+            progress.done()
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    ctx.emit_json(report.to_json()) if ctx.args.json else print_ingest(report, ctx.out, ctx.err)
+    return 1 if report.rejected else 0
+
+
+class _ProgressBar:
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total, self.seen, self.stream, self.last = total, 0, stream, -1
+
+    def __call__(self, n: int) -> None:
+        self.seen += n
+        pct = self.seen * 100 // self.total
+        if pct != self.last:
+            self.last = pct
+            bar = "#" * (pct // 4)
+            self.stream.write(f"\ringesting [{bar:<25}] {pct:3d}%")
+            self.stream.flush()
+
+    def done(self) -> None:
+        self.stream.write("\r" + " " * 45 + "\r")
+        self.stream.flush()
+
+
+def cmd_metrics(ctx: Context) -> int:
+    metrics = ctx.gov.metrics.collect_since(ctx.args.since)
+    doc = metrics.to_json()
+    ctx.emit_json(doc) if ctx.args.json else print_metrics(doc, ctx.out)
+    return 0
+
+
+def cmd_readiness(ctx: Context) -> int:
+    report = ctx.gov.readiness.assess()
+    doc = report.to_json()
+    ctx.emit_json(doc) if ctx.args.json else print_readiness(doc, ctx.out)
+    return 0
+
+
+def cmd_attest(ctx: Context) -> int:
+    valid_for = ctx.args.valid_for
+    doc = ctx.gov.attest(ctx.operator, ctx.args.item, passed=ctx.args.passed, evidence=ctx.args.evidence,
+                         valid_for=valid_for)
+    if ctx.args.json:
+        ctx.emit_json(doc)
+    else:
+        verdict = "passing" if doc["passed"] else "failing"
+        print(f"attested {doc['item']!r} as {verdict} (valid until {doc['expiresAt']})", file=ctx.out)
+    return 0
+
+
+def cmd_audit(ctx: Context) -> int:
+    if ctx.args.audit_command == "verify":
+        checked, problem = ctx.gov.audit_verify()
+        if ctx.args.json:
+            ctx.emit_json({"ok": problem is None, "checked": checked,
+                           "problem": None if problem is None else {"seq": problem.seq, "message": str(problem)}})
+        elif problem is None:
+            print(f"audit log intact: {checked} entries verified", file=ctx.out)
+        else:
+            print(f"AUDIT LOG TAMPERED: {problem} ({checked} entries before it verified)", file=ctx.err)
+        return 0 if problem is None else 6
+    entries = ctx.gov.audit_entries(limit=ctx.args.limit, search=ctx.args.search)
+    ctx.emit_json(entries) if ctx.args.json else print_audit(entries, ctx.out)
+    return 0
+
+
+def cmd_roles(ctx: Context) -> int:
+    sub = ctx.args.roles_command
+    if sub in (None, "list"):
+        grants = ctx.gov.role_grants()
+        ctx.emit_json(grants) if ctx.args.json else print_roles(grants, ctx.out)
+        return 0
+    if sub == "grant":
+        changed = ctx.gov.grant_role(ctx.operator, ctx.args.user, ctx.args.role)
+        msg = f"granted {ctx.args.role} to {ctx.args.user}" if changed else \
+            f"{ctx.args.user} already holds {ctx.args.role}"
+    else:
+        changed = ctx.gov.revoke_role(ctx.operator, ctx.args.user, ctx.args.role)
+        msg = f"revoked {ctx.args.role} from {ctx.args.user}" if changed else \
+            f"{ctx.args.user} did not hold {ctx.args.role}"
+    ctx.emit_json({"changed": changed, "user": ctx.args.user, "role": ctx.args.role}) if ctx.args.json \
+        else print(msg, file=ctx.out)
+    return 0
+
+
+def cmd_db(ctx: Context) -> int:
+    sub = ctx.args.db_command
+    if sub == "init":
+        ctx.gov.init_store(ctx.operator, phase_started=ctx.args.phase_started)
+        print(f"created the store {ctx.gov.store.display_url} at L3; {ctx.operator} is its first admin",
+              file=ctx.out)
+    elif sub == "migrate":
+        before, after = ctx.gov.store.migrate()
+        print(f"schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"),
+              file=ctx.out)
+    elif sub == "backup":
+        size = ctx.gov.backup(Path(ctx.args.path))
+        print(f"backed up {ctx.gov.store.display_url} to {ctx.args.path} ({size:,} bytes)", file=ctx.out)
+    elif sub == "prune":
+        removed = ctx.gov.prune(ctx.operator, ctx.args.older_than)
+        if ctx.args.json:
+            ctx.emit_json({"removed": removed})
+        else:
+            total = sum(removed.values())
+            print(f"removed {total:,} rows older than {ctx.args.older_than.days} days:", file=ctx.out)
+            for table, n in removed.items():
+                print(f"  {table:<24} {n:>10,}", file=ctx.out)
+            print("kept: unresolved breaker events, proposals, the audit log", file=ctx.out)
+    return 0
+
+
+def cmd_console(ctx: Context) -> int:
+    from console.app import run_console
+    return run_console(ctx.gov, operator=ctx.operator)
+
+
+def cmd_demo(ctx: Context) -> int:
+    from console.demo import run_demo
+    return run_demo(operator=ctx.operator, path=ctx.args.path)
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="govcon", description="Govern autonomous operations: breakers, "
+                                "readiness, proposals, kill switch.")
+    p.add_argument("--database-url", help="override GOVCON_DATABASE_URL / the config file")
+    p.set_defaults(handler=cmd_console, json=False)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[Context], int], help: str, *, json_flag: bool = True):
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(handler=handler)
+        if json_flag:
+            sp.add_argument("--json", action="store_true", help="print one JSON document")
+        return sp
+
+    command("status", cmd_status, "phase, whitelist, paused types, kill switch, unresolved events, readiness")
+    sp = command("ingest", cmd_ingest, "store events from a JSON Lines file (or - for stdin)")
+    sp.add_argument("file", metavar="FILE|-")
+    sp = command("metrics", cmd_metrics, "AutonomyMetrics for the period ending now")
+    sp.add_argument("--since", type=_duration, default=timedelta(days=7), help="e.g. 1h, 7d (default 7d)")
+    command("readiness", cmd_readiness, "the readiness report: checklists, score, blockers")
+    sp = command("attest", cmd_attest, "attest a checklist item, with evidence")
+    sp.add_argument("item", metavar="ITEM", help="the item's name as in the checklist, or its slug")
+    verdict = sp.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--pass", dest="passed", action="store_true")
+    verdict.add_argument("--fail", dest="passed", action="store_false")
+    sp.add_argument("--evidence", required=True, help="what the attestation rests on")
+    sp.add_argument("--valid-for", type=_duration, default=None, help="how long it holds (default 90d)")
+
+    sp = command("audit", cmd_audit, "the hash-chained audit log")
+    asub = sp.add_subparsers(dest="audit_command", metavar="list|verify")
+    al = asub.add_parser("list", help="newest entries first")
+    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--search", default=None)
+    al.add_argument("--json", action="store_true")
+    av = asub.add_parser("verify", help="check the chain; names the first edited, removed or reordered entry")
+    av.add_argument("--json", action="store_true")
+    sp.set_defaults(audit_command="list", limit=50, search=None)
+
+    sp = command("roles", cmd_roles, "list, grant and revoke roles")
+    rsub = sp.add_subparsers(dest="roles_command", metavar="list|grant|revoke")
+    rl = rsub.add_parser("list")
+    rl.add_argument("--json", action="store_true")
+    for name in ("grant", "revoke"):
+        rp = rsub.add_parser(name)
+        rp.add_argument("user")
+        rp.add_argument("role")
+        rp.add_argument("--json", action="store_true")
+
+    sp = command("db", cmd_db, "create, migrate, back up and prune the store", json_flag=False)
+    dsub = sp.add_subparsers(dest="db_command", metavar="init|migrate|backup|prune", required=True)
+    di = dsub.add_parser("init", help="create a new store at L3; you become its first admin")
+    di.add_argument("--phase-started", type=_date, default=None,
+                    help="when the organisation entered L3 (keeps your history), e.g. 2026-03-01")
+    dsub.add_parser("migrate", help="apply schema migrations")
+    db = dsub.add_parser("backup", help="consistent online copy of a SQLite store")
+    db.add_argument("path")
+    dp = dsub.add_parser("prune", help="delete raw events and snapshots older than a duration")
+    dp.add_argument("--older-than", type=_duration, default=timedelta(days=90))
+    dp.add_argument("--json", action="store_true")
+
+    sp = command("demo", cmd_demo, "the console on a scratch store with history and a live agent",
+                 json_flag=False)
+    sp.add_argument("--path", default=None, help="where to keep the scratch store (default: a temp dir)")
+    return p
+
+
+def main(argv: list[str] | None = None, *, clock: Clock | None = None,
+         out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Context(args, clock or SystemClock(), out, err)
+    try:
+        return args.handler(ctx)
+    except GovconError as exc:
+        print(f"govcon: {exc}", file=err)
+        return exc.exit_code
+    except (StoreUnavailable, ConfigError, BackupNotSupported, FileExistsError) as exc:
+        print(f"govcon: {exc}", file=err)
+        return 1
+    except BrokenPipeError:  # `govcon … | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("govcon: interrupted", file=err)
+        return 130
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Configuration: a TOML file (``$GOVCON_CONFIG`` or the user's config directory) and the environment.
+
+The store's URL comes from ``$GOVCON_DATABASE_URL``, else ``database_url`` in the file, else a SQLite
+file in the user's data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP = "govcon"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("GOVCON_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def default_database_path() -> Path:
+    return Path(platformdirs.user_data_dir(APP)) / "governance.db"
+
+
+@dataclass
+class Config:
+    database_url: str
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.raw.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.path}: [{name}] must be a table")
+        return value
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = path or config_path()
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    url = os.environ.get("GOVCON_DATABASE_URL") or raw.get("database_url") or str(default_database_path())
+    if not isinstance(url, str):
+        raise ConfigError(f"{path}: database_url must be a string")
+    return Config(database_url=url, path=path if path.exists() else None, raw=raw)

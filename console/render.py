@@ -1,0 +1,85 @@
+"""Plain-text renderings for the CLI (the JSON documents are the contract; these are for people)."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    return "unknown" if x is None else f"{x * 100:.{digits}f}%"
+
+
+def _line(out: TextIO, label: str, value: str) -> None:
+    out.write(f"{label:<14}{value}\n")
+
+
+def print_status(doc: dict[str, Any], out: TextIO) -> None:
+    _line(out, "Phase", f"{doc['currentPhase']} since {doc['phaseStartDate']}")
+    vp = doc.get("validationPeriod")
+    if vp:
+        _line(out, "Validation", f"{vp['daysLeft']} days left (until {vp['until']})")
+    _line(out, "Whitelist", ", ".join(doc["commandWhitelist"]) or "(none)")
+    _line(out, "Paused", ", ".join(doc["pausedCommandTypes"]) or "(none)")
+    ks = doc["killSwitch"]
+    _line(out, "Kill switch", f"ENGAGED by {ks['by']} at {ks['at']}: {ks['reason']}" if ks["engaged"]
+          else "released")
+    _line(out, "Breakers", f"{doc['breakerMode']} mode, {doc['unresolvedEvents']} unresolved events")
+    leader = doc.get("leader")
+    if leader:
+        _line(out, "Scheduler", f"{leader['holder']} ({'alive' if leader['alive'] else 'lease expired'})")
+    else:
+        _line(out, "Scheduler", "no leader (no console or `govcon serve` running)")
+    if doc.get("readinessScore") is not None:
+        _line(out, "Readiness", pct(doc["readinessScore"], 1))
+
+
+def print_ingest(report, out: TextIO, err: TextIO) -> None:
+    for e in report.errors:
+        err.write(f"rejected {e}\n")
+    if report.rejected > len(report.errors):
+        err.write(f"... and {report.rejected - len(report.errors)} more rejected lines\n")
+    out.write(f"accepted {report.accepted:,}, duplicate {report.duplicate:,}, rejected {report.rejected:,}\n")
+
+
+def print_metrics(doc: dict[str, Any], out: TextIO) -> None:
+    p = doc["period"]
+    out.write(f"Period {p['start']} .. {p['end']}\n\n")
+    c = doc["commands"]
+    out.write("Commands   " + "  ".join(f"{k} {v:,}" for k, v in c.items()) + "\n")
+    out.write("Rates      " + "  ".join(f"{k} {pct(v)}" for k, v in doc["rates"].items()) + "\n")
+    out.write("Incidents  " + "  ".join(f"{k} {v:,}" for k, v in doc["incidents"].items()) + "\n")
+    out.write("Safety     " + "  ".join(f"{k} {v:,}" for k, v in doc["safety"].items()) + "\n")
+
+
+def print_readiness(doc: dict[str, Any], out: TextIO) -> None:
+    o = doc["overall"]
+    verdict = "READY" if o["ready"] else "not ready"
+    out.write(f"Readiness {pct(o['score'], 1)} ({o['points']}/{o['possible']} points): {verdict}\n")
+    if o["blockers"]:
+        out.write("Blockers: " + "; ".join(o["blockers"]) + "\n")
+    for category in ("technical", "process", "organizational"):
+        cat = doc[category]
+        out.write(f"\n{category.capitalize()} {pct(cat['score'], 1)}\n")
+        for item in cat["items"]:
+            mark = "PASS" if item["status"] else ("FAIL" if item["required"] else "miss")
+            req = "*" if item["required"] else " "
+            out.write(f"  [{mark}] {req}{item['name']} ({item['weight']})  {item['details']}\n")
+    out.write("\nRecommendation: ")
+    for rec in doc["recommendations"]:
+        out.write(f"{rec['type']} ({rec['priority']}): {rec['rationale']}\n")
+    out.write("* required\n")
+
+
+def print_audit(entries: list[dict[str, Any]], out: TextIO) -> None:
+    for e in entries:
+        reason = f" — {e['reason']}" if e["reason"] else ""
+        out.write(f"{e['seq']:>6} {e['at']} {e['actor']:<12} {e['action']:<22} {e['target']}{reason}\n")
+    if not entries:
+        out.write("(no audit entries)\n")
+
+
+def print_roles(grants: list[dict[str, Any]], out: TextIO) -> None:
+    for g in grants:
+        out.write(f"{g['operator']:<20} {g['role']:<20} granted by {g['grantedBy']} {g['grantedAt']}\n")
+    if not grants:
+        out.write("(no roles granted)\n")

@@ -1,0 +1,70 @@
+"""The domain's fixed vocabulary (DESIGN.md contract): phases, statuses, severities, roles."""
+
+from __future__ import annotations
+
+PHASES: tuple[str, ...] = ("L3", "L3+", "L4", "L4+", "L5")
+
+COMMAND_STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "succeeded", "failed", "rolled_back")
+SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
+SAFETY_TYPES: tuple[str, ...] = ("constraint_violation", "emergency_abort", "safety_gate_trigger")
+EVENT_KINDS: tuple[str, ...] = ("command", "incident", "safety", "eval_coverage")
+
+BREAKER_ACTIONS: tuple[str, ...] = ("revert_to_l3", "pause_command_type", "alert_only")
+BREAKER_MODES: tuple[str, ...] = ("enforce", "shadow")
+
+ROLES: tuple[str, ...] = (
+    "tech-lead", "ops-lead", "product-lead", "exec-sponsor",
+    "on-call", "incident-commander", "admin",
+)
+
+#: roles whose approvals a transition needs (runbook, "Gather Approvals")
+REQUIRED_APPROVALS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("L3", "L3+"): ("tech-lead",),
+    ("L3+", "L4"): ("tech-lead", "ops-lead"),
+    ("L4", "L4+"): ("tech-lead", "ops-lead", "product-lead"),
+    ("L4+", "L5"): ("tech-lead", "ops-lead", "product-lead", "exec-sponsor"),
+}
+
+#: who may do what (DESIGN.md, "Identity and roles")
+ACTION_ROLES: dict[str, tuple[str, ...]] = {
+    "kill_switch.engage": ("on-call", "incident-commander", "ops-lead"),
+    "revert": ("on-call", "incident-commander", "ops-lead"),
+    "kill_switch.release": ("incident-commander", "ops-lead"),
+    "events.resolve": ("on-call", "ops-lead"),
+    "rules.edit": ("admin", "ops-lead"),
+    "attest": ("admin", "tech-lead", "ops-lead"),
+    "cycle": ROLES,
+    "ingest": ROLES,
+    "roles.manage": ("admin",),
+    "tokens.manage": ("admin",),
+}
+
+ACTION_DESCRIPTIONS: dict[str, str] = {
+    "kill_switch.engage": "engaging the kill switch",
+    "revert": "reverting to L3",
+    "kill_switch.release": "releasing the kill switch",
+    "events.resolve": "resolving breaker events",
+    "rules.edit": "editing rules, breaker mode and policies",
+    "attest": "attesting checklist items",
+    "cycle": "running the governance cycle",
+    "ingest": "ingesting events",
+    "roles.manage": "granting and revoking roles",
+    "tokens.manage": "creating and revoking API tokens",
+}
+
+
+def next_phase(phase: str) -> str | None:
+    i = PHASES.index(phase)
+    return PHASES[i + 1] if i + 1 < len(PHASES) else None
+
+#: seed 000's default circuit-breaker rules; they ship enabled
+DEFAULT_RULES: tuple[dict, ...] = (
+    {"name": "High Error Rate", "enabled": True, "condition": "errorRate > 0.05", "window": "5m",
+     "action": "revert_to_l3", "alert_severity": "critical", "min_samples": 10},
+    {"name": "Repeated Command Failures", "enabled": True, "condition": "commandType.failures >= 3",
+     "window": "5m", "action": "pause_command_type", "alert_severity": "high", "min_samples": 10},
+    {"name": "Critical Incident Detected", "enabled": True, "condition": 'incident.severity === "critical"',
+     "window": "1m", "action": "revert_to_l3", "alert_severity": "critical", "min_samples": 10},
+    {"name": "High Rollback Rate", "enabled": True, "condition": "rollbackRate > 0.1", "window": "15m",
+     "action": "alert_only", "alert_severity": "medium", "min_samples": 10},
+)

@@ -1,0 +1,179 @@
+"""The governance facade: one object the CLI, the console and the HTTP API share.
+
+Every state change here is one write transaction holding the change and its audit entry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from engine import access
+from engine.clock import Clock, SystemClock, isoformat
+from engine.domain import DEFAULT_RULES, PHASES
+from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
+from engine.ingest import Ingestor
+from engine.metrics import MetricsCollector
+from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
+from storage import audit, audit_repo, breaker_repo, identity_repo, maintenance, readiness_repo, state_repo
+from storage.store import Store
+
+
+class Governance:
+    def __init__(self, store: Store, clock: Clock | None = None,
+                 readiness_policy: ReadinessPolicy | None = None) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.metrics = MetricsCollector(store, self.clock)
+        self.readiness = ReadinessAssessor(store, self.clock, readiness_policy)
+        self.ingestor = Ingestor(store, self.clock)
+
+    # --- creating a store ---------------------------------------------------------------------
+
+    def init_store(self, actor: str, *, phase_started: datetime | None = None,
+                   extra_roles: tuple[str, ...] = ()) -> None:
+        """Create the governance state at L3; the creator becomes the first admin."""
+        now = self.clock.now()
+        started = phase_started or now
+        if started > now:
+            raise InvalidInput(f"--phase-started {isoformat(started)} is in the future")
+        with self.store.write() as conn:
+            if state_repo.get_state(conn) is not None:
+                raise AlreadyInitialised(
+                    "this store already has governance state; `db init` only creates new stores "
+                    "(use `govcon db migrate` to upgrade one)")
+            state_repo.create_state(conn, current_phase="L3", phase_started_at=started, adopted_at=started,
+                                    command_whitelist=[], paused_command_types=[], created_at=now,
+                                    created_by=actor, updated_at=now, breaker_mode="enforce")
+            state_repo.start_phase(conn, phase="L3", at=started, actor=actor, reason="store created")
+            for rule in DEFAULT_RULES:
+                breaker_repo.insert_rule(conn, **rule, created_at=now, updated_at=now)
+            for role in ("admin", *extra_roles):
+                identity_repo.grant(conn, operator=actor, role=role, by=actor, at=now)
+            audit.append(conn, at=now, actor=actor, action="store.init", target="governance",
+                         details={"phase": "L3", "phaseStarted": isoformat(started),
+                                  "rules": [r["name"] for r in DEFAULT_RULES],
+                                  "roles": ["admin", *extra_roles]})
+
+    def is_initialised(self) -> bool:
+        with self.store.read() as conn:
+            return state_repo.get_state(conn) is not None
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def status(self, *, with_readiness: bool = True) -> dict[str, Any]:
+        now = self.clock.now()
+        with self.store.read() as conn:
+            state = state_repo.get_state(conn)
+            if state is None:
+                raise NotInitialised()
+            unresolved = breaker_repo.count_unresolved(conn)
+            lease = state_repo.get_lease(conn)
+        doc: dict[str, Any] = {
+            "currentPhase": state.current_phase,
+            "phaseStartDate": isoformat(state.phase_started_at),
+            "commandWhitelist": list(state.command_whitelist or []),
+            "pausedCommandTypes": list(state.paused_command_types or []),
+            "killSwitch": {"engaged": bool(state.kill_switch_engaged), "by": state.kill_switch_by,
+                           "at": isoformat(state.kill_switch_at), "reason": state.kill_switch_reason},
+            "breakerMode": state.breaker_mode,
+            "unresolvedEvents": unresolved,
+            "readinessScore": None,
+            "validationPeriod": None,
+            "leader": None,
+        }
+        if state.validation_until is not None and state.validation_until > now:
+            left = state.validation_until - now
+            doc["validationPeriod"] = {"until": isoformat(state.validation_until),
+                                       "daysLeft": left.days + (1 if left.seconds else 0),
+                                       "proposalId": state.validation_proposal_id}
+        if lease is not None:
+            doc["leader"] = {"holder": lease.holder, "expiresAt": isoformat(lease.expires_at),
+                             "alive": lease.expires_at > now}
+        if with_readiness:
+            doc["readinessScore"] = round(self.readiness.assess().score, 4)
+        return doc
+
+    def require(self, actor: str, action: str) -> set[str]:
+        """Refuse (PermissionDenied) unless the actor holds a role the action needs."""
+        with self.store.read() as conn:
+            return access.require_role(conn, actor, action)
+
+    def roles_of(self, operator: str) -> set[str]:
+        with self.store.read() as conn:
+            return identity_repo.roles_of(conn, operator)
+
+    def role_grants(self) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            return [{"operator": g.operator, "role": g.role, "grantedBy": g.granted_by,
+                     "grantedAt": isoformat(g.granted_at)} for g in identity_repo.all_grants(conn)]
+
+    # --- roles --------------------------------------------------------------------------------
+
+    def grant_role(self, actor: str, operator: str, role: str) -> bool:
+        with self.store.write() as conn:
+            return access.grant(conn, actor=actor, operator=operator, role=role, at=self.clock.now())
+
+    def revoke_role(self, actor: str, operator: str, role: str) -> bool:
+        with self.store.write() as conn:
+            return access.revoke(conn, actor=actor, operator=operator, role=role, at=self.clock.now())
+
+    # --- attestations -------------------------------------------------------------------------
+
+    def attest(self, actor: str, item_name: str, *, passed: bool, evidence: str,
+               valid_for: timedelta | None = None) -> dict[str, Any]:
+        item = find_item(item_name)
+        if item is None:
+            raise NotFound(f"no checklist item {item_name!r}; see `govcon readiness` for the names and slugs")
+        if item.decided_by == "data":
+            raise InvalidInput(f"{item.name!r} is decided from the store's data and cannot be attested")
+        if not evidence or not evidence.strip():
+            raise InvalidInput("--evidence must say what the attestation rests on (a link, a document)")
+        now = self.clock.now()
+        valid_for = valid_for or self.readiness.policy.attestation_valid_for
+        if valid_for <= timedelta(0):
+            raise InvalidInput("an attestation must be valid for a positive time")
+        expires = now + valid_for
+        with self.store.write() as conn:
+            access.require_role(conn, actor, "attest")
+            readiness_repo.add_attestation(conn, item_slug=item.slug, passed=passed, evidence=evidence.strip(),
+                                           operator=actor, at=now, expires_at=expires)
+            audit.append(conn, at=now, actor=actor, action="readiness.attest", target=item.slug,
+                         reason=evidence.strip(),
+                         details={"item": item.name, "passed": passed, "expiresAt": isoformat(expires)})
+        return {"item": item.name, "slug": item.slug, "passed": passed, "operator": actor,
+                "evidence": evidence.strip(), "at": isoformat(now), "expiresAt": isoformat(expires)}
+
+    # --- audit --------------------------------------------------------------------------------
+
+    def audit_entries(self, *, limit: int = 100, search: str | None = None) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            rows = audit_repo.list_entries(conn, limit=limit, search=search)
+        return [{"seq": r.seq, "at": isoformat(r.at), "actor": r.actor, "action": r.action,
+                 "target": r.target, "reason": r.reason, "details": r.details, "hash": r.hash}
+                for r in rows]
+
+    def audit_verify(self) -> tuple[int, audit.AuditProblem | None]:
+        with self.store.read() as conn:
+            return audit.verify(conn)
+
+    # --- maintenance --------------------------------------------------------------------------
+
+    def prune(self, actor: str, older_than: timedelta) -> dict[str, int]:
+        if older_than < timedelta(days=1):
+            raise InvalidInput("--older-than must be at least 1d")
+        now = self.clock.now()
+        with self.store.write() as conn:
+            access.require_role(conn, actor, "rules.edit")
+            removed = maintenance.prune(conn, now - older_than)
+            audit.append(conn, at=now, actor=actor, action="db.prune", target="store",
+                         details={"olderThanDays": older_than.days, "removed": removed})
+        return removed
+
+    def backup(self, target: Path) -> int:
+        return maintenance.backup_sqlite(self.store.engine, target)
+
+
+def phase_index(phase: str) -> int:
+    return PHASES.index(phase)

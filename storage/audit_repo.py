@@ -1,0 +1,22 @@
+"""Reading the audit log (appending and verifying live in storage/audit.py)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from storage.models import AuditEntry
+
+T = AuditEntry.__table__
+
+
+def list_entries(conn: Connection, *, limit: int = 100, search: str | None = None,
+                 before_seq: int | None = None) -> list[Row]:
+    q = sa.select(T).order_by(T.c.seq.desc()).limit(limit)
+    if search:
+        like = f"%{search}%"
+        q = q.where(sa.or_(T.c.actor.ilike(like), T.c.action.ilike(like), T.c.target.ilike(like),
+                           T.c.reason.ilike(like)))
+    if before_seq is not None:
+        q = q.where(T.c.seq < before_seq)
+    return conn.execute(q).all()

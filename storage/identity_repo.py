@@ -1,0 +1,59 @@
+"""Role grants and API tokens (tokens are stored as SHA-256 hashes, never in clear)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from storage.models import ApiToken, RoleGrant
+
+GRANTS = RoleGrant.__table__
+TOKENS = ApiToken.__table__
+
+
+def roles_of(conn: Connection, operator: str) -> set[str]:
+    return set(conn.execute(sa.select(GRANTS.c.role).where(GRANTS.c.operator == operator)).scalars())
+
+
+def all_grants(conn: Connection) -> list[Row]:
+    return conn.execute(sa.select(GRANTS).order_by(GRANTS.c.operator, GRANTS.c.role)).all()
+
+
+def grant(conn: Connection, *, operator: str, role: str, by: str, at: datetime) -> bool:
+    """Returns False when the operator already held the role."""
+    if role in roles_of(conn, operator):
+        return False
+    conn.execute(sa.insert(GRANTS).values(operator=operator, role=role, granted_by=by, granted_at=at))
+    return True
+
+
+def revoke(conn: Connection, *, operator: str, role: str) -> bool:
+    return conn.execute(sa.delete(GRANTS).where(GRANTS.c.operator == operator, GRANTS.c.role == role)
+                        ).rowcount > 0
+
+
+def count_admins(conn: Connection) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(GRANTS).where(GRANTS.c.role == "admin")
+                        ).scalar_one()
+
+
+def add_token(conn: Connection, *, token_id: str, operator: str, token_hash: str, by: str,
+              at: datetime) -> None:
+    conn.execute(sa.insert(TOKENS).values(id=token_id, operator=operator, token_hash=token_hash,
+                                          created_at=at, created_by=by))
+
+
+def token_by_hash(conn: Connection, token_hash: str) -> Row | None:
+    return conn.execute(sa.select(TOKENS).where(TOKENS.c.token_hash == token_hash,
+                                                TOKENS.c.revoked_at.is_(None))).first()
+
+
+def list_tokens(conn: Connection) -> list[Row]:
+    return conn.execute(sa.select(TOKENS).order_by(TOKENS.c.created_at)).all()
+
+
+def revoke_token(conn: Connection, token_id: str, at: datetime) -> bool:
+    return conn.execute(sa.update(TOKENS).where(TOKENS.c.id == token_id, TOKENS.c.revoked_at.is_(None))
+                        .values(revoked_at=at)).rowcount > 0

@@ -1,0 +1,365 @@
+"""SQLModel tables for the whole govcon domain.
+
+Conventions:
+- every timestamp is UTC, stored naive (``UTCDateTime``) so SQLite and PostgreSQL compare the same way;
+- lists and dicts are JSON columns (``JSON`` maps to TEXT on SQLite and json on PostgreSQL);
+- idempotency keys are unique constraints, so duplicates are refused by the database itself.
+
+Later issues add columns through Alembic migrations (``storage/migrations/versions``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in Python, naive UTC in the database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL on SQLite
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+def _json(default_factory=None, **kw: Any) -> Any:
+    if default_factory is not None:
+        kw["default_factory"] = default_factory
+    return Field(sa_type=sa.JSON, **kw)
+
+
+# --- events in -------------------------------------------------------------------------------
+
+
+class CommandEvent(SQLModel, table=True):
+    """One status of one command; ``(command_id, status)`` is the idempotency key."""
+
+    __tablename__ = "command_events"
+    __table_args__ = (
+        sa.UniqueConstraint("command_id", "status", name="uq_command_events_id_status"),
+        sa.Index("ix_command_events_at_status", "at", "status", "command_id"),
+        sa.Index("ix_command_events_type_at", "command_type", "at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    command_id: str = Field(max_length=200)
+    command_type: str = Field(max_length=200)
+    status: str = Field(max_length=20)
+    autonomous: bool = False
+    at: datetime = _ts()
+    ingested_at: datetime = _ts()
+
+
+class Incident(SQLModel, table=True):
+    __tablename__ = "incidents"
+    __table_args__ = (sa.Index("ix_incidents_at", "at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    incident_id: str = Field(max_length=200, unique=True)
+    severity: str = Field(max_length=20)
+    command_id: Optional[str] = Field(default=None, max_length=200, index=True)
+    at: datetime = _ts()
+    ingested_at: datetime = _ts()
+
+
+class SafetyEvent(SQLModel, table=True):
+    """constraint_violation, emergency_abort or safety_gate_trigger; key = given id or type@at."""
+
+    __tablename__ = "safety_events"
+    __table_args__ = (sa.Index("ix_safety_events_at", "at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    event_key: str = Field(max_length=300, unique=True)
+    type: str = Field(max_length=40)
+    at: datetime = _ts()
+    ingested_at: datetime = _ts()
+
+
+class EvalCoverage(SQLModel, table=True):
+    __tablename__ = "eval_coverage"
+    __table_args__ = (sa.Index("ix_eval_coverage_at", "at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    event_key: str = Field(max_length=300, unique=True)
+    covered: int
+    total: int
+    at: datetime = _ts()
+    ingested_at: datetime = _ts()
+
+
+# --- governance state --------------------------------------------------------------------------
+
+
+class GovernanceState(SQLModel, table=True):
+    """The single row (id = 1) holding the store's current governance state."""
+
+    __tablename__ = "governance_state"
+
+    id: int = Field(default=1, primary_key=True)
+    current_phase: str = Field(max_length=5)
+    phase_started_at: datetime = _ts()
+    adopted_at: datetime = _ts()  # when the organisation entered L3 (db init --phase-started)
+    command_whitelist: list = _json(default_factory=list)
+    paused_command_types: list = _json(default_factory=list)
+    kill_switch_engaged: bool = False
+    kill_switch_by: Optional[str] = None
+    kill_switch_at: Optional[datetime] = _ts(default=None, nullable=True)
+    kill_switch_reason: Optional[str] = None
+    breaker_mode: str = Field(default="enforce", max_length=10)
+    validation_until: Optional[datetime] = _ts(default=None, nullable=True)
+    validation_proposal_id: Optional[str] = Field(default=None, max_length=64)
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=200)
+    updated_at: datetime = _ts()
+
+
+class PhaseHistory(SQLModel, table=True):
+    __tablename__ = "phase_history"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    phase: str = Field(max_length=5)
+    started_at: datetime = _ts()
+    ended_at: Optional[datetime] = _ts(default=None, nullable=True)
+    actor: str = Field(max_length=200)
+    reason: str = ""
+    proposal_id: Optional[str] = Field(default=None, max_length=64)
+    breaker_event_id: Optional[str] = Field(default=None, max_length=64)
+
+
+class KillSwitchDrill(SQLModel, table=True):
+    __tablename__ = "kill_switch_drills"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True)
+    operator: str = Field(max_length=200)
+    passed: bool
+    details: str = ""
+
+
+# --- breakers ----------------------------------------------------------------------------------
+
+
+class BreakerRule(SQLModel, table=True):
+    __tablename__ = "breaker_rules"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    enabled: bool = True
+    condition: str = Field(max_length=1000)
+    window: str = Field(max_length=20)
+    action: str = Field(max_length=30)
+    alert_severity: str = Field(max_length=20)
+    min_samples: int = 10
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class BreakerEvent(SQLModel, table=True):
+    __tablename__ = "breaker_events"
+    __table_args__ = (
+        sa.Index("ix_breaker_events_open", "resolved", "rule_name", "command_type"),
+        sa.Index("ix_breaker_events_timestamp", "timestamp"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    rule_name: str = Field(max_length=200)
+    timestamp: datetime = _ts()
+    severity: str = Field(max_length=20)
+    action: str = Field(max_length=30)
+    command_type: Optional[str] = Field(default=None, max_length=200)
+    observed: dict = _json(default_factory=dict)
+    shadow: bool = False
+    resolved: bool = False
+    resolved_by: Optional[str] = Field(default=None, max_length=200)
+    resolved_at: Optional[datetime] = _ts(default=None, nullable=True)
+    note: Optional[str] = None
+    false_positive: bool = False
+
+
+# --- snapshots and assessments -----------------------------------------------------------------
+
+
+class MetricsSnapshot(SQLModel, table=True):
+    __tablename__ = "metrics_snapshots"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    taken_at: datetime = _ts(index=True)
+    period_start: datetime = _ts()
+    period_end: datetime = _ts()
+    total: int = 0
+    success_rate: Optional[float] = None
+    approval_rate: Optional[float] = None
+    rollback_rate: Optional[float] = None
+    error_rate: Optional[float] = None
+    data: dict = _json(default_factory=dict)  # the whole AutonomyMetrics document
+
+
+class ReadinessAssessment(SQLModel, table=True):
+    __tablename__ = "readiness_assessments"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    taken_at: datetime = _ts(index=True)
+    score: float
+    ready: bool
+    technical_score: float
+    process_score: float
+    organizational_score: float
+    data: dict = _json(default_factory=dict)  # the whole ReadinessReport document
+
+
+class Attestation(SQLModel, table=True):
+    """A named operator's statement, with evidence, about a checklist item; it expires."""
+
+    __tablename__ = "attestations"
+    __table_args__ = (sa.Index("ix_attestations_item_at", "item_slug", "at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    item_slug: str = Field(max_length=100)
+    passed: bool
+    evidence: str
+    operator: str = Field(max_length=200)
+    at: datetime = _ts()
+    expires_at: datetime = _ts()
+
+
+# --- proposals, reports ------------------------------------------------------------------------
+
+
+class Proposal(SQLModel, table=True):
+    __tablename__ = "proposals"
+
+    id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = _ts(index=True)
+    proposed_by: str = Field(max_length=200)
+    current_phase: str = Field(max_length=5)
+    target_phase: str = Field(max_length=5)
+    commands_to_whitelist: list = _json(default_factory=list)
+    validation_period_days: int = 14
+    rationale: dict = _json(default_factory=dict)
+    risk_assessment: dict = _json(default_factory=dict)
+    required_approvals: list = _json(default_factory=list)
+    status: str = Field(default="pending", max_length=20, index=True)
+    expires_at: Optional[datetime] = _ts(default=None, nullable=True)
+    decided_at: Optional[datetime] = _ts(default=None, nullable=True)
+    decided_by: Optional[str] = Field(default=None, max_length=200)
+    reason: Optional[str] = None
+    applied_at: Optional[datetime] = _ts(default=None, nullable=True)
+
+
+class Approval(SQLModel, table=True):
+    __tablename__ = "approvals"
+    __table_args__ = (
+        sa.UniqueConstraint("proposal_id", "role", name="uq_approvals_role"),
+        sa.UniqueConstraint("proposal_id", "approver", name="uq_approvals_approver"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    proposal_id: str = Field(foreign_key="proposals.id", max_length=64)
+    role: str = Field(max_length=40)
+    approver: str = Field(max_length=200)
+    at: datetime = _ts()
+
+
+class Report(SQLModel, table=True):
+    __tablename__ = "reports"
+
+    id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = _ts(index=True)
+    kind: str = Field(default="weekly", max_length=20)
+    recommendation: str = Field(max_length=20)
+    data: dict = _json(default_factory=dict)
+    markdown: str = ""
+
+
+# --- audit, identity ---------------------------------------------------------------------------
+
+
+class AuditEntry(SQLModel, table=True):
+    """Hash-chained: ``hash = sha256(prev_hash + canonical(entry))`` (see storage/audit.py)."""
+
+    __tablename__ = "audit_log"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime = _ts(index=True)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=60, index=True)
+    target: str = Field(default="", max_length=300)
+    reason: str = ""
+    details: dict = _json(default_factory=dict)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class RoleGrant(SQLModel, table=True):
+    __tablename__ = "role_grants"
+    __table_args__ = (sa.UniqueConstraint("operator", "role", name="uq_role_grants"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    operator: str = Field(max_length=200, index=True)
+    role: str = Field(max_length=40)
+    granted_by: str = Field(max_length=200)
+    granted_at: datetime = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True, max_length=32)
+    operator: str = Field(max_length=200)
+    token_hash: str = Field(max_length=128, unique=True)
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=200)
+    revoked_at: Optional[datetime] = _ts(default=None, nullable=True)
+    last_used_at: Optional[datetime] = _ts(default=None, nullable=True)
+
+
+class LeaderLease(SQLModel, table=True):
+    __tablename__ = "leader_lease"
+
+    name: str = Field(primary_key=True, max_length=40)
+    holder: str = Field(max_length=300)
+    acquired_at: datetime = _ts()
+    renewed_at: datetime = _ts()
+    expires_at: datetime = _ts()
+
+
+class AlertOutbox(SQLModel, table=True):
+    __tablename__ = "alert_outbox"
+    __table_args__ = (sa.Index("ix_alert_outbox_due", "status", "next_attempt_at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    created_at: datetime = _ts()
+    sink: str = Field(max_length=100)
+    severity: str = Field(max_length=20)
+    kind: str = Field(default="trigger", max_length=20)  # trigger | resolve | info
+    dedup_key: str = Field(max_length=200)
+    payload: dict = _json(default_factory=dict)
+    status: str = Field(default="pending", max_length=20)  # pending | sent | dead
+    attempts: int = 0
+    next_attempt_at: datetime = _ts()
+    last_error: Optional[str] = None
+    sent_at: Optional[datetime] = _ts(default=None, nullable=True)
+
+
+ALL_TABLES = SQLModel.metadata

@@ -1,0 +1,89 @@
+"""Shared fixtures: a movable clock, real stores (a SQLite file and, where configured, PostgreSQL),
+and the removal of nondeterminism (config discovery, locale, the operator's environment)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.clock import ManualClock
+from engine.governance import Governance
+from storage.store import Store
+
+PG_URL = os.environ.get("GOVCON_TEST_POSTGRES_URL")
+T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
+OPERATOR = "alice"
+
+
+@pytest.fixture(autouse=True)
+def _isolate_environment(tmp_path_factory, monkeypatch):
+    """No test reads the developer's config, store or locale."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("GOVCON_CONFIG", str(home / "config.toml"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.delenv("GOVCON_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("TZ", "UTC")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+def _postgres_schema_url(schema: str) -> str:
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh schema on the real PostgreSQL server, dropped afterwards."""
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("GOVCON_TEST_POSTGRES_URL is not set in CI: .ci/run must start PostgreSQL")
+        pytest.skip("GOVCON_TEST_POSTGRES_URL not set (source .ci/postgres.sh && start_postgres)")
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _postgres_schema_url(schema)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return str(tmp_path / "governance.db")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request) -> str:
+    """Both real stores: every test using this runs on a SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(store_url):
+    s = Store(store_url)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def gov(store, clock) -> Governance:
+    """An initialised store: L3 since 200 days before T0, OPERATOR is admin."""
+    g = Governance(store, clock)
+    g.init_store(OPERATOR, phase_started=T0 - timedelta(days=200))
+    return g
