@@ -11,8 +11,8 @@ from typing import Any, Callable, TextIO
 
 from console.config import ConfigError, load_config
 from console.identity import current_operator
-from console.render import (print_audit, print_ingest, print_metrics, print_readiness, print_roles,
-                            print_status)
+from console.render import (print_audit, print_backtest, print_events, print_ingest, print_metrics,
+                            print_readiness, print_roles, print_rules, print_status)
 from engine.clock import Clock, SystemClock
 from engine.errors import GovconError, InvalidInput
 from engine.governance import Governance
@@ -206,6 +206,95 @@ def cmd_db(ctx: Context) -> int:
     return 0
 
 
+def cmd_events(ctx: Context) -> int:
+    if ctx.args.events_command == "resolve":
+        doc = ctx.gov.breakers.resolve(ctx.operator, ctx.args.id, note=ctx.args.note,
+                                       false_positive=ctx.args.false_positive)
+        if ctx.args.json:
+            ctx.emit_json(doc)
+        else:
+            fp = " as a false positive" if doc["falsePositive"] else ""
+            print(f"resolved {doc['id']} ({doc['ruleName']}){fp}", file=ctx.out)
+        return 0
+    events = ctx.gov.breaker_events(unresolved_only=ctx.args.unresolved, limit=ctx.args.limit)
+    ctx.emit_json(events) if ctx.args.json else print_events(events, ctx.out)
+    return 0
+
+
+def _rule_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes = {"condition": args.condition, "window": args.window, "action": args.action,
+               "alert_severity": args.severity, "min_samples": args.min_samples, "enabled": args.enabled}
+    return {k: v for k, v in changes.items() if v is not None}
+
+
+def cmd_rules(ctx: Context) -> int:
+    a = ctx.args
+    sub = a.rules_command or "list"
+    if sub == "list":
+        rules = ctx.gov.rules.list()
+        ctx.emit_json(rules) if a.json else print_rules(rules, ctx.out)
+        return 0
+    if sub == "show":
+        rule = ctx.gov.rules.show(a.name)
+        ctx.emit_json(rule) if a.json else print_rules([rule], ctx.out, detail=True)
+        return 0
+    if sub == "add":
+        rule = ctx.gov.rules.add(ctx.operator, {"name": a.name, **_rule_changes(a)})
+        ctx.emit_json(rule) if a.json else print(f"added rule {rule['name']!r}", file=ctx.out)
+        return 0
+    if sub == "set":
+        rule = ctx.gov.rules.set(ctx.operator, a.name, _rule_changes(a))
+        ctx.emit_json(rule) if a.json else print_rules([rule], ctx.out, detail=True)
+        return 0
+    if sub == "mode":
+        result = ctx.gov.overrides.set_breaker_mode(ctx.operator, a.mode, a.reason)
+        ctx.emit_json(result.to_json()) if a.json else print(result.message, file=ctx.out)
+        return 0
+    # backtest
+    if a.name:
+        rule = ctx.gov.rules.show(a.name)
+        condition, window, samples = rule["condition"], a.window or rule["window"], rule["minSamples"]
+    elif a.condition:
+        condition, window, samples = a.condition, a.window or "5m", a.min_samples or 10
+    else:
+        raise InvalidInput("backtest needs a rule NAME or --condition C [--window W]")
+    from engine.rules import validate_rule
+    validate_rule({"name": "backtest", "condition": condition, "window": window, "action": "alert_only",
+                   "alert_severity": "low", "min_samples": samples})
+    result = ctx.gov.backtester.run(condition, window, days=a.days, min_samples=samples)
+    ctx.emit_json(result.to_json()) if a.json else print_backtest(result.to_json(), ctx.out)
+    return 0
+
+
+def cmd_revert(ctx: Context) -> int:
+    result = ctx.gov.overrides.revert(ctx.operator, ctx.args.reason)
+    ctx.emit_json(result.to_json()) if ctx.args.json else print(result.message, file=ctx.out)
+    return 0
+
+
+def cmd_kill_switch(ctx: Context) -> int:
+    a = ctx.args
+    o = ctx.gov.overrides
+    if a.action == "engage":
+        result = o.engage_kill_switch(ctx.operator, a.reason)
+    elif a.action == "release":
+        result = o.release_kill_switch(ctx.operator, a.reason)
+    else:
+        result = o.drill(ctx.operator, ctx.gov.gate)
+    ctx.emit_json(result.to_json()) if a.json else print(result.message, file=ctx.out)
+    return 0 if not result.message.startswith("DRILL FAILED") else 1
+
+
+def cmd_gate(ctx: Context) -> int:
+    decision = ctx.gov.gate.decide(ctx.args.type, confidence=ctx.args.confidence,
+                                   action_class=ctx.args.action_class)
+    if ctx.args.json:
+        ctx.emit_json(decision.to_json())
+    else:
+        print(f"{decision.decision}: {decision.reason}", file=ctx.out)
+    return decision.exit_code
+
+
 def cmd_console(ctx: Context) -> int:
     from console.app import run_console
     return run_console(ctx.gov, operator=ctx.operator)
@@ -278,6 +367,66 @@ def build_parser() -> argparse.ArgumentParser:
     dp = dsub.add_parser("prune", help="delete raw events and snapshots older than a duration")
     dp.add_argument("--older-than", type=_duration, default=timedelta(days=90))
     dp.add_argument("--json", action="store_true")
+
+    sp = command("events", cmd_events, "circuit-breaker events: list and resolve")
+    esub = sp.add_subparsers(dest="events_command", metavar="list|resolve")
+    el = esub.add_parser("list")
+    el.add_argument("--unresolved", action="store_true")
+    el.add_argument("--limit", type=int, default=100)
+    el.add_argument("--json", action="store_true")
+    er = esub.add_parser("resolve", help="resolve an event (un-pauses its command type)")
+    er.add_argument("id")
+    er.add_argument("--note", required=True, help="what was found and done")
+    er.add_argument("--false-positive", action="store_true", help="the trip was not a real problem")
+    er.add_argument("--json", action="store_true")
+    sp.set_defaults(events_command="list", unresolved=False, limit=100)
+
+    sp = command("rules", cmd_rules, "circuit-breaker rules: list, show, add, set, backtest, mode")
+    rsub = sp.add_subparsers(dest="rules_command", metavar="list|show|add|set|backtest|mode")
+    rsub.add_parser("list").add_argument("--json", action="store_true")
+    rs = rsub.add_parser("show")
+    rs.add_argument("name")
+    rs.add_argument("--json", action="store_true")
+
+    def rule_options(rp: argparse.ArgumentParser, *, required: bool) -> None:
+        rp.add_argument("--condition", required=required, help='e.g. "errorRate > 0.05"')
+        rp.add_argument("--window", required=required, help="30s, 5m, 1h, 1d")
+        rp.add_argument("--action", required=required, choices=("revert_to_l3", "pause_command_type", "alert_only"))
+        rp.add_argument("--severity", required=required, choices=("critical", "high", "medium", "low"))
+        rp.add_argument("--min-samples", type=int, default=None)
+        en = rp.add_mutually_exclusive_group()
+        en.add_argument("--enable", dest="enabled", action="store_true", default=None)
+        en.add_argument("--disable", dest="enabled", action="store_false")
+        rp.add_argument("--json", action="store_true")
+
+    ra = rsub.add_parser("add", help="add a rule (validated before it is stored)")
+    ra.add_argument("name")
+    rule_options(ra, required=True)
+    rset = rsub.add_parser("set", help="change a rule (audited with before and after)")
+    rset.add_argument("name")
+    rule_options(rset, required=False)
+    rb = rsub.add_parser("backtest", help="what a rule or a draft would have done over stored history")
+    rb.add_argument("name", nargs="?")
+    rb.add_argument("--condition")
+    rb.add_argument("--window")
+    rb.add_argument("--min-samples", type=int, default=None)
+    rb.add_argument("--days", type=int, default=30)
+    rb.add_argument("--json", action="store_true")
+    rm = rsub.add_parser("mode", help="enforce, or shadow (record what would have happened, change nothing)")
+    rm.add_argument("mode", choices=("enforce", "shadow"))
+    rm.add_argument("--reason", default="")
+    rm.add_argument("--json", action="store_true")
+    sp.set_defaults(rules_command="list")
+
+    sp = command("revert", cmd_revert, "manual reversion to L3 (phase L3, whitelist cleared)")
+    sp.add_argument("--reason", required=True)
+    sp = command("kill-switch", cmd_kill_switch, "engage or release the kill switch, or drill it")
+    sp.add_argument("action", choices=("engage", "release", "drill"))
+    sp.add_argument("--reason", default=None)
+    sp = command("gate", cmd_gate, "may this command type run autonomously now? exit 0 allow, 3 needs_approval, 4 deny")
+    sp.add_argument("type")
+    sp.add_argument("--confidence", type=float, default=None)
+    sp.add_argument("--action-class", default=None)
 
     sp = command("demo", cmd_demo, "the console on a scratch store with history and a live agent",
                  json_flag=False)

@@ -83,3 +83,39 @@ def print_roles(grants: list[dict[str, Any]], out: TextIO) -> None:
         out.write(f"{g['operator']:<20} {g['role']:<20} granted by {g['grantedBy']} {g['grantedAt']}\n")
     if not grants:
         out.write("(no roles granted)\n")
+
+
+def print_events(events: list[dict[str, Any]], out: TextIO) -> None:
+    for e in events:
+        state = "resolved" if e["resolved"] else "OPEN"
+        shadow = " [shadow]" if e["shadow"] else ""
+        scope = f" {e['commandType']}" if e["commandType"] else ""
+        out.write(f"{e['id']}  {e['timestamp']}  {e['severity']:<8} {state:<8} {e['ruleName']}{scope}"
+                  f"  -> {e['action']}{shadow}\n")
+    if not events:
+        out.write("(no breaker events)\n")
+
+
+def print_rules(rules: list[dict[str, Any]], out: TextIO, *, detail: bool = False) -> None:
+    for r in rules:
+        st = r["statistics"]
+        fp = "-" if st["falsePositiveRate"] is None else pct(st["falsePositiveRate"], 0)
+        on = "on " if r["enabled"] else "off"
+        out.write(f"[{on}] {r['name']:<28} {r['condition']:<36} {r['window']:>4} {r['action']:<19} "
+                  f"{r['alertSeverity']:<8} trips {st['trips']} fp {fp} last {st['lastTrip'] or '-'}\n")
+        if detail:
+            out.write(f"      min samples {r['minSamples']}; resolved {st['resolved']}, "
+                      f"false positives {st['falsePositives']}, shadow trips {st['shadowTrips']}\n")
+
+
+def print_backtest(doc: dict[str, Any], out: TextIO) -> None:
+    out.write(f"{doc['condition']} over {doc['window']}, {doc['from']} .. {doc['to']} "
+              f"({doc['windowsJudged']:,} windows, one every {doc['stepSeconds']}s)\n")
+    out.write(f"would have tripped {doc['trips']} times: {doc['tripsWithIncidentNearby']} with an incident "
+              f"nearby, {doc['tripsWithoutIncident']} without\n")
+    for t in doc["tripTimes"][:50]:
+        scope = f" {t['commandType']}" if t["commandType"] else ""
+        near = ", ".join(t["incidentsNearby"]) or "no incident nearby"
+        out.write(f"  {t['at']}{scope}  {t['observed']}  [{near}]\n")
+    if len(doc["tripTimes"]) > 50:
+        out.write(f"  ... {len(doc['tripTimes']) - 50} more (use --json)\n")

@@ -10,24 +10,43 @@ from pathlib import Path
 from typing import Any
 
 from engine import access
+from engine.backtest import Backtester
+from engine.breakers import BreakerEngine, event_json
 from engine.clock import Clock, SystemClock, isoformat
 from engine.domain import DEFAULT_RULES, PHASES
 from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
+from engine.gate import Gate
 from engine.ingest import Ingestor
 from engine.metrics import MetricsCollector
+from engine.notifier import Notifier
+from engine.overrides import Overrides
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
+from engine.rules import RuleBook
 from storage import audit, audit_repo, breaker_repo, identity_repo, maintenance, readiness_repo, state_repo
 from storage.store import Store
 
 
 class Governance:
-    def __init__(self, store: Store, clock: Clock | None = None,
-                 readiness_policy: ReadinessPolicy | None = None) -> None:
+    def __init__(self, store: Store, clock: Clock | None = None, *,
+                 readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
+                 evaluate_on_ingest: bool = True) -> None:
         self.store = store
         self.clock = clock or SystemClock()
         self.metrics = MetricsCollector(store, self.clock)
         self.readiness = ReadinessAssessor(store, self.clock, readiness_policy)
+        self.notifier = Notifier(store, self.clock, sinks or [])
+        enqueue = self._enqueue_alert
+        self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue)
+        self.rules = RuleBook(store, self.clock)
+        self.backtester = Backtester(store, self.clock)
+        self.gate = Gate(store, self.clock)
+        self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue)
         self.ingestor = Ingestor(store, self.clock)
+        if evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
+            self.ingestor.listeners.append(lambda _report: self.breakers.evaluate())
+
+    def _enqueue_alert(self, conn, alert, kill_switch_engaged: bool) -> None:
+        self.notifier.enqueue(conn, alert, kill_switch_engaged=kill_switch_engaged)
 
     # --- creating a store ---------------------------------------------------------------------
 
@@ -108,6 +127,11 @@ class Governance:
         with self.store.read() as conn:
             return [{"operator": g.operator, "role": g.role, "grantedBy": g.granted_by,
                      "grantedAt": isoformat(g.granted_at)} for g in identity_repo.all_grants(conn)]
+
+    def breaker_events(self, *, unresolved_only: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            return [event_json(r) for r in breaker_repo.list_events(conn, unresolved_only=unresolved_only,
+                                                                     limit=limit)]
 
     # --- roles --------------------------------------------------------------------------------
 

@@ -53,3 +53,62 @@ def list_events(conn: Connection, *, unresolved_only: bool = False, limit: int |
     if limit:
         q = q.limit(limit)
     return conn.execute(q).all()
+
+
+def open_event(conn: Connection, rule_name: str, command_type: str | None) -> Row | None:
+    """The unresolved event of this rule and scope, if any (the rule does not trip again meanwhile)."""
+    q = sa.select(EVENTS).where(EVENTS.c.rule_name == rule_name, EVENTS.c.resolved.is_(False))
+    q = q.where(EVENTS.c.command_type.is_(None) if command_type is None
+                else EVENTS.c.command_type == command_type)
+    return conn.execute(q.limit(1)).first()
+
+
+def open_scopes(conn: Connection) -> set[tuple[str, str | None]]:
+    """(rule name, command type or None) of every unresolved event, shadow or not."""
+    rows = conn.execute(sa.select(EVENTS.c.rule_name, EVENTS.c.command_type)
+                        .where(EVENTS.c.resolved.is_(False))).all()
+    return {(r.rule_name, r.command_type) for r in rows}
+
+
+def insert_event(conn: Connection, **fields: Any) -> None:
+    conn.execute(sa.insert(EVENTS).values(**fields))
+
+
+def get_event(conn: Connection, event_id: str) -> Row | None:
+    return conn.execute(sa.select(EVENTS).where(EVENTS.c.id == event_id)).first()
+
+
+def update_event(conn: Connection, event_id: str, **fields: Any) -> None:
+    conn.execute(sa.update(EVENTS).where(EVENTS.c.id == event_id).values(**fields))
+
+
+def other_open_pauses(conn: Connection, command_type: str, excluding: str) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(EVENTS).where(
+        EVENTS.c.command_type == command_type, EVENTS.c.action == "pause_command_type",
+        EVENTS.c.resolved.is_(False), EVENTS.c.shadow.is_(False), EVENTS.c.id != excluding)).scalar_one()
+
+
+def rule_stats(conn: Connection) -> dict[str, dict[str, Any]]:
+    """Per rule: trips, resolved, false positives, last trip (enforced events; shadow counted apart)."""
+    rows = conn.execute(sa.select(
+        EVENTS.c.rule_name, EVENTS.c.shadow, sa.func.count(),
+        sa.func.count().filter(EVENTS.c.resolved.is_(True)),
+        sa.func.count().filter(EVENTS.c.false_positive.is_(True)),
+        sa.func.max(EVENTS.c.timestamp),
+    ).group_by(EVENTS.c.rule_name, EVENTS.c.shadow)).all()
+    stats: dict[str, dict[str, Any]] = {}
+    for name, shadow, trips, resolved, fps, last in rows:
+        s = stats.setdefault(name, {"trips": 0, "resolved": 0, "falsePositives": 0, "lastTrip": None,
+                                    "shadowTrips": 0})
+        if shadow:
+            s["shadowTrips"] += trips
+        else:
+            s["trips"] += trips
+            s["resolved"] += resolved
+            s["falsePositives"] += fps
+        s["lastTrip"] = max(filter(None, [s["lastTrip"], last]), default=None)
+    return stats
+
+
+def delete_rule(conn: Connection, name: str) -> bool:
+    return conn.execute(sa.delete(RULES).where(RULES.c.name == name)).rowcount > 0

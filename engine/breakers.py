@@ -1,0 +1,321 @@
+"""Circuit breakers: judge the enabled rules over windows that end now, and trip them.
+
+A trip is one write transaction: the breaker event, the action's state change (revert to L3 or pause
+the offending command types; nothing in shadow mode), its audit entry and its alerts in the outbox.
+While an unresolved event of the same rule and scope is open, the rule does not trip again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable
+
+from sqlalchemy.engine import Connection
+
+from engine import access
+from engine.alerts import Alert
+from engine.clock import Clock, isoformat
+from engine.errors import Conflict, InvalidInput, NotFound, NotInitialised
+from engine.metrics import CommandCounts
+from engine.rule_language import Condition, RuleError, parse_condition, parse_window
+from storage import audit, breaker_repo, events_repo, state_repo
+from storage.store import Store
+
+#: events stamped a little in the future (agents' clocks drift) still count as "now"
+CLOCK_SKEW = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    name: str
+    condition: Condition
+    window: timedelta
+    window_text: str
+    action: str
+    severity: str
+    min_samples: int
+
+    @classmethod
+    def from_row(cls, row) -> "CompiledRule":
+        return cls(row.name, parse_condition(row.condition), parse_window(row.window), row.window,
+                   row.action, row.alert_severity, row.min_samples)
+
+
+class WindowScope:
+    """The values a condition reads, for one window (and, for commandType.* names, one type)."""
+
+    def __init__(self, values: dict[str, Any], severities: frozenset[str]) -> None:
+        self.values = values
+        self._severities = severities
+
+    def value(self, name: str):
+        return self.values.get(name)
+
+    def severities(self) -> frozenset[str]:
+        return self._severities
+
+
+def _counts_values(prefix: str, counts: CommandCounts, min_samples: int) -> dict[str, Any]:
+    values: dict[str, Any] = {prefix + k: v for k, v in counts.to_json().items()}
+    judged = counts.total >= min_samples
+    for name, rate in counts.rates().items():
+        values[prefix + name] = rate if judged else None  # too few commands: the rate is not judged
+    return values
+
+
+class WindowData:
+    """Aggregates for one window [start, end], fetched once and shared by the rules that need them."""
+
+    def __init__(self, conn: Connection, start: datetime, end: datetime) -> None:
+        self.conn, self.start, self.end = conn, start, end
+        self._cache: dict[str, Any] = {}
+
+    def _get(self, key: str, fetch: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = fetch()
+        return self._cache[key]
+
+    def commands(self) -> CommandCounts:
+        return self._get("all", lambda: CommandCounts.from_status_counts(
+            events_repo.command_counts(self.conn, self.start, self.end)))
+
+    def autonomous(self) -> CommandCounts:
+        return self._get("auto", lambda: CommandCounts.from_status_counts(
+            events_repo.command_counts(self.conn, self.start, self.end, autonomous_only=True)))
+
+    def by_type(self) -> dict[str, CommandCounts]:
+        return self._get("types", lambda: {t: CommandCounts.from_status_counts(c) for t, c in
+                                           events_repo.command_counts_by_type(self.conn, self.start, self.end).items()})
+
+    def incidents(self) -> dict[str, int]:
+        return self._get("inc", lambda: events_repo.incident_counts(self.conn, self.start, self.end))
+
+    def safety(self) -> dict[str, int]:
+        return self._get("safety", lambda: events_repo.safety_counts(self.conn, self.start, self.end))
+
+    def severities(self) -> frozenset[str]:
+        return self._get("sev", lambda: frozenset(events_repo.incident_severities(self.conn, self.start, self.end)))
+
+    def scope(self, condition: Condition, min_samples: int) -> WindowScope:
+        names = condition.names
+        values: dict[str, Any] = {}
+        if any("." not in n for n in names):
+            values.update(_counts_values("", self.commands(), min_samples))
+        if any(n.startswith("autonomous.") for n in names):
+            values.update(_counts_values("autonomous.", self.autonomous(), min_samples))
+        if any(n.startswith("incidents.") for n in names):
+            values.update({f"incidents.{k}": v for k, v in self.incidents().items()})
+        if any(n.startswith("safety.") for n in names):
+            s = self.safety()
+            values.update({"safety.constraintViolations": s.get("constraint_violation", 0),
+                           "safety.emergencyAborts": s.get("emergency_abort", 0),
+                           "safety.safetyGateTriggers": s.get("safety_gate_trigger", 0)})
+        severities = self.severities() if condition.uses_incident_severity() else frozenset()
+        return WindowScope(values, severities)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule whose condition holds now, for the whole window or for one command type."""
+
+    rule: CompiledRule
+    command_type: str | None
+    observed: dict[str, Any]
+
+
+def judge(conn: Connection, rules: Iterable[CompiledRule], now: datetime) -> list[Verdict]:
+    """Every (rule, scope) whose condition holds over its window ending now."""
+    windows: dict[timedelta, WindowData] = {}
+    verdicts: list[Verdict] = []
+    for rule in rules:
+        data = windows.get(rule.window)
+        if data is None:
+            data = windows[rule.window] = WindowData(conn, now - rule.window, now + CLOCK_SKEW)
+        base = data.scope(rule.condition, rule.min_samples)
+        if not rule.condition.uses_command_type():
+            if rule.condition.evaluate(base):
+                verdicts.append(Verdict(rule, None, _observed(rule, base, data.commands().total)))
+            continue
+        for ctype, counts in sorted(data.by_type().items()):
+            scope = WindowScope({**base.values, **_counts_values("commandType.", counts, rule.min_samples)},
+                                base.severities())
+            if rule.condition.evaluate(scope):
+                verdicts.append(Verdict(rule, ctype, _observed(rule, scope, counts.total)))
+    return verdicts
+
+
+def _observed(rule: CompiledRule, scope: WindowScope, samples: int) -> dict[str, Any]:
+    observed = {name: scope.value(name) for name in sorted(rule.condition.names) if name != "incident.severity"}
+    if rule.condition.uses_incident_severity():
+        observed["incident.severity"] = sorted(scope.severities())
+    observed["samples"] = samples
+    observed["window"] = rule.window_text
+    return observed
+
+
+@dataclass
+class Trip:
+    event_id: str
+    rule_name: str
+    command_type: str | None
+    action: str
+    severity: str
+    shadow: bool
+    effect: str
+    observed: dict[str, Any] = field(default_factory=dict)
+
+
+AlertSink = Callable[[Connection, Alert, bool], Any]
+
+
+class BreakerEngine:
+    """Evaluates the rules (as events arrive and on the scheduler's tick) and resolves events."""
+
+    def __init__(self, store: Store, clock: Clock, *, enqueue_alert: AlertSink | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.enqueue_alert = enqueue_alert
+        self.on_trip: list[Callable[[Trip], None]] = []
+
+    def compiled_rules(self, conn: Connection) -> list[CompiledRule]:
+        rules = []
+        for row in breaker_repo.list_rules(conn, enabled_only=True):
+            try:
+                rules.append(CompiledRule.from_row(row))
+            except RuleError:
+                continue  # stored rules were validated; one edited behind our back is skipped, not fatal
+        return rules
+
+    def evaluate(self) -> list[Trip]:
+        now = self.clock.now()
+        with self.store.read() as conn:
+            if state_repo.get_state(conn) is None:
+                return []
+            rules = self.compiled_rules(conn)
+            verdicts = judge(conn, rules, now)
+            open_now = breaker_repo.open_scopes(conn)
+        verdicts = [v for v in verdicts if (v.rule.name, v.command_type) not in open_now]
+        if not verdicts:
+            return []
+        trips = []
+        with self.store.write() as conn:
+            for verdict in verdicts:
+                trip = self._trip(conn, verdict, now)
+                if trip is not None:
+                    trips.append(trip)
+        for trip in trips:
+            for callback in self.on_trip:
+                callback(trip)
+        return trips
+
+    def _trip(self, conn: Connection, verdict: Verdict, now: datetime) -> Trip | None:
+        state = state_repo.get_state(conn)
+        shadow = state.breaker_mode == "shadow"
+        rule = verdict.rule
+        if breaker_repo.open_event(conn, rule.name, verdict.command_type) is not None:
+            return None  # another process tripped it between our read and this write
+        event_id = "cbe-" + uuid.uuid4().hex[:12]
+        effect = "none (shadow mode: would have " + _describe_action(rule.action, verdict.command_type) + ")" \
+            if shadow else apply_action(conn, state, rule.action, verdict.command_type, now,
+                                        reason=f"circuit breaker {rule.name!r} tripped", actor="circuit-breaker",
+                                        event_id=event_id)
+        breaker_repo.insert_event(conn, id=event_id, rule_name=rule.name, timestamp=now, severity=rule.severity,
+                                  action=rule.action, command_type=verdict.command_type,
+                                  observed={**verdict.observed, "effect": effect}, shadow=shadow)
+        audit.append(conn, at=now, actor="circuit-breaker", action="breaker.trip", target=rule.name,
+                     reason=rule.condition.text,
+                     details={"event": event_id, "action": rule.action, "commandType": verdict.command_type,
+                              "mode": state.breaker_mode, "effect": effect, "observed": verdict.observed})
+        if self.enqueue_alert is not None:
+            scope = f" ({verdict.command_type})" if verdict.command_type else ""
+            self.enqueue_alert(conn, Alert(
+                kind="trigger", severity=rule.severity,
+                title=f"{'[shadow] ' if shadow else ''}Circuit breaker tripped: {rule.name}{scope}",
+                body=f"{rule.condition.text} over {rule.window_text}: {effect}",
+                dedup_key=f"govcon-breaker-{event_id}", at=now,
+                details={"event": event_id, "rule": rule.name, "observed": verdict.observed}),
+                bool(state.kill_switch_engaged))
+        return Trip(event_id, rule.name, verdict.command_type, rule.action, rule.severity, shadow, effect,
+                    verdict.observed)
+
+    def resolve(self, actor: str, event_id: str, *, note: str, false_positive: bool = False) -> dict[str, Any]:
+        if not note or not note.strip():
+            raise InvalidInput("resolving an event needs --note saying what was found and done")
+        now = self.clock.now()
+        with self.store.write() as conn:
+            access.require_role(conn, actor, "events.resolve")
+            event = breaker_repo.get_event(conn, event_id)
+            if event is None:
+                raise NotFound(f"no breaker event {event_id!r}; see `govcon events list --unresolved`")
+            if event.resolved:
+                raise Conflict(f"event {event_id} was resolved already by {event.resolved_by} "
+                               f"at {isoformat(event.resolved_at)}")
+            unpaused = None
+            if event.action == "pause_command_type" and not event.shadow and event.command_type:
+                if not breaker_repo.other_open_pauses(conn, event.command_type, excluding=event_id):
+                    state = state_repo.get_state(conn)
+                    paused = [t for t in state.paused_command_types or [] if t != event.command_type]
+                    if paused != list(state.paused_command_types or []):
+                        state_repo.update_state(conn, paused_command_types=paused, updated_at=now)
+                        unpaused = event.command_type
+            breaker_repo.update_event(conn, event_id, resolved=True, resolved_by=actor, resolved_at=now,
+                                      note=note.strip(), false_positive=false_positive)
+            audit.append(conn, at=now, actor=actor, action="breaker.resolve", target=event_id, reason=note.strip(),
+                         details={"rule": event.rule_name, "falsePositive": false_positive,
+                                  "unpaused": unpaused})
+            if self.enqueue_alert is not None:
+                self.enqueue_alert(conn, Alert(
+                    kind="resolve", severity=event.severity, title=f"Resolved: {event.rule_name}",
+                    body=f"resolved by {actor}: {note.strip()}", dedup_key=f"govcon-breaker-{event_id}", at=now,
+                    details={"event": event_id, "falsePositive": false_positive}), False)
+            row = breaker_repo.get_event(conn, event_id)
+        return event_json(row)
+
+
+def _describe_action(action: str, command_type: str | None) -> str:
+    return {"revert_to_l3": "reverted to L3 and cleared the whitelist",
+            "pause_command_type": f"paused {command_type}",
+            "alert_only": "alerted"}[action]
+
+
+def apply_action(conn: Connection, state, action: str, command_type: str | None, now: datetime, *,
+                 reason: str, actor: str, event_id: str | None = None) -> str:
+    """Perform a breaker action on the governance state (inside the caller's transaction)."""
+    if action == "revert_to_l3":
+        return revert_state(conn, state, now, actor=actor, reason=reason, event_id=event_id)
+    if action == "pause_command_type" and command_type:
+        paused = list(state.paused_command_types or [])
+        if command_type in paused:
+            return f"{command_type} was paused already"
+        state_repo.update_state(conn, paused_command_types=paused + [command_type], updated_at=now)
+        return f"paused {command_type}: the gate refuses it autonomy until the event is resolved"
+    return "alert only"
+
+
+def revert_state(conn: Connection, state, now: datetime, *, actor: str, reason: str,
+                 event_id: str | None = None) -> str:
+    if state.current_phase == "L3" and not state.command_whitelist:
+        return "already at L3 with an empty whitelist"
+    previous = state.current_phase
+    state_repo.update_state(conn, current_phase="L3", phase_started_at=now, command_whitelist=[], updated_at=now)
+    state_repo.start_phase(conn, phase="L3", at=now, actor=actor, reason=reason, breaker_event_id=event_id,
+                           proposal_id=state.validation_proposal_id
+                           if state.validation_until and state.validation_until > now else None)
+    return f"reverted {previous} -> L3 and cleared the whitelist ({len(state.command_whitelist or [])} types)"
+
+
+def event_json(row) -> dict[str, Any]:
+    return {"id": row.id, "ruleName": row.rule_name, "timestamp": isoformat(row.timestamp),
+            "severity": row.severity, "action": row.action, "commandType": row.command_type,
+            "observed": row.observed, "shadow": bool(row.shadow), "resolved": bool(row.resolved),
+            "resolvedBy": row.resolved_by, "resolvedAt": isoformat(row.resolved_at), "note": row.note,
+            "falsePositive": bool(row.false_positive)}
+
+
+def require_initialised(conn: Connection):
+    state = state_repo.get_state(conn)
+    if state is None:
+        raise NotInitialised()
+    return state
