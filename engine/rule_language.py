@@ -18,13 +18,13 @@ Grammar, lowest precedence first::
 ``not (errorRate > 0.05)``; ``not errorRate > 0.05`` is refused with that hint.
 ``===``/``!==`` mean ``==``/``!=``. Comparisons do not chain.
 
-Unknown values: a rate is unknown (None) when its denominator is zero; NaN is
-treated as unknown too. Evaluation uses Kleene three-valued logic: a comparison
-with an unknown number is unknown; ``not unknown`` is unknown; ``false and
-unknown`` is false; ``true or unknown`` is true; otherwise unknown propagates.
-``Condition.evaluate`` returns True only for a definite True, so an unknown
-rate never trips a breaker, negated or not. ``name == null`` and
-``name != null`` test whether a value is known and are never unknown.
+Unknown values: a rate is unknown (None) when its denominator is zero; NaN and
+names a scope does not supply count as unknown too. Evaluation uses Kleene
+three-valued logic: a comparison with an unknown number is unknown; ``not
+unknown`` is unknown; ``false and unknown`` is false; ``true or unknown`` is
+true; otherwise unknown propagates. ``Condition.evaluate`` returns True only for
+a definite True, so an unknown rate never trips a breaker, negated or not.
+``name == null`` / ``name != null`` test whether a value is known (never unknown).
 
 Severities: ``incident.severity == "x"`` is true when any incident in the
 window has severity x; ``incident.severity != "x"`` is true when there is at
@@ -39,17 +39,15 @@ import operator
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, Mapping, Protocol, Union
+from typing import Iterable, Iterator, Mapping, NamedTuple, Protocol, Union
 
-__all__ = [
-    "MAX_DEPTH", "MAX_LENGTH", "NAMES", "SEVERITIES", "And", "Compare", "Condition", "Literal",
-    "MappingScope", "Name", "NameInfo", "Node", "Not", "Or", "RuleError", "Scope", "explain",
-    "format_window", "parse_condition", "parse_window",
-]
+__all__ = ["MAX_DEPTH", "MAX_LENGTH", "NAMES", "SEVERITIES", "And", "Compare", "Condition", "Literal",
+           "MappingScope", "Name", "NameInfo", "Node", "Not", "Or", "RuleError", "Scope", "explain",
+           "format_window", "parse_condition", "parse_window"]
 
-MAX_LENGTH = 1000
-MAX_DEPTH = 50
-SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
+MAX_LENGTH = 1000  # characters in a condition
+MAX_DEPTH = 50     # nested parentheses and nots
+SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")  # = engine.domain.SEVERITIES
 
 
 class RuleError(ValueError):
@@ -63,37 +61,34 @@ class RuleError(ValueError):
         return f"column {self.position}: {self.message}" + (f" ({self.hint})" if self.hint else "")
 
 
-# --- vocabulary -------------------------------------------------------------
+# --- vocabulary ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class NameInfo:
     type: str                    # 'number' | 'string'
     kind: str                    # 'rate' | 'count' | 'severity'
     doc: str
-    alias_of: str | None = None  # canonical name this one stands for
-
-
-_RATES = ("successRate", "approvalRate", "rollbackRate", "errorRate")
-_COUNTS = {"total": "commands recorded", "proposed": "commands proposed",
-           "approved": "commands approved", "rejected": "commands rejected",
-           "succeeded": "commands that succeeded", "failed": "commands that failed",
-           "rolledBack": "commands rolled back"}
+    alias_of: str | None = None  # the canonical name this one stands for
 
 
 def _vocabulary() -> dict[str, NameInfo]:
+    counts = {"total": "commands recorded", "proposed": "commands proposed",
+              "approved": "commands approved", "rejected": "commands rejected",
+              "succeeded": "commands that succeeded", "failed": "commands that failed",
+              "rolledBack": "commands rolled back"}
     names: dict[str, NameInfo] = {}
     for prefix, where in (("", "in the window"),
                           ("autonomous.", "in the window, autonomous commands only"),
                           ("commandType.", "in the window, for the command type being checked")):
-        for rate in _RATES:
-            names[prefix + rate] = NameInfo(
-                "number", "rate", f"AutonomyMetrics {rate} {where}; unknown when its denominator is 0")
-        for count, doc in _COUNTS.items():
+        for rate in ("successRate", "approvalRate", "rollbackRate", "errorRate"):
+            names[prefix + rate] = NameInfo("number", "rate", f"AutonomyMetrics {rate} {where}; "
+                                            "unknown when its denominator is 0")
+        for count, doc in counts.items():
             names[prefix + count] = NameInfo("number", "count", f"{doc} {where}")
-    names["commandType.failures"] = NameInfo(
-        "number", "count", "alias of commandType.failed", alias_of="commandType.failed")
-    names["incident.severity"] = NameInfo(
-        "string", "severity", "severity of any incident in the window: " + ", ".join(SEVERITIES))
+    names["commandType.failures"] = NameInfo("number", "count", "alias of commandType.failed",
+                                             alias_of="commandType.failed")
+    names["incident.severity"] = NameInfo("string", "severity", "severity of any incident in the window: "
+                                          + ", ".join(SEVERITIES))
     for name, doc in (("incidents.total", "incidents in the window"),
                       ("incidents.critical", "critical incidents in the window"),
                       ("incidents.fromAutonomousActions", "incidents in the window caused by autonomous actions"),
@@ -107,12 +102,12 @@ def _vocabulary() -> dict[str, NameInfo]:
 NAMES: dict[str, NameInfo] = _vocabulary()
 
 
-# --- syntax tree ------------------------------------------------------------
+# --- syntax tree (every node carries the column it starts at, or its operator's) --
 
 @dataclass(frozen=True)
 class Literal:
     value: float | int | str | bool | None
-    raw: str   # canonical spelling, for display
+    raw: str  # canonical spelling, for display
     pos: int
 
 
@@ -125,38 +120,37 @@ class Name:
 
 @dataclass(frozen=True)
 class Compare:
-    op: str       # one of > >= < <= == !=
-    left: "Node"
-    right: "Node"
-    pos: int      # column of the operator
+    op: str  # > >= < <= == !=
+    left: Node
+    right: Node
+    pos: int  # column of the operator
 
 
 @dataclass(frozen=True)
 class Not:
-    operand: "Node"
+    operand: Node
     pos: int
 
 
 @dataclass(frozen=True)
 class And:
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
     pos: int
 
 
 @dataclass(frozen=True)
 class Or:
-    operands: tuple["Node", ...]
+    operands: tuple[Node, ...]
     pos: int
 
 
 Node = Union[Literal, Name, Compare, Not, And, Or]
 
 
-# --- tokenizer --------------------------------------------------------------
+# --- tokenizer ----------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str   # num str name cmp and or not ( ) true false null eof
+class _Token(NamedTuple):
+    kind: str  # num str name cmp and or not ( ) true false null eof
     text: str
     pos: int
     value: object = None
@@ -165,11 +159,10 @@ class _Token:
 _NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _OPERATORS = ("===", "!==", "==", "!=", ">=", "<=", "&&", "||", ">", "<", "!", "(", ")")
-_OP_KINDS = {"&&": "and", "||": "or", "!": "not", "(": "(", ")": ")"}
+_OP_KINDS = {"&&": "and", "||": "or", "!": "not", "(": "(", ")": ")"}  # the rest are "cmp"
 _KEYWORDS = ("and", "or", "not", "true", "false", "null")
-_CANONICAL_OP = {"===": "==", "!==": "!="}
 _STRAY = {"=": "use == to compare", "&": "use && or and", "|": "use || or or",
-          "-": "arithmetic and negative numbers are not supported"}
+          **dict.fromkeys("+-*/%", "arithmetic is not supported")}
 
 
 def _quote(s: str) -> str:
@@ -184,8 +177,7 @@ def _string(text: str, start: int) -> tuple[_Token, int]:
             return _Token("str", text[start:i + 1], start, "".join(out)), i + 1
         if c == "\\" and i + 1 < len(text):
             if text[i + 1] not in "\\\"'":
-                raise RuleError(f"unsupported escape '\\{text[i + 1]}'", i,
-                                "only \\\", \\' and \\\\ are escapes")
+                raise RuleError(f"unsupported escape '\\{text[i + 1]}'", i, "only \\\", \\' and \\\\ are escapes")
             c, i = text[i + 1], i + 1
         out.append(c)
         i += 1
@@ -204,31 +196,24 @@ def _tokenize(text: str) -> list[_Token]:
         elif m := _NUMBER.match(text, i):
             raw, i = m.group(), m.end()
             if i < n and (text[i].isalnum() or text[i] in "._"):
-                raise RuleError(f"malformed number {text[m.start():i + 1]!r}", i,
-                                "numbers look like 3, 0.05 or 1e-3")
+                raise RuleError(f"malformed number {text[m.start():i + 1]!r}", i, "numbers look like 3, 0.05 or 1e-3")
             tok = _Token("num", raw, m.start(), float(raw) if any(ch in raw for ch in ".eE") else int(raw))
         elif m := _IDENT.match(text, i):
             word, i = m.group(), m.end()
             if i < n and text[i] == ".":
-                raise RuleError(f"incomplete name {text[m.start():i + 1]!r}", i, "names look like errorRate or incidents.critical")
+                raise RuleError(f"incomplete name {word + '.'!r}", i, "names look like errorRate or incidents.critical")
             tok = _Token(word if word in _KEYWORDS else "name", word, m.start())
         else:
             op = next((o for o in _OPERATORS if text.startswith(o, i)), None)
             if op is None:
-                hint = _STRAY.get(c, "arithmetic is not supported" if c in "+*/%" else None)
-                raise RuleError(f"unexpected character {c!r}", i, hint)
+                raise RuleError(f"unexpected character {c!r}", i, _STRAY.get(c))
             tok, i = _Token(_OP_KINDS.get(op, "cmp"), op, i), i + len(op)
         tokens.append(tok)
     tokens.append(_Token("eof", "", n))
     return tokens
 
 
-# --- parser -----------------------------------------------------------------
-
-def _describe(tok: _Token) -> str:
-    return {"name": f"name {tok.text!r}", "num": f"number {tok.text}",
-            "str": f"string {tok.text}"}.get(tok.kind, repr(tok.text))
-
+# --- parser -------------------------------------------------------------------
 
 def _name_hint(word: str) -> str:
     if word.lower() in _KEYWORDS:
@@ -237,9 +222,9 @@ def _name_hint(word: str) -> str:
     if close:
         return f"did you mean {' or '.join(close)}?"
     prefix = word.rpartition(".")[0]
-    under = sorted(n for n in NAMES if prefix and n.startswith(prefix + "."))
+    under = [n for n in NAMES if prefix and n.startswith(prefix + ".")]
     if under:
-        return f"{prefix} names: " + ", ".join(under)
+        return f"{prefix} names: " + ", ".join(sorted(under))
     return ("known names include errorRate, failed, autonomous.errorRate, commandType.failures, "
             "incident.severity, incidents.critical, safety.emergencyAborts")
 
@@ -260,10 +245,11 @@ class _Parser:
     def unexpected(self, tok: _Token, hint: str | None) -> RuleError:
         if tok.kind == "eof":
             return RuleError("unexpected end of input", tok.pos, hint)
-        return RuleError(f"unexpected {_describe(tok)}", tok.pos, hint)
+        what = {"name": f"name {tok.text!r}", "num": f"number {tok.text}", "str": f"string {tok.text}"}
+        return RuleError(f"unexpected {what.get(tok.kind, repr(tok.text))}", tok.pos, hint)
 
-    def enter(self, tok: _Token) -> None:
-        self.depth += 1
+    def nest(self, tok: _Token, delta: int) -> None:
+        self.depth += delta
         if self.depth > MAX_DEPTH:
             raise RuleError("condition is nested too deeply", tok.pos,
                             f"use at most {MAX_DEPTH} levels of parentheses and not")
@@ -281,11 +267,11 @@ class _Parser:
     def and_expr(self) -> Node:
         return self.chain("and", And, self.comparison)
 
-    def chain(self, kind: str, cls: type, sub) -> Node:
-        start, operands = self.tok.pos, [sub()]
+    def chain(self, kind: str, cls: type, operand) -> Node:
+        start, operands = self.tok.pos, [operand()]
         while self.tok.kind == kind:
             self.advance()
-            operands.append(sub())
+            operands.append(operand())
         return operands[0] if len(operands) == 1 else cls(tuple(operands), start)
 
     def comparison(self) -> Node:
@@ -298,33 +284,33 @@ class _Parser:
             op2 = self.advance()
             hint = "combine comparisons with and, e.g. 0 < errorRate and errorRate < 0.1"
             try:
-                l, m, r = _atom(left), _atom(right), _atom(self.unary())
-                hint = f"use and: {l} {op.text} {m} and {m} {op2.text} {r}"
+                a, b, c = _atom(left), _atom(right), _atom(self.unary())
+                hint = f"use and: {a} {op.text} {b} and {b} {op2.text} {c}"
             except RuleError:
                 pass
             raise RuleError("comparisons cannot be chained", op2.pos, hint)
-        return Compare(_CANONICAL_OP.get(op.text, op.text), left, right, op.pos)
+        return Compare({"===": "==", "!==": "!="}.get(op.text, op.text), left, right, op.pos)
 
     def unary(self) -> Node:
         tok = self.tok
         if tok.kind != "not":
             return self.primary()
         self.advance()
-        self.enter(tok)
+        self.nest(tok, +1)
         operand = self.unary()
-        self.depth -= 1
+        self.nest(tok, -1)
         return Not(operand, tok.pos)
 
     def primary(self) -> Node:
         tok = self.tok
         if tok.kind == "(":
             self.advance()
-            self.enter(tok)
+            self.nest(tok, +1)
             node = self.or_expr()
             if self.tok.kind != ")":
                 raise self.unexpected(self.tok, f"missing ')' for the '(' at column {tok.pos}")
             self.advance()
-            self.depth -= 1
+            self.nest(tok, -1)
             return node
         if tok.kind == "name":
             info = NAMES.get(tok.text)
@@ -332,43 +318,20 @@ class _Parser:
                 raise RuleError(f"unknown name {tok.text!r}", tok.pos, _name_hint(tok.text))
             self.advance()
             return Name(info.alias_of or tok.text, tok.text, tok.pos)
-        if tok.kind in ("num", "str", "true", "false", "null"):
+        if tok.kind in ("num", "str"):
             self.advance()
-            if tok.kind in ("num", "str"):
-                return Literal(tok.value, tok.text if tok.kind == "num" else _quote(tok.value), tok.pos)
+            return Literal(tok.value, tok.text if tok.kind == "num" else _quote(tok.value), tok.pos)
+        if tok.kind in ("true", "false", "null"):
+            self.advance()
             return Literal({"true": True, "false": False, "null": None}[tok.kind], tok.kind, tok.pos)
         after = f" after {self.tokens[self.i - 1].text!r}" if self.i else ""
         raise self.unexpected(tok, f"expected a name, number or string{after}")
 
 
-# --- type checking ----------------------------------------------------------
+# --- type checking ------------------------------------------------------------
 
 def _start(node: Node) -> int:
-    if isinstance(node, Compare):
-        return _start(node.left)
-    return node.pos
-
-
-def _type(node: Node) -> str:
-    if isinstance(node, Literal):
-        v = node.value
-        return ("null" if v is None else "bool" if isinstance(v, bool)
-                else "string" if isinstance(v, str) else "number")
-    if isinstance(node, Name):
-        return NAMES[node.name].type
-    if isinstance(node, Compare):
-        _check_compare(node)
-    elif isinstance(node, Not):
-        if _type(node.operand) != "bool":
-            raise RuleError("'not' needs a comparison or boolean expression", node.pos,
-                            "e.g. not (errorRate > 0.05)")
-    else:
-        word = "and" if isinstance(node, And) else "or"
-        for sub in node.operands:
-            if (t := _type(sub)) != "bool":
-                raise RuleError(f"'{word}' combines comparisons, but {_atom(sub)} is a {t}", _start(sub),
-                                _example(sub))
-    return "bool"
+    return _start(node.left) if isinstance(node, Compare) else node.pos
 
 
 def _example(node: Node) -> str:
@@ -377,48 +340,69 @@ def _example(node: Node) -> str:
     return f"e.g. {node.spelled if isinstance(node, Name) else 'errorRate'} > 0.05"
 
 
+def _type(node: Node) -> str:
+    """'number', 'string', 'bool' or 'null'; raises RuleError where types do not fit."""
+    if isinstance(node, Literal):
+        v = node.value
+        return "null" if v is None else "bool" if isinstance(v, bool) else "string" if isinstance(v, str) else "number"
+    if isinstance(node, Name):
+        return NAMES[node.name].type
+    if isinstance(node, Compare):
+        _check_compare(node)
+    elif isinstance(node, Not):
+        if _type(node.operand) != "bool":
+            raise RuleError("'not' needs a comparison or boolean expression", node.pos, "e.g. not (errorRate > 0.05)")
+    else:
+        for sub in node.operands:
+            if (t := _type(sub)) != "bool":
+                word = "and" if isinstance(node, And) else "or"
+                raise RuleError(f"'{word}' combines comparisons, but {_atom(sub)} is a {t}", _start(sub),
+                                _example(sub))
+    return "bool"
+
+
 def _check_compare(node: Compare) -> None:
     left, right, op = node.left, node.right, node.op
     if isinstance(left, Not) and _type(left.operand) != "bool":
         raise RuleError("'not' needs a comparison or boolean expression", left.pos,
                         f"not binds tighter than comparisons: write not ({_atom(left.operand)} {op} {_atom(right)})")
-    lt, rt = _type(left), _type(right)
+    lt = "bool" if isinstance(left, Not) else _type(left)
+    rt = _type(right)
     for side, t in ((left, lt), (right, rt)):
         if t == "bool":
             raise RuleError("cannot compare a boolean", _start(side), "combine conditions with and, or and not")
     if not isinstance(left, Name) and not isinstance(right, Name):
         raise RuleError("comparison needs a name on one side", node.pos, "e.g. errorRate > 0.05")
     name, other, ntype, otype = (left, right, lt, rt) if isinstance(left, Name) else (right, left, rt, lt)
-    severity_hint = "compare incident.severity with one of " + ", ".join(map(_quote, SEVERITIES))
+    severities = "severity must be one of " + ", ".join(map(_quote, SEVERITIES))
     if otype == "null":
         if ntype != "number":
             raise RuleError(f"{name.spelled} cannot be null", other.pos, "use incidents.total == 0 for no incidents")
         if op not in ("==", "!="):
-            raise RuleError(f"cannot use {op} with null", node.pos, f"null only works with == and !=, e.g. {name.spelled} == null")
-        return
-    if ntype != otype:
-        culprit = other if not isinstance(other, Name) else right
+            raise RuleError(f"cannot use {op} with null", node.pos,
+                            f"null only works with == and !=, e.g. {name.spelled} == null")
+    elif ntype != otype:
+        hint = severities if ntype == "string" else f"compare {name.spelled} with a number, e.g. {name.spelled} > 0.05"
         raise RuleError(f"type mismatch: {name.spelled} is a {ntype} but {_atom(other)} is a {otype}",
-                        _start(culprit), severity_hint if ntype == "string" else f"compare {name.spelled} with a number, e.g. {name.spelled} > 0.05")
-    if ntype == "string":
+                        right.pos if isinstance(other, Name) else _start(other), hint)
+    elif ntype == "string":
         if op not in ("==", "!="):
             raise RuleError(f"cannot order strings with {op}", node.pos, "strings can only be compared with == or !=")
         if isinstance(other, Name):
-            raise RuleError("cannot compare two severities", other.pos, severity_hint)
+            raise RuleError("cannot compare two severities", other.pos, severities)
         if other.value not in SEVERITIES:
-            raise RuleError(f"unknown severity {other.raw}", other.pos,
-                            "severity must be one of " + ", ".join(map(_quote, SEVERITIES)))
+            raise RuleError(f"unknown severity {other.raw}", other.pos, severities)
 
 
-# --- evaluation -------------------------------------------------------------
+# --- evaluation ---------------------------------------------------------------
 
 class Scope(Protocol):
-    def value(self, name: str) -> float | int | str | None: ...
-    def severities(self) -> frozenset[str]: ...
+    def value(self, name: str) -> float | int | str | None: ...  # None: unknown
+    def severities(self) -> frozenset[str]: ...                  # of incidents in the window
 
 
 class MappingScope:
-    """A Scope backed by a dict; absent names are unknown, aliases are accepted as keys."""
+    """A Scope backed by a mapping; absent names are unknown, alias names are accepted as keys."""
 
     def __init__(self, values: Mapping[str, float | int | None], severities: Iterable[str] = ()) -> None:
         self._values = {(NAMES[k].alias_of if k in NAMES else None) or k: v for k, v in values.items()}
@@ -438,18 +422,17 @@ _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le
 def _number(node: Node, scope: Scope) -> float | int | None:
     if isinstance(node, Literal):
         return node.value  # type: ignore[return-value]
-    v = scope.value(node.name)  # type: ignore[union-attr]
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"scope value for {node.name!r} must be a number or None, not {type(v).__name__}")  # type: ignore[union-attr]
+    assert isinstance(node, Name)
+    v = scope.value(node.name)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        raise TypeError(f"scope value for {node.name!r} must be a number or None, not {type(v).__name__}")
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
 def _compare(node: Compare, scope: Scope) -> bool | None:
-    name = node.left if isinstance(node.left, Name) else node.right
-    other = node.right if name is node.left else node.left
-    if NAMES[name.name].type == "string":  # type: ignore[union-attr]
+    name, other = (node.left, node.right) if isinstance(node.left, Name) else (node.right, node.left)
+    assert isinstance(name, Name)
+    if NAMES[name.name].type == "string":
         present = frozenset(scope.severities())
         if node.op == "==":
             return other.value in present  # type: ignore[union-attr]
@@ -468,7 +451,7 @@ def _eval(node: Node, scope: Scope) -> bool | None:
     if isinstance(node, Not):
         v = _eval(node.operand, scope)
         return None if v is None else not v
-    decisive = isinstance(node, Or)  # the value that settles the result: True for or, False for and
+    decisive = isinstance(node, Or)  # the operand value that settles it: True for or, False for and
     result: bool | None = not decisive
     for sub in node.operands:  # type: ignore[union-attr]
         v = _eval(sub, scope)
@@ -479,7 +462,7 @@ def _eval(node: Node, scope: Scope) -> bool | None:
     return result
 
 
-def _names(node: Node) -> Iterable[str]:
+def _names(node: Node) -> Iterator[str]:
     if isinstance(node, Name):
         yield node.name
     elif isinstance(node, Compare):
@@ -508,7 +491,7 @@ class Condition:
         return frozenset(n for n in self.names if NAMES[n].kind == "rate")
 
     def evaluate(self, scope: Scope) -> bool:
-        """True only when the condition is definitely true (unknown counts as not tripped)."""
+        """True only when the condition is definitely true (unknown does not trip)."""
         return _eval(self.ast, scope) is True
 
 
@@ -527,10 +510,10 @@ def parse_condition(text: str) -> Condition:
     return Condition(text, ast, frozenset(_names(ast)))
 
 
-# --- display ----------------------------------------------------------------
+# --- display ------------------------------------------------------------------
 
 def _atom(node: Node) -> str:
-    """Render a comparison operand, parenthesised unless it binds at least as tightly."""
+    """Render an operand of a comparison or not, parenthesised unless it binds tighter."""
     text = _render(node)
     return f"({text})" if isinstance(node, (Compare, And, Or)) else text
 
@@ -550,50 +533,48 @@ def _render(node: Node) -> str:
 
 
 def explain(condition: Condition | str) -> str:
-    """Canonical one-line rendering, e.g. ``errorRate > 0.05`` (parses back to the same meaning)."""
+    """Canonical one-line rendering, e.g. ``errorRate > 0.05``; it parses back to the same meaning."""
     if isinstance(condition, str):
         condition = parse_condition(condition)
     return _render(condition.ast)
 
 
-# --- windows ----------------------------------------------------------------
+# --- windows ------------------------------------------------------------------
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}  # largest first
+_MAX_SECONDS = timedelta.max // timedelta(seconds=1)
 _WINDOW_HINT = "use a whole number followed by s, m, h or d, e.g. 5m"
 
 
 def parse_window(text: str) -> timedelta:
-    """Parse '30s', '5m', '1h', '1d', '2w' into a timedelta; raises RuleError."""
+    """Parse '30s', '5m', '1h', '1d' or '2w' into a timedelta; raises RuleError."""
     if not isinstance(text, str):
         raise RuleError("window must be text", 0, _WINDOW_HINT)
-    body = text.strip()
-    start = len(text) - len(text.lstrip())
+    body, start = text.strip(), len(text) - len(text.lstrip())
     if not body:
         raise RuleError("empty window", 0, _WINDOW_HINT)
     digits = re.match(r"[0-9]*", body).group()  # type: ignore[union-attr]
-    i = len(digits)
+    i, unit = len(digits), body[len(digits):len(digits) + 1]
     if body[0] == "-":
         raise RuleError("window must be positive", start, _WINDOW_HINT)
     if not digits:
         what = "window is missing a number" if body[0].isalpha() else f"unexpected character {body[0]!r}"
         raise RuleError(what, start, _WINDOW_HINT)
-    if i == len(body):
+    if not unit:
         raise RuleError("window is missing a unit", start + i, _WINDOW_HINT)
-    if body[i] == ".":
-        raise RuleError("window must be a whole number", start + i, "use a smaller unit instead, e.g. 90m rather than 1.5h")
-    if body[i] not in _UNITS:
-        raise RuleError(f"unknown unit {body[i]!r}", start + i, _WINDOW_HINT)
+    if unit == ".":
+        raise RuleError("window must be a whole number", start + i, "use a smaller unit, e.g. 90m rather than 1.5h")
+    if unit not in _UNITS:
+        raise RuleError(f"unknown unit {unit!r}", start + i, _WINDOW_HINT)
     if i + 1 < len(body):
-        raise RuleError(f"unexpected {body[i + 1:]!r} after the unit", start + i + 1, "use one unit, e.g. 90m rather than 1h30m")
+        raise RuleError(f"unexpected {body[i + 1:]!r} after the unit", start + i + 1,
+                        "use one unit, e.g. 90m rather than 1h30m")
     significant = digits.lstrip("0")
     if not significant:
         raise RuleError("window must be positive", start, _WINDOW_HINT)
-    try:
-        if len(significant) > 15:
-            raise OverflowError
-        return timedelta(seconds=int(significant) * _UNITS[body[i]])
-    except OverflowError:
-        raise RuleError("window is too long", start, _WINDOW_HINT) from None
+    if len(significant) > 15 or int(significant) * _UNITS[unit] > _MAX_SECONDS:
+        raise RuleError("window is too long", start, _WINDOW_HINT)
+    return timedelta(seconds=int(significant) * _UNITS[unit])
 
 
 def format_window(td: timedelta) -> str:
