@@ -9,10 +9,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from console.config import ConfigError, load_config
+from console.config import Config, ConfigError, build_governance, load_config
 from console.identity import current_operator
 from console.render import (print_audit, print_backtest, print_events, print_ingest, print_metrics,
-                            print_readiness, print_roles, print_rules, print_status)
+                            print_policies, print_proposals, print_readiness, print_roles, print_rules,
+                            print_status)
+from engine.report_markdown import render as report_markdown
 from engine.clock import Clock, SystemClock
 from engine.errors import GovconError, InvalidInput
 from engine.governance import Governance
@@ -33,14 +35,20 @@ class Context:
         self.out = out
         self.err = err
         self._gov: Governance | None = None
+        self._config: Config | None = None
         self.operator = current_operator()
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config()
+        return self._config
 
     @property
     def gov(self) -> Governance:
         if self._gov is None:
-            config = load_config()
-            url = getattr(self.args, "database_url", None) or config.database_url
-            self._gov = Governance(Store(url), self.clock)
+            url = getattr(self.args, "database_url", None) or self.config.database_url
+            self._gov = build_governance(Store(url), self.config, self.clock)
         return self._gov
 
     def close(self) -> None:
@@ -286,13 +294,65 @@ def cmd_kill_switch(ctx: Context) -> int:
 
 
 def cmd_gate(ctx: Context) -> int:
-    decision = ctx.gov.gate.decide(ctx.args.type, confidence=ctx.args.confidence,
+    from engine.gate import DENY, GateDecision
+    try:
+        gov = ctx.gov
+    except Exception as exc:  # fail closed: a store we cannot open allows nothing
+        decision = GateDecision(DENY, f"store unreachable, failing closed: {exc}", ctx.args.type, None)
+    else:
+        if ctx.args.explain:
+            policy = gov.policies.find(ctx.args.type, ctx.args.action_class)
+            doc = {"commandType": ctx.args.type, "policy": policy.to_json() if policy else None,
+                   "policies": gov.policies.explain()}
+            if ctx.args.json:
+                ctx.emit_json(doc)
+            else:
+                print_policies(doc, ctx.out)
+            return 0
+        decision = gov.gate.decide(ctx.args.type, confidence=ctx.args.confidence,
                                    action_class=ctx.args.action_class)
     if ctx.args.json:
         ctx.emit_json(decision.to_json())
     else:
         print(f"{decision.decision}: {decision.reason}", file=ctx.out)
     return decision.exit_code
+
+
+def cmd_cycle(ctx: Context) -> int:
+    report = ctx.gov.cycle.run(ctx.operator)
+    if ctx.args.json:
+        ctx.emit_json(report)
+    else:
+        print(report_markdown(report), file=ctx.out)
+    return 0
+
+
+def cmd_proposals(ctx: Context) -> int:
+    a = ctx.args
+    sub = a.proposals_command or "list"
+    book = ctx.gov.proposals
+    if sub == "list":
+        docs = book.list(status=a.status)
+        ctx.emit_json(docs) if a.json else print_proposals(docs, ctx.out)
+        return 0
+    if sub == "show":
+        doc = book.show(a.id)
+    elif sub == "approve":
+        doc = book.approve(ctx.operator, a.id, a.role)
+    else:
+        doc = book.reject(ctx.operator, a.id, a.reason)
+    ctx.emit_json(doc) if a.json else print_proposals([doc], ctx.out, detail=True)
+    return 0
+
+
+def cmd_scheduler(ctx: Context) -> int:
+    from engine.jobs import default_holder, run_headless
+    gov = ctx.gov
+    print(f"scheduler candidate {default_holder('scheduler', ctx.operator)} on {gov.store.display_url}",
+          file=ctx.err)
+    run_headless(gov, default_holder("scheduler", ctx.operator), stop_after=ctx.args.run_for,
+                 **ctx.config.scheduler_options())
+    return 0
 
 
 def cmd_console(ctx: Context) -> int:
@@ -427,6 +487,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("type")
     sp.add_argument("--confidence", type=float, default=None)
     sp.add_argument("--action-class", default=None)
+    sp.add_argument("--explain", action="store_true", help="show the policy that applies and its limits")
+
+    command("cycle", cmd_cycle, "run the governance cycle now: report, and a proposal when ready")
+    sp = command("proposals", cmd_proposals, "scope-expansion proposals: list, show, approve, reject")
+    psub = sp.add_subparsers(dest="proposals_command", metavar="list|show|approve|reject")
+    pl = psub.add_parser("list")
+    pl.add_argument("--status", choices=("pending", "approved", "rejected", "expired"), default=None)
+    pl.add_argument("--json", action="store_true")
+    ps = psub.add_parser("show")
+    ps.add_argument("id")
+    ps.add_argument("--json", action="store_true")
+    pa = psub.add_parser("approve", help="approve as one of your roles")
+    pa.add_argument("id")
+    pa.add_argument("--role", required=True)
+    pa.add_argument("--json", action="store_true")
+    pr = psub.add_parser("reject")
+    pr.add_argument("id")
+    pr.add_argument("--reason", required=True)
+    pr.add_argument("--json", action="store_true")
+    sp.set_defaults(proposals_command="list", status=None)
+
+    sp = command("scheduler", cmd_scheduler, "run the scheduled jobs headless (one leader per store)",
+                 json_flag=False)
+    sp.add_argument("--run-for", type=float, default=None, help=argparse.SUPPRESS)
 
     sp = command("demo", cmd_demo, "the console on a scratch store with history and a live agent",
                  json_flag=False)

@@ -38,6 +38,20 @@ class Config:
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
+    def scheduler_options(self) -> dict[str, Any]:
+        """[scheduler] weekly_cycle = "fri 16:00", timezone = "UTC", backup_dir, retention_days."""
+        sec = self.section("scheduler")
+        opts: dict[str, Any] = {}
+        if "weekly_cycle" in sec:
+            opts["weekly_cycle"] = str(sec["weekly_cycle"])
+        if "timezone" in sec:
+            opts["timezone_name"] = str(sec["timezone"])
+        if "backup_dir" in sec:
+            opts["backup_dir"] = str(sec["backup_dir"])
+        if "retention_days" in sec:
+            opts["retention_days"] = int(sec["retention_days"])
+        return opts
+
     def section(self, name: str) -> dict[str, Any]:
         value = self.raw.get(name, {})
         if not isinstance(value, dict):
@@ -57,3 +71,22 @@ def load_config(path: Path | None = None) -> Config:
     if not isinstance(url, str):
         raise ConfigError(f"{path}: database_url must be a string")
     return Config(database_url=url, path=path if path.exists() else None, raw=raw)
+
+
+def build_governance(store, config: Config, clock=None):
+    """The Governance facade configured from the config file: alert sinks, gate policies, proposals."""
+    from datetime import timedelta
+
+    from engine.alerts import load_sinks
+    from engine.governance import Governance
+    from engine.policies import load_policies
+    from engine.proposals import ProposalPolicy
+
+    gov_cfg = config.section("governance")
+    try:
+        ttl = timedelta(days=float(gov_cfg.get("proposal_ttl_days", 7)))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{config.path}: [governance].proposal_ttl_days must be a number of days")
+    return Governance(store, clock, sinks=load_sinks(config.section("alerts")),
+                      policies=load_policies(config.section("policies")),
+                      proposal_policy=ProposalPolicy(ttl=ttl))

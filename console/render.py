@@ -119,3 +119,36 @@ def print_backtest(doc: dict[str, Any], out: TextIO) -> None:
         out.write(f"  {t['at']}{scope}  {t['observed']}  [{near}]\n")
     if len(doc["tripTimes"]) > 50:
         out.write(f"  ... {len(doc['tripTimes']) - 50} more (use --json)\n")
+
+
+def print_proposals(docs: list[dict[str, Any]], out: TextIO, *, detail: bool = False) -> None:
+    for p in docs:
+        e = p["expansion"]
+        approvals = ", ".join(f"{a['role']}={a['approver']}" for a in p["approvals"]) or "none yet"
+        out.write(f"{p['proposalId']}  {p['status']:<8} {e['currentPhase']} -> {e['targetPhase']}  "
+                  f"{', '.join(e['commandsToWhitelist'])}  approvals: {approvals}"
+                  + (f"; still needed: {', '.join(p['stillNeeded'])}" if p["status"] == "pending" else "") + "\n")
+        if detail:
+            out.write(f"  created {p['timestamp']} by {p['triggeredBy']}, expires {p['expiresAt']}, "
+                      f"validation {e['validationPeriod']} days, risk {p['riskAssessment']['level']}\n")
+            for c in p["rationale"].get("commandChoices", []):
+                mark = "+" if c["chosen"] else "-"
+                out.write(f"  {mark} {c['commandType']}: {c['reason']}\n")
+            for m in p["riskAssessment"]["mitigations"]:
+                out.write(f"  mitigation: {m}\n")
+            out.write(f"  rollback plan: {p['riskAssessment']['rollbackPlan']}\n")
+    if not docs:
+        out.write("(no proposals)\n")
+
+
+def print_policies(doc: dict[str, Any], out: TextIO) -> None:
+    p = doc["policy"]
+    if p is None:
+        out.write(f"no policy applies to {doc['commandType']}: the whitelist and phase alone decide\n")
+    else:
+        out.write(f"policy {p['name']} applies to {doc['commandType']}:\n")
+        for k, v in p.items():
+            out.write(f"  {k:<26} {v}\n")
+    others = [q["name"] for q in doc["policies"] if p is None or q["name"] != p["name"]]
+    if others:
+        out.write(f"other policies: {', '.join(others)}\n")

@@ -299,10 +299,12 @@ def revert_state(conn: Connection, state, now: datetime, *, actor: str, reason: 
     if state.current_phase == "L3" and not state.command_whitelist:
         return "already at L3 with an empty whitelist"
     previous = state.current_phase
-    state_repo.update_state(conn, current_phase="L3", phase_started_at=now, command_whitelist=[], updated_at=now)
+    in_validation = state.validation_until is not None and state.validation_until > now
+    state_repo.update_state(conn, current_phase="L3", phase_started_at=now, command_whitelist=[], updated_at=now,
+                            validation_until=None, validation_proposal_id=None)
+    # a reversion during a validation period is recorded against the proposal (the next report shows it)
     state_repo.start_phase(conn, phase="L3", at=now, actor=actor, reason=reason, breaker_event_id=event_id,
-                           proposal_id=state.validation_proposal_id
-                           if state.validation_until and state.validation_until > now else None)
+                           proposal_id=state.validation_proposal_id if in_validation else None)
     return f"reverted {previous} -> L3 and cleared the whitelist ({len(state.command_whitelist or [])} types)"
 
 

@@ -36,8 +36,8 @@ class GateDecision:
 
 
 class PolicyCheck(Protocol):
-    def __call__(self, conn, state, command_type: str, confidence: float | None,
-                 action_class: str | None) -> GateDecision | None: ...
+    def __call__(self, conn, state, command_type: str, confidence: float | None, action_class: str | None,
+                 now) -> tuple[GateDecision | None, dict[str, Any]]: ...
 
 
 class Gate:
@@ -82,8 +82,9 @@ class Gate:
             if command_type not in (state.command_whitelist or []):
                 return GateDecision(NEEDS_APPROVAL, f"{command_type} is not on the {phase} whitelist",
                                     command_type, phase)
+            extra: dict[str, Any] = {}
             if self.policy is not None:
-                refused = self.policy(conn, state, command_type, confidence, action_class)
+                refused, extra = self.policy(conn, state, command_type, confidence, action_class, self.clock.now())
                 if refused is not None:
                     return refused
-        return GateDecision(ALLOW, f"{command_type} is whitelisted at {phase}", command_type, phase)
+        return GateDecision(ALLOW, f"{command_type} is whitelisted at {phase}", command_type, phase, extra)

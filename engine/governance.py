@@ -13,6 +13,7 @@ from engine import access
 from engine.backtest import Backtester
 from engine.breakers import BreakerEngine, event_json
 from engine.clock import Clock, SystemClock, isoformat
+from engine.cycle import GovernanceCycle, Reports
 from engine.domain import DEFAULT_RULES, PHASES
 from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
 from engine.gate import Gate
@@ -20,8 +21,11 @@ from engine.ingest import Ingestor
 from engine.metrics import MetricsCollector
 from engine.notifier import Notifier
 from engine.overrides import Overrides
+from engine.policies import Policy, PolicyEngine
+from engine.proposals import ProposalBook, ProposalPolicy
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
 from engine.rules import RuleBook
+from engine.trends import predictions, rate_series, trend
 from storage import audit, audit_repo, breaker_repo, identity_repo, maintenance, readiness_repo, state_repo
 from storage.store import Store
 
@@ -29,6 +33,7 @@ from storage.store import Store
 class Governance:
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
+                 policies: list[Policy] | None = None, proposal_policy: ProposalPolicy | None = None,
                  evaluate_on_ingest: bool = True) -> None:
         self.store = store
         self.clock = clock or SystemClock()
@@ -39,8 +44,12 @@ class Governance:
         self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue)
         self.rules = RuleBook(store, self.clock)
         self.backtester = Backtester(store, self.clock)
-        self.gate = Gate(store, self.clock)
+        self.policies = PolicyEngine(policies or [])
+        self.gate = Gate(store, self.clock, policy=self.policies)
         self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue)
+        self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue)
+        self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals)
+        self.reports = Reports(store)
         self.ingestor = Ingestor(store, self.clock)
         if evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
             self.ingestor.listeners.append(lambda _report: self.breakers.evaluate())
@@ -51,7 +60,7 @@ class Governance:
     # --- creating a store ---------------------------------------------------------------------
 
     def init_store(self, actor: str, *, phase_started: datetime | None = None,
-                   extra_roles: tuple[str, ...] = ()) -> None:
+                   extra_roles: tuple[str, ...] = (), four_eyes_relaxed: bool = False) -> None:
         """Create the governance state at L3; the creator becomes the first admin."""
         now = self.clock.now()
         started = phase_started or now
@@ -64,7 +73,8 @@ class Governance:
                     "(use `govcon db migrate` to upgrade one)")
             state_repo.create_state(conn, current_phase="L3", phase_started_at=started, adopted_at=started,
                                     command_whitelist=[], paused_command_types=[], created_at=now,
-                                    created_by=actor, updated_at=now, breaker_mode="enforce")
+                                    created_by=actor, updated_at=now, breaker_mode="enforce",
+                                    four_eyes_relaxed=four_eyes_relaxed)
             state_repo.start_phase(conn, phase="L3", at=started, actor=actor, reason="store created")
             for rule in DEFAULT_RULES:
                 breaker_repo.insert_rule(conn, **rule, created_at=now, updated_at=now)
@@ -73,7 +83,7 @@ class Governance:
             audit.append(conn, at=now, actor=actor, action="store.init", target="governance",
                          details={"phase": "L3", "phaseStarted": isoformat(started),
                                   "rules": [r["name"] for r in DEFAULT_RULES],
-                                  "roles": ["admin", *extra_roles]})
+                                  "roles": ["admin", *extra_roles], "fourEyesRelaxed": four_eyes_relaxed})
 
     def is_initialised(self) -> bool:
         with self.store.read() as conn:
@@ -133,6 +143,15 @@ class Governance:
             return [event_json(r) for r in breaker_repo.list_events(conn, unresolved_only=unresolved_only,
                                                                      limit=limit)]
 
+    def trend_report(self, hours: int = 24) -> dict[str, Any]:
+        """EMA, slope and z-score per key rate over the stored snapshots, and predicted breaker crossings."""
+        now = self.clock.now()
+        with self.store.read() as conn:
+            snaps = readiness_repo.snapshots(conn, now - timedelta(hours=hours))
+            rules = breaker_repo.list_rules(conn, enabled_only=True)
+        trends = [trend(m, rate_series(snaps, m)).to_json() for m in ("successRate", "errorRate", "rollbackRate")]
+        return {"trends": trends, "predictions": [p.to_json() for p in predictions(snaps, rules, now)]}
+
     # --- roles --------------------------------------------------------------------------------
 
     def grant_role(self, actor: str, operator: str, role: str) -> bool:
@@ -184,12 +203,13 @@ class Governance:
 
     # --- maintenance --------------------------------------------------------------------------
 
-    def prune(self, actor: str, older_than: timedelta) -> dict[str, int]:
+    def prune(self, actor: str, older_than: timedelta, *, system: bool = False) -> dict[str, int]:
         if older_than < timedelta(days=1):
             raise InvalidInput("--older-than must be at least 1d")
         now = self.clock.now()
         with self.store.write() as conn:
-            access.require_role(conn, actor, "rules.edit")
+            if not system:
+                access.require_role(conn, actor, "rules.edit")
             removed = maintenance.prune(conn, now - older_than)
             audit.append(conn, at=now, actor=actor, action="db.prune", target="store",
                          details={"olderThanDays": older_than.days, "removed": removed})

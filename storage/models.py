@@ -129,6 +129,7 @@ class GovernanceState(SQLModel, table=True):
     breaker_mode: str = Field(default="enforce", max_length=10)
     validation_until: Optional[datetime] = _ts(default=None, nullable=True)
     validation_proposal_id: Optional[str] = Field(default=None, max_length=64)
+    four_eyes_relaxed: bool = False  # only a demo store: one operator may fill every role
     created_at: datetime = _ts()
     created_by: str = Field(max_length=200)
     updated_at: datetime = _ts()
@@ -265,6 +266,7 @@ class Proposal(SQLModel, table=True):
     decided_by: Optional[str] = Field(default=None, max_length=200)
     reason: Optional[str] = None
     applied_at: Optional[datetime] = _ts(default=None, nullable=True)
+    expiry_warned_at: Optional[datetime] = _ts(default=None, nullable=True)
 
 
 class Approval(SQLModel, table=True):
@@ -360,6 +362,21 @@ class AlertOutbox(SQLModel, table=True):
     next_attempt_at: datetime = _ts()
     last_error: Optional[str] = None
     sent_at: Optional[datetime] = _ts(default=None, nullable=True)
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a scheduled job for one slot; the unique key makes a second run of a slot impossible."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (sa.UniqueConstraint("job_id", "slot", name="uq_job_runs_slot"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=60)
+    slot: str = Field(max_length=40)  # the scheduled time the run is for, ISO 8601
+    holder: str = Field(max_length=300)
+    started_at: datetime = _ts()
+    finished_at: Optional[datetime] = _ts(default=None, nullable=True)
+    outcome: Optional[str] = None
 
 
 ALL_TABLES = SQLModel.metadata

@@ -1,0 +1,207 @@
+"""The scheduler: APScheduler 3.x jobs run by exactly one process per store, the leader.
+
+Leadership is a lease row in the store (holder, expiry), renewed every RENEW seconds and valid for TTL
+seconds; a follower takes over once it has expired (within TTL + RENEW, under 30 s). Jobs that run once
+per slot (the weekly cycle, snapshots, prune, backup) also claim their slot in ``job_runs``, whose unique
+key makes a second run of the same slot impossible even in the moment two processes both think they lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from engine.alerts import Alert
+from engine.clock import isoformat
+from storage import jobs_repo, state_repo
+
+log = logging.getLogger("govcon.scheduler")
+
+LEASE = "scheduler"
+TTL = timedelta(seconds=20)
+RENEW = 5  # seconds
+
+
+def default_holder(kind: str, operator: str) -> str:
+    """e.g. ``console:alice@ops-host:4242`` — who holds the lease, as operators see it."""
+    return f"{kind}:{operator}@{socket.gethostname()}:{os.getpid()}"
+
+
+class GovconScheduler:
+    def __init__(self, gov, holder: str, *, weekly_cycle: str = "fri 16:00", timezone_name: str = "UTC",
+                 backup_dir: str | None = None, retention_days: int = 90, tick_seconds: int = 10) -> None:
+        self.gov = gov
+        self.holder = holder
+        self.weekly_cycle = weekly_cycle
+        self.timezone_name = timezone_name
+        self.backup_dir = backup_dir
+        self.retention_days = retention_days
+        self.tick_seconds = tick_seconds
+        self.is_leader = False
+        self.scheduler: AsyncIOScheduler | None = None
+        self._warned: dict[str, datetime] = {}
+        self.runs: list[str] = []  # job ids run by this process (for operators and tests)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start on the running asyncio loop (call from Textual's on_mount or an async main)."""
+        day, hhmm = self.weekly_cycle.split()
+        hour, minute = (int(x) for x in hhmm.split(":"))
+        s = AsyncIOScheduler(jobstores={"default": MemoryJobStore()}, timezone=self.timezone_name,
+                             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
+        now = datetime.now(timezone.utc)
+        s.add_job(self.renew_lease, "interval", seconds=RENEW, id="leader-lease", next_run_time=now)
+        s.add_job(self._guard("breaker-tick", self.breaker_tick), "interval", seconds=self.tick_seconds,
+                  id="breaker-tick")
+        s.add_job(self._guard("alert-delivery", self.deliver_alerts), "interval", seconds=5, id="alert-delivery")
+        s.add_job(self._guard("proposal-expiry", self.gov.proposals.expire_due), "interval", minutes=5,
+                  id="proposal-expiry")
+        s.add_job(self._guard("metrics-snapshot", self.snapshot, slot=timedelta(hours=1)), "interval", minutes=10,
+                  id="metrics-snapshot", next_run_time=now + timedelta(seconds=RENEW + 1))
+        s.add_job(self._guard("readiness-assessment", self.assess, slot=timedelta(hours=6)), "interval",
+                  minutes=30, id="readiness-assessment", next_run_time=now + timedelta(seconds=RENEW + 2))
+        s.add_job(self._guard("weekly-cycle", self.cycle, slot=timedelta(days=7)),
+                  CronTrigger(day_of_week=day, hour=hour, minute=minute, timezone=self.timezone_name),
+                  id="weekly-cycle")
+        s.add_job(self._guard("retention-prune", self.prune, slot=timedelta(days=1)),
+                  CronTrigger(hour=3, minute=30, timezone=self.timezone_name), id="retention-prune")
+        if self.backup_dir and self.gov.store.dialect == "sqlite":
+            s.add_job(self._guard("backup", self.backup, slot=timedelta(days=1)),
+                      CronTrigger(hour=3, minute=0, timezone=self.timezone_name), id="backup")
+        s.start()
+        self.scheduler = s
+
+    def shutdown(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        self.release_lease()
+
+    # --- leadership ---------------------------------------------------------------------------
+
+    def renew_lease(self) -> bool:
+        now = self.gov.clock.now()
+        try:
+            with self.gov.store.write() as conn:
+                self.is_leader = state_repo.try_acquire_lease(conn, name=LEASE, holder=self.holder, now=now,
+                                                              expires_at=now + TTL)
+        except Exception as exc:  # the store is down: we cannot prove leadership, so we do not lead
+            log.warning("lease renewal failed: %s", exc)
+            self.is_leader = False
+        return self.is_leader
+
+    def release_lease(self) -> None:
+        try:
+            with self.gov.store.write() as conn:
+                state_repo.release_lease(conn, name=LEASE, holder=self.holder)
+        except Exception as exc:
+            log.warning("lease release failed: %s", exc)
+        self.is_leader = False
+
+    def leader_holder(self) -> str | None:
+        with self.gov.store.read() as conn:
+            lease = state_repo.get_lease(conn, LEASE)
+        return lease.holder if lease and lease.expires_at > self.gov.clock.now() else None
+
+    def _guard(self, job_id: str, fn: Callable[[], Any], *, slot: timedelta | None = None) -> Callable[[], Any]:
+        """Run fn only while leading, and for slot jobs only if this slot was not run already."""
+        def run() -> Any:
+            if not self.is_leader:
+                return None
+            if slot is not None:
+                now = self.gov.clock.now()
+                start = datetime.fromtimestamp(now.timestamp() // slot.total_seconds() * slot.total_seconds(),
+                                               tz=timezone.utc)
+                if not jobs_repo.claim(self.gov.store, job_id=job_id, slot=isoformat(start), holder=self.holder,
+                                       now=now):
+                    return None
+            try:
+                result = fn()
+                self.runs.append(job_id)
+                return result
+            except Exception:
+                log.exception("scheduled job %s failed", job_id)
+                return None
+        run.__name__ = job_id
+        return run
+
+    # --- the jobs -----------------------------------------------------------------------------
+
+    def breaker_tick(self) -> Any:
+        return self.gov.breakers.evaluate()
+
+    def deliver_alerts(self) -> Any:
+        return self.gov.notifier.deliver_due()
+
+    def snapshot(self) -> Any:
+        self.gov.metrics.snapshot(timedelta(hours=1))
+        self.warn_on_trends()
+
+    def assess(self) -> Any:
+        return self.gov.readiness.assess(record=True)
+
+    def cycle(self) -> Any:
+        return self.gov.cycle.run("scheduler", system=True)
+
+    def prune(self) -> Any:
+        return self.gov.prune("scheduler", timedelta(days=self.retention_days), system=True)
+
+    def backup(self) -> Any:
+        now = self.gov.clock.now()
+        target = Path(self.backup_dir) / f"governance-{now:%Y%m%d}.db"
+        if not target.exists():
+            self.gov.backup(target)
+
+    def warn_on_trends(self) -> list[dict]:
+        """Raise a low-severity early warning when a rate is predicted to cross a breaker threshold."""
+        report = self.gov.trend_report()
+        now = self.gov.clock.now()
+        raised = []
+        for p in report["predictions"]:
+            key = f"{p['rule']}:{p['metric']}"
+            last = self._warned.get(key)
+            if last is not None and now - last < timedelta(hours=6):
+                continue
+            self._warned[key] = now
+            with self.gov.store.write(serialise=False) as conn:
+                self.gov.notifier.enqueue(conn, Alert(
+                    kind="info", severity="low", title=f"Early warning: {p['metric']} heading for '{p['rule']}'",
+                    body=f"{p['metric']} {p['latest']:.4f}, trend {p['slopePerHour']:+.4f}/h; predicted to cross "
+                         f"{p['op']} {p['threshold']} at {p['predictedCrossing']}",
+                    dedup_key=f"govcon-trend-{key}", at=now, details=p))
+            raised.append(p)
+        return raised
+
+
+def run_headless(gov, holder: str, *, stop_after: float | None = None, **kwargs) -> None:
+    """Run the scheduler without a console (``govcon scheduler``) until SIGTERM/SIGINT."""
+    async def main() -> None:
+        sched = GovconScheduler(gov, holder, **kwargs)
+        sched.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            if stop_after is None:
+                await stop.wait()
+            else:
+                try:
+                    await asyncio.wait_for(stop.wait(), stop_after)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            sched.shutdown()
+            await asyncio.sleep(0)
+    asyncio.run(main())

@@ -1,0 +1,28 @@
+"""Claims of scheduled-job slots: a slot (job, scheduled time) can be claimed once, ever."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from storage.models import JobRun
+
+RUNS = JobRun.__table__
+
+
+def claim(store, *, job_id: str, slot: str, holder: str, now: datetime) -> bool:
+    try:
+        with store.write(serialise=False) as conn:
+            conn.execute(sa.insert(RUNS).values(job_id=job_id, slot=slot, holder=holder, started_at=now))
+        return True
+    except IntegrityError:
+        return False
+
+
+def runs(conn, job_id: str | None = None) -> list:
+    q = sa.select(RUNS).order_by(RUNS.c.id)
+    if job_id:
+        q = q.where(RUNS.c.job_id == job_id)
+    return conn.execute(q).all()

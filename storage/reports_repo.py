@@ -1,0 +1,34 @@
+"""Governance reports (JSON and Markdown)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from storage.models import PhaseHistory, Report
+
+REPORTS = Report.__table__
+PHASES = PhaseHistory.__table__
+
+
+def insert(conn: Connection, **fields) -> None:
+    conn.execute(sa.insert(REPORTS).values(**fields))
+
+
+def latest(conn: Connection) -> Row | None:
+    return conn.execute(sa.select(REPORTS).order_by(REPORTS.c.created_at.desc()).limit(1)).first()
+
+
+def list_reports(conn: Connection, limit: int = 20) -> list[Row]:
+    return conn.execute(sa.select(REPORTS).order_by(REPORTS.c.created_at.desc()).limit(limit)).all()
+
+
+def get(conn: Connection, report_id: str) -> Row | None:
+    return conn.execute(sa.select(REPORTS).where(REPORTS.c.id == report_id)).first()
+
+
+def reversions_during_validation(conn: Connection, since) -> list[Row]:
+    """Phase-history rows since a time that reverted to L3 while a proposal's validation period ran."""
+    return conn.execute(sa.select(PHASES).where(PHASES.c.started_at >= since, PHASES.c.phase == "L3",
+                                                PHASES.c.proposal_id.is_not(None))
+                        .order_by(PHASES.c.started_at)).all()
