@@ -1,0 +1,126 @@
+"""Leadership: one leader per store, takeover after the leader dies, slots that never run twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+from engine.jobs import TTL, GovconScheduler
+from storage import jobs_repo, readiness_repo, state_repo
+
+from tests.conftest import OPERATOR
+
+
+def test_lease_is_exclusive_and_taken_over_after_expiry(gov, clock):
+    a, b = GovconScheduler(gov, "a"), GovconScheduler(gov, "b")
+    assert a.renew_lease() is True
+    assert b.renew_lease() is False
+    clock.advance(TTL / 2)
+    assert a.renew_lease() is True  # renewed: b still waits
+    clock.advance(TTL - timedelta(seconds=1))
+    assert b.renew_lease() is False
+    clock.advance(timedelta(seconds=2))  # a stopped renewing: its lease has expired
+    assert b.renew_lease() is True
+    assert a.renew_lease() is False
+    assert b.leader_holder() == "b"
+    b.release_lease()
+    assert b.leader_holder() is None
+
+
+def test_jobs_run_only_on_the_leader_and_a_slot_runs_once(gov, clock):
+    a, b = GovconScheduler(gov, "a"), GovconScheduler(gov, "b")
+    a.renew_lease()
+    b.renew_lease()
+    calls = []
+    job_a = a._guard("metrics-snapshot", lambda: calls.append("a"), slot=timedelta(hours=1))
+    job_b = b._guard("metrics-snapshot", lambda: calls.append("b"), slot=timedelta(hours=1))
+    job_b()
+    job_a()
+    job_a()
+    assert calls == ["a"]
+    b.is_leader = True  # both believe they lead (the moment of a takeover): the slot still runs once
+    job_b()
+    assert calls == ["a"]
+    clock.advance(timedelta(hours=1))
+    job_b()
+    assert calls == ["a", "b"]
+    with gov.store.read() as conn:
+        slots = [(r.job_id, r.slot) for r in jobs_repo.runs(conn)]
+    assert len(slots) == len(set(slots)) == 2
+
+
+def test_monitoring_item_follows_the_leader(gov, clock):
+    def monitoring():
+        items = gov.readiness.assess().to_json()["technical"]["items"]
+        return next(i for i in items if i["name"] == "Real-time monitoring operational")["status"]
+    assert monitoring() is False
+    s = GovconScheduler(gov, "console:alice@host:1")
+    s.renew_lease()
+    assert monitoring() is True
+    clock.advance(TTL + timedelta(seconds=1))
+    assert monitoring() is False
+
+
+def _scheduler(url: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "console", "--database-url", url, "scheduler"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _holder(store) -> str | None:
+    with store.read() as conn:
+        lease = state_repo.get_lease(conn)
+    return lease.holder if lease is not None else None
+
+
+def test_two_processes_one_leader_and_failover_within_30s(store, store_url):
+    from engine.clock import SystemClock
+    from engine.governance import Governance
+    gov = Governance(store, SystemClock())
+    gov.init_store(OPERATOR)
+    env = {**os.environ, "GOVCON_CONFIG": "/nonexistent/govcon.toml"}
+    first = _scheduler(store_url, env)
+    time.sleep(1.5)
+    second = _scheduler(store_url, env)
+    try:
+        deadline = time.time() + 15
+        while _holder(store) is None and time.time() < deadline:
+            time.sleep(0.2)
+        leader_pid = int(_holder(store).rsplit(":", 1)[1])
+        assert leader_pid == first.pid
+        time.sleep(8)  # the leader takes its first metrics snapshot a few seconds after start
+        with store.read() as conn:
+            assert len(readiness_repo.snapshots(conn, gov.clock.now() - timedelta(hours=2))) == 1
+        os.kill(first.pid, signal.SIGKILL)
+        killed_at = time.time()
+        first.wait()
+        while time.time() - killed_at < 30:
+            holder = _holder(store)
+            if holder and int(holder.rsplit(":", 1)[1]) == second.pid:
+                break
+            time.sleep(0.5)
+        took = time.time() - killed_at
+        assert int(_holder(store).rsplit(":", 1)[1]) == second.pid, "no takeover within 30 s"
+        assert took < 30
+        time.sleep(8)  # the new leader's snapshot job runs, but this hour's slot was taken: no second run
+        with store.read() as conn:
+            assert len(readiness_repo.snapshots(conn, gov.clock.now() - timedelta(hours=2))) == 1
+            runs = jobs_repo.runs(conn, "metrics-snapshot")
+        assert len(runs) == 1
+    finally:
+        for p in (first, second):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in (first, second):
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    # a graceful stop releases the lease
+    assert _holder(store) is None
