@@ -77,11 +77,12 @@ class Backtester:
         start = end - timedelta(days=days)
         step = max(window / 5, timedelta(minutes=1))
         step_s = int(step.total_seconds())
+        until = end + step  # through the step holding now, as live evaluation counts events at now
         with self.store.read() as conn:
-            statuses = events_repo.bucketed_commands(conn, start - window, end, step_s)
-            totals = events_repo.bucketed_command_totals(conn, start - window, end, step_s)
+            statuses = events_repo.bucketed_commands(conn, start - window, until, step_s)
+            totals = events_repo.bucketed_command_totals(conn, start - window, until, step_s)
             incidents = events_repo.incidents_between(conn, start - window, end + self.nearby)
-            safety = events_repo.safety_between(conn, start - window, end)
+            safety = events_repo.safety_between(conn, start - window, until)
         return self._replay(condition, window_text, window, start, end, step, statuses, totals, incidents,
                             safety, min_samples)
 
@@ -103,7 +104,7 @@ class Backtester:
             saf_by_bucket[_epoch(s.at) // step_s * step_s][s.type] += 1
 
         first = _epoch(start) // step_s * step_s + step_s
-        last = _epoch(end) // step_s * step_s
+        last = _epoch(end) // step_s * step_s + step_s  # the last window holds the current step
         points = min((last - first) // step_s + 1, MAX_POINTS)
         trips: list[BacktestTrip] = []
         was_true: set[str | None] = set()
