@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from engine.report_markdown import render as report_markdown
 from engine.clock import Clock, SystemClock
 from engine.errors import GovconError, InvalidInput
 from engine.governance import Governance
+from engine.redact import RedactingFilter
 from engine.rule_language import RuleError, parse_window
 from storage.db import StoreUnavailable
 from storage.maintenance import BackupNotSupported
@@ -53,7 +55,7 @@ class Context:
 
     def close(self) -> None:
         if self._gov is not None:
-            self._gov.store.dispose()
+            self._gov.close()
 
     def emit_json(self, doc: Any) -> None:
         json.dump(doc, self.out, indent=2, sort_keys=False, default=str)
@@ -512,10 +514,26 @@ def build_parser() -> argparse.ArgumentParser:
                  json_flag=False)
     sp.add_argument("--run-for", type=float, default=None, help=argparse.SUPPRESS)
 
+    from console import cli_serve  # `govcon serve` and `govcon tokens` live in their own module
+    cli_serve.register(command)
+
     sp = command("demo", cmd_demo, "the console on a scratch store with history and a live agent",
                  json_flag=False)
     sp.add_argument("--path", default=None, help="where to keep the scratch store (default: a temp dir)")
     return p
+
+
+def setup_logging(level: int = logging.WARNING) -> None:
+    """Warnings and errors to stderr, every line through the secret redactor (once per process)."""
+    root = logging.getLogger()
+    if any(isinstance(f, RedactingFilter) for h in root.handlers for f in h.filters):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("govcon: %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > level:
+        root.setLevel(level)
 
 
 def main(argv: list[str] | None = None, *, clock: Clock | None = None,
@@ -524,6 +542,7 @@ def main(argv: list[str] | None = None, *, clock: Clock | None = None,
     err = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging()
     ctx = Context(args, clock or SystemClock(), out, err)
     try:
         return args.handler(ctx)

@@ -230,8 +230,10 @@ class BreakerEngine:
                               "mode": state.breaker_mode, "effect": effect, "observed": verdict.observed})
         if self.enqueue_alert is not None:
             scope = f" ({verdict.command_type})" if verdict.command_type else ""
+            # a shadow trip informs; it never pages (at most medium: chat and the log)
+            severity = "medium" if shadow and rule.severity in ("critical", "high") else rule.severity
             self.enqueue_alert(conn, Alert(
-                kind="trigger", severity=rule.severity,
+                kind="trigger", severity=severity,
                 title=f"{'[shadow] ' if shadow else ''}Circuit breaker tripped: {rule.name}{scope}",
                 body=f"{rule.condition.text} over {rule.window_text}: {effect}",
                 dedup_key=f"govcon-breaker-{event_id}", at=now,

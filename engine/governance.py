@@ -54,6 +54,10 @@ class Governance:
         if evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
             self.ingestor.listeners.append(lambda _report: self.breakers.evaluate())
 
+    def close(self) -> None:
+        self.notifier.close()
+        self.store.dispose()
+
     def _enqueue_alert(self, conn, alert, kill_switch_engaged: bool) -> None:
         self.notifier.enqueue(conn, alert, kill_switch_engaged=kill_switch_engaged)
 

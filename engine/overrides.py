@@ -66,7 +66,7 @@ class Overrides:
                                     at=now, details={"from": state.current_phase}))
         return OverrideResult(True, effect)
 
-    def engage_kill_switch(self, actor: str, reason: str | None) -> OverrideResult:
+    def engage_kill_switch(self, actor: str, reason: str | None, *, drill: bool = False) -> OverrideResult:
         reason = _reason(reason, "engaging the kill switch")
         now = self.clock.now()
         with self.store.write() as conn:
@@ -78,12 +78,16 @@ class Overrides:
             state_repo.update_state(conn, kill_switch_engaged=True, kill_switch_by=actor, kill_switch_at=now,
                                     kill_switch_reason=reason, updated_at=now)
             audit.append(conn, at=now, actor=actor, action="kill_switch.engage", target="kill-switch", reason=reason)
-            self._alert(conn, Alert(kind="trigger", severity="critical", title=f"KILL SWITCH ENGAGED by {actor}",
-                                    body=f"Every autonomous action is denied until it is released. Reason: {reason}",
-                                    dedup_key=KILL_SWITCH_KEY, at=now))
+            if drill:  # a drill informs the log; it does not page anyone
+                self._alert(conn, Alert(kind="info", severity="low", title=f"[drill] kill switch engaged by {actor}",
+                                        body="kill-switch drill", dedup_key=f"{KILL_SWITCH_KEY}-drill", at=now))
+            else:
+                self._alert(conn, Alert(kind="trigger", severity="critical", title=f"KILL SWITCH ENGAGED by {actor}",
+                                        body=f"Every autonomous action is denied until it is released. "
+                                             f"Reason: {reason}", dedup_key=KILL_SWITCH_KEY, at=now))
         return OverrideResult(True, "kill switch ENGAGED: the gate denies every autonomous action")
 
-    def release_kill_switch(self, actor: str, reason: str | None) -> OverrideResult:
+    def release_kill_switch(self, actor: str, reason: str | None, *, drill: bool = False) -> OverrideResult:
         reason = _reason(reason, "releasing the kill switch")
         now = self.clock.now()
         with self.store.write() as conn:
@@ -97,8 +101,9 @@ class Overrides:
                          reason=reason, details={"engagedBy": state.kill_switch_by,
                                                  "engagedAt": isoformat(state.kill_switch_at),
                                                  "engagedFor": state.kill_switch_reason})
-            self._alert(conn, Alert(kind="resolve", severity="critical", title=f"Kill switch released by {actor}",
-                                    body=f"Reason: {reason}", dedup_key=KILL_SWITCH_KEY, at=now))
+            if not drill:
+                self._alert(conn, Alert(kind="resolve", severity="critical", title=f"Kill switch released by {actor}",
+                                        body=f"Reason: {reason}", dedup_key=KILL_SWITCH_KEY, at=now))
         return OverrideResult(True, "kill switch released")
 
     def drill(self, actor: str, gate: Gate, *, probe_type: str = "govcon-drill-probe") -> OverrideResult:
@@ -107,11 +112,11 @@ class Overrides:
             access.require_role(conn, actor, "kill_switch.release")
             if require_initialised(conn).kill_switch_engaged:
                 raise Conflict("the kill switch is engaged for real: release it before drilling")
-        self.engage_kill_switch(actor, "kill-switch drill")
+        self.engage_kill_switch(actor, "kill-switch drill", drill=True)
         try:
             decision = gate.decide(probe_type)
         finally:
-            self.release_kill_switch(actor, "kill-switch drill complete")
+            self.release_kill_switch(actor, "kill-switch drill complete", drill=True)
         passed = decision.decision == DENY and "kill switch" in decision.reason
         details = f"gate answered {decision.decision}: {decision.reason}"
         now = self.clock.now()

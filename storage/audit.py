@@ -16,10 +16,11 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from storage.models import AuditEntry
+from storage.models import AuditEntry, GovernanceState
 
 GENESIS = "0" * 64
 T = AuditEntry.__table__
+STATE = GovernanceState.__table__
 
 
 def _iso(when: datetime) -> str:
@@ -46,6 +47,8 @@ def append(conn: Connection, *, at: datetime, actor: str, action: str, target: s
     digest = entry_hash(prev, seq, at, actor, action, target, reason, details)
     conn.execute(sa.insert(T).values(seq=seq, at=at, actor=actor, action=action, target=target,
                                      reason=reason, details=details, prev_hash=prev, hash=digest))
+    # the head is anchored outside the log: truncating the newest entries no longer leaves a valid chain
+    conn.execute(sa.update(STATE).where(STATE.c.id == 1).values(audit_head_seq=seq, audit_head_hash=digest))
     return seq
 
 
@@ -64,10 +67,9 @@ def verify(conn: Connection, batch: int = 5000) -> tuple[int, AuditProblem | Non
     for row in _rows(conn, batch):
         if row.seq != expected_seq:
             if row.seq > expected_seq:
-                missing = (f"{expected_seq}" if row.seq == expected_seq + 1
-                           else f"{expected_seq}-{row.seq - 1}")
-                return checked, AuditProblem(expected_seq, f"removed (entries {missing} are missing "
-                                                           f"before entry {row.seq})")
+                missing = (f"entry {expected_seq} is" if row.seq == expected_seq + 1
+                           else f"entries {expected_seq}-{row.seq - 1} are")
+                return checked, AuditProblem(expected_seq, f"removed ({missing} missing before entry {row.seq})")
             return checked, AuditProblem(row.seq, "out of order")
         if row.prev_hash != prev:
             return checked, AuditProblem(row.seq, "reordered or its predecessor was replaced "
@@ -78,6 +80,13 @@ def verify(conn: Connection, batch: int = 5000) -> tuple[int, AuditProblem | Non
             return checked, AuditProblem(row.seq, f"edited (its content no longer matches its hash; "
                                                   f"action {row.action!r} by {row.actor!r})")
         prev, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
+    head = conn.execute(sa.select(STATE.c.audit_head_seq, STATE.c.audit_head_hash).where(STATE.c.id == 1)).first()
+    if head is not None and head.audit_head_seq:
+        if head.audit_head_seq > checked:
+            return checked, AuditProblem(checked + 1, f"removed (the log ends at entry {checked} but its head "
+                                                      f"was entry {head.audit_head_seq})")
+        if head.audit_head_seq == checked and head.audit_head_hash != prev:
+            return checked, AuditProblem(checked, "replaced (the newest entry does not match the recorded head)")
     return checked, None
 
 

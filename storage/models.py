@@ -130,6 +130,8 @@ class GovernanceState(SQLModel, table=True):
     validation_until: Optional[datetime] = _ts(default=None, nullable=True)
     validation_proposal_id: Optional[str] = Field(default=None, max_length=64)
     four_eyes_relaxed: bool = False  # only a demo store: one operator may fill every role
+    audit_head_seq: int = 0  # the newest audit entry, so that deleting the newest rows is found
+    audit_head_hash: str = Field(default="", max_length=64)
     created_at: datetime = _ts()
     created_by: str = Field(max_length=200)
     updated_at: datetime = _ts()

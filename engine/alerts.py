@@ -1,0 +1,239 @@
+"""Alerts: the value the engine raises, the sinks that carry it to people, and each sink's payload.
+
+Routing is by severity (seed 003's tiers): critical pages and chats, high chats, medium and low are
+logged only. Every alert is logged (logger ``govcon.alerts``) whatever the sinks; a sink's
+``severities`` may widen or narrow its share in the config file::
+
+    [[alerts.sinks]]
+    name = "oncall"
+    type = "pagerduty"            # webhook | slack | pagerduty
+    url = "https://events.pagerduty.com/v2/enqueue"
+    routing_key = "..."           # pagerduty only; kept in config, never stored in the outbox
+    severities = ["critical"]     # optional; defaults by type
+    timeout = 5.0                 # optional, seconds
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+from engine.clock import isoformat
+from engine.errors import InvalidInput
+from engine.redact import redact
+
+SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
+KINDS: tuple[str, ...] = ("trigger", "resolve", "info")
+SINK_TYPES: tuple[str, ...] = ("webhook", "slack", "pagerduty")
+DEFAULT_SEVERITIES: dict[str, frozenset[str]] = {
+    "pagerduty": frozenset({"critical"}),
+    "slack": frozenset({"critical", "high"}),
+    "webhook": frozenset(SEVERITIES),
+}
+#: the kill switch's own incident; other pages are folded into it while it is engaged
+KILL_SWITCH_DEDUP_KEY = "govcon-kill-switch"
+#: our severities in PagerDuty's vocabulary (Events API v2 accepts critical, error, warning, info)
+PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
+DEDUP_KEY_MAX = 200  # the outbox column's width
+_SINK_FIELDS = {"name", "type", "url", "severities", "routing_key", "timeout"}
+_MAX_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str            # "trigger" | "resolve" | "info"
+    severity: str        # critical | high | medium | low
+    title: str           # one line
+    body: str            # a few lines for people
+    dedup_key: str       # stable per incident: the trigger and its resolve share it
+    at: datetime         # aware UTC
+    details: dict = field(default_factory=dict)   # observed values etc (JSON-able)
+    source: str = "govcon"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"alert kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"alert severity {self.severity!r} is not one of {', '.join(SEVERITIES)}")
+        if not self.dedup_key or len(self.dedup_key) > DEDUP_KEY_MAX:
+            raise ValueError(f"alert dedup_key must be 1 to {DEDUP_KEY_MAX} characters, got {self.dedup_key!r}")
+        if self.at.tzinfo is None:
+            raise ValueError("alert time must be timezone-aware (UTC)")
+        if not isinstance(self.details, dict):
+            raise ValueError(f"alert details must be a dict, got {type(self.details).__name__}")
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    name: str
+    type: str   # "webhook" | "slack" | "pagerduty"
+    url: str
+    severities: frozenset[str]
+    routing_key: str | None = None
+    timeout: float = 5.0
+
+    def __repr__(self) -> str:  # the URL and routing key are secrets (Slack's URL is its credential)
+        return (f"SinkConfig(name={self.name!r}, type={self.type!r}, url={redact(self.url)!r}, "
+                f"severities={sorted(self.severities)!r}, routing_key={'[REDACTED]' if self.routing_key else None}, "
+                f"timeout={self.timeout!r})")
+
+
+def load_sinks(section: dict | None) -> list[SinkConfig]:
+    """The sinks of the config file's ``[alerts]`` table, validated; errors name the sink and field."""
+    if not section:
+        return []
+    if not isinstance(section, dict):
+        raise InvalidInput("[alerts] must be a table")
+    entries = section.get("sinks", [])
+    if not isinstance(entries, list):
+        raise InvalidInput("alerts.sinks must be an array of tables: write each sink as [[alerts.sinks]]")
+    sinks: list[SinkConfig] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries, start=1):
+        sink = _load_sink(entry, index)
+        if sink.name in seen:
+            raise InvalidInput(f"alert sink {sink.name!r}: name is used by another sink; names must be unique")
+        seen.add(sink.name)
+        sinks.append(sink)
+    return sinks
+
+
+def _load_sink(entry: Any, index: int) -> SinkConfig:
+    where = f"alert sink #{index}"
+    if not isinstance(entry, dict):
+        raise InvalidInput(f"{where}: must be a table ([[alerts.sinks]]), got {type(entry).__name__}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise InvalidInput(f"{where}: name is required (a non-empty string of at most 100 characters)")
+    where = f"alert sink {name!r}"
+    unknown = sorted(set(entry) - _SINK_FIELDS)
+    if unknown:
+        raise InvalidInput(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(sorted(_SINK_FIELDS))}")
+    kind = entry.get("type")
+    if kind not in SINK_TYPES:
+        raise InvalidInput(f"{where}: type must be one of {', '.join(SINK_TYPES)}, got {kind!r}")
+    url = entry.get("url")
+    if not isinstance(url, str) or not _is_http_url(url):
+        shown = redact(url) if isinstance(url, str) else repr(url)
+        raise InvalidInput(f"{where}: url must be an http:// or https:// URL with a host, got {shown!r}")
+    severities = entry.get("severities")
+    if severities is None:
+        chosen = DEFAULT_SEVERITIES[kind]
+    else:
+        if isinstance(severities, str) or not isinstance(severities, list) or not severities:
+            raise InvalidInput(f"{where}: severities must be a non-empty list such as [\"critical\", \"high\"]")
+        bad = [s for s in severities if s not in SEVERITIES]
+        if bad:
+            raise InvalidInput(f"{where}: severities has {bad[0]!r}; choose from {', '.join(SEVERITIES)}")
+        chosen = frozenset(severities)
+    routing_key = entry.get("routing_key")
+    if kind == "pagerduty":
+        if not isinstance(routing_key, str) or not routing_key.strip():
+            raise InvalidInput(f"{where}: routing_key is required for a pagerduty sink "
+                               "(the integration key of an Events API v2 service)")
+        routing_key = routing_key.strip()
+    elif routing_key is not None:
+        raise InvalidInput(f"{where}: routing_key is only for pagerduty sinks, not {kind}")
+    timeout = entry.get("timeout", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+            or not 0 < timeout <= _MAX_TIMEOUT:
+        raise InvalidInput(f"{where}: timeout must be a number of seconds above 0 and at most "
+                           f"{_MAX_TIMEOUT:g}, got {timeout!r}")
+    return SinkConfig(name=name.strip(), type=kind, url=url, severities=chosen, routing_key=routing_key,
+                      timeout=float(timeout))
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def route(sinks: Iterable[SinkConfig], alert: Alert) -> list[SinkConfig]:
+    """The sinks that take this alert's severity."""
+    return [s for s in sinks if alert.severity in s.severities]
+
+
+def log_level(alert: Alert) -> int:
+    """Python logging level for an alert: resolutions and info are INFO, triggers by severity."""
+    if alert.kind != "trigger":
+        return logging.INFO
+    return {"critical": logging.CRITICAL, "high": logging.ERROR, "medium": logging.WARNING,
+            "low": logging.INFO}[alert.severity]
+
+
+def format_payload(sink: SinkConfig, alert: Alert) -> dict:
+    """The JSON document ``sink`` expects for ``alert``."""
+    if sink.type == "pagerduty":
+        return _pagerduty(sink, alert)
+    if sink.type == "slack":
+        return _slack(alert)
+    if sink.type == "webhook":
+        return _webhook(alert)
+    raise ValueError(f"alert sink {sink.name!r}: no payload format for type {sink.type!r}")
+
+
+def _webhook(alert: Alert) -> dict:
+    return {"kind": alert.kind, "severity": alert.severity, "title": alert.title, "body": alert.body,
+            "dedup_key": alert.dedup_key, "at": isoformat(alert.at), "source": alert.source,
+            "details": alert.details}
+
+
+def _pagerduty(sink: SinkConfig, alert: Alert) -> dict:
+    action = "resolve" if alert.kind == "resolve" else "trigger"
+    doc: dict[str, Any] = {"routing_key": sink.routing_key, "event_action": action, "dedup_key": alert.dedup_key}
+    if action == "resolve":
+        return doc
+    doc["payload"] = {
+        "summary": _one_line(alert.title)[:1024],
+        "source": alert.source,
+        "severity": PAGERDUTY_SEVERITY[alert.severity],
+        "timestamp": isoformat(alert.at),
+        "custom_details": {"body": alert.body, "kind": alert.kind, **alert.details},
+    }
+    return doc
+
+
+_SLACK_ICON = {"critical": ":rotating_light:", "high": ":warning:", "medium": ":large_yellow_circle:",
+               "low": ":information_source:"}
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack(alert: Alert) -> dict:
+    title = _slack_escape(_one_line(alert.title))
+    if alert.kind == "resolve":
+        headline = f":white_check_mark: *Resolved* {title}"
+    else:
+        headline = f"{_SLACK_ICON[alert.severity]} *[{alert.severity.upper()}]* {title}"
+    blocks: list[dict] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{headline}\n{_slack_escape(alert.body)}"[:3000]}},
+    ]
+    fields = [{"type": "mrkdwn", "text": _slack_escape(f"*{k}*\n{_scalar(v)}")[:2000]}
+              for k, v in list(alert.details.items())[:10]]
+    if fields:
+        blocks.append({"type": "section", "fields": fields})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(
+        f"{alert.source} · {alert.kind} · {alert.severity} · {isoformat(alert.at)} · {alert.dedup_key}")}]})
+    return {"text": f"{headline}\n{_slack_escape(alert.body)}", "blocks": blocks}
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_scalar(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_scalar(v) for v in value)
+    return str(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+

@@ -1,0 +1,229 @@
+"""The notifier: alerts into the outbox inside the transaction that raised them, out to the sinks later.
+
+Writing into the outbox costs one insert in the caller's transaction, so a sink that is down or slow
+never blocks evaluation; and an alert exists exactly when the state change it reports committed.
+Delivery claims one due row at a time (a short write), sends it with no transaction open, then marks
+it (another short write): sent on 2xx; retried with exponential backoff (or the sink's longer
+Retry-After) on connection errors, timeouts, 5xx, 429, 408 and 425; dead on any other 4xx or after
+``max_attempts``, and logged at ERROR. A crash between sending and marking resends that one row once
+the claim's lease expires: PagerDuty folds such a repeat by its dedup_key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from engine.alerts import KILL_SWITCH_DEDUP_KEY, Alert, SinkConfig, format_payload, log_level, route
+from engine.clock import Clock, isoformat
+from engine.redact import RedactingFilter, redact, redact_obj
+from storage import outbox_repo
+
+log = logging.getLogger("govcon.alerts")
+log.addFilter(RedactingFilter())
+log.addHandler(logging.NullHandler())  # a library's logger: the application's handlers decide where lines go
+
+FOLDED_NOTE = "(folded into the kill-switch alert: the kill switch is engaged, so this does not page again)"
+#: how long past a sink's timeout a claimed row stays invisible to other deliverers
+LEASE_MARGIN = timedelta(seconds=30)
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    retryable: bool = True
+    error: str = ""
+    retry_after: float | None = None
+
+
+class Notifier:
+    def __init__(self, store, clock: Clock, sinks: list[SinkConfig], *, client: httpx.Client | None = None,
+                 max_attempts: int = 12, base_backoff: float = 5.0, max_backoff: float = 600.0) -> None:
+        names = [s.name for s in sinks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"alert sink names must be unique: {', '.join(duplicates)} is used twice")
+        if max_attempts < 1 or base_backoff < 0 or max_backoff < base_backoff:
+            raise ValueError("need max_attempts >= 1 and 0 <= base_backoff <= max_backoff")
+        self.store = store
+        self.clock = clock
+        self.sinks = list(sinks)
+        self._by_name = {s.name: s for s in self.sinks}
+        self.max_attempts = max_attempts
+        self.base_backoff = base_backoff
+        self.max_backoff = max_backoff
+        self._owns_client = client is None
+        self._client = client or httpx.Client(follow_redirects=False, headers={"User-Agent": "govcon-notifier"})
+
+    # --- into the outbox ------------------------------------------------------------------------
+
+    def enqueue(self, conn, alert: Alert, kill_switch_engaged: bool = False) -> int:
+        """Queue ``alert`` for its sinks inside the caller's write transaction; returns the rows added.
+
+        While the kill switch is engaged, a trigger other than the kill switch's own is folded into
+        the kill-switch page: pager sinks are skipped, chat and webhooks still hear of it.
+        """
+        alert = redact_alert(alert)
+        targets = route(self.sinks, alert)
+        folded = kill_switch_engaged and alert.kind == "trigger" and alert.dedup_key != KILL_SWITCH_DEDUP_KEY
+        if folded:
+            targets = [s for s in targets if s.type != "pagerduty"]
+            alert = replace(alert, body=f"{alert.body}\n{FOLDED_NOTE}",
+                            details={**alert.details, "folded_into": KILL_SWITCH_DEDUP_KEY})
+        now = self.clock.now()
+        rows = [{"created_at": now, "sink": sink.name, "severity": alert.severity, "kind": alert.kind,
+                 "dedup_key": alert.dedup_key, "payload": stored_payload(sink, alert), "next_attempt_at": now}
+                for sink in targets]
+        added = outbox_repo.insert_many(conn, rows)
+        outbox_repo.after_commit(conn, lambda: _log_alert(alert, [s.name for s in targets], folded))
+        return added
+
+    # --- out to the sinks -----------------------------------------------------------------------
+
+    def deliver_due(self, *, limit: int = 100) -> DeliveryReport:
+        """Send the rows that are due, oldest first. Sink failures are recorded, never raised."""
+        report = DeliveryReport()
+        with self.store.read() as conn:
+            rows = outbox_repo.due(conn, self.clock.now(), limit=limit)
+        for row in rows:
+            sink = self._by_name.get(row.sink)
+            if sink is None:
+                self._dead(row, row.attempts, f"sink {row.sink!r} is not configured any more")
+                report.dead += 1
+                continue
+            now = self.clock.now()
+            with self.store.write(serialise=False) as conn:
+                claimed = outbox_repo.claim(conn, row.id, now, now + timedelta(seconds=sink.timeout) + LEASE_MARGIN)
+            if not claimed:
+                continue  # another deliverer has it
+            outcome = self._send(sink, row.payload)
+            attempts = row.attempts + 1
+            if outcome.ok:
+                with self.store.write(serialise=False) as conn:
+                    outbox_repo.mark_sent(conn, row.id, sent_at=self.clock.now(), attempts=attempts)
+                log.info("alert %s (%s) delivered to %s", row.dedup_key, row.kind, sink.name)
+                report.sent += 1
+            elif not outcome.retryable or attempts >= self.max_attempts:
+                why = outcome.error if not outcome.retryable else \
+                    f"{outcome.error} (gave up after {attempts} attempts)"
+                self._dead(row, attempts, why)
+                report.dead += 1
+            else:
+                delay = self.backoff(row.attempts)
+                if outcome.retry_after is not None:
+                    delay = max(delay, min(outcome.retry_after, self.max_backoff))
+                due_at = self.clock.now() + timedelta(seconds=delay)
+                with self.store.write(serialise=False) as conn:
+                    outbox_repo.mark_retry(conn, row.id, attempts=attempts, next_attempt_at=due_at,
+                                           error=redact(outcome.error))
+                log.warning("alert %s (%s) to %s failed (attempt %d of %d), retrying in %gs: %s",
+                            row.dedup_key, row.kind, sink.name, attempts, self.max_attempts, delay, outcome.error)
+                report.failed += 1
+        return report
+
+    def backoff(self, failures_before: int) -> float:
+        """Seconds to wait after a failure when ``failures_before`` attempts had failed already."""
+        return min(self.max_backoff, self.base_backoff * 2 ** min(failures_before, 62))
+
+    def pending_count(self) -> int:
+        with self.store.read() as conn:
+            return outbox_repo.count(conn, status="pending")
+
+    def _send(self, sink: SinkConfig, stored: dict) -> _Outcome:
+        payload = dict(stored)
+        if sink.type == "pagerduty":  # the key lives in config, never in the stored row
+            payload = {"routing_key": sink.routing_key, **payload}
+        try:
+            response = self._client.post(sink.url, json=payload, timeout=sink.timeout)
+        except httpx.TimeoutException as exc:
+            return _Outcome(False, error=f"timed out after {sink.timeout:g}s ({type(exc).__name__})")
+        except httpx.HTTPError as exc:
+            return _Outcome(False, error=redact(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # an invalid URL and the like: recorded, retried, dead-lettered in the end
+            return _Outcome(False, error=redact(f"{type(exc).__name__}: {exc}"))
+        status = response.status_code
+        if 200 <= status < 300:
+            return _Outcome(True)
+        detail = " ".join(response.text.split())[:200]
+        error = redact(f"HTTP {status} from {sink.type} sink {sink.name!r}" + (f": {detail}" if detail else ""))
+        retryable = status >= 500 or status < 400 or status in _RETRYABLE_4XX
+        return _Outcome(False, retryable=retryable, error=error,
+                        retry_after=_retry_after(response.headers.get("retry-after")))
+
+    def _dead(self, row, attempts: int, error: str) -> None:
+        error = redact(error)
+        with self.store.write(serialise=False) as conn:
+            outbox_repo.mark_dead(conn, row.id, attempts=attempts, error=error)
+        log.error("alert %s (%s, %s) to %s is dead-lettered and will not be sent: %s",
+                  row.dedup_key, row.kind, row.severity, row.sink, error)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> "Notifier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def redact_alert(alert: Alert) -> Alert:
+    """The alert with secrets removed from every field people will read."""
+    return replace(alert, title=redact(alert.title), body=redact(alert.body), dedup_key=redact(alert.dedup_key),
+                   details=_json_safe(redact_obj(alert.details)))
+
+
+def stored_payload(sink: SinkConfig, alert: Alert) -> dict:
+    """The payload as the outbox keeps it: redacted, JSON-safe, without the sink's routing key."""
+    payload = format_payload(sink, alert)
+    payload.pop("routing_key", None)
+    return _json_safe(redact_obj(payload))
+
+
+def _json_safe(obj: Any) -> Any:
+    """A copy that any JSON column takes (PostgreSQL refuses NaN and infinities; times become ISO text)."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
+        return [_json_safe(v) for v in items]
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, datetime):
+        return isoformat(obj) if obj.tzinfo else obj.isoformat()
+    return str(obj)
+
+
+def _retry_after(header: str | None) -> float | None:
+    if not header:
+        return None
+    try:
+        seconds = float(header)
+    except ValueError:
+        return None  # the HTTP-date form: our own backoff is good enough
+    return seconds if seconds >= 0 else None
+
+
+def _log_alert(alert: Alert, sinks: list[str], folded: bool) -> None:
+    details = json.dumps(alert.details, sort_keys=True, default=str) if alert.details else ""
+    log.log(log_level(alert), "alert %s %s: %s | %s%s | dedup_key=%s | sinks=%s%s",
+            alert.kind, alert.severity, alert.title, " ".join(alert.body.split()),
+            f" | details={details}" if details else "", alert.dedup_key, ",".join(sinks) or "log only",
+            " | folded into the kill-switch alert" if folded else "")

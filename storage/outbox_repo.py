@@ -1,0 +1,100 @@
+"""The alert outbox: alerts written in the transaction that raised them, delivered later.
+
+Rows go ``pending`` -> ``sent`` or ``dead``. A deliverer claims a due row by pushing its
+``next_attempt_at`` forward (a lease) with a conditional update, so two deliverers never both send it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from storage.models import AlertOutbox
+
+OUTBOX = AlertOutbox.__table__
+ERROR_MAX = 1000
+
+
+def insert_many(conn: Connection, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert pending rows (keys: created_at, sink, severity, kind, dedup_key, payload, next_attempt_at)."""
+    rows = [{"status": "pending", "attempts": 0, **r} for r in rows]
+    if rows:
+        conn.execute(sa.insert(OUTBOX), rows)
+    return len(rows)
+
+
+def due(conn: Connection, now: datetime, *, limit: int = 100) -> list[Row]:
+    """Pending rows whose time has come, oldest first."""
+    q = (sa.select(OUTBOX).where(OUTBOX.c.status == "pending", OUTBOX.c.next_attempt_at <= now)
+         .order_by(OUTBOX.c.id).limit(limit))
+    return conn.execute(q).all()
+
+
+def claim(conn: Connection, row_id: int, now: datetime, lease_until: datetime) -> bool:
+    """Take a due row for sending until ``lease_until``; False if another deliverer took it first."""
+    result = conn.execute(
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.id == row_id, OUTBOX.c.status == "pending", OUTBOX.c.next_attempt_at <= now)
+        .values(next_attempt_at=lease_until))
+    return result.rowcount == 1
+
+
+def mark_sent(conn: Connection, row_id: int, *, sent_at: datetime, attempts: int) -> None:
+    conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == row_id)
+                 .values(status="sent", sent_at=sent_at, attempts=attempts, last_error=None))
+
+
+def mark_retry(conn: Connection, row_id: int, *, attempts: int, next_attempt_at: datetime, error: str) -> None:
+    conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == row_id)
+                 .values(attempts=attempts, next_attempt_at=next_attempt_at, last_error=error[:ERROR_MAX]))
+
+
+def mark_dead(conn: Connection, row_id: int, *, attempts: int, error: str) -> None:
+    conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == row_id)
+                 .values(status="dead", attempts=attempts, last_error=error[:ERROR_MAX]))
+
+
+def count(conn: Connection, *, status: str | None = "pending") -> int:
+    q = sa.select(sa.func.count()).select_from(OUTBOX)
+    if status is not None:
+        q = q.where(OUTBOX.c.status == status)
+    return conn.execute(q).scalar_one()
+
+
+def list_rows(conn: Connection, *, status: str | None = None, dedup_key: str | None = None,
+              sink: str | None = None, limit: int | None = None) -> list[Row]:
+    q = sa.select(OUTBOX).order_by(OUTBOX.c.id)
+    if status is not None:
+        q = q.where(OUTBOX.c.status == status)
+    if dedup_key is not None:
+        q = q.where(OUTBOX.c.dedup_key == dedup_key)
+    if sink is not None:
+        q = q.where(OUTBOX.c.sink == sink)
+    if limit:
+        q = q.limit(limit)
+    return conn.execute(q).all()
+
+
+def prune_sent(conn: Connection, before: datetime) -> int:
+    """Delete rows sent before ``before`` (dead rows stay until someone has looked at them)."""
+    result = conn.execute(sa.delete(OUTBOX).where(OUTBOX.c.status == "sent", OUTBOX.c.sent_at < before))
+    return result.rowcount
+
+
+def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
+    """Run ``callback()`` when the transaction of ``conn`` commits (never if it rolls back); at once
+    when ``conn`` is not in a transaction."""
+    if not conn.in_transaction():
+        callback()
+        return
+
+    def _on_commit(_conn: Connection) -> None:
+        try:
+            callback()
+        except Exception:  # a log line must never break the commit it reports
+            pass
+
+    sa.event.listen(conn, "commit", _on_commit, once=True)
