@@ -197,7 +197,9 @@ def cmd_db(ctx: Context) -> int:
         print(f"created the store {ctx.gov.store.display_url} at L3; {ctx.operator} is its first admin",
               file=ctx.out)
     elif sub == "migrate":
-        before, after = ctx.gov.store.migrate()
+        url = getattr(ctx.args, "database_url", None) or ctx.config.database_url
+        with Store(url, apply_migrations=False) as store:  # ctx.gov would migrate on open
+            before, after = store.migrate()
         print(f"schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"),
               file=ctx.out)
     elif sub == "backup":

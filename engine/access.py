@@ -17,9 +17,14 @@ def require_role(conn: Connection, actor: str, action: str) -> set[str]:
     allowed = ACTION_ROLES[action]
     if not held.intersection(allowed):
         what = ACTION_DESCRIPTIONS.get(action, action)
-        needs = allowed[0] if len(allowed) == 1 else "one of " + ", ".join(allowed)
+        if len(allowed) == 1:
+            needs = f"the role {allowed[0]}"
+        elif set(allowed) == set(ROLES):
+            needs = "a role (any of " + ", ".join(allowed) + ")"
+        else:
+            needs = "one of the roles " + ", ".join(allowed)
         holds = ", ".join(sorted(held)) if held else "no role"
-        raise PermissionDenied(f"{what} needs the role {needs}; {actor} holds {holds}. "
+        raise PermissionDenied(f"{what} needs {needs}; {actor} holds {holds}. "
                                f"An admin can grant it: govcon roles grant {actor} {allowed[0]}")
     return held
 

@@ -13,6 +13,7 @@ from typing import Any
 from engine.domain import COMMAND_STATUSES, EVENT_KINDS, SAFETY_TYPES, SEVERITIES
 
 MAX_ID_LENGTH = 200
+MAX_COUNT = 2**31 - 1  # the stores' INTEGER columns
 
 
 class EventError(ValueError):
@@ -37,7 +38,10 @@ def parse_timestamp(value: Any, field: str = "at") -> datetime:
         raise EventError(field, f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-11-20T10:00:00Z)")
     if when.tzinfo is None:
         raise EventError(field, f"{value!r} has no time zone: add Z for UTC (e.g. 2026-11-20T10:00:00Z)")
-    return when.astimezone(timezone.utc)
+    try:
+        return when.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise EventError(field, f"{value!r} is out of range (years 1 to 9999 in UTC)") from None
 
 
 def _text(obj: dict, field: str, *, required: bool = True) -> str | None:
@@ -50,6 +54,12 @@ def _text(obj: dict, field: str, *, required: bool = True) -> str | None:
         raise EventError(field, "must be a non-empty string")
     if len(value) > MAX_ID_LENGTH:
         raise EventError(field, f"is longer than {MAX_ID_LENGTH} characters")
+    if "\x00" in value:  # PostgreSQL refuses NUL in text; SQLite would store a truncating surprise
+        raise EventError(field, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" decoded from JSON
+        raise EventError(field, "is not valid Unicode (it contains a lone surrogate escape)") from None
     return value
 
 
@@ -66,6 +76,8 @@ def _count(obj: dict, field: str) -> int:
     value = obj[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise EventError(field, "must be a whole number >= 0")
+    if value > MAX_COUNT:
+        raise EventError(field, f"{value} is too large (at most {MAX_COUNT})")
     return value
 
 

@@ -54,8 +54,17 @@ def backup_sqlite(engine: Engine, target: Path) -> int:
 
 
 #: (table, time column, extra condition) — what retention may delete
+def _not_named_by_a_kept_incident(before: datetime):
+    """A command an incident still in the store names is kept: it attributes that incident."""
+    inc = Incident.__table__
+
+    def condition(t):
+        return ~sa.exists().where(inc.c.command_id == t.c.command_id, inc.c.at >= before)
+    return condition
+
+
 _PRUNABLE = [
-    (CommandEvent.__table__, "at", None),
+    (CommandEvent.__table__, "at", "kept-incidents"),
     (Incident.__table__, "at", None),
     (SafetyEvent.__table__, "at", None),
     (EvalCoverage.__table__, "at", None),
@@ -72,6 +81,8 @@ def prune(conn: Connection, before: datetime) -> dict[str, int]:
     removed: dict[str, int] = {}
     for table, column, extra in _PRUNABLE:
         cond = table.c[column] < before
+        if extra == "kept-incidents":
+            extra = _not_named_by_a_kept_incident(before)
         if extra is not None:
             cond = sa.and_(cond, extra(table))
         removed[table.name] = conn.execute(sa.delete(table).where(cond)).rowcount

@@ -1,0 +1,98 @@
+"""Event validation (engine/events.py): each bad field is named, good events become rows."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from engine.events import EventError, parse_event, parse_timestamp
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+AT = "2026-11-20T10:00:00Z"
+
+
+def cmd(**over):
+    doc = {"kind": "command", "id": "cmd-1", "type": "restart_service", "status": "failed",
+           "autonomous": True, "at": AT}
+    doc.update(over)
+    return {k: v for k, v in doc.items() if v is not ...}
+
+
+def refused(obj) -> EventError:
+    with pytest.raises(EventError) as info:
+        parse_event(obj, NOW)
+    return info.value
+
+
+def test_command_becomes_a_row_in_utc():
+    parsed = parse_event(cmd(at="2026-11-20T11:00:00+01:00"), NOW)
+    assert parsed.kind == "command"
+    assert parsed.row == {"command_id": "cmd-1", "command_type": "restart_service", "status": "failed",
+                          "autonomous": True, "at": datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc),
+                          "ingested_at": NOW}
+
+
+def test_autonomous_defaults_to_false():
+    assert parse_event(cmd(autonomous=...), NOW).row["autonomous"] is False
+
+
+@pytest.mark.parametrize("obj, field, words", [
+    ([1, 2], "event", "JSON object"),
+    ({"id": "x"}, "kind", "missing"),
+    (cmd(kind="telemetry"), "kind", "unknown kind 'telemetry'"),
+    (cmd(status="exploded"), "status", "unknown status 'exploded'"),
+    (cmd(status=...), "status", "missing"),
+    (cmd(id=...), "id", "missing"),
+    (cmd(id=""), "id", "non-empty string"),
+    (cmd(id=42), "id", "non-empty string"),
+    (cmd(id="x" * 201), "id", "longer than 200"),
+    (cmd(type=...), "type", "missing"),
+    (cmd(at=...), "at", "missing"),
+    (cmd(at="yesterday"), "at", "not an ISO 8601 timestamp"),
+    (cmd(at="2026-11-20T10:00:00"), "at", "no time zone"),
+    (cmd(at=1763632800), "at", "ISO 8601 timestamp string"),
+    (cmd(autonomous="yes"), "autonomous", "true or false"),
+    ({"kind": "incident", "id": "i", "severity": "catastrophic", "at": AT}, "severity", "unknown severity"),
+    ({"kind": "incident", "id": "i", "at": AT}, "severity", "missing"),
+    ({"kind": "safety", "type": "meltdown", "at": AT}, "type", "unknown type 'meltdown'"),
+    ({"kind": "eval_coverage", "covered": 5, "at": AT}, "total", "missing"),
+    ({"kind": "eval_coverage", "covered": 6, "total": 5, "at": AT}, "covered", "more than total"),
+    ({"kind": "eval_coverage", "covered": 0, "total": 0, "at": AT}, "total", "at least 1"),
+    ({"kind": "eval_coverage", "covered": -1, "total": 5, "at": AT}, "covered", "whole number"),
+    ({"kind": "eval_coverage", "covered": True, "total": 5, "at": AT}, "covered", "whole number"),
+    ({"kind": "eval_coverage", "covered": 4.5, "total": 5, "at": AT}, "covered", "whole number"),
+    ({"kind": "eval_coverage", "covered": 1, "total": 2**31, "at": AT}, "total", "too large"),
+    (cmd(id="a\x00b"), "id", "NUL character"),
+    (cmd(type="restart\ud800"), "type", "lone surrogate"),
+    (cmd(at="0001-01-01T00:00:00+01:00"), "at", "out of range"),
+])
+def test_bad_event_names_the_field(obj, field, words):
+    err = refused(obj)
+    assert err.field == field
+    assert words in err.message
+    assert str(err).startswith(f"{field}: ")
+
+
+def test_unknown_choices_list_the_allowed_values():
+    assert "proposed, approved, rejected, succeeded, failed, rolled_back" in refused(cmd(status="x")).message
+    assert "command, incident, safety, eval_coverage" in refused(cmd(kind="x")).message
+
+
+def test_incident_without_command_is_fine():
+    row = parse_event({"kind": "incident", "id": "inc-1", "severity": "critical", "at": AT}, NOW).row
+    assert row["command_id"] is None and row["severity"] == "critical"
+
+
+def test_safety_and_coverage_keys_default_to_type_and_time():
+    s = parse_event({"kind": "safety", "type": "emergency_abort", "at": AT}, NOW).row
+    assert s["event_key"] == "emergency_abort@2026-11-20T10:00:00+00:00"
+    s2 = parse_event({"kind": "safety", "type": "emergency_abort", "at": AT, "id": "s-9"}, NOW).row
+    assert s2["event_key"] == "s-9"
+    c = parse_event({"kind": "eval_coverage", "covered": 45, "total": 50, "at": AT}, NOW).row
+    assert (c["covered"], c["total"], c["event_key"]) == (45, 50, "eval_coverage@2026-11-20T10:00:00+00:00")
+
+
+def test_parse_timestamp_accepts_z_and_offsets():
+    assert parse_timestamp("2026-11-20T10:00:00Z") == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    assert parse_timestamp("2026-11-20T05:00:00-05:00") == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    with pytest.raises(EventError, match="no time zone"):
+        parse_timestamp("2026-11-20")
