@@ -107,9 +107,9 @@ class MetricsCollector:
 def collect_in(conn: Connection, start: datetime, end: datetime) -> AutonomyMetrics:
     if end <= start:
         raise ValueError("a metrics period must end after it starts")
-    counts = CommandCounts.from_status_counts(events_repo.command_counts(conn, start, end))
-    autonomous = CommandCounts.from_status_counts(
-        events_repo.command_counts(conn, start, end, autonomous_only=True))
+    every, autonomous_only = events_repo.command_counts_split(conn, start, end)
+    counts = CommandCounts.from_status_counts(every)
+    autonomous = CommandCounts.from_status_counts(autonomous_only)
     incidents = events_repo.incident_counts(conn, start, end)
     safety_raw = events_repo.safety_counts(conn, start, end)
     safety = {"constraintViolations": safety_raw.get("constraint_violation", 0),

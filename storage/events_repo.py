@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from storage.models import CommandEvent, EvalCoverage, Incident, SafetyEvent
+from storage.models import CommandEvent, EvalCoverage, Incident, SafetyEvent, UTCDateTime
 
 CMD = CommandEvent.__table__
 INC = Incident.__table__
@@ -21,13 +21,52 @@ _KEYS = {CMD.name: ["command_id", "status"], INC.name: ["incident_id"],
 
 
 def _insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert rows, skipping those whose idempotency key is stored already; returns how many were new."""
+    """Insert rows, skipping those whose idempotency key is stored already; returns how many were new.
+
+    On SQLite the rows go to the driver in one executemany, counted by its rowcount (a skipped row
+    changes nothing): SQLAlchemy's per-value type processing and fetching RETURNING rows were over half
+    of ingest time (docs/performance.md). psycopg reports no rowcount here, so PostgreSQL counts the
+    RETURNING rows.
+    """
     if not rows:
         return 0
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = (dialect.insert(table).on_conflict_do_nothing(index_elements=_KEYS[table.name])
+    if conn.dialect.name == "sqlite":
+        return _sqlite_insert_ignoring_duplicates(conn, table, rows)
+    stmt = (postgresql.insert(table).on_conflict_do_nothing(index_elements=_KEYS[table.name])
             .returning(table.c.id))
     return len(conn.execute(stmt, list(rows)).all())
+
+
+_SQLITE_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _sqlite_insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
+    columns = tuple(rows[0])
+    sql = _SQLITE_INSERTS.get((table.name, columns))
+    if sql is None:
+        sql = _SQLITE_INSERTS[(table.name, columns)] = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(_KEYS[table.name])}) DO NOTHING")
+    values = [[row[c] for row in rows] for c in columns]  # column-wise: conversions run in C loops
+    for i, column in enumerate(columns):
+        if isinstance(table.c[column].type, UTCDateTime):
+            col = values[i]
+            if col.count(col[0]) == len(col):  # e.g. ingested_at, the same for a whole batch
+                values[i] = [_sqlite_datetime(col[0])] * len(col)
+            else:
+                values[i] = list(map(_sqlite_datetime, col))
+    return conn.exec_driver_sql(sql, list(zip(*values))).rowcount
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """What UTCDateTime stores on SQLite: naive UTC as SQLAlchemy spells it, 'YYYY-MM-DD HH:MM:SS.ffffff'."""
+    if value is None:
+        return None
+    if value.tzinfo is not timezone.utc:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(" ", "microseconds")[:26]  # without the +00:00
 
 
 def insert_command_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
@@ -50,23 +89,44 @@ def _period(col, start: datetime, end: datetime):
     return sa.and_(col >= start, col < end)
 
 
+#: the command statuses (engine.domain.COMMAND_STATUSES; storage does not import the engine)
+STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "succeeded", "failed", "rolled_back")
+
+
+def _status_counts(row: Sequence[int]) -> dict[str, int]:
+    counts = dict(zip(STATUSES, row[:len(STATUSES)]))
+    counts["total"] = row[len(STATUSES)]
+    return counts
+
+
+def _status_columns(conn: Connection, only=None) -> list:
+    """Per status: rows (``(command_id, status)`` is unique, so rows are distinct commands); then
+    ``total`` distinct commands. Conditional aggregates: one scan of the period, no GROUP BY sort."""
+    def count(cond):
+        return sa.func.count().filter(cond if only is None else sa.and_(cond, only))
+    command_id = CMD.c.command_id
+    if conn.dialect.name == "postgresql":  # the same distinct values, sorted bytewise, not by locale
+        command_id = command_id.collate("C")
+    total = sa.func.count(sa.distinct(command_id))
+    return [count(CMD.c.status == s) for s in STATUSES] + [total if only is None else total.filter(only)]
+
+
 def command_counts(conn: Connection, start: datetime, end: datetime, *, autonomous_only: bool = False,
                    command_type: str | None = None) -> dict[str, int]:
-    """Distinct commands per status in [start, end), plus ``total`` distinct commands.
-
-    ``(command_id, status)`` is unique, so a row count per status is a count of distinct commands.
-    """
+    """Distinct commands per status in [start, end), plus ``total`` distinct commands."""
     where = [_period(CMD.c.at, start, end)]
     if autonomous_only:
         where.append(CMD.c.autonomous.is_(True))
     if command_type is not None:
         where.append(CMD.c.command_type == command_type)
-    per_status = conn.execute(
-        sa.select(CMD.c.status, sa.func.count()).where(*where).group_by(CMD.c.status)).all()
-    counts = {status: n for status, n in per_status}
-    counts["total"] = conn.execute(
-        sa.select(sa.func.count(sa.distinct(CMD.c.command_id))).where(*where)).scalar_one()
-    return counts
+    return _status_counts(conn.execute(sa.select(*_status_columns(conn)).where(*where)).one())
+
+
+def command_counts_split(conn: Connection, start: datetime, end: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    """``command_counts`` of all commands and of autonomous ones, in one scan (metrics, readiness)."""
+    row = conn.execute(sa.select(*_status_columns(conn), *_status_columns(conn, CMD.c.autonomous.is_(True)))
+                       .where(_period(CMD.c.at, start, end))).one()
+    return _status_counts(row[:len(STATUSES) + 1]), _status_counts(row[len(STATUSES) + 1:])
 
 
 def command_counts_by_type(conn: Connection, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
@@ -115,18 +175,71 @@ def latest_eval_coverage(conn: Connection, start: datetime, end: datetime):
                         .order_by(EVC.c.at.desc(), EVC.c.id.desc()).limit(1)).first()
 
 
-def command_activity(conn: Connection, start: datetime, end: datetime, bucket_seconds: int) -> list[tuple]:
-    """(bucket start epoch, status, count) for volume plots; buckets are computed in SQL."""
+def _bucket(conn: Connection, col, step_seconds: int):
+    """The start (epoch seconds) of the step-long bucket holding each row, computed in SQL."""
     if conn.dialect.name == "sqlite":
-        epoch = sa.cast(sa.func.strftime("%s", CMD.c.at), sa.Integer)
-    else:
-        epoch = sa.cast(sa.func.extract("epoch", CMD.c.at), sa.BigInteger)
-    bucket = (epoch / bucket_seconds) * bucket_seconds if conn.dialect.name == "sqlite" else \
-        sa.func.floor(epoch / bucket_seconds) * bucket_seconds
-    rows = conn.execute(sa.select(bucket.label("b"), CMD.c.status, sa.func.count())
-                        .where(_period(CMD.c.at, start, end)).group_by("b", CMD.c.status).order_by("b"))
-    return [(int(b), s, n) for b, s, n in rows]
+        return (sa.cast(sa.func.strftime("%s", col), sa.Integer) / step_seconds) * step_seconds
+    return sa.cast(sa.func.floor(sa.func.extract("epoch", col) / step_seconds), sa.BigInteger) * step_seconds
+
+
+def bucketed_commands(conn: Connection, start: datetime, end: datetime, step_seconds: int) -> list[tuple]:
+    """(bucket, command_type, autonomous, status, events) for backtests and volume plots."""
+    b = _bucket(conn, CMD.c.at, step_seconds).label("b")
+    rows = conn.execute(sa.select(b, CMD.c.command_type, CMD.c.autonomous, CMD.c.status, sa.func.count())
+                        .where(_period(CMD.c.at, start, end))
+                        .group_by(b, CMD.c.command_type, CMD.c.autonomous, CMD.c.status))
+    return [(int(r[0]), r[1], bool(r[2]), r[3], r[4]) for r in rows]
+
+
+def bucketed_command_totals(conn: Connection, start: datetime, end: datetime, step_seconds: int) -> list[tuple]:
+    """(bucket, command_type, autonomous, distinct commands active in the bucket)."""
+    b = _bucket(conn, CMD.c.at, step_seconds).label("b")
+    rows = conn.execute(sa.select(b, CMD.c.command_type, CMD.c.autonomous,
+                                  sa.func.count(sa.distinct(CMD.c.command_id)))
+                        .where(_period(CMD.c.at, start, end)).group_by(b, CMD.c.command_type, CMD.c.autonomous))
+    return [(int(r[0]), r[1], bool(r[2]), r[3]) for r in rows]
+
+
+def incidents_between(conn: Connection, start: datetime, end: datetime) -> list:
+    """Incidents with whether they name an autonomous command (few rows: incidents are rare)."""
+    autonomous_cmd = sa.exists().where(CMD.c.command_id == INC.c.command_id, CMD.c.autonomous.is_(True))
+    return conn.execute(sa.select(INC.c.incident_id, INC.c.severity, INC.c.command_id, INC.c.at,
+                                  autonomous_cmd.label("autonomous"))
+                        .where(_period(INC.c.at, start, end)).order_by(INC.c.at)).all()
+
+
+def safety_between(conn: Connection, start: datetime, end: datetime) -> list:
+    return conn.execute(sa.select(SAF.c.type, SAF.c.at).where(_period(SAF.c.at, start, end))
+                        .order_by(SAF.c.at)).all()
 
 
 def count_rows(conn: Connection, tables: Iterable[sa.Table]) -> dict[str, int]:
     return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in tables}
+
+
+def human_approved_by_type(conn: Connection, start: datetime, end: datetime) -> dict[str, int]:
+    """Distinct commands per type that a human approved (status approved, sent as not autonomous)."""
+    rows = conn.execute(sa.select(CMD.c.command_type, sa.func.count())
+                        .where(_period(CMD.c.at, start, end), CMD.c.status == "approved",
+                               CMD.c.autonomous.is_(False))
+                        .group_by(CMD.c.command_type)).all()
+    return {t: n for t, n in rows}
+
+
+def incident_command_types(conn: Connection, start: datetime, end: datetime) -> dict[str, list[str]]:
+    """{command type: [incident ids]} for incidents in the period that name a command of that type."""
+    rows = conn.execute(sa.select(CMD.c.command_type, INC.c.incident_id)
+                        .join(CMD, CMD.c.command_id == INC.c.command_id)
+                        .where(_period(INC.c.at, start, end)).distinct()).all()
+    out: dict[str, list[str]] = {}
+    for ctype, inc in rows:
+        out.setdefault(ctype, []).append(inc)
+    return out
+
+
+def autonomous_executions(conn: Connection, command_types: list[str], since: datetime, until: datetime) -> int:
+    """Distinct autonomous commands of these types that ran (succeeded, failed or rolled back)."""
+    return conn.execute(sa.select(sa.func.count(sa.distinct(CMD.c.command_id)))
+                        .where(_period(CMD.c.at, since, until), CMD.c.autonomous.is_(True),
+                               CMD.c.command_type.in_(command_types),
+                               CMD.c.status.in_(("succeeded", "failed", "rolled_back")))).scalar_one()

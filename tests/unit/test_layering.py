@@ -29,3 +29,10 @@ def test_storage_does_not_import_engine():
     mods = _modules_after_import("storage")
     assert "storage.store" in mods
     assert sorted(m for m in mods if m.split(".")[0] == "engine") == []
+
+
+def test_storage_status_list_matches_the_domain():
+    """storage cannot import engine, so it keeps its own copy of the statuses: they must not drift."""
+    from engine.domain import COMMAND_STATUSES
+    from storage.events_repo import STATUSES
+    assert tuple(STATUSES) == tuple(COMMAND_STATUSES)
