@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from engine.clock import Clock
 from engine.governance import Governance
 
 
-def make_app(gov: Governance, *, operator: str, demo: bool = False):
+def make_app(gov: Governance, *, operator: str, demo: bool = False, clock: Clock | None = None,
+             scheduler: bool = True):
+    """The console on ``gov``'s store. ``clock`` (default: the governance clock) must be the one ``gov``
+    reads; tests pass a ManualClock-driven gov and ``scheduler=False``."""
     from screens.app import GovconApp
-    return GovconApp(gov, operator=operator, demo=demo)
+    if clock is not None and clock is not gov.clock:
+        raise ValueError("make_app: clock must be the Governance's own clock (build the Governance with it)")
+    return GovconApp(gov, operator=operator, demo=demo, scheduler=scheduler)
 
 
 def run_console(gov: Governance, *, operator: str, demo: bool = False) -> int:

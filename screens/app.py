@@ -1,29 +1,258 @@
-"""GovconApp: the operator console."""
+"""GovconApp: the operator console. Seven screens as modes (keys 1-7), the contract's keys at app level
+(the key bar, `?` help and the command palette share one table), live data read in worker threads every
+second, and every change made through the Governance facade in a worker, its outcome a notification."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import replace
+from functools import partial
+from typing import Any, Callable, ClassVar, Iterable
 
-from textual.app import App
-from textual.binding import Binding, BindingType
+from textual import on
+from textual.app import App, SystemCommand
+from textual.binding import BindingType
+from textual.message import Message
+from textual.screen import Screen
 
 from engine.governance import Governance
+from screens.actions import ActionsMixin
+from screens.audit import AuditScreen
+from screens.base import GovScreen
 from screens.dashboard import DashboardScreen
+from screens.data import LiveData, SlowData, load_live, load_slow
+from screens.engine_api import EngineApi, make_scheduler
+from screens.errors import describe_error, error_title
+from screens.events import EventsScreen
+from screens.keys import KEYS, bindings
+from screens.logs import StderrLogsAside
+from screens.proposals import ProposalsScreen
+from screens.readiness import ReadinessScreen
+from screens.reports import ReportsScreen
+from screens.rules import RulesScreen
+from storage.db import StoreUnavailable
+
+REFRESH_SECONDS = 1.0
+SLOW_EVERY = 5          # readiness and trends every 5 refreshes
 
 
-class GovconApp(App):
+class GovconApp(ActionsMixin, App):
     CSS_PATH = "app.tcss"
     TITLE = "govcon"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", id="quit", tooltip="Leave the console"),
-    ]
+    MODES: ClassVar[dict[str, type[Screen]]] = {
+        "dashboard": DashboardScreen, "events": EventsScreen, "readiness": ReadinessScreen,
+        "proposals": ProposalsScreen, "rules": RulesScreen, "reports": ReportsScreen, "audit": AuditScreen,
+    }
+    BINDINGS: ClassVar[list[BindingType]] = bindings()
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
 
-    def __init__(self, gov: Governance, *, operator: str, demo: bool = False) -> None:
+    class LiveLoaded(Message):
+        def __init__(self, live: LiveData) -> None:
+            super().__init__()
+            self.live = live
+
+    class SlowLoaded(Message):
+        def __init__(self, slow: SlowData) -> None:
+            super().__init__()
+            self.slow = slow
+
+    def __init__(self, gov: Governance, *, operator: str, demo: bool = False, scheduler: bool = True,
+                 refresh_seconds: float = REFRESH_SECONDS) -> None:
         super().__init__()
         self.gov = gov
+        self.api = EngineApi(gov)
         self.operator = operator
         self.demo = demo
+        self.refresh_seconds = refresh_seconds
+        self.want_scheduler = scheduler
+        self.scheduler = None
+        self.live: LiveData | None = None
+        self.slow: SlowData | None = None
+        self.bells = 0                      # how often the bell rang (tests read it)
+        self._busy: set[str] = set()
+        self._ticks = 0
+        self._seen_events: set[str] | None = None
+        self._kill_switch_seen: bool | None = None
+        self._jobs: list[tuple[str, Callable[[], None]]] = []
+        self._logs = StderrLogsAside(self)
+
+    # --- lifecycle ----------------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.operator} @ {self.gov.store.display_url}"
-        self.push_screen(DashboardScreen())
+        self._logs.enter()
+        if self.want_scheduler:
+            self.scheduler = make_scheduler(self.gov, self.operator)
+            if self.scheduler is not None:
+                self.scheduler.start()
+        self.refresh_data(slow=True)
+        self.set_interval(self.refresh_seconds, self.tick)
+        self.switch_mode("dashboard")
+
+    def on_unmount(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+            self.scheduler = None
+        self._logs.exit()
+
+    @property
+    def scheduler_note(self) -> str:
+        if not self.want_scheduler:
+            return ""
+        if self.scheduler is None:
+            return "scheduler not available"
+        return "this console leads the scheduler" if getattr(self.scheduler, "is_leader", False) else "standby"
+
+    # --- refresh ------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self._ticks += 1
+        for name, job in self._jobs:
+            self._in_thread(name, job)
+        self.refresh_data(slow=self._ticks % SLOW_EVERY == 0)
+        screen = self.gov_screen
+        if screen is not None:
+            screen.reload()
+
+    def add_background_job(self, name: str, job: Callable[[], None]) -> None:
+        """Run ``job`` in a worker thread every refresh (the demo's simulated agent), never twice at once."""
+        self._jobs.append((name, job))
+
+    def refresh_data(self, *, slow: bool = False) -> None:
+        self._in_thread("live", lambda: self.post_message(self.LiveLoaded(load_live(self.gov, self.api,
+                                                                                    self.operator))))
+        if slow:
+            self._in_thread("slow", lambda: self.post_message(self.SlowLoaded(load_slow(self.gov))))
+
+    def refresh_all(self) -> None:
+        """After an action: everything now, not at the next tick."""
+        self.refresh_data(slow=True)
+        screen = self.gov_screen
+        if screen is not None:
+            screen.reload()
+
+    def _in_thread(self, key: str, fn: Callable[[], None]) -> None:
+        if key in self._busy:
+            return  # the previous read is still running: never pile up threads on a slow store
+        self._busy.add(key)
+
+        def work() -> None:
+            try:
+                fn()
+            finally:
+                self._busy.discard(key)  # set.discard is atomic; the loop only adds and tests
+
+        self.run_worker(work, thread=True, group=key, exit_on_error=False)
+
+    @on(LiveLoaded)
+    def _live_loaded(self, message: LiveLoaded) -> None:
+        live = message.live
+        if live.error is not None and self.live is not None and self.live.status is not None:
+            live = replace(self.live, at=live.at, error=live.error)  # keep showing the last known state
+        self.live = live
+        if live.ok:
+            self._notice_changes(live)
+        for screen in self._gov_screens():
+            screen.show_live(live)
+
+    @on(SlowLoaded)
+    def _slow_loaded(self, message: SlowLoaded) -> None:
+        if message.slow.error is None:
+            self.slow = message.slow
+            for screen in self._gov_screens():
+                screen.on_slow(message.slow)
+
+    def _notice_changes(self, live: LiveData) -> None:
+        """A new breaker event (a trip, from any process) or a kill switch engaged elsewhere: notify and
+        ring the bell."""
+        if self._seen_events is None:
+            self._seen_events = set(live.recent_ids)
+        else:
+            new = [e for e in reversed(live.recent) if e["id"] not in self._seen_events]
+            self._seen_events |= live.recent_ids
+            for e in new:
+                scope = f" ({e['commandType']})" if e["commandType"] else ""
+                effect = (e.get("observed") or {}).get("effect", e["action"])
+                self.notify(f"{e['ruleName']}{scope}: {effect}. Press 2 for the events, r to resolve.",
+                            title="[shadow] breaker would have tripped" if e["shadow"] else "Circuit breaker tripped",
+                            severity="warning" if e["shadow"] else "error", timeout=30, markup=False)
+            if new:
+                self.ring_bell()
+        ks = live.status["killSwitch"]
+        if self._kill_switch_seen is not None and ks["engaged"] != self._kill_switch_seen:
+            if ks["engaged"]:
+                self.notify(f"by {ks['by']}: {ks['reason']}", title="KILL SWITCH ENGAGED", severity="error",
+                            timeout=30, markup=False)
+                self.ring_bell()
+            else:
+                self.notify("the gate allows autonomous actions again (within phase and whitelist)",
+                            title="Kill switch released")
+        self._kill_switch_seen = ks["engaged"]
+
+    def ring_bell(self) -> None:
+        self.bells += 1
+        self.bell()
+
+    # --- screens ------------------------------------------------------------------------------
+
+    @property
+    def gov_screen(self) -> GovScreen | None:
+        """The screen the operator is working on (under any open modal)."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, GovScreen):
+                return screen
+        return None
+
+    def _gov_screens(self) -> Iterable[GovScreen]:
+        screen = self.gov_screen
+        return [screen] if screen is not None else []
+
+    def action_show(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    # --- the command palette: the same actions as the keys ---------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for k in KEYS:
+            if k.action in ("command_palette",):
+                continue
+            yield SystemCommand(f"{k.label} ({k.display})", k.tooltip, partial(self.run_action, k.action))
+        yield from super().get_system_commands(screen)
+
+    # --- running changes ----------------------------------------------------------------------
+
+    class Performed(Message):
+        def __init__(self, message: str | None, error: str | None, title: str, bell: bool) -> None:
+            super().__init__()
+            self.message, self.error, self.title, self.bell = message, error, title, bell
+
+    def perform(self, fn: Callable[[], Any], done: Callable[[Any], str], *, title: str = "Done",
+                unavailable: str | None = None) -> None:
+        """Run a change in a worker thread; its outcome (or the refusal) comes back as a notification."""
+        def work() -> None:
+            try:
+                result = fn()
+            except StoreUnavailable as exc:
+                text = unavailable.format(error=describe_error(exc)) if unavailable else describe_error(exc)
+                self.post_message(self.Performed(None, text, "Store unreachable", bool(unavailable)))
+                return
+            except Exception as exc:
+                self.post_message(self.Performed(None, describe_error(exc), error_title(exc), False))
+                return
+            try:
+                text = done(result)
+            except Exception as exc:  # a message we could not word is no reason to hide the success
+                text = f"done ({type(exc).__name__} while describing it)"
+            self.post_message(self.Performed(text, None, title, False))
+
+        self.run_worker(work, thread=True, group="perform", exit_on_error=False)
+
+    @on(Performed)
+    def _performed(self, message: Performed) -> None:
+        if message.error is not None:
+            self.notify(message.error, title=message.title, severity="error", timeout=15, markup=False)
+            if message.bell:
+                self.ring_bell()
+        else:
+            self.notify(message.message or "done", title=message.title, markup=False)
+        self.refresh_all()

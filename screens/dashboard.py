@@ -1,59 +1,175 @@
-"""Dashboard (key 1): governance status at a glance, refreshed from the store in a worker."""
+"""Dashboard (key 1): is autonomy safe right now? Breakers, open events, pending proposals, readiness,
+trends. Two columns when wide, one scrolling column at 80x24 (the essentials first)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from textual import on, work
+from rich.table import Table as RichTable
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Static
 
-from console.render import pct
+from screens.base import GovScreen
+from screens.data import LiveData, SlowData
+from screens.fmt import SEVERITY_STYLE, STATE_STYLE, bar, matches, pct, short_time
+from screens.plot import Plot, PlotSpec, Series
+from screens.rule_status import RuleStatus
+from screens.widgets import Pane, Table
+
+CATEGORIES = ("technical", "process", "organizational")
 
 
-class DashboardScreen(Screen):
-    REFRESH_SECONDS = 1.0
+def breaker_table(rules: tuple[RuleStatus, ...]) -> RichTable:
+    """Two lines per rule: state, name and last trip; then what it reads now against when it trips."""
+    table = RichTable(box=None, expand=True, show_header=False, padding=(0, 1, 0, 0))
+    table.add_column("state", no_wrap=True, width=9)
+    table.add_column("rule", ratio=1)
+    for r in rules:
+        desc = Text()
+        desc.append(r.name, "bold")
+        desc.append(f"  last trip {short_time(r.last_trip)}" + (" (shadow event open)" if r.shadow_open else ""),
+                    "dim")
+        desc.append(f"\nnow {r.observed or '–'}")
+        desc.append(f" · trips when {r.condition} in {r.window}", "dim")
+        table.add_row(Text(r.state, STATE_STYLE.get(r.state, "")), desc)
+    return table
 
-    class StatusLoaded(Message):
-        def __init__(self, doc: dict[str, Any] | None, error: str | None) -> None:
-            super().__init__()
-            self.doc = doc
-            self.error = error
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("loading…", id="status")
-        yield Footer()
+def readiness_text(doc: dict[str, Any] | None, *, brief: bool = False) -> Text:
+    text = Text()
+    if doc is None:
+        return Text("assessing…", "dim")
+    o = doc["overall"]
+    text.append(f"{pct(o['score'])} ", "bold")
+    text.append(f"({o['points']}/{o['possible']} points) ")
+    text.append("READY" if o["ready"] else "not ready", "bold green" if o["ready"] else "yellow")
+    if brief:  # one line: the readiness screen lists the items below it
+        text.append(" · " + " · ".join(f"{c} {pct(doc[c]['score'], 0)}" for c in CATEGORIES))
+        return text
+    text.append("\n")
+    for cat in CATEGORIES:
+        score = doc[cat]["score"]
+        text.append(f"{cat:<15}{bar(score)} {pct(score, 0):>5}\n")
+    if o["blockers"]:
+        text.append(f"Blockers ({len(o['blockers'])}):\n", "bold red")
+        for name in o["blockers"]:
+            text.append(f" ✗ {name}\n", "red")
+    recs = doc.get("recommendations") or []
+    if recs:
+        text.append(f"Recommendation: {recs[0]['type']}", "bold")
+        text.append(f" — {recs[0]['rationale']}")
+    return text
 
-    def on_mount(self) -> None:
-        self.load_status()
-        self.set_interval(self.REFRESH_SECONDS, self.load_status)
 
-    @work(thread=True, exclusive=True, group="status")
-    def load_status(self) -> None:
-        try:
-            doc = self.app.gov.status()
-            self.post_message(self.StatusLoaded(doc, None))
-        except Exception as exc:  # the store may be unreachable; the console keeps running
-            self.post_message(self.StatusLoaded(None, str(exc)))
+def hour_ticks(hours: tuple[float, ...]) -> tuple[tuple[float, str], ...]:
+    if not hours:
+        return ()
+    return ((hours[0], f"-{-hours[0]:.0f}h"), (hours[len(hours) // 2], f"-{-hours[len(hours) // 2]:.0f}h"),
+            (hours[-1], "now"))
 
-    @on(StatusLoaded)
-    def show_status(self, message: StatusLoaded) -> None:
-        widget = self.query_one("#status", Static)
-        if message.error:
-            widget.update(f"[b red]store unavailable[/]: {message.error}")
+
+def trend_specs(slow: SlowData) -> tuple[PlotSpec, PlotSpec, PlotSpec]:
+    t = slow.trends
+    if t is None:
+        return PlotSpec(), PlotSpec(), PlotSpec()
+    ticks = hour_ticks(t.hours)
+    rates = PlotSpec((Series("success %", t.hours, t.success), Series("error %", t.hours, t.error, right=True)),
+                     xticks=ticks, empty="no commands in the last 48 hours")
+    volume = PlotSpec((Series("commands", t.hours, tuple(float(v) for v in t.volume), bars=True),),
+                      xticks=ticks, empty="no commands in the last 48 hours")
+    readiness = PlotSpec(empty="no readiness history yet: each governance cycle (c) records one")
+    xs = t.readiness_days
+    if xs:
+        series = [Series("readiness %", xs, t.readiness)]
+        last = max(xs[-1], 0.0)
+        end = last
+        if t.readiness_crossing_days is not None:  # the projection, from now to the predicted crossing
+            end = t.readiness_crossing_days
+            series.append(Series("projected", (xs[-1], end), (t.readiness[-1], 95.0)))
+        series.append(Series("95% ready", (min(xs), max(end, last)), (95.0, 95.0)))
+        ticks = ((min(xs), f"{min(xs):.0f}d"), (0.0, "now")) + (((end, f"+{end:.0f}d"),) if end > 1 else ())
+        readiness = replace(readiness, series=tuple(series), xticks=ticks)
+    return rates, volume, readiness
+
+
+class DashboardScreen(GovScreen):
+    SCREEN_NAME = "dashboard"
+    SCREEN_TITLE = "1 Dashboard"
+    FILTER_WHAT = "unresolved events"
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="dash"):
+            with Vertical(id="dash-left", classes="column"):
+                yield Pane(Static("loading…", id="breakers"), title="Circuit breakers", id="pane-breakers")
+                yield Pane(Table(("when", "severity", "rule · type", "action"), id="unresolved"),
+                           Static("", id="unresolved-note"),
+                           title="Unresolved events  (r resolve)", id="pane-unresolved")
+                yield Pane(Table(("proposal", "phases", "needs", "expires", "commands"), id="pending"),
+                           Static("", id="pending-note"),
+                           title="Pending proposals  (a approve · x reject)", id="pane-pending")
+            with Vertical(id="dash-right", classes="column"):
+                yield Pane(Static("assessing…", id="readiness"), title="Readiness", id="pane-readiness")
+                yield Pane(Static("Success % (left) and error % (right), hourly", classes="plot-title"),
+                           Plot(id="plot-rates"),
+                           Static("Commands finished per hour", classes="plot-title"), Plot(id="plot-volume"),
+                           Static("Readiness score over time (95% line: ready)", classes="plot-title"),
+                           Plot(id="plot-readiness"), Static("", id="trend-notes"),
+                           title="Trends", id="pane-trends")
+
+    def on_live(self, live: LiveData) -> None:
+        self.query_one("#breakers", Static).update(breaker_table(live.rules) if live.rules else "no rules")
+        events = [e for e in live.unresolved if self._match(e)]
+        self.query_one("#unresolved", Table).set_rows(
+            (e["id"], (short_time(e["timestamp"]), Text(e["severity"], SEVERITY_STYLE.get(e["severity"], "")),
+                       e["ruleName"] + (f" · {e['commandType']}" if e["commandType"] else ""),
+                       e["action"] + (" (shadow)" if e["shadow"] else "")))
+            for e in events)
+        note = "none: every tripped breaker has been resolved" if not live.unresolved else \
+            (f"filter {self.filter_text!r}: {len(events)} of {len(live.unresolved)}" if self.filter_text else "")
+        self.query_one("#unresolved-note", Static).update(note)
+        pending = live.pending or ()
+        self.query_one("#pending", Table).set_rows(
+            (p["proposalId"], (p["proposalId"], f"{p['expansion']['currentPhase']}→{p['expansion']['targetPhase']}",
+                               ", ".join(p["stillNeeded"]), short_time(p.get("expiresAt")),
+                               ", ".join(p["expansion"]["commandsToWhitelist"])))
+            for p in pending)
+        self.query_one("#pending-note", Static).update(
+            "proposals are not available in this installation" if live.pending is None else
+            "" if pending else "none pending: the governance cycle (c) proposes when readiness allows")
+
+    def on_slow(self, slow: SlowData) -> None:
+        if slow.readiness is not None:
+            self.query_one("#readiness", Static).update(readiness_text(slow.readiness))
+        if slow.trends is None:
             return
-        d = message.doc
-        ks = d["killSwitch"]
-        lines = [
-            f"[b]Phase[/]        {d['currentPhase']}  since {d['phaseStartDate']}",
-            f"[b]Whitelist[/]    {', '.join(d['commandWhitelist']) or '(none)'}",
-            f"[b]Paused[/]       {', '.join(d['pausedCommandTypes']) or '(none)'}",
-            f"[b]Kill switch[/]  " + (f"[b red]ENGAGED[/] by {ks['by']}: {ks['reason']}" if ks["engaged"]
-                                      else "released"),
-            f"[b]Breakers[/]     {d['breakerMode']} mode, {d['unresolvedEvents']} unresolved events",
-            f"[b]Readiness[/]    {pct(d['readinessScore'], 1)}",
-        ]
-        widget.update("\n".join(lines))
+        rates, volume, readiness = trend_specs(slow)
+        self.query_one("#plot-rates", Plot).show(rates)
+        self.query_one("#plot-volume", Plot).show(volume)
+        self.query_one("#plot-readiness", Plot).show(readiness)
+        notes = Text()
+        for warning in slow.trends.rate_warnings:
+            notes.append(f"⚠ {warning}\n", "yellow")
+        notes.append(slow.trends.readiness_note, "dim")
+        self.query_one("#trend-notes", Static).update(notes)
+
+    def _match(self, event: dict[str, Any]) -> bool:
+        return not self.filter_text or matches(self.filter_text, event["ruleName"], event["commandType"],
+                                               event["severity"], event["action"])
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text
+        if self.app.live is not None and self.app.live.ok:
+            self.on_live(self.app.live)
+
+    def selected_event(self) -> dict[str, Any] | None:
+        key = self.query_one("#unresolved", Table).selected_key
+        live = self.app.live
+        return next((e for e in live.unresolved if e["id"] == key), None) if live and key else None
+
+    def selected_proposal(self) -> dict[str, Any] | None:
+        key = self.query_one("#pending", Table).selected_key
+        live = self.app.live
+        return next((p for p in live.pending or () if p["proposalId"] == key), None) if live and key else None

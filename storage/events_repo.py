@@ -178,7 +178,7 @@ def latest_eval_coverage(conn: Connection, start: datetime, end: datetime):
 def _bucket(conn: Connection, col, step_seconds: int):
     """The start (epoch seconds) of the step-long bucket holding each row, computed in SQL."""
     if conn.dialect.name == "sqlite":
-        return (sa.cast(sa.func.strftime("%s", col), sa.Integer) / step_seconds) * step_seconds
+        return (sa.cast(sa.func.strftime("%s", col), sa.Integer) // step_seconds) * step_seconds
     return sa.cast(sa.func.floor(sa.func.extract("epoch", col) / step_seconds), sa.BigInteger) * step_seconds
 
 

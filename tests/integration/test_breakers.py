@@ -282,7 +282,7 @@ def test_backtest_finds_a_past_burst_and_the_incident_near_it(gov, clock):
     for h in range(48):  # two quiet days, 20 successes an hour
         t = base + timedelta(hours=h)
         history += [cmd(h * 100 + i, "succeeded", t + timedelta(minutes=i * 3), prefix="q") for i in range(20)]
-    burst = base + timedelta(hours=30, minutes=1)
+    burst = base + timedelta(hours=30, minutes=1, seconds=17)  # not on a step boundary
     history += commands(20, 8, burst, prefix="burst")
     history.append({"kind": "incident", "id": "inc-burst", "severity": "high", "at": isoformat(burst + timedelta(minutes=4))})
     gov.ingestor.ingest_objects(history)

@@ -1,0 +1,99 @@
+"""Audit (key 7): the hash-chained audit log, newest first; `/` searches it in the store, `v` verifies
+the whole chain."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.widgets import DataTable, Static
+
+from screens.base import GovScreen
+from screens.fmt import short_time
+from screens.widgets import Pane, Table
+
+LIMIT = 200
+
+
+def entry_detail(e: dict[str, Any] | None) -> Text:
+    if e is None:
+        return Text("no entry selected", "dim")
+    t = Text()
+    t.append(f"#{e['seq']} {e['action']}", "bold")
+    t.append(f" on {e['target']}\n" if e["target"] else "\n")
+    t.append(f"by {e['actor']} at {e['at']}\n")
+    if e["reason"]:
+        t.append(f"why: {e['reason']}\n")
+    if e["details"]:
+        t.append(json.dumps(e["details"], indent=1, sort_keys=True, default=str) + "\n", "dim")
+    t.append(f"hash {e['hash'][:16]}…", "dim")
+    return t
+
+
+class AuditScreen(GovScreen):
+    SCREEN_NAME = "audit"
+    SCREEN_TITLE = "7 Audit"
+    FILTER_WHAT = "the audit log (actor, action, target, reason)"
+    BINDINGS = [Binding("v", "verify", "Verify", id="audit.verify",
+                        tooltip="Verify the hash chain: names the first edited, removed or reordered entry")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[dict[str, Any]] = []
+        self.verdict: str = ""
+
+    def compose_body(self) -> ComposeResult:
+        with Container(id="split"):
+            yield Pane(Table(("#", "when", "actor", "action", "target"), id="entries"),
+                       Static("loading…", id="audit-note"), title="Audit log  (/ search · v verify)",
+                       id="pane-audit", classes="list")
+            yield Pane(Static("", id="entry-detail"), title="Entry", id="pane-entry", classes="detail")
+
+    def on_mount(self) -> None:
+        self.query_one("#entries", Table).focus()
+
+    def reload(self) -> None:
+        search = self.filter_text or None
+        self.load("entries", lambda: self.app.gov.audit_entries(limit=LIMIT, search=search))
+
+    def loaded(self, key: str, value: Any) -> None:
+        if key == "verify":
+            checked, problem = value
+            if problem is None:
+                self.verdict = f"chain intact: {checked} entries verified"
+                self.notify(self.verdict, title="Audit log verified")
+            else:
+                self.verdict = f"TAMPERED: {problem} ({checked} entries before it verified)"
+                self.notify(self.verdict, title="Audit log tampered", severity="error", timeout=30)
+            if problem is not None:
+                self.app.ring_bell()
+            self._note()
+            return
+        self.entries = value
+        self.query_one("#entries", Table).set_rows(
+            (str(e["seq"]), (str(e["seq"]), short_time(e["at"]), e["actor"], e["action"], e["target"]))
+            for e in self.entries)
+        self._note()
+        self._show_detail()
+
+    def load_failed(self, key: str, error: str) -> None:
+        if key == "verify":
+            self.notify(error, title="Could not verify the audit log", severity="error")
+
+    def _note(self) -> None:
+        shown = f"newest {len(self.entries)}" + (f" matching {self.filter_text!r}" if self.filter_text else "")
+        self.query_one("#audit-note", Static).update(shown + (f" · {self.verdict}" if self.verdict else ""))
+
+    @on(DataTable.RowHighlighted, "#entries")
+    def _show_detail(self) -> None:
+        key = self.query_one("#entries", Table).selected_key
+        entry = next((e for e in self.entries if str(e["seq"]) == key), None)
+        self.query_one("#entry-detail", Static).update(entry_detail(entry))
+
+    def action_verify(self) -> None:
+        self.load("verify", self.app.gov.audit_verify)

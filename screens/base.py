@@ -1,0 +1,108 @@
+"""GovScreen: what every one of the seven screens shares — the status header, the footer, store reads
+in worker threads with results back by message, and the hooks the app-level keys call."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.message import Message
+from textual.screen import Screen
+from textual.binding import Binding
+
+from screens.data import LiveData, SlowData
+from screens.errors import describe_error
+from screens.header import StatusHeader
+from screens.keybar import KeyBar
+
+
+class GovScreen(Screen):
+    SCREEN_NAME: ClassVar[str] = ""
+    SCREEN_TITLE: ClassVar[str] = ""
+    FILTER_WHAT: ClassVar[str] = ""          # "" = this screen has nothing to filter
+
+    class Loaded(Message):
+        def __init__(self, key: str, value: Any, error: str | None) -> None:
+            super().__init__()
+            self.key, self.value, self.error = key, value, error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text = ""
+        self._busy: set[str] = set()
+
+    # --- layout -----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader()
+        yield from self.compose_body()
+        yield KeyBar([b for b in self.BINDINGS if isinstance(b, Binding)])
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def on_screen_resume(self) -> None:
+        self.show_live(self.app.live)
+        if self.app.slow is not None:
+            self.on_slow(self.app.slow)
+        self.reload()
+
+    def show_live(self, live: LiveData | None) -> None:
+        self.query_one(StatusHeader).show(live, operator=self.app.operator, screen=self.SCREEN_TITLE,
+                                          demo=self.app.demo, scheduler=self.app.scheduler_note)
+        if live is not None and live.ok:
+            self.on_live(live)
+
+    def on_live(self, live: LiveData) -> None:
+        """Live data arrived (every second)."""
+
+    def on_slow(self, slow: SlowData) -> None:
+        """Readiness and trends arrived (every few seconds)."""
+
+    def reload(self) -> None:
+        """Load this screen's own data (called on show, every second while shown, after actions)."""
+
+    def load(self, key: str, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` in a worker thread; its result comes back as ``loaded(key, value)``. A load still
+        running is not started twice (a slow store never piles up threads)."""
+        if key in self._busy:
+            return
+        self._busy.add(key)
+
+        def work() -> None:
+            try:
+                value, error = fn(), None
+            except Exception as exc:
+                value, error = None, describe_error(exc)
+            self.post_message(self.Loaded(key, value, error))
+
+        self.run_worker(work, thread=True, group=f"load-{key}", exit_on_error=False)
+
+    @on(Loaded)
+    def _on_loaded(self, message: Loaded) -> None:
+        self._busy.discard(message.key)
+        if message.error is not None:
+            self.load_failed(message.key, message.error)
+        else:
+            self.loaded(message.key, message.value)
+
+    def loaded(self, key: str, value: Any) -> None:
+        pass
+
+    def load_failed(self, key: str, error: str) -> None:
+        pass  # the header already says when the store is unreachable
+
+    # --- what the app-level keys ask of the screen --------------------------------------------
+
+    def selected_event(self) -> dict[str, Any] | None:
+        return None
+
+    def selected_proposal(self) -> dict[str, Any] | None:
+        return None
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text
+        self.reload()

@@ -1,0 +1,77 @@
+"""The status header on every screen: phase badge, kill switch, validation period, leader, store health.
+
+Two lines, so that at 80 columns nothing is cut: line 1 says whether autonomy is safe right now, line 2
+who is looking and whether the data is live.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from screens.data import LiveData
+
+PHASE_STYLE = {"L3": "bold black on green", "L3+": "bold black on yellow", "L4": "bold black on dark_orange",
+               "L4+": "bold white on red", "L5": "bold white on magenta"}
+
+
+def header_lines(live: LiveData | None, *, operator: str, screen: str, demo: bool,
+                 scheduler: str) -> tuple[Text, Text]:
+    top, bottom = Text(no_wrap=True, overflow="ellipsis"), Text(no_wrap=True, overflow="ellipsis")
+    s = live.status if live is not None else None
+    if s is None:
+        top.append(" … ", "reverse")
+        top.append("  loading…" if live is None or live.error is None else "  no data")
+    else:
+        phase = s["currentPhase"]
+        top.append(f" {phase} ", PHASE_STYLE.get(phase, "reverse"))
+        ks = s["killSwitch"]
+        if ks["engaged"]:
+            top.append("  KILL SWITCH ENGAGED", "bold white on red")
+            top.append(f" by {ks['by']}", "bold red")
+        else:
+            top.append("  kill switch off", "green")
+        n = s["unresolvedEvents"]
+        top.append(f"  · {n} unresolved" if n else "  · no open events", "bold red" if n else "")
+        vp = s.get("validationPeriod")
+        top.append(f"  · validation {vp['daysLeft']}d left" if vp else "  · no validation period")
+        if s.get("breakerMode") == "shadow":
+            top.append("  · SHADOW MODE", "bold yellow")
+    if live is not None and live.error:
+        bottom.append(" STORE UNREACHABLE ", "bold white on red")
+        bottom.append(f" {live.error.splitlines()[0]}", "red")
+        return top, bottom
+    bottom.append(f"[{screen}] ", "bold")
+    bottom.append("store ok", "green")
+    leader = s.get("leader") if s else None
+    if leader:
+        bottom.append(f" · leader {leader['holder']}", "" if leader["alive"] else "yellow")
+        if not leader["alive"]:
+            bottom.append(" (lease expired)", "yellow")
+    else:
+        bottom.append(" · no scheduler leader", "yellow")
+    roles = ",".join(sorted(live.roles)) if live is not None and live.roles else "no roles"
+    bottom.append(f" · {operator} ({roles})")
+    if scheduler:
+        bottom.append(f" · {scheduler}", "dim")
+    if live is not None:
+        bottom.append(f" · {live.at:%H:%M:%S}Z", "dim")
+    if demo:
+        bottom.append("\n")
+        bottom.append(" DEMO ", "bold white on magenta")
+        bottom.append(" scratch store: you hold every role, four-eyes is relaxed here only", "magenta")
+    return top, bottom
+
+
+class StatusHeader(Static):
+    DEFAULT_CSS = """
+    StatusHeader { dock: top; height: auto; background: $panel; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+
+    def show(self, live: LiveData | None, *, operator: str, screen: str, demo: bool, scheduler: str) -> None:
+        top, bottom = header_lines(live, operator=operator, screen=screen, demo=demo, scheduler=scheduler)
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append_text(top)
+        text.append("\n")
+        text.append_text(bottom)
+        self.update(text)

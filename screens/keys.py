@@ -1,0 +1,63 @@
+"""The console keys (DESIGN.md, "Console keys (contract)"): one table for the footer, `?` help and the
+command palette, so the three never disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+SCREENS: tuple[tuple[str, str, str], ...] = (
+    ("1", "dashboard", "Dashboard"),
+    ("2", "events", "Breaker events"),
+    ("3", "readiness", "Readiness"),
+    ("4", "proposals", "Proposals"),
+    ("5", "rules", "Rules"),
+    ("6", "reports", "Reports"),
+    ("7", "audit", "Audit"),
+)
+SCREEN_GROUP = Binding.Group("screens", compact=True)
+
+
+@dataclass(frozen=True)
+class Key:
+    key: str            # Textual key name
+    display: str        # as the operator types it
+    action: str
+    label: str          # footer
+    id: str
+    tooltip: str        # help and palette text
+    priority: bool = False
+    show: bool = True
+    group: Binding.Group | None = None
+
+    def binding(self) -> Binding:
+        return Binding(self.key, self.action, self.label, show=self.show, key_display=self.display,
+                       priority=self.priority, id=self.id, tooltip=self.tooltip, group=self.group)
+
+
+KEYS: tuple[Key, ...] = (
+    *(Key(k, k, f"show('{name}')", title, f"screen.{name}", f"Show the {title.lower()} screen",
+          group=SCREEN_GROUP) for k, name, title in SCREENS),
+    Key("a", "a", "approve", "Approve", "proposal.approve",
+        "Approve the selected proposal as one of your roles (confirmation first)"),
+    Key("x", "x", "reject", "Reject", "proposal.reject", "Reject the selected proposal, with a reason"),
+    Key("r", "r", "resolve", "Resolve", "event.resolve",
+        "Resolve the selected breaker event, with a note (and whether it was a false positive)"),
+    Key("L", "L", "revert", "Revert L3", "phase.revert",
+        "Revert to L3 now: phase L3, whitelist cleared (confirmation and reason first)"),
+    Key("exclamation_mark", "!", "kill_switch", "Kill switch", "kill-switch",
+        "Kill switch: ! then Enter engages it from any screen; when engaged, ! asks a reason to release it",
+        priority=True),
+    Key("c", "c", "cycle", "Cycle", "cycle.run",
+        "Run the governance cycle now: metrics, readiness, report, and a proposal when ready"),
+    Key("slash", "/", "filter", "Filter", "filter", "Filter the list on this screen (audit: search)"),
+    Key("question_mark", "?", "help", "Help", "help", "Show every key and what it does"),
+    Key("colon", ":", "command_palette", "Palette", "palette", "Open the command palette (also ctrl+p)",
+        show=False),
+    Key("q", "q", "quit", "Quit", "quit", "Leave the console (the store keeps everything)"),
+)
+
+
+def bindings() -> list[Binding]:
+    return [k.binding() for k in KEYS]

@@ -1,0 +1,111 @@
+"""Rules (key 5): the circuit-breaker rules with their statistics and what each reads right now;
+`e` edits the selected rule, `n` adds one (validated as you type, backtested before saving)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.widgets import DataTable, Static
+
+from screens.base import GovScreen
+from screens.data import LiveData
+from screens.fmt import STATE_STYLE, matches, pct, short_time
+from screens.rule_editor import RuleEditModal
+from screens.widgets import Pane, Table
+
+
+def rule_detail(rule: dict[str, Any] | None, status) -> Text:
+    if rule is None:
+        return Text("no rule selected", "dim")
+    s = rule["statistics"]
+    t = Text()
+    t.append(rule["name"] + "\n", "bold")
+    t.append(f"trips when {rule['condition']} over {rule['window']} (judged on ≥{rule['minSamples']} commands)\n")
+    t.append(f"action {rule['action']} · {rule['alertSeverity']} alert · "
+             f"{'enabled' if rule['enabled'] else 'disabled'}\n")
+    if status is not None:
+        t.append("now: ")
+        t.append(status.state, STATE_STYLE.get(status.state, ""))
+        t.append(f" · {status.observed}\n" if status.observed else "\n")
+    t.append(f"\n{s['trips']} trips · {s['resolved']} resolved · {s['falsePositives']} false positives "
+             f"({pct(s['falsePositiveRate'])}) · {s['shadowTrips']} shadow · last {short_time(s['lastTrip'])}\n")
+    t.append("\ne edits it (live validation, ctrl+b backtest, ctrl+s save)", "dim")
+    return t
+
+
+class RulesScreen(GovScreen):
+    SCREEN_NAME = "rules"
+    SCREEN_TITLE = "5 Rules"
+    FILTER_WHAT = "rules"
+    BINDINGS = [
+        Binding("e", "edit", "Edit", id="rules.edit", tooltip="Edit the selected rule (validated as you type)"),
+        Binding("n", "new", "New rule", id="rules.new", tooltip="Add a rule (validated, backtest before saving)"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rules: list[dict[str, Any]] = []
+
+    def compose_body(self) -> ComposeResult:
+        with Container(id="split"):
+            yield Pane(Table(("rule", "on", "condition", "window", "action", "trips", "FP"), id="rules"),
+                       title="Circuit-breaker rules  (e edit · n new)", id="pane-rules", classes="list")
+            yield Pane(Static("", id="rule-detail"), title="Rule", id="pane-rule", classes="detail")
+
+    def on_mount(self) -> None:
+        self.query_one("#rules", Table).focus()
+
+    def reload(self) -> None:
+        self.load("rules", lambda: self.app.gov.rules.list())
+
+    def on_live(self, live: LiveData) -> None:
+        self._show_detail()
+
+    def loaded(self, key: str, value: Any) -> None:
+        self.rules = value
+        self._redraw()
+
+    def _redraw(self) -> None:
+        visible = [r for r in self.rules if not self.filter_text or matches(
+            self.filter_text, r["name"], r["condition"], r["action"], r["alertSeverity"])]
+        self.query_one("#rules", Table).set_rows(
+            (r["name"], (r["name"], "✓" if r["enabled"] else "–", r["condition"], r["window"], r["action"],
+                         str(r["statistics"]["trips"]), pct(r["statistics"]["falsePositiveRate"], 0)))
+            for r in visible)
+        self._show_detail()
+
+    def selected_rule(self) -> dict[str, Any] | None:
+        key = self.query_one("#rules", Table).selected_key
+        return next((r for r in self.rules if r["name"] == key), None)
+
+    @on(DataTable.RowHighlighted, "#rules")
+    def _show_detail(self) -> None:
+        rule = self.selected_rule()
+        live = self.app.live
+        status = next((s for s in live.rules if rule and s.name == rule["name"]), None) if live else None
+        self.query_one("#rule-detail", Static).update(rule_detail(rule, status))
+
+    @on(DataTable.RowSelected, "#rules")
+    def action_edit(self) -> None:
+        rule = self.selected_rule()
+        if rule is None:
+            self.notify("select a rule first", severity="warning")
+            return
+        self.app.push_screen(RuleEditModal(rule), self._saved)
+
+    def action_new(self) -> None:
+        self.app.push_screen(RuleEditModal(None), self._saved)
+
+    def _saved(self, rule: dict[str, Any] | None) -> None:
+        if rule is not None:
+            self.notify(f"saved rule {rule['name']!r}", title="Rule saved")
+            self.reload()
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text
+        self._redraw()

@@ -1,0 +1,81 @@
+"""Reusable widgets: a titled pane, a table that only redraws when its rows change, a text field that
+leaves `!` to the kill switch."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from textual.containers import Vertical
+from textual.widgets import DataTable, Input
+
+
+class Pane(Vertical):
+    """A bordered box with a title; the unit the dashboard reflows."""
+
+    DEFAULT_CSS = """
+    Pane {
+        border: round $secondary;
+        border-title-color: $text;
+        border-title-style: bold;
+        height: auto;
+        padding: 0 1;
+    }
+    Pane:focus-within { border: round $accent; }
+    """
+
+    def __init__(self, *children, title: str = "", **kwargs) -> None:
+        super().__init__(*children, **kwargs)
+        self.border_title = title
+
+
+class Table(DataTable):
+    """A DataTable whose rows are replaced only when they differ from what is shown (keeps the main
+    thread's work per refresh small and the cursor where the operator left it)."""
+
+    DEFAULT_CSS = """
+    Table { height: auto; max-height: 16; overflow-x: hidden; }
+    """
+
+    def __init__(self, columns: Sequence[str], **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._columns = tuple(columns)
+        self._rows: tuple = ()
+        self._keys: tuple[str, ...] = ()
+        self.empty_text = "none"
+
+    def on_mount(self) -> None:
+        self.add_columns(*self._columns)
+
+    def set_rows(self, rows: Iterable[tuple[str, tuple[Any, ...]]]) -> bool:
+        """``rows``: (key, cells). Returns whether anything changed on screen."""
+        rows = tuple(rows)
+        if rows == self._rows:
+            return False
+        selected = self.selected_key
+        self._rows = rows
+        self._keys = tuple(k for k, _ in rows)
+        self.clear()
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+        if selected in self._keys:
+            self.move_cursor(row=self._keys.index(selected), animate=False)
+        # DataTable measures new rows when it goes idle; repaint once more after that, or a table that is
+        # partly below the fold keeps showing its header measured before the rows arrived
+        self.call_after_refresh(self.refresh)
+        return True
+
+    @property
+    def selected_key(self) -> str | None:
+        if not self._keys or self.cursor_row is None or not 0 <= self.cursor_row < len(self._keys):
+            return None
+        return self._keys[self.cursor_row]
+
+
+class ReasonInput(Input):
+    """A text field in which `!` is not typed: it stays the kill-switch key on every screen, modals
+    included (DESIGN.md, console keys)."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        if character == "!":
+            return False
+        return super().check_consume_key(key, character)

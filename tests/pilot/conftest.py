@@ -1,0 +1,107 @@
+"""Console fixtures: a seeded SQLite store (built once, copied per test), an app factory, and `settle`
+which waits until the console's store reads have landed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.clock import ManualClock
+from engine.governance import Governance
+from storage.store import Store
+from tests.pilot.seed import OPERATOR, T0, seeded_gov
+
+
+def _template(tmp_path_factory, name: str, **kw) -> Path:
+    path = tmp_path_factory.getbasetemp() / f"console-{name}.db"
+    if not path.exists():
+        gov = seeded_gov(str(path), **kw)
+        gov.store.dispose()  # closes the WAL into the main file, so a plain copy is complete
+    return path
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory) -> Path:
+    return _template(tmp_path_factory, "seeded")
+
+
+@pytest.fixture(scope="session")
+def calm_template(tmp_path_factory) -> Path:
+    """No breaker events open: approvals are not blocked."""
+    return _template(tmp_path_factory, "calm", trips=False)
+
+
+def _copy(template: Path, tmp_path: Path) -> str:
+    target = tmp_path / "governance.db"
+    shutil.copyfile(template, target)
+    return str(target)
+
+
+@pytest.fixture
+def console_clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def console_url(seeded_template, tmp_path) -> str:
+    return _copy(seeded_template, tmp_path)
+
+
+@pytest.fixture
+def console_gov(console_url, console_clock):
+    gov = Governance(Store(console_url), console_clock)
+    yield gov
+    gov.store.dispose()
+
+
+@pytest.fixture
+def calm_gov(calm_template, tmp_path, console_clock):
+    gov = Governance(Store(_copy(calm_template, tmp_path)), console_clock)
+    yield gov
+    gov.store.dispose()
+
+
+@pytest.fixture
+def make_console():
+    from console.app import make_app
+
+    def make(gov, operator: str = OPERATOR):
+        return make_app(gov, operator=operator, scheduler=False)
+    return make
+
+
+async def settle(pilot, rounds: int = 2) -> None:
+    """Let timers fire, worker threads finish and their messages be handled."""
+    for _ in range(rounds):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def notifications(app) -> list[tuple[str, str, str]]:
+    return [(n.title, n.message, n.severity) for n in app._notifications]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def text_of(widget) -> str:
+    """The plain text a Static shows (markup strings, rich Text or any rich renderable)."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.text import Text
+    from textual.content import Content
+
+    content = widget.content
+    if isinstance(content, str):
+        return Content.from_markup(content).plain
+    if isinstance(content, (Text, Content)):
+        return content.plain
+    console = Console(file=StringIO(), width=200, color_system=None, legacy_windows=False)
+    console.print(content)
+    return console.file.getvalue()
