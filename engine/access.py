@@ -38,7 +38,7 @@ def check_role_name(role: str) -> str:
 def grant(conn: Connection, *, actor: str, operator: str, role: str, at: datetime) -> bool:
     require_role(conn, actor, "roles.manage")
     check_role_name(role)
-    _check_operator_name(operator)
+    check_operator_name(operator)
     changed = identity_repo.grant(conn, operator=operator, role=role, by=actor, at=at)
     if changed:
         audit.append(conn, at=at, actor=actor, action="role.grant", target=operator, details={"role": role})
@@ -56,6 +56,6 @@ def revoke(conn: Connection, *, actor: str, operator: str, role: str, at: dateti
     return changed
 
 
-def _check_operator_name(name: str) -> None:
+def check_operator_name(name: str) -> None:
     if not name or len(name) > 200 or any(c.isspace() for c in name):
         raise InvalidInput(f"operator name {name!r} must be a non-empty word without spaces")

@@ -25,6 +25,7 @@ from engine.policies import Policy, PolicyEngine
 from engine.proposals import ProposalBook, ProposalPolicy
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
 from engine.rules import RuleBook
+from engine.tokens import TokenBook
 from engine.trends import predictions, rate_series, trend
 from storage import audit, audit_repo, breaker_repo, identity_repo, maintenance, readiness_repo, state_repo
 from storage.store import Store
@@ -50,6 +51,7 @@ class Governance:
         self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue)
         self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals)
         self.reports = Reports(store)
+        self.tokens = TokenBook(store, self.clock)
         self.ingestor = Ingestor(store, self.clock)
         if evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
             self.ingestor.listeners.append(lambda _report: self.breakers.evaluate())

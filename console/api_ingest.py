@@ -1,0 +1,270 @@
+"""POST /api/events: decode one event, a JSON array or JSON Lines, and store them with group commit.
+
+Requests are queued to one writer thread, which takes every request waiting, validates each event
+(engine.events.parse_event, as `govcon ingest` does) and stores the whole group in ONE write
+transaction — each request's rows inserted on their own so that each gets its own counts of accepted
+and duplicate events. Sixteen clients sending one event each thus cost one transaction and one thread
+hand-off per group instead of per request: on SQLite, which serialises writers anyway, that is what
+makes thousands of requests a second possible. A request is answered only after its group commits;
+if the commit fails, every request of the group gets the error and nothing of it is stored.
+A request larger than the Ingestor's batch size is stored alone, by the Ingestor, batch by batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.events import EventError, parse_event
+from engine.ingest import MAX_REPORTED_ERRORS, IngestError, IngestReport, Ingestor
+from storage import events_repo
+from storage.db import StoreUnavailable
+
+log = logging.getLogger("govcon.serve.ingest")
+
+JSON_LINES_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines",
+                              "application/json-lines", "application/jsonlines"})
+_INSERTERS = {"command": events_repo.insert_command_events, "incident": events_repo.insert_incidents,
+              "safety": events_repo.insert_safety_events, "eval_coverage": events_repo.insert_eval_coverage}
+GROUP_EVENTS = 50_000  # at most this many events in one group transaction
+
+
+class BadBody(ValueError):
+    """The body as a whole is not events (400): empty, not JSON, or JSON of the wrong shape."""
+
+
+@dataclass
+class Decoded:
+    """One request's events, numbered (array index or line number), and the lines that were not JSON."""
+
+    items: list[tuple[int, Any]]
+    errors: list[IngestError]
+    unit: str  # "line" (JSON Lines) or "item" (an array or one object): what ``line`` in errors counts
+
+
+@dataclass
+class IngestOutcome:
+    report: IngestReport
+    items: int
+    unit: str
+
+    @property
+    def status_code(self) -> int:
+        return 422 if self.report.rejected else 200
+
+    def to_json(self) -> dict[str, Any]:
+        doc = self.report.to_json()
+        if self.report.rejected and self.report.errors:
+            first = self.report.errors[0]
+            where = f"{self.unit} {first.line}" + (f", field {first.field}" if first.field else "")
+            doc["detail"] = (f"{self.report.rejected} of {self.items} events rejected, the first at {where}: "
+                             f"{first.message}. Nothing of a rejected event was stored; the others were "
+                             "(see accepted and duplicate), and sending them again is safe")
+        return doc
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decode(body: bytes, content_type: str | None) -> Decoded:
+    if not body.strip():
+        raise BadBody("empty body: send one event object, a JSON array of events, or JSON Lines")
+    if media_type(content_type) in JSON_LINES_TYPES:
+        return _decode_lines(body)
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:  # also bytes that are not UTF-8
+        if sum(1 for ln in body.splitlines() if ln.strip()) > 1:
+            return _decode_lines(body)  # JSON Lines sent as application/json: judge each line
+        raise BadBody(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadBody("not valid JSON: nested too deeply") from None
+    if isinstance(doc, dict):
+        return Decoded([(1, doc)], [], "item")
+    if isinstance(doc, list):
+        return Decoded(list(enumerate(doc, start=1)), [], "item")
+    raise BadBody(f"the body is a JSON {type(doc).__name__}: send one event object, a JSON array of events, "
+                  "or JSON Lines")
+
+
+def _decode_lines(body: bytes) -> Decoded:
+    """As `govcon ingest` reads a file: lines count from 1, blank lines are skipped, not rejected."""
+    items, errors = [], []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append((number, json.loads(line)))
+        except ValueError as exc:
+            errors.append(IngestError(number, None, f"not valid JSON: {exc}"))
+        except RecursionError:
+            errors.append(IngestError(number, None, "not valid JSON: nested too deeply"))
+    return Decoded(items, errors, "line")
+
+
+@dataclass
+class _Request:
+    body: bytes
+    content_type: str | None
+    future: asyncio.Future
+    decoded: Decoded | None = None
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    report: IngestReport = field(default_factory=IngestReport)
+
+
+class IngestService:
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+        self.store = ingestor.store
+        self.clock = ingestor.clock
+        self._queue: deque[_Request] = deque()
+        self._ready = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.groups = 0  # transactions committed (for the benchmark's figures)
+
+    def start(self) -> None:
+        """Start the writer (again, after a shutdown: an app's lifespan may run more than once)."""
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="govcon-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Finish every queued request, then stop the writer."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    async def submit(self, body: bytes, content_type: str | None) -> IngestOutcome:
+        future = asyncio.get_running_loop().create_future()
+        with self._ready:
+            if self._stopping:
+                raise RuntimeError("the server is shutting down")
+            self._queue.append(_Request(body, content_type, future))
+            self._ready.notify()
+        return await future
+
+    # --- the writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._stopping:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                group, size = [], 0
+                while self._queue and size < GROUP_EVENTS:
+                    request = self._queue.popleft()
+                    group.append(request)
+                    size += len(request.body) // 100 + 1  # a cheap guess; decoding tells the truth
+            try:
+                self._store(group)
+            except Exception as exc:  # a bug, not bad input: answer the group, and keep the writer alive
+                log.exception("ingest writer failed on a group of %d requests", len(group))
+                self._answer([(r.future, None, exc) for r in group])
+
+    def _store(self, group: list[_Request]) -> None:
+        results: list[tuple[asyncio.Future, Any, BaseException | None]] = []
+        small: list[_Request] = []
+        for request in group:
+            try:
+                request.decoded = decode(request.body, request.content_type)
+            except BadBody as exc:
+                results.append((request.future, None, exc))
+                continue
+            if len(request.decoded.items) > self.ingestor.batch_size:
+                results.append(self._store_alone(request))
+            else:
+                small.append(request)
+        if small:
+            results.extend(self._store_small(small))
+        for request in group:
+            request.body = b""  # free the memory before the event loop gets round to answering
+        self._answer(results)
+
+    def _store_small(self, small: list[_Request]) -> list[tuple[asyncio.Future, Any, BaseException | None]]:
+        try:
+            self._store_together(small)
+            return [(r.future, self._outcome(r), None) for r in small]
+        except StoreUnavailable as exc:  # nothing of the group was stored; every request hears why
+            return [(r.future, None, exc) for r in small]
+        except Exception as exc:
+            if len(small) == 1:
+                log.exception("storing events failed")
+                return [(small[0].future, None, exc)]
+        # one request's events broke the transaction: store each request alone, so only it fails
+        return [result for r in small for result in self._store_small([r])]
+
+    def _store_alone(self, request: _Request) -> tuple[asyncio.Future, Any, BaseException | None]:
+        decoded = request.decoded
+        try:
+            report = self.ingestor.ingest_objects(obj for _, obj in decoded.items)
+        except Exception as exc:
+            return request.future, None, exc
+        # the Ingestor numbers the objects it was given; errors name the request's own items or lines
+        report.errors = [IngestError(decoded.items[e.line - 1][0], e.field, e.message) for e in report.errors]
+        request.report = report
+        return request.future, self._outcome(request), None
+
+    def _store_together(self, group: list[_Request]) -> None:
+        now = self.clock.now()
+        for request in group:
+            request.report = IngestReport()
+            request.rows = {}
+            for number, obj in request.decoded.items:
+                try:
+                    parsed = parse_event(obj, now)
+                except EventError as exc:
+                    request.report.rejected += 1
+                    request.report.errors.append(IngestError(number, exc.field, exc.message))
+                    continue
+                request.rows.setdefault(parsed.kind, []).append(parsed.row)
+        with self.store.write(serialise=False) as conn:
+            for request in group:
+                for kind, rows in request.rows.items():
+                    stored = _INSERTERS[kind](conn, rows)
+                    request.report.accepted += stored
+                    request.report.duplicate += len(rows) - stored
+                    request.report.kinds[kind] = stored
+        self.groups += 1
+        accepted = sum(r.report.accepted for r in group)
+        if accepted:
+            combined = IngestReport(accepted=accepted)
+            for listener in self.ingestor.listeners:
+                listener(combined)
+
+    @staticmethod
+    def _outcome(request: _Request) -> IngestOutcome:
+        decoded, report = request.decoded, request.report
+        report.rejected += len(decoded.errors)
+        report.errors = sorted([*decoded.errors, *report.errors], key=lambda e: e.line)[:MAX_REPORTED_ERRORS]
+        return IngestOutcome(report, len(decoded.items) + len(decoded.errors), decoded.unit)
+
+    def _answer(self, results: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+        """Resolve the group's futures on their loop, with one wake-up of the loop for the group."""
+        if not results:
+            return
+        loop = results[0][0].get_loop()
+
+        def resolve() -> None:
+            for future, outcome, error in results:
+                if future.done():  # the client went away and the request was cancelled
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(outcome)
+        try:
+            loop.call_soon_threadsafe(resolve)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            log.warning("ingest results for %d requests had nobody to answer", len(results))

@@ -1,0 +1,125 @@
+"""Request bodies of the HTTP API (pydantic, strict: a string is not a boolean) and the event schema
+that the OpenAPI document shows for POST /api/events."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from engine.domain import COMMAND_STATUSES, SAFETY_TYPES, SEVERITIES
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApproveBody(_Body):
+    approvedBy: StrictStr = Field(description="the role you approve as; your token's operator must hold it",
+                                  examples=["tech-lead"])
+
+
+class RejectBody(_Body):
+    reason: StrictStr = Field(description="why; goes into the audit log")
+
+
+class ResolveBody(_Body):
+    note: StrictStr | None = Field(None, description='what was found and done (default "resolved via the HTTP API")')
+    falsePositive: StrictBool = Field(False, description="the trip was not a real problem")
+
+
+class ReasonBody(_Body):
+    reason: StrictStr = Field(description="why; goes into the audit log and the alert")
+
+
+class KillSwitchBody(_Body):
+    action: Literal["engage", "release", "drill"]
+    reason: StrictStr | None = Field(None, description="required to engage or release")
+
+
+class GateBody(_Body):
+    commandType: StrictStr = Field(max_length=200, examples=["restart_service"])
+    confidence: float | None = Field(None, ge=0, le=1, description="the agent's confidence, 0..1")
+    actionClass: StrictStr | None = Field(None, max_length=200, description="a policy name (action class)")
+
+
+class RulePatch(_Body):
+    """Only the fields given change; the whole rule is validated before it is stored."""
+
+    condition: StrictStr | None = Field(None, examples=["errorRate > 0.08"])
+    window: StrictStr | None = Field(None, examples=["10m"])
+    action: Literal["revert_to_l3", "pause_command_type", "alert_only"] | None = None
+    alertSeverity: Literal["critical", "high", "medium", "low"] | None = None
+    minSamples: StrictInt | None = Field(None, ge=1, le=1_000_000)
+    enabled: StrictBool | None = None
+
+
+_AT = {"type": "string", "format": "date-time", "example": "2026-11-20T10:00:00Z"}
+_ID = {"type": "string", "minLength": 1, "maxLength": 200}
+EVENT_SCHEMA: dict[str, Any] = {
+    "title": "Event",
+    "oneOf": [
+        {"type": "object", "title": "CommandEvent", "required": ["kind", "id", "type", "status", "at"],
+         "properties": {"kind": {"const": "command"}, "id": _ID, "type": _ID,
+                        "status": {"enum": list(COMMAND_STATUSES)}, "autonomous": {"type": "boolean"}, "at": _AT}},
+        {"type": "object", "title": "IncidentEvent", "required": ["kind", "id", "severity", "at"],
+         "properties": {"kind": {"const": "incident"}, "id": _ID, "severity": {"enum": list(SEVERITIES)},
+                        "command_id": _ID, "at": _AT}},
+        {"type": "object", "title": "SafetyEvent", "required": ["kind", "type", "at"],
+         "properties": {"kind": {"const": "safety"}, "type": {"enum": list(SAFETY_TYPES)}, "id": _ID, "at": _AT}},
+        {"type": "object", "title": "EvalCoverageEvent", "required": ["kind", "covered", "total", "at"],
+         "properties": {"kind": {"const": "eval_coverage"}, "covered": {"type": "integer", "minimum": 0},
+                        "total": {"type": "integer", "minimum": 1}, "id": _ID, "at": _AT}},
+    ],
+}
+
+INGEST_REPORT_EXAMPLE = {"accepted": 2, "duplicate": 0, "rejected": 1,
+                         "errors": [{"line": 2, "field": "status",
+                                     "message": "unknown status 'exploded'; expected one of proposed, approved, "
+                                                "rejected, succeeded, failed, rolled_back"}]}
+
+EVENTS_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "One event, a JSON array of events, or JSON Lines (application/x-ndjson; also detected "
+                   "when a multi-line body is not one JSON document).",
+    "content": {
+        "application/json": {"schema": {"oneOf": [EVENT_SCHEMA, {"type": "array", "items": EVENT_SCHEMA}]}},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "one event per line"}},
+    },
+}
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a code, and a message naming what is wrong (and, for 422, each field)."""
+
+    error: str = Field(examples=["forbidden"])
+    detail: str = Field(examples=["engaging the kill switch needs one of the roles on-call, incident-commander, "
+                                  "ops-lead; carol holds no role. An admin can grant it: "
+                                  "govcon roles grant carol on-call"])
+    errors: list[FieldProblem] | None = None
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+#: answers any endpoint may give
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: _error("a field or parameter is invalid (each named in errors)"),
+    503: _error("the store cannot be reached, or has no governance state yet"),
+}
+#: answers of the endpoints that change something (they need a token)
+CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("no token, or an unknown or revoked one"),
+    403: _error("the token's operator lacks the role (named in detail)"),
+    404: _error("no such proposal, rule or event"),
+    409: _error("the change conflicts with the current state (e.g. resolved already, not pending)"),
+    413: _error("the body is over the size limit"),
+}
+#: answers of the reads (a token is needed only when the server is not bound to loopback)
+READ_ERRORS: dict[int | str, dict[str, Any]] = {401: _error("off loopback, reads need a token too")}

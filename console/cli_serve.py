@@ -1,0 +1,172 @@
+"""`govcon serve` and `govcon tokens` (registered into the main parser by console/cli.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+from pathlib import Path
+
+from engine.errors import InvalidInput, NotInitialised
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def register(command) -> None:
+    """``command(name, handler, help, json_flag=True)`` adds a subcommand and returns its parser."""
+    sp = command("serve", cmd_serve, "the HTTP API: the runbook's endpoints, ingest, the gate, /health, /metrics",
+                 json_flag=False)
+    sp.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default 127.0.0.1; any other address makes reads need a token too)")
+    sp.add_argument("--port", type=int, default=4007)
+    sp.add_argument("--log-file", default=None,
+                    help="log here instead of stderr; reopened on SIGUSR1 or when moved (log rotation)")
+    sp.add_argument("--pid-file", default=None, help="write the server's process id here (for kill -USR1)")
+    sp.add_argument("--max-body-mib", type=float, default=None,
+                    help="largest POST /api/events body in MiB (default 10, or [serve] max_body_mib)")
+    sp.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+
+    sp = command("tokens", cmd_tokens, "bearer tokens for the HTTP API: create, list, revoke", json_flag=False)
+    tsub = sp.add_subparsers(dest="tokens_command", metavar="create|list|revoke", required=True)
+    tc = tsub.add_parser("create", help="create a token for USER; prints it once, alone on stdout")
+    tc.add_argument("user")
+    tc.add_argument("--json", action="store_true", help="print {id, operator, token}")
+    tl = tsub.add_parser("list", help="every token: id, operator, created, revoked (never the secret)")
+    tl.add_argument("--json", action="store_true")
+    tr = tsub.add_parser("revoke", help="revoke a token by its id (it stops working within seconds)")
+    tr.add_argument("id")
+    tr.add_argument("--json", action="store_true")
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+def cmd_tokens(ctx) -> int:
+    from engine.tokens import TokenBook
+
+    book = TokenBook(ctx.gov.store, ctx.clock)
+    sub = ctx.args.tokens_command
+    if sub == "create":
+        new = book.create(ctx.operator, ctx.args.user)
+        if ctx.args.json:
+            ctx.emit_json(new.to_json())
+        else:
+            print(new.secret, file=ctx.out)
+            print(f"token {new.id} for {new.operator}: shown this once, store it now "
+                  f"(revoke with `govcon tokens revoke {new.id}`)", file=ctx.err)
+        return 0
+    if sub == "revoke":
+        doc = book.revoke(ctx.operator, ctx.args.id)
+        ctx.emit_json(doc) if ctx.args.json else print(f"revoked {doc['id']} ({doc['operator']})", file=ctx.out)
+        return 0
+    docs = book.list()
+    if ctx.args.json:
+        ctx.emit_json(docs)
+        return 0
+    if not docs:
+        print("no tokens; create one with `govcon tokens create USER`", file=ctx.out)
+    for d in docs:
+        state = "active" if d["active"] else f"revoked {d['revokedAt']}"
+        print(f"{d['id']:<18} {d['operator']:<20} created {d['createdAt']} by {d['createdBy']:<12} {state}",
+              file=ctx.out)
+    return 0
+
+
+# --- serve -------------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything, so treat it as reachable from outside
+
+
+def setup_logging(log_file: str | None) -> logging.Handler:
+    """One handler on the root logger (uvicorn's loggers propagate to it), redacting secrets."""
+    from engine.redact import RedactingFilter
+
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.WatchedFileHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
+    return handler
+
+
+def reopener(handler: logging.Handler):
+    """SIGUSR1: close and reopen the log file (after `mv governance.log …`, as the runbook rotates)."""
+    def reopen() -> None:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()
+        logging.getLogger("govcon.serve").info("SIGUSR1: log file reopened")
+    return reopen
+
+
+def _max_body(ctx) -> int:
+    mib = ctx.args.max_body_mib
+    if mib is None:
+        mib = float(ctx.config.section("serve").get("max_body_mib", 10))
+    if mib <= 0:
+        raise InvalidInput(f"--max-body-mib (or [serve] max_body_mib) must be positive, not {mib}")
+    return int(mib * 1024 * 1024)
+
+
+def cmd_serve(ctx) -> int:
+    import uvicorn
+
+    from console.api import create_app
+    from engine.jobs import GovconScheduler, default_holder
+
+    a = ctx.args
+    handler = setup_logging(a.log_file)
+    gov = ctx.gov
+    if not gov.is_initialised():
+        raise NotInitialised()
+    require_reads = not is_loopback(a.host)
+    scheduler = GovconScheduler(gov, default_holder("serve", ctx.operator), **ctx.config.scheduler_options())
+    app = create_app(gov, require_auth_for_reads=require_reads, scheduler=scheduler, max_body_bytes=_max_body(ctx),
+                     on_sigusr1=reopener(handler))
+    log = logging.getLogger("govcon.serve")
+    log.info("govcon serve on http://%s:%d, store %s; reads %s; changes need a token",
+             a.host, a.port, gov.store.display_url, "need a token" if require_reads else "open (loopback)")
+    pid_file = Path(a.pid_file) if a.pid_file else None
+    if pid_file:
+        pid_file.write_text(f"{os.getpid()}\n")
+    config = uvicorn.Config(app, host=a.host, port=a.port, log_config=None, access_log=a.access_log,
+                            lifespan="on", server_header=False, backlog=2048, timeout_keep_alive=30)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it found: this one, so
+    # that a clean shutdown exits 0 and the pid file is removed
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind or start; it has logged why
+        pass
+    finally:
+        if pid_file:
+            pid_file.unlink(missing_ok=True)
+    if not server.started:
+        print(f"govcon: the server did not start on {a.host}:{a.port} (port in use, or no such address?); "
+              f"see {a.log_file or 'the log above'}", file=ctx.err)
+        return 1
+    return 0

@@ -1,0 +1,120 @@
+"""Bearer tokens for the HTTP API: each maps to one operator, whose roles every request is checked against.
+
+A token is shown once, when it is created; the store keeps only its SHA-256, so a copy of the database
+gives nobody a working token. Creating and revoking need the admin role and are audited in the same
+transaction. ``verify`` answers from a short cache (``cache_seconds``) so that a busy ingest client does
+not cost a store read per request: a revoked token stops working within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from engine import access
+from engine.clock import Clock, isoformat
+from engine.errors import NotFound
+from storage import audit, identity_repo
+from storage.store import Store
+
+PREFIX = "gvc_"
+DEFAULT_CACHE_SECONDS = 5.0
+MAX_LENGTH = 512
+MISS = object()
+
+
+def token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewToken:
+    id: str
+    operator: str
+    secret: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "operator": self.operator, "token": self.secret}
+
+
+def token_json(row) -> dict[str, Any]:
+    """A token as `tokens list` shows it: never the secret, never the hash."""
+    return {"id": row.id, "operator": row.operator, "createdAt": isoformat(row.created_at),
+            "createdBy": row.created_by, "revokedAt": isoformat(row.revoked_at),
+            "lastUsedAt": isoformat(row.last_used_at), "active": row.revoked_at is None}
+
+
+class TokenBook:
+    def __init__(self, store: Store, clock: Clock, *, cache_seconds: float = DEFAULT_CACHE_SECONDS) -> None:
+        self.store = store
+        self.clock = clock
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, str | None]] = {}  # hash -> (monotonic expiry, operator)
+        self._lock = threading.Lock()
+
+    def create(self, actor: str, operator: str) -> NewToken:
+        access.check_operator_name(operator)
+        now = self.clock.now()
+        new = NewToken("tok-" + secrets.token_hex(6), operator, PREFIX + secrets.token_urlsafe(32))
+        with self.store.write() as conn:
+            access.require_role(conn, actor, "tokens.manage")
+            identity_repo.add_token(conn, token_id=new.id, operator=operator, token_hash=token_hash(new.secret),
+                                    by=actor, at=now)
+            audit.append(conn, at=now, actor=actor, action="token.create", target=new.id,
+                         details={"operator": operator})
+        return new
+
+    def revoke(self, actor: str, token_id: str) -> dict[str, Any]:
+        now = self.clock.now()
+        with self.store.write() as conn:
+            access.require_role(conn, actor, "tokens.manage")
+            rows = {r.id: r for r in identity_repo.list_tokens(conn)}
+            row = rows.get(token_id)
+            if row is None:
+                raise NotFound(f"no token {token_id!r}; see `govcon tokens list`")
+            if row.revoked_at is None:
+                identity_repo.revoke_token(conn, token_id, now)
+                audit.append(conn, at=now, actor=actor, action="token.revoke", target=token_id,
+                             details={"operator": row.operator})
+            revoked = {r.id: r for r in identity_repo.list_tokens(conn)}[token_id]
+        self.forget()
+        return token_json(revoked)
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            return [token_json(r) for r in identity_repo.list_tokens(conn)]
+
+    def cached(self, secret: str) -> object:
+        """The cached answer for a token (an operator, or None), else ``MISS``: lets an event loop answer
+        without a store read and hand only the misses to a thread."""
+        if not secret or len(secret) > MAX_LENGTH:
+            return None
+        hit = self._cache.get(token_hash(secret))
+        return MISS if hit is None or hit[0] <= time.monotonic() else hit[1]
+
+    def verify(self, secret: str) -> str | None:
+        """The operator a live token belongs to, or None for an unknown or revoked one."""
+        if not secret or len(secret) > MAX_LENGTH:
+            return None
+        digest = token_hash(secret)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        with self.store.read() as conn:
+            row = identity_repo.token_by_hash(conn, digest)
+        operator = row.operator if row is not None else None
+        with self._lock:
+            if len(self._cache) > 10_000:  # someone is guessing: do not let the cache grow without bound
+                self._cache.clear()
+            self._cache[digest] = (now + self.cache_seconds, operator)
+        return operator
+
+    def forget(self) -> None:
+        """Drop cached answers (after a revocation in this process)."""
+        with self._lock:
+            self._cache.clear()
