@@ -94,24 +94,9 @@ def load_policies(section: dict[str, Any] | None) -> list[Policy]:
     return out
 
 
-#: how long a rate-limit count may be reused; executions arrive as reported events anyway, so a count
-#: a second old changes no decision that matters, and it keeps the gate fast on a large store
-COUNT_TTL = timedelta(seconds=1)
-
-
 @dataclass
 class PolicyEngine:
     policies: list[Policy] = field(default_factory=list)
-    _counts: dict[tuple, tuple[datetime, int]] = field(default_factory=dict, repr=False)
-
-    def _executions(self, conn, types: tuple[str, ...], span: timedelta, now: datetime) -> int:
-        key = (types, span)
-        cached = self._counts.get(key)
-        if cached is not None and timedelta(0) <= now - cached[0] < COUNT_TTL:
-            return cached[1]
-        used = events_repo.autonomous_executions(conn, list(types), now - span, now)
-        self._counts[key] = (now, used)
-        return used
 
     def find(self, command_type: str, action_class: str | None) -> Policy | None:
         if action_class:
@@ -142,7 +127,7 @@ class PolicyEngine:
                                  ("week", policy.max_per_week, timedelta(days=7))):
             if limit is None:
                 continue
-            used = self._executions(conn, policy.command_types, span, now)
+            used = events_repo.autonomous_executions(conn, list(policy.command_types), now - span, now)
             budget[key] = {"used": used, "limit": limit, "remaining": max(limit - used, 0)}
         extra["budget"] = budget
         for key in ("day", "week"):

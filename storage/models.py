@@ -59,7 +59,8 @@ class CommandEvent(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("command_id", "status", name="uq_command_events_id_status"),
         sa.Index("ix_command_events_at_status", "at", "status", "command_id"),
-        sa.Index("ix_command_events_type_at", "command_type", "at"),
+        # covers the gate's rate-limit counts (autonomous executions of a type in a day or week)
+        sa.Index("ix_command_events_type_at", "command_type", "at", "autonomous", "status", "command_id"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
