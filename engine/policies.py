@@ -18,6 +18,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.breakers import CLOCK_SKEW
 from engine.gate import NEEDS_APPROVAL, GateDecision
 from storage import events_repo
 
@@ -94,9 +95,24 @@ def load_policies(section: dict[str, Any] | None) -> list[Policy]:
     return out
 
 
+#: a rate-limit count is reused while no command event has arrived since, for at most this long: events
+#: only age out of the window meanwhile, so a reused count can only be too high (refusing early, safe)
+COUNT_REUSE = timedelta(seconds=30)
+
+
 @dataclass
 class PolicyEngine:
     policies: list[Policy] = field(default_factory=list)
+    _counts: dict[tuple, tuple[int, datetime, int]] = field(default_factory=dict, repr=False)
+
+    def _executions(self, conn, types: tuple[str, ...], span: timedelta, now: datetime, newest: int) -> int:
+        cached = self._counts.get((types, span))
+        if cached is not None and cached[0] == newest and timedelta(0) <= now - cached[1] < COUNT_REUSE:
+            return cached[2]
+        # through now and a little past it, like the breakers' windows (agents' clocks drift)
+        used = events_repo.autonomous_executions(conn, list(types), now - span, now + CLOCK_SKEW)
+        self._counts[(types, span)] = (newest, now, used)
+        return used
 
     def find(self, command_type: str, action_class: str | None) -> Policy | None:
         if action_class:
@@ -123,11 +139,13 @@ class PolicyEngine:
         if not policy.enabled:
             return refuse("disabled, so every action needs approval", extra)
         budget = {}
+        newest = events_repo.newest_command_event_id(conn) if (policy.max_per_day, policy.max_per_week) != \
+            (None, None) else 0
         for key, limit, span in (("day", policy.max_per_day, timedelta(days=1)),
                                  ("week", policy.max_per_week, timedelta(days=7))):
             if limit is None:
                 continue
-            used = events_repo.autonomous_executions(conn, list(policy.command_types), now - span, now)
+            used = self._executions(conn, policy.command_types, span, now, newest)
             budget[key] = {"used": used, "limit": limit, "remaining": max(limit - used, 0)}
         extra["budget"] = budget
         for key in ("day", "week"):

@@ -243,3 +243,9 @@ def autonomous_executions(conn: Connection, command_types: list[str], since: dat
                         .where(_period(CMD.c.at, since, until), CMD.c.autonomous.is_(True),
                                CMD.c.command_type.in_(command_types),
                                CMD.c.status.in_(("succeeded", "failed", "rolled_back")))).scalar_one()
+
+
+def newest_command_event_id(conn: Connection) -> int:
+    """The highest row id of command_events (an O(1) look at the primary key's end): it changes when
+    events arrive, so a count over them can be reused while it stays the same."""
+    return conn.execute(sa.select(sa.func.max(CMD.c.id))).scalar_one() or 0
