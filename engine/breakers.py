@@ -178,14 +178,20 @@ class BreakerEngine:
         self.clock = clock
         self.enqueue_alert = enqueue_alert
         self.on_trip: list[Callable[[Trip], None]] = []
+        self._compiled: dict[tuple, CompiledRule] = {}
 
     def compiled_rules(self, conn: Connection) -> list[CompiledRule]:
+        """The enabled rules, parsed once per version of each rule (evaluation runs many times a second)."""
         rules = []
         for row in breaker_repo.list_rules(conn, enabled_only=True):
-            try:
-                rules.append(CompiledRule.from_row(row))
-            except RuleError:
-                continue  # stored rules were validated; one edited behind our back is skipped, not fatal
+            key = (row.name, row.condition, row.window, row.action, row.alert_severity, row.min_samples)
+            compiled = self._compiled.get(key)
+            if compiled is None:
+                try:
+                    compiled = self._compiled[key] = CompiledRule.from_row(row)
+                except RuleError:
+                    continue  # stored rules were validated; one edited behind our back is skipped, not fatal
+            rules.append(compiled)
         return rules
 
     def evaluate(self) -> list[Trip]:
