@@ -136,3 +136,39 @@ def test_a_read_only_store_fails_closed_and_damages_nothing(small_mount, clock, 
     db = str(small_mount / "governance.db")
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert sqlite3.connect(db).execute("SELECT count(*) FROM command_events").fetchone()[0] == 100
+
+
+def test_serve_stays_up_on_a_full_disk(small_mount, clock, tmp_path):
+    """(A mount cannot be made read-only under a process holding files open; a full disk is the case
+    a running server meets.) Writes fail with a clear error, reads and the gate go on, nothing breaks."""
+    import httpx
+    from tests.serve_process import ServeProcess
+    url, gov = _init_small_store(small_mount, clock)
+    token = gov.tokens.create(OPERATOR, OPERATOR).secret
+    auth = {"Authorization": f"Bearer {token}"}
+    gov.store.dispose()
+    (tmp_path / "serve").mkdir()
+    server = ServeProcess(url, tmp_path / "serve").wait_ready()
+    filler = small_mount / "filler"
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k", "count=64"], capture_output=True)
+        failed = None
+        for round_ in range(40):
+            r = httpx.post(server.base + "/api/events", timeout=30, headers=auth, json=[
+                {"kind": "command", "id": f"full-{round_}-{i}", "type": "t", "status": "failed",
+                 "at": isoformat(T0)} for i in range(1000)])
+            if r.status_code >= 500:
+                failed = r
+                break
+        assert failed is not None, f"the disk never filled: last answer {r.status_code} {r.text[:300]}"
+        assert "full" in failed.text.lower() and "Traceback" not in failed.text
+        assert server.proc.poll() is None  # still serving
+        assert httpx.get(server.base + "/health", timeout=10).status_code in (200, 503)
+        gate = httpx.post(server.base + "/api/gate", json={"commandType": "t"}, timeout=10)
+        assert gate.status_code == 200 and gate.json()["decision"] in ("needs_approval", "deny")
+    finally:
+        filler.unlink(missing_ok=True)
+        server.stop()
+    db = str(small_mount / "governance.db")
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert Governance(Store(url), clock).audit_verify()[1] is None
