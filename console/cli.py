@@ -17,7 +17,7 @@ from console.render import (print_audit, print_backtest, print_events, print_ing
                             print_status)
 from engine.report_markdown import render as report_markdown
 from engine.clock import Clock, SystemClock
-from engine.errors import GovconError, InvalidInput
+from engine.errors import GovconError, InvalidInput, NotInitialised
 from engine.governance import Governance
 from engine.redact import RedactingFilter
 from engine.rule_language import RuleError, parse_window
@@ -50,6 +50,9 @@ class Context:
     def gov(self) -> Governance:
         if self._gov is None:
             url = getattr(self.args, "database_url", None) or self.config.database_url
+            creating = (self.args.command, getattr(self.args, "db_command", None)) == ("db", "init")
+            if not creating:
+                refuse_missing_sqlite_store(url)
             self._gov = build_governance(Store(url), self.config, self.clock)
         return self._gov
 
@@ -60,6 +63,17 @@ class Context:
     def emit_json(self, doc: Any) -> None:
         json.dump(doc, self.out, indent=2, sort_keys=False, default=str)
         self.out.write("\n")
+
+
+def refuse_missing_sqlite_store(url: str) -> None:
+    """Only `db init` creates a store: a mistyped path must not quietly start a second, empty one."""
+    from sqlalchemy.engine import make_url
+    from storage.db import normalise_url
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).exists():
+        raise NotInitialised(f"there is no store at {parsed.database}: check GOVCON_DATABASE_URL "
+                             "(or database_url in the config file), or create one with `govcon db init`")
 
 
 def _duration(text: str) -> timedelta:
@@ -292,7 +306,7 @@ def cmd_kill_switch(ctx: Context) -> int:
     elif a.action == "release":
         result = o.release_kill_switch(ctx.operator, a.reason)
     else:
-        result = o.drill(ctx.operator, ctx.gov.gate)
+        result = o.drill(ctx.operator, ctx.gov.gate, reason=a.reason)
     ctx.emit_json(result.to_json()) if a.json else print(result.message, file=ctx.out)
     return 0 if not result.message.startswith("DRILL FAILED") else 1
 

@@ -125,14 +125,17 @@ class Verdict:
     observed: dict[str, Any]
 
 
-def judge(conn: Connection, rules: Iterable[CompiledRule], now: datetime) -> list[Verdict]:
-    """Every (rule, scope) whose condition holds over its window ending now."""
-    windows: dict[timedelta, WindowData] = {}
+def judge(conn: Connection, rules: Iterable[CompiledRule], now: datetime, *,
+          since: datetime | None = None) -> list[Verdict]:
+    """Every (rule, scope) whose condition holds over its window ending now (starting no earlier than
+    ``since``, when given)."""
+    windows: dict[datetime, WindowData] = {}
     verdicts: list[Verdict] = []
     for rule in rules:
-        data = windows.get(rule.window)
+        start = now - rule.window if since is None else max(now - rule.window, since)
+        data = windows.get(start)
         if data is None:
-            data = windows[rule.window] = WindowData(conn, now - rule.window, now + CLOCK_SKEW)
+            data = windows[start] = WindowData(conn, start, now + CLOCK_SKEW)
         base = data.scope(rule.condition, rule.min_samples)
         if not rule.condition.uses_command_type():
             if rule.condition.evaluate(base):
@@ -202,7 +205,8 @@ class BreakerEngine:
             rules = self.compiled_rules(conn)
             verdicts = judge(conn, rules, now)
             open_now = breaker_repo.open_scopes(conn)
-        verdicts = [v for v in verdicts if (v.rule.name, v.command_type) not in open_now]
+            verdicts = [v for v in verdicts if (v.rule.name, v.command_type) not in open_now]
+            verdicts = self._after_resolutions(conn, verdicts, now)
         if not verdicts:
             return []
         trips = []
@@ -215,6 +219,22 @@ class BreakerEngine:
             for callback in self.on_trip:
                 callback(trip)
         return trips
+
+    def _after_resolutions(self, conn: Connection, verdicts: list[Verdict], now: datetime) -> list[Verdict]:
+        """An event resolved inside the window judged what came before it: judge what came after."""
+        if not verdicts:
+            return verdicts
+        resolved = breaker_repo.last_resolutions(conn)
+        kept = []
+        for v in verdicts:
+            at = resolved.get((v.rule.name, v.command_type))
+            if at is not None and at > now - v.rule.window:
+                again = [w for w in judge(conn, [v.rule], now, since=at) if w.command_type == v.command_type]
+                if not again:
+                    continue
+                v = again[0]
+            kept.append(v)
+        return kept
 
     def _trip(self, conn: Connection, verdict: Verdict, now: datetime) -> Trip | None:
         state = state_repo.get_state(conn)

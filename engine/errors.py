@@ -8,8 +8,9 @@ class GovconError(Exception):
 
 
 class NotInitialised(GovconError):
-    def __init__(self) -> None:
-        super().__init__("this store has no governance state yet: create it with `govcon db init`")
+    def __init__(self, message: str = "this store has no governance state yet: create it with `govcon db init`"
+                 ) -> None:
+        super().__init__(message)
 
 
 class AlreadyInitialised(GovconError):

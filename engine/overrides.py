@@ -106,13 +106,15 @@ class Overrides:
                                         body=f"Reason: {reason}", dedup_key=KILL_SWITCH_KEY, at=now))
         return OverrideResult(True, "kill switch released")
 
-    def drill(self, actor: str, gate: Gate, *, probe_type: str = "govcon-drill-probe") -> OverrideResult:
+    def drill(self, actor: str, gate: Gate, *, probe_type: str = "govcon-drill-probe",
+              reason: str | None = None) -> OverrideResult:
         """Engage, check that the gate refuses, release; record the drill (readiness: Kill switch tested)."""
         with self.store.read() as conn:
             access.require_role(conn, actor, "kill_switch.release")
             if require_initialised(conn).kill_switch_engaged:
                 raise Conflict("the kill switch is engaged for real: release it before drilling")
-        self.engage_kill_switch(actor, "kill-switch drill", drill=True)
+        why = f"kill-switch drill: {reason.strip()}" if reason and reason.strip() else "kill-switch drill"
+        self.engage_kill_switch(actor, why, drill=True)
         try:
             decision = gate.decide(probe_type)
         finally:
@@ -121,8 +123,9 @@ class Overrides:
         details = f"gate answered {decision.decision}: {decision.reason}"
         now = self.clock.now()
         with self.store.write() as conn:
-            state_repo.record_drill(conn, at=now, operator=actor, passed=passed, details=details)
-            audit.append(conn, at=now, actor=actor, action="kill_switch.drill", target="kill-switch",
+            state_repo.record_drill(conn, at=now, operator=actor, passed=passed,
+                                    details=f"{details} ({why})" if why != "kill-switch drill" else details)
+            audit.append(conn, at=now, actor=actor, action="kill_switch.drill", target="kill-switch", reason=why,
                          details={"passed": passed, "gate": decision.to_json()})
         return OverrideResult(True, ("drill passed: " if passed else "DRILL FAILED: ") + details)
 

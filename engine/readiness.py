@@ -203,7 +203,8 @@ def assess_in(conn: Connection, now: datetime, policy: ReadinessPolicy) -> Readi
     report = ReadinessReport(now, state.current_phase, (now - state.phase_started_at).days, results)
     unresolved = breaker_repo.count_unresolved(conn)
     pending = proposals_repo.count_pending(conn)
-    report.recommendations = recommend(report, metrics, unresolved, pending)
+    validating = state.validation_until if state.validation_until and state.validation_until > now else None
+    report.recommendations = recommend(report, metrics, unresolved, pending, validation_until=validating)
     report.next_actions = next_actions(report)
     return report
 
@@ -298,7 +299,7 @@ class _Facts:
 
 
 def recommend(report: ReadinessReport, metrics: AutonomyMetrics, unresolved_events: int,
-              pending_proposals: int) -> list[dict[str, Any]]:
+              pending_proposals: int, *, validation_until: datetime | None = None) -> list[dict[str, Any]]:
     """The runbook's decision trees ("Should I rollback…", "Should I approve…"), in priority order."""
     recs: list[dict[str, Any]] = []
     phase = report.current_phase
@@ -328,6 +329,11 @@ def recommend(report: ReadinessReport, metrics: AutonomyMetrics, unresolved_even
                      "rationale": f"readiness score {score:.0%} is below 90%",
                      "actions": ["Address the blockers: " + ", ".join(report.blockers[:5])]})
     target = next_phase(phase)
+    if report.ready and not unresolved_events and target and not recs and validation_until is not None:
+        recs.append({"type": "maintain", "priority": "medium",
+                     "rationale": f"the {phase} validation period runs until {validation_until:%Y-%m-%d}: "
+                                  "no further expansion before it ends",
+                     "actions": ["Review the validation period's metrics daily"]})
     if report.ready and not unresolved_events and target and not recs:
         recs.append({"type": "expand_scope", "priority": "high" if not pending_proposals else "medium",
                      "rationale": f"readiness {score:.0%} with no blockers and no unresolved events: "

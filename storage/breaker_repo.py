@@ -112,3 +112,11 @@ def rule_stats(conn: Connection) -> dict[str, dict[str, Any]]:
 
 def delete_rule(conn: Connection, name: str) -> bool:
     return conn.execute(sa.delete(RULES).where(RULES.c.name == name)).rowcount > 0
+
+
+def last_resolutions(conn: Connection) -> dict[tuple[str, str | None], datetime]:
+    """(rule name, command type or None) -> when its newest event was resolved."""
+    rows = conn.execute(sa.select(EVENTS.c.rule_name, EVENTS.c.command_type, sa.func.max(EVENTS.c.resolved_at))
+                        .where(EVENTS.c.resolved.is_(True))
+                        .group_by(EVENTS.c.rule_name, EVENTS.c.command_type)).all()
+    return {(r[0], r[1]): r[2] for r in rows if r[2] is not None}

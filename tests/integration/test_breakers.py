@@ -108,11 +108,15 @@ def test_an_open_event_is_not_tripped_again_and_resolving_unpauses(gov, clock):
     assert state(gov)["pausedCommandTypes"] == []
     with pytest.raises(Conflict):
         gov.breakers.resolve(OPERATOR, open_events[0]["id"], note="again")
-    # the failures are still inside the window: the rule may trip again now
-    assert [t.rule_name for t in gov.breakers.evaluate()] == ["Repeated Command Failures"]
-    clock.advance(timedelta(minutes=6))
-    gov.breakers.resolve(OPERATOR, events(gov, unresolved_only=True)[0]["id"], note="ok")
+    # the failures before the resolution were judged already: they do not trip it again
     assert gov.breakers.evaluate() == []
+    clock.advance(timedelta(seconds=30))
+    gov.ingestor.ingest_objects(commands(2, 2, clock.now(), prefix="c"))  # 2 new failures: below 3
+    assert events(gov, unresolved_only=True) == []
+    gov.ingestor.ingest_objects(commands(1, 1, clock.now(), prefix="d"))  # the third after resolution
+    reopened = [e for e in events(gov, unresolved_only=True) if e["ruleName"] == "Repeated Command Failures"]
+    assert len(reopened) == 1 and reopened[0]["observed"]["commandType.failed"] == 3
+    assert state(gov)["pausedCommandTypes"] == ["restart_service"]
 
 
 def test_critical_incident_reverts(gov, clock):

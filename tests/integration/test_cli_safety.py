@@ -155,3 +155,23 @@ def test_kill_switch_works_while_a_scheduled_job_is_stuck(gov, clock, store_url,
     assert done.returncode == 0, done.stderr
     assert took < 10
     assert gov.status(with_readiness=False)["killSwitch"]["engaged"]
+
+
+def test_a_mistyped_store_path_is_refused_not_created(tmp_path, clock):
+    import io
+    from console.cli import main
+    missing = tmp_path / "typo" / "governance.db"
+    for argv in (["status"], ["events", "list"], ["readiness", "--json"]):
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["--database-url", str(missing), *argv], clock=clock, out=out, err=err) == 1
+        assert "there is no store at" in err.getvalue()
+    assert not missing.parent.exists()
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--database-url", str(missing), "db", "init"], clock=clock, out=out, err=err) == 0
+    assert missing.exists()
+
+
+def test_drill_reason_is_recorded(gov, cli, operator_roles):
+    assert cli("kill-switch", "drill", "--reason", "quarterly drill Q4").code == 0
+    entry = gov.audit_entries(limit=1)[0]
+    assert entry["action"] == "kill_switch.drill" and "quarterly drill Q4" in entry["reason"]

@@ -187,3 +187,15 @@ def make_ready_as(gov, clock, who: str) -> None:
     gov.overrides.drill(who, gov.gate)
     with gov.store.write() as conn:
         state_repo.try_acquire_lease(conn, name="scheduler", holder="t", now=now, expires_at=now + timedelta(days=1))
+
+
+def test_no_further_expansion_during_a_validation_period(gov, clock):
+    make_ready(gov, clock)
+    pid = gov.cycle.run(OPERATOR)["proposal"]["proposalId"]
+    gov.proposals.approve("bob", pid, "tech-lead")
+    report = gov.cycle.run(OPERATOR)
+    assert report["proposal"] is None and report["recommendation"] == "maintain"
+    assert "validation period runs until" in report["readiness"]["recommendations"][0]["rationale"]
+    clock.advance(timedelta(days=15))  # the 14-day validation period is over
+    assert gov.readiness.assess().recommendation != "maintain" or \
+        "validation" not in gov.readiness.assess().recommendations[0]["rationale"]
