@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install clean screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# docs/screenshot.svg (the README's picture of the console), exported from the app itself on a seeded store
+screenshot: install
+	$(BIN)/python tools/screenshot.py

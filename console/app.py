@@ -7,13 +7,14 @@ from engine.governance import Governance
 
 
 def make_app(gov: Governance, *, operator: str, demo: bool = False, clock: Clock | None = None,
-             scheduler: bool = True):
+             scheduler: bool = True, refresh_seconds: float | None = None):
     """The console on ``gov``'s store. ``clock`` (default: the governance clock) must be the one ``gov``
     reads; tests pass a ManualClock-driven gov and ``scheduler=False``."""
     from screens.app import GovconApp
     if clock is not None and clock is not gov.clock:
         raise ValueError("make_app: clock must be the Governance's own clock (build the Governance with it)")
-    return GovconApp(gov, operator=operator, demo=demo, scheduler=scheduler)
+    extra = {} if refresh_seconds is None else {"refresh_seconds": refresh_seconds}
+    return GovconApp(gov, operator=operator, demo=demo, scheduler=scheduler, **extra)
 
 
 def run_console(gov: Governance, *, operator: str, demo: bool = False) -> int:

@@ -16,9 +16,11 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
+
 
 from engine.alerts import KILL_SWITCH_DEDUP_KEY, Alert, SinkConfig, format_payload, log_level, route
 from engine.clock import Clock, isoformat
@@ -51,7 +53,7 @@ class _Outcome:
 
 
 class Notifier:
-    def __init__(self, store, clock: Clock, sinks: list[SinkConfig], *, client: httpx.Client | None = None,
+    def __init__(self, store, clock: Clock, sinks: list[SinkConfig], *, client: "httpx.Client | None" = None,
                  max_attempts: int = 12, base_backoff: float = 5.0, max_backoff: float = 600.0) -> None:
         names = [s.name for s in sinks]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -67,7 +69,13 @@ class Notifier:
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self._owns_client = client is None
-        self._client = client or httpx.Client(follow_redirects=False, headers={"User-Agent": "govcon-notifier"})
+        self._client = client  # made on first delivery: most processes never send (only the leader does)
+
+    def _http(self) -> "httpx.Client":
+        if self._client is None:
+            import httpx  # imported when first needed: it costs every CLI call ~40 ms otherwise
+            self._client = httpx.Client(follow_redirects=False, headers={"User-Agent": "govcon-notifier"})
+        return self._client
 
     # --- into the outbox ------------------------------------------------------------------------
 
@@ -147,8 +155,9 @@ class Notifier:
         payload = dict(stored)
         if sink.type == "pagerduty":  # the key lives in config, never in the stored row
             payload = {"routing_key": sink.routing_key, **payload}
+        import httpx
         try:
-            response = self._client.post(sink.url, json=payload, timeout=sink.timeout)
+            response = self._http().post(sink.url, json=payload, timeout=sink.timeout)
         except httpx.TimeoutException as exc:
             return _Outcome(False, error=f"timed out after {sink.timeout:g}s ({type(exc).__name__})")
         except httpx.HTTPError as exc:
@@ -173,7 +182,9 @@ class Notifier:
 
     def close(self) -> None:
         if self._owns_client:
-            self._client.close()
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def __enter__(self) -> "Notifier":
         return self

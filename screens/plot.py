@@ -113,4 +113,4 @@ class Plot(Static):
     @on(Rendered)
     def _rendered(self, message: Rendered) -> None:
         if message.key == self._wanted:  # an older rendering arriving late is dropped
-            self.update(message.visual)
+            self.update(message.visual, layout=False)  # a plot's size never depends on its text

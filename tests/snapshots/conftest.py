@@ -7,8 +7,9 @@ import pytest
 from textual.reactive import reactive
 from textual.widgets import Input
 
+from tests.pilot.seed import OPERATOR
 from tests.pilot.conftest import (calm_gov, calm_template, console_clock, console_gov, console_url,  # noqa: F401
-                                  make_console, seeded_template)
+                                  seeded_template)
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +17,15 @@ def _no_cursor_blink(monkeypatch):
     steady = reactive(False, init=False)
     steady.__set_name__(Input, "cursor_blink")
     monkeypatch.setattr(Input, "cursor_blink", steady)
+
+
+@pytest.fixture
+def make_console():
+    """As the pilot tests' factory, without the once-a-second refresh: it would reload the same data,
+    but a reload landing while the picture is taken on a loaded machine can catch a pane mid-repaint.
+    Snapshots show the first complete load."""
+    from console.app import make_app
+
+    def make(gov, operator: str = OPERATOR):
+        return make_app(gov, operator=operator, scheduler=False, refresh_seconds=3600.0)
+    return make

@@ -36,3 +36,8 @@ def test_storage_status_list_matches_the_domain():
     from engine.domain import COMMAND_STATUSES
     from storage.events_repo import STATUSES
     assert tuple(STATUSES) == tuple(COMMAND_STATUSES)
+
+
+def test_migrate_head_constant_names_the_newest_migration():
+    from storage.migrate import HEAD, head_revision
+    assert HEAD == head_revision()
