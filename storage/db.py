@@ -46,7 +46,9 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
         _install_sqlite_hooks(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # application_name lets a DBA tell govcon's sessions apart in pg_stat_activity
+        return sa.create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                                connect_args={"application_name": "govcon"})
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
                      "use a SQLite path or a postgresql+psycopg:// URL")
 

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError, DatabaseError
+from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from storage import migrate
 from storage.db import (StoreUnavailable, create_db_engine, describe_url, read_connection,
@@ -50,7 +50,9 @@ class Store:
         try:
             with write_connection(self.engine, serialise=serialise) as conn:
                 yield conn
-        except OperationalError as exc:
+        except DBAPIError as exc:
+            if not _cannot_write(exc):
+                raise
             raise StoreUnavailable(f"cannot write to the store {self.display_url}: {exc.orig}") from exc
 
     def ping(self) -> bool:
@@ -69,3 +71,8 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.dispose()
+
+
+def _cannot_write(exc: DBAPIError) -> bool:
+    """The store refuses writes as a whole: unreachable, locked, full, or read-only (SQLSTATE 25006)."""
+    return isinstance(exc, OperationalError) or getattr(exc.orig, "sqlstate", None) == "25006"

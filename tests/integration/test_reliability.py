@@ -172,3 +172,77 @@ def test_serve_stays_up_on_a_full_disk(small_mount, clock, tmp_path):
     db = str(small_mount / "governance.db")
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert Governance(Store(url), clock).audit_verify()[1] is None
+
+
+@pytest.fixture
+def own_postgres_database():
+    """A database of its own (not a schema in the shared one): this test makes it read-only."""
+    from tests.conftest import PG_URL
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("GOVCON_TEST_POSTGRES_URL is not set in CI")
+        pytest.skip("GOVCON_TEST_POSTGRES_URL not set")
+    name = "govcon_ro_" + uuid.uuid4().hex[:10]
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin, name, PG_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_serve_stays_up_when_postgresql_turns_read_only(own_postgres_database, tmp_path):
+    """A PostgreSQL store made read-only (a failover to a standby, an operator's safety switch): writes
+    get a clear 503 naming the store, reads and the gate go on, the server stays up, nothing is lost."""
+    import httpx
+    from tests.serve_process import ServeProcess
+    from engine.clock import SystemClock
+    admin, db, url = own_postgres_database
+    gov = Governance(Store(url), SystemClock())
+    gov.init_store(OPERATOR)
+    gov.grant_role(OPERATOR, OPERATOR, "incident-commander")
+    token = gov.tokens.create(OPERATOR, OPERATOR).secret
+    gov.store.dispose()
+    auth = {"Authorization": f"Bearer {token}"}
+    event = {"kind": "command", "id": "ro-0", "type": "t", "status": "succeeded", "at": isoformat(T0)}
+    (tmp_path / "serve").mkdir()
+    server = ServeProcess(url, tmp_path / "serve").wait_ready()
+
+    def drop_sessions(conn):
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": db})
+    try:
+        assert httpx.post(server.base + "/api/events", json=event, headers=auth).status_code == 200
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{db}" SET default_transaction_read_only = on'))
+            drop_sessions(conn)
+        time.sleep(0.5)
+        refused = None
+        for attempt in range(5):  # the first request may meet a terminated pooled connection
+            r = httpx.post(server.base + "/api/events", timeout=30, headers=auth,
+                           json={**event, "id": f"ro-{attempt + 1}"})
+            if r.status_code >= 500:
+                refused = r
+                break
+        assert refused is not None and refused.status_code == 503, refused
+        assert "read-only" in refused.text and "Traceback" not in refused.text
+        ks = httpx.post(server.base + "/api/kill-switch", timeout=30, headers=auth,
+                        json={"action": "engage", "reason": "test"})
+        assert ks.status_code == 503 and "store" in ks.text.lower()
+        gate = httpx.post(server.base + "/api/gate", json={"commandType": "t"}, timeout=10)
+        assert gate.status_code == 200 and gate.json()["decision"] == "needs_approval"  # reads still work
+        assert server.proc.poll() is None
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{db}" RESET default_transaction_read_only'))
+            drop_sessions(conn)
+        server.stop()
+    fresh = Governance(Store(url), SystemClock())
+    assert fresh.audit_verify()[1] is None
+    with fresh.store.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM command_events")).scalar_one() == 1
+    fresh.store.dispose()
