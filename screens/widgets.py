@@ -54,7 +54,9 @@ class Table(DataTable):
         selected = self.selected_key
         self._rows = rows
         self._keys = tuple(k for k, _ in rows)
-        self.clear()
+        # columns too: their widths are then measured on these rows only, not on rows shown before
+        self.clear(columns=True)
+        self.add_columns(*self._columns)
         for key, cells in rows:
             self.add_row(*cells, key=key)
         if selected in self._keys:

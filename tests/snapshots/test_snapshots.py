@@ -30,11 +30,11 @@ DIALOGS = {
 
 def _shoot(snap_compare, app, size, keys):
     async def run_before(pilot):
-        await settle(pilot)
+        await settle(pilot, 3)
         for key in keys:
             await pilot.press(key)
-            await settle(pilot)
-        await settle(pilot)
+            await settle(pilot, 3)  # a key may start a worker whose answer opens the dialog
+        await settle(pilot, 3)
     return snap_compare(app, terminal_size=size, run_before=run_before)
 
 
