@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from engine.clock import Clock, isoformat
 from engine.domain import next_phase
+from engine.errors import NotInitialised
 from engine.metrics import AutonomyMetrics, collect_in
 from storage import breaker_repo, events_repo, proposals_repo, readiness_repo, state_repo
 from storage.store import Store
@@ -187,8 +188,6 @@ class ReadinessAssessor:
 
 
 def assess_in(conn: Connection, now: datetime, policy: ReadinessPolicy) -> ReadinessReport:
-    from engine.errors import NotInitialised
-
     state = state_repo.get_state(conn)
     if state is None:
         raise NotInitialised()
