@@ -4,6 +4,8 @@ second, and every change made through the Governance facade in a worker, its out
 
 from __future__ import annotations
 
+import importlib
+import time
 from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, ClassVar, Iterable
@@ -16,31 +18,40 @@ from textual.screen import Screen
 
 from engine.governance import Governance
 from screens.actions import ActionsMixin
-from screens.audit import AuditScreen
 from screens.base import GovScreen
 from screens.dashboard import DashboardScreen
 from screens.data import LiveData, SlowData, load_live, load_slow
 from screens.engine_api import EngineApi, make_scheduler
 from screens.errors import describe_error, error_title
-from screens.events import EventsScreen
 from screens.keys import KEYS, bindings
 from screens.logs import StderrLogsAside
-from screens.proposals import ProposalsScreen
-from screens.readiness import ReadinessScreen
-from screens.reports import ReportsScreen
-from screens.rules import RulesScreen
 from storage.db import StoreUnavailable
 
 REFRESH_SECONDS = 1.0
 SLOW_EVERY = 5          # readiness and trends every 5 refreshes
+SCHEDULER_START_LATEST = 2.0  # seconds after mount, when no dashboard has been completed by then
+
+
+def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
+    """A mode's screen, imported when the operator first opens it: the dashboard comes first, and the
+    other six (Markdown, the rule editor, ...) would add ~40 ms of imports to every launch."""
+    def make() -> Screen:
+        return getattr(importlib.import_module(module), name)()
+    make.__qualname__ = name
+    return make
 
 
 class GovconApp(ActionsMixin, App):
     CSS_PATH = "app.tcss"
     TITLE = "govcon"
-    MODES: ClassVar[dict[str, type[Screen]]] = {
-        "dashboard": DashboardScreen, "events": EventsScreen, "readiness": ReadinessScreen,
-        "proposals": ProposalsScreen, "rules": RulesScreen, "reports": ReportsScreen, "audit": AuditScreen,
+    MODES: ClassVar[dict[str, type[Screen] | Callable[[], Screen]]] = {
+        "dashboard": DashboardScreen,
+        "events": _lazy_screen("screens.events", "EventsScreen"),
+        "readiness": _lazy_screen("screens.readiness", "ReadinessScreen"),
+        "proposals": _lazy_screen("screens.proposals", "ProposalsScreen"),
+        "rules": _lazy_screen("screens.rules", "RulesScreen"),
+        "reports": _lazy_screen("screens.reports", "ReportsScreen"),
+        "audit": _lazy_screen("screens.audit", "AuditScreen"),
     }
     BINDINGS: ClassVar[list[BindingType]] = bindings()
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
@@ -55,6 +66,11 @@ class GovconApp(ActionsMixin, App):
             super().__init__()
             self.slow = slow
 
+    class SchedulerMade(Message):
+        def __init__(self, scheduler: Any) -> None:
+            super().__init__()
+            self.scheduler = scheduler
+
     def __init__(self, gov: Governance, *, operator: str, demo: bool = False, scheduler: bool = True,
                  refresh_seconds: float = REFRESH_SECONDS) -> None:
         super().__init__()
@@ -65,6 +81,9 @@ class GovconApp(ActionsMixin, App):
         self.refresh_seconds = refresh_seconds
         self.want_scheduler = scheduler
         self.scheduler = None
+        self._scheduler_started = False
+        self._scheduler_missing = False
+        self.scheduler_started_at: float | None = None  # perf_counter() when the scheduler started (tests)
         self.live: LiveData | None = None
         self.slow: SlowData | None = None
         self.bells = 0                      # how often the bell rang (tests read it)
@@ -81,9 +100,7 @@ class GovconApp(ActionsMixin, App):
         self.sub_title = f"{self.operator} @ {self.gov.store.display_url}"
         self._logs.enter()
         if self.want_scheduler:
-            self.scheduler = make_scheduler(self.gov, self.operator)
-            if self.scheduler is not None:
-                self.scheduler.start()
+            self.set_timer(SCHEDULER_START_LATEST, self.start_scheduler)
         self.refresh_data(slow=True)
         self.set_interval(self.refresh_seconds, self.tick)
         self.switch_mode("dashboard")
@@ -94,12 +111,32 @@ class GovconApp(ActionsMixin, App):
             self.scheduler = None
         self._logs.exit()
 
+    @on(DashboardScreen.Completed)
+    def start_scheduler(self) -> None:
+        """Start the embedded scheduler once the first dashboard is on the screen (or SCHEDULER_START_LATEST
+        after mount): APScheduler and the jobs cost ~150 ms of imports, which the operator's first look at
+        the dashboard should not wait for. They are imported in a worker; the scheduler starts on the loop."""
+        if not self.want_scheduler or self._scheduler_started:
+            return
+        self._scheduler_started = True
+        self.run_worker(lambda: self.post_message(self.SchedulerMade(make_scheduler(self.gov, self.operator))),
+                        thread=True, group="scheduler", exit_on_error=False)
+
+    @on(SchedulerMade)
+    def _scheduler_made(self, message: SchedulerMade) -> None:
+        self.scheduler = message.scheduler
+        if self.scheduler is None:
+            self._scheduler_missing = True
+        else:
+            self.scheduler.start()
+            self.scheduler_started_at = time.perf_counter()
+
     @property
     def scheduler_note(self) -> str:
         if not self.want_scheduler:
             return ""
         if self.scheduler is None:
-            return "scheduler not available"
+            return "scheduler not available" if self._scheduler_missing else "scheduler starting"
         return "this console leads the scheduler" if getattr(self.scheduler, "is_leader", False) else "standby"
 
     # --- refresh ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Static
 
 from screens.base import GovScreen
@@ -104,6 +105,9 @@ class DashboardScreen(GovScreen):
     SCREEN_NAME = "dashboard"
     SCREEN_TITLE = "1 Dashboard"
     FILTER_WHAT = "unresolved events"
+
+    class Completed(Message):
+        """The first complete dashboard (live panes, readiness, the plots) has been painted."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -199,6 +203,7 @@ class DashboardScreen(GovScreen):
 
     def _painted(self) -> None:
         self.completed_at = time.perf_counter()
+        self.post_message(self.Completed())
         path = os.environ.get(READY_FILE_ENV)
         if path:
             with open(path, "w") as f:

@@ -1,0 +1,50 @@
+"""The embedded scheduler starts only once the first dashboard is on the screen (its imports would
+otherwise delay the operator's first look), and then takes part in the leader lease like any holder."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from console.app import make_app
+from screens.header import StatusHeader
+from storage import state_repo
+from tests.pilot.conftest import text_of
+from tests.pilot.seed import OPERATOR
+
+pytestmark = pytest.mark.anyio
+
+
+async def _until(pilot, condition, seconds: float = 15.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"{condition} never held within {seconds} s")
+
+
+async def test_the_scheduler_starts_after_the_first_complete_dashboard_and_stands_by(console_gov):
+    app = make_app(console_gov, operator=OPERATOR)  # the scheduler, as `govcon` runs it
+    async with app.run_test(size=(120, 40)) as pilot:
+        dashboard = app.screen
+        assert app.scheduler is None
+        await _until(pilot, lambda: app.scheduler is not None and app.scheduler.scheduler is not None)
+        assert dashboard.completed_at is not None and app.scheduler_started_at > dashboard.completed_at
+        # carol's console holds the lease in the seeded store (until T0 + 30 s): this one stands by
+        await _until(pilot, lambda: "standby" in text_of(app.screen.query_one(StatusHeader)))
+        assert not app.scheduler.is_leader
+        assert "leader console:carol@ops-1:4242" in text_of(app.screen.query_one(StatusHeader))
+
+
+async def test_the_console_takes_a_free_lease_once_its_scheduler_starts(console_gov, console_clock):
+    console_clock.advance(timedelta(minutes=1))  # carol's lease has expired
+    app = make_app(console_gov, operator=OPERATOR)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: app.scheduler is not None and app.scheduler.is_leader)
+        with console_gov.store.read() as conn:
+            holder = state_repo.get_lease(conn, "scheduler").holder
+        assert holder == app.scheduler.holder and holder.startswith(f"console:{OPERATOR}@")
+        await _until(pilot, lambda: "this console leads the scheduler" in text_of(app.screen.query_one(StatusHeader)))
+    with console_gov.store.read() as conn:  # quitting releases it for the next holder
+        assert state_repo.get_lease(conn, "scheduler") is None
