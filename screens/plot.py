@@ -6,7 +6,9 @@ when their data or size changed.
 
 from __future__ import annotations
 
+import sys
 import threading
+import types
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -15,6 +17,25 @@ from textual.message import Message
 from textual.widgets import Static
 
 _PLOTEXT = threading.Lock()
+_DOC_MODULE = "plotext._doc.doc"
+
+
+def import_plotext():
+    """plotext, without the help pages its package __init__ builds on import (``plotext.doc``: ~50 ms of
+    a launch's CPU, which we never read). Should a plotext release need more of that module than the
+    ``docs`` name, the plain import is used."""
+    if "plotext" in sys.modules:
+        return sys.modules["plotext"]
+    stub = types.ModuleType(_DOC_MODULE)
+    stub.docs = None
+    sys.modules.setdefault(_DOC_MODULE, stub)
+    try:
+        import plotext
+    except ImportError:
+        for name in [m for m in sys.modules if m == "plotext" or m.startswith("plotext.")]:
+            del sys.modules[name]
+        import plotext
+    return plotext
 
 
 @dataclass(frozen=True)
@@ -42,8 +63,7 @@ def render_plot(spec: PlotSpec, width: int, height: int, *, color: bool = True) 
     points = [(s, [(x, y) for x, y in zip(s.xs, s.ys) if y is not None]) for s in spec.series]
     if width < 20 or height < 4 or not any(p for _, p in points):
         return spec.empty
-    import plotext
-    fig = plotext.figure
+    fig = import_plotext().figure
     fig.clear()
     fig.plot_size(width, height)
     fig.theme("simple" if color else "colorless")
