@@ -16,11 +16,10 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from storage.models import AuditEntry, GovernanceState
+from storage.tables import audit_log as T
+from storage.tables import governance_state as STATE
 
 GENESIS = "0" * 64
-T = AuditEntry.__table__
-STATE = GovernanceState.__table__
 
 
 def _iso(when: datetime) -> str:

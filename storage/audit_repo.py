@@ -5,9 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.models import AuditEntry
-
-T = AuditEntry.__table__
+from storage.tables import audit_log as T
 
 
 def list_entries(conn: Connection, *, limit: int = 100, search: str | None = None,

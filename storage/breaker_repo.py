@@ -8,10 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.models import BreakerEvent, BreakerRule
-
-RULES = BreakerRule.__table__
-EVENTS = BreakerEvent.__table__
+from storage.tables import breaker_events as EVENTS
+from storage.tables import breaker_rules as RULES
 
 
 def list_rules(conn: Connection, *, enabled_only: bool = False) -> list[Row]:

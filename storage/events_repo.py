@@ -9,12 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from storage.models import CommandEvent, EvalCoverage, Incident, SafetyEvent, UTCDateTime
-
-CMD = CommandEvent.__table__
-INC = Incident.__table__
-SAF = SafetyEvent.__table__
-EVC = EvalCoverage.__table__
+from storage.tables import command_events as CMD
+from storage.tables import eval_coverage as EVC
+from storage.tables import incidents as INC
+from storage.tables import safety_events as SAF
+from storage.types import UTCDateTime
 
 _KEYS = {CMD.name: ["command_id", "status"], INC.name: ["incident_id"],
          SAF.name: ["event_key"], EVC.name: ["event_key"]}

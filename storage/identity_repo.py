@@ -7,10 +7,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.models import ApiToken, RoleGrant
-
-GRANTS = RoleGrant.__table__
-TOKENS = ApiToken.__table__
+from storage.tables import api_tokens as TOKENS
+from storage.tables import role_grants as GRANTS
 
 
 def roles_of(conn: Connection, operator: str) -> set[str]:

@@ -7,9 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from storage.models import JobRun
-
-RUNS = JobRun.__table__
+from storage.tables import job_runs as RUNS
 
 
 def claim(store, *, job_id: str, slot: str, holder: str, now: datetime) -> bool:

@@ -10,8 +10,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from storage.models import (AlertOutbox, BreakerEvent, CommandEvent, EvalCoverage, Incident,
-                            MetricsSnapshot, ReadinessAssessment, SafetyEvent)
+from storage.tables import (alert_outbox, breaker_events, command_events, eval_coverage, incidents,
+                            metrics_snapshots, readiness_assessments, safety_events)
 
 
 class BackupNotSupported(RuntimeError):
@@ -56,7 +56,7 @@ def backup_sqlite(engine: Engine, target: Path) -> int:
 #: (table, time column, extra condition) — what retention may delete
 def _not_named_by_a_kept_incident(before: datetime):
     """A command an incident still in the store names is kept: it attributes that incident."""
-    inc = Incident.__table__
+    inc = incidents
 
     def condition(t):
         return ~sa.exists().where(inc.c.command_id == t.c.command_id, inc.c.at >= before)
@@ -64,15 +64,15 @@ def _not_named_by_a_kept_incident(before: datetime):
 
 
 _PRUNABLE = [
-    (CommandEvent.__table__, "at", "kept-incidents"),
-    (Incident.__table__, "at", None),
-    (SafetyEvent.__table__, "at", None),
-    (EvalCoverage.__table__, "at", None),
-    (MetricsSnapshot.__table__, "taken_at", None),
-    (ReadinessAssessment.__table__, "taken_at", None),
+    (command_events, "at", "kept-incidents"),
+    (incidents, "at", None),
+    (safety_events, "at", None),
+    (eval_coverage, "at", None),
+    (metrics_snapshots, "taken_at", None),
+    (readiness_assessments, "taken_at", None),
     # breaker events only once resolved: an open event is never pruned, whatever its age
-    (BreakerEvent.__table__, "timestamp", lambda t: t.c.resolved.is_(True)),
-    (AlertOutbox.__table__, "created_at", lambda t: t.c.status != "pending"),
+    (breaker_events, "timestamp", lambda t: t.c.resolved.is_(True)),
+    (alert_outbox, "created_at", lambda t: t.c.status != "pending"),
 ]
 
 

@@ -6,37 +6,21 @@ Conventions:
 - idempotency keys are unique constraints, so duplicates are refused by the database itself.
 
 Later issues add columns through Alembic migrations (``storage/migrations/versions``).
+
+These classes are the schema's source of truth, for Alembic (storage/migrations). The runtime imports the
+plain Core tables in storage/tables.py instead, generated from here by tools/generate_tables.py: after a
+change here, run ``python tools/generate_tables.py`` (tests/unit/test_tables.py checks they agree).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Optional
 
 import sqlalchemy as sa
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-
-class UTCDateTime(TypeDecorator):
-    """Aware UTC datetimes in Python, naive UTC in the database."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: Optional[datetime], dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        if isinstance(value, str):  # raw SQL on SQLite
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=timezone.utc)
+from storage.types import UTCDateTime  # noqa: F401  (also re-exported: the migrations use models.UTCDateTime)
 
 
 def _ts(**kw: Any) -> Any:

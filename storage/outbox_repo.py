@@ -12,9 +12,7 @@ from typing import Any, Callable, Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.models import AlertOutbox
-
-OUTBOX = AlertOutbox.__table__
+from storage.tables import alert_outbox as OUTBOX
 ERROR_MAX = 1000
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.models import Approval, Proposal
-
-PROPOSALS = Proposal.__table__
-APPROVALS = Approval.__table__
+from storage.tables import approvals as APPROVALS
+from storage.tables import proposals as PROPOSALS
 
 
 def count_pending(conn: Connection) -> int:

@@ -8,11 +8,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.models import Attestation, MetricsSnapshot, ReadinessAssessment
-
-ATT = Attestation.__table__
-SNAP = MetricsSnapshot.__table__
-ASSESS = ReadinessAssessment.__table__
+from storage.tables import attestations as ATT
+from storage.tables import metrics_snapshots as SNAP
+from storage.tables import readiness_assessments as ASSESS
 
 
 def add_attestation(conn: Connection, **fields: Any) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.models import PhaseHistory, Report
-
-REPORTS = Report.__table__
-PHASES = PhaseHistory.__table__
+from storage.tables import phase_history as PHASES
+from storage.tables import reports as REPORTS
 
 
 def insert(conn: Connection, **fields) -> None:

@@ -8,12 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.models import GovernanceState, KillSwitchDrill, LeaderLease, PhaseHistory
-
-STATE = GovernanceState.__table__
-PHASES = PhaseHistory.__table__
-DRILLS = KillSwitchDrill.__table__
-LEASE = LeaderLease.__table__
+from storage.tables import governance_state as STATE
+from storage.tables import kill_switch_drills as DRILLS
+from storage.tables import leader_lease as LEASE
+from storage.tables import phase_history as PHASES
 
 
 def get_state(conn: Connection) -> Row | None:

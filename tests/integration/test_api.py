@@ -22,8 +22,7 @@ from engine.clock import isoformat
 from engine.governance import Governance
 from engine.policies import Policy
 from engine.tokens import TokenBook
-from storage import state_repo
-from storage.models import CommandEvent
+from storage import state_repo, tables
 from storage.store import Store
 from tests.conftest import OPERATOR
 from tests.integration.test_governance_cycle import make_ready
@@ -76,7 +75,7 @@ def cmd(i: int, status: str, at, *, ctype: str = "restart_service", prefix: str 
 
 
 def stored_commands(store) -> set[tuple[str, str]]:
-    t = CommandEvent.__table__
+    t = tables.command_events
     with store.read() as conn:
         return set(conn.execute(sa.select(t.c.command_id, t.c.status)).all())
 

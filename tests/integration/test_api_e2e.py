@@ -22,8 +22,7 @@ import sqlalchemy as sa
 from engine.clock import ManualClock, isoformat
 from engine.governance import Governance
 from engine.tokens import TokenBook
-from storage import state_repo
-from storage.models import CommandEvent
+from storage import state_repo, tables
 from storage.store import Store
 from tests.integration.test_governance_cycle import make_ready
 from tests.serve_process import ROOT, ServeProcess, command_event, dumps, load
@@ -226,7 +225,7 @@ def test_sigterm_during_load_loses_nothing_acknowledged(ready_store, server):
     result = asyncio.run(run())
     assert server.proc.wait(30) == 0, server.log()
     assert result.requests > 100 and set(result.statuses) == {200}, result.statuses
-    t = CommandEvent.__table__
+    t = tables.command_events
     with store.read() as conn:
         stored = set(conn.execute(sa.select(t.c.command_id).where(t.c.command_id.like("term-%"))).scalars())
         lease = state_repo.get_lease(conn)

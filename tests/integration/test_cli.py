@@ -15,8 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.errors import AlreadyInitialised
-from storage import breaker_repo
-from storage.models import AuditEntry, CommandEvent, GovernanceState
+from storage import breaker_repo, tables
 from tests.conftest import OPERATOR
 from tests.integration.conftest import jsonl
 
@@ -43,7 +42,7 @@ def events_file(tmp_path, ev) -> Path:
 
 
 def stored_commands(store) -> set[tuple[str, str]]:
-    t = CommandEvent.__table__
+    t = tables.command_events
     with store.read() as conn:
         return set(conn.execute(sa.select(t.c.command_id, t.c.status)).all())
 
@@ -86,8 +85,8 @@ def test_db_init_without_a_date_starts_l3_now(cli):
 def test_db_init_is_refused_on_a_store_with_state(gov, cli, store):
     def snapshot():
         with store.read() as conn:
-            return (conn.execute(sa.select(GovernanceState.__table__)).all(),
-                    conn.execute(sa.select(AuditEntry.__table__)).all())
+            return (conn.execute(sa.select(tables.governance_state)).all(),
+                    conn.execute(sa.select(tables.audit_log)).all())
     before = snapshot()
     result = cli("db", "init", "--phase-started", "2026-01-01")
     assert result.code != 0

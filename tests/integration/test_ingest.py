@@ -15,13 +15,12 @@ from hypothesis import strategies as st
 from engine.clock import ManualClock
 from engine.governance import Governance
 from engine.ingest import Ingestor
-from storage import events_repo
-from storage.models import CommandEvent, EvalCoverage, Incident, SafetyEvent
+from storage import events_repo, tables
 from storage.store import Store
 from tests.conftest import T0
 from tests.integration.conftest import Events, jsonl
 
-EVENT_TABLES = [CommandEvent.__table__, Incident.__table__, SafetyEvent.__table__, EvalCoverage.__table__]
+EVENT_TABLES = [tables.command_events, tables.incidents, tables.safety_events, tables.eval_coverage]
 
 
 def counts(store) -> dict[str, int]:
@@ -30,7 +29,7 @@ def counts(store) -> dict[str, int]:
 
 
 def command_keys(store) -> set[tuple[str, str]]:
-    t = CommandEvent.__table__
+    t = tables.command_events
     with store.read() as conn:
         return set(conn.execute(sa.select(t.c.command_id, t.c.status)).all())
 
@@ -74,7 +73,7 @@ def test_duplicates_inside_one_file_are_stored_once(gov, ev, ingest):
     report = ingest(events)
     assert (report.accepted, report.duplicate, report.rejected) == (5, 5, 0)
     assert command_keys(gov.store) == {("cmd-1", "proposed"), ("cmd-1", "succeeded")}
-    t = CommandEvent.__table__
+    t = tables.command_events
     with gov.store.read() as conn:
         kept = conn.execute(sa.select(t.c.command_type, t.c.at).where(t.c.status == "succeeded")).one()
     assert kept == ("restart_service", ev.base)  # the first one wins

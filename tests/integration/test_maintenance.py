@@ -14,17 +14,15 @@ import sqlalchemy as sa
 from engine.errors import InvalidInput
 from engine.governance import Governance
 from engine.ingest import Ingestor
-from storage import events_repo, readiness_repo
+from storage import events_repo, readiness_repo, tables
 from storage.maintenance import BackupNotSupported
-from storage.models import (AlertOutbox, Approval, AuditEntry, BreakerEvent, CommandEvent, EvalCoverage,
-                            Incident, MetricsSnapshot, Proposal, ReadinessAssessment, SafetyEvent)
 from storage.store import Store
 from tests.conftest import OPERATOR, T0
 from tests.integration.conftest import Events
 
-TABLES = [t.__table__ for t in (CommandEvent, Incident, SafetyEvent, EvalCoverage, MetricsSnapshot,
-                                ReadinessAssessment, BreakerEvent, AlertOutbox, Proposal, Approval,
-                                AuditEntry)]
+TABLES = [tables.command_events, tables.incidents, tables.safety_events, tables.eval_coverage,
+          tables.metrics_snapshots, tables.readiness_assessments, tables.breaker_events,
+          tables.alert_outbox, tables.proposals, tables.approvals, tables.audit_log]
 
 
 def row_counts(store) -> dict[str, int]:
@@ -34,7 +32,7 @@ def row_counts(store) -> dict[str, int]:
 
 def breaker_event(conn, when, *, resolved=False, shadow=False) -> str:
     eid = uuid.uuid4().hex
-    conn.execute(sa.insert(BreakerEvent.__table__).values(
+    conn.execute(sa.insert(tables.breaker_events).values(
         id=eid, rule_name="High Error Rate", timestamp=when, severity="critical", action="revert_to_l3",
         command_type=None, observed={"errorRate": 0.2}, shadow=shadow, resolved=resolved,
         resolved_by=OPERATOR if resolved else None, resolved_at=when if resolved else None))
@@ -42,14 +40,14 @@ def breaker_event(conn, when, *, resolved=False, shadow=False) -> str:
 
 
 def proposal(conn, pid, when, status):
-    conn.execute(sa.insert(Proposal.__table__).values(
+    conn.execute(sa.insert(tables.proposals).values(
         id=pid, created_at=when, proposed_by="autonomy-governance-agent", current_phase="L3",
         target_phase="L3+", commands_to_whitelist=["restart_service"], validation_period_days=14,
         rationale={}, risk_assessment={}, required_approvals=["tech-lead"], status=status))
 
 
 def outbox(conn, when, status):
-    conn.execute(sa.insert(AlertOutbox.__table__).values(
+    conn.execute(sa.insert(tables.alert_outbox).values(
         created_at=when, sink="webhook", severity="high", dedup_key=uuid.uuid4().hex, payload={},
         status=status, next_attempt_at=when))
 
@@ -77,7 +75,7 @@ def aged_store(gov, clock):
         breaker_event(conn, old, resolved=True)
         proposal(conn, "p-pending", old, "pending")
         proposal(conn, "p-rejected", old, "rejected")
-        conn.execute(sa.insert(Approval.__table__).values(proposal_id="p-pending", role="tech-lead",
+        conn.execute(sa.insert(tables.approvals).values(proposal_id="p-pending", role="tech-lead",
                                                           approver="bob", at=old))
         outbox(conn, old, "pending")
         outbox(conn, old, "sent")
@@ -97,9 +95,9 @@ def test_prune_removes_old_rows_and_keeps_what_it_must(gov, aged_store, clock):
     assert (after["proposals"], after["approvals"]) == (2, 1)
     assert after["audit_log"] == before["audit_log"] + 1
     with gov.store.read() as conn:
-        kept = set(conn.execute(sa.select(BreakerEvent.__table__.c.id)).scalars())
-        commands = set(conn.execute(sa.select(CommandEvent.__table__.c.command_id)).scalars())
-        pending = conn.execute(sa.select(AlertOutbox.__table__.c.status)).scalars().all()
+        kept = set(conn.execute(sa.select(tables.breaker_events.c.id)).scalars())
+        commands = set(conn.execute(sa.select(tables.command_events.c.command_id)).scalars())
+        pending = conn.execute(sa.select(tables.alert_outbox.c.status)).scalars().all()
     assert kept == set(aged_store.values())
     assert commands == {"new-1", "new-2", "at-the-cut"}  # a row exactly at the cut is not older than it
     assert pending == ["pending"]
