@@ -7,19 +7,21 @@ from engine.governance import Governance
 
 
 def make_app(gov: Governance, *, operator: str, demo: bool = False, clock: Clock | None = None,
-             scheduler: bool = True, refresh_seconds: float | None = None):
+             scheduler: bool = True, refresh_seconds: float | None = None, first_reads=None):
     """The console on ``gov``'s store. ``clock`` (default: the governance clock) must be the one ``gov``
     reads; tests pass a ManualClock-driven gov and ``scheduler=False``."""
     from screens.app import GovconApp
     if clock is not None and clock is not gov.clock:
         raise ValueError("make_app: clock must be the Governance's own clock (build the Governance with it)")
     extra = {} if refresh_seconds is None else {"refresh_seconds": refresh_seconds}
-    return GovconApp(gov, operator=operator, demo=demo, scheduler=scheduler, **extra)
+    return GovconApp(gov, operator=operator, demo=demo, scheduler=scheduler, first_reads=first_reads, **extra)
 
 
 def run_console(gov: Governance, *, operator: str, demo: bool = False) -> int:
     if not gov.is_initialised():
         from engine.errors import NotInitialised
         raise NotInitialised()
-    make_app(gov, operator=operator, demo=demo).run()
+    from screens.data import FirstReads  # headless: the store is read while Textual is imported
+    first_reads = FirstReads(gov, operator)
+    make_app(gov, operator=operator, demo=demo, first_reads=first_reads).run()
     return 0

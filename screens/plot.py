@@ -16,26 +16,30 @@ from textual import on
 from textual.message import Message
 from textual.widgets import Static
 
-_PLOTEXT = threading.Lock()
+PLOTEXT_LOCK = threading.Lock()  # plotext has one global figure
 _DOC_MODULE = "plotext._doc.doc"
+_IMPORT_LOCK = threading.Lock()
+_plotext = None
 
 
 def import_plotext():
     """plotext, without the help pages its package __init__ builds on import (``plotext.doc``: ~50 ms of
     a launch's CPU, which we never read). Should a plotext release need more of that module than the
-    ``docs`` name, the plain import is used."""
-    if "plotext" in sys.modules:
-        return sys.modules["plotext"]
-    stub = types.ModuleType(_DOC_MODULE)
-    stub.docs = None
-    sys.modules.setdefault(_DOC_MODULE, stub)
-    try:
-        import plotext
-    except ImportError:
-        for name in [m for m in sys.modules if m == "plotext" or m.startswith("plotext.")]:
-            del sys.modules[name]
-        import plotext
-    return plotext
+    ``docs`` name, the plain import is used. Safe from any thread."""
+    global _plotext
+    with _IMPORT_LOCK:
+        if _plotext is None:
+            stub = types.ModuleType(_DOC_MODULE)
+            stub.docs = None
+            sys.modules.setdefault(_DOC_MODULE, stub)
+            try:
+                import plotext
+            except ImportError:
+                for name in [m for m in sys.modules if m == "plotext" or m.startswith("plotext.")]:
+                    del sys.modules[name]
+                import plotext
+            _plotext = plotext
+    return _plotext
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ class Plot(Static):
         self._wanted = key
 
         def work() -> None:
-            with _PLOTEXT:
+            with PLOTEXT_LOCK:
                 text = render_plot(spec, width, height, color=color)
             visual = Text.from_ansi(text, no_wrap=True) if "\x1b" in text else Text(text, style="dim")
             self.post_message(self.Rendered(key, visual))
