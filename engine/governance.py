@@ -7,57 +7,101 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from engine import access
-from engine.backtest import Backtester
 from engine.breakers import BreakerEngine, event_json
 from engine.clock import Clock, SystemClock, isoformat
 from engine.cycle import GovernanceCycle, Reports
 from engine.domain import DEFAULT_RULES, PHASES
 from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
-from engine.gate import Gate
-from engine.ingest import Ingestor
 from engine.metrics import MetricsCollector
-from engine.notifier import Notifier
-from engine.overrides import Overrides
-from engine.policies import Policy, PolicyEngine
 from engine.proposals import ProposalBook, ProposalPolicy
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
-from engine.rules import RuleBook
-from engine.tokens import TokenBook
 from engine.trends import predictions, rate_series, trend
 from storage import audit, audit_repo, breaker_repo, identity_repo, maintenance, readiness_repo, state_repo
 from storage.store import Store
 
+if TYPE_CHECKING:
+    from engine.backtest import Backtester
+    from engine.gate import Gate
+    from engine.ingest import Ingestor
+    from engine.notifier import Notifier
+    from engine.overrides import Overrides
+    from engine.policies import Policy, PolicyEngine
+    from engine.rules import RuleBook
+    from engine.tokens import TokenBook
+
 
 class Governance:
+    """The parts every caller uses are built here; the others (gate, ingest, rules admin, backtests,
+    tokens, overrides, alert delivery) on first use, so that a process pays only for the modules it
+    needs: the console's launch and a one-shot CLI command do not import what they never call."""
+
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
                  policies: list[Policy] | None = None, proposal_policy: ProposalPolicy | None = None,
                  evaluate_on_ingest: bool = True) -> None:
         self.store = store
         self.clock = clock or SystemClock()
+        self._sinks = sinks or []
+        self._policies = policies or []
+        self._evaluate_on_ingest = evaluate_on_ingest
         self.metrics = MetricsCollector(store, self.clock)
         self.readiness = ReadinessAssessor(store, self.clock, readiness_policy)
-        self.notifier = Notifier(store, self.clock, sinks or [])
         enqueue = self._enqueue_alert
         self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue)
-        self.rules = RuleBook(store, self.clock)
-        self.backtester = Backtester(store, self.clock)
-        self.policies = PolicyEngine(policies or [])
-        self.gate = Gate(store, self.clock, policy=self.policies)
-        self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue)
         self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue)
         self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals)
         self.reports = Reports(store)
-        self.tokens = TokenBook(store, self.clock)
-        self.ingestor = Ingestor(store, self.clock)
-        if evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
-            self.ingestor.listeners.append(lambda _report: self.breakers.evaluate())
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        from engine.notifier import Notifier
+        return Notifier(self.store, self.clock, self._sinks)
+
+    @cached_property
+    def rules(self) -> RuleBook:
+        from engine.rules import RuleBook
+        return RuleBook(self.store, self.clock)
+
+    @cached_property
+    def backtester(self) -> Backtester:
+        from engine.backtest import Backtester
+        return Backtester(self.store, self.clock)
+
+    @cached_property
+    def policies(self) -> PolicyEngine:
+        from engine.policies import PolicyEngine
+        return PolicyEngine(self._policies)
+
+    @cached_property
+    def gate(self) -> Gate:
+        from engine.gate import Gate
+        return Gate(self.store, self.clock, policy=self.policies)
+
+    @cached_property
+    def overrides(self) -> Overrides:
+        from engine.overrides import Overrides
+        return Overrides(self.store, self.clock, enqueue_alert=self._enqueue_alert)
+
+    @cached_property
+    def tokens(self) -> TokenBook:
+        from engine.tokens import TokenBook
+        return TokenBook(self.store, self.clock)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        from engine.ingest import Ingestor
+        ingestor = Ingestor(self.store, self.clock)
+        if self._evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
+            ingestor.listeners.append(lambda _report: self.breakers.evaluate())
+        return ingestor
 
     def close(self) -> None:
-        self.notifier.close()
+        if "notifier" in self.__dict__:  # built only if alerts were delivered or queued here
+            self.notifier.close()
         self.store.dispose()
 
     def _enqueue_alert(self, conn, alert, kill_switch_engaged: bool) -> None:

@@ -35,12 +35,22 @@ class GovScreen(Screen):
     # --- layout -----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        self._classes_for_width(self.app.size.width)
         yield StatusHeader()
         yield from self.compose_body()
         yield KeyBar([b for b in self.BINDINGS if isinstance(b, Binding)])
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    def _classes_for_width(self, width: int) -> None:
+        """The app's horizontal breakpoint class for ``width``, set before the first layout. Textual sets
+        it on the first Resize, after a first layout without it: every pane, plots included, would be
+        laid out and drawn twice at launch."""
+        breakpoints = self.app.HORIZONTAL_BREAKPOINTS or []
+        names = [name for limit, name in breakpoints if width >= limit]
+        if names:
+            self.set_class(True, names[-1])
 
     # --- data ---------------------------------------------------------------------------------
 

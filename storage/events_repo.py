@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from storage.tables import command_events as CMD
@@ -31,6 +30,7 @@ def _insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: Sequenc
         return 0
     if conn.dialect.name == "sqlite":
         return _sqlite_insert_ignoring_duplicates(conn, table, rows)
+    from sqlalchemy.dialects import postgresql  # 15 ms of imports that a SQLite store never needs
     stmt = (postgresql.insert(table).on_conflict_do_nothing(index_elements=_KEYS[table.name])
             .returning(table.c.id))
     return len(conn.execute(stmt, list(rows)).all())
