@@ -10,6 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 import sqlmodel
 import storage.models
+import storage.types
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}
