@@ -70,7 +70,8 @@ def cmd_tokens(ctx) -> int:
         print("no tokens; create one with `govcon tokens create USER`", file=ctx.out)
     for d in docs:
         state = "active" if d["active"] else f"revoked {d['revokedAt']}"
-        print(f"{d['id']:<18} {d['operator']:<20} created {d['createdAt']} by {d['createdBy']:<12} {state}",
+        used = f"last used {d['lastUsedAt']}" if d["lastUsedAt"] else "never used"
+        print(f"{d['id']:<18} {d['operator']:<20} created {d['createdAt']} by {d['createdBy']:<12} {state}, {used}",
               file=ctx.out)
     return 0
 

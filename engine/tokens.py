@@ -3,28 +3,36 @@
 A token is shown once, when it is created; the store keeps only its SHA-256, so a copy of the database
 gives nobody a working token. Creating and revoking need the admin role and are audited in the same
 transaction. ``verify`` answers from a short cache (``cache_seconds``) so that a busy ingest client does
-not cost a store read per request: a revoked token stops working within that time.
+not cost a store read per request: a revoked token stops working within that time. When it reads the
+store it also records when the token was last used (at most once per ``LAST_USED_EVERY``; bookkeeping,
+not a governance change, so not audited), which is what `govcon tokens list` shows as lastUsedAt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from engine import access
 from engine.clock import Clock, isoformat
 from engine.errors import NotFound
 from storage import audit, identity_repo
+from storage.db import StoreUnavailable
 from storage.store import Store
+
+log = logging.getLogger(__name__)
 
 PREFIX = "gvc_"
 DEFAULT_CACHE_SECONDS = 5.0
 MAX_LENGTH = 512
 MISS = object()
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 def token_hash(secret: str) -> str:
@@ -108,11 +116,25 @@ class TokenBook:
         with self.store.read() as conn:
             row = identity_repo.token_by_hash(conn, digest)
         operator = row.operator if row is not None else None
+        if row is not None:
+            self._note_use(row)
         with self._lock:
             if len(self._cache) > 10_000:  # someone is guessing: do not let the cache grow without bound
                 self._cache.clear()
             self._cache[digest] = (now + self.cache_seconds, operator)
         return operator
+
+    def _note_use(self, row) -> None:
+        at = self.clock.now()
+        if row.last_used_at is not None and at - row.last_used_at < LAST_USED_EVERY:
+            return
+        try:
+            with self.store.write(serialise=False) as conn:
+                identity_repo.touch_token(conn, row.id, at)
+        except StoreUnavailable as exc:  # a read-only store still answers who a token is
+            log.debug("could not record the use of token %s: %s", row.id, exc)
+        except Exception as exc:  # nor may a busy store make bookkeeping fail a request
+            log.warning("could not record the use of token %s: %s", row.id, exc)
 
     def forget(self) -> None:
         """Drop cached answers (after a revocation in this process)."""

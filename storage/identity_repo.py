@@ -52,6 +52,13 @@ def list_tokens(conn: Connection) -> list[Row]:
     return conn.execute(sa.select(TOKENS).order_by(TOKENS.c.created_at)).all()
 
 
+def touch_token(conn: Connection, token_id: str, at: datetime) -> None:
+    """Record a use of the token (never moving lastUsedAt backwards)."""
+    conn.execute(sa.update(TOKENS).where(TOKENS.c.id == token_id,
+                                         sa.or_(TOKENS.c.last_used_at.is_(None), TOKENS.c.last_used_at < at))
+                 .values(last_used_at=at))
+
+
 def revoke_token(conn: Connection, token_id: str, at: datetime) -> bool:
     return conn.execute(sa.update(TOKENS).where(TOKENS.c.id == token_id, TOKENS.c.revoked_at.is_(None))
                         .values(revoked_at=at)).rowcount > 0

@@ -540,3 +540,23 @@ if schemathesis is not None:
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
     def test_generated_requests_find_no_server_error(case, api_schema):
         case.call_and_validate(headers=api_schema.auth_header, checks=[not_a_server_error])
+
+
+def test_a_tokens_last_use_is_recorded_at_most_once_a_minute(api):
+    headers = api.auth("alice")
+
+    def last_used():
+        return api.tokens.list()[-1]["lastUsedAt"]
+
+    assert last_used() is None
+    assert api.post("/api/governance/run-cycle", headers=headers).status_code == 200
+    first = api.gov.clock.now()
+    assert last_used() == isoformat(first)
+    api.gov.clock.advance(timedelta(seconds=30))
+    assert api.post("/api/governance/run-cycle", headers=headers).status_code == 200
+    assert last_used() == isoformat(first)  # within the minute: no write per request
+    api.gov.clock.advance(timedelta(seconds=45))
+    assert api.post("/api/governance/run-cycle", headers=headers).status_code == 200
+    assert last_used() == isoformat(api.gov.clock.now())
+    assert not [e for e in api.gov.audit_entries() if e["action"].startswith("token.use")]
+

@@ -257,7 +257,12 @@ def test_tokens_cli_prints_the_token_once_and_revocation_takes_effect(ready_stor
     headers = {"Authorization": f"Bearer {secret}"}
     ok = httpx.post(server.base + "/api/kill-switch", json={"action": "engage", "reason": "test"}, headers=headers)
     assert ok.status_code == 200 and ok.json()["killSwitch"]["by"] == "erin"
-    token_id = next(t["id"] for t in listed if t["operator"] == "erin" and t["active"])
+    erin_lines = [line for line in cli("tokens", "list").stdout.splitlines() if " erin " in line]
+    assert len(erin_lines) == 2 and sum("last used 20" in line for line in erin_lines) == 1, erin_lines
+    assert sum(line.endswith("never used") for line in erin_lines) == 1  # the --json one was never sent
+    used = next(t for t in json.loads(cli("tokens", "list", "--json").stdout) if t["lastUsedAt"])
+    token_id = used["id"]
+    assert used["operator"] == "erin" and used["id"] != as_json["id"]
     revoked = cli("tokens", "revoke", token_id, "--json")
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["active"] is False
     deadline = time.monotonic() + 10  # the server caches a token's answer for 5 s

@@ -246,3 +246,30 @@ def test_serve_stays_up_when_postgresql_turns_read_only(own_postgres_database, t
     with fresh.store.read() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM command_events")).scalar_one() == 1
     fresh.store.dispose()
+
+
+@pytest.mark.postgres
+def test_a_token_still_names_its_operator_when_its_use_cannot_be_recorded(own_postgres_database):
+    """Recording a token's last use is bookkeeping: on a read-only store it is skipped, not a refusal."""
+    from engine.clock import SystemClock
+    from engine.tokens import TokenBook
+    admin, db, url = own_postgres_database
+    gov = Governance(Store(url), SystemClock())
+    gov.init_store(OPERATOR)
+    secret = gov.tokens.create(OPERATOR, "alice").secret
+    gov.store.dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{db}" SET default_transaction_read_only = on'))
+    try:
+        ro = Governance(Store(url, apply_migrations=False), SystemClock())
+        tokens = TokenBook(ro.store, ro.clock, cache_seconds=0)
+        assert tokens.verify(secret) == "alice"
+        assert tokens.list()[-1]["lastUsedAt"] is None
+        ro.store.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{db}" RESET default_transaction_read_only'))
+    rw = Governance(Store(url), SystemClock())
+    tokens = TokenBook(rw.store, rw.clock, cache_seconds=0)
+    assert tokens.verify(secret) == "alice" and tokens.list()[-1]["lastUsedAt"] is not None
+    rw.store.dispose()
