@@ -12,7 +12,7 @@ from typing import Any, Callable, TextIO
 
 from console.config import Config, ConfigError, build_governance, load_config
 from console.identity import current_operator
-from console.render import (print_audit, print_backtest, print_events, print_ingest, print_metrics,
+from console.render import (print_alerts, print_audit, print_backtest, print_events, print_ingest, print_metrics,
                             print_policies, print_proposals, print_readiness, print_roles, print_rules,
                             print_status)
 from engine.report_markdown import render as report_markdown
@@ -247,6 +247,30 @@ def cmd_events(ctx: Context) -> int:
     return 0
 
 
+def cmd_alerts(ctx: Context) -> int:
+    a = ctx.args
+    if a.alerts_command == "retry":
+        docs = ctx.gov.outbox.retry(ctx.operator, a.ids, all_dead=a.dead)
+        if a.json:
+            ctx.emit_json(docs)
+        elif not docs:
+            print("no dead-lettered alerts", file=ctx.out)
+        else:
+            configured = {s.name for s in ctx.gov.notifier.sinks}
+            for d in docs:
+                print(f"alert {d['id']} to {d['sink']} queued again ({d['severity']} {d['kind']}: {d['title']})",
+                      file=ctx.out)
+                if d["sink"] not in configured:
+                    print(f"govcon: warning: sink {d['sink']!r} is not in this configuration; the leader "
+                          f"delivers with its own", file=ctx.err)
+        return 0
+    statuses = ("pending", "sent", "dead") if a.status == "all" else \
+        ("pending", "dead") if a.status is None else (a.status,)
+    docs = ctx.gov.outbox.list(statuses=statuses, limit=a.limit)
+    ctx.emit_json(docs) if a.json else print_alerts(docs, ctx.out)
+    return 0
+
+
 def _rule_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes = {"condition": args.condition, "window": args.window, "action": args.action,
                "alert_severity": args.severity, "min_samples": args.min_samples, "enabled": args.enabled}
@@ -458,6 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--false-positive", action="store_true", help="the trip was not a real problem")
     er.add_argument("--json", action="store_true")
     sp.set_defaults(events_command="list", unresolved=False, limit=100)
+
+    sp = command("alerts", cmd_alerts, "the alert outbox: list, and retry dead-lettered alerts")
+    asub = sp.add_subparsers(dest="alerts_command", metavar="list|retry")
+    al = asub.add_parser("list", help="waiting and dead-lettered alerts, newest first (--status to choose)")
+    al.add_argument("--status", choices=("pending", "sent", "dead", "all"), default=None)
+    al.add_argument("--limit", type=int, default=100)
+    al.add_argument("--json", action="store_true")
+    ar = asub.add_parser("retry", help="queue dead-lettered alerts again once their cause is fixed")
+    ar.add_argument("ids", nargs="*", type=int, metavar="ID")
+    ar.add_argument("--dead", action="store_true", help="every dead-lettered alert")
+    ar.add_argument("--json", action="store_true")
+    sp.set_defaults(alerts_command="list", status=None, limit=100, ids=[], dead=False)
 
     sp = command("rules", cmd_rules, "circuit-breaker rules: list, show, add, set, backtest, mode")
     rsub = sp.add_subparsers(dest="rules_command", metavar="list|show|add|set|backtest|mode")

@@ -96,6 +96,18 @@ def print_events(events: list[dict[str, Any]], out: TextIO) -> None:
         out.write("(no breaker events)\n")
 
 
+def print_alerts(alerts: list[dict[str, Any]], out: TextIO) -> None:
+    for a in alerts:
+        when = {"pending": f"next try {a['nextAttemptAt']}", "sent": f"sent {a['sentAt']}",
+                "dead": "DEAD"}[a["status"]]
+        out.write(f"{a['id']:>6}  {a['createdAt']}  {a['sink']:<12} {a['severity']:<8} {a['kind']:<8} "
+                  f"{when}  attempts {a['attempts']}  {a['title'] or a['dedupKey']}\n")
+        if a["lastError"] and a["status"] != "sent":
+            out.write(f"        last error: {a['lastError']}\n")
+    if not alerts:
+        out.write("(no alerts waiting or dead-lettered)\n")
+
+
 def print_rules(rules: list[dict[str, Any]], out: TextIO, *, detail: bool = False) -> None:
     for r in rules:
         st = r["statistics"]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from engine.gate import Gate
     from engine.ingest import Ingestor
     from engine.notifier import Notifier
+    from engine.outbox import OutboxBook
     from engine.overrides import Overrides
     from engine.policies import Policy, PolicyEngine
     from engine.rules import RuleBook
@@ -60,6 +61,11 @@ class Governance:
     def notifier(self) -> Notifier:
         from engine.notifier import Notifier
         return Notifier(self.store, self.clock, self._sinks)
+
+    @cached_property
+    def outbox(self) -> OutboxBook:
+        from engine.outbox import OutboxBook
+        return OutboxBook(self.store, self.clock)
 
     @cached_property
     def rules(self) -> RuleBook:

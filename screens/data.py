@@ -19,7 +19,7 @@ from screens.engine_api import EngineApi
 from screens.errors import describe_error
 from screens.rule_status import RuleStatus, rule_statuses
 from screens.trend_data import TrendData, load_trends
-from storage import breaker_repo, identity_repo
+from storage import breaker_repo, identity_repo, outbox_repo
 
 RECENT_EVENTS = 50
 
@@ -35,6 +35,7 @@ class LiveData:
     pending: tuple[dict[str, Any], ...] | None = None   # None: proposals not available
     roles: frozenset[str] = frozenset()
     error: str | None = None                     # the store could not be read
+    dead_alerts: int = 0                         # alerts given up on: `govcon alerts list`
 
     @property
     def ok(self) -> bool:
@@ -58,11 +59,13 @@ def load_live(gov: Governance, api: EngineApi, operator: str) -> LiveData:
             recent = tuple(event_json(r) for r in breaker_repo.list_events(conn, limit=RECENT_EVENTS))
             unresolved = tuple(event_json(r) for r in breaker_repo.list_events(conn, unresolved_only=True))
             roles = frozenset(identity_repo.roles_of(conn, operator))
+            dead_alerts = outbox_repo.count(conn, status="dead")
         book = api.proposals
         pending = tuple(book.list(status="pending")) if book is not None else None
     except Exception as exc:  # StoreUnavailable above all; the console keeps running either way
         return LiveData(now, error=describe_error(exc))
-    return LiveData(now, status, rules, unresolved, frozenset(e["id"] for e in recent), recent, pending, roles)
+    return LiveData(now, status, rules, unresolved, frozenset(e["id"] for e in recent), recent, pending, roles,
+                    dead_alerts=dead_alerts)
 
 
 def load_slow(gov: Governance) -> SlowData:

@@ -33,6 +33,9 @@ def header_lines(live: LiveData | None, *, operator: str, screen: str, demo: boo
             top.append("  kill switch off", "green")
         n = s["unresolvedEvents"]
         top.append(f"  · {n} unresolved" if n else "  · no open events", "bold red" if n else "")
+        dead = live.dead_alerts if live is not None else 0
+        if dead:  # an alert that never reached its sink: someone was not paged
+            top.append(f"  · {dead} alert{'s' if dead > 1 else ''} undelivered", "bold yellow")
         vp = s.get("validationPeriod")
         top.append(f"  · validation {vp['daysLeft']}d left" if vp else "  · no validation period")
         if s.get("breakerMode") == "shadow":

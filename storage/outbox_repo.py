@@ -76,6 +76,26 @@ def list_rows(conn: Connection, *, status: str | None = None, dedup_key: str | N
     return conn.execute(q).all()
 
 
+def newest(conn: Connection, *, statuses: tuple[str, ...], limit: int | None) -> list[Row]:
+    q = sa.select(OUTBOX).where(OUTBOX.c.status.in_(statuses)).order_by(OUTBOX.c.id.desc())
+    return conn.execute(q.limit(limit) if limit else q).all()
+
+
+def get(conn: Connection, row_id: int) -> Row | None:
+    return conn.execute(sa.select(OUTBOX).where(OUTBOX.c.id == row_id)).first()
+
+
+def counts_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(sa.select(OUTBOX.c.status, sa.func.count()).group_by(OUTBOX.c.status)).all()
+    return {status: n for status, n in rows}
+
+
+def requeue(conn: Connection, row_id: int, now: datetime) -> None:
+    """A dead row back to pending, due now, its attempts counted afresh (its last error kept until sent)."""
+    conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == row_id, OUTBOX.c.status == "dead")
+                 .values(status="pending", attempts=0, next_attempt_at=now))
+
+
 def prune_sent(conn: Connection, before: datetime) -> int:
     """Delete rows sent before ``before`` (dead rows stay until someone has looked at them)."""
     result = conn.execute(sa.delete(OUTBOX).where(OUTBOX.c.status == "sent", OUTBOX.c.sent_at < before))

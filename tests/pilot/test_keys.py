@@ -20,7 +20,7 @@ from screens.readiness import ReadinessScreen
 from screens.reports import ReportsScreen
 from screens.rules import RulesScreen
 from screens.widgets import Table
-from storage import state_repo
+from storage import outbox_repo, state_repo
 from tests.pilot.conftest import notifications, settle, text_of
 from tests.pilot.seed import OPEN_EVENT, PENDING, SHADOW_EVENT, T0
 
@@ -527,3 +527,19 @@ async def test_the_console_works_on_postgresql(postgres_url, console_clock, make
             assert "no open events" in header_text(app)
     finally:
         gov.store.dispose()
+
+
+async def test_the_header_says_when_alerts_were_given_up_on(console_gov, make_console):
+    app = make_console(console_gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert "undelivered" not in header_text(app)
+        with console_gov.store.write() as conn:  # the pager refused it (HTTP 400): dead-lettered
+            outbox_repo.insert_many(conn, [{"created_at": T0, "sink": "pager", "severity": "critical",
+                                            "kind": "trigger", "dedup_key": "k-1", "payload": {},
+                                            "next_attempt_at": T0}])
+            [row] = outbox_repo.list_rows(conn)
+            outbox_repo.mark_dead(conn, row.id, attempts=1, error="HTTP 400")
+        app.refresh_all()
+        await settle(pilot)
+        assert "1 alert undelivered" in header_text(app)
