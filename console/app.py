@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from console import startup
 from engine.clock import Clock
 from engine.governance import Governance
 
 
 def make_app(gov: Governance, *, operator: str, demo: bool = False, clock: Clock | None = None,
-             scheduler: bool = True, refresh_seconds: float | None = None, first_reads=None):
+             scheduler: bool = True, refresh_seconds: float | None = None, first_reads=None, launched=None):
     """The console on ``gov``'s store. ``clock`` (default: the governance clock) must be the one ``gov``
     reads; tests pass a ManualClock-driven gov and ``scheduler=False``."""
     from screens.app import GovconApp
     if clock is not None and clock is not gov.clock:
         raise ValueError("make_app: clock must be the Governance's own clock (build the Governance with it)")
     extra = {} if refresh_seconds is None else {"refresh_seconds": refresh_seconds}
-    return GovconApp(gov, operator=operator, demo=demo, scheduler=scheduler, first_reads=first_reads, **extra)
+    return GovconApp(gov, operator=operator, demo=demo, scheduler=scheduler, first_reads=first_reads,
+                     launched=launched, **extra)
 
 
 def run_console(gov: Governance, *, operator: str, demo: bool = False) -> int:
@@ -23,5 +25,5 @@ def run_console(gov: Governance, *, operator: str, demo: bool = False) -> int:
         raise NotInitialised()
     from screens.data import FirstReads  # headless: the store is read while Textual is imported
     first_reads = FirstReads(gov, operator)
-    make_app(gov, operator=operator, demo=demo, first_reads=first_reads).run()
+    make_app(gov, operator=operator, demo=demo, first_reads=first_reads, launched=startup.resume).run()
     return 0

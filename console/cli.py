@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from console import startup
 from console.config import Config, ConfigError, build_governance, load_config
 from console.identity import current_operator
 from console.render import (print_alerts, print_audit, print_backtest, print_events, print_ingest, print_metrics,
@@ -594,6 +595,8 @@ def main(argv: list[str] | None = None, *, clock: Clock | None = None,
     err = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.handler is not cmd_console:
+        startup.resume()  # the console resumes once its first dashboard is on the screen (run_console)
     setup_logging()
     ctx = Context(args, clock or SystemClock(), out, err)
     try:

@@ -29,7 +29,7 @@ from storage.db import StoreUnavailable
 
 REFRESH_SECONDS = 1.0
 SLOW_EVERY = 5          # readiness and trends every 5 refreshes
-SCHEDULER_START_LATEST = 2.0  # seconds after mount, when no dashboard has been completed by then
+AFTER_LAUNCH_LATEST = 2.0  # seconds after mount: what waits for the first dashboard waits no longer
 
 
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
@@ -72,7 +72,8 @@ class GovconApp(ActionsMixin, App):
             self.scheduler = scheduler
 
     def __init__(self, gov: Governance, *, operator: str, demo: bool = False, scheduler: bool = True,
-                 refresh_seconds: float = REFRESH_SECONDS, first_reads: FirstReads | None = None) -> None:
+                 refresh_seconds: float = REFRESH_SECONDS, first_reads: FirstReads | None = None,
+                 launched: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.gov = gov
         self.api = EngineApi(gov)
@@ -94,14 +95,14 @@ class GovconApp(ActionsMixin, App):
         self._jobs: list[tuple[str, Callable[[], None]]] = []
         self._logs = StderrLogsAside(self)
         self._first_reads = first_reads
+        self._launched = launched  # called once the first dashboard is on the screen (run_console: the GC)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.operator} @ {self.gov.store.display_url}"
         self._logs.enter()
-        if self.want_scheduler:
-            self.set_timer(SCHEDULER_START_LATEST, self.start_scheduler)
+        self.set_timer(AFTER_LAUNCH_LATEST, self._after_launch)
         self.refresh_data(slow=True)
         self.set_interval(self.refresh_seconds, self.tick)
         self.switch_mode("dashboard")
@@ -113,10 +114,17 @@ class GovconApp(ActionsMixin, App):
         self._logs.exit()
 
     @on(DashboardScreen.Completed)
+    def _after_launch(self) -> None:
+        """Once the first dashboard is on the screen (or AFTER_LAUNCH_LATEST after mount): what the
+        operator's first look should not wait for."""
+        launched, self._launched = self._launched, None
+        if launched is not None:
+            launched()
+        self.start_scheduler()
+
     def start_scheduler(self) -> None:
-        """Start the embedded scheduler once the first dashboard is on the screen (or SCHEDULER_START_LATEST
-        after mount): APScheduler and the jobs cost ~150 ms of imports, which the operator's first look at
-        the dashboard should not wait for. They are imported in a worker; the scheduler starts on the loop."""
+        """APScheduler and the jobs cost ~150 ms of imports: they are imported in a worker, and the
+        scheduler starts on the loop."""
         if not self.want_scheduler or self._scheduler_started:
             return
         self._scheduler_started = True

@@ -4,7 +4,9 @@ delay the operator's first look) and then takes part in the leader lease like an
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +68,34 @@ async def test_the_reads_started_before_the_app_are_shown_once_then_fresh_reads_
         app.refresh_all()
         await _until(pilot, lambda: app.live.status["killSwitch"]["engaged"])
         assert "KILL SWITCH" in text_of(app.screen.query_one(StatusHeader))
+
+
+async def test_what_waits_for_the_first_dashboard_runs_once_after_it(console_gov, monkeypatch):
+    import screens.app as app_module
+    monkeypatch.setattr(app_module, "AFTER_LAUNCH_LATEST", 0.5)
+    calls: list[float] = []
+    app = make_app(console_gov, operator=OPERATOR, scheduler=False, launched=lambda: calls.append(time.perf_counter()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        dashboard = app.screen
+        await _until(pilot, lambda: calls)
+        assert dashboard.completed_at is not None and calls[0] >= dashboard.completed_at
+        await pilot.pause(0.8)  # past the deadline too: still once
+        assert len(calls) == 1
+
+
+async def test_what_waits_for_the_first_dashboard_runs_at_the_deadline_if_it_never_completes(
+        console_gov, console_url, monkeypatch):
+    import screens.app as app_module
+    monkeypatch.setattr(app_module, "AFTER_LAUNCH_LATEST", 0.5)
+    db = Path(console_url)
+    aside = db.with_name("aside")
+    aside.mkdir()
+    for f in db.parent.glob(db.name + "*"):
+        f.rename(aside / f.name)
+    db.mkdir()  # the store is unreachable from the start: no dashboard ever completes
+    console_gov.store.engine.dispose()
+    calls: list[float] = []
+    app = make_app(console_gov, operator=OPERATOR, launched=lambda: calls.append(time.perf_counter()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: calls and app.scheduler is not None, seconds=5)
+        assert app.screen.completed_at is None and len(calls) == 1

@@ -1,0 +1,57 @@
+"""console/startup.py: the garbage collector is paused while govcon imports and starts, then resumed
+with what survived frozen. In fresh interpreters, since freezing is for the whole process."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import gc, json, sys
+import console.__main__ as entry
+from console import startup
+startup.pause()                                  # as entry.run() does, before the heavy imports
+from console.cli import main
+during = {"enabled": gc.isenabled(), "paused": startup.paused()}
+code = main(sys.argv[1:])
+print(json.dumps({"during": during, "code": code, "enabled": gc.isenabled(), "frozen": gc.get_freeze_count(),
+                  "paused": startup.paused()}))
+"""
+
+
+def _run(tmp_path, *argv: str) -> dict:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GOVCON_DATABASE_URL": str(tmp_path / "g.db"),
+           "GOVCON_CONFIG": str(tmp_path / "absent.toml")}
+    out = subprocess.run([sys.executable, "-c", SCRIPT, *argv], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_one_shot_command_resumes_the_collector_with_the_imports_frozen(tmp_path):
+    doc = _run(tmp_path, "db", "init")
+    assert doc["during"] == {"enabled": False, "paused": True}
+    assert doc["code"] == 0 and doc["enabled"] and not doc["paused"]
+    assert doc["frozen"] > 10_000  # Textual-free, but SQLAlchemy and the engine: tens of thousands of objects
+
+
+def test_the_entry_point_pauses_before_importing_the_cli():
+    source = (ROOT / "console" / "__main__.py").read_text()
+    assert source.index("startup.pause()") < source.index("from console.cli import main")
+    assert 'govcon = "console.__main__:run"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_resume_without_pause_leaves_the_collector_alone():
+    from console import startup
+    frozen = gc.get_freeze_count()
+    gc.disable()
+    try:
+        startup.resume()
+        assert not gc.isenabled() and gc.get_freeze_count() == frozen
+    finally:
+        gc.enable()
