@@ -5,9 +5,9 @@ Every state change here is one write transaction holding the change and its audi
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from engine import access
@@ -17,6 +17,8 @@ from engine.cycle import GovernanceCycle, Reports
 from engine.domain import DEFAULT_RULES, PHASES
 from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
 from engine.metrics import MetricsCollector
+from engine.notifier import Notifier
+from engine.overrides import Overrides
 from engine.proposals import ProposalBook, ProposalPolicy
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
 from engine.trends import predictions, rate_series, trend
@@ -27,18 +29,39 @@ if TYPE_CHECKING:
     from engine.backtest import Backtester
     from engine.gate import Gate
     from engine.ingest import Ingestor
-    from engine.notifier import Notifier
     from engine.outbox import OutboxBook
-    from engine.overrides import Overrides
     from engine.policies import Policy, PolicyEngine
     from engine.rules import RuleBook
     from engine.tokens import TokenBook
 
 
+class _BuiltOnFirstUse:
+    """A Governance part built the first time it is used, under the facade's lock: like
+    functools.cached_property, which has no lock of its own from Python 3.12 (two threads could then
+    build a part twice, and the gate end up with another PolicyEngine than gov.policies)."""
+
+    def __init__(self, build) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, gov, owner=None):
+        if gov is None:
+            return self
+        with gov._build_lock:  # reentrant: the gate builds the policies
+            if self.name not in gov.__dict__:
+                gov.__dict__[self.name] = self.build(gov)
+        return gov.__dict__[self.name]
+
+
 class Governance:
-    """The parts every caller uses are built here; the others (gate, ingest, rules admin, backtests,
-    tokens, overrides, alert delivery) on first use, so that a process pays only for the modules it
-    needs: the console's launch and a one-shot CLI command do not import what they never call."""
+    """The parts every caller uses, and the ones the kill switch, reversion and alerting depend on, are
+    built here; the others (gate, ingest, rules admin, backtests, tokens, the outbox view) on first use,
+    so that a process pays only for the modules it needs: the console's launch and a one-shot CLI
+    command do not import what they never call."""
 
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
@@ -46,58 +69,50 @@ class Governance:
                  evaluate_on_ingest: bool = True) -> None:
         self.store = store
         self.clock = clock or SystemClock()
-        self._sinks = sinks or []
         self._policies = policies or []
         self._evaluate_on_ingest = evaluate_on_ingest
+        self._build_lock = threading.RLock()
         self.metrics = MetricsCollector(store, self.clock)
         self.readiness = ReadinessAssessor(store, self.clock, readiness_policy)
+        self.notifier = Notifier(store, self.clock, sinks or [])  # httpx itself loads on the first delivery
         enqueue = self._enqueue_alert
         self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue)
+        self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue)
         self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue)
         self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals)
         self.reports = Reports(store)
 
-    @cached_property
-    def notifier(self) -> Notifier:
-        from engine.notifier import Notifier
-        return Notifier(self.store, self.clock, self._sinks)
-
-    @cached_property
+    @_BuiltOnFirstUse
     def outbox(self) -> OutboxBook:
         from engine.outbox import OutboxBook
         return OutboxBook(self.store, self.clock)
 
-    @cached_property
+    @_BuiltOnFirstUse
     def rules(self) -> RuleBook:
         from engine.rules import RuleBook
         return RuleBook(self.store, self.clock)
 
-    @cached_property
+    @_BuiltOnFirstUse
     def backtester(self) -> Backtester:
         from engine.backtest import Backtester
         return Backtester(self.store, self.clock)
 
-    @cached_property
+    @_BuiltOnFirstUse
     def policies(self) -> PolicyEngine:
         from engine.policies import PolicyEngine
         return PolicyEngine(self._policies)
 
-    @cached_property
+    @_BuiltOnFirstUse
     def gate(self) -> Gate:
         from engine.gate import Gate
         return Gate(self.store, self.clock, policy=self.policies)
 
-    @cached_property
-    def overrides(self) -> Overrides:
-        from engine.overrides import Overrides
-        return Overrides(self.store, self.clock, enqueue_alert=self._enqueue_alert)
-
-    @cached_property
+    @_BuiltOnFirstUse
     def tokens(self) -> TokenBook:
         from engine.tokens import TokenBook
         return TokenBook(self.store, self.clock)
 
-    @cached_property
+    @_BuiltOnFirstUse
     def ingestor(self) -> Ingestor:
         from engine.ingest import Ingestor
         ingestor = Ingestor(self.store, self.clock)
@@ -106,8 +121,7 @@ class Governance:
         return ingestor
 
     def close(self) -> None:
-        if "notifier" in self.__dict__:  # built only if alerts were delivered or queued here
-            self.notifier.close()
+        self.notifier.close()
         self.store.dispose()
 
     def _enqueue_alert(self, conn, alert, kill_switch_engaged: bool) -> None:

@@ -4,19 +4,21 @@ A token is shown once, when it is created; the store keeps only its SHA-256, so 
 gives nobody a working token. Creating and revoking need the admin role and are audited in the same
 transaction. ``verify`` answers from a short cache (``cache_seconds``) so that a busy ingest client does
 not cost a store read per request: a revoked token stops working within that time. When it reads the
-store it also records when the token was last used (at most once per ``LAST_USED_EVERY``; bookkeeping,
-not a governance change, so not audited), which is what `govcon tokens list` shows as lastUsedAt.
+store it also has the token's last use recorded (`govcon tokens list`: lastUsedAt), at most once per
+``LAST_USED_EVERY`` and by a background thread, so a request never waits for a write (SQLite would make
+it wait for any writer). That is bookkeeping, not a governance change: not audited, and not evidence.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import logging
+import queue
+import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine import access
@@ -63,6 +65,8 @@ class TokenBook:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, str | None]] = {}  # hash -> (monotonic expiry, operator)
         self._lock = threading.Lock()
+        self._uses_noted: dict[str, datetime] = {}  # token id -> the last use handed to the writer
+        self._uses: queue.SimpleQueue | None = None  # (token id, at) for the writer thread; an Event to drain
 
     def create(self, actor: str, operator: str) -> NewToken:
         access.check_operator_name(operator)
@@ -126,15 +130,41 @@ class TokenBook:
 
     def _note_use(self, row) -> None:
         at = self.clock.now()
-        if row.last_used_at is not None and at - row.last_used_at < LAST_USED_EVERY:
-            return
-        try:
-            with self.store.write(serialise=False) as conn:
-                identity_repo.touch_token(conn, row.id, at)
-        except StoreUnavailable as exc:  # a read-only store still answers who a token is
-            log.debug("could not record the use of token %s: %s", row.id, exc)
-        except Exception as exc:  # nor may a busy store make bookkeeping fail a request
-            log.warning("could not record the use of token %s: %s", row.id, exc)
+        with self._lock:
+            last = max((t for t in (row.last_used_at, self._uses_noted.get(row.id)) if t is not None), default=None)
+            if last is not None and at - last < LAST_USED_EVERY:
+                return
+            self._uses_noted[row.id] = at
+            if self._uses is None:
+                self._uses = queue.SimpleQueue()
+                threading.Thread(target=self._write_uses, args=(self._uses,), name="govcon-token-uses",
+                                 daemon=True).start()
+        self._uses.put((row.id, at))
+
+    def _write_uses(self, uses: queue.SimpleQueue) -> None:
+        while True:
+            item = uses.get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            token_id, at = item
+            try:
+                with self.store.write(serialise=False) as conn:
+                    identity_repo.touch_token(conn, token_id, at)
+            except StoreUnavailable as exc:  # a read-only store: the token still works, its use goes unrecorded
+                log.debug("could not record the use of token %s: %s", token_id, exc)
+            except Exception as exc:
+                log.warning("could not record the use of token %s: %s", token_id, exc)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until the uses handed to the writer so far are written (tests; a clean shutdown)."""
+        with self._lock:
+            uses = self._uses
+        if uses is None:
+            return True
+        done = threading.Event()
+        uses.put(done)
+        return done.wait(timeout)
 
     def forget(self) -> None:
         """Drop cached answers (after a revocation in this process)."""

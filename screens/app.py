@@ -67,9 +67,9 @@ class GovconApp(ActionsMixin, App):
             self.slow = slow
 
     class SchedulerMade(Message):
-        def __init__(self, scheduler: Any) -> None:
+        def __init__(self, scheduler: Any, error: str | None = None) -> None:
             super().__init__()
-            self.scheduler = scheduler
+            self.scheduler, self.error = scheduler, error
 
     def __init__(self, gov: Governance, *, operator: str, demo: bool = False, scheduler: bool = True,
                  refresh_seconds: float = REFRESH_SECONDS, first_reads: FirstReads | None = None,
@@ -83,7 +83,7 @@ class GovconApp(ActionsMixin, App):
         self.want_scheduler = scheduler
         self.scheduler = None
         self._scheduler_started = False
-        self._scheduler_missing = False
+        self._scheduler_missing: str | None = None  # why there is no scheduler, as the header says it
         self.scheduler_started_at: float | None = None  # perf_counter() when the scheduler started (tests)
         self.live: LiveData | None = None
         self.slow: SlowData | None = None
@@ -128,24 +128,37 @@ class GovconApp(ActionsMixin, App):
         if not self.want_scheduler or self._scheduler_started:
             return
         self._scheduler_started = True
-        self.run_worker(lambda: self.post_message(self.SchedulerMade(make_scheduler(self.gov, self.operator))),
-                        thread=True, group="scheduler", exit_on_error=False)
+
+        def make() -> None:
+            try:
+                self.post_message(self.SchedulerMade(make_scheduler(self.gov, self.operator)))
+            except Exception as exc:
+                self.post_message(self.SchedulerMade(None, describe_error(exc)))
+
+        self.run_worker(make, thread=True, group="scheduler", exit_on_error=False)
 
     @on(SchedulerMade)
     def _scheduler_made(self, message: SchedulerMade) -> None:
-        self.scheduler = message.scheduler
+        error = message.error
+        if message.scheduler is not None and error is None:
+            try:
+                message.scheduler.start()
+                self.scheduler = message.scheduler
+                self.scheduler_started_at = time.perf_counter()
+            except Exception as exc:
+                error = describe_error(exc)
         if self.scheduler is None:
-            self._scheduler_missing = True
-        else:
-            self.scheduler.start()
-            self.scheduler_started_at = time.perf_counter()
+            self._scheduler_missing = f"scheduler failed: {error}" if error else "scheduler not available"
+            if error is not None:  # no breaker tick, alert delivery or lease from this console: say so
+                self.notify(f"the embedded scheduler did not start: {error}", title="Scheduler failed",
+                            severity="error", timeout=30, markup=False)
 
     @property
     def scheduler_note(self) -> str:
         if not self.want_scheduler:
             return ""
         if self.scheduler is None:
-            return "scheduler not available" if self._scheduler_missing else "scheduler starting"
+            return self._scheduler_missing or "scheduler starting"
         return "this console leads the scheduler" if getattr(self.scheduler, "is_leader", False) else "standby"
 
     # --- refresh ------------------------------------------------------------------------------

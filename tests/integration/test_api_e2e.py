@@ -257,6 +257,10 @@ def test_tokens_cli_prints_the_token_once_and_revocation_takes_effect(ready_stor
     headers = {"Authorization": f"Bearer {secret}"}
     ok = httpx.post(server.base + "/api/kill-switch", json={"action": "engage", "reason": "test"}, headers=headers)
     assert ok.status_code == 200 and ok.json()["killSwitch"]["by"] == "erin"
+    deadline = time.monotonic() + 10  # the server records a use in the background
+    while not any(t["lastUsedAt"] for t in json.loads(cli("tokens", "list", "--json").stdout)):
+        assert time.monotonic() < deadline, "the token's use was not recorded within 10 s"
+        time.sleep(0.2)
     erin_lines = [line for line in cli("tokens", "list").stdout.splitlines() if " erin " in line]
     assert len(erin_lines) == 2 and sum("last used 20" in line for line in erin_lines) == 1, erin_lines
     assert sum(line.endswith("never used") for line in erin_lines) == 1  # the --json one was never sent

@@ -13,7 +13,7 @@ import pytest
 from console.app import make_app
 from screens.header import StatusHeader
 from storage import state_repo
-from tests.pilot.conftest import text_of
+from tests.pilot.conftest import notifications, text_of
 from tests.pilot.seed import OPERATOR
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +27,9 @@ async def _until(pilot, condition, seconds: float = 15.0) -> None:
     raise AssertionError(f"{condition} never held within {seconds} s")
 
 
-async def test_the_scheduler_starts_after_the_first_complete_dashboard_and_stands_by(console_gov):
+async def test_the_scheduler_starts_after_the_first_complete_dashboard_and_stands_by(console_gov, monkeypatch):
+    import screens.app as app_module
+    monkeypatch.setattr(app_module, "AFTER_LAUNCH_LATEST", 60.0)  # so only the dashboard's Completed starts it
     app = make_app(console_gov, operator=OPERATOR)  # the scheduler, as `govcon` runs it
     async with app.run_test(size=(120, 40)) as pilot:
         dashboard = app.screen
@@ -99,3 +101,17 @@ async def test_what_waits_for_the_first_dashboard_runs_at_the_deadline_if_it_nev
     async with app.run_test(size=(120, 40)) as pilot:
         await _until(pilot, lambda: calls and app.scheduler is not None, seconds=5)
         assert app.screen.completed_at is None and len(calls) == 1
+
+
+async def test_a_scheduler_that_cannot_be_built_is_reported_not_silently_missing(console_gov, monkeypatch):
+    import screens.app as app_module
+
+    def broken(gov, operator):
+        raise RuntimeError("no timezone database")
+    monkeypatch.setattr(app_module, "make_scheduler", broken)
+    app = make_app(console_gov, operator=OPERATOR)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: "scheduler failed" in text_of(app.screen.query_one(StatusHeader)))
+        assert app.scheduler is None
+        assert any(title == "Scheduler failed" and "no timezone database" in message and severity == "error"
+                   for title, message, severity in notifications(app))
