@@ -84,6 +84,16 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _date(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text)
@@ -229,7 +239,8 @@ def cmd_db(ctx: Context) -> int:
             print(f"removed {total:,} rows older than {ctx.args.older_than.days} days:", file=ctx.out)
             for table, n in removed.items():
                 print(f"  {table:<24} {n:>10,}", file=ctx.out)
-            print("kept: unresolved breaker events, proposals, the audit log", file=ctx.out)
+            print("kept: unresolved breaker events, proposals, alerts not yet sent or dismissed, the audit log",
+                  file=ctx.out)
     return 0
 
 
@@ -250,26 +261,35 @@ def cmd_events(ctx: Context) -> int:
 
 def cmd_alerts(ctx: Context) -> int:
     a = ctx.args
-    if a.alerts_command == "retry":
-        docs = ctx.gov.outbox.retry(ctx.operator, a.ids, all_dead=a.dead)
+    if a.alerts_command in ("retry", "dismiss"):
+        book = ctx.gov.outbox
+        doc = book.retry(ctx.operator, a.ids, all_dead=a.dead) if a.alerts_command == "retry" else \
+            book.dismiss(ctx.operator, a.ids, all_dead=a.dead, reason=a.reason)
         if a.json:
-            ctx.emit_json(docs)
-        elif not docs:
+            ctx.emit_json(doc)
+            return 0
+        done = "queued again" if a.alerts_command == "retry" else "dismissed"
+        for d in doc["changed"]:
+            print(f"alert {d['id']} to {d['sink']} {done} ({d['severity']} {d['kind']}: "
+                  f"{d['title'] or d['dedupKey']})", file=ctx.out)
+        for d in doc["superseded"]:
+            print(f"alert {d['id']} to {d['sink']} left dead: its resolve was sent since, so the trigger would "
+                  f"open an incident that is over (dismiss it)", file=ctx.out)
+        if not doc["changed"] and not doc["superseded"]:
             print("no dead-lettered alerts", file=ctx.out)
-        else:
-            configured = {s.name for s in ctx.gov.notifier.sinks}
-            for d in docs:
-                print(f"alert {d['id']} to {d['sink']} queued again ({d['severity']} {d['kind']}: {d['title']})",
-                      file=ctx.out)
-                if d["sink"] not in configured:
-                    print(f"govcon: warning: sink {d['sink']!r} is not in this configuration; the leader "
-                          f"delivers with its own", file=ctx.err)
+        configured = {s.name for s in ctx.gov.notifier.sinks}
+        if a.alerts_command == "retry":
+            for sink in sorted({d["sink"] for d in doc["changed"]} - configured):
+                print(f"govcon: warning: sink {sink!r} is not in this process's configuration; the scheduler's "
+                      f"leader delivers with its own", file=ctx.err)
         return 0
-    statuses = ("pending", "sent", "dead") if a.status == "all" else \
-        ("pending", "dead") if a.status is None else (a.status,)
+    statuses = STATUSES_ALL if a.status == "all" else ("pending", "dead") if a.status is None else (a.status,)
     docs = ctx.gov.outbox.list(statuses=statuses, limit=a.limit)
     ctx.emit_json(docs) if a.json else print_alerts(docs, ctx.out)
     return 0
+
+
+STATUSES_ALL = ("pending", "sent", "dead", "dismissed")
 
 
 def _rule_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -484,16 +504,21 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--json", action="store_true")
     sp.set_defaults(events_command="list", unresolved=False, limit=100)
 
-    sp = command("alerts", cmd_alerts, "the alert outbox: list, and retry dead-lettered alerts")
-    asub = sp.add_subparsers(dest="alerts_command", metavar="list|retry")
+    sp = command("alerts", cmd_alerts, "the alert outbox: list; retry or dismiss dead-lettered alerts")
+    asub = sp.add_subparsers(dest="alerts_command", metavar="list|retry|dismiss")
     al = asub.add_parser("list", help="waiting and dead-lettered alerts, newest first (--status to choose)")
-    al.add_argument("--status", choices=("pending", "sent", "dead", "all"), default=None)
-    al.add_argument("--limit", type=int, default=100)
+    al.add_argument("--status", choices=(*STATUSES_ALL, "all"), default=None)
+    al.add_argument("--limit", type=_positive_int, default=100)
     al.add_argument("--json", action="store_true")
-    ar = asub.add_parser("retry", help="queue dead-lettered alerts again once their cause is fixed")
-    ar.add_argument("ids", nargs="*", type=int, metavar="ID")
-    ar.add_argument("--dead", action="store_true", help="every dead-lettered alert")
-    ar.add_argument("--json", action="store_true")
+    for name, help in (("retry", "queue dead-lettered alerts again once their cause is fixed"),
+                       ("dismiss", "give up on dead-lettered alerts for good (they leave the header's count)")):
+        ap = asub.add_parser(name, help=help, description=help)
+        which = ap.add_mutually_exclusive_group(required=True)
+        which.add_argument("ids", nargs="*", type=int, metavar="ID", default=[])
+        which.add_argument("--dead", action="store_true", help="every dead-lettered alert")
+        if name == "dismiss":
+            ap.add_argument("--reason", required=True, help="why they will never be sent")
+        ap.add_argument("--json", action="store_true")
     sp.set_defaults(alerts_command="list", status=None, limit=100, ids=[], dead=False)
 
     sp = command("rules", cmd_rules, "circuit-breaker rules: list, show, add, set, backtest, mode")

@@ -99,7 +99,8 @@ def print_events(events: list[dict[str, Any]], out: TextIO) -> None:
 def print_alerts(alerts: list[dict[str, Any]], out: TextIO) -> None:
     for a in alerts:
         when = {"pending": f"next try {a['nextAttemptAt']}", "sent": f"sent {a['sentAt']}",
-                "dead": "DEAD"}[a["status"]]
+                "dead": "DEAD (superseded by its resolve)" if a["superseded"] else "DEAD",
+                "dismissed": "dismissed"}[a["status"]]
         out.write(f"{a['id']:>6}  {a['createdAt']}  {a['sink']:<12} {a['severity']:<8} {a['kind']:<8} "
                   f"{when}  attempts {a['attempts']}  {a['title'] or a['dedupKey']}\n")
         if a["lastError"] and a["status"] != "sent":

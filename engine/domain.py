@@ -37,7 +37,7 @@ ACTION_ROLES: dict[str, tuple[str, ...]] = {
     "ingest": ROLES,
     "roles.manage": ("admin",),
     "tokens.manage": ("admin",),
-    "alerts.retry": ("on-call", "ops-lead", "admin"),
+    "alerts.manage": ("on-call", "ops-lead", "admin"),
 }
 
 ACTION_DESCRIPTIONS: dict[str, str] = {
@@ -51,7 +51,7 @@ ACTION_DESCRIPTIONS: dict[str, str] = {
     "ingest": "ingesting events",
     "roles.manage": "granting and revoking roles",
     "tokens.manage": "creating and revoking API tokens",
-    "alerts.retry": "re-sending dead-lettered alerts",
+    "alerts.manage": "re-sending or dismissing dead-lettered alerts",
 }
 
 

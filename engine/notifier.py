@@ -94,7 +94,7 @@ class Notifier:
                             details={**alert.details, "folded_into": KILL_SWITCH_DEDUP_KEY})
         now = self.clock.now()
         rows = [{"created_at": now, "sink": sink.name, "severity": alert.severity, "kind": alert.kind,
-                 "dedup_key": alert.dedup_key, "payload": stored_payload(sink, alert), "next_attempt_at": now}
+                 "title": " ".join(alert.title.split())[:300], "dedup_key": alert.dedup_key, "payload": stored_payload(sink, alert), "next_attempt_at": now}
                 for sink in targets]
         added = outbox_repo.insert_many(conn, rows)
         outbox_repo.after_commit(conn, lambda: _log_alert(alert, [s.name for s in targets], folded))

@@ -1,6 +1,10 @@
-"""The alert outbox as operators see it: what is waiting, what was sent, and what was given up on
-(dead-lettered after a 4xx, too many attempts, or a sink no longer configured), and re-queueing the
-dead ones once the cause is fixed. Delivery itself is engine/notifier.py."""
+"""The alert outbox as operators see it: what is waiting, what was sent, what was given up on
+(dead-lettered after a 4xx, too many attempts, or a sink no longer configured); and, once the cause is
+fixed, sending the dead ones again or dismissing them. Delivery itself is engine/notifier.py.
+
+A dead trigger whose resolve has been sent (or is on its way) since is *superseded*: sending it now
+would open an incident that is already over, so it is never retried, only dismissed.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,15 @@ from engine.errors import InvalidInput, NotFound
 from storage import audit, outbox_repo
 from storage.store import Store
 
-STATUSES = ("pending", "sent", "dead")
+STATUSES = ("pending", "sent", "dead", "dismissed")
 
 
-def alert_json(row) -> dict[str, Any]:
-    payload = row.payload or {}
-    title = payload.get("title") or (payload.get("payload") or {}).get("summary") or payload.get("text")
+def alert_json(row, *, superseded: bool = False) -> dict[str, Any]:
     return {"id": row.id, "createdAt": isoformat(row.created_at), "sink": row.sink, "severity": row.severity,
-            "kind": row.kind, "dedupKey": row.dedup_key, "status": row.status, "attempts": row.attempts,
+            "kind": row.kind, "title": row.title or None, "dedupKey": row.dedup_key, "status": row.status,
+            "attempts": row.attempts,
             "nextAttemptAt": isoformat(row.next_attempt_at) if row.status == "pending" else None,
-            "sentAt": isoformat(row.sent_at), "lastError": row.last_error, "title": title}
+            "sentAt": isoformat(row.sent_at), "lastError": row.last_error, "superseded": superseded}
 
 
 class OutboxBook:
@@ -35,35 +38,62 @@ class OutboxBook:
         unknown = [s for s in wanted if s not in STATUSES]
         if unknown:
             raise InvalidInput(f"unknown alert status {unknown[0]!r}: one of {', '.join(STATUSES)}")
+        if limit < 1:
+            raise InvalidInput(f"--limit must be at least 1, not {limit}")
         with self.store.read() as conn:
-            rows = outbox_repo.newest(conn, statuses=wanted, limit=limit)
-        return [alert_json(r) for r in rows]
+            rows = outbox_repo.list_rows(conn, statuses=wanted, limit=limit, newest_first=True)
+            return [alert_json(r, superseded=r.status == "dead" and outbox_repo.superseded(conn, r)) for r in rows]
 
-    def counts(self) -> dict[str, int]:
-        with self.store.read() as conn:
-            return outbox_repo.counts_by_status(conn)
+    def retry(self, actor: str, ids: Iterable[int] = (), *, all_dead: bool = False) -> dict[str, list]:
+        """Dead alerts back in the queue, due now (``retried``); with ``all_dead``, superseded triggers are
+        left out (``superseded``). One transaction, one audit entry."""
+        return self._change(actor, ids, all_dead, action="alerts.retry", reason=None)
 
-    def retry(self, actor: str, ids: Iterable[int] = (), *, all_dead: bool = False) -> list[dict[str, Any]]:
-        """Put dead-lettered alerts back in the queue, due now; one transaction, one audit entry."""
+    def dismiss(self, actor: str, ids: Iterable[int] = (), *, all_dead: bool = False,
+                reason: str) -> dict[str, list]:
+        """Dead alerts given up on for good, with the reason: they leave the header's count."""
+        if not reason or not reason.strip():
+            raise InvalidInput("dismissing alerts needs --reason: why they will never be sent")
+        return self._change(actor, ids, all_dead, action="alerts.dismiss", reason=reason.strip())
+
+    def _change(self, actor: str, ids: Iterable[int], all_dead: bool, *, action: str,
+                reason: str | None) -> dict[str, list]:
         ids = sorted(set(ids))
-        if not ids and not all_dead:
-            raise InvalidInput("name the alerts to retry (ids from `govcon alerts list`) or pass --dead")
+        if bool(ids) == all_dead:
+            raise InvalidInput("name the alerts (ids from `govcon alerts list`) or pass --dead, not both")
         now = self.clock.now()
         with self.store.write() as conn:
-            access.require_role(conn, actor, "alerts.retry")
-            dead = {r.id: r for r in outbox_repo.newest(conn, statuses=("dead",), limit=None)}
+            access.require_role(conn, actor, "alerts.manage")
             if all_dead:
-                ids = sorted(dead)
-            for alert_id in ids:
-                if alert_id not in dead:
-                    known = outbox_repo.get(conn, alert_id)
-                    if known is None:
-                        raise NotFound(f"no alert {alert_id} in the outbox; see `govcon alerts list --status all`")
-                    raise InvalidInput(f"alert {alert_id} is {known.status}, not dead: only dead alerts are retried")
-            if not ids:
-                return []
-            for alert_id in ids:
-                outbox_repo.requeue(conn, alert_id, now)
-            audit.append(conn, at=now, actor=actor, action="alerts.retry", target="alert_outbox",
-                         details={"ids": ids, "sinks": sorted({dead[i].sink for i in ids})})
-            return [alert_json(outbox_repo.get(conn, i)) for i in ids]
+                rows = outbox_repo.list_rows(conn, status="dead")
+            else:
+                rows = outbox_repo.by_ids(conn, ids)
+                missing = sorted(set(ids) - {r.id for r in rows})
+                if missing:
+                    raise NotFound(f"no alert {missing[0]} in the outbox; see `govcon alerts list --status all`")
+                for r in rows:
+                    if r.status != "dead":
+                        raise InvalidInput(f"alert {r.id} is {r.status}, not dead: only dead alerts are retried "
+                                           f"or dismissed")
+            changed, superseded = [], []
+            for r in rows:
+                if action == "alerts.retry" and outbox_repo.superseded(conn, r):
+                    if not all_dead:
+                        raise InvalidInput(f"alert {r.id} is superseded: the resolve for {r.dedup_key!r} was sent "
+                                           f"or queued after it, so sending the trigger now would open an incident "
+                                           f"that is over; dismiss it (`govcon alerts dismiss {r.id} --reason …`)")
+                    superseded.append(r.id)
+                    continue
+                if action == "alerts.retry":
+                    outbox_repo.requeue(conn, r.id, now)
+                else:
+                    outbox_repo.dismiss(conn, r.id)
+                changed.append(r.id)
+            if changed:
+                details: dict[str, Any] = {"ids": changed, "sinks": sorted({r.sink for r in rows if r.id in changed})}
+                if reason is not None:
+                    details["reason"] = reason
+                audit.append(conn, at=now, actor=actor, action=action, target="alert_outbox", details=details)
+            after = {r.id: r for r in outbox_repo.by_ids(conn, changed + superseded)}
+            return {"changed": [alert_json(after[i]) for i in changed],
+                    "superseded": [alert_json(after[i], superseded=True) for i in superseded]}

@@ -72,12 +72,13 @@ _PRUNABLE = [
     (readiness_assessments, "taken_at", None),
     # breaker events only once resolved: an open event is never pruned, whatever its age
     (breaker_events, "timestamp", lambda t: t.c.resolved.is_(True)),
-    (alert_outbox, "created_at", lambda t: t.c.status != "pending"),
+    # alerts once sent or dismissed: a dead one stays until an operator has retried or dismissed it
+    (alert_outbox, "created_at", lambda t: t.c.status.in_(("sent", "dismissed"))),
 ]
 
 
 def prune(conn: Connection, before: datetime) -> dict[str, int]:
-    """Delete raw events and snapshots older than ``before``; never open events, proposals or audit."""
+    """Delete raw events and snapshots older than ``before``; never open events, proposals, unsent alerts or audit."""
     removed: dict[str, int] = {}
     for table, column, extra in _PRUNABLE:
         cond = table.c[column] < before

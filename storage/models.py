@@ -342,9 +342,10 @@ class AlertOutbox(SQLModel, table=True):
     sink: str = Field(max_length=100)
     severity: str = Field(max_length=20)
     kind: str = Field(default="trigger", max_length=20)  # trigger | resolve | info
+    title: str = Field(default="", max_length=300)  # the alert's, as operators list it
     dedup_key: str = Field(max_length=200)
     payload: dict = _json(default_factory=dict)
-    status: str = Field(default="pending", max_length=20)  # pending | sent | dead
+    status: str = Field(default="pending", max_length=20)  # pending | sent | dead | dismissed
     attempts: int = 0
     next_attempt_at: datetime = _ts()
     last_error: Optional[str] = None

@@ -1,6 +1,7 @@
 """The alert outbox: alerts written in the transaction that raised them, delivered later.
 
-Rows go ``pending`` -> ``sent`` or ``dead``. A deliverer claims a due row by pushing its
+Rows go ``pending`` -> ``sent`` or ``dead``; an operator sends a dead row back to ``pending`` or marks it
+``dismissed`` (`govcon alerts`). A deliverer claims a due row by pushing its
 ``next_attempt_at`` forward (a lease) with a conditional update, so two deliverers never both send it.
 """
 
@@ -62,11 +63,14 @@ def count(conn: Connection, *, status: str | None = "pending") -> int:
     return conn.execute(q).scalar_one()
 
 
-def list_rows(conn: Connection, *, status: str | None = None, dedup_key: str | None = None,
-              sink: str | None = None, limit: int | None = None) -> list[Row]:
-    q = sa.select(OUTBOX).order_by(OUTBOX.c.id)
+def list_rows(conn: Connection, *, status: str | None = None, statuses: Iterable[str] | None = None,
+              dedup_key: str | None = None, sink: str | None = None, limit: int | None = None,
+              newest_first: bool = False) -> list[Row]:
+    q = sa.select(OUTBOX).order_by(OUTBOX.c.id.desc() if newest_first else OUTBOX.c.id)
     if status is not None:
         q = q.where(OUTBOX.c.status == status)
+    if statuses is not None:
+        q = q.where(OUTBOX.c.status.in_(list(statuses)))
     if dedup_key is not None:
         q = q.where(OUTBOX.c.dedup_key == dedup_key)
     if sink is not None:
@@ -76,18 +80,18 @@ def list_rows(conn: Connection, *, status: str | None = None, dedup_key: str | N
     return conn.execute(q).all()
 
 
-def newest(conn: Connection, *, statuses: tuple[str, ...], limit: int | None) -> list[Row]:
-    q = sa.select(OUTBOX).where(OUTBOX.c.status.in_(statuses)).order_by(OUTBOX.c.id.desc())
-    return conn.execute(q.limit(limit) if limit else q).all()
+def by_ids(conn: Connection, ids: Iterable[int]) -> list[Row]:
+    return conn.execute(sa.select(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).order_by(OUTBOX.c.id)).all()
 
 
-def get(conn: Connection, row_id: int) -> Row | None:
-    return conn.execute(sa.select(OUTBOX).where(OUTBOX.c.id == row_id)).first()
-
-
-def counts_by_status(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(sa.select(OUTBOX.c.status, sa.func.count()).group_by(OUTBOX.c.status)).all()
-    return {status: n for status, n in rows}
+def superseded(conn: Connection, row: Row) -> bool:
+    """A trigger whose resolve (same sink, same dedup key) was queued after it and is sent or on its way:
+    sending the trigger now would open an incident that is already over."""
+    if row.kind != "trigger":
+        return False
+    return conn.execute(sa.select(sa.func.count()).select_from(OUTBOX).where(
+        OUTBOX.c.sink == row.sink, OUTBOX.c.dedup_key == row.dedup_key, OUTBOX.c.kind == "resolve",
+        OUTBOX.c.id > row.id, OUTBOX.c.status.in_(("sent", "pending")))).scalar_one() > 0
 
 
 def requeue(conn: Connection, row_id: int, now: datetime) -> None:
@@ -96,10 +100,9 @@ def requeue(conn: Connection, row_id: int, now: datetime) -> None:
                  .values(status="pending", attempts=0, next_attempt_at=now))
 
 
-def prune_sent(conn: Connection, before: datetime) -> int:
-    """Delete rows sent before ``before`` (dead rows stay until someone has looked at them)."""
-    result = conn.execute(sa.delete(OUTBOX).where(OUTBOX.c.status == "sent", OUTBOX.c.sent_at < before))
-    return result.rowcount
+def dismiss(conn: Connection, row_id: int) -> None:
+    conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == row_id, OUTBOX.c.status == "dead")
+                 .values(status="dismissed"))
 
 
 def after_commit(conn: Connection, callback: Callable[[], None]) -> None:

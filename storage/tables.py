@@ -21,6 +21,7 @@ alert_outbox = sa.Table(
     sa.Column("sink", sa.String(length=100), nullable=False),
     sa.Column("severity", sa.String(length=20), nullable=False),
     sa.Column("kind", sa.String(length=20), nullable=False, default="trigger"),
+    sa.Column("title", sa.String(length=300), nullable=False, default=""),
     sa.Column("dedup_key", sa.String(length=200), nullable=False),
     sa.Column("payload", sa.JSON(), nullable=False, default=dict),
     sa.Column("status", sa.String(length=20), nullable=False, default="pending"),

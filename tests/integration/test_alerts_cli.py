@@ -1,63 +1,108 @@
 """`govcon alerts`: the outbox as an operator sees it. A real HTTP sink on 127.0.0.1 refuses alerts
-(HTTP 400: dead-lettered at once), the operator lists them, fixes the sink, retries them; each is then
-delivered exactly once, and every retry is one audit entry. Both stores."""
+(HTTP 400: dead-lettered at once), the operator lists them, fixes the sink, retries or dismisses them;
+each retried one is then delivered exactly once, a trigger whose resolve went out since is never re-sent,
+and every change is one audit entry. Both stores."""
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
 from engine.notifier import Notifier
+from storage import maintenance
 from tests.conftest import OPERATOR
 from tests.integration.test_alerts import alert, enqueue, servers, sink  # noqa: F401  (servers: fixture)
 
 
 @pytest.fixture
-def refusing_sink(servers):
+def hook(gov, clock, servers):
+    """A webhook that answers 400 until ``answer['status']`` is changed; its notifier."""
     answer = {"status": 400}
     server = servers(lambda _n, _body: (answer["status"], 0.0, {}))
-    return server, answer
-
-
-def test_dead_letters_are_listed_then_retried_once_the_sink_is_fixed(gov, cli, me, clock, refusing_sink):
-    server, answer = refusing_sink
     notifier = Notifier(gov.store, clock, [sink("hook", "webhook", server.url)])
-    try:
-        enqueue(gov.store, notifier, alert(clock, "k-1"), alert(clock, "k-2", severity="high"))
-        assert notifier.deliver_due().dead == 2
+    yield server, answer, notifier
+    notifier.close()
 
-        listed = cli("alerts", "list", "--json").json()
-        assert [(a["dedupKey"], a["status"], a["attempts"]) for a in listed] == [("k-2", "dead", 1), ("k-1", "dead", 1)]
-        assert listed[0]["lastError"].startswith("HTTP 400") and listed[0]["title"] == "Circuit breaker tripped: k-2"
-        text = cli("alerts", "list").out
-        assert text.count("DEAD") == 2 and "last error: HTTP 400" in text
-        assert cli("alerts", "list", "--status", "sent", "--json").json() == []
-        first, second = listed[1]["id"], listed[0]["id"]
 
-        refused = cli("alerts", "retry", "--dead")
-        assert refused.code != 0 and "on-call, ops-lead, admin" in refused.err and "Traceback" not in refused.err
-        gov.grant_role(OPERATOR, me, "on-call")
+def test_dead_letters_are_listed_then_retried_once_the_sink_is_fixed(gov, cli, me, clock, hook):
+    server, answer, notifier = hook
+    enqueue(gov.store, notifier, alert(clock, "k-1"), alert(clock, "k-2", severity="high"))
+    assert notifier.deliver_due().dead == 2
 
-        answer["status"] = 200
-        retried = cli("alerts", "retry", str(first), "--json")
-        assert retried.code == 0, retried.err
-        assert [(a["id"], a["status"], a["attempts"]) for a in retried.json()] == [(first, "pending", 0)]
-        assert notifier.deliver_due().sent == 1
-        again = cli("alerts", "retry", str(first))
-        assert again.code != 0 and f"alert {first} is sent, not dead" in again.err
-        assert cli("alerts", "retry", "99999").code != 0
-        assert cli("alerts", "retry").code != 0
+    listed = cli("alerts", "list", "--json").json()
+    assert [(a["dedupKey"], a["status"], a["attempts"]) for a in listed] == [("k-2", "dead", 1), ("k-1", "dead", 1)]
+    assert listed[0]["lastError"].startswith("HTTP 400") and listed[0]["title"] == "Circuit breaker tripped: k-2"
+    text = cli("alerts", "list").out
+    assert text.count("DEAD") == 2 and "last error: HTTP 400" in text and "Circuit breaker tripped: k-1" in text
+    assert cli("alerts", "list", "--status", "sent", "--json").json() == []
+    first, second = listed[1]["id"], listed[0]["id"]
 
-        everything = cli("alerts", "retry", "--dead")
-        assert everything.code == 0 and f"alert {second} to hook queued again" in everything.out
-        assert notifier.deliver_due().sent == 1
-        assert server.delivered_keys() == Counter({"k-1": 1, "k-2": 1})
-        assert cli("alerts", "retry", "--dead").out.strip() == "no dead-lettered alerts"
-        assert {a["status"] for a in cli("alerts", "list", "--status", "all", "--json").json()} == {"sent"}
-    finally:
-        notifier.close()
+    refused = cli("alerts", "retry", "--dead")
+    assert refused.code == 5 and "on-call, ops-lead, admin" in refused.err and "Traceback" not in refused.err
+    gov.grant_role(OPERATOR, me, "on-call")
+
+    answer["status"] = 200
+    retried = cli("alerts", "retry", str(first), "--json")
+    assert retried.code == 0, retried.err
+    assert [(a["id"], a["status"], a["attempts"]) for a in retried.json()["changed"]] == [(first, "pending", 0)]
+    assert notifier.deliver_due().sent == 1
+    again = cli("alerts", "retry", str(first))
+    assert again.code == 2 and f"alert {first} is sent, not dead" in again.err
+    unknown = cli("alerts", "retry", "99999")
+    assert unknown.code == 1 and "no alert 99999" in unknown.err
+
+    everything = cli("alerts", "retry", "--dead")
+    assert everything.code == 0 and f"alert {second} to hook queued again (high trigger: Circuit breaker" in everything.out
+    assert notifier.deliver_due().sent == 1
+    assert server.delivered_keys() == Counter({"k-1": 1, "k-2": 1})
+    assert cli("alerts", "retry", "--dead").out.strip() == "no dead-lettered alerts"
+    assert {a["status"] for a in cli("alerts", "list", "--status", "all", "--json").json()} == {"sent"}
     retries = [e for e in gov.audit_entries() if e["action"] == "alerts.retry"]
     assert [(e["actor"], e["details"]["ids"]) for e in reversed(retries)] == [(me, [first]), (me, [second])]
     assert gov.audit_verify()[1] is None
 
+
+def test_a_trigger_whose_resolve_went_out_since_is_never_re_sent_only_dismissed(gov, cli, me, clock, hook):
+    server, answer, notifier = hook
+    gov.grant_role(OPERATOR, me, "ops-lead")
+    enqueue(gov.store, notifier, alert(clock, "ks"))            # the trigger: refused (a wrong key, say)
+    notifier.deliver_due()
+    answer["status"] = 200                                       # fixed; the incident ends meanwhile
+    clock.advance(60)
+    enqueue(gov.store, notifier, alert(clock, "ks", kind="resolve"))
+    assert notifier.deliver_due().sent == 1
+    [trigger] = cli("alerts", "list", "--json").json()
+    assert trigger["superseded"] and "DEAD (superseded by its resolve)" in cli("alerts", "list").out
+
+    refused = cli("alerts", "retry", str(trigger["id"]))
+    assert refused.code == 2 and "superseded" in refused.err and "dismiss" in refused.err
+    skipped = cli("alerts", "retry", "--dead")
+    assert skipped.code == 0 and "left dead: its resolve was sent since" in skipped.out
+    notifier.deliver_due()
+    assert [b["kind"] for b in server.delivered()] == ["resolve"]  # no trigger after its resolve
+
+    no_reason = cli("alerts", "dismiss", str(trigger["id"]), "--reason", " ")
+    assert no_reason.code == 2 and "--reason" in no_reason.err
+    dismissed = cli("alerts", "dismiss", "--dead", "--reason", "kill switch already released")
+    assert dismissed.code == 0 and f"alert {trigger['id']} to hook dismissed" in dismissed.out
+    assert cli("alerts", "list", "--json").json() == []
+    entry = gov.audit_entries(limit=1)[0]
+    assert entry["action"] == "alerts.dismiss" and entry["details"] == {
+        "ids": [trigger["id"]], "sinks": ["hook"], "reason": "kill switch already released"}
+
+    clock.advance(timedelta(days=100))  # retention removes sent and dismissed alerts, never dead ones
+    enqueue(gov.store, notifier, alert(clock, "later"))
+    answer["status"] = 400
+    notifier.deliver_due()
+    with gov.store.write() as conn:
+        maintenance.prune(conn, clock.now() - timedelta(days=1))
+    assert [(a["dedupKey"], a["status"]) for a in cli("alerts", "list", "--status", "all", "--json").json()] == [
+        ("later", "dead")]
+
+
+def test_list_refuses_a_limit_below_one(cli, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli("alerts", "list", "--limit", "0")
+    assert exit_.value.code == 2 and "--limit: must be at least 1, not 0" in capsys.readouterr().err

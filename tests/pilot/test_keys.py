@@ -22,7 +22,7 @@ from screens.rules import RulesScreen
 from screens.widgets import Table
 from storage import outbox_repo, state_repo
 from tests.pilot.conftest import notifications, settle, text_of
-from tests.pilot.seed import OPEN_EVENT, PENDING, SHADOW_EVENT, T0
+from tests.pilot.seed import OPEN_EVENT, OPERATOR, PENDING, SHADOW_EVENT, T0
 
 pytestmark = pytest.mark.anyio
 
@@ -534,12 +534,16 @@ async def test_the_header_says_when_alerts_were_given_up_on(console_gov, make_co
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         assert "undelivered" not in header_text(app)
-        with console_gov.store.write() as conn:  # the pager refused it (HTTP 400): dead-lettered
+        with console_gov.store.write() as conn:  # the pager refused them (HTTP 400): dead-lettered
             outbox_repo.insert_many(conn, [{"created_at": T0, "sink": "pager", "severity": "critical",
-                                            "kind": "trigger", "dedup_key": "k-1", "payload": {},
-                                            "next_attempt_at": T0}])
-            [row] = outbox_repo.list_rows(conn)
-            outbox_repo.mark_dead(conn, row.id, attempts=1, error="HTTP 400")
+                                            "kind": "trigger", "dedup_key": f"k-{i}", "payload": {},
+                                            "next_attempt_at": T0} for i in range(2)])
+            for row in outbox_repo.list_rows(conn):
+                outbox_repo.mark_dead(conn, row.id, attempts=1, error="HTTP 400")
         app.refresh_all()
         await settle(pilot)
-        assert "1 alert undelivered" in header_text(app)
+        assert "2 alerts undelivered" in header_text(app)
+        console_gov.outbox.dismiss(OPERATOR, all_dead=True, reason="routing key rotated; paged by phone")
+        app.refresh_all()
+        await settle(pilot)
+        assert "undelivered" not in header_text(app)
