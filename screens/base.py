@@ -35,7 +35,7 @@ class GovScreen(Screen):
     # --- layout -----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        self._classes_for_width(self.app.size.width)
+        self._breakpoint_classes_now()
         yield StatusHeader()
         yield from self.compose_body()
         yield KeyBar([b for b in self.BINDINGS if isinstance(b, Binding)])
@@ -43,14 +43,17 @@ class GovScreen(Screen):
     def compose_body(self) -> ComposeResult:
         yield from ()
 
-    def _classes_for_width(self, width: int) -> None:
-        """The app's horizontal breakpoint class for ``width``, set before the first layout. Textual sets
-        it on the first Resize, after a first layout without it: every pane, plots included, would be
-        laid out and drawn twice at launch."""
-        breakpoints = self.app.HORIZONTAL_BREAKPOINTS or []
-        names = [name for limit, name in breakpoints if width >= limit]
-        if names:
-            self.set_class(True, names[-1])
+    def _breakpoint_classes_now(self) -> None:
+        """The breakpoint classes for the app's size, set before the first layout, as Textual's
+        Screen._on_resize sets them on the first Resize, which comes after a first layout without them:
+        every pane, plots included, would be laid out and drawn twice at launch."""
+        horizontal = (self.app.HORIZONTAL_BREAKPOINTS if self.HORIZONTAL_BREAKPOINTS is None
+                      else self.HORIZONTAL_BREAKPOINTS) or []
+        vertical = (self.app.VERTICAL_BREAKPOINTS if self.VERTICAL_BREAKPOINTS is None
+                    else self.VERTICAL_BREAKPOINTS) or []
+        width, height = self.app.size
+        on = self._get_breakpoint_classes(width, horizontal) | self._get_breakpoint_classes(height, vertical)
+        self.update_classes({name: name in on for _, name in horizontal + vertical}, animate=False)
 
     # --- data ---------------------------------------------------------------------------------
 

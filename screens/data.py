@@ -98,7 +98,8 @@ class FirstReads:
         def run() -> None:
             try:
                 future.set_result(read())
-            except BaseException as exc:  # the loaders catch store errors; anything else reaches the app
+            except BaseException as exc:  # the loaders return errors as .error: only the rare rest gets here,
+                # to be re-raised in the app's worker; the next refresh then reads afresh
                 future.set_exception(exc)
 
         threading.Thread(target=run, name="govcon-first-read", daemon=True).start()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
 
@@ -44,7 +46,16 @@ class Table(DataTable):
         self.empty_text = "none"
 
     def on_mount(self) -> None:
-        self.add_columns(*self._columns)
+        self._add_columns(())
+
+    def _add_columns(self, rows: tuple) -> None:
+        """The columns, each as wide as its header or its widest cell in ``rows``. Measured here rather
+        than left to DataTable, which measures new rows only when it next goes idle: a frame drawn before
+        that showed the header with the old widths over rows with the new ones."""
+        for i, label in enumerate(self._columns):
+            cells = [cells[i] for _, cells in rows if i < len(cells)]
+            width = max([cell_len(label), *(c.cell_len if isinstance(c, Text) else cell_len(str(c)) for c in cells)])
+            self.add_column(label, width=width)
 
     def set_rows(self, rows: Iterable[tuple[str, tuple[Any, ...]]]) -> bool:
         """``rows``: (key, cells). Returns whether anything changed on screen."""
@@ -56,14 +67,11 @@ class Table(DataTable):
         self._keys = tuple(k for k, _ in rows)
         # columns too: their widths are then measured on these rows only, not on rows shown before
         self.clear(columns=True)
-        self.add_columns(*self._columns)
+        self._add_columns(rows)
         for key, cells in rows:
             self.add_row(*cells, key=key)
         if selected in self._keys:
             self.move_cursor(row=self._keys.index(selected), animate=False)
-        # DataTable measures new rows when it goes idle; repaint once more after that, or a table that is
-        # partly below the fold keeps showing its header measured before the rows arrived
-        self.call_after_refresh(self.refresh)
         return True
 
     @property

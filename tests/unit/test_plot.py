@@ -44,3 +44,18 @@ def test_an_empty_or_tiny_plot_says_so_instead_of_drawing():
     spec = PlotSpec(series=(Series("ok", (1.0, 2.0), (None, None)),), empty="nothing in 48 h")
     assert render_plot(spec, 60, 10) == "nothing in 48 h"
     assert render_plot(PlotSpec(series=(Series("ok", (1.0, 2.0), (1.0, 2.0)),)), 10, 10) == "no data yet"
+
+
+def test_a_plotext_that_needs_more_of_its_doc_module_is_imported_the_plain_way():
+    """Simulated: the doc module's stand-in lacks what plotext's __init__ asks of it (as a future release
+    might): the ImportError leads to the ordinary import, and plots are drawn as before."""
+    code = ("import sys, types\n"
+            "sys.modules['plotext._doc.doc'] = types.ModuleType('plotext._doc.doc')  # no `docs` in it\n"
+            "from screens.plot import PlotSpec, Series, import_plotext, render_plot\n"
+            "plotext = import_plotext()\n"
+            "assert plotext.doc is not None, 'the real help pages should be there'\n"
+            "print(render_plot(PlotSpec(series=(Series('ok', (0.0, 1.0, 2.0), (1.0, 3.0, 2.0)),)), 40, 8,"
+            " color=False))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) >= 8 and "┤" in out.stdout
