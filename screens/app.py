@@ -33,12 +33,19 @@ AFTER_LAUNCH_LATEST = 2.0  # seconds after mount: what waits for the first dashb
 
 
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
-    """A mode's screen, imported when the operator first opens it: the dashboard comes first, and the
-    other six (Markdown, the rule editor, ...) would add ~40 ms of imports to every launch."""
+    """A mode's screen, imported after launch: the dashboard comes first, and the other six (Markdown,
+    the rule editor, ...) would add ~40 ms of imports to every launch. A worker imports them once the
+    first dashboard is on the screen (GovconApp._after_launch), so the first `2`...`7` rarely pays it."""
     def make() -> Screen:
         return getattr(importlib.import_module(module), name)()
     make.__qualname__ = name
+    make.module = module  # type: ignore[attr-defined]
     return make
+
+
+def _import_screens(modules: Iterable[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
 
 
 class GovconApp(ActionsMixin, App):
@@ -96,6 +103,7 @@ class GovconApp(ActionsMixin, App):
         self._logs = StderrLogsAside(self)
         self._first_reads = first_reads
         self._launched = launched  # called once the first dashboard is on the screen (run_console: the GC)
+        self._after_launch_done = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -117,10 +125,14 @@ class GovconApp(ActionsMixin, App):
     def _after_launch(self) -> None:
         """Once the first dashboard is on the screen (or AFTER_LAUNCH_LATEST after mount): what the
         operator's first look should not wait for."""
-        launched, self._launched = self._launched, None
-        if launched is not None:
-            launched()
+        if self._after_launch_done:
+            return
+        self._after_launch_done = True
+        if self._launched is not None:
+            self._launched()
         self.start_scheduler()
+        lazy = [m.module for m in self.MODES.values() if hasattr(m, "module")]
+        self.run_worker(lambda: _import_screens(lazy), thread=True, group="import-screens", exit_on_error=False)
 
     def start_scheduler(self) -> None:
         """APScheduler and the jobs cost ~150 ms of imports: they are imported in a worker, and the
