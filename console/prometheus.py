@@ -111,8 +111,12 @@ class GovernanceCollector(Collector):
         for name, value in m.rates.items():
             if value is not None:
                 rates.add_metric([name, window], value)
+        outbox = GaugeMetricFamily(PREFIX + "alert_outbox", "alerts in the outbox by status (dead: given up on, "
+                                   "someone was not paged; `govcon alerts list`)", labels=["status"])
+        for status_name, n in gov.outbox.counts().items():
+            outbox.add_metric([status_name], n)
         return [phase, kill, shadow, whitelist, paused, leader, unresolved, trips, enabled, readiness, ready,
-                commands, rates]
+                commands, rates, outbox]
 
 
 class ApiMetrics:

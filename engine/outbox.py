@@ -44,6 +44,12 @@ class OutboxBook:
             rows = outbox_repo.list_rows(conn, statuses=wanted, limit=limit, newest_first=True)
             return [alert_json(r, superseded=r.status == "dead" and outbox_repo.superseded(conn, r)) for r in rows]
 
+    def counts(self) -> dict[str, int]:
+        """Alerts per status, every status named (zero when none)."""
+        with self.store.read() as conn:
+            counts = outbox_repo.counts_by_status(conn)
+        return {status: counts.get(status, 0) for status in STATUSES}
+
     def retry(self, actor: str, ids: Iterable[int] = (), *, all_dead: bool = False) -> dict[str, list]:
         """Dead alerts back in the queue, due now (``retried``); with ``all_dead``, superseded triggers are
         left out (``superseded``). One transaction, one audit entry."""

@@ -80,6 +80,11 @@ def list_rows(conn: Connection, *, status: str | None = None, statuses: Iterable
     return conn.execute(q).all()
 
 
+def counts_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(sa.select(OUTBOX.c.status, sa.func.count()).group_by(OUTBOX.c.status)).all()
+    return {status: n for status, n in rows}
+
+
 def by_ids(conn: Connection, ids: Iterable[int]) -> list[Row]:
     return conn.execute(sa.select(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).order_by(OUTBOX.c.id)).all()
 

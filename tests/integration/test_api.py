@@ -477,6 +477,20 @@ def test_prometheus_metrics_cover_the_issue_list(api, ev, clock):
     assert {s.labels["severity"] for s in families[p + "unresolved_breaker_events"].samples} == {
         "critical", "high", "medium", "low"}
     assert {s.labels["rule"] for s in families[p + "breaker_trips"].samples} >= {"High Error Rate"}
+    assert {s.labels["status"]: s.value for s in families[p + "alert_outbox"].samples} == {
+        "pending": 0, "sent": 0, "dead": 0, "dismissed": 0}
+
+
+def test_prometheus_counts_dead_lettered_alerts(api, clock):
+    from storage import outbox_repo
+    with api.gov.store.write() as conn:
+        outbox_repo.insert_many(conn, [{"created_at": clock.now(), "sink": "pager", "severity": "critical",
+                                        "kind": "trigger", "dedup_key": f"k-{i}", "payload": {},
+                                        "next_attempt_at": clock.now()} for i in range(3)])
+        outbox_repo.mark_dead(conn, outbox_repo.list_rows(conn)[0].id, attempts=1, error="HTTP 400")
+    families = {f.name: f for f in text_string_to_metric_families(api.get("/metrics").text)}
+    outbox = {s.labels["status"]: s.value for s in families["simcorp_governance_alert_outbox"].samples}
+    assert outbox == {"pending": 2, "sent": 0, "dead": 1, "dismissed": 0}
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
