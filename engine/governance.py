@@ -78,7 +78,8 @@ class Governance:
         enqueue = self._enqueue_alert
         self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue)
         self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue)
-        self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue)
+        self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue,
+                                      readiness_policy=self.readiness.policy)
         self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals)
         self.reports = Reports(store)
 

@@ -22,7 +22,7 @@ from engine.clock import Clock, isoformat
 from engine.domain import REQUIRED_APPROVALS, next_phase
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.metrics import CommandCounts
-from engine.readiness import ReadinessReport
+from engine.readiness import READY_THRESHOLD, ReadinessPolicy, ReadinessReport, assess_in
 from storage import audit, breaker_repo, events_repo, identity_repo, proposals_repo, state_repo
 from storage.store import Store
 
@@ -152,11 +152,13 @@ def draft(conn: Connection, *, now: datetime, actor: str, state, readiness: Read
 
 class ProposalBook:
     def __init__(self, store: Store, clock: Clock, *, policy: ProposalPolicy | None = None,
-                 enqueue_alert: Callable[[Connection, Alert, bool], Any] | None = None) -> None:
+                 enqueue_alert: Callable[[Connection, Alert, bool], Any] | None = None,
+                 readiness_policy: ReadinessPolicy | None = None) -> None:
         self.store = store
         self.clock = clock
         self.policy = policy or ProposalPolicy()
         self.enqueue_alert = enqueue_alert
+        self.readiness_policy = readiness_policy or ReadinessPolicy()
 
     def list(self, *, status: str | None = None) -> list[dict[str, Any]]:
         with self.store.read() as conn:
@@ -202,6 +204,12 @@ class ProposalBook:
             if blocking:
                 raise Conflict(f"{blocking} unresolved critical or high circuit-breaker events are open: "
                                "resolve them before approving (`govcon events list --unresolved`)")
+            readiness = assess_in(conn, now, self.readiness_policy)  # the runbook's first question, asked now
+            if not readiness.ready:
+                why = f"blockers: {', '.join(readiness.blockers)}" if readiness.blockers else \
+                    f"below the {READY_THRESHOLD:.0%} a proposal needs"
+                raise Conflict(f"readiness is {readiness.score:.1%} now ({why}): approvals wait until readiness "
+                               "allows expansion again (`govcon readiness`), or reject the proposal")
             approvals = proposals_repo.approvals(conn, proposal_id)
             for a in approvals:
                 if a.role == role:

@@ -130,6 +130,22 @@ def test_two_roles_two_people_and_each_refusal(gov, clock):
         gov.proposals.approve("dave", pid, "ops-lead")
 
 
+def test_approval_waits_while_readiness_no_longer_allows_expansion(gov, clock):
+    """The runbook's first question (is readiness >= 95%?), asked again at each approval: readiness can
+    fall between the proposal and the approval (a failed drill, an attestation withdrawn)."""
+    make_ready(gov, clock)
+    pid = gov.cycle.run(OPERATOR)["proposal"]["proposalId"]
+    gov.attest(OPERATOR, "Rollback procedures tested", passed=False, evidence="INC-77: the rollback failed")
+    audit_before = len(gov.audit_entries(limit=10_000))
+    with pytest.raises(Conflict, match=r"readiness is \d+\.\d% now \(blockers: Rollback procedures tested\)"):
+        gov.proposals.approve("bob", pid, "tech-lead")
+    assert gov.proposals.show(pid)["approvals"] == [] and len(gov.audit_entries(limit=10_000)) == audit_before
+    assert gov.status(with_readiness=False)["currentPhase"] == "L3"
+    gov.attest(OPERATOR, "Rollback procedures tested", passed=True, evidence="INC-77 follow-up: rollback drill ok")
+    assert gov.proposals.approve("bob", pid, "tech-lead")["status"] == "approved"
+    assert gov.status(with_readiness=False)["currentPhase"] == "L3+"
+
+
 def test_reject_and_expiry(gov, clock):
     make_ready(gov, clock)
     pid = gov.cycle.run(OPERATOR)["proposal"]["proposalId"]

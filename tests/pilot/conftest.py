@@ -29,8 +29,8 @@ def seeded_template(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def calm_template(tmp_path_factory) -> Path:
-    """No breaker events open: approvals are not blocked."""
-    return _template(tmp_path_factory, "calm", trips=False)
+    """No breaker events open and every item attested: readiness allows approving."""
+    return _template(tmp_path_factory, "calm", trips=False, ready=True)
 
 
 def _copy(template: Path, tmp_path: Path) -> str:

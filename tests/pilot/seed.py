@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from engine.clock import ManualClock
 from engine.governance import Governance
+from engine.readiness import CHECKLISTS
 from engine.simulator import generate_history
 from storage import breaker_repo, proposals_repo, readiness_repo, reports_repo, state_repo
 from storage.store import Store
@@ -30,7 +31,8 @@ ATTESTED = ("Incident response playbook complete", "Runbooks for autonomous acti
 
 
 def seeded_gov(url: str, *, clock: ManualClock | None = None, trips: bool = True,
-               proposal: bool = True) -> Governance:
+               proposal: bool = True, ready: bool = False) -> Governance:
+    """``ready``: every checklist item attested as well, so readiness allows approving the proposal."""
     clock = clock or ManualClock(T0)
     store = Store(url)
     loader = Governance(store, clock, evaluate_on_ingest=False)
@@ -40,7 +42,9 @@ def seeded_gov(url: str, *, clock: ManualClock | None = None, trips: bool = True
     loader.grant_role(OPERATOR, "bob", "tech-lead")
     loader.ingestor.ingest_objects(generate_history(T0 - timedelta(days=3), T0 - timedelta(minutes=1),
                                                     commands_per_hour=30, seed=7))
-    for name in ATTESTED:
+    attested = ATTESTED if not ready else \
+        [i.name for items in CHECKLISTS.values() for i in items if i.decided_by == "attestation"]
+    for name in attested:
         loader.attest(OPERATOR, name, passed=True, evidence=f"https://wiki.example/{name.split()[0].lower()}")
     with store.write() as conn:
         state_repo.record_drill(conn, at=T0 - timedelta(days=10), operator=OPERATOR, passed=True,
