@@ -212,6 +212,11 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     def reject(proposal_id: str, body: m.RejectBody, actor: str = Depends(auth.changer)):
         return json_response(gov.proposals.reject(actor, proposal_id, body.reason))
 
+    @app.post("/api/governance/proposals/{proposal_id}/extend", tags=["proposals"], responses=change,
+              summary="A longer validation period: of a pending proposal, or of the one being validated")
+    def extend(proposal_id: str, body: m.ExtendBody, actor: str = Depends(auth.changer)):
+        return json_response(gov.proposals.extend(actor, proposal_id, body.days, body.reason))
+
     @app.post("/api/governance/revert", tags=["overrides"], responses=change, summary="Manual reversion to L3")
     def revert(body: m.ReasonBody, actor: str = Depends(auth.changer)):
         return json_response(gov.overrides.revert(actor, body.reason).to_json())

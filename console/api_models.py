@@ -23,6 +23,11 @@ class RejectBody(_Body):
     reason: StrictStr = Field(description="why; goes into the audit log")
 
 
+class ExtendBody(_Body):
+    days: StrictInt = Field(description="the whole validation period in days, more than now (at most 365)")
+    reason: StrictStr = Field(description="why; goes into the audit log")
+
+
 class ResolveBody(_Body):
     note: StrictStr | None = Field(None, description='what was found and done (default "resolved via the HTTP API")')
     falsePositive: StrictBool = Field(False, description="the trip was not a real problem")

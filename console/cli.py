@@ -402,6 +402,8 @@ def cmd_proposals(ctx: Context) -> int:
         doc = book.show(a.id)
     elif sub == "approve":
         doc = book.approve(ctx.operator, a.id, a.role)
+    elif sub == "extend":
+        doc = book.extend(ctx.operator, a.id, a.days, a.reason)
     else:
         doc = book.reject(ctx.operator, a.id, a.reason)
     ctx.emit_json(doc) if a.json else print_proposals([doc], ctx.out, detail=True)
@@ -570,8 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--explain", action="store_true", help="show the policy that applies and its limits")
 
     command("cycle", cmd_cycle, "run the governance cycle now: report, and a proposal when ready")
-    sp = command("proposals", cmd_proposals, "scope-expansion proposals: list, show, approve, reject")
-    psub = sp.add_subparsers(dest="proposals_command", metavar="list|show|approve|reject")
+    sp = command("proposals", cmd_proposals, "scope-expansion proposals: list, show, approve, reject, extend")
+    psub = sp.add_subparsers(dest="proposals_command", metavar="list|show|approve|reject|extend")
     pl = psub.add_parser("list")
     pl.add_argument("--status", choices=("pending", "approved", "rejected", "expired"), default=None)
     pl.add_argument("--json", action="store_true")
@@ -586,6 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("id")
     pr.add_argument("--reason", required=True)
     pr.add_argument("--json", action="store_true")
+    pe = psub.add_parser("extend", help="a longer validation period: of a pending proposal, or the running one")
+    pe.add_argument("id")
+    pe.add_argument("--days", type=_positive_int, required=True, help="the whole period, in days (more than now)")
+    pe.add_argument("--reason", required=True)
+    pe.add_argument("--json", action="store_true")
     sp.set_defaults(proposals_command="list", status=None)
 
     sp = command("scheduler", cmd_scheduler, "run the scheduled jobs headless (one leader per store)",

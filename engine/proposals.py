@@ -150,6 +150,9 @@ def draft(conn: Connection, *, now: datetime, actor: str, state, readiness: Read
     return proposal_id, choices, f"proposed {state.current_phase} -> {target}"
 
 
+MAX_VALIDATION_DAYS = 365
+
+
 class ProposalBook:
     def __init__(self, store: Store, clock: Clock, *, policy: ProposalPolicy | None = None,
                  enqueue_alert: Callable[[Connection, Alert, bool], Any] | None = None,
@@ -262,6 +265,49 @@ class ProposalBook:
                                   reason=reason.strip())
             audit.append(conn, at=now, actor=actor, action="proposal.reject", target=proposal_id,
                          reason=reason.strip())
+            return proposal_json(proposals_repo.get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
+
+    def extend(self, actor: str, proposal_id: str, days: int, reason: str) -> dict[str, Any]:
+        """The runbook's "Is the validation period sufficient? No: extend": a pending proposal's
+        validation period, or the running one of the proposal being validated, made longer (never
+        shorter). Anyone holding one of the roles the proposal needs; one transaction, one audit entry."""
+        if not reason or not reason.strip():
+            raise InvalidInput("extending a validation period needs --reason")
+        if not 1 <= days <= MAX_VALIDATION_DAYS:
+            raise InvalidInput(f"--days must be between 1 and {MAX_VALIDATION_DAYS}, not {days}")
+        now = self.clock.now()
+        with self.store.write() as conn:
+            row = self._get(conn, proposal_id)
+            held = identity_repo.roles_of(conn, actor)
+            required = list(row.required_approvals or [])
+            if not held.intersection(required):
+                raise PermissionDenied(f"extending needs one of the roles this proposal needs "
+                                       f"({', '.join(required)}); {actor} holds {', '.join(sorted(held)) or 'none'}")
+            current = row.validation_period_days
+            details: dict[str, Any] = {"fromDays": current, "toDays": days}
+            if row.status == "pending":
+                self._pending(conn, proposal_id, now)
+                if days <= current:
+                    raise InvalidInput(f"proposal {proposal_id} asks for {current} days of validation already: "
+                                       f"extending means more than {current}")
+            elif row.status == "approved":
+                state = state_repo.get_state(conn)
+                until = state.validation_until
+                if state.validation_proposal_id != row.id or until is None or until <= now:
+                    raise Conflict(f"proposal {proposal_id} is not being validated now (its validation period "
+                                   "is over, or a later change replaced it): there is nothing to extend")
+                new_until = row.applied_at + timedelta(days=days)
+                if new_until <= until:
+                    raise InvalidInput(f"the validation period runs {current} days, until {isoformat(until)}, "
+                                       f"already: extending means more than {current}")
+                state_repo.update_state(conn, validation_until=new_until, updated_at=now)
+                details["validationUntil"] = isoformat(new_until)
+            else:
+                raise Conflict(f"proposal {proposal_id} is {row.status}: only a pending proposal or the one "
+                               "being validated has a validation period to extend")
+            proposals_repo.update(conn, proposal_id, validation_period_days=days)
+            audit.append(conn, at=now, actor=actor, action="proposal.extend", target=proposal_id,
+                         reason=reason.strip(), details=details)
             return proposal_json(proposals_repo.get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
 
     def expire_due(self) -> dict[str, list[str]]:

@@ -396,6 +396,12 @@ def test_cycle_proposal_and_approval_as_a_role(gov, clock):
         pid = proposal["proposalId"]
         assert proposal["status"] == "pending" and proposal["requiredApprovals"] == ["tech-lead"]
         assert api.get("/api/governance/proposals", params={"status": "approved"}).json() == []
+        extend = f"/api/governance/proposals/{pid}/extend"
+        assert api.post(extend, json={"days": 21, "reason": "x"}, headers=api.auth("dave")).status_code == 403
+        assert api.post(extend, json={"days": 0, "reason": "x"}, headers=api.auth("bob")).status_code == 422
+        assert api.post(extend, json={"days": "21", "reason": "x"}, headers=api.auth("bob")).status_code == 422
+        longer = api.post(extend, json={"days": 21, "reason": "holiday freeze"}, headers=api.auth("bob"))
+        assert longer.status_code == 200 and longer.json()["expansion"]["validationPeriod"] == 21
         path = f"/api/governance/proposals/{pid}/approve"
         not_held = api.post(path, json={"approvedBy": "tech-lead"}, headers=api.auth("carol"))
         assert not_held.status_code == 403 and "needs the role tech-lead" in not_held.json()["detail"]

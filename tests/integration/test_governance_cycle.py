@@ -146,6 +146,39 @@ def test_approval_waits_while_readiness_no_longer_allows_expansion(gov, clock):
     assert gov.status(with_readiness=False)["currentPhase"] == "L3+"
 
 
+def test_a_validation_period_is_extended_never_shortened(gov, clock):
+    """The runbook's "Is the validation period sufficient? No: extend", before and after approval."""
+    make_ready(gov, clock)
+    pid = gov.cycle.run(OPERATOR)["proposal"]["proposalId"]
+    assert gov.proposals.show(pid)["expansion"]["validationPeriod"] == 14
+    with pytest.raises(PermissionDenied, match="extending needs one of the roles this proposal needs"):
+        gov.proposals.extend("dave", pid, 21, "dave is on-call, not an approver")
+    with pytest.raises(InvalidInput, match="more than 14"):
+        gov.proposals.extend("bob", pid, 14, "the same")
+    with pytest.raises(InvalidInput, match="needs --reason"):
+        gov.proposals.extend("bob", pid, 21, " ")
+    doc = gov.proposals.extend("bob", pid, 21, "holiday freeze: watch it longer")
+    assert doc["expansion"]["validationPeriod"] == 21 and doc["status"] == "pending"
+    applied_at = clock.now()
+    gov.proposals.approve("bob", pid, "tech-lead")
+    assert gov.status(with_readiness=False)["validationPeriod"]["until"] == isoformat(applied_at + timedelta(days=21))
+
+    clock.advance(timedelta(days=5))  # the running period, from the approval: 30 days in all
+    with pytest.raises(InvalidInput, match="runs 21 days"):
+        gov.proposals.extend("bob", pid, 20, "shorter")
+    gov.proposals.extend("bob", pid, 30, "a rollback in week one: a full month")
+    vp = gov.status(with_readiness=False)["validationPeriod"]
+    assert vp["until"] == isoformat(applied_at + timedelta(days=30)) and vp["daysLeft"] == 25
+    entries = [e for e in gov.audit_entries() if e["action"] == "proposal.extend"]
+    assert [(e["actor"], e["details"]["fromDays"], e["details"]["toDays"]) for e in reversed(entries)] == [
+        ("bob", 14, 21), ("bob", 21, 30)]
+    assert entries[0]["details"]["validationUntil"] == isoformat(applied_at + timedelta(days=30))
+
+    clock.advance(timedelta(days=26))  # over: nothing left to extend
+    with pytest.raises(Conflict, match="not being validated now"):
+        gov.proposals.extend("bob", pid, 60, "too late")
+
+
 def test_reject_and_expiry(gov, clock):
     make_ready(gov, clock)
     pid = gov.cycle.run(OPERATOR)["proposal"]["proposalId"]
