@@ -93,8 +93,9 @@ class Notifier:
             alert = replace(alert, body=f"{alert.body}\n{FOLDED_NOTE}",
                             details={**alert.details, "folded_into": KILL_SWITCH_DEDUP_KEY})
         now = self.clock.now()
-        rows = [{"created_at": now, "sink": sink.name, "severity": alert.severity, "kind": alert.kind,
-                 "title": " ".join(alert.title.split())[:300], "dedup_key": alert.dedup_key, "payload": stored_payload(sink, alert), "next_attempt_at": now}
+        title = " ".join(alert.title.split())[:300]
+        rows = [{"created_at": now, "sink": sink.name, "severity": alert.severity, "kind": alert.kind, "title": title,
+                 "dedup_key": alert.dedup_key, "payload": stored_payload(sink, alert), "next_attempt_at": now}
                 for sink in targets]
         added = outbox_repo.insert_many(conn, rows)
         outbox_repo.after_commit(conn, lambda: _log_alert(alert, [s.name for s in targets], folded))

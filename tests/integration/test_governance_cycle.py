@@ -161,7 +161,8 @@ def test_a_validation_period_is_extended_never_shortened(gov, clock):
     assert doc["expansion"]["validationPeriod"] == 21 and doc["status"] == "pending"
     applied_at = clock.now()
     gov.proposals.approve("bob", pid, "tech-lead")
-    assert gov.status(with_readiness=False)["validationPeriod"]["until"] == isoformat(applied_at + timedelta(days=21))
+    until = gov.status(with_readiness=False)["validationPeriod"]["until"]
+    assert until == isoformat(applied_at + timedelta(days=21))
 
     clock.advance(timedelta(days=5))  # the running period, from the approval: 30 days in all
     with pytest.raises(InvalidInput, match="runs 21 days"):
