@@ -57,6 +57,7 @@ class RulePatch(_Body):
     alertSeverity: Literal["critical", "high", "medium", "low"] | None = None
     minSamples: StrictInt | None = Field(None, ge=1, le=1_000_000)
     enabled: StrictBool | None = None
+    shadow: StrictBool | None = Field(None, description="true: this rule only records what it would have done")
 
 
 _AT = {"type": "string", "format": "date-time", "example": "2026-11-20T10:00:00Z"}

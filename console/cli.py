@@ -294,7 +294,8 @@ STATUSES_ALL = ("pending", "sent", "dead", "dismissed")
 
 def _rule_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes = {"condition": args.condition, "window": args.window, "action": args.action,
-               "alert_severity": args.severity, "min_samples": args.min_samples, "enabled": args.enabled}
+               "alert_severity": args.severity, "min_samples": args.min_samples, "enabled": args.enabled,
+               "shadow": args.shadow}
     return {k: v for k, v in changes.items() if v is not None}
 
 
@@ -539,6 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
         en = rp.add_mutually_exclusive_group()
         en.add_argument("--enable", dest="enabled", action="store_true", default=None)
         en.add_argument("--disable", dest="enabled", action="store_false")
+        sh = rp.add_mutually_exclusive_group()
+        sh.add_argument("--shadow", dest="shadow", action="store_true", default=None,
+                        help="this rule only records what it would have done (try a new rule out)")
+        sh.add_argument("--enforce", dest="shadow", action="store_false", help="this rule acts when it trips")
         rp.add_argument("--json", action="store_true")
 
     ra = rsub.add_parser("add", help="add a rule (validated before it is stored)")

@@ -114,8 +114,9 @@ def print_rules(rules: list[dict[str, Any]], out: TextIO, *, detail: bool = Fals
         st = r["statistics"]
         fp = "-" if st["falsePositiveRate"] is None else pct(st["falsePositiveRate"], 0)
         on = "on " if r["enabled"] else "off"
+        shadow = "  SHADOW: records only" if r["shadow"] else ""
         out.write(f"[{on}] {r['name']:<28} {r['condition']:<36} {r['window']:>4} {r['action']:<19} "
-                  f"{r['alertSeverity']:<8} trips {st['trips']} fp {fp} last {st['lastTrip'] or '-'}\n")
+                  f"{r['alertSeverity']:<8} trips {st['trips']} fp {fp} last {st['lastTrip'] or '-'}{shadow}\n")
         if detail:
             out.write(f"      min samples {r['minSamples']}; resolved {st['resolved']}, "
                       f"false positives {st['falsePositives']}, shadow trips {st['shadowTrips']}\n")

@@ -36,11 +36,12 @@ class CompiledRule:
     action: str
     severity: str
     min_samples: int
+    shadow: bool = False  # this rule only records what it would have done
 
     @classmethod
     def from_row(cls, row) -> "CompiledRule":
         return cls(row.name, parse_condition(row.condition), parse_window(row.window), row.window,
-                   row.action, row.alert_severity, row.min_samples)
+                   row.action, row.alert_severity, row.min_samples, bool(row.shadow))
 
 
 class WindowScope:
@@ -187,7 +188,7 @@ class BreakerEngine:
         """The enabled rules, parsed once per version of each rule (evaluation runs many times a second)."""
         rules = []
         for row in breaker_repo.list_rules(conn, enabled_only=True):
-            key = (row.name, row.condition, row.window, row.action, row.alert_severity, row.min_samples)
+            key = (row.name, row.condition, row.window, row.action, row.alert_severity, row.min_samples, row.shadow)
             compiled = self._compiled.get(key)
             if compiled is None:
                 try:
@@ -238,12 +239,13 @@ class BreakerEngine:
 
     def _trip(self, conn: Connection, verdict: Verdict, now: datetime) -> Trip | None:
         state = state_repo.get_state(conn)
-        shadow = state.breaker_mode == "shadow"
         rule = verdict.rule
+        shadow = state.breaker_mode == "shadow" or rule.shadow
         if breaker_repo.open_event(conn, rule.name, verdict.command_type) is not None:
             return None  # another process tripped it between our read and this write
         event_id = "cbe-" + uuid.uuid4().hex[:12]
-        effect = "none (shadow mode: would have " + _describe_action(rule.action, verdict.command_type) + ")" \
+        why = "shadow mode" if state.breaker_mode == "shadow" else "rule in shadow"
+        effect = f"none ({why}: would have " + _describe_action(rule.action, verdict.command_type) + ")" \
             if shadow else apply_action(conn, state, rule.action, verdict.command_type, now,
                                         reason=f"circuit breaker {rule.name!r} tripped", actor="circuit-breaker",
                                         event_id=event_id)
@@ -253,7 +255,8 @@ class BreakerEngine:
         audit.append(conn, at=now, actor="circuit-breaker", action="breaker.trip", target=rule.name,
                      reason=rule.condition.text,
                      details={"event": event_id, "action": rule.action, "commandType": verdict.command_type,
-                              "mode": state.breaker_mode, "effect": effect, "observed": verdict.observed})
+                              "mode": state.breaker_mode, "ruleShadow": rule.shadow, "effect": effect,
+                              "observed": verdict.observed})
         if self.enqueue_alert is not None:
             scope = f" ({verdict.command_type})" if verdict.command_type else ""
             # a shadow trip informs; it never pages (at most medium: chat and the log)

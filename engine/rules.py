@@ -12,10 +12,10 @@ from engine.rule_language import RuleError, explain, format_window, parse_condit
 from storage import audit, breaker_repo
 from storage.store import Store
 
-RULE_FIELDS = ("condition", "window", "action", "alert_severity", "min_samples", "enabled")
+RULE_FIELDS = ("condition", "window", "action", "alert_severity", "min_samples", "enabled", "shadow")
 #: the HTTP API's camelCase spelling of the same fields
 API_FIELDS = {"condition": "condition", "window": "window", "action": "action", "alertSeverity": "alert_severity",
-              "minSamples": "min_samples", "enabled": "enabled"}
+              "minSamples": "min_samples", "enabled": "enabled", "shadow": "shadow"}
 
 
 def validate_rule(fields: dict[str, Any]) -> dict[str, Any]:
@@ -45,9 +45,10 @@ def validate_rule(fields: dict[str, Any]) -> dict[str, Any]:
     if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 1_000_000:
         raise InvalidInput(f"min_samples: {samples!r} must be a whole number from 1 to 1000000")
     out["min_samples"] = samples
-    if not isinstance(out.get("enabled", True), bool):
-        raise InvalidInput("enabled: must be true or false")
-    out["enabled"] = out.get("enabled", True)
+    for flag, default in (("enabled", True), ("shadow", False)):
+        if not isinstance(out.get(flag, default), bool):
+            raise InvalidInput(f"{flag}: must be true or false")
+        out[flag] = out.get(flag, default)
     return out
 
 
@@ -57,6 +58,7 @@ def rule_json(row, stats: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "name": row.name, "enabled": bool(row.enabled), "condition": row.condition, "window": row.window,
         "action": row.action, "alertSeverity": row.alert_severity, "minSamples": row.min_samples,
+        "shadow": bool(row.shadow),
         "statistics": {"trips": trips, "resolved": resolved, "falsePositives": fps,
                        "falsePositiveRate": (fps / trips) if trips else None,
                        "shadowTrips": s.get("shadowTrips", 0),
@@ -101,7 +103,7 @@ class RuleBook:
                                f"changeable: {', '.join(RULE_FIELDS)}")
         if not changes:
             raise InvalidInput("nothing to change: give at least one of --condition, --window, --action, "
-                               "--severity, --min-samples, --enable/--disable")
+                               "--severity, --min-samples, --enable/--disable, --shadow/--enforce")
         now = self.clock.now()
         with self.store.write() as conn:
             access.require_role(conn, actor, "rules.edit")

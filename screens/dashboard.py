@@ -36,6 +36,8 @@ def breaker_table(rules: tuple[RuleStatus, ...]) -> RichTable:
     for r in rules:
         desc = Text()
         desc.append(r.name, "bold")
+        if r.shadow:
+            desc.append(" [shadow]", "yellow")
         desc.append(f"  last trip {short_time(r.last_trip)}" + (" (shadow event open)" if r.shadow_open else ""),
                     "dim")
         desc.append(f"\nnow {r.observed or '–'}")

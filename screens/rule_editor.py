@@ -16,7 +16,7 @@ from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from engine.domain import BREAKER_ACTIONS, SEVERITIES
 from engine.errors import GovconError
-from engine.rules import validate_rule
+from engine.rules import RULE_FIELDS, validate_rule
 from screens.errors import describe_error
 
 BACKTEST_DAYS = 30
@@ -57,7 +57,7 @@ class RuleEditModal(ModalScreen[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         r = self.rule or {"name": "", "condition": "", "window": "5m", "action": "alert_only",
-                          "alertSeverity": "medium", "minSamples": 10, "enabled": True}
+                          "alertSeverity": "medium", "minSamples": 10, "enabled": True, "shadow": False}
         with VerticalScroll(id="dialog", classes="editor"):
             yield Static(f"Edit rule: {r['name']}" if self.rule else "New rule", id="dialog-title")
             yield Static("ctrl+s save · ctrl+b backtest the draft · Esc cancel · validated as you type",
@@ -83,7 +83,9 @@ class RuleEditModal(ModalScreen[dict[str, Any] | None]):
                     yield Static("Severity", classes="field-label")
                     yield Select([(s, s) for s in SEVERITIES], value=r["alertSeverity"], allow_blank=False,
                                  id="severity")
-            yield Checkbox("enabled", r["enabled"], id="enabled")
+            with Horizontal(classes="row"):
+                yield Checkbox("enabled", r["enabled"], id="enabled")
+                yield Checkbox("shadow: records what it would do", r["shadow"], id="shadow")
             yield Static("", id="validation")
             yield Static("", id="backtest")
             with Horizontal(id="dialog-buttons"):
@@ -106,7 +108,8 @@ class RuleEditModal(ModalScreen[dict[str, Any] | None]):
                 "window": self.query_one("#window", Input).value,
                 "action": self.query_one("#action", Select).value,
                 "alert_severity": self.query_one("#severity", Select).value,
-                "min_samples": samples, "enabled": self.query_one("#enabled", Checkbox).value}
+                "min_samples": samples, "enabled": self.query_one("#enabled", Checkbox).value,
+                "shadow": self.query_one("#shadow", Checkbox).value}
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -138,7 +141,7 @@ class RuleEditModal(ModalScreen[dict[str, Any] | None]):
             self.notify("the rule is not valid yet: see the message under the fields", severity="error")
             return
         v, gov, actor = self.valid, self.app.gov, self.app.operator
-        changes = {k: v[k] for k in ("condition", "window", "action", "alert_severity", "min_samples", "enabled")}
+        changes = {k: v[k] for k in RULE_FIELDS}
         if self.rule:
             self._run("save", lambda: gov.rules.set(actor, self.rule["name"], changes))
         else:

@@ -30,6 +30,7 @@ class RuleStatus:
     observed: str       # "errorRate 0.31% · n=298", scoped "(restart_service)" for commandType rules
     last_trip: datetime | None
     shadow_open: bool = False
+    shadow: bool = False  # the rule itself is in shadow: it records what it would have done
 
 
 def _show(name: str, value: Any) -> str:
@@ -82,7 +83,7 @@ def rule_statuses(conn: Connection, now: datetime) -> list[RuleStatus]:
     for row in breaker_repo.list_rules(conn):
         last = (stats.get(row.name) or {}).get("lastTrip")
         common = dict(name=row.name, condition=row.condition, window=row.window, action=row.action,
-                      severity=row.alert_severity, last_trip=last)
+                      severity=row.alert_severity, last_trip=last, shadow=bool(row.shadow))
         if not row.enabled:
             out.append(RuleStatus(state=DISABLED, observed="", **common))
             continue

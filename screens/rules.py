@@ -28,6 +28,9 @@ def rule_detail(rule: dict[str, Any] | None, status) -> Text:
     t.append(f"trips when {rule['condition']} over {rule['window']} (judged on ≥{rule['minSamples']} commands)\n")
     t.append(f"action {rule['action']} · {rule['alertSeverity']} alert · "
              f"{'enabled' if rule['enabled'] else 'disabled'}\n")
+    if rule["shadow"]:
+        t.append("SHADOW: records what it would have done; acts on nothing (`govcon rules set NAME --enforce`)\n",
+                 "yellow")
     if status is not None:
         t.append("now: ")
         t.append(status.state, STATE_STYLE.get(status.state, ""))
@@ -74,7 +77,7 @@ class RulesScreen(GovScreen):
         visible = [r for r in self.rules if not self.filter_text or matches(
             self.filter_text, r["name"], r["condition"], r["action"], r["alertSeverity"])]
         self.query_one("#rules", Table).set_rows(
-            (r["name"], (r["name"], "✓" if r["enabled"] else "–", r["condition"], r["window"], r["action"],
+            (r["name"], (r["name"], ("shadow" if r["shadow"] else "✓") if r["enabled"] else "–", r["condition"], r["window"], r["action"],
                          str(r["statistics"]["trips"]), pct(r["statistics"]["falsePositiveRate"], 0)))
             for r in visible)
         self._show_detail()

@@ -159,6 +159,7 @@ class BreakerRule(SQLModel, table=True):
     action: str = Field(max_length=30)
     alert_severity: str = Field(max_length=20)
     min_samples: int = 10
+    shadow: bool = False  # this rule only records what it would have done (the others may enforce)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

@@ -117,6 +117,7 @@ breaker_rules = sa.Table(
     sa.Column("action", sa.String(length=30), nullable=False),
     sa.Column("alert_severity", sa.String(length=20), nullable=False),
     sa.Column("min_samples", sa.Integer(), nullable=False, default=10),
+    sa.Column("shadow", sa.Boolean(), nullable=False, default=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("name"),

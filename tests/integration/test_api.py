@@ -234,6 +234,10 @@ def test_patch_rule_as_the_runbook_does(api):
     disabled = api.patch("/api/circuit-breaker/rules/High%20Rollback%20Rate", json={"enabled": False}, headers=headers)
     assert disabled.json()["enabled"] is False
     assert "High Rollback Rate" not in [r["name"] for r in api.get("/api/circuit-breaker/rules/enabled").json()]
+    shadow = api.patch("/api/circuit-breaker/rules/High%20Error%20Rate", json={"shadow": True}, headers=headers)
+    assert shadow.status_code == 200 and shadow.json()["shadow"] is True
+    assert api.patch("/api/circuit-breaker/rules/High%20Error%20Rate", json={"shadow": "on"},
+                     headers=headers).status_code == 422
 
 
 @pytest.mark.parametrize("body,needle", [

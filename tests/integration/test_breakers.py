@@ -173,6 +173,29 @@ def test_shadow_mode_records_would_have_events_and_changes_nothing(gov, clock):
     assert s["unresolvedEvents"] == 0  # shadow events are not safety events
 
 
+def test_a_rule_in_shadow_records_while_the_others_enforce(gov, clock):
+    """Trying one rule out (`govcon rules set NAME --shadow`) leaves every other rule enforcing: the same
+    burst pauses the type by the enforced rule, while the shadow rule only records what it would have
+    done (no reversion, no page)."""
+    set_phase(gov, "L4", ["restart_service"])
+    gov.grant_role(OPERATOR, OPERATOR, "ops-lead")
+    rule = gov.rules.set(OPERATOR, "High Error Rate", {"shadow": True})
+    assert rule["shadow"] is True
+    entry = gov.audit_entries(limit=1)[0]
+    assert entry["action"] == "rule.set" and (entry["details"]["before"]["shadow"], entry["details"]["after"]["shadow"]) == (False, True)
+    gov.ingestor.ingest_objects(commands(20, 10, clock.now()))
+    by_rule = {e["ruleName"]: e for e in events(gov)}
+    assert by_rule["High Error Rate"]["shadow"] and "rule in shadow: would have" in by_rule["High Error Rate"]["observed"]["effect"]
+    assert not by_rule["Repeated Command Failures"]["shadow"]
+    s = state(gov)
+    assert s["currentPhase"] == "L4"                          # the shadow rule did not revert
+    assert s["pausedCommandTypes"] == ["restart_service"]     # the enforced rule paused the type
+    assert s["unresolvedEvents"] == 1
+    with pytest.raises(InvalidInput, match="shadow: must be true or false"):
+        gov.rules.set(OPERATOR, "High Error Rate", {"shadow": "yes"})
+    assert gov.rules.set(OPERATOR, "High Error Rate", {"shadow": False})["shadow"] is False
+
+
 def test_kill_switch_through_the_gate(gov, clock):
     set_phase(gov, "L3+", ["restart_service"])
     assert gov.gate.decide("restart_service").decision == "allow"

@@ -100,6 +100,11 @@ def test_revert_events_and_rules(gov, cli, clock, operator_roles, tmp_path):
     assert cli("rules", "set", "High Error Rate", "--window=-5m").code == 2
     r = cli("rules", "set", "High Error Rate", "--condition", "errorRate > 0.08", "--window", "10m", "--json")
     assert r.code == 0 and r.json()["window"] == "10m"
+    tried = cli("rules", "add", "Slow Failures", "--condition", "commandType.failures >= 2", "--window", "15m",
+                "--action", "pause_command_type", "--severity", "medium", "--shadow", "--json")
+    assert tried.code == 0 and tried.json()["shadow"] is True
+    assert "Slow Failures" in cli("rules", "list").out.split("SHADOW: records only")[0].splitlines()[-1]
+    assert cli("rules", "set", "Slow Failures", "--enforce", "--json").json()["shadow"] is False
     r = cli("rules", "backtest", "--condition", "commandType.failures >= 3", "--window", "5m", "--days", "1",
             "--json")
     assert r.code == 0 and r.json()["trips"] >= 1

@@ -445,6 +445,28 @@ async def test_rule_editor_validates_as_you_type_backtests_and_saves(console_gov
         assert "Rule saved" in titles(app)
 
 
+async def test_rule_editor_puts_one_rule_in_shadow(console_gov, make_console):
+    from textual.widgets import Checkbox
+    app = make_console(console_gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("5", "e")
+        await settle(pilot)
+        for _ in range(10):  # no mouse: tab to the checkbox, space to tick it
+            if app.screen.focused is app.screen.query_one("#shadow", Checkbox):
+                break
+            await pilot.press("tab")
+        await pilot.press("space")
+        await pilot.pause()
+        assert app.screen.query_one("#shadow", Checkbox).value
+        await pilot.press("ctrl+s")
+        await settle(pilot, 3)
+        assert console_gov.rules.show("High Error Rate")["shadow"] is True
+        assert console_gov.status(with_readiness=False)["breakerMode"] == "enforce"  # the others still enforce
+        await settle(pilot, 3)
+        assert "SHADOW: records what it would have done" in text_of(app.screen.query_one("#rule-detail"))
+
+
 async def test_audit_v_verifies_the_chain(console_gov, make_console):
     app = make_console(console_gov)
     async with app.run_test(size=(120, 40)) as pilot:
