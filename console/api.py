@@ -217,6 +217,23 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     def extend(proposal_id: str, body: m.ExtendBody, actor: str = Depends(auth.changer)):
         return json_response(gov.proposals.extend(actor, proposal_id, body.days, body.reason))
 
+    @app.get("/api/alerts", tags=["alerts"], dependencies=read, responses=reads,
+             summary="The alert outbox, newest first: waiting and dead-lettered alerts (status=all for every one)")
+    def alerts(status: str | None = Query(None, pattern="^(pending|sent|dead|dismissed|all)$"),
+               limit: int = Query(100, ge=1, le=10_000)):
+        from engine.outbox import statuses_for
+        return json_response(gov.outbox.list(statuses=statuses_for(status), limit=limit))
+
+    @app.post("/api/alerts/retry", tags=["alerts"], responses=change,
+              summary="Queue dead-lettered alerts again (superseded triggers are left dead)")
+    def retry_alerts(body: m.AlertsBody, actor: str = Depends(auth.changer)):
+        return json_response(gov.outbox.retry(actor, body.ids, all_dead=body.dead))
+
+    @app.post("/api/alerts/dismiss", tags=["alerts"], responses=change,
+              summary="Give up on dead-lettered alerts for good, with a reason")
+    def dismiss_alerts(body: m.AlertsBody, actor: str = Depends(auth.changer)):
+        return json_response(gov.outbox.dismiss(actor, body.ids, all_dead=body.dead, reason=body.reason or ""))
+
     @app.post("/api/governance/revert", tags=["overrides"], responses=change, summary="Manual reversion to L3")
     def revert(body: m.ReasonBody, actor: str = Depends(auth.changer)):
         return json_response(gov.overrides.revert(actor, body.reason).to_json())

@@ -3,7 +3,7 @@ that the OpenAPI document shows for POST /api/events."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -26,6 +26,15 @@ class RejectBody(_Body):
 class ExtendBody(_Body):
     days: StrictInt = Field(description="the whole validation period in days, more than now (at most 365)")
     reason: StrictStr = Field(description="why; goes into the audit log")
+
+
+class AlertsBody(_Body):
+    """Which dead-lettered alerts: their ids, or every one (``dead``: true) — one of the two."""
+
+    ids: list[Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]] = Field(default_factory=list, max_length=10_000,
+                                                                      examples=[[12, 13]])
+    dead: StrictBool = Field(False, description="every dead-lettered alert")
+    reason: StrictStr | None = Field(None, description="dismiss only: why they will never be sent")
 
 
 class ResolveBody(_Body):

@@ -283,13 +283,11 @@ def cmd_alerts(ctx: Context) -> int:
                 print(f"govcon: warning: sink {sink!r} is not in this process's configuration; the scheduler's "
                       f"leader delivers with its own", file=ctx.err)
         return 0
-    statuses = STATUSES_ALL if a.status == "all" else ("pending", "dead") if a.status is None else (a.status,)
-    docs = ctx.gov.outbox.list(statuses=statuses, limit=a.limit)
+    from engine.outbox import statuses_for
+    docs = ctx.gov.outbox.list(statuses=statuses_for(a.status), limit=a.limit)
     ctx.emit_json(docs) if a.json else print_alerts(docs, ctx.out)
     return 0
 
-
-STATUSES_ALL = ("pending", "sent", "dead", "dismissed")
 
 
 def _rule_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -510,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("alerts", cmd_alerts, "the alert outbox: list; retry or dismiss dead-lettered alerts")
     asub = sp.add_subparsers(dest="alerts_command", metavar="list|retry|dismiss")
     al = asub.add_parser("list", help="waiting and dead-lettered alerts, newest first (--status to choose)")
-    al.add_argument("--status", choices=(*STATUSES_ALL, "all"), default=None)
+    from engine.outbox import STATUSES as ALERT_STATUSES
+    al.add_argument("--status", choices=(*ALERT_STATUSES, "all"), default=None)
     al.add_argument("--limit", type=_positive_int, default=100)
     al.add_argument("--json", action="store_true")
     for name, help in (("retry", "queue dead-lettered alerts again once their cause is fixed"),

@@ -17,6 +17,13 @@ from storage import audit, outbox_repo
 from storage.store import Store
 
 STATUSES = ("pending", "sent", "dead", "dismissed")
+MAX_ID = 2**63 - 1  # the id column's range (BIGINT on PostgreSQL, INTEGER on SQLite)
+
+
+def statuses_for(choice: str | None) -> tuple[str, ...]:
+    """What `--status` / `?status=` asks for: by default the alerts that need attention (waiting or
+    dead-lettered), ``all``, or one status."""
+    return ("pending", "dead") if choice is None else STATUSES if choice == "all" else (choice,)
 
 
 def alert_json(row, *, superseded: bool = False) -> dict[str, Any]:
@@ -65,6 +72,9 @@ class OutboxBook:
     def _change(self, actor: str, ids: Iterable[int], all_dead: bool, *, action: str,
                 reason: str | None) -> dict[str, list]:
         ids = sorted(set(ids))
+        out_of_range = [i for i in ids if not 1 <= i <= MAX_ID]
+        if out_of_range:
+            raise InvalidInput(f"alert id {out_of_range[0]} does not exist (ids run from 1; see `govcon alerts list`)")
         if bool(ids) == all_dead:
             raise InvalidInput("name the alerts (ids from `govcon alerts list`) or pass --dead, not both")
         now = self.clock.now()

@@ -52,6 +52,8 @@ def test_dead_letters_are_listed_then_retried_once_the_sink_is_fixed(gov, cli, m
     assert again.code == 2 and f"alert {first} is sent, not dead" in again.err
     unknown = cli("alerts", "retry", "99999")
     assert unknown.code == 1 and "no alert 99999" in unknown.err
+    huge = cli("alerts", "retry", "99999999999999999999")  # beyond the id column: named, no traceback
+    assert huge.code == 2 and "does not exist" in huge.err and "Traceback" not in huge.err
 
     everything = cli("alerts", "retry", "--dead")
     assert everything.code == 0
@@ -107,3 +109,32 @@ def test_list_refuses_a_limit_below_one(cli, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli("alerts", "list", "--limit", "0")
     assert exit_.value.code == 2 and "--limit: must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_the_http_api_lists_retries_and_dismisses_like_the_cli(gov, clock, hook):
+    """GET /api/alerts, POST /api/alerts/retry and /dismiss: the same book, token operator as actor."""
+    from tests.integration.test_api import make_api
+    server, answer, notifier = hook
+    gov.grant_role(OPERATOR, "dave", "on-call")
+    enqueue(gov.store, notifier, alert(clock, "k-1"), alert(clock, "k-2"))
+    notifier.deliver_due()
+    api = make_api(gov)
+    with api.client:
+        listed = api.get("/api/alerts").json()
+        assert [(a["dedupKey"], a["status"]) for a in listed] == [("k-2", "dead"), ("k-1", "dead")]
+        assert api.get("/api/alerts", params={"status": "sent"}).json() == []
+        assert api.get("/api/alerts", params={"status": "lost"}).status_code == 422
+        first, second = listed[1]["id"], listed[0]["id"]
+        assert api.post("/api/alerts/retry", json={"ids": [first]}, headers=api.auth("carol")).status_code == 403
+        both = api.post("/api/alerts/retry", json={"ids": [first], "dead": True}, headers=api.auth("dave"))
+        assert both.status_code == 422 and "not both" in both.json()["detail"]
+        answer["status"] = 200
+        retried = api.post("/api/alerts/retry", json={"ids": [first]}, headers=api.auth("dave"))
+        assert retried.status_code == 200 and [a["id"] for a in retried.json()["changed"]] == [first]
+        no_reason = api.post("/api/alerts/dismiss", json={"dead": True}, headers=api.auth("dave"))
+        assert no_reason.status_code == 422 and "--reason" in no_reason.json()["detail"]
+        gone = api.post("/api/alerts/dismiss", json={"dead": True, "reason": "sent by hand"}, headers=api.auth("dave"))
+        assert gone.status_code == 200 and [a["id"] for a in gone.json()["changed"]] == [second]
+    assert notifier.deliver_due().sent == 1 and server.delivered_keys() == Counter({"k-1": 1})
+    assert [(e["action"], e["actor"]) for e in gov.audit_entries() if e["action"].startswith("alerts.")] == [
+        ("alerts.dismiss", "dave"), ("alerts.retry", "dave")]
