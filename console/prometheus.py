@@ -87,9 +87,12 @@ class GovernanceCollector(Collector):
         trips = GaugeMetricFamily(PREFIX + "breaker_trips", "circuit-breaker trips recorded in the store, per rule",
                                   labels=["rule"])
         enabled = GaugeMetricFamily(PREFIX + "breaker_rule_enabled", "1 when the rule is enabled", labels=["rule"])
+        rule_shadow = GaugeMetricFamily(PREFIX + "breaker_rule_shadow",
+                                        "1 when the rule only records what it would have done", labels=["rule"])
         for rule in gov.rules.list():
             trips.add_metric([rule["name"]], rule["statistics"]["trips"])
             enabled.add_metric([rule["name"]], 1 if rule["enabled"] else 0)
+            rule_shadow.add_metric([rule["name"]], 1 if rule["shadow"] else 0)
 
         report = gov.readiness.assess()
         readiness = GaugeMetricFamily(PREFIX + "readiness_score", "readiness score (0..1) per checklist category",
@@ -115,8 +118,8 @@ class GovernanceCollector(Collector):
                                    "someone was not paged; `govcon alerts list`)", labels=["status"])
         for status_name, n in gov.outbox.counts().items():
             outbox.add_metric([status_name], n)
-        return [phase, kill, shadow, whitelist, paused, leader, unresolved, trips, enabled, readiness, ready,
-                commands, rates, outbox]
+        return [phase, kill, shadow, whitelist, paused, leader, unresolved, trips, enabled, rule_shadow, readiness,
+                ready, commands, rates, outbox]
 
 
 class ApiMetrics:

@@ -174,6 +174,16 @@ class Trip:
 AlertSink = Callable[[Connection, Alert, bool], Any]
 
 
+def _enforcing(state, rule: CompiledRule) -> bool:
+    """Whether a trip of ``rule`` acts now: neither the store nor the rule is in shadow."""
+    return state.breaker_mode != "shadow" and not rule.shadow
+
+
+def _held_back(open_scope: bool | None, *, enforcing: bool) -> bool:
+    """``open_scope``: None when nothing is open for the rule and scope, else whether an enforced event is."""
+    return open_scope is not None and (open_scope or not enforcing)
+
+
 class BreakerEngine:
     """Evaluates the rules (as events arrive and on the scheduler's tick) and resolves events."""
 
@@ -201,12 +211,16 @@ class BreakerEngine:
     def evaluate(self) -> list[Trip]:
         now = self.clock.now()
         with self.store.read() as conn:
-            if state_repo.get_state(conn) is None:
+            state = state_repo.get_state(conn)
+            if state is None:
                 return []
             rules = self.compiled_rules(conn)
             verdicts = judge(conn, rules, now)
             open_now = breaker_repo.open_scopes(conn)
-            verdicts = [v for v in verdicts if (v.rule.name, v.command_type) not in open_now]
+            # an open event holds its rule back; a shadow one only while the rule itself is in shadow, so
+            # that a rule switched back to enforcing acts at once where it had tripped in shadow
+            verdicts = [v for v in verdicts if not _held_back(open_now.get((v.rule.name, v.command_type)),
+                                                              enforcing=_enforcing(state, v.rule))]
             verdicts = self._after_resolutions(conn, verdicts, now)
         if not verdicts:
             return []
@@ -240,8 +254,8 @@ class BreakerEngine:
     def _trip(self, conn: Connection, verdict: Verdict, now: datetime) -> Trip | None:
         state = state_repo.get_state(conn)
         rule = verdict.rule
-        shadow = state.breaker_mode == "shadow" or rule.shadow
-        if breaker_repo.open_event(conn, rule.name, verdict.command_type) is not None:
+        shadow = not _enforcing(state, rule)
+        if breaker_repo.open_event(conn, rule.name, verdict.command_type, enforced_only=not shadow) is not None:
             return None  # another process tripped it between our read and this write
         event_id = "cbe-" + uuid.uuid4().hex[:12]
         why = "shadow mode" if state.breaker_mode == "shadow" else "rule in shadow"

@@ -124,7 +124,9 @@ def draft(conn: Connection, *, now: datetime, actor: str, state, readiness: Read
     level = RISK_LEVEL[target]
     if len(chosen) > 5 and level == "low":
         level = "medium"
-    rules = [r.name for r in breaker_repo.list_rules(conn, enabled_only=True)]
+    enforcing = [r for r in breaker_repo.list_rules(conn, enabled_only=True) if not r.shadow]
+    rules = [r.name for r in enforcing]
+    reverting = [r.name for r in enforcing if r.action == "revert_to_l3"]
     drill = state_repo.last_drill(conn)
     proposal_id = "prop-" + uuid.uuid4().hex[:10]
     achievements = [f"readiness {readiness.score:.0%} with no blockers",
@@ -139,8 +141,9 @@ def draft(conn: Connection, *, now: datetime, actor: str, state, readiness: Read
                             f"kill switch drilled {drill.at:%Y-%m-%d}" if drill else "kill switch available",
                             f"{days}-day validation period with daily review",
                             f"whitelist limited to {len(chosen)} command types with clean records"],
-            "rollbackPlan": ("`govcon revert --reason ...` (console key L) returns to L3 and clears the whitelist; "
-                             "the breakers 'High Error Rate' and 'Critical Incident Detected' do so automatically")}
+            "rollbackPlan": ("`govcon revert --reason ...` (console key L) returns to L3 and clears the whitelist"
+                             + (f"; the breakers {', '.join(repr(n) for n in reverting)} do so automatically"
+                                if reverting else "; no enforcing breaker reverts automatically"))}
     proposals_repo.insert(conn, id=proposal_id, created_at=now, proposed_by=actor, current_phase=state.current_phase,
                           target_phase=target, commands_to_whitelist=chosen, validation_period_days=days,
                           rationale=rationale, risk_assessment=risk, required_approvals=required,

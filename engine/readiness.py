@@ -273,11 +273,14 @@ class _Facts:
 
     def breakers(self) -> tuple[bool, str]:
         enabled = breaker_repo.list_rules(self.conn, enabled_only=True)
-        reverting = [r.name for r in enabled if r.action == "revert_to_l3"]
+        shadow = [r.name for r in enabled if r.shadow]
+        # a rule in shadow acts on nothing: it is no protection
+        reverting = [r.name for r in enabled if r.action == "revert_to_l3" and not r.shadow]
         mode = self.state.breaker_mode
         ok = bool(reverting) and mode == "enforce"
         return ok, (f"{len(enabled)} rules enabled, {len(reverting)} reverting to L3, mode {mode}"
-                    + ("" if ok else " (needs an enabled revert_to_l3 rule in enforce mode)"))
+                    + (f", in shadow: {', '.join(shadow)}" if shadow else "")
+                    + ("" if ok else " (needs an enabled, enforcing revert_to_l3 rule in enforce mode)"))
 
     def monitoring(self) -> tuple[bool, str]:
         lease = state_repo.get_lease(self.conn)

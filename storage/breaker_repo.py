@@ -53,19 +53,27 @@ def list_events(conn: Connection, *, unresolved_only: bool = False, limit: int |
     return conn.execute(q).all()
 
 
-def open_event(conn: Connection, rule_name: str, command_type: str | None) -> Row | None:
-    """The unresolved event of this rule and scope, if any (the rule does not trip again meanwhile)."""
+def open_event(conn: Connection, rule_name: str, command_type: str | None, *,
+               enforced_only: bool = False) -> Row | None:
+    """The unresolved event of this rule and scope, if any (the rule does not trip again meanwhile).
+    ``enforced_only``: not counting shadow events (a rule enforcing now is not held back by them)."""
     q = sa.select(EVENTS).where(EVENTS.c.rule_name == rule_name, EVENTS.c.resolved.is_(False))
+    if enforced_only:
+        q = q.where(EVENTS.c.shadow.is_(False))
     q = q.where(EVENTS.c.command_type.is_(None) if command_type is None
                 else EVENTS.c.command_type == command_type)
     return conn.execute(q.limit(1)).first()
 
 
-def open_scopes(conn: Connection) -> set[tuple[str, str | None]]:
-    """(rule name, command type or None) of every unresolved event, shadow or not."""
-    rows = conn.execute(sa.select(EVENTS.c.rule_name, EVENTS.c.command_type)
-                        .where(EVENTS.c.resolved.is_(False))).all()
-    return {(r.rule_name, r.command_type) for r in rows}
+def open_scopes(conn: Connection) -> dict[tuple[str, str | None], bool]:
+    """(rule name, command type or None) of every unresolved event -> whether one of them is enforced
+    (False: only shadow events are open there)."""
+    out: dict[tuple[str, str | None], bool] = {}
+    for r in conn.execute(sa.select(EVENTS.c.rule_name, EVENTS.c.command_type, EVENTS.c.shadow)
+                          .where(EVENTS.c.resolved.is_(False))).all():
+        key = (r.rule_name, r.command_type)
+        out[key] = out.get(key, False) or not r.shadow
+    return out
 
 
 def insert_event(conn: Connection, **fields: Any) -> None:

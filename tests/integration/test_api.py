@@ -489,6 +489,7 @@ def test_prometheus_metrics_cover_the_issue_list(api, ev, clock):
     assert {s.labels["rule"] for s in families[p + "breaker_trips"].samples} >= {"High Error Rate"}
     assert {s.labels["status"]: s.value for s in families[p + "alert_outbox"].samples} == {
         "pending": 0, "sent": 0, "dead": 0, "dismissed": 0}
+    assert {s.labels["rule"]: s.value for s in families[p + "breaker_rule_shadow"].samples}["High Error Rate"] == 0
 
 
 def test_prometheus_counts_dead_lettered_alerts(api, clock):

@@ -173,7 +173,7 @@ def test_shadow_mode_records_would_have_events_and_changes_nothing(gov, clock):
     assert s["unresolvedEvents"] == 0  # shadow events are not safety events
 
 
-def test_a_rule_in_shadow_records_while_the_others_enforce(gov, clock):
+def test_a_rule_in_shadow_records_while_the_others_enforce(gov, clock, caplog):
     """Trying one rule out (`govcon rules set NAME --shadow`) leaves every other rule enforcing: the same
     burst pauses the type by the enforced rule, while the shadow rule only records what it would have
     done (no reversion, no page)."""
@@ -191,9 +191,18 @@ def test_a_rule_in_shadow_records_while_the_others_enforce(gov, clock):
     assert s["currentPhase"] == "L4"                          # the shadow rule did not revert
     assert s["pausedCommandTypes"] == ["restart_service"]     # the enforced rule paused the type
     assert s["unresolvedEvents"] == 1
+    [alert] = [r.getMessage() for r in caplog.records if "Circuit breaker tripped: High Error Rate" in r.getMessage()]
+    assert alert.startswith("alert trigger medium: [shadow]")  # a shadow trip never pages
     with pytest.raises(InvalidInput, match="shadow: must be true or false"):
         gov.rules.set(OPERATOR, "High Error Rate", {"shadow": "yes"})
+
+    # enforced again: its open shadow event does not hold it back, the next burst reverts
     assert gov.rules.set(OPERATOR, "High Error Rate", {"shadow": False})["shadow"] is False
+    clock.advance(timedelta(seconds=30))
+    gov.ingestor.ingest_objects(commands(20, 10, clock.now(), prefix="again"))
+    assert state(gov)["currentPhase"] == "L3"
+    enforced = [e for e in events(gov) if e["ruleName"] == "High Error Rate" and not e["shadow"]]
+    assert len(enforced) == 1 and enforced[0]["observed"]["effect"].startswith("reverted L4 -> L3")
 
 
 def test_kill_switch_through_the_gate(gov, clock):

@@ -180,6 +180,23 @@ def test_a_validation_period_is_extended_never_shortened(gov, clock):
         gov.proposals.extend("bob", pid, 60, "too late")
 
 
+def test_rules_in_shadow_are_no_protection_for_readiness_or_a_proposal(gov, clock):
+    make_ready(gov, clock)
+    gov.grant_role(OPERATOR, OPERATOR, "ops-lead")
+    for name in ("High Error Rate", "Critical Incident Detected"):  # the two rules that revert to L3
+        gov.rules.set(OPERATOR, name, {"shadow": True})
+    report = gov.readiness.assess()
+    item = next(r for items in report.results.values() for r in items if r.item.name == "Circuit breakers implemented")
+    assert not item.status and "0 reverting to L3" in item.details and "in shadow: High Error Rate" in item.details
+    assert not report.ready
+    gov.rules.set(OPERATOR, "Critical Incident Detected", {"shadow": False})
+    proposal = gov.cycle.run(OPERATOR)["proposal"]
+    risk = proposal["riskAssessment"]
+    assert "High Error Rate" not in risk["mitigations"][0] and "Critical Incident Detected" in risk["mitigations"][0]
+    assert "'Critical Incident Detected' do so automatically" in risk["rollbackPlan"]
+    assert "High Error Rate" not in risk["rollbackPlan"]
+
+
 def test_reject_and_expiry(gov, clock):
     make_ready(gov, clock)
     pid = gov.cycle.run(OPERATOR)["proposal"]["proposalId"]
