@@ -24,7 +24,7 @@ class RejectBody(_Body):
 
 
 class ExtendBody(_Body):
-    days: StrictInt = Field(description="the whole validation period in days, more than now (at most 365)")
+    days: StrictInt = Field(ge=1, le=365, description="the whole validation period in days, more than now")
     reason: StrictStr = Field(description="why; goes into the audit log")
 
 

@@ -19,11 +19,17 @@ def make_app(gov: Governance, *, operator: str, demo: bool = False, clock: Clock
                      launched=launched, **extra)
 
 
+def console_app(gov: Governance, *, operator: str, demo: bool = False):
+    """The console as `govcon` runs it: the first reads start before Textual is imported, and the
+    garbage collector (paused by the entry point) resumes once the first dashboard is on the screen."""
+    from screens.data import FirstReads  # headless: the store is read while Textual is imported
+    first_reads = FirstReads(gov, operator)
+    return make_app(gov, operator=operator, demo=demo, first_reads=first_reads, launched=startup.resume)
+
+
 def run_console(gov: Governance, *, operator: str, demo: bool = False) -> int:
     if not gov.is_initialised():
         from engine.errors import NotInitialised
         raise NotInitialised()
-    from screens.data import FirstReads  # headless: the store is read while Textual is imported
-    first_reads = FirstReads(gov, operator)
-    make_app(gov, operator=operator, demo=demo, first_reads=first_reads, launched=startup.resume).run()
+    console_app(gov, operator=operator, demo=demo).run()
     return 0

@@ -54,12 +54,13 @@ class Table(DataTable):
         that showed the header with the old widths over rows with the new ones."""
         for i, label in enumerate(self._columns):
             cells = [cells[i] for _, cells in rows if i < len(cells)]
-            width = max([cell_len(label), *(c.cell_len if isinstance(c, Text) else cell_len(str(c)) for c in cells)])
-            self.add_column(label, width=width)
+            self.add_column(label, width=max([cell_len(label), *(c.cell_len for c in cells)]))
 
     def set_rows(self, rows: Iterable[tuple[str, tuple[Any, ...]]]) -> bool:
         """``rows``: (key, cells). Returns whether anything changed on screen."""
-        rows = tuple(rows)
+        # cells as Text: a str would be read as Rich markup ("Latency [p99]" shown as "Latency ", a type
+        # named "a[/]b" raising MarkupError), and names come from agents and operators
+        rows = tuple((key, tuple(c if isinstance(c, Text) else Text(str(c)) for c in cells)) for key, cells in rows)
         if rows == self._rows:
             return False
         selected = self.selected_key

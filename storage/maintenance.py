@@ -53,6 +53,11 @@ def backup_sqlite(engine: Engine, target: Path) -> int:
     return target.stat().st_size
 
 
+def _dead_alert_with_same_key(t):
+    dead = alert_outbox.alias("dead")
+    return sa.exists().where(dead.c.status == "dead", dead.c.sink == t.c.sink, dead.c.dedup_key == t.c.dedup_key)
+
+
 #: (table, time column, extra condition) — what retention may delete
 def _not_named_by_a_kept_incident(before: datetime):
     """A command an incident still in the store names is kept: it attributes that incident."""
@@ -72,8 +77,9 @@ _PRUNABLE = [
     (readiness_assessments, "taken_at", None),
     # breaker events only once resolved: an open event is never pruned, whatever its age
     (breaker_events, "timestamp", lambda t: t.c.resolved.is_(True)),
-    # alerts once sent or dismissed: a dead one stays until an operator has retried or dismissed it
-    (alert_outbox, "created_at", lambda t: t.c.status.in_(("sent", "dismissed"))),
+    # alerts once sent or dismissed: a dead one stays until an operator has retried or dismissed it, and
+    # so do the alerts of its sink and dedup key (the resolve that makes a dead trigger superseded)
+    (alert_outbox, "created_at", lambda t: t.c.status.in_(("sent", "dismissed")) & ~_dead_alert_with_same_key(t)),
 ]
 
 

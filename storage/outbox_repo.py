@@ -90,13 +90,14 @@ def by_ids(conn: Connection, ids: Iterable[int]) -> list[Row]:
 
 
 def superseded(conn: Connection, row: Row) -> bool:
-    """A trigger whose resolve (same sink, same dedup key) was queued after it and is sent or on its way:
-    sending the trigger now would open an incident that is already over."""
+    """A trigger whose resolve (same sink, same dedup key) was queued after it, whatever became of that
+    resolve: sending the trigger now would open an incident that is already over. (Retention keeps such
+    a resolve while the dead trigger is there: storage/maintenance.py.)"""
     if row.kind != "trigger":
         return False
     return conn.execute(sa.select(sa.func.count()).select_from(OUTBOX).where(
         OUTBOX.c.sink == row.sink, OUTBOX.c.dedup_key == row.dedup_key, OUTBOX.c.kind == "resolve",
-        OUTBOX.c.id > row.id, OUTBOX.c.status.in_(("sent", "pending")))).scalar_one() > 0
+        OUTBOX.c.id > row.id)).scalar_one() > 0
 
 
 def requeue(conn: Connection, row_id: int, now: datetime) -> None:

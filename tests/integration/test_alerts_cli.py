@@ -95,14 +95,28 @@ def test_a_trigger_whose_resolve_went_out_since_is_never_re_sent_only_dismissed(
     assert entry["action"] == "alerts.dismiss" and entry["details"] == {
         "ids": [trigger["id"]], "sinks": ["hook"], "reason": "kill switch already released"}
 
-    clock.advance(timedelta(days=100))  # retention removes sent and dismissed alerts, never dead ones
-    enqueue(gov.store, notifier, alert(clock, "later"))
-    answer["status"] = 400
+
+
+def test_retention_keeps_dead_alerts_and_the_resolves_that_supersede_them(gov, cli, me, clock, hook):
+    server, answer, notifier = hook
+    gov.grant_role(OPERATOR, me, "on-call")
+    enqueue(gov.store, notifier, alert(clock, "old-dead"), alert(clock, "ks"))  # both refused: dead
     notifier.deliver_due()
+    answer["status"] = 200
+    enqueue(gov.store, notifier, alert(clock, "ks", kind="resolve"), alert(clock, "other"))
+    assert notifier.deliver_due().sent == 2                    # the resolve of ks, and another alert
+    clock.advance(timedelta(days=100))                         # all four are now past retention
     with gov.store.write() as conn:
-        maintenance.prune(conn, clock.now() - timedelta(days=1))
-    assert [(a["dedupKey"], a["status"]) for a in cli("alerts", "list", "--status", "all", "--json").json()] == [
-        ("later", "dead")]
+        removed = maintenance.prune(conn, clock.now() - timedelta(days=90))
+    assert removed["alert_outbox"] == 1                        # only the unrelated sent alert
+    left = {(a["dedupKey"], a["kind"], a["status"], a["superseded"])
+            for a in cli("alerts", "list", "--status", "all", "--json").json()}
+    assert left == {("old-dead", "trigger", "dead", False), ("ks", "trigger", "dead", True),
+                    ("ks", "resolve", "sent", False)}
+    assert cli("alerts", "retry", "--dead").code == 0
+    notifier.deliver_due()
+    assert Counter(b["dedup_key"] for b in server.delivered() if b["kind"] == "trigger") == Counter(
+        {"other": 1, "old-dead": 1})                           # the ks trigger never went out after its resolve
 
 
 def test_list_refuses_a_limit_below_one(cli, capsys):

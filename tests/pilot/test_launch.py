@@ -116,3 +116,19 @@ async def test_a_scheduler_that_cannot_be_built_is_reported_not_silently_missing
         assert app.scheduler is None
         assert any(title == "Scheduler failed" and "no timezone database" in message and severity == "error"
                    for title, message, severity in notifications(app))
+
+
+async def test_the_console_as_govcon_runs_it_resumes_the_collector_after_the_first_dashboard(console_gov, monkeypatch):
+    """console_app (what run_console runs): the entry point's paused collector is resumed through the
+    app's launched hook once the first dashboard is complete (a spy stands in for startup.resume, so this
+    test process's own collector is left alone)."""
+    import screens.app as app_module
+    from console import app as console_app_module, startup
+    monkeypatch.setattr(app_module, "AFTER_LAUNCH_LATEST", 60.0)
+    resumed: list[float] = []
+    monkeypatch.setattr(startup, "resume", lambda: resumed.append(time.perf_counter()))
+    app = console_app_module.console_app(console_gov, operator=OPERATOR)
+    async with app.run_test(size=(120, 40)) as pilot:
+        dashboard = app.screen
+        await _until(pilot, lambda: resumed)
+        assert dashboard.completed_at is not None and resumed[0] >= dashboard.completed_at
