@@ -89,7 +89,6 @@ class GovconApp(ActionsMixin, App):
         self.refresh_seconds = refresh_seconds
         self.want_scheduler = scheduler
         self.scheduler = None
-        self._scheduler_started = False
         self._scheduler_missing: str | None = None  # why there is no scheduler, as the header says it
         self.scheduler_started_at: float | None = None  # perf_counter() when the scheduler started (tests)
         self.live: LiveData | None = None
@@ -130,17 +129,14 @@ class GovconApp(ActionsMixin, App):
         self._after_launch_done = True
         if self._launched is not None:
             self._launched()
-        self.start_scheduler()
+        if self.want_scheduler:
+            self._start_scheduler()
         lazy = [m.module for m in self.MODES.values() if hasattr(m, "module")]
         self.run_worker(lambda: _import_screens(lazy), thread=True, group="import-screens", exit_on_error=False)
 
-    def start_scheduler(self) -> None:
+    def _start_scheduler(self) -> None:
         """APScheduler and the jobs cost ~150 ms of imports: they are imported in a worker, and the
-        scheduler starts on the loop."""
-        if not self.want_scheduler or self._scheduler_started:
-            return
-        self._scheduler_started = True
-
+        scheduler starts on the loop (once: _after_launch runs once)."""
         def make() -> None:
             try:
                 self.post_message(self.SchedulerMade(make_scheduler(self.gov, self.operator)))
