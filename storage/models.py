@@ -115,6 +115,7 @@ class GovernanceState(SQLModel, table=True):
     validation_until: Optional[datetime] = _ts(default=None, nullable=True)
     validation_proposal_id: Optional[str] = Field(default=None, max_length=64)
     four_eyes_relaxed: bool = False  # only a demo store: one operator may fill every role
+    mode: str = Field(default="normal", max_length=10)  # normal | minimal | read_only (seed 003)
     audit_head_seq: int = 0  # the newest audit entry, so that deleting the newest rows is found
     audit_head_hash: str = Field(default="", max_length=64)
     created_at: datetime = _ts()
@@ -366,6 +367,88 @@ class JobRun(SQLModel, table=True):
     started_at: datetime = _ts()
     finished_at: Optional[datetime] = _ts(default=None, nullable=True)
     outcome: Optional[str] = None
+
+
+
+# --- governed actions (DESIGN.md v2, "Governed actions") ------------------------------------------
+
+
+class Grant(SQLModel, table=True):
+    """An ``allow`` of the gate: budget taken from the moment it is issued, closed by the agent's outcome
+    (a command event whose id is the grant's id) or by expiry (an unknown outcome)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        sa.Index("ix_grants_type_granted", "command_type", "granted_at"),
+        sa.Index("ix_grants_service_type_granted", "service", "command_type", "granted_at"),
+        sa.Index("ix_grants_status_expires", "status", "expires_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    command_type: str = Field(max_length=200)
+    service: Optional[str] = Field(default=None, max_length=200)
+    agent: str = Field(max_length=200)
+    confidence: Optional[float] = None
+    action_class: Optional[str] = Field(default=None, max_length=200)
+    policy: Optional[str] = Field(default=None, max_length=200)
+    granted_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    status: str = Field(default="granted", max_length=20)  # granted | succeeded | failed | rolled_back | expired
+    outcome_at: Optional[datetime] = _ts(default=None, nullable=True)
+    request_id: Optional[str] = Field(default=None, max_length=40)  # set when a human approved it
+    approved_by: Optional[str] = Field(default=None, max_length=200)
+    requested_by: Optional[str] = Field(default=None, max_length=200)  # the operator behind the ask
+    report: Optional[dict] = _json(default=None, nullable=True)  # `govcon run`'s action report
+
+
+class ActionRequest(SQLModel, table=True):
+    """A gate ask answered ``needs_approval`` and queued for a human (seed 004's "act with confirmation")."""
+
+    __tablename__ = "action_requests"
+    __table_args__ = (
+        sa.Index("ix_action_requests_status_expires", "status", "expires_at"),
+        sa.Index("ix_action_requests_requested", "requested_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    command_type: str = Field(max_length=200)
+    service: Optional[str] = Field(default=None, max_length=200)
+    agent: str = Field(max_length=200)
+    confidence: Optional[float] = None
+    action_class: Optional[str] = Field(default=None, max_length=200)
+    policy: Optional[str] = Field(default=None, max_length=200)
+    reason: str = ""  # why the gate wanted a human
+    notification_level: str = Field(default="info", max_length=20)
+    approver_roles: list = _json(default_factory=list)
+    requested_by: str = Field(max_length=200)
+    requested_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    status: str = Field(default="pending", max_length=20)  # pending | approved | rejected | expired
+    decided_by: Optional[str] = Field(default=None, max_length=200)
+    decided_at: Optional[datetime] = _ts(default=None, nullable=True)
+    note: Optional[str] = None
+    grant_id: Optional[str] = Field(default=None, max_length=40)
+
+
+class GateDecisionLog(SQLModel, table=True):
+    """Every gate decision with its inputs and reason, so that after an incident anyone can say why an
+    agent was allowed (or not) to act. Pruned by retention."""
+
+    __tablename__ = "gate_decisions"
+    __table_args__ = (sa.Index("ix_gate_decisions_at", "at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    command_type: str = Field(max_length=200)
+    service: Optional[str] = Field(default=None, max_length=200)
+    agent: Optional[str] = Field(default=None, max_length=200)
+    confidence: Optional[float] = None
+    action_class: Optional[str] = Field(default=None, max_length=200)
+    decision: str = Field(max_length=20)
+    reason: str = ""
+    policy: Optional[str] = Field(default=None, max_length=200)
+    grant_id: Optional[str] = Field(default=None, max_length=40)
+    request_id: Optional[str] = Field(default=None, max_length=40)
 
 
 ALL_TABLES = SQLModel.metadata

@@ -13,6 +13,31 @@ from storage.types import UTCDateTime
 
 metadata = sa.MetaData()
 
+action_requests = sa.Table(
+    "action_requests",
+    metadata,
+    sa.Column("id", sa.String(length=40), primary_key=True, nullable=False),
+    sa.Column("command_type", sa.String(length=200), nullable=False),
+    sa.Column("service", sa.String(length=200), nullable=True),
+    sa.Column("agent", sa.String(length=200), nullable=False),
+    sa.Column("confidence", sa.Float(), nullable=True),
+    sa.Column("action_class", sa.String(length=200), nullable=True),
+    sa.Column("policy", sa.String(length=200), nullable=True),
+    sa.Column("reason", sa.String(), nullable=False, default=""),
+    sa.Column("notification_level", sa.String(length=20), nullable=False, default="info"),
+    sa.Column("approver_roles", sa.JSON(), nullable=False, default=list),
+    sa.Column("requested_by", sa.String(length=200), nullable=False),
+    sa.Column("requested_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.String(length=20), nullable=False, default="pending"),
+    sa.Column("decided_by", sa.String(length=200), nullable=True),
+    sa.Column("decided_at", UTCDateTime(), nullable=True),
+    sa.Column("note", sa.String(), nullable=True),
+    sa.Column("grant_id", sa.String(length=40), nullable=True),
+    sa.Index("ix_action_requests_requested", "requested_at"),
+    sa.Index("ix_action_requests_status_expires", "status", "expires_at"),
+)
+
 alert_outbox = sa.Table(
     "alert_outbox",
     metadata,
@@ -151,6 +176,24 @@ eval_coverage = sa.Table(
     sa.Index("ix_eval_coverage_at", "at"),
 )
 
+gate_decisions = sa.Table(
+    "gate_decisions",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("command_type", sa.String(length=200), nullable=False),
+    sa.Column("service", sa.String(length=200), nullable=True),
+    sa.Column("agent", sa.String(length=200), nullable=True),
+    sa.Column("confidence", sa.Float(), nullable=True),
+    sa.Column("action_class", sa.String(length=200), nullable=True),
+    sa.Column("decision", sa.String(length=20), nullable=False),
+    sa.Column("reason", sa.String(), nullable=False, default=""),
+    sa.Column("policy", sa.String(length=200), nullable=True),
+    sa.Column("grant_id", sa.String(length=40), nullable=True),
+    sa.Column("request_id", sa.String(length=40), nullable=True),
+    sa.Index("ix_gate_decisions_at", "at"),
+)
+
 governance_state = sa.Table(
     "governance_state",
     metadata,
@@ -168,11 +211,35 @@ governance_state = sa.Table(
     sa.Column("validation_until", UTCDateTime(), nullable=True),
     sa.Column("validation_proposal_id", sa.String(length=64), nullable=True),
     sa.Column("four_eyes_relaxed", sa.Boolean(), nullable=False, default=False),
+    sa.Column("mode", sa.String(length=10), nullable=False, default="normal"),
     sa.Column("audit_head_seq", sa.Integer(), nullable=False, default=0),
     sa.Column("audit_head_hash", sa.String(length=64), nullable=False, default=""),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(length=200), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.String(length=40), primary_key=True, nullable=False),
+    sa.Column("command_type", sa.String(length=200), nullable=False),
+    sa.Column("service", sa.String(length=200), nullable=True),
+    sa.Column("agent", sa.String(length=200), nullable=False),
+    sa.Column("confidence", sa.Float(), nullable=True),
+    sa.Column("action_class", sa.String(length=200), nullable=True),
+    sa.Column("policy", sa.String(length=200), nullable=True),
+    sa.Column("granted_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.String(length=20), nullable=False, default="granted"),
+    sa.Column("outcome_at", UTCDateTime(), nullable=True),
+    sa.Column("request_id", sa.String(length=40), nullable=True),
+    sa.Column("approved_by", sa.String(length=200), nullable=True),
+    sa.Column("requested_by", sa.String(length=200), nullable=True),
+    sa.Column("report", sa.JSON(), nullable=True),
+    sa.Index("ix_grants_service_type_granted", "service", "command_type", "granted_at"),
+    sa.Index("ix_grants_status_expires", "status", "expires_at"),
+    sa.Index("ix_grants_type_granted", "command_type", "granted_at"),
 )
 
 incidents = sa.Table(
