@@ -1,21 +1,51 @@
 """The gate (policy decision point): may an agent run this command autonomously right now?
 
-Decisions, in order: kill switch engaged -> deny; store unreadable -> deny (fail closed); type paused
-by a breaker -> needs_approval; phase L3 -> needs_approval; type not whitelisted -> needs_approval;
-a policy refusing (rate limit, confidence, maintenance window) -> its decision; else allow.
+Decisions, in order: kill switch engaged (in the store or by its marker file) -> deny; store unreadable ->
+deny (fail closed); mode read_only -> deny (but the read class); type paused by a breaker ->
+needs_approval; phase L3 -> needs_approval; type not whitelisted -> needs_approval; mode minimal and a
+class it does not allow -> needs_approval; a policy refusing (rate limit, interval, concurrency,
+confidence, maintenance window) -> its decision; else allow.
+
+An allow is not only an answer: it issues a grant that takes budget from that moment (DESIGN.md,
+"Governed actions"). The decision is judged first on a read; an allow is then judged again inside one
+serialised write transaction that also stores the grant, so N simultaneous asks against k left get k
+allows. A gate that cannot write the grant denies. ``request=True`` queues a needs_approval answer as
+an action request for a human. Every decision goes to the decision log.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from engine.clock import Clock
 from storage import state_repo
 from storage.store import Store
 
+if TYPE_CHECKING:
+    from engine.actions import ActionBook
+
 ALLOW, NEEDS_APPROVAL, DENY = "allow", "needs_approval", "deny"
 EXIT_CODES = {ALLOW: 0, NEEDS_APPROVAL: 3, DENY: 4}
+MODES: tuple[str, ...] = ("normal", "minimal", "read_only")
+#: the action class that read_only mode still lets through (seed 003: "read-only: observe, never act")
+READ_CLASS = "read"
+DEFAULT_MINIMAL_ALLOWED: frozenset[str] = frozenset({"read", "log_rotation", "clear_cache"})
+#: command types, services, agents and action classes: a word of these characters (no spaces, no escapes)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,199}")
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What an agent asks the gate: the inputs of one decision."""
+
+    command_type: str
+    confidence: float | None = None
+    action_class: str | None = None
+    service: str | None = None
+    agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -30,61 +60,176 @@ class GateDecision:
     def exit_code(self) -> int:
         return EXIT_CODES[self.decision]
 
+    @property
+    def grant_id(self) -> str | None:
+        return self.extra.get("grantId")
+
+    @property
+    def request_id(self) -> str | None:
+        return self.extra.get("requestId")
+
+    def with_extra(self, **more: Any) -> "GateDecision":
+        return replace(self, extra={**self.extra, **more})
+
     def to_json(self) -> dict[str, Any]:
         return {"decision": self.decision, "reason": self.reason, "commandType": self.command_type,
                 "phase": self.phase, **self.extra}
 
 
 class PolicyCheck(Protocol):
-    def __call__(self, conn, state, command_type: str, confidence: float | None, action_class: str | None,
-                 now) -> tuple[GateDecision | None, dict[str, Any]]: ...
+    def check(self, conn, state, ask: Ask, now) -> tuple[GateDecision | None, dict[str, Any]]: ...
+
+
+class KillMarkerLike(Protocol):
+    def engaged(self) -> Any: ...
+
+
+def invalid_name(value: str | None, what: str) -> str | None:
+    """Why ``value`` is not a usable name (command type, service, agent, action class), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        shown = repr(value)[:60]
+        return (f"{what} {shown} is not a name: use 1-200 letters, digits and _ . : / @ + - "
+                "(starting with a letter or digit)")
+    return None
 
 
 class Gate:
     def __init__(self, store: Store, clock: Clock, *, policy: PolicyCheck | None = None,
+                 actions: ActionBook | None = None, kill_marker: KillMarkerLike | None = None,
+                 minimal_allowed: frozenset[str] = DEFAULT_MINIMAL_ALLOWED,
                  on_decision: Callable[[GateDecision], None] | None = None) -> None:
         self.store = store
         self.clock = clock
         self.policy = policy
+        self.actions = actions
+        self.kill_marker = kill_marker
+        self.minimal_allowed = minimal_allowed
         self.on_decision = on_decision
 
-    def decide(self, command_type: str, *, confidence: float | None = None,
-               action_class: str | None = None) -> GateDecision:
+    def decide(self, command_type: str, *, confidence: float | None = None, action_class: str | None = None,
+               service: str | None = None, agent: str | None = None, request: bool = False,
+               requested_by: str | None = None, take_grant: bool = True) -> GateDecision:
+        """Decide; an allow issues a grant (unless ``take_grant`` is False: a dry run), and with
+        ``request`` a needs_approval answer queues an action request."""
+        ask = Ask(command_type, confidence, action_class, service, agent)
+        now = self.clock.now()
+        logged = False
         try:
-            decision = self._decide(command_type, confidence, action_class)
+            decision, logged = self._decide(ask, now, request=request, requested_by=requested_by,
+                                            take_grant=take_grant)
         except Exception as exc:  # fail closed: whatever went wrong, nothing runs autonomously
-            decision = GateDecision(DENY, f"store unreachable or unreadable, failing closed: "
-                                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
-                                    command_type, None)
+            decision = GateDecision(DENY, f"store unreachable or unreadable, failing closed: {_brief(exc)}",
+                                    command_type if isinstance(command_type, str) else "", None)
+        if not logged and self.actions is not None:  # grants and requests were logged with them
+            self.actions.log_decision_later(ask, decision, now)
         if self.on_decision is not None:
             self.on_decision(decision)
         return decision
 
-    def _decide(self, command_type: str, confidence: float | None, action_class: str | None) -> GateDecision:
-        if not command_type or not command_type.strip():
-            return GateDecision(DENY, "no command type given", command_type or "", None)
-        if confidence is not None and not (0.0 <= confidence <= 1.0):
-            return GateDecision(DENY, f"confidence {confidence} is outside 0..1", command_type, None)
+    def _decide(self, ask: Ask, now, *, request: bool, requested_by: str | None,
+                take_grant: bool) -> tuple[GateDecision, bool]:
+        """(the decision, whether it was logged already)."""
+        refusal = self._refuse_input(ask)
+        if refusal is not None:
+            return refusal, False
+        marker = self.kill_marker.engaged() if self.kill_marker is not None else None
+        if marker is not None:
+            return GateDecision(DENY, _marker_reason(marker), ask.command_type, None), False
         with self.store.read() as conn:
-            state = state_repo.get_state(conn)
-            if state is None:
-                return GateDecision(DENY, "the store has no governance state (not initialised)", command_type, None)
-            phase = state.current_phase
-            if state.kill_switch_engaged:
-                return GateDecision(DENY, f"kill switch engaged by {state.kill_switch_by}: "
-                                          f"{state.kill_switch_reason}", command_type, phase)
-            if command_type in (state.paused_command_types or []):
-                return GateDecision(NEEDS_APPROVAL, f"{command_type} is paused by a circuit breaker until "
-                                                    "its event is resolved", command_type, phase)
-            if phase == "L3":
-                return GateDecision(NEEDS_APPROVAL, "phase L3: every command needs human approval",
-                                    command_type, phase)
-            if command_type not in (state.command_whitelist or []):
-                return GateDecision(NEEDS_APPROVAL, f"{command_type} is not on the {phase} whitelist",
-                                    command_type, phase)
-            extra: dict[str, Any] = {}
-            if self.policy is not None:
-                refused, extra = self.policy(conn, state, command_type, confidence, action_class, self.clock.now())
-                if refused is not None:
-                    return refused
-        return GateDecision(ALLOW, f"{command_type} is whitelisted at {phase}", command_type, phase, extra)
+            decision = self.judge(conn, ask, now)
+        if decision.decision == ALLOW and take_grant and self.actions is not None:
+            return self._grant(ask, now, requested_by)
+        if decision.decision == NEEDS_APPROVAL and request and self.actions is not None:
+            return self._request(ask, decision, now, requested_by)
+        return decision, False
+
+    def _refuse_input(self, ask: Ask) -> GateDecision | None:
+        ctype = ask.command_type
+        if not isinstance(ctype, str) or not ctype.strip():
+            return GateDecision(DENY, "no command type given", ctype if isinstance(ctype, str) else "", None)
+        for value, what in ((ctype, "command type"), (ask.service, "service"), (ask.agent, "agent"),
+                            (ask.action_class, "action class")):
+            why = invalid_name(value, what)
+            if why is not None:
+                return GateDecision(DENY, why, ctype, None)
+        c = ask.confidence
+        if c is not None:
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c):
+                return GateDecision(DENY, f"confidence {c!r} is not a number from 0 to 1", ctype, None)
+            if not 0.0 <= c <= 1.0:
+                return GateDecision(DENY, f"confidence {c} is outside 0..1", ctype, None)
+        return None
+
+    def judge(self, conn, ask: Ask, now) -> GateDecision:
+        """The decision over one connection, changing nothing (the write path calls it again under the lock)."""
+        ctype = ask.command_type
+        state = state_repo.get_state(conn)
+        if state is None:
+            return GateDecision(DENY, "the store has no governance state (not initialised)", ctype, None)
+        phase = state.current_phase
+        if state.kill_switch_engaged:
+            return GateDecision(DENY, f"kill switch engaged by {state.kill_switch_by}: "
+                                      f"{state.kill_switch_reason}", ctype, phase)
+        mode = getattr(state, "mode", None) or "normal"
+        if mode == "read_only" and ask.action_class != READ_CLASS:
+            return GateDecision(DENY, "mode read_only: every action but the read class is denied",
+                                ctype, phase, {"mode": mode})
+        if ctype in (state.paused_command_types or []):
+            return GateDecision(NEEDS_APPROVAL, f"{ctype} is paused by a circuit breaker until "
+                                                "its event is resolved", ctype, phase)
+        if phase == "L3":
+            return GateDecision(NEEDS_APPROVAL, "phase L3: every command needs human approval", ctype, phase)
+        if ctype not in (state.command_whitelist or []):
+            return GateDecision(NEEDS_APPROVAL, f"{ctype} is not on the {phase} whitelist", ctype, phase)
+        if mode == "minimal" and ask.action_class not in self.minimal_allowed:
+            allowed = ", ".join(sorted(self.minimal_allowed)) or "none"
+            return GateDecision(NEEDS_APPROVAL, f"mode minimal: only the action classes {allowed} act "
+                                                "autonomously", ctype, phase, {"mode": mode})
+        extra: dict[str, Any] = {}
+        if self.policy is not None:
+            refused, extra = self.policy.check(conn, state, ask, now)
+            if refused is not None:
+                return refused
+        return GateDecision(ALLOW, f"{ctype} is whitelisted at {phase}", ctype, phase, extra)
+
+    def _grant(self, ask: Ask, now, requested_by: str | None) -> tuple[GateDecision, bool]:
+        assert self.actions is not None
+        try:
+            with self.store.write() as conn:
+                decision = self.judge(conn, ask, now)  # again, under the store's write lock
+                if decision.decision != ALLOW:  # the budget went to a concurrent ask
+                    self.actions.log_decision(conn, ask, decision, now)
+                    return decision, True
+                return self.actions.issue_grant(conn, ask, decision, now, requested_by=requested_by), True
+        except Exception as exc:
+            return GateDecision(DENY, f"cannot record the grant, so nothing may run (failing closed): {_brief(exc)}",
+                                ask.command_type, None), False
+
+    def _request(self, ask: Ask, decision: GateDecision, now,
+                 requested_by: str | None) -> tuple[GateDecision, bool]:
+        assert self.actions is not None
+        try:
+            with self.store.write() as conn:
+                again = self.judge(conn, ask, now)
+                if again.decision != NEEDS_APPROVAL:  # e.g. the kill switch was engaged meanwhile
+                    self.actions.log_decision(conn, ask, again, now)
+                    return again, True
+                return self.actions.open_request(conn, ask, again, now, requested_by=requested_by), True
+        except Exception as exc:
+            return decision.with_extra(requestError=f"the action request could not be queued: {_brief(exc)}"), False
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
+def _marker_reason(marker: Any) -> str:
+    by = getattr(marker, "by", None)
+    reason = getattr(marker, "reason", None)
+    path = getattr(marker, "path", None)
+    where = f" (marker file {path})" if path else " (marker file)"
+    who = f" by {by}" if by else ""
+    return f"kill switch engaged{who}{where}" + (f": {reason}" if reason else "")

@@ -22,11 +22,14 @@ from engine.overrides import Overrides
 from engine.proposals import ProposalBook, ProposalPolicy
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
 from engine.trends import predictions, rate_series, trend
-from storage import audit, audit_repo, breaker_repo, identity_repo, maintenance, readiness_repo, state_repo
+from storage import (actions_repo, audit, audit_repo, breaker_repo, identity_repo, maintenance, readiness_repo,
+                     state_repo)
 from storage.store import Store
 
 if TYPE_CHECKING:
+    from engine.actions import ActionBook
     from engine.backtest import Backtester
+    from engine.modes import ModeSwitch
     from engine.gate import Gate
     from engine.ingest import Ingestor
     from engine.outbox import OutboxBook
@@ -66,8 +69,10 @@ class Governance:
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
                  policies: list[Policy] | None = None, proposal_policy: ProposalPolicy | None = None,
-                 evaluate_on_ingest: bool = True) -> None:
+                 evaluate_on_ingest: bool = True, minimal_allowed: frozenset[str] | None = None) -> None:
+        from engine.gate import DEFAULT_MINIMAL_ALLOWED
         self.store = store
+        self._minimal_allowed = DEFAULT_MINIMAL_ALLOWED if minimal_allowed is None else minimal_allowed
         self.clock = clock or SystemClock()
         self._policies = policies or []
         self._evaluate_on_ingest = evaluate_on_ingest
@@ -104,9 +109,21 @@ class Governance:
         return PolicyEngine(self._policies)
 
     @_BuiltOnFirstUse
+    def modes(self) -> ModeSwitch:
+        from engine.modes import ModeSwitch
+        return ModeSwitch(self.store, self.clock, enqueue_alert=self._enqueue_alert)
+
+    @_BuiltOnFirstUse
+    def actions(self) -> ActionBook:
+        from engine.actions import ActionBook
+        return ActionBook(self.store, self.clock, policies=self.policies, enqueue_alert=self._enqueue_alert,
+                          kill_marker=getattr(self, "kill_marker", None))
+
+    @_BuiltOnFirstUse
     def gate(self) -> Gate:
         from engine.gate import Gate
-        return Gate(self.store, self.clock, policy=self.policies)
+        return Gate(self.store, self.clock, policy=self.policies, actions=self.actions,
+                    kill_marker=getattr(self, "kill_marker", None), minimal_allowed=self._minimal_allowed)
 
     @_BuiltOnFirstUse
     def tokens(self) -> TokenBook:
@@ -122,6 +139,8 @@ class Governance:
         return ingestor
 
     def close(self) -> None:
+        if "actions" in self.__dict__:  # the decision log writes what the gate decided, then the store goes
+            self.actions.decision_log.flush()
         self.notifier.close()
         self.store.dispose()
 
@@ -170,6 +189,8 @@ class Governance:
                 raise NotInitialised()
             unresolved = breaker_repo.count_unresolved(conn)
             lease = state_repo.get_lease(conn)
+            grants_in_flight = actions_repo.in_flight(conn, None, now)
+            pending_requests = actions_repo.count_pending_requests(conn, now)
         doc: dict[str, Any] = {
             "currentPhase": state.current_phase,
             "phaseStartDate": isoformat(state.phase_started_at),
@@ -178,7 +199,11 @@ class Governance:
             "killSwitch": {"engaged": bool(state.kill_switch_engaged), "by": state.kill_switch_by,
                            "at": isoformat(state.kill_switch_at), "reason": state.kill_switch_reason},
             "breakerMode": state.breaker_mode,
+            "mode": state.mode or "normal",
             "unresolvedEvents": unresolved,
+            "grantsInFlight": grants_in_flight,
+            "pendingRequests": pending_requests,
+            "halfOpen": {},
             "readinessScore": None,
             "validationPeriod": None,
             "leader": None,

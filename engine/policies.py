@@ -1,14 +1,26 @@
-"""Gate policies (seed 002's PolicyEngine), per action class or command type, from the config file:
+"""Gate policies (seed 002's PolicyEngine), per command type, from the config file:
 
     [policies.service_restart]
     command_types = ["restart_service"]     # default: the policy's own name
     enabled = true
-    max_per_day = 2                          # autonomous executions in the last 24 hours
+    max_per_day = 2                          # grants (and unasked autonomous runs) in the last 24 hours
     max_per_week = 7                         # ... in the last 7 days
+    min_interval = "5m"                      # at least this long between two grants
+    max_concurrent = 1                       # grants in flight at once
+    per_service = false                      # true: the limits count per service (an ask must name one)
     confidence_threshold = 0.90
     maintenance_window_required = true
     maintenance_window = "02:00-05:00"       # UTC; may wrap midnight
-    notification_level = "alert"             # info | alert | approval_required
+    notification_level = "alert"             # info | alert | approval_required (action requests)
+    requires_approval = false                # true: never autonomous, every action is approved by a human
+    rollback_mandatory = false               # true: `govcon run` refuses to run without --rollback
+    approver_roles = ["on-call"]             # who may approve its action requests (default: on-call,
+                                             # incident-commander, ops-lead)
+    grant_ttl = "15m"                        # a grant without an outcome by then expires
+    request_ttl = "30m"                      # an action request undecided by then expires
+
+A policy applies because it covers the command type. An ask's ``actionClass`` naming another policy adds
+that policy's limits; it never replaces the covering ones (it can narrow, never loosen).
 """
 
 from __future__ import annotations
@@ -18,13 +30,20 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from engine.errors import InvalidInput
-from engine.breakers import CLOCK_SKEW
 from engine.gate import NEEDS_APPROVAL, GateDecision
-from storage import events_repo
+from engine.rule_language import RuleError, parse_window
+from storage import actions_repo
 
 NOTIFICATION_LEVELS = ("info", "alert", "approval_required")
-_KEYS = {"command_types", "enabled", "max_per_day", "max_per_week", "confidence_threshold",
-         "maintenance_window_required", "maintenance_window", "notification_level"}
+DEFAULT_GRANT_TTL = timedelta(minutes=15)
+DEFAULT_REQUEST_TTL = timedelta(minutes=30)
+DEFAULT_APPROVER_ROLES: tuple[str, ...] = ("on-call", "incident-commander", "ops-lead")
+#: agents' clocks drift: reported runs stamped a little ahead still count as in the window
+CLOCK_SKEW = timedelta(seconds=5)
+_KEYS = {"command_types", "enabled", "max_per_day", "max_per_week", "min_interval", "max_concurrent",
+         "per_service", "confidence_threshold", "maintenance_window_required", "maintenance_window",
+         "notification_level", "requires_approval", "rollback_mandatory", "approver_roles", "grant_ttl",
+         "request_ttl"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,14 @@ class Policy:
     maintenance_window_required: bool = False
     maintenance_window: tuple[time, time] | None = None
     notification_level: str = "info"
+    min_interval: timedelta | None = None
+    max_concurrent: int | None = None
+    per_service: bool = False
+    requires_approval: bool = False
+    rollback_mandatory: bool = False
+    approver_roles: tuple[str, ...] = DEFAULT_APPROVER_ROLES
+    grant_ttl: timedelta = DEFAULT_GRANT_TTL
+    request_ttl: timedelta = DEFAULT_REQUEST_TTL
 
     def in_window(self, now: datetime) -> bool:
         if self.maintenance_window is None:
@@ -46,14 +73,31 @@ class Policy:
         t = now.timetz().replace(tzinfo=None)
         return start <= t < end if start <= end else (t >= start or t < end)
 
+    @property
+    def rate_limited(self) -> bool:
+        return (self.max_per_day, self.max_per_week, self.min_interval, self.max_concurrent) != (None,) * 4
+
     def to_json(self) -> dict[str, Any]:
         mw = self.maintenance_window
         return {"name": self.name, "commandTypes": list(self.command_types), "enabled": self.enabled,
                 "maxPerDay": self.max_per_day, "maxPerWeek": self.max_per_week,
-                "confidenceThreshold": self.confidence_threshold,
+                "minInterval": _duration_text(self.min_interval), "maxConcurrent": self.max_concurrent,
+                "perService": self.per_service, "confidenceThreshold": self.confidence_threshold,
                 "maintenanceWindowRequired": self.maintenance_window_required,
                 "maintenanceWindow": f"{mw[0]:%H:%M}-{mw[1]:%H:%M} UTC" if mw else None,
-                "notificationLevel": self.notification_level}
+                "notificationLevel": self.notification_level, "requiresApproval": self.requires_approval,
+                "rollbackMandatory": self.rollback_mandatory, "approverRoles": list(self.approver_roles),
+                "grantTtl": _duration_text(self.grant_ttl), "requestTtl": _duration_text(self.request_ttl)}
+
+
+def _duration_text(d: timedelta | None) -> str | None:
+    if d is None:
+        return None
+    seconds = int(d.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _window(text: Any, where: str) -> tuple[time, time]:
@@ -64,7 +108,31 @@ def _window(text: Any, where: str) -> tuple[time, time]:
         raise InvalidInput(f"{where}.maintenance_window: {text!r} is not HH:MM-HH:MM (UTC)") from None
 
 
+def _duration(raw: dict, key: str, where: str) -> timedelta | None:
+    if key not in raw:
+        return None
+    try:
+        return parse_window(raw[key])
+    except RuleError as exc:
+        raise InvalidInput(f"{where}.{key}: {exc}") from None
+
+
+def _whole(raw: dict, key: str, where: str, *, minimum: int) -> int | None:
+    v = raw.get(key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < minimum):
+        raise InvalidInput(f"{where}.{key}: must be a whole number >= {minimum}")
+    return v
+
+
+def _flag(raw: dict, key: str, where: str) -> bool:
+    v = raw.get(key, False)
+    if not isinstance(v, bool):
+        raise InvalidInput(f"{where}.{key}: must be true or false")
+    return v
+
+
 def load_policies(section: dict[str, Any] | None) -> list[Policy]:
+    from engine.domain import ROLES
     out = []
     for name, raw in (section or {}).items():
         where = f"[policies.{name}]"
@@ -72,11 +140,13 @@ def load_policies(section: dict[str, Any] | None) -> list[Policy]:
             raise InvalidInput(f"{where} must be a table")
         unknown = set(raw) - _KEYS
         if unknown:
-            raise InvalidInput(f"{where}: unknown keys {', '.join(sorted(unknown))}")
-        for key in ("max_per_day", "max_per_week"):
-            v = raw.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise InvalidInput(f"{where}.{key}: must be a whole number >= 0")
+            from difflib import get_close_matches
+            hints = [f"{k} (did you mean {m[0]}?)" if (m := get_close_matches(k, _KEYS, n=1)) else k
+                     for k in sorted(unknown)]
+            raise InvalidInput(f"{where}: unknown keys {', '.join(hints)}")
+        max_day = _whole(raw, "max_per_day", where, minimum=0)
+        max_week = _whole(raw, "max_per_week", where, minimum=0)
+        max_concurrent = _whole(raw, "max_concurrent", where, minimum=1)
         ct = raw.get("confidence_threshold")
         if ct is not None and (isinstance(ct, bool) or not isinstance(ct, (int, float)) or not 0 <= ct <= 1):
             raise InvalidInput(f"{where}.confidence_threshold: must be a number from 0 to 1")
@@ -84,82 +154,140 @@ def load_policies(section: dict[str, Any] | None) -> list[Policy]:
         if level not in NOTIFICATION_LEVELS:
             raise InvalidInput(f"{where}.notification_level: {level!r} is not one of {', '.join(NOTIFICATION_LEVELS)}")
         types = raw.get("command_types", [name])
-        if not isinstance(types, list) or not all(isinstance(t, str) and t for t in types):
+        if not isinstance(types, list) or not types or not all(isinstance(t, str) and t for t in types):
             raise InvalidInput(f"{where}.command_types: must be a list of command type names")
+        roles = raw.get("approver_roles", list(DEFAULT_APPROVER_ROLES))
+        if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
+            raise InvalidInput(f"{where}.approver_roles: must be a list of roles ({', '.join(ROLES)})")
         mw = _window(raw["maintenance_window"], where) if "maintenance_window" in raw else None
-        required = bool(raw.get("maintenance_window_required", False))
+        required = _flag(raw, "maintenance_window_required", where)
         if required and mw is None:
             raise InvalidInput(f"{where}: maintenance_window_required needs maintenance_window = \"HH:MM-HH:MM\"")
-        out.append(Policy(name, tuple(types), bool(raw.get("enabled", True)), raw.get("max_per_day"),
-                          raw.get("max_per_week"), float(ct) if ct is not None else None, required, mw, level))
+        enabled = raw.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise InvalidInput(f"{where}.enabled: must be true or false")
+        out.append(Policy(
+            name, tuple(types), enabled, max_day, max_week, float(ct) if ct is not None else None, required, mw,
+            level, min_interval=_duration(raw, "min_interval", where), max_concurrent=max_concurrent,
+            per_service=_flag(raw, "per_service", where), requires_approval=_flag(raw, "requires_approval", where),
+            rollback_mandatory=_flag(raw, "rollback_mandatory", where), approver_roles=tuple(roles),
+            grant_ttl=_duration(raw, "grant_ttl", where) or DEFAULT_GRANT_TTL,
+            request_ttl=_duration(raw, "request_ttl", where) or DEFAULT_REQUEST_TTL))
     return out
 
 
-#: a rate-limit count is reused while no command event has arrived since, for at most this long: events
-#: only age out of the window meanwhile, so a reused count can only be too high (refusing early, safe)
-COUNT_REUSE = timedelta(seconds=30)
+@dataclass(frozen=True)
+class Ask:
+    """What an agent asks the gate: the inputs of one decision."""
+
+    command_type: str
+    confidence: float | None = None
+    action_class: str | None = None
+    service: str | None = None
+    agent: str | None = None
 
 
 @dataclass
 class PolicyEngine:
     policies: list[Policy] = field(default_factory=list)
-    _counts: dict[tuple, tuple[int, datetime, int]] = field(default_factory=dict, repr=False)
 
-    def _executions(self, conn, types: tuple[str, ...], span: timedelta, now: datetime, newest: int) -> int:
-        cached = self._counts.get((types, span))
-        if cached is not None and cached[0] == newest and timedelta(0) <= now - cached[1] < COUNT_REUSE:
-            return cached[2]
-        # through now and a little past it, like the breakers' windows (agents' clocks drift)
-        used = events_repo.autonomous_executions(conn, list(types), now - span, now + CLOCK_SKEW)
-        self._counts[(types, span)] = (newest, now, used)
-        return used
+    def find(self, command_type: str, action_class: str | None = None) -> Policy | None:
+        """The policy an ask answers to first (the one covering its type); see ``applicable``."""
+        found = self.applicable(command_type, action_class)
+        return found[0] if found else None
 
-    def find(self, command_type: str, action_class: str | None) -> Policy | None:
+    def applicable(self, command_type: str, action_class: str | None = None) -> list[Policy]:
+        """Every policy covering the command type, plus the one the action class names: all of them
+        must agree before an allow, so naming a class can only add limits."""
+        found = [p for p in self.policies if command_type in p.command_types]
         if action_class:
-            for p in self.policies:
-                if p.name == action_class:
-                    return p
-        for p in self.policies:
-            if command_type in p.command_types:
-                return p
-        return None
+            named = next((p for p in self.policies if p.name == action_class), None)
+            if named is not None and named not in found:
+                found.append(named)
+        return found
 
-    def __call__(self, conn, state, command_type: str, confidence: float | None,
-                 action_class: str | None, now: datetime) -> tuple[GateDecision | None, dict[str, Any]]:
-        """(a refusal or None, extra fields for the decision: the policy and its remaining budget)."""
-        policy = self.find(command_type, action_class)
-        if policy is None:
-            return None, {}
+    def check(self, conn, state, ask: Ask, now: datetime) -> tuple[GateDecision | None, dict[str, Any]]:
+        """(a refusal or None, extra fields for the decision: the policy and its remaining budget).
+        Budgets count grants issued (in flight and finished, expired included) plus autonomous runs
+        reported without a grant; so N simultaneous asks against k left get k allows when this runs
+        inside the gate's write transaction."""
+        extra: dict[str, Any] = {}
+        for policy in self.applicable(ask.command_type, ask.action_class):
+            refused, extra_p = self._check_one(conn, state, policy, ask, now)
+            if not extra:
+                extra = extra_p
+            if refused is not None:
+                return refused, extra_p
+        return None, extra
+
+    def _check_one(self, conn, state, policy: Policy, ask: Ask, now: datetime):
         phase = state.current_phase
+        extra: dict[str, Any] = {"policy": policy.name, "notificationLevel": policy.notification_level,
+                                 "approverRoles": list(policy.approver_roles)}
+        if policy.rollback_mandatory:
+            extra["rollbackMandatory"] = True
 
-        def refuse(reason: str, extra: dict) -> tuple[GateDecision, dict]:
-            return GateDecision(NEEDS_APPROVAL, f"policy {policy.name}: {reason}", command_type, phase, extra), extra
+        def refuse(reason: str) -> tuple[GateDecision, dict]:
+            return GateDecision(NEEDS_APPROVAL, f"policy {policy.name}: {reason}", ask.command_type, phase, extra), extra
 
-        extra: dict[str, Any] = {"policy": policy.name, "notificationLevel": policy.notification_level}
         if not policy.enabled:
-            return refuse("disabled, so every action needs approval", extra)
-        budget = {}
-        newest = events_repo.newest_command_event_id(conn) if (policy.max_per_day, policy.max_per_week) != \
-            (None, None) else 0
+            return refuse("disabled, so every action needs approval")
+        if policy.requires_approval:
+            return refuse("requires human approval for every action")
+        if policy.per_service and ask.service is None:
+            return refuse("counts its limits per service: name the service")
+        service = ask.service if policy.per_service else None
+        scope = f" for {service}" if service else ""
+        budget: dict[str, Any] = {}
         for key, limit, span in (("day", policy.max_per_day, timedelta(days=1)),
                                  ("week", policy.max_per_week, timedelta(days=7))):
             if limit is None:
                 continue
-            used = self._executions(conn, policy.command_types, span, now, newest)
+            since = now - span
+            used = (actions_repo.grants_since(conn, policy.command_types, since, service=service)
+                    + actions_repo.executions_without_grant(conn, policy.command_types, since, now + CLOCK_SKEW,
+                                                            service=service))
             budget[key] = {"used": used, "limit": limit, "remaining": max(limit - used, 0)}
+        if policy.max_concurrent is not None:
+            flying = actions_repo.in_flight(conn, policy.command_types, now, service=service)
+            budget["concurrent"] = {"used": flying, "limit": policy.max_concurrent,
+                                    "remaining": max(policy.max_concurrent - flying, 0)}
         extra["budget"] = budget
-        for key in ("day", "week"):
+        for key, word in (("day", "daily"), ("week", "weekly")):
             if key in budget and budget[key]["remaining"] == 0:
-                return refuse(f"{'daily' if key == 'day' else 'weekly'} limit reached "
-                              f"({budget[key]['used']}/{budget[key]['limit']})", extra)
+                return refuse(f"{word} limit reached{scope} ({budget[key]['used']}/{budget[key]['limit']})")
+        if "concurrent" in budget and budget["concurrent"]["remaining"] == 0:
+            return refuse(f"{budget['concurrent']['used']} action(s) in flight{scope} "
+                          f"(at most {policy.max_concurrent} at once)")
+        if policy.min_interval is not None:
+            last = actions_repo.newest_grant_at(conn, policy.command_types, service=service)
+            if last is not None and now - last < policy.min_interval:
+                wait = policy.min_interval - (now - last)
+                return refuse(f"the last grant{scope} was {int((now - last).total_seconds())}s ago; at least "
+                              f"{_duration_text(policy.min_interval)} between actions "
+                              f"(next in {int(wait.total_seconds()) + 1}s)")
         if policy.confidence_threshold is not None:
-            if confidence is None:
-                return refuse(f"confidence required (threshold {policy.confidence_threshold:.0%})", extra)
-            if confidence < policy.confidence_threshold:
-                return refuse(f"confidence {confidence:.0%} below threshold {policy.confidence_threshold:.0%}", extra)
+            if ask.confidence is None:
+                return refuse(f"confidence required (threshold {policy.confidence_threshold:.0%})")
+            if ask.confidence < policy.confidence_threshold:
+                return refuse(f"confidence {ask.confidence:.0%} below threshold {policy.confidence_threshold:.0%}")
         if policy.maintenance_window_required and not policy.in_window(now):
-            return refuse(f"outside the maintenance window {policy.to_json()['maintenanceWindow']}", extra)
+            return refuse(f"outside the maintenance window {policy.to_json()['maintenanceWindow']}")
         return None, extra
+
+    def grant_ttl(self, ask: Ask) -> timedelta:
+        """The shortest grant_ttl of the policies the ask answers to."""
+        return min((p.grant_ttl for p in self.applicable(ask.command_type, ask.action_class)),
+                   default=DEFAULT_GRANT_TTL)
+
+    def request_terms(self, ask: Ask) -> tuple[timedelta, str, tuple[str, ...]]:
+        """(request ttl, notification level, approver roles) for an action request: the loudest level and
+        the shortest ttl of the policies that apply; approver roles of the covering policy."""
+        found = self.applicable(ask.command_type, ask.action_class)
+        if not found:
+            return DEFAULT_REQUEST_TTL, "info", DEFAULT_APPROVER_ROLES
+        level = max((p.notification_level for p in found), key=NOTIFICATION_LEVELS.index)
+        return min(p.request_ttl for p in found), level, found[0].approver_roles
 
     def explain(self) -> list[dict[str, Any]]:
         return [p.to_json() for p in self.policies]
