@@ -8,9 +8,10 @@ from typing import Any
 
 from screens.help import HelpModal
 from screens.modals import Ask, ConfirmModal, FilterModal
+from screens.request_keys import approve_request, reject_request
 
 KILL_SWITCH_MODAL = "kill-switch-modal"
-NOT_RECORDED = ("KILL SWITCH NOT RECORDED: the store is unreachable ({error}). Nothing was engaged. "
+NOT_RECORDED = ("KILL SWITCH NOT ENGAGED: neither the store nor its marker file could be written ({error}). "
                 "The gate already denies every command while it cannot read the store; engage it from a host "
                 "that reaches the store (govcon kill-switch engage --reason ...) or press ! again when the "
                 "header shows the store is back.")
@@ -48,7 +49,14 @@ class ActionsMixin:
 
     # --- a, x: proposals ----------------------------------------------------------------------
 
+    def _on_requests(self) -> bool:
+        """Screen 8 lists action requests: there `a` and `x` decide them, elsewhere proposals."""
+        return hasattr(self.gov_screen, "selected_request")
+
     def action_approve(self) -> None:
+        if self._on_requests():
+            approve_request(self, self.gov_screen)
+            return
         p = self._pending_proposal("approve")
         if p is None:
             return
@@ -85,6 +93,9 @@ class ActionsMixin:
         self.push_screen(ConfirmModal(title, body, confirm="Approve", ask=ask), done)
 
     def action_reject(self) -> None:
+        if self._on_requests():
+            reject_request(self, self.gov_screen)
+            return
         p = self._pending_proposal("reject")
         if p is None:
             return
@@ -165,7 +176,7 @@ class ActionsMixin:
             def release(result: dict[str, Any] | None) -> None:
                 if result is not None:
                     reason = result["reason"]
-                    self.perform(lambda: gov.overrides.release_kill_switch(actor, reason), lambda r: r.message,
+                    self.perform(lambda: gov.overrides.kill_switch("release", actor, reason), lambda r: r.message,
                                  title="Kill switch")
 
             self.push_screen(ConfirmModal(
@@ -178,7 +189,7 @@ class ActionsMixin:
         def engage(result: dict[str, Any] | None) -> None:
             if result is not None:
                 reason = result["reason"]
-                self.perform(lambda: gov.overrides.engage_kill_switch(actor, reason), lambda r: r.message,
+                self.perform(lambda: gov.overrides.kill_switch("engage", actor, reason), lambda r: r.message,
                              title="KILL SWITCH", unavailable=NOT_RECORDED)
 
         self.push_screen(ConfirmModal(

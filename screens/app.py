@@ -1,4 +1,4 @@
-"""GovconApp: the operator console. Seven screens as modes (keys 1-7), the contract's keys at app level
+"""GovconApp: the operator console. Eight screens as modes (keys 1-8), the contract's keys at app level
 (the key bar, `?` help and the command palette share one table), live data read in worker threads every
 second, and every change made through the Governance facade in a worker, its outcome a notification."""
 
@@ -59,6 +59,7 @@ class GovconApp(ActionsMixin, App):
         "rules": _lazy_screen("screens.rules", "RulesScreen"),
         "reports": _lazy_screen("screens.reports", "ReportsScreen"),
         "audit": _lazy_screen("screens.audit", "AuditScreen"),
+        "actions": _lazy_screen("screens.action_queue", "ActionQueueScreen"),
     }
     BINDINGS: ClassVar[list[BindingType]] = bindings()
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
@@ -216,7 +217,7 @@ class GovconApp(ActionsMixin, App):
     def _live_loaded(self, message: LiveLoaded) -> None:
         live = message.live
         if live.error is not None and self.live is not None and self.live.status is not None:
-            live = replace(self.live, at=live.at, error=live.error)  # keep showing the last known state
+            live = replace(self.live, at=live.at, error=live.error, marker=live.marker)  # the last known state
         self.live = live
         if live.ok:
             self._notice_changes(live)

@@ -19,20 +19,29 @@ def header_lines(live: LiveData | None, *, operator: str, screen: str, demo: boo
                  scheduler: str) -> tuple[Text, Text]:
     top, bottom = Text(no_wrap=True, overflow="ellipsis"), Text(no_wrap=True, overflow="ellipsis")
     s = live.status if live is not None else None
+    marker = live.marker if live is not None else None  # read afresh each second, even without the store
     if s is None:
         top.append(" … ", "reverse")
+        if marker is not None:
+            top.append("  KILL SWITCH ENGAGED", "bold white on red")
+            top.append(f" by {marker['by'] or 'unknown'} (marker file)", "bold red")
         top.append("  loading…" if live is None or live.error is None else "  no data")
     else:
         phase = s["currentPhase"]
         top.append(f" {phase} ", PHASE_STYLE.get(phase, "reverse"))
         ks = s["killSwitch"]
-        if ks["engaged"]:
+        if ks["engaged"] or marker is not None:
             top.append("  KILL SWITCH ENGAGED", "bold white on red")
-            top.append(f" by {ks['by']}", "bold red")
+            top.append(f" by {(ks['by'] if ks['engaged'] else marker['by']) or 'unknown'}", "bold red")
+            if marker is not None:
+                top.append(" (marker file)", "bold red")
         else:
             top.append("  kill switch off", "green")
         n = s["unresolvedEvents"]
         top.append(f"  · {n} unresolved" if n else "  · no open events", "bold red" if n else "")
+        waiting = s.get("pendingRequests") or 0
+        if waiting:  # action requests waiting for a human: screen 8
+            top.append(f"  · {waiting} to approve", "bold yellow")
         dead = live.dead_alerts if live is not None else 0
         if dead:  # an alert that never reached its sink: someone was not paged
             top.append(f"  · {dead} alert{'s' if dead > 1 else ''} undelivered", "bold yellow")

@@ -7,13 +7,13 @@ from textual.markup import escape
 from textual.binding import Binding
 from textual.widgets import Static
 
-from screens.keys import KEYS, SCREEN_GROUP
+from screens.keys import KEYS, SCREEN_GROUP, SCREENS
 
 ITEM_GAP = 2
 
 
 def key_items(extra: list[Binding]) -> list[tuple[str, str]]:
-    items: list[tuple[str, str]] = [("1-7", "Screens")]
+    items: list[tuple[str, str]] = [(f"1-{len(SCREENS)}", "Screens")]
     items += [(k.display, k.label) for k in KEYS if k.show and k.group is not SCREEN_GROUP]
     items += [(b.key_display or b.key, b.description) for b in extra if b.show]
     return items

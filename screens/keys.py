@@ -15,6 +15,7 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
     ("5", "rules", "Rules"),
     ("6", "reports", "Reports"),
     ("7", "audit", "Audit"),
+    ("8", "actions", "Actions"),
 )
 SCREEN_GROUP = Binding.Group("screens", compact=True)
 
@@ -40,8 +41,10 @@ KEYS: tuple[Key, ...] = (
     *(Key(k, k, f"show('{name}')", title, f"screen.{name}", f"Show the {title.lower()} screen",
           group=SCREEN_GROUP) for k, name, title in SCREENS),
     Key("a", "a", "approve", "Approve", "proposal.approve",
-        "Approve the selected proposal as one of your roles (confirmation first)"),
-    Key("x", "x", "reject", "Reject", "proposal.reject", "Reject the selected proposal, with a reason"),
+        "Approve the selected proposal as one of your roles; on 8 the selected action request (confirmation "
+        "first)"),
+    Key("x", "x", "reject", "Reject", "proposal.reject",
+        "Reject the selected proposal; on 8 the selected action request (with a reason)"),
     Key("r", "r", "resolve", "Resolve", "event.resolve",
         "Resolve the selected breaker event, with a note (and whether it was a false positive)"),
     Key("L", "L", "revert", "Revert L3", "phase.revert",

@@ -13,7 +13,7 @@ from engine.clock import ManualClock
 from engine.governance import Governance
 from engine.readiness import CHECKLISTS
 from engine.simulator import generate_history
-from storage import breaker_repo, proposals_repo, readiness_repo, reports_repo, state_repo
+from storage import actions_repo, breaker_repo, proposals_repo, readiness_repo, reports_repo, state_repo
 from storage.store import Store
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
@@ -127,3 +127,68 @@ REPORT_MARKDOWN = """# Governance report rep-20261113-120000-0000
 
 Overall **61.25%** (49/80 points) — not ready
 """
+
+
+# --- governed actions (screen 8): fixed ids, times relative to T0 ---------------------------------
+
+REQ_RESTART = "req-0000000000000001"   # pending, expires first
+REQ_SCALE = "req-0000000000000002"     # pending
+GRANT_FLYING = "gr-0000000000000001"   # in flight (from an approved request)
+GRANT_DONE = "gr-0000000000000002"     # succeeded, with a `govcon run` report
+GRANT_ROLLED = "gr-0000000000000003"   # rolled back, with a report
+REQ_REJECTED = "req-0000000000000005"
+REQ_EXPIRED = "req-0000000000000006"
+L3_REASON = "phase L3: every command needs human approval"
+
+
+def seed_actions(gov: Governance) -> None:
+    """Two pending requests, one grant in flight, two finished grants with reports, one rejected and one
+    expired request: what screen 8 shows, with fixed ids (the engine's are random)."""
+    m = timedelta(minutes=1)
+
+    def request(rid, ctype, service, agent, conf, at, status="pending", **kw):
+        actions_repo.insert_request(conn, id=rid, command_type=ctype, service=service, agent=agent, confidence=conf,
+                                    action_class=None, policy=None, reason=kw.pop("reason", L3_REASON),
+                                    notification_level=kw.pop("level", "alert"),
+                                    approver_roles=["on-call", "incident-commander", "ops-lead"],
+                                    requested_by=kw.pop("by", agent), requested_at=at,
+                                    expires_at=kw.pop("expires", at + 30 * m), status=status, **kw)
+
+    def grant(gid, ctype, service, agent, conf, at, status, **kw):
+        actions_repo.insert_grant(conn, id=gid, command_type=ctype, service=service, agent=agent, confidence=conf,
+                                  action_class=None, policy=None, granted_at=at, expires_at=at + 15 * m,
+                                  status=status, requested_by=agent, **kw)
+
+    with gov.store.write() as conn:
+        request(REQ_RESTART, "restart_service", "api", "rollback-bot", 0.93, T0 - 5 * m, by="bot-operator",
+                reason="restart_service is paused by a circuit breaker until its event is resolved")
+        request(REQ_SCALE, "scale_up", "web", "capacity-bot", 0.71, T0 - 2 * m, level="info")
+        request("req-0000000000000003", "clear_cache", "cdn", "cache-bot", 0.98, T0 - 4 * m, status="approved",
+                decided_by=OPERATOR, decided_at=T0 - 3 * m, grant_id=GRANT_FLYING)
+        grant(GRANT_FLYING, "clear_cache", "cdn", "cache-bot", 0.98, T0 - 3 * m, "granted", approved_by=OPERATOR,
+              request_id="req-0000000000000003")
+        request("req-0000000000000004", "restart_service", "worker", "rollback-bot", 0.9, T0 - 42 * m,
+                status="approved", decided_by=OPERATOR, decided_at=T0 - 40 * m, grant_id=GRANT_DONE,
+                note="worker queue stuck, restart is the runbook step")
+        grant(GRANT_DONE, "restart_service", "worker", "rollback-bot", 0.9, T0 - 40 * m, "succeeded",
+              approved_by=OPERATOR, request_id="req-0000000000000004", outcome_at=T0 - 37 * m, report={
+                  "outcome": "succeeded", "exitCode": 0, "steps": [
+                      {"name": "check", "command": "curl -fsS http://worker:8080/health", "exitCode": 0,
+                       "durationMs": 120},
+                      {"name": "backup", "command": "worker-ctl snapshot", "exitCode": 0, "durationMs": 1480},
+                      {"name": "command", "command": "systemctl restart worker", "exitCode": 0, "durationMs": 2310,
+                       "outputTail": "stopping worker\nworker started (pid 4242)"},
+                      {"name": "verify", "command": "curl -fsS http://worker:8080/health", "exitCode": 0,
+                       "durationMs": 95}]})
+        grant(GRANT_ROLLED, "rotate_logs", "db", "log-bot", 0.88, T0 - 2 * 60 * m, "rolled_back",
+              approved_by="carol", outcome_at=T0 - 115 * m, report={
+                  "outcome": "rolled_back", "exitCode": 6, "steps": [
+                      {"name": "command", "command": "logrotate -f /etc/logrotate.d/db", "exitCode": 0,
+                       "durationMs": 640},
+                      {"name": "verify", "command": "pg_isready -h db", "exitCode": 2, "durationMs": 30012,
+                       "outputTail": "db:5432 - no response"},
+                      {"name": "rollback", "command": "db-ctl restore-logs", "exitCode": 0, "durationMs": 890}]})
+        request(REQ_REJECTED, "drain_node", "node-7", "rollback-bot", 0.55, T0 - 25 * m, status="rejected",
+                decided_by=OPERATOR, decided_at=T0 - 20 * m, note="not during the release freeze")
+        request(REQ_EXPIRED, "scale_down", "web", "capacity-bot", 0.62, T0 - 95 * m, status="expired",
+                decided_at=T0 - 65 * m, level="info")
