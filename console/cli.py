@@ -14,7 +14,7 @@ from console import startup
 from console.config import Config, ConfigError, build_governance, load_config
 from console.identity import current_operator
 from console.render import (print_alerts, print_audit, print_backtest, print_events, print_ingest, print_metrics,
-                            print_policies, print_proposals, print_readiness, print_roles, print_rules,
+                            print_proposals, print_readiness, print_roles, print_rules,
                             print_status)
 from engine.report_markdown import render as report_markdown
 from engine.clock import Clock, SystemClock
@@ -106,34 +106,56 @@ def _date(text: str) -> datetime:
 
 
 def cmd_status(ctx: Context) -> int:
-    doc = ctx.gov.status()
+    try:
+        doc = ctx.gov.status()
+    except StoreUnavailable:
+        marker = ctx.gov.kill_marker.engaged()  # the one thing still known without the store
+        if marker is not None:
+            print(f"govcon: kill switch ENGAGED by marker file {marker.path}"
+                  + (f" (by {marker.by}: {marker.reason})" if marker.by else ""), file=ctx.err)
+        raise
     ctx.emit_json(doc) if ctx.args.json else print_status(doc, ctx.out)
     return 0
 
 
 def cmd_ingest(ctx: Context) -> int:
+    from dataclasses import replace
+
+    from engine.ingest import open_event_source, readable_source_size
     ctx.gov.require(ctx.operator, "ingest")
     source = ctx.args.file
     progress = None
     if source == "-":
         stream = sys.stdin.buffer
+        readable_source_size(stream, "standard input")  # refuses e.g. `< /dev/zero`
     else:
-        path = Path(source)
-        if not path.exists():
-            raise InvalidInput(f"{source}: no such file")
-        stream = path.open("rb")
-        size = path.stat().st_size
-        if ctx.out.isatty() and size >= PROGRESS_MIN_BYTES and not ctx.args.json:
+        stream, size = open_event_source(source)  # a clear error for a directory, a device, no permission
+        if ctx.out.isatty() and size is not None and size >= PROGRESS_MIN_BYTES and not ctx.args.json:
             progress = _ProgressBar(size, ctx.err)
     try:
         report = ctx.gov.ingestor.ingest_lines(stream, progress=progress)
+    except OSError as exc:  # e.g. an I/O error half-way: the batches committed before it stay stored
+        name = "standard input" if source == "-" else source
+        raise InvalidInput(f"{name}: reading failed: {exc.strerror or exc}; batches read before it were stored, "
+                           "and ingesting the file again is safe (duplicates are skipped)") from None
     finally:
         if progress:
             progress.done()
         if stream is not sys.stdin.buffer:
             stream.close()
-    ctx.emit_json(report.to_json()) if ctx.args.json else print_ingest(report, ctx.out, ctx.err)
-    return 1 if report.rejected else 0
+    if ctx.args.json:
+        ctx.emit_json(report.to_json())
+    else:
+        conflicts = [e for e in report.errors if e.conflict]
+        if conflicts:  # print_ingest says "rejected" for every error; a conflict is not one
+            report = replace(report, errors=[e for e in report.errors if not e.conflict])
+        print_ingest(report, ctx.out, ctx.err)
+        for e in conflicts:
+            ctx.err.write(f"conflict {e}\n")
+        if report.conflict:
+            ctx.out.write(f"conflict {report.conflict:,}: resends that differ from the stored event "
+                          "(the stored event was kept)\n")
+    return 1 if report.rejected or report.conflict else 0
 
 
 class _ProgressBar:
@@ -344,40 +366,9 @@ def cmd_revert(ctx: Context) -> int:
 
 def cmd_kill_switch(ctx: Context) -> int:
     a = ctx.args
-    o = ctx.gov.overrides
-    if a.action == "engage":
-        result = o.engage_kill_switch(ctx.operator, a.reason)
-    elif a.action == "release":
-        result = o.release_kill_switch(ctx.operator, a.reason)
-    else:
-        result = o.drill(ctx.operator, ctx.gov.gate, reason=a.reason)
+    result = ctx.gov.overrides.kill_switch(a.action, ctx.operator, a.reason)  # the marker file when needed
     ctx.emit_json(result.to_json()) if a.json else print(result.message, file=ctx.out)
-    return 0 if not result.message.startswith("DRILL FAILED") else 1
-
-
-def cmd_gate(ctx: Context) -> int:
-    from engine.gate import DENY, GateDecision
-    try:
-        gov = ctx.gov
-    except Exception as exc:  # fail closed: a store we cannot open allows nothing
-        decision = GateDecision(DENY, f"store unreachable, failing closed: {exc}", ctx.args.type, None)
-    else:
-        if ctx.args.explain:
-            policy = gov.policies.find(ctx.args.type, ctx.args.action_class)
-            doc = {"commandType": ctx.args.type, "policy": policy.to_json() if policy else None,
-                   "policies": gov.policies.explain()}
-            if ctx.args.json:
-                ctx.emit_json(doc)
-            else:
-                print_policies(doc, ctx.out)
-            return 0
-        decision = gov.gate.decide(ctx.args.type, confidence=ctx.args.confidence,
-                                   action_class=ctx.args.action_class)
-    if ctx.args.json:
-        ctx.emit_json(decision.to_json())
-    else:
-        print(f"{decision.decision}: {decision.reason}", file=ctx.out)
-    return decision.exit_code
+    return 1 if result.failed else 0
 
 
 def cmd_cycle(ctx: Context) -> int:
@@ -569,11 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("kill-switch", cmd_kill_switch, "engage or release the kill switch, or drill it")
     sp.add_argument("action", choices=("engage", "release", "drill"))
     sp.add_argument("--reason", default=None)
-    sp = command("gate", cmd_gate, "may this command type run autonomously now? exit 0 allow, 3 needs_approval, 4 deny")
-    sp.add_argument("type")
-    sp.add_argument("--confidence", type=float, default=None)
-    sp.add_argument("--action-class", default=None)
-    sp.add_argument("--explain", action="store_true", help="show the policy that applies and its limits")
+    from console import cli_actions  # `govcon gate`, `actions`, `mode`: governed actions
+    cli_actions.register(command, _duration, _positive_int)
 
     command("cycle", cmd_cycle, "run the governance cycle now: report, and a proposal when ready")
     sp = command("proposals", cmd_proposals, "scope-expansion proposals: list, show, approve, reject, extend")
@@ -605,6 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from console import cli_serve  # `govcon serve` and `govcon tokens` live in their own module
     cli_serve.register(command)
+    from console import cli_run  # `govcon run`: the governed runner
+    cli_run.register(command)
 
     sp = command("demo", cmd_demo, "the console on a scratch store with history and a live agent",
                  json_flag=False)

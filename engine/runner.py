@@ -1,0 +1,764 @@
+"""The governed runner behind `govcon run` (DESIGN.md "Governed actions"; seed 004, phases 3-6).
+
+The contract's order: ask the gate (queue an action request and wait for a human when it needs
+approval) -> every check exits 0 -> the backup -> the command (argv, no shell, bounded by the timeout,
+killed with its process group) -> the verify passes N times in a row, each run bounded by the interval
+-> on a failed command or verify, the rollback -> the outcome reported against the grant -> an
+escalation (critical) when the rollback fails -> the action report (steps, exit codes, durations,
+redacted output tails) attached to the grant.
+
+The kill switch (the store's and the marker file's) is read again before every step after the grant:
+engaged, the run stops before its next step. A store that cannot be read there stops the run too (fail
+closed), and what could not be reported is left to the grant's expiry.
+
+Only what is known is reported: nothing ran -> the grant is released (no outcome event, so a safety net
+that worked never counts as a failed command); the command failed, or its verify failed, and nothing
+was rolled back -> ``failed``; rolled back -> ``rolled_back``; verified -> ``succeeded``; stopped after
+the command but before its verification finished -> no outcome (unknown: the grant expires, alerted).
+
+The runner talks to governance through an ``ActionsPort`` (``GovernancePort`` in-process), so the same
+machinery can drive a remote govcon over HTTP. No Textual, no FastAPI, no SQL here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from engine.clock import isoformat
+from engine.errors import InvalidInput
+from engine.redact import redact
+
+if TYPE_CHECKING:
+    from engine.governance import Governance
+
+# --- exit codes (documented in docs/runbook.md "Governed runs" and `govcon run --help`) ---------------
+
+EXIT_SUCCEEDED = 0
+EXIT_STORE = 1
+EXIT_USAGE = 2
+EXIT_NEEDS_APPROVAL = 3
+EXIT_DENIED = 4
+EXIT_CHECK_FAILED = 10
+EXIT_BACKUP_FAILED = 11
+EXIT_COMMAND_ROLLED_BACK = 12
+EXIT_VERIFY_ROLLED_BACK = 13
+EXIT_ROLLBACK_FAILED = 14
+EXIT_TIMEOUT = 15
+EXIT_KILL_SWITCH = 16
+EXIT_COMMAND_FAILED = 17
+EXIT_VERIFY_FAILED = 18
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_SUCCEEDED, "succeeded: the command ran and every verify passed (outcome succeeded)"),
+    (EXIT_STORE, "store error: the store could not be read or written; the run stopped (an unreported grant "
+                 "expires by itself)"),
+    (EXIT_USAGE, "bad usage: bad options, a command missing or not executable, or --rollback missing where the "
+                 "policy makes it mandatory (nothing asked, no grant taken)"),
+    (EXIT_NEEDS_APPROVAL, "needs approval: nobody decided the action request within --wait (or --wait 0)"),
+    (EXIT_DENIED, "denied by the gate, or the action request was rejected or expired"),
+    (EXIT_CHECK_FAILED, "a --check failed: nothing ran (the grant is released)"),
+    (EXIT_BACKUP_FAILED, "the --backup failed: the command never ran (the grant is released)"),
+    (EXIT_COMMAND_ROLLED_BACK, "the command failed and --rollback restored (outcome rolled_back)"),
+    (EXIT_VERIFY_ROLLED_BACK, "a --verify failed and --rollback restored (outcome rolled_back)"),
+    (EXIT_ROLLBACK_FAILED, "the rollback failed: escalated to a human with a critical alert (outcome failed)"),
+    (EXIT_TIMEOUT, "the command ran past --timeout and was killed with its process group (then rolled back "
+                   "if --rollback was given)"),
+    (EXIT_KILL_SWITCH, "stopped by the kill switch before its next step"),
+    (EXIT_COMMAND_FAILED, "the command failed and there was no --rollback (outcome failed)"),
+    (EXIT_VERIFY_FAILED, "a --verify failed and there was no --rollback (outcome failed)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the running step was killed, nothing further ran"),
+)
+
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_WAIT = 600.0
+DEFAULT_VERIFY_INTERVAL = 5.0
+#: after SIGTERM to a timed-out step's process group, this long before SIGKILL
+KILL_GRACE = 2.0
+#: how much of a step's output the report keeps (the end of it), in characters and lines
+TAIL_CHARS = 2000
+TAIL_LINES = 20
+#: after a step's process exits, how long its output may still drain (a grandchild may hold the pipe)
+DRAIN_SECONDS = 1.0
+
+
+class StoreError(RuntimeError):
+    """The port could not read or write governance: the run stops (fail closed)."""
+
+
+# --- what to run -----------------------------------------------------------------------------------
+
+
+def split_command(text: str, what: str) -> tuple[str, ...]:
+    """A --check/--backup/--verify/--rollback string as argv (shlex rules, no shell)."""
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise InvalidInput(f"{what} {text!r} cannot be split into words: {exc}") from None
+    if not argv:
+        raise InvalidInput(f"{what} is empty: give the command to run, e.g. {what} \"curl -fsS http://…/health\"")
+    return argv
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+def parse_seconds(text: str, what: str = "duration") -> float:
+    """'30s', '1.5s', '500ms', '5m', '1h' or a bare number of seconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise InvalidInput(f"{what} {text!r} is not a duration: use e.g. 500ms, 30s, 1.5s, 5m or 1h")
+    value = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    return value
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    command_type: str
+    command: tuple[str, ...]
+    service: str | None = None
+    agent: str | None = None
+    confidence: float | None = None
+    action_class: str | None = None
+    wait: float = DEFAULT_WAIT                     # seconds for a human; 0: do not queue a request
+    checks: tuple[tuple[str, ...], ...] = ()
+    backup: tuple[str, ...] | None = None
+    verify: tuple[str, ...] | None = None
+    verify_checks: int = 1
+    verify_interval: float = DEFAULT_VERIFY_INTERVAL
+    rollback: tuple[str, ...] | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    def steps(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(step name, argv) in the order they would run when nothing fails (the rollback last)."""
+        out: list[tuple[str, tuple[str, ...]]] = [("check", c) for c in self.checks]
+        if self.backup:
+            out.append(("backup", self.backup))
+        out.append(("command", self.command))
+        if self.verify:
+            out += [("verify", self.verify)] * self.verify_checks
+        if self.rollback:
+            out.append(("rollback", self.rollback))
+        return out
+
+    def problems(self) -> list[str]:
+        """Why this plan cannot run, before anything is asked: bad numbers, commands missing or not executable."""
+        found: list[str] = []
+        if not self.command:
+            found.append("no command given: put it after --, e.g. govcon run restart_service -- systemctl restart api")
+        if self.timeout <= 0:
+            found.append(f"--timeout must be positive, not {self.timeout:g}s")
+        if self.wait < 0:
+            found.append(f"--wait must not be negative, not {self.wait:g}s")
+        if self.verify_checks < 1:
+            found.append(f"--verify-checks must be at least 1, not {self.verify_checks}")
+        if self.verify is not None and self.verify_interval <= 0:
+            found.append(f"--verify-interval must be positive (it also bounds each verify), not "
+                         f"{self.verify_interval:g}s")
+        if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
+            found.append(f"--confidence {self.confidence:g} is outside 0..1")
+        seen: set[tuple[str, str]] = set()
+        for name, argv in self.steps():
+            if not argv or (name, argv[0]) in seen:
+                continue
+            seen.add((name, argv[0]))
+            why = _not_runnable(argv[0])
+            if why:
+                found.append(f"{'the command' if name == 'command' else '--' + name} {argv[0]!r}: {why}")
+        return found
+
+
+def _not_runnable(program: str) -> str | None:
+    if shutil.which(program) is not None:
+        return None
+    if os.sep in program:
+        if not os.path.exists(program):
+            return "no such file"
+        if os.path.isdir(program):
+            return "is a directory, not a program"
+        return "is not executable (chmod +x it, or name its interpreter: sh SCRIPT)"
+    return "not found on PATH"
+
+
+# --- the port: how the runner reaches governance ---------------------------------------------------
+
+
+class ActionsPort(Protocol):
+    """What the runner needs from governance. Methods raise StoreError (or anything else: treated the
+    same) when the store cannot be reached."""
+
+    def require_reporter(self) -> None: ...
+    def rollback_mandatory(self, command_type: str, action_class: str | None) -> bool: ...
+    def decide(self, plan: RunPlan, *, request: bool, take_grant: bool) -> dict[str, Any]: ...
+    def wait(self, request_id: str, timeout: float) -> dict[str, Any]: ...
+    def stop_reason(self) -> str | None: ...
+    def report_outcome(self, grant_id: str, plan: RunPlan, status: str) -> None: ...
+    def release(self, grant_id: str, reason: str) -> None: ...
+    def escalate(self, grant_id: str, plan: RunPlan, title: str, body: str, details: dict[str, Any]) -> None: ...
+    def attach_report(self, grant_id: str, report: dict[str, Any]) -> None: ...
+    def now(self) -> str: ...
+
+
+class GovernancePort:
+    """The port in-process: the Governance facade on the store (what `govcon run` uses)."""
+
+    def __init__(self, gov: Governance, actor: str) -> None:
+        self.gov = gov
+        self.actor = actor
+
+    def now(self) -> str:
+        return isoformat(self.gov.clock.now())
+
+    def require_reporter(self) -> None:
+        self.gov.require(self.actor, "ingest")  # outcomes are events: whoever runs must be able to report them
+
+    def rollback_mandatory(self, command_type: str, action_class: str | None) -> bool:
+        return any(p.rollback_mandatory for p in self.gov.policies.applicable(command_type, action_class))
+
+    def decide(self, plan: RunPlan, *, request: bool, take_grant: bool) -> dict[str, Any]:
+        decision = self.gov.gate.decide(plan.command_type, confidence=plan.confidence,
+                                        action_class=plan.action_class, service=plan.service,
+                                        agent=plan.agent or self.actor, request=request,
+                                        requested_by=self.actor, take_grant=take_grant)
+        return decision.to_json()
+
+    def wait(self, request_id: str, timeout: float) -> dict[str, Any]:
+        return self.gov.actions.wait(request_id, timeout)
+
+    def stop_reason(self) -> str | None:
+        from storage import state_repo
+        marker = getattr(self.gov, "kill_marker", None)
+        engaged = marker.engaged() if marker is not None else None
+        if engaged:
+            by = getattr(engaged, "by", None)
+            why = getattr(engaged, "reason", None)
+            return "kill switch engaged (marker file)" + (f" by {by}" if by else "") + (f": {why}" if why else "")
+        with self.gov.store.read(lane="safety") as conn:
+            state = state_repo.get_state(conn)
+        if state is None:
+            raise StoreError("the store has no governance state any more")
+        if state.kill_switch_engaged:
+            return f"kill switch engaged by {state.kill_switch_by}: {state.kill_switch_reason}"
+        return None
+
+    def report_outcome(self, grant_id: str, plan: RunPlan, status: str) -> None:
+        event: dict[str, Any] = {"kind": "command", "id": grant_id, "type": plan.command_type, "status": status,
+                                 "autonomous": True, "at": self.now()}
+        if plan.service:
+            event["service"] = plan.service
+        report = self.gov.ingestor.ingest_objects([event])
+        if report.rejected:
+            errors = "; ".join(f"{e.field}: {e.message}" for e in report.errors) or "rejected"
+            raise StoreError(f"the outcome {status} for {grant_id} was refused: {errors}")
+
+    def release(self, grant_id: str, reason: str) -> None:
+        """Nothing ran: give the grant back (it still counts against the day's budget), audited."""
+        own = getattr(self.gov.actions, "release", None)
+        if own is not None:  # the ActionBook's own, when it has one
+            own(self.actor, grant_id, reason)
+            return
+        from storage import actions_repo, audit
+        now = self.gov.clock.now()
+        with self.gov.store.write() as conn:
+            grant = actions_repo.get_grant(conn, grant_id)
+            if grant is None or grant.status != actions_repo.OPEN:
+                return
+            actions_repo.update_grant(conn, grant_id, status=RELEASED, outcome_at=now)
+            audit.append(conn, at=now, actor=self.actor, action="action.release", target=grant_id, reason=reason,
+                         details={"commandType": grant.command_type, "service": grant.service, "agent": grant.agent})
+
+    def escalate(self, grant_id: str, plan: RunPlan, title: str, body: str, details: dict[str, Any]) -> None:
+        """A critical alert through the outbox, in one transaction with its audit entry; then one delivery
+        attempt at once (a one-shot CLI may have no scheduler; the outbox's claims prevent a double send)."""
+        from engine.alerts import Alert
+        from storage import audit, state_repo
+        now = self.gov.clock.now()
+        alert = Alert(kind="trigger", severity="critical", title=title, body=body,
+                      dedup_key=f"govcon-rollback-failed-{grant_id}", at=now, details=details)
+        with self.gov.store.write() as conn:
+            state = state_repo.get_state(conn)
+            audit.append(conn, at=now, actor=self.actor, action="action.escalate", target=grant_id, reason=title,
+                         details=details)
+            self.gov.notifier.enqueue(conn, alert, kill_switch_engaged=bool(state and state.kill_switch_engaged))
+        try:
+            self.gov.notifier.deliver_due()
+        except Exception:  # the outbox keeps it; the scheduler's delivery job sends it
+            pass
+
+    def attach_report(self, grant_id: str, report: dict[str, Any]) -> None:
+        self.gov.actions.attach_report(self.actor, grant_id, report)
+
+
+#: the status of a grant given back unused (nothing ran)
+RELEASED = "released"
+
+
+# --- running one step ----------------------------------------------------------------------------
+
+
+@dataclass
+class StepResult:
+    name: str
+    argv: tuple[str, ...]
+    exit_code: int | None = None
+    duration: float = 0.0
+    timed_out: bool = False
+    error: str | None = None
+    tail: str = ""
+    started_at: str | None = None
+    n: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "command": redact(shlex.join(self.argv)),
+                               "exitCode": self.exit_code, "durationMs": round(self.duration * 1000),
+                               "timedOut": self.timed_out, "startedAt": self.started_at,
+                               "outputTail": redact(self.tail)}
+        if self.n is not None:
+            doc["n"] = self.n
+        if self.error:
+            doc["error"] = redact(self.error)
+        return doc
+
+
+class _Tail:
+    """The end of a step's output: at most TAIL_LINES lines and TAIL_CHARS characters."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line[-TAIL_CHARS:])
+
+    def text(self) -> str:
+        return "".join(self.lines)[-TAIL_CHARS:]
+
+
+def run_process(name: str, argv: tuple[str, ...], timeout: float, *,
+                on_line: Callable[[str, str], None] | None = None, kill_grace: float = KILL_GRACE) -> StepResult:
+    """Run argv (no shell) in a process group of its own, stdout and stderr merged; past ``timeout``
+    the whole group gets SIGTERM, then SIGKILL after ``kill_grace``."""
+    result = StepResult(name, argv)
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        result.error = f"cannot start {argv[0]}: {exc.strerror or exc}"
+        result.duration = time.monotonic() - started
+        return result
+    tail = _Tail()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            tail.add(line)
+            if on_line is not None:
+                try:
+                    on_line(name, line)
+                except Exception:
+                    pass
+
+    reader = threading.Thread(target=read, name=f"govcon-run-{name}", daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        result.timed_out = True
+        _kill_group(proc, kill_grace)
+    except BaseException:  # Ctrl-C: the step dies with us
+        _kill_group(proc, 0.0)
+        raise
+    finally:
+        result.duration = time.monotonic() - started
+    reader.join(DRAIN_SECONDS)
+    result.exit_code = proc.returncode
+    result.tail = tail.text()
+    return result
+
+
+def _kill_group(proc: subprocess.Popen, grace: float) -> None:
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=wait)
+            if sig == signal.SIGTERM:  # the leader is gone; make sure nothing of its group lingers
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    result: str                      # a word: succeeded, denied, check_failed, rolled_back, ...
+    message: str                     # one line for the operator
+    decision: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+    grant_id: str | None = None
+    request_id: str | None = None
+    problems: list[str] = field(default_factory=list)
+    unreported: list[str] = field(default_factory=list)   # what could not be written to the store
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exitCode": self.exit_code, "result": self.result, "message": redact(self.message),
+                "grantId": self.grant_id, "requestId": self.request_id, "decision": self.decision,
+                "report": self.report, "problems": self.problems, "unreported": self.unreported}
+
+
+class _Stop(Exception):
+    """Stop before the next step (the kill switch, or a store that cannot be read)."""
+
+    def __init__(self, code: int, result: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.result, self.reason = code, result, reason
+
+
+Progress = Callable[[str], None]
+
+
+class Runner:
+    def __init__(self, port: ActionsPort, *, progress: Progress | None = None,
+                 on_output: Callable[[str, str], None] | None = None, kill_grace: float = KILL_GRACE,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.port = port
+        self.progress = progress or (lambda _line: None)
+        self.on_output = on_output
+        self.kill_grace = kill_grace
+        self.sleep = sleep
+
+    # --- before anything is asked ---------------------------------------------------------------
+
+    def _refuse(self, plan: RunPlan, *, dry: bool) -> RunResult | None:
+        problems = plan.problems()
+        if problems:
+            return RunResult(EXIT_USAGE, "usage", "; ".join(problems) + " — nothing asked, no grant taken",
+                             problems=problems)
+        try:
+            if not dry:
+                self.port.require_reporter()
+            mandatory = plan.rollback is None and self.port.rollback_mandatory(plan.command_type, plan.action_class)
+        except Exception as exc:
+            from engine.errors import GovconError
+            if isinstance(exc, GovconError):
+                return RunResult(exc.exit_code, "refused", str(exc))
+            return RunResult(EXIT_STORE, "store_error", f"cannot read governance: {_brief(exc)}")
+        if mandatory:
+            why = (f"the policy for {plan.command_type} makes a rollback mandatory: give --rollback CMD "
+                   "(nothing asked, no grant taken)")
+            return RunResult(EXIT_USAGE, "usage", why, problems=[why])
+        return None
+
+    def dry_run(self, plan: RunPlan) -> RunResult:
+        """Ask the gate without taking a grant and say what would run."""
+        refused = self._refuse(plan, dry=True)
+        if refused is not None:
+            return refused
+        try:
+            decision = self.port.decide(plan, request=False, take_grant=False)
+        except Exception as exc:
+            return RunResult(EXIT_STORE, "store_error", f"cannot ask the gate: {_brief(exc)}")
+        if decision.get("rollbackMandatory") and plan.rollback is None:
+            why = f"policy {decision.get('policy')} makes a rollback mandatory: give --rollback CMD"
+            return RunResult(EXIT_USAGE, "usage", why, decision=decision, problems=[why])
+        code = {"allow": EXIT_SUCCEEDED, "needs_approval": EXIT_NEEDS_APPROVAL}.get(decision["decision"], EXIT_DENIED)
+        steps = [{"name": n, "command": redact(shlex.join(a)),
+                  **({"timeout": f"{plan.verify_interval:g}s", "every": f"{plan.verify_interval:g}s"} if n == "verify"
+                     else {"timeout": f"{plan.timeout:g}s"}),
+                  **({"when": "only if the command or a verify fails"} if n == "rollback" else {})}
+                 for n, a in plan.steps()]
+        would = {"allow": "would run (no grant taken)",
+                 "needs_approval": f"would need a human's approval (a run waits {plan.wait:g}s for one)"
+                 if plan.wait > 0 else "would need a human's approval (and --wait 0 queues no request)",
+                 }.get(decision["decision"], "would be denied")
+        report = {"dryRun": True, "commandType": plan.command_type, "service": plan.service, "agent": plan.agent,
+                  "steps": steps}
+        return RunResult(code, "dry_run", f"dry run: {decision['decision']}: {decision['reason']} — {would}",
+                         decision=decision, report=report)
+
+    # --- the governed run -----------------------------------------------------------------------
+
+    def run(self, plan: RunPlan) -> RunResult:
+        refused = self._refuse(plan, dry=False)
+        if refused is not None:
+            return refused
+        started = time.monotonic()
+        report: dict[str, Any] = {"runner": "govcon run", "commandType": plan.command_type, "service": plan.service,
+                                  "agent": plan.agent, "confidence": plan.confidence, "startedAt": self.port.now(),
+                                  "steps": [], "plan": [{"name": n, "command": redact(shlex.join(a))}
+                                                        for n, a in plan.steps()]}
+        try:
+            granted = self._ask(plan, report)
+        except Exception as exc:  # a port that cannot reach governance: nothing was granted that we know of
+            return RunResult(EXIT_STORE, "store_error", f"cannot ask the gate: {_brief(exc)}")
+        if isinstance(granted, RunResult):
+            return granted
+        grant_id = granted
+        report["grantId"] = grant_id
+        state = _RunState(plan, grant_id, report)
+        try:
+            self._execute(state)
+        except _Stop as stop:
+            state.stop(stop.code, stop.result, stop.reason)
+        except KeyboardInterrupt:
+            state.stop(EXIT_INTERRUPTED, "interrupted", "interrupted (Ctrl-C) during " + (state.current or "the run"))
+        return self._finish(state, started)
+
+    def _ask(self, plan: RunPlan, report: dict[str, Any]) -> str | RunResult:
+        """The grant id, or the result that ends the run here."""
+        queue = plan.wait > 0
+        decision = self.port.decide(plan, request=queue, take_grant=True)
+        report["decision"] = {k: decision.get(k) for k in ("decision", "reason", "policy", "phase", "grantId",
+                                                            "requestId", "expiresAt")}
+        report["agent"] = decision.get("agent") or plan.agent
+        verdict = decision["decision"]
+        self.progress(f"gate: {verdict}: {decision['reason']}")
+        if verdict == "allow" and decision.get("grantId"):
+            if decision.get("rollbackMandatory") and plan.rollback is None:  # a policy loaded since the check
+                self._release_quietly(decision["grantId"], "rollback mandatory but not given")
+                why = f"policy {decision.get('policy')} makes a rollback mandatory: give --rollback CMD"
+                return RunResult(EXIT_USAGE, "usage", why, decision=decision, problems=[why])
+            return decision["grantId"]
+        if verdict == "allow":  # an allow without a grant: a gate that does not keep the books
+            return RunResult(EXIT_DENIED, "denied", "the gate allowed without issuing a grant; not running",
+                             decision=decision)
+        if verdict != "needs_approval":
+            return RunResult(EXIT_DENIED, "denied", f"denied: {decision['reason']}", decision=decision)
+        request_id = decision.get("requestId")
+        if not queue:
+            return RunResult(EXIT_NEEDS_APPROVAL, "needs_approval",
+                             f"needs approval: {decision['reason']} (with --wait 0 no request is queued; give "
+                             "--wait D to queue one and wait for a human)", decision=decision)
+        if request_id is None:
+            why = decision.get("requestError") or "no action request was queued"
+            return RunResult(EXIT_NEEDS_APPROVAL, "needs_approval", f"needs approval: {decision['reason']}; {why}",
+                             decision=decision)
+        self.progress(f"action request {request_id} queued; waiting up to {plan.wait:g}s for a human "
+                      f"(govcon actions approve {request_id})")
+        try:
+            shown = self.port.wait(request_id, plan.wait)
+        except Exception as exc:
+            return RunResult(EXIT_STORE, "store_error", f"cannot read the action request {request_id}: {_brief(exc)}",
+                             decision=decision, request_id=request_id)
+        request = shown.get("request") or {}
+        status = request.get("status")
+        if status == "approved" and (shown.get("grant") or {}).get("grantId"):
+            report["approvedBy"] = request.get("decidedBy")
+            report["requestId"] = request_id
+            self.progress(f"approved by {request.get('decidedBy')}: grant {shown['grant']['grantId']}")
+            return shown["grant"]["grantId"]
+        if status == "rejected":
+            return RunResult(EXIT_DENIED, "rejected", f"action request {request_id} rejected by "
+                             f"{request.get('decidedBy')}: {request.get('note')}", decision=decision,
+                             request_id=request_id)
+        if status == "expired":
+            return RunResult(EXIT_DENIED, "expired", f"action request {request_id} expired undecided (it counts as "
+                             "rejected)", decision=decision, request_id=request_id)
+        return RunResult(EXIT_NEEDS_APPROVAL, "undecided", f"action request {request_id} still undecided after "
+                         f"{plan.wait:g}s; not running (if it is approved later, its grant expires unused)",
+                         decision=decision, request_id=request_id)
+
+    def _checkpoint(self, state: _RunState, before: str) -> None:
+        """Between steps: stop when the kill switch is engaged or the store cannot say whether it is."""
+        try:
+            reason = self.port.stop_reason()
+        except Exception as exc:
+            raise _Stop(EXIT_STORE, "store_error", f"the store cannot be read before {before}, so the run "
+                                                   f"stops (failing closed): {_brief(exc)}") from None
+        if reason:
+            raise _Stop(EXIT_KILL_SWITCH, "kill_switch", f"stopped before {before}: {reason}")
+        state.current = before
+
+    def _step(self, state: _RunState, name: str, argv: tuple[str, ...], timeout: float, n: int | None = None,
+              label: str | None = None) -> StepResult:
+        label = label or name
+        self._checkpoint(state, label)
+        started_at = self.port.now()
+        result = run_process(name, argv, timeout, on_line=self.on_output, kill_grace=self.kill_grace)
+        result.started_at, result.n = started_at, n
+        state.steps.append(result)
+        state.report["steps"].append(result.to_json())
+        how = "timed out after %gs (killed)" % timeout if result.timed_out else \
+            (result.error or f"exit {result.exit_code}")
+        self.progress(f"{label}: {redact(shlex.join(argv))} -> {how} ({round(result.duration * 1000)} ms)")
+        return result
+
+    def _execute(self, state: _RunState) -> None:
+        plan = state.plan
+        total = len(plan.checks)
+        for i, check in enumerate(plan.checks, start=1):
+            if not self._step(state, "check", check, plan.timeout, i, f"check {i}/{total}").ok:
+                state.end(EXIT_CHECK_FAILED, "check_failed", f"check {i}/{total} failed: nothing ran")
+                return
+        if plan.backup:
+            if not self._step(state, "backup", plan.backup, plan.timeout).ok:
+                state.end(EXIT_BACKUP_FAILED, "backup_failed", "the backup failed: the command never ran")
+                return
+        command = self._step(state, "command", plan.command, plan.timeout)
+        state.command_ran = True
+        if not command.ok:
+            if command.timed_out:
+                failure = (EXIT_TIMEOUT, "timed_out", f"the command ran past {plan.timeout:g}s and was killed")
+            else:
+                failure = (None, "command_failed", "the command failed (" + (command.error or
+                                                                             f"exit {command.exit_code}") + ")")
+            self._roll_back(state, *failure, rolled_code=EXIT_COMMAND_ROLLED_BACK, bare_code=EXIT_COMMAND_FAILED)
+            return
+        if plan.verify:
+            for i in range(1, plan.verify_checks + 1):
+                if i > 1:
+                    self.sleep(plan.verify_interval)
+                verify = self._step(state, "verify", plan.verify, plan.verify_interval, i,
+                                    f"verify {i}/{plan.verify_checks}")
+                if not verify.ok:
+                    what = "hung past its interval" if verify.timed_out else (verify.error or f"exit {verify.exit_code}")
+                    self._roll_back(state, None, "verify_failed", f"verify {i}/{plan.verify_checks} failed ({what})",
+                                    rolled_code=EXIT_VERIFY_ROLLED_BACK, bare_code=EXIT_VERIFY_FAILED)
+                    return
+        state.end(EXIT_SUCCEEDED, "succeeded", "the command ran" + (f" and was verified {plan.verify_checks} time(s)"
+                                                              if plan.verify else ""), outcome="succeeded")
+
+    def _roll_back(self, state: _RunState, code: int | None, result: str, why: str, *, rolled_code: int,
+                   bare_code: int) -> None:
+        plan = state.plan
+        if not plan.rollback:
+            state.end(code or bare_code, result, f"{why}; no --rollback given", outcome="failed")
+            return
+        state.outcome = "failed"  # known from here on, whatever stops the rollback
+        rollback = self._step(state, "rollback", plan.rollback, plan.timeout)
+        if rollback.ok:
+            state.end(code or rolled_code, result, f"{why}; rolled back", outcome="rolled_back")
+            return
+        how = "timed out" if rollback.timed_out else (rollback.error or f"exit {rollback.exit_code}")
+        state.end(EXIT_ROLLBACK_FAILED, "rollback_failed", f"{why}; the ROLLBACK FAILED ({how}): escalated",
+                  outcome="failed")
+        state.escalate = True
+
+    # --- reporting --------------------------------------------------------------------------------
+
+    def _finish(self, state: _RunState, started: float) -> RunResult:
+        """Report what is known, escalate, attach the report; each write tried on its own, so a store that
+        went away loses only what it must (the grant then expires by itself)."""
+        plan, grant_id, report = state.plan, state.grant_id, state.report
+        report.update({"finishedAt": _safe_now(self.port), "durationMs": round((time.monotonic() - started) * 1000),
+                       "result": state.result, "exitCode": state.code, "message": redact(state.message),
+                       "outcome": state.outcome or ("not_run" if not state.command_ran else "unknown"),
+                       "stoppedBy": state.stopped_by, "escalated": False})
+        unreported: list[str] = []
+
+        def attempt(what: str, write: Callable[[], None]) -> bool:
+            try:
+                write()
+                return True
+            except Exception as exc:
+                unreported.append(f"{what}: {_brief(exc)}")
+                return False
+
+        if state.outcome is not None:
+            attempt(f"outcome {state.outcome}", lambda: self.port.report_outcome(grant_id, plan, state.outcome))
+        elif not state.command_ran:
+            attempt("release of the unused grant", lambda: self.port.release(grant_id, state.message))
+        if state.escalate:
+            title, body, details = _escalation(state)
+            report["escalated"] = attempt("escalation", lambda: self.port.escalate(grant_id, plan, title, body,
+                                                                                   details))
+        attempt("action report", lambda: self.port.attach_report(grant_id, report))
+        code, message = state.code, state.message
+        if unreported:
+            if code != EXIT_ROLLBACK_FAILED:  # a failed rollback stays the louder news
+                code = EXIT_STORE
+            message = (f"{message}; the store could not record: {'; '.join(unreported)} — the grant {grant_id} "
+                       "expires by itself")
+        return RunResult(code, state.result, message, decision=report.get("decision"), report=report,
+                         grant_id=grant_id, request_id=report.get("requestId"), unreported=unreported)
+
+    def _release_quietly(self, grant_id: str, reason: str) -> None:
+        try:
+            self.port.release(grant_id, reason)
+        except Exception:
+            pass
+
+
+@dataclass
+class _RunState:
+    plan: RunPlan
+    grant_id: str
+    report: dict[str, Any]
+    steps: list[StepResult] = field(default_factory=list)
+    code: int = EXIT_SUCCEEDED
+    result: str = "succeeded"
+    message: str = ""
+    outcome: str | None = None       # succeeded | failed | rolled_back: what is known to report
+    command_ran: bool = False
+    escalate: bool = False
+    stopped_by: str | None = None
+    current: str | None = None
+
+    def end(self, code: int, result: str, message: str, *, outcome: str | None = None) -> None:
+        self.code, self.result, self.message = code, result, message
+        if outcome is not None:
+            self.outcome = outcome
+
+    def stop(self, code: int, result: str, reason: str) -> None:
+        """Stopped before a step: the outcome stays what is known (failed once the command failed; unknown
+        when the command ran but its verification did not finish)."""
+        self.code, self.result, self.stopped_by = code, result, reason
+        if not self.command_ran:
+            self.message = f"{reason}; nothing ran"
+        elif self.outcome == "failed":
+            self.message = f"{reason}; the command had failed and was not rolled back"
+        else:
+            self.message = f"{reason}; the command ran but its verification did not finish (outcome unknown)"
+
+
+def _escalation(state: _RunState) -> tuple[str, str, dict[str, Any]]:
+    plan = state.plan
+    on = f" on {plan.service}" if plan.service else ""
+    agent = state.report.get("agent") or plan.agent or "govcon run"
+    title = f"ROLLBACK FAILED: {plan.command_type}{on} by {agent} ({state.grant_id}) — human intervention required"
+    lines = [f"{s.name}{' ' + str(s.n) if s.n else ''}: {redact(shlex.join(s.argv))} -> "
+             + ("timed out" if s.timed_out else s.error or f"exit {s.exit_code}") for s in state.steps]
+    last = state.steps[-1] if state.steps else None
+    tail = redact(last.tail.strip().splitlines()[-1]) if last and last.tail.strip() else ""
+    body = (f"{state.message}.\n" + "\n".join(lines) + (f"\nlast output: {tail}" if tail else "")
+            + f"\nThe system may be half-changed. See: govcon actions show {state.grant_id}")
+    details = {"grantId": state.grant_id, "commandType": plan.command_type, "service": plan.service,
+               "agent": agent, "steps": [{"name": s.name, "exitCode": s.exit_code, "timedOut": s.timed_out}
+                                         for s in state.steps]}
+    return title, body, details
+
+
+def _safe_now(port: ActionsPort) -> str | None:
+    try:
+        return port.now()
+    except Exception:
+        return None
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
