@@ -1,9 +1,10 @@
 """POST /api/events: decode one event, a JSON array or JSON Lines, and store them with group commit.
 
-Requests are queued to one writer thread, which takes every request waiting, validates each event
-(engine.events.parse_event, as `govcon ingest` does) and stores the whole group in ONE write
-transaction — each request's rows inserted on their own so that each gets its own counts of accepted
-and duplicate events. Sixteen clients sending one event each thus cost one transaction and one thread
+Requests are queued to one writer thread, which takes every request waiting and stores the whole
+group in ONE write transaction through the engine's own pipeline (``Ingestor.store_groups``, as
+`govcon ingest` stores a batch: the same validation, conflicts and command hooks) — each request's
+rows inserted on their own so that each gets its own counts of accepted, duplicate and conflicting
+events. Sixteen clients sending one event each thus cost one transaction and one thread
 hand-off per group instead of per request: on SQLite, which serialises writers anyway, that is what
 makes thousands of requests a second possible. A request is answered only after its group commits;
 if the commit fails, every request of the group gets the error and nothing of it is stored.
@@ -17,20 +18,17 @@ import json
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from engine.events import EventError, parse_event
-from engine.ingest import MAX_REPORTED_ERRORS, IngestError, IngestReport, Ingestor
-from storage import events_repo
+from engine.ingest import (MAX_LINE_BYTES, MAX_REPORTED_ERRORS, IngestError, IngestReport, Ingestor,
+                           overlong_message)
 from storage.db import StoreUnavailable
 
 log = logging.getLogger("govcon.serve.ingest")
 
 JSON_LINES_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines",
                               "application/json-lines", "application/jsonlines"})
-_INSERTERS = {"command": events_repo.insert_command_events, "incident": events_repo.insert_incidents,
-              "safety": events_repo.insert_safety_events, "eval_coverage": events_repo.insert_eval_coverage}
 GROUP_EVENTS = 50_000  # at most this many events in one group transaction
 
 
@@ -55,17 +53,26 @@ class IngestOutcome:
 
     @property
     def status_code(self) -> int:
-        return 422 if self.report.rejected else 200
+        """422 when an event was rejected; else 409 when one conflicts with a stored event; else 200."""
+        return 422 if self.report.rejected else 409 if self.report.conflict else 200
 
     def to_json(self) -> dict[str, Any]:
         doc = self.report.to_json()
-        if self.report.rejected and self.report.errors:
-            first = self.report.errors[0]
-            where = f"{self.unit} {first.line}" + (f", field {first.field}" if first.field else "")
-            doc["detail"] = (f"{self.report.rejected} of {self.items} events rejected, the first at {where}: "
-                             f"{first.message}. Nothing of a rejected event was stored; the others were "
-                             "(see accepted and duplicate), and sending them again is safe")
+        report = self.report
+        if report.rejected and report.errors:
+            first = next((e for e in report.errors if not e.conflict), report.errors[0])
+            doc["detail"] = (f"{report.rejected} of {self.items} events rejected, the first at "
+                             f"{self._where(first)}: {first.message}. Nothing of a rejected event was stored; "
+                             "the others were (see accepted and duplicate), and sending them again is safe")
+        elif report.conflict and report.errors:
+            first = report.errors[0]
+            doc["detail"] = (f"{report.conflict} of {self.items} events conflict with stored events, the first "
+                             f"at {self._where(first)}: {first.message}. The others were stored (see accepted "
+                             "and duplicate)")
         return doc
+
+    def _where(self, error: IngestError) -> str:
+        return f"{self.unit} {error.line}" + (f", field {error.field}" if error.field else "")
 
 
 def media_type(content_type: str | None) -> str:
@@ -86,6 +93,8 @@ def decode(body: bytes, content_type: str | None) -> Decoded:
     except RecursionError:
         raise BadBody("not valid JSON: nested too deeply") from None
     if isinstance(doc, dict):
+        if len(body) > MAX_LINE_BYTES:  # one event, as long as no event is (a line of JSON Lines could not be)
+            return Decoded([], [IngestError(1, None, overlong_message(len(body), MAX_LINE_BYTES))], "item")
         return Decoded([(1, doc)], [], "item")
     if isinstance(doc, list):
         return Decoded(list(enumerate(doc, start=1)), [], "item")
@@ -98,6 +107,9 @@ def _decode_lines(body: bytes) -> Decoded:
     items, errors = [], []
     for number, line in enumerate(body.splitlines(), start=1):
         if not line.strip():
+            continue
+        if len(line) > MAX_LINE_BYTES:  # never decoded: as `govcon ingest` caps a line
+            errors.append(IngestError(number, None, overlong_message(len(line), MAX_LINE_BYTES)))
             continue
         try:
             items.append((number, json.loads(line)))
@@ -114,7 +126,6 @@ class _Request:
     content_type: str | None
     future: asyncio.Future
     decoded: Decoded | None = None
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     report: IngestReport = field(default_factory=IngestReport)
 
 
@@ -212,36 +223,16 @@ class IngestService:
         except Exception as exc:
             return request.future, None, exc
         # the Ingestor numbers the objects it was given; errors name the request's own items or lines
-        report.errors = [IngestError(decoded.items[e.line - 1][0], e.field, e.message) for e in report.errors]
+        report.errors = [replace(e, line=decoded.items[e.line - 1][0]) for e in report.errors]
         request.report = report
         return request.future, self._outcome(request), None
 
     def _store_together(self, group: list[_Request]) -> None:
-        now = self.clock.now()
-        for request in group:
-            request.report = IngestReport()
-            request.rows = {}
-            for number, obj in request.decoded.items:
-                try:
-                    parsed = parse_event(obj, now)
-                except EventError as exc:
-                    request.report.rejected += 1
-                    request.report.errors.append(IngestError(number, exc.field, exc.message))
-                    continue
-                request.rows.setdefault(parsed.kind, []).append(parsed.row)
-        with self.store.write(serialise=False) as conn:
-            for request in group:
-                for kind, rows in request.rows.items():
-                    stored = _INSERTERS[kind](conn, rows)
-                    request.report.accepted += stored
-                    request.report.duplicate += len(rows) - stored
-                    request.report.kinds[kind] = stored
+        """Every request of the group in one transaction, by the engine: one pipeline for all ingest."""
+        reports = self.ingestor.store_groups([r.decoded.items for r in group])
+        for request, report in zip(group, reports):
+            request.report = report
         self.groups += 1
-        accepted = sum(r.report.accepted for r in group)
-        if accepted:
-            combined = IngestReport(accepted=accepted)
-            for listener in self.ingestor.listeners:
-                listener(combined)
 
     @staticmethod
     def _outcome(request: _Request) -> IngestOutcome:

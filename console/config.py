@@ -52,6 +52,42 @@ class Config:
             opts["retention_days"] = int(sec["retention_days"])
         return opts
 
+    def event_timing(self):
+        """[ingest] max_clock_skew = "5m" (an event stamped further ahead is refused) and late_horizon =
+        "1h" (an event at most this late is judged by the breakers on arrival): durations as rule
+        windows spell them (30s, 5m, 1h, 1d). Without the table, engine.events.DEFAULT_TIMING."""
+        sec = self.section("ingest")
+        from engine.events import DEFAULT_TIMING, EventTiming
+        if not sec:
+            return DEFAULT_TIMING
+        from engine.rule_language import RuleError, parse_window
+        known = ("max_clock_skew", "late_horizon")
+        unknown = sorted(set(sec) - set(known))
+        if unknown:
+            raise ConfigError(f"{self.path}: [ingest] has unknown key {', '.join(map(repr, unknown))}; "
+                              f"expected {', '.join(known)}")
+        values = {}
+        for key in known:
+            if key in sec:
+                try:
+                    values[key] = parse_window(sec[key])
+                except RuleError as exc:
+                    raise ConfigError(f"{self.path}: [ingest] {key} = {sec[key]!r}: {exc.message}; use a "
+                                      "duration such as \"5m\" or \"1h\"") from None
+        return EventTiming(**{"max_clock_skew": DEFAULT_TIMING.max_clock_skew,
+                              "late_horizon": DEFAULT_TIMING.late_horizon, **values})
+
+    def kill_switch_marker(self) -> Path | None:
+        """``kill_switch_marker`` (top level; or ``$GOVCON_KILL_SWITCH_MARKER``): the path of the kill
+        switch's marker file (engine/kill_marker.py). None: the default (beside a SQLite store; the
+        service's runtime directory for PostgreSQL)."""
+        value = os.environ.get("GOVCON_KILL_SWITCH_MARKER") or self.raw.get("kill_switch_marker")
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{self.path}: kill_switch_marker must be a file path (a non-empty string)")
+        return Path(value).expanduser()
+
     def section(self, name: str) -> dict[str, Any]:
         value = self.raw.get(name, {})
         if not isinstance(value, dict):
@@ -89,4 +125,4 @@ def build_governance(store, config: Config, clock=None):
         raise ConfigError(f"{config.path}: [governance].proposal_ttl_days must be a number of days")
     return Governance(store, clock, sinks=load_sinks(config.section("alerts")),
                       policies=load_policies(config.section("policies")),
-                      proposal_policy=ProposalPolicy(ttl=ttl))
+                      proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing())

@@ -7,13 +7,38 @@ field and what is wrong with it. Nothing here touches the store.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from engine.domain import COMMAND_STATUSES, EVENT_KINDS, SAFETY_TYPES, SEVERITIES
 
 MAX_ID_LENGTH = 200
 MAX_COUNT = 2**31 - 1  # the stores' INTEGER columns
+#: no event of an autonomous-ops fleet happened before this; an earlier stamp is a broken clock or a typo
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class EventTiming:
+    """How far an event's own ``at`` may stray from the store's clock (config ``[ingest]``).
+
+    ``max_clock_skew``: an event stamped further ahead is refused (an agent's clock that runs ahead
+    would otherwise hold evidence back until its stamp comes round). ``late_horizon``: an event at
+    most this late when it arrives is judged by the breakers on arrival, as well as by its stamp; an
+    older one is backfilled history, which never trips a breaker (docs/rules.md).
+    """
+
+    max_clock_skew: timedelta = timedelta(minutes=5)
+    late_horizon: timedelta = timedelta(hours=1)
+
+    def __post_init__(self) -> None:
+        if self.max_clock_skew < timedelta(0):
+            raise ValueError("max_clock_skew must not be negative")
+        if self.late_horizon < timedelta(0):
+            raise ValueError("late_horizon must not be negative")
+
+
+DEFAULT_TIMING = EventTiming()
 
 
 class EventError(ValueError):
@@ -39,9 +64,34 @@ def parse_timestamp(value: Any, field: str = "at") -> datetime:
     if when.tzinfo is None:
         raise EventError(field, f"{value!r} has no time zone: add Z for UTC (e.g. 2026-11-20T10:00:00Z)")
     try:
-        return when.astimezone(timezone.utc)
+        when = when.astimezone(timezone.utc)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-        raise EventError(field, f"{value!r} is out of range (years 1 to 9999 in UTC)") from None
+        raise EventError(field, f"{value!r} is out of range (years {EARLIEST_EVENT.year} to now)") from None
+    if when < EARLIEST_EVENT:
+        raise EventError(field, f"{value!r} is out of range: before {EARLIEST_EVENT.year}, "
+                                "not a plausible event time")
+    return when
+
+
+def _span(delta: timedelta) -> str:
+    """A short human span: 45 s, 12 min 30 s, 3 h 5 min, 2 d 4 h."""
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")]
+    shown = [f"{n} {unit}" for n, unit in parts if n][:2]
+    return " ".join(shown) or f"{delta.total_seconds():.3f} s"
+
+
+def check_not_ahead(when: datetime, now: datetime, max_skew: timedelta, field: str = "at") -> datetime:
+    """Refuse a stamp more than ``max_skew`` ahead of the store's clock ``now``."""
+    ahead = when - now
+    if ahead > max_skew:
+        raise EventError(field, f"{when.isoformat().replace('+00:00', 'Z')} is {_span(ahead)} ahead of the "
+                                f"store's clock ({now.isoformat().replace('+00:00', 'Z')}); at most "
+                                f"{_span(max_skew)} ahead is accepted ([ingest] max_clock_skew)")
+    return when
 
 
 def _text(obj: dict, field: str, *, required: bool = True) -> str | None:
@@ -81,13 +131,14 @@ def _count(obj: dict, field: str) -> int:
     return value
 
 
-def _at(obj: dict) -> datetime:
+def _at(obj: dict, now: datetime, max_skew: timedelta) -> datetime:
     if "at" not in obj:
         raise EventError("at", "is missing")
-    return parse_timestamp(obj["at"])
+    return check_not_ahead(parse_timestamp(obj["at"]), now, max_skew)
 
 
-def parse_event(obj: Any, ingested_at: datetime) -> ParsedEvent:
+def parse_event(obj: Any, ingested_at: datetime, timing: EventTiming = DEFAULT_TIMING) -> ParsedEvent:
+    """``ingested_at`` is the store's clock now: ``at`` may be at most ``timing.max_clock_skew`` ahead."""
     if not isinstance(obj, dict):
         raise EventError("event", "must be a JSON object")
     kind = obj.get("kind")
@@ -95,6 +146,7 @@ def parse_event(obj: Any, ingested_at: datetime) -> ParsedEvent:
         raise EventError("kind", "is missing")
     if kind not in EVENT_KINDS:
         raise EventError("kind", f"unknown kind {kind!r}; expected one of {', '.join(EVENT_KINDS)}")
+    skew = timing.max_clock_skew
     if kind == "command":
         autonomous = obj.get("autonomous", False)
         if not isinstance(autonomous, bool):
@@ -102,15 +154,17 @@ def parse_event(obj: Any, ingested_at: datetime) -> ParsedEvent:
         return ParsedEvent(kind, {
             "command_id": _text(obj, "id"), "command_type": _text(obj, "type"),
             "status": _choice(obj, "status", COMMAND_STATUSES), "autonomous": autonomous,
-            "at": _at(obj), "ingested_at": ingested_at})
+            "service": _text(obj, "service", required=False),
+            "at": _at(obj, ingested_at, skew), "ingested_at": ingested_at})
     if kind == "incident":
         return ParsedEvent(kind, {
             "incident_id": _text(obj, "id"), "severity": _choice(obj, "severity", SEVERITIES),
-            "command_id": _text(obj, "command_id", required=False), "at": _at(obj),
+            "command_id": _text(obj, "command_id", required=False),
+            "service": _text(obj, "service", required=False), "at": _at(obj, ingested_at, skew),
             "ingested_at": ingested_at})
     if kind == "safety":
         stype = _choice(obj, "type", SAFETY_TYPES)
-        at = _at(obj)
+        at = _at(obj, ingested_at, skew)
         key = _text(obj, "id", required=False) or f"{stype}@{at.isoformat()}"
         return ParsedEvent(kind, {"event_key": key, "type": stype, "at": at, "ingested_at": ingested_at})
     covered, total = _count(obj, "covered"), _count(obj, "total")
@@ -118,7 +172,7 @@ def parse_event(obj: Any, ingested_at: datetime) -> ParsedEvent:
         raise EventError("total", "must be at least 1")
     if covered > total:
         raise EventError("covered", f"{covered} is more than total {total}")
-    at = _at(obj)
+    at = _at(obj, ingested_at, skew)
     key = _text(obj, "id", required=False) or f"eval_coverage@{at.isoformat()}"
     return ParsedEvent(kind, {"event_key": key, "covered": covered, "total": total, "at": at,
                               "ingested_at": ingested_at})

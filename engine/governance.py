@@ -16,6 +16,7 @@ from engine.clock import Clock, SystemClock, isoformat
 from engine.cycle import GovernanceCycle, Reports
 from engine.domain import DEFAULT_RULES, PHASES
 from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
+from engine.events import DEFAULT_TIMING, EventTiming
 from engine.metrics import MetricsCollector
 from engine.notifier import Notifier
 from engine.overrides import Overrides
@@ -69,19 +70,21 @@ class Governance:
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
                  policies: list[Policy] | None = None, proposal_policy: ProposalPolicy | None = None,
-                 evaluate_on_ingest: bool = True, minimal_allowed: frozenset[str] | None = None) -> None:
+                 evaluate_on_ingest: bool = True, minimal_allowed: frozenset[str] | None = None,
+                 event_timing: EventTiming = DEFAULT_TIMING) -> None:
         from engine.gate import DEFAULT_MINIMAL_ALLOWED
         self.store = store
         self._minimal_allowed = DEFAULT_MINIMAL_ALLOWED if minimal_allowed is None else minimal_allowed
         self.clock = clock or SystemClock()
         self._policies = policies or []
         self._evaluate_on_ingest = evaluate_on_ingest
+        self.event_timing = event_timing  # [ingest] max_clock_skew, late_horizon: the ingestor and breakers
         self._build_lock = threading.RLock()
         self.metrics = MetricsCollector(store, self.clock)
         self.readiness = ReadinessAssessor(store, self.clock, readiness_policy)
         self.notifier = Notifier(store, self.clock, sinks or [])  # httpx itself loads on the first delivery
         enqueue = self._enqueue_alert
-        self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue)
+        self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue, timing=event_timing)
         self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue)
         self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue,
                                       readiness_policy=self.readiness.policy)
@@ -133,7 +136,7 @@ class Governance:
     @_BuiltOnFirstUse
     def ingestor(self) -> Ingestor:
         from engine.ingest import Ingestor
-        ingestor = Ingestor(self.store, self.clock)
+        ingestor = Ingestor(self.store, self.clock, timing=self.event_timing)
         if self._evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
             ingestor.listeners.append(lambda _report: self.breakers.evaluate())
         return ingestor

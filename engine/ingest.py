@@ -2,6 +2,9 @@
 
 A bad line never stores anything of itself, and never stops the good lines around it. Lines are
 stored in batches, one transaction each; a listener (the breaker evaluator) runs after each commit.
+``Ingestor.store_groups`` is the one storing pipeline: `govcon ingest`, the demo and the HTTP API's group
+commit (console/api_ingest.py) all store through it, so validation, conflicts and the command hooks
+run the same way everywhere.
 """
 
 from __future__ import annotations
@@ -10,23 +13,32 @@ import contextlib
 import gc
 import itertools
 import json
+import os
+import stat
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol, Sequence
+
+from sqlalchemy.engine import Connection
 
 from engine.clock import Clock
-from engine.events import EventError, parse_event
+from engine.errors import InvalidInput
+from engine.events import DEFAULT_TIMING, EventError, EventTiming, parse_event
 from storage import events_repo
 from storage.store import Store
+from storage.tables import command_events, eval_coverage, incidents, safety_events
 
-_INSERTERS = {
-    "command": events_repo.insert_command_events,
-    "incident": events_repo.insert_incidents,
-    "safety": events_repo.insert_safety_events,
-    "eval_coverage": events_repo.insert_eval_coverage,
-}
+_TABLES = {"command": command_events, "incident": incidents, "safety": safety_events,
+           "eval_coverage": eval_coverage}
+#: column -> the event's field name, for conflict messages
+_FIELD_NAMES = {"command_type": "type", "command_id": "command_id", "autonomous": "autonomous",
+                "service": "service", "severity": "severity"}
+_KEY_FIELDS = {"command": ("command_id", "status"), "incident": ("incident_id",)}
 
 MAX_REPORTED_ERRORS = 1000
+#: the longest line (or single event) ingest reads: an event is a few hundred bytes; a longer line is not
+#: an event (a binary file, a missing newline) and is rejected by its number without being held in memory
+MAX_LINE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,9 +46,13 @@ class IngestError:
     line: int
     field: str | None
     message: str
+    conflict: bool = False  # a resend that differs from the stored event (nothing was changed)
 
     def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "field": self.field, "message": self.message}
+        doc = {"line": self.line, "field": self.field, "message": self.message}
+        if self.conflict:
+            doc["conflict"] = True
+        return doc
 
     def __str__(self) -> str:
         where = f"line {self.line}" + (f", field {self.field}" if self.field else "")
@@ -48,17 +64,19 @@ class IngestReport:
     accepted: int = 0
     duplicate: int = 0
     rejected: int = 0
+    conflict: int = 0  # resends of a stored key whose other fields differ: reported, nothing changed
     errors: list[IngestError] = field(default_factory=list)
     kinds: dict[str, int] = field(default_factory=dict)  # accepted per kind
 
     def to_json(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "duplicate": self.duplicate, "rejected": self.rejected,
-                "errors": [e.to_json() for e in self.errors]}
+                "conflict": self.conflict, "errors": [e.to_json() for e in self.errors]}
 
     def merge(self, other: "IngestReport") -> None:
         self.accepted += other.accepted
         self.duplicate += other.duplicate
         self.rejected += other.rejected
+        self.conflict += other.conflict
         room = MAX_REPORTED_ERRORS - len(self.errors)
         self.errors.extend(other.errors[:max(room, 0)])
         for k, n in other.kinds.items():
@@ -68,21 +86,49 @@ class IngestReport:
 BatchListener = Callable[[IngestReport], None]
 
 
+class CommandHook(Protocol):
+    """Runs inside the ingest write transaction, for command events (e.g. grants: an outcome must name
+    a grant). Both methods get the transaction's connection; an exception aborts the whole transaction
+    (nothing of it is stored) and propagates to the caller."""
+
+    def screen(self, conn: Connection, rows: list[tuple[int, dict[str, Any]]]) -> dict[int, tuple[str, str]]:
+        """Before the insert: ``rows`` are (line number, parsed command row); returns {line: (field,
+        message)} for the lines to reject (reported as rejected lines; nothing of them is stored)."""
+
+    def stored(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """After the insert: the command rows that passed every screen and were stored now (not
+        duplicates of stored events, not conflicts)."""
+
+
 class Ingestor:
-    def __init__(self, store: Store, clock: Clock, *, batch_size: int = 20_000) -> None:
+    def __init__(self, store: Store, clock: Clock, *, batch_size: int = 20_000,
+                 timing: EventTiming = DEFAULT_TIMING, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self.store = store
         self.clock = clock
         self.batch_size = batch_size
+        self.timing = timing
+        self.max_line_bytes = max_line_bytes
         self.listeners: list[BatchListener] = []
+        self.command_hooks: list[CommandHook] = []
 
     def ingest_lines(self, lines: Iterable[str | bytes], *,
                      progress: Callable[[int], None] | None = None) -> IngestReport:
-        """JSON Lines; line numbers in errors count from 1 and include blank lines."""
+        """JSON Lines; line numbers in errors count from 1 and include blank lines. A file object is read
+        line by line with the line-length cap (``max_line_bytes``): a longer line is rejected and
+        skipped without being held in memory; a line given already read is rejected by its length."""
         report = IngestReport()
         pending: list[tuple[int, Any]] = []
-        loads, batch_size = _loads, self.batch_size  # locals: this loop runs once per line
+        loads, batch_size, limit = _loads, self.batch_size, self.max_line_bytes  # locals: one pass per line
+        if hasattr(lines, "readline"):
+            lines = capped_lines(lines, limit)
         with _cyclic_gc_paused():
             for number, line in enumerate(lines, start=1):
+                if type(line) is Overlong or (len(line) > limit and len(line.rstrip()) > limit):
+                    size = line.size if type(line) is Overlong else len(line)
+                    if progress is not None:
+                        progress(size)
+                    report.merge(_rejection(number, None, overlong_message(size, limit)))
+                    continue
                 if progress is not None:
                     progress(len(line))
                 try:
@@ -113,27 +159,160 @@ class Ingestor:
         return report
 
     def _store_batch(self, items: list[tuple[int, Any]]) -> IngestReport:
-        report = IngestReport()
+        return self.store_groups([items])[0]
+
+    def store_groups(self, groups: Sequence[Sequence[tuple[int, Any]]]) -> list[IngestReport]:
+        """Validate and store several groups of numbered events in ONE write transaction, each group with
+        its own report (the HTTP API's group commit: one group per request). The listeners run once,
+        after the commit, when anything was stored. If the transaction fails, nothing of any group is
+        stored and the exception propagates."""
         now = self.clock.now()
-        rows: dict[str, list[dict[str, Any]]] = {k: [] for k in _INSERTERS}
-        for number, obj in items:
-            try:
-                parsed = parse_event(obj, now)
-            except EventError as exc:
-                report.merge(_rejection(number, exc.field, exc.message))
-                continue
-            rows[parsed.kind].append(parsed.row)
+        timing = self.timing
+        parsed_groups: list[tuple[IngestReport, dict[str, list[tuple[int, dict[str, Any]]]]]] = []
+        for items in groups:
+            report = IngestReport()
+            rows: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+            for number, obj in items:
+                try:
+                    parsed = parse_event(obj, now, timing)
+                except EventError as exc:
+                    report.rejected += 1
+                    report.errors.append(IngestError(number, exc.field, exc.message))
+                    continue
+                rows.setdefault(parsed.kind, []).append((number, parsed.row))
+            parsed_groups.append((report, rows))
         with self.store.write(serialise=False) as conn:
-            for kind, kind_rows in rows.items():
-                if kind_rows:
-                    stored = _INSERTERS[kind](conn, kind_rows)
-                    report.accepted += stored
-                    report.duplicate += len(kind_rows) - stored
-                    report.kinds[kind] = stored
-        if report.accepted:
+            for report, rows in parsed_groups:
+                self._store_rows(conn, report, rows)
+        reports = [report for report, _ in parsed_groups]
+        for report in reports:  # parse errors, then screened lines and conflicts: in line order again
+            report.errors.sort(key=lambda e: e.line)
+            del report.errors[MAX_REPORTED_ERRORS:]
+        accepted = sum(r.accepted for r in reports)
+        if accepted:
+            combined = reports[0] if len(reports) == 1 else IngestReport(accepted=accepted)
             for listener in self.listeners:
-                listener(report)
-        return report
+                listener(combined)
+        return reports
+
+    def _store_rows(self, conn: Connection, report: IngestReport,
+                    rows: dict[str, list[tuple[int, dict[str, Any]]]]) -> None:
+        """One group's rows, inside the caller's transaction: screen, insert, classify, notify."""
+        commands = rows.get("command")
+        if commands and self.command_hooks:
+            commands = rows["command"] = self._screen(conn, report, commands)
+        for kind, numbered in rows.items():
+            if not numbered:
+                continue
+            inserted = events_repo.insert_classified(conn, _TABLES[kind], [row for _, row in numbered])
+            report.accepted += inserted.stored
+            report.duplicate += inserted.duplicate
+            report.kinds[kind] = report.kinds.get(kind, 0) + inserted.stored
+            for i, column, stored_value in inserted.conflicts:
+                number, row = numbered[i]
+                report.conflict += 1
+                report.errors.append(_conflict(number, kind, row, column, stored_value))
+            if kind == "command" and self.command_hooks and inserted.stored:
+                new_rows = [numbered[i][1] for i in inserted.new]
+                for hook in self.command_hooks:
+                    hook.stored(conn, new_rows)
+
+    def _screen(self, conn: Connection, report: IngestReport,
+                commands: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+        for hook in self.command_hooks:
+            refused = hook.screen(conn, commands) if commands else {}
+            if refused:
+                for number, row in commands:
+                    if number in refused:
+                        field_name, message = refused[number]
+                        report.rejected += 1
+                        report.errors.append(IngestError(number, field_name, message))
+                commands = [(n, row) for n, row in commands if n not in refused]
+        return commands
+
+
+def _conflict(number: int, kind: str, row: dict[str, Any], column: str, stored_value: Any) -> IngestError:
+    key = "/".join(str(row[c]) for c in _KEY_FIELDS[kind])
+    name = _FIELD_NAMES.get(column, column)
+    return IngestError(number, name, f"conflicts with the stored {kind} event {key}: {name} is "
+                                     f"{json.dumps(row.get(column))} here but {json.dumps(stored_value)} "
+                                     "stored; the stored event is kept unchanged (a resend must repeat it)",
+                       conflict=True)
+
+
+def open_event_source(source: str) -> tuple[BinaryIO, int | None]:
+    """`govcon ingest FILE`: the file opened for reading and its size (None for a pipe or a terminal).
+
+    Only what ends its lines is read: a regular file, a pipe (FIFO) or a terminal. A missing file, a
+    directory, a file that cannot be read and a device such as /dev/zero (a line that never ends) are
+    refused with InvalidInput naming the path, before anything is read.
+    """
+    try:
+        stream = open(source, "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        raise InvalidInput(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{source}: is a directory, not a file of events (JSON Lines)") from None
+    except PermissionError:
+        raise InvalidInput(f"{source}: permission denied: cannot read it") from None
+    except OSError as exc:
+        raise InvalidInput(f"{source}: cannot open it: {exc.strerror or exc}") from None
+    try:
+        size = readable_source_size(stream, source)
+    except BaseException:
+        stream.close()
+        raise
+    return stream, size
+
+
+def readable_source_size(stream, name: str) -> int | None:
+    """The size of a regular file, None for a pipe or a terminal; InvalidInput for anything else. A
+    stream without a file descriptor (e.g. in memory) is taken as it is."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        return os.fstat(fd).st_size
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd):
+        return None
+    what = "a directory" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+        else "not a regular file"
+    raise InvalidInput(f"{name}: is {what}, not a file of events: ingest reads a regular file, a pipe or a "
+                       "terminal (a device such as /dev/zero never ends a line)")
+
+
+@dataclass(frozen=True)
+class Overlong:
+    """A line over the cap, skipped unread: ``size`` is how many bytes it had."""
+
+    size: int
+
+
+def capped_lines(stream, limit: int = MAX_LINE_BYTES, chunk: int = 1 << 16) -> Iterator[bytes | str | Overlong]:
+    """The lines of a file object, each at most ``limit`` bytes (the newline not counted); a longer one
+    is read past in chunks and yielded as ``Overlong``, so that memory stays bounded whatever the input."""
+    readline = stream.readline
+    while True:
+        line = readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line[-1:] in ("\n", b"\n"):
+            yield line
+            continue
+        size = len(line)
+        while True:  # the rest of the over-long line, never held
+            part = readline(chunk)
+            size += len(part)
+            if not part or part[-1:] in ("\n", b"\n"):
+                break
+        yield Overlong(size)
+
+
+def overlong_message(size: int, limit: int) -> str:
+    return (f"the line is {size:,} bytes, over the limit of {limit:,} bytes per line: an event is one JSON "
+            "object per line (is this a JSON Lines file?); nothing of it was read as an event")
 
 
 try:  # optional accelerator: parses an ordinary event line 4-5x faster than the json module

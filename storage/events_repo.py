@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
@@ -30,10 +31,16 @@ def _insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: Sequenc
         return 0
     if conn.dialect.name == "sqlite":
         return _sqlite_insert_ignoring_duplicates(conn, table, rows)
+    return len(_postgres_insert_ignoring_duplicates(conn, table, rows))
+
+
+def _postgres_insert_ignoring_duplicates(conn: Connection, table: sa.Table,
+                                         rows: Sequence[dict[str, Any]]) -> list[int]:
+    """The ids of the rows inserted (a row whose key is stored already returns nothing)."""
     from sqlalchemy.dialects import postgresql  # 15 ms of imports that a SQLite store never needs
     stmt = (postgresql.insert(table).on_conflict_do_nothing(index_elements=_KEYS[table.name])
             .returning(table.c.id))
-    return len(conn.execute(stmt, list(rows)).all())
+    return list(conn.execute(stmt, list(rows)).scalars())
 
 
 _SQLITE_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}
@@ -66,6 +73,80 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
             raise ValueError("naive datetime given to a UTC column")
         value = value.astimezone(timezone.utc)
     return value.isoformat(" ", "microseconds")[:26]  # without the +00:00
+
+
+#: per table, the stored fields a resend of an event's key must repeat: a resend that differs is a
+#: conflict (reported, and nothing stored changes), not a plain duplicate
+COMPARED_FIELDS: dict[str, tuple[str, ...]] = {CMD.name: ("command_type", "autonomous", "service"),
+                                               INC.name: ("severity", "command_id", "service")}
+
+
+@dataclass
+class Inserted:
+    """What an insert of rows did, row by row (indexes into the rows given)."""
+
+    stored: int                                      # rows stored now
+    duplicate: int = 0                               # rows whose key was stored with the same values
+    new: list[int] | None = None                     # the rows stored now (tables with COMPARED_FIELDS)
+    conflicts: list[tuple[int, str, Any]] = field(default_factory=list)  # (row, field, stored value)
+
+
+def insert_classified(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> Inserted:
+    """Insert rows, skipping stored keys, and say which rows were new, duplicates or conflicts.
+
+    Tables without COMPARED_FIELDS report counts only. The common case (every row new) costs one
+    primary-key look and the insert; only when some key was stored already are the stored rows of
+    the batch's keys read and compared. On SQLite the writer holds the store's only write lock, so
+    the rows stored now are those above the highest id seen before the insert; PostgreSQL says which
+    ids it inserted (RETURNING).
+    """
+    if not rows:
+        return Inserted(0, new=[])
+    compared = COMPARED_FIELDS.get(table.name)
+    if compared is None:
+        stored = _insert_ignoring_duplicates(conn, table, rows)
+        return Inserted(stored, len(rows) - stored)
+    if conn.dialect.name == "sqlite":
+        before = conn.execute(sa.select(sa.func.max(table.c.id))).scalar_one() or 0
+        stored = _sqlite_insert_ignoring_duplicates(conn, table, rows)
+        is_new = lambda row_id: row_id > before  # noqa: E731
+    else:
+        ids = set(_postgres_insert_ignoring_duplicates(conn, table, rows))
+        stored = len(ids)
+        is_new = ids.__contains__
+    if stored == len(rows):
+        return Inserted(stored, new=list(range(len(rows))))
+    key_cols = _KEYS[table.name]
+    stored_rows = _stored_by_key(conn, table, key_cols, compared, rows)
+    out = Inserted(stored, new=[])
+    seen: set[tuple] = set()
+    for i, row in enumerate(rows):
+        key = tuple(row[c] for c in key_cols)
+        have = stored_rows[key]
+        if key not in seen and is_new(have["id"]):
+            out.new.append(i)
+        else:
+            differing = next((f for f in compared if row.get(f) != have[f]), None)
+            if differing is None:
+                out.duplicate += 1
+            else:
+                out.conflicts.append((i, differing, have[differing]))
+        seen.add(key)
+    return out
+
+
+def _stored_by_key(conn: Connection, table: sa.Table, key_cols: list[str], compared: tuple[str, ...],
+                   rows: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """The stored rows (id and compared fields) for the keys of ``rows``, looked up by the key's first
+    column (the unique index's prefix), a few hundred at a time."""
+    first = table.c[key_cols[0]]
+    wanted = sorted({row[key_cols[0]] for row in rows})
+    cols = [table.c.id, *(table.c[c] for c in dict.fromkeys([*key_cols, *compared]))]
+    out: dict[tuple, dict[str, Any]] = {}
+    for i in range(0, len(wanted), 500):
+        for r in conn.execute(sa.select(*cols).where(first.in_(wanted[i:i + 500]))).mappings():
+            out[tuple(r[c] for c in key_cols)] = dict(r)
+    return out
 
 
 def insert_command_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
@@ -166,6 +247,98 @@ def safety_counts(conn: Connection, start: datetime, end: datetime) -> dict[str,
     rows = conn.execute(sa.select(SAF.c.type, sa.func.count()).where(_period(SAF.c.at, start, end))
                         .group_by(SAF.c.type)).all()
     return {t: n for t, n in rows}
+
+
+# --- breaker windows: what happened in a window, and what arrived in it late --------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows a circuit breaker judges: those that happened in [start, end) (``end`` is now plus a
+    small clock skew), and those that arrived in [arrived_from, arrived_by] (now) at most
+    ``late_horizon`` after their own ``at`` — late evidence, judged on arrival. A row that did both
+    counts once; a row that arrived later than the horizon is backfilled history, judged by its ``at``
+    alone. ``arrived_from`` is ``start`` unless given (after a resolution: just after it)."""
+
+    start: datetime
+    end: datetime
+    arrived_by: datetime
+    late_horizon: timedelta
+    arrived_from: datetime | None = None
+
+
+def _late_by_at_most(conn: Connection, table: sa.Table, horizon: timedelta):
+    """ingested_at - at <= horizon, row by row."""
+    if conn.dialect.name == "sqlite":  # UTCDateTime is 'YYYY-MM-DD HH:MM:SS.ffffff' text, which julianday reads
+        late_seconds = (sa.func.julianday(table.c.ingested_at) - sa.func.julianday(table.c.at)) * 86400.0
+        return late_seconds <= horizon.total_seconds()
+    return table.c.at >= table.c.ingested_at - sa.literal(horizon, sa.Interval())
+
+
+def _window_rows(conn: Connection, table: sa.Table, names: Sequence[str], w: Window):
+    """The window's rows as a subquery of columns ``names``: a UNION ALL of two disjoint parts, each with
+    its own index — ``at`` in the window, and late arrivals (the (ingested_at, at) index tells them
+    from the rest without reading the table) — so that each row is counted exactly once."""
+    cols = [table.c[n] for n in names]
+    happened = sa.select(*cols).where(table.c.at >= w.start, table.c.at < w.end)
+    arrived_from = w.start if w.arrived_from is None else w.arrived_from
+    arrived = sa.select(*cols).where(table.c.ingested_at >= arrived_from, table.c.ingested_at <= w.arrived_by,
+                                     sa.or_(table.c.at < w.start, table.c.at >= w.end),
+                                     _late_by_at_most(conn, table, w.late_horizon))
+    return sa.union_all(happened, arrived).subquery("w")
+
+
+def _distinct_ids(conn: Connection, col):
+    if conn.dialect.name == "postgresql":  # as _status_columns: bytewise, not by locale
+        col = col.collate("C")
+    return sa.func.count(sa.distinct(col))
+
+
+def window_command_counts(conn: Connection, w: Window, *, autonomous_only: bool = False) -> dict[str, int]:
+    """``command_counts`` over a breaker window."""
+    src = _window_rows(conn, CMD, ["command_id", "status", "autonomous"], w)
+    cols = [sa.func.count().filter(src.c.status == s) for s in STATUSES] + [_distinct_ids(conn, src.c.command_id)]
+    stmt = sa.select(*cols)
+    if autonomous_only:
+        stmt = stmt.where(src.c.autonomous.is_(True))
+    return _status_counts(conn.execute(stmt).one())
+
+
+def window_command_counts_by_type(conn: Connection, w: Window) -> dict[str, dict[str, int]]:
+    """``command_counts_by_type`` over a breaker window."""
+    src = _window_rows(conn, CMD, ["command_type", "command_id", "status"], w)
+    out: dict[str, dict[str, int]] = {}
+    for ctype, status, n in conn.execute(sa.select(src.c.command_type, src.c.status, sa.func.count())
+                                         .group_by(src.c.command_type, src.c.status)):
+        out.setdefault(ctype, {})[status] = n
+    for ctype, n in conn.execute(sa.select(src.c.command_type, sa.func.count(sa.distinct(src.c.command_id)))
+                                 .group_by(src.c.command_type)):
+        out.setdefault(ctype, {})["total"] = n
+    return out
+
+
+def window_incident_counts(conn: Connection, w: Window) -> dict[str, int]:
+    """``incident_counts`` over a breaker window."""
+    src = _window_rows(conn, INC, ["severity", "command_id"], w)
+    autonomous_cmd = sa.exists().where(CMD.c.command_id == src.c.command_id, CMD.c.autonomous.is_(True))
+    row = conn.execute(sa.select(
+        sa.func.count(),
+        sa.func.count().filter(src.c.severity == "critical"),
+        sa.func.count().filter(autonomous_cmd),
+        sa.func.count().filter(src.c.severity == "critical", src.c.command_id.is_not(None)),
+    )).one()
+    return {"total": row[0], "critical": row[1], "fromAutonomousActions": row[2],
+            "criticalFromCommands": row[3]}
+
+
+def window_incident_severities(conn: Connection, w: Window) -> set[str]:
+    src = _window_rows(conn, INC, ["severity"], w)
+    return set(conn.execute(sa.select(src.c.severity).distinct()).scalars())
+
+
+def window_safety_counts(conn: Connection, w: Window) -> dict[str, int]:
+    src = _window_rows(conn, SAF, ["type"], w)
+    return {t: n for t, n in conn.execute(sa.select(src.c.type, sa.func.count()).group_by(src.c.type)).all()}
 
 
 def latest_eval_coverage(conn: Connection, start: datetime, end: datetime):

@@ -45,6 +45,8 @@ class CommandEvent(SQLModel, table=True):
         sa.Index("ix_command_events_at_status", "at", "status", "command_id"),
         # covers the gate's rate-limit counts (autonomous executions of a type in a day or week)
         sa.Index("ix_command_events_type_at", "command_type", "at", "autonomous", "status", "command_id"),
+        # breakers judge what arrived in a window too: a range on ingested_at, late rows told by ``at``
+        sa.Index("ix_command_events_ingested_at", "ingested_at", "at"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -54,11 +56,13 @@ class CommandEvent(SQLModel, table=True):
     autonomous: bool = False
     at: datetime = _ts()
     ingested_at: datetime = _ts()
+    service: Optional[str] = Field(default=None, max_length=200)  # the service the action concerns
 
 
 class Incident(SQLModel, table=True):
     __tablename__ = "incidents"
-    __table_args__ = (sa.Index("ix_incidents_at", "at"),)
+    __table_args__ = (sa.Index("ix_incidents_at", "at"),
+                      sa.Index("ix_incidents_ingested_at", "ingested_at", "at"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     incident_id: str = Field(max_length=200, unique=True)
@@ -66,13 +70,15 @@ class Incident(SQLModel, table=True):
     command_id: Optional[str] = Field(default=None, max_length=200, index=True)
     at: datetime = _ts()
     ingested_at: datetime = _ts()
+    service: Optional[str] = Field(default=None, max_length=200)
 
 
 class SafetyEvent(SQLModel, table=True):
     """constraint_violation, emergency_abort or safety_gate_trigger; key = given id or type@at."""
 
     __tablename__ = "safety_events"
-    __table_args__ = (sa.Index("ix_safety_events_at", "at"),)
+    __table_args__ = (sa.Index("ix_safety_events_at", "at"),
+                      sa.Index("ix_safety_events_ingested_at", "ingested_at", "at"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     event_key: str = Field(max_length=300, unique=True)

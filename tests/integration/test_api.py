@@ -262,10 +262,11 @@ def test_patch_rule_refuses_bad_fields_by_name(api, body, needle):
 def test_ingest_one_object_an_array_and_json_lines(api, ev):
     headers = api.auth("alice")
     one = api.post("/api/events", json=ev.command("c1", "proposed"), headers=headers)
-    assert one.status_code == 200 and one.json() == {"accepted": 1, "duplicate": 0, "rejected": 0, "errors": []}
+    assert one.status_code == 200 and one.json() == {"accepted": 1, "duplicate": 0, "rejected": 0, "conflict": 0,
+                                                     "errors": []}
     many = api.post("/api/events", json=[ev.command("c1", "proposed"), ev.command("c1", "approved")],
                     headers=headers)
-    assert many.json() == {"accepted": 1, "duplicate": 1, "rejected": 0, "errors": []}
+    assert many.json() == {"accepted": 1, "duplicate": 1, "rejected": 0, "conflict": 0, "errors": []}
     lines = "\n".join(json.dumps(e) for e in [ev.command("c1", "succeeded"), ev.incident("i1", "low"), {}]) + "\n"
     jl = api.post("/api/events", content=lines, headers={**headers, "Content-Type": "application/x-ndjson"})
     assert jl.status_code == 422

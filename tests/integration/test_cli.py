@@ -161,7 +161,7 @@ def test_reingest_from_the_cli_stores_nothing_new(gov, cli, operator_role, tmp_p
     assert cli("ingest", str(path)).code == 0
     again = cli("ingest", "--json", str(path))
     assert again.code == 0
-    assert again.json() == {"accepted": 0, "duplicate": 3, "rejected": 0, "errors": []}
+    assert again.json() == {"accepted": 0, "duplicate": 3, "rejected": 0, "conflict": 0, "errors": []}
 
 
 def test_ingest_json_lists_the_errors(gov, cli, operator_role, events_file):

@@ -65,13 +65,16 @@ def test_reingesting_the_same_file_stores_nothing_new(gov, ev, ingest, tmp_path)
 def test_duplicates_inside_one_file_are_stored_once(gov, ev, ingest):
     events = [ev.command("cmd-1", "proposed"), ev.command("cmd-1", "proposed"),
               ev.command("cmd-1", "succeeded"),
-              # same (id, status), different time and type: still the same event
-              ev.command("cmd-1", "succeeded", type="other", at=ev.base + timedelta(minutes=5)),
+              # same (id, status) at another time: still the same event
+              ev.command("cmd-1", "succeeded", at=ev.base + timedelta(minutes=5)),
+              # same (id, status), another type: a conflict, reported; the stored event is kept
+              ev.command("cmd-1", "succeeded", type="other"),
               ev.incident("inc-1", "low"), ev.incident("inc-1", "low"),
               ev.safety("emergency_abort"), ev.safety("emergency_abort"),
               ev.coverage(1, 2), ev.coverage(1, 2)]
     report = ingest(events)
-    assert (report.accepted, report.duplicate, report.rejected) == (5, 5, 0)
+    assert (report.accepted, report.duplicate, report.rejected, report.conflict) == (5, 5, 0, 1)
+    assert [(e.line, e.field, e.conflict) for e in report.errors] == [(5, "type", True)]
     assert command_keys(gov.store) == {("cmd-1", "proposed"), ("cmd-1", "succeeded")}
     t = tables.command_events
     with gov.store.read() as conn:
@@ -117,7 +120,7 @@ BAD_LINES = [
      "total", "too large", "count out of range"),
     ('{"kind": "command", "id": "bad", "type": "t", "status": "failed", "at": "0001-01-01T00:00:00+01:00"}',
      "at", "out of range", "timestamp out of range"),
-    ("[" * 50_000 + "]" * 50_000, None, "nested too deeply", "deeply nested"),
+    ("[" * 30_000 + "]" * 30_000, None, "nested too deeply", "deeply nested"),  # under the line cap
 ]
 
 

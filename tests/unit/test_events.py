@@ -1,10 +1,10 @@
 """Event validation (engine/events.py): each bad field is named, good events become rows."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.events import EventError, parse_event, parse_timestamp
+from engine.events import EventError, EventTiming, parse_event, parse_timestamp
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 AT = "2026-11-20T10:00:00Z"
@@ -27,8 +27,8 @@ def test_command_becomes_a_row_in_utc():
     parsed = parse_event(cmd(at="2026-11-20T11:00:00+01:00"), NOW)
     assert parsed.kind == "command"
     assert parsed.row == {"command_id": "cmd-1", "command_type": "restart_service", "status": "failed",
-                          "autonomous": True, "at": datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc),
-                          "ingested_at": NOW}
+                          "autonomous": True, "service": None,
+                          "at": datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc), "ingested_at": NOW}
 
 
 def test_autonomous_defaults_to_false():
@@ -64,6 +64,14 @@ def test_autonomous_defaults_to_false():
     (cmd(id="a\x00b"), "id", "NUL character"),
     (cmd(type="restart\ud800"), "type", "lone surrogate"),
     (cmd(at="0001-01-01T00:00:00+01:00"), "at", "out of range"),
+    (cmd(at="1999-12-31T23:59:59Z"), "at", "before 2000"),
+    (cmd(at="0001-01-01T00:00:00Z"), "at", "before 2000"),
+    (cmd(at="9999-12-31T23:59:59Z"), "at", "ahead of the store's clock"),
+    (cmd(service=""), "service", "non-empty string"),
+    (cmd(service=7), "service", "non-empty string"),
+    (cmd(service="s" * 201), "service", "longer than 200"),
+    (cmd(service="a\x00b"), "service", "NUL character"),
+    ({"kind": "incident", "id": "i", "severity": "high", "service": ["x"], "at": AT}, "service", "non-empty"),
 ])
 def test_bad_event_names_the_field(obj, field, words):
     err = refused(obj)
@@ -96,3 +104,30 @@ def test_parse_timestamp_accepts_z_and_offsets():
     assert parse_timestamp("2026-11-20T05:00:00-05:00") == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
     with pytest.raises(EventError, match="no time zone"):
         parse_timestamp("2026-11-20")
+
+
+def test_an_event_ahead_of_the_store_clock_is_refused_beyond_the_skew():
+    five_min = "2026-11-20T12:05:00Z"  # NOW + 5 min: the default skew, still accepted
+    assert parse_event(cmd(at=five_min), NOW).row["at"] == datetime(2026, 11, 20, 12, 5, tzinfo=timezone.utc)
+    err = refused(cmd(at="2026-11-20T13:00:00Z"))
+    assert err.field == "at"
+    assert err.message == ("2026-11-20T13:00:00Z is 1 h ahead of the store's clock (2026-11-20T12:00:00Z); "
+                           "at most 5 min ahead is accepted ([ingest] max_clock_skew)")
+    err = refused({"kind": "incident", "id": "i", "severity": "critical", "at": "2026-11-20T12:05:01Z"})
+    assert (err.field, "5 min 1 s ahead") == ("at", err.message.split(" is ")[1].split(" of")[0])
+
+
+def test_the_skew_is_configurable():
+    tight = EventTiming(max_clock_skew=timedelta(seconds=30))
+    with pytest.raises(EventError, match="1 min ahead .* at most 30 s ahead"):
+        parse_event(cmd(at="2026-11-20T12:01:00Z"), NOW, tight)
+    assert parse_event(cmd(at="2026-11-20T12:00:30Z"), NOW, tight).row["at"].second == 30
+    with pytest.raises(ValueError, match="must not be negative"):
+        EventTiming(late_horizon=timedelta(seconds=-1))
+
+
+def test_service_is_optional_on_commands_and_incidents():
+    assert parse_event(cmd(service="payments-api"), NOW).row["service"] == "payments-api"
+    inc = parse_event({"kind": "incident", "id": "i", "severity": "high", "service": "db", "at": AT}, NOW).row
+    assert inc["service"] == "db"
+    assert parse_event({"kind": "incident", "id": "i", "severity": "high", "at": AT}, NOW).row["service"] is None
