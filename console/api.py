@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from console import api_models as m
 from console.api_auth import Auth
 from console.api_ingest import BadBody, IngestService
+from console.api_lanes import safety_route
 from console.evaluator import CoalescingEvaluator
 from console.limits import BodyLimit
 from console.prometheus import ApiMetrics
@@ -155,16 +156,28 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
 
     # --- health and metrics -------------------------------------------------------------------
 
-    @app.get("/health", tags=["service"], summary="Is the service up, and can it read the store?")
+    from storage.maintenance import WriteProbe
+    write_probe = WriteProbe(gov.store)  # probes at most every 5 s; remembers failed writes for 30 s
+
+    @app.get("/health", tags=["service"], summary="Is the service up, can it read the store, and write to it? "
+                                                  "200 healthy or degraded (cannot write), 503 unhealthy")
+    @safety_route
     def health():
         doc: dict[str, Any] = {"status": "healthy", "service": "governance", "version": _version(),
-                               "store": {"backend": gov.store.dialect, "reachable": True}}
+                               "store": {"backend": gov.store.dialect, "reachable": True, "writable": True}}
+        marker = gov.kill_marker.engaged()
+        doc["killSwitchMarker"] = marker.to_json() if marker is not None else {
+            "path": str(gov.kill_marker.path), "engaged": False}
         try:
             state = gov.status(with_readiness=False)
         except (StoreUnavailable, NotInitialised) as exc:
-            doc.update(status="unhealthy", detail=str(exc))
-            doc["store"]["reachable"] = isinstance(exc, NotInitialised)
+            doc.update(status="unhealthy", detail=str(exc), killSwitchEngaged=marker is not None)
+            doc["store"].update(reachable=isinstance(exc, NotInitialised), writable=False)
             return json_response(doc, 503)
+        problem = write_probe.check()
+        if problem is not None:  # still answering (the gate denies what it cannot record): 200, degraded
+            doc.update(status="degraded", detail=f"the store cannot take writes: {problem}")
+            doc["store"]["writable"] = False
         doc.update(phase=state["currentPhase"], killSwitchEngaged=state["killSwitch"]["engaged"],
                    leader=state["leader"], scheduler=_scheduler_json(scheduler))
         return json_response(doc)
@@ -235,20 +248,16 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
         return json_response(gov.outbox.dismiss(actor, body.ids, all_dead=body.dead, reason=body.reason or ""))
 
     @app.post("/api/governance/revert", tags=["overrides"], responses=change, summary="Manual reversion to L3")
+    @safety_route
     def revert(body: m.ReasonBody, actor: str = Depends(auth.changer)):
         return json_response(gov.overrides.revert(actor, body.reason).to_json())
 
     @app.post("/api/kill-switch", tags=["overrides"], responses=change,
               summary="Engage, release or drill the kill switch")
+    @safety_route
     def kill_switch(body: m.KillSwitchBody, actor: str = Depends(auth.changer)):
-        o = gov.overrides
-        if body.action == "engage":
-            result = o.engage_kill_switch(actor, body.reason)
-        elif body.action == "release":
-            result = o.release_kill_switch(actor, body.reason)
-        else:
-            result = o.drill(actor, gov.gate)
-        return json_response({**result.to_json(), "killSwitch": gov.status(with_readiness=False)["killSwitch"]})
+        result = gov.overrides.kill_switch(body.action, actor, body.reason)  # the marker file when needed
+        return json_response({**result.to_json(), "killSwitch": gov.kill_switch_status()})
 
     # --- readiness and metrics ----------------------------------------------------------------
 
@@ -335,15 +344,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
         metrics.ingest_latency.observe(time.perf_counter() - started)
         return json_response(outcome.to_json(), outcome.status_code)
 
-    @app.post("/api/gate", tags=["agents"], dependencies=read, responses=reads,
-              summary="May this command type run autonomously now? allow, needs_approval or deny, with the "
-                      "reason and the remaining budget")
-    def gate(body: m.GateBody):
-        started = time.perf_counter()
-        decision = gov.gate.decide(body.commandType, confidence=body.confidence, action_class=body.actionClass)
-        metrics.gate_decisions.labels(decision.decision).inc()
-        metrics.gate_latency.observe(time.perf_counter() - started)
-        return json_response({"budget": None, **decision.to_json()})
+    from console.api_actions import build_router  # the gate, action requests, the decision log, modes
+    app.include_router(build_router(gov, auth, metrics, json_response))
 
     return app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from engine.domain import COMMAND_STATUSES, SAFETY_TYPES, SEVERITIES
 
@@ -52,9 +52,32 @@ class KillSwitchBody(_Body):
 
 
 class GateBody(_Body):
+    """An agent's ask. Types are strict: ``"confidence": true`` or ``"1"`` is refused, never coerced."""
+
     commandType: StrictStr = Field(max_length=200, examples=["restart_service"])
-    confidence: float | None = Field(None, ge=0, le=1, description="the agent's confidence, 0..1")
-    actionClass: StrictStr | None = Field(None, max_length=200, description="a policy name (action class)")
+    confidence: StrictFloat | None = Field(None, ge=0, le=1, allow_inf_nan=False,
+                                           description="the agent's confidence, 0..1")
+    actionClass: StrictStr | None = Field(None, max_length=200,
+                                          description="a policy name: it can add that policy's limits, never loosen")
+    service: StrictStr | None = Field(None, max_length=200, examples=["api"],
+                                      description="the service the action touches")
+    agent: StrictStr | None = Field(None, max_length=200, examples=["rollback-bot"],
+                                    description="the agent asking (default: the token's operator)")
+    request: StrictBool = Field(False, description="queue a needs_approval answer as an action request "
+                                                   "(needs a token)")
+
+
+class ActionApproveBody(_Body):
+    note: StrictStr | None = Field(None, max_length=2000, description="what the approver checked")
+
+
+class ActionRejectBody(_Body):
+    reason: StrictStr = Field(max_length=2000, description="why; the agent and the audit log see it")
+
+
+class ModeBody(_Body):
+    mode: Literal["normal", "minimal", "read_only"]
+    reason: StrictStr = Field(max_length=2000, description="why; goes into the audit log and the alert")
 
 
 class RulePatch(_Body):
@@ -76,10 +99,11 @@ EVENT_SCHEMA: dict[str, Any] = {
     "oneOf": [
         {"type": "object", "title": "CommandEvent", "required": ["kind", "id", "type", "status", "at"],
          "properties": {"kind": {"const": "command"}, "id": _ID, "type": _ID,
-                        "status": {"enum": list(COMMAND_STATUSES)}, "autonomous": {"type": "boolean"}, "at": _AT}},
+                        "status": {"enum": list(COMMAND_STATUSES)}, "autonomous": {"type": "boolean"},
+                        "service": _ID, "at": _AT}},
         {"type": "object", "title": "IncidentEvent", "required": ["kind", "id", "severity", "at"],
          "properties": {"kind": {"const": "incident"}, "id": _ID, "severity": {"enum": list(SEVERITIES)},
-                        "command_id": _ID, "at": _AT}},
+                        "command_id": _ID, "service": _ID, "at": _AT}},
         {"type": "object", "title": "SafetyEvent", "required": ["kind", "type", "at"],
          "properties": {"kind": {"const": "safety"}, "type": {"enum": list(SAFETY_TYPES)}, "id": _ID, "at": _AT}},
         {"type": "object", "title": "EvalCoverageEvent", "required": ["kind", "covered", "total", "at"],

@@ -247,7 +247,7 @@ class ActionBook:
                 decision = GateDecision(ALLOW, f"approved by {actor}" + (f": {note.strip()}" if note and note.strip()
                                                                          else ""),
                                         row.command_type, state.current_phase,
-                                        {"policy": row.policy} if row.policy else {})
+                                        {"policy": row.policy, "requestId": row.id})
                 decision = self.issue_grant(conn, ask, decision, now, requested_by=row.requested_by,
                                             request_id=row.id, approved_by=actor)
                 actions_repo.update_request(conn, row.id, status="approved", decided_by=actor, decided_at=now,

@@ -19,12 +19,14 @@ from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitial
 from engine.events import DEFAULT_TIMING, EventTiming
 from engine.metrics import MetricsCollector
 from engine.notifier import Notifier
-from engine.overrides import Overrides
+from engine.kill_marker import KillMarker, marker_path_for
+from engine.overrides import Overrides, kill_switch_json
 from engine.proposals import ProposalBook, ProposalPolicy
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
 from engine.trends import predictions, rate_series, trend
 from storage import (actions_repo, audit, audit_repo, breaker_repo, identity_repo, maintenance, readiness_repo,
                      state_repo)
+from storage.db import StoreUnavailable
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ class Governance:
                  readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
                  policies: list[Policy] | None = None, proposal_policy: ProposalPolicy | None = None,
                  evaluate_on_ingest: bool = True, minimal_allowed: frozenset[str] | None = None,
-                 event_timing: EventTiming = DEFAULT_TIMING) -> None:
+                 event_timing: EventTiming = DEFAULT_TIMING, kill_marker: KillMarker | None = None) -> None:
         from engine.gate import DEFAULT_MINIMAL_ALLOWED
         self.store = store
         self._minimal_allowed = DEFAULT_MINIMAL_ALLOWED if minimal_allowed is None else minimal_allowed
@@ -85,7 +87,10 @@ class Governance:
         self.notifier = Notifier(store, self.clock, sinks or [])  # httpx itself loads on the first delivery
         enqueue = self._enqueue_alert
         self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue, timing=event_timing)
-        self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue)
+        #: the kill switch's second path (engine/kill_marker.py): beside a SQLite store by default
+        self.kill_marker = kill_marker or KillMarker(marker_path_for(store))
+        self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue, kill_marker=self.kill_marker,
+                                   gate=lambda: self.gate)
         self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue,
                                       readiness_policy=self.readiness.policy)
         self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals)
@@ -137,6 +142,7 @@ class Governance:
     def ingestor(self) -> Ingestor:
         from engine.ingest import Ingestor
         ingestor = Ingestor(self.store, self.clock, timing=self.event_timing)
+        ingestor.command_hooks.append(self.actions)  # outcomes close their grants; contradicting ones refused
         if self._evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
             ingestor.listeners.append(lambda _report: self.breakers.evaluate())
         return ingestor
@@ -199,8 +205,7 @@ class Governance:
             "phaseStartDate": isoformat(state.phase_started_at),
             "commandWhitelist": list(state.command_whitelist or []),
             "pausedCommandTypes": list(state.paused_command_types or []),
-            "killSwitch": {"engaged": bool(state.kill_switch_engaged), "by": state.kill_switch_by,
-                           "at": isoformat(state.kill_switch_at), "reason": state.kill_switch_reason},
+            "killSwitch": kill_switch_json(state, self.kill_marker.engaged()),
             "breakerMode": state.breaker_mode,
             "mode": state.mode or "normal",
             "unresolvedEvents": unresolved,
@@ -222,6 +227,17 @@ class Governance:
         if with_readiness:
             doc["readinessScore"] = round(self.readiness.assess().score, 4)
         return doc
+
+    def kill_switch_status(self) -> dict[str, Any]:
+        """``killSwitch`` as `status` has it; from the marker file alone (``storeReadable`` false) when the
+        store cannot be read."""
+        marker = self.kill_marker.engaged()
+        try:
+            with self.store.read(lane="safety") as conn:
+                state = state_repo.get_state(conn)
+        except StoreUnavailable:
+            return {**kill_switch_json(None, marker), "storeReadable": False}
+        return kill_switch_json(state, marker)
 
     def require(self, actor: str, action: str) -> set[str]:
         """Refuse (PermissionDenied) unless the actor holds a role the action needs."""
@@ -306,12 +322,22 @@ class Governance:
         if older_than < timedelta(days=1):
             raise InvalidInput("--older-than must be at least 1d")
         now = self.clock.now()
-        with self.store.write() as conn:
-            if not system:
-                access.require_role(conn, actor, "rules.edit")
-            removed = maintenance.prune(conn, now - older_than)
-            audit.append(conn, at=now, actor=actor, action="db.prune", target="store",
-                         details={"olderThanDays": older_than.days, "removed": removed})
+        if not system:
+            self.require(actor, "rules.edit")
+        # short batches, each its own transaction (storage/maintenance.py): an engage never waits long
+        removed: dict[str, int] = {}
+        details: dict[str, Any] = {"olderThanDays": older_than.days, "removed": removed}
+        try:
+            maintenance.prune_in_batches(self.store.write, self.store.dialect, now - older_than, removed=removed)
+            freed = maintenance.incremental_vacuum(self.store.write, self.store.dialect)
+            if freed is not None:  # a SQLite store with auto_vacuum=INCREMENTAL
+                details["pagesFreed"] = freed
+        except Exception as exc:
+            details["interrupted"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            raise
+        finally:
+            with self.store.write() as conn:
+                audit.append(conn, at=now, actor=actor, action="db.prune", target="store", details=details)
         return removed
 
     def backup(self, target: Path) -> int:

@@ -67,6 +67,8 @@ class GovconScheduler:
         s.add_job(self._guard("alert-delivery", self.deliver_alerts), "interval", seconds=5, id="alert-delivery")
         s.add_job(self._guard("proposal-expiry", self.gov.proposals.expire_due), "interval", minutes=5,
                   id="proposal-expiry")
+        s.add_job(self._guard("action-expiry", self.expire_actions), "interval", seconds=self.tick_seconds,
+                  id="action-expiry")
         s.add_job(self._guard("metrics-snapshot", self.snapshot, slot=timedelta(hours=1)), "interval", minutes=10,
                   id="metrics-snapshot", next_run_time=now + timedelta(seconds=RENEW + 1))
         s.add_job(self._guard("readiness-assessment", self.assess, slot=timedelta(hours=6)), "interval",
@@ -139,7 +141,15 @@ class GovconScheduler:
     # --- the jobs -----------------------------------------------------------------------------
 
     def breaker_tick(self) -> Any:
+        try:  # a kill switch engaged by its marker file goes into the store once the store takes writes
+            self.gov.overrides.record_marker()
+        except Exception:
+            log.warning("the kill switch's marker file could not be recorded in the store yet", exc_info=True)
         return self.gov.breakers.evaluate()
+
+    def expire_actions(self) -> Any:
+        """Grants without an outcome and requests without a decision, past their expiry."""
+        return self.gov.actions.expire_due()
 
     def deliver_alerts(self) -> Any:
         return self.gov.notifier.deliver_due()

@@ -34,8 +34,11 @@ def test_gate_exit_codes_follow_the_contract(gov, cli):
     with gov.store.write() as conn:
         state_repo.update_state(conn, current_phase="L3+", command_whitelist=["restart_service"])
     r = cli("gate", "restart_service", "--json")
-    assert r.code == 0 and r.json() == {"decision": "allow", "reason": "restart_service is whitelisted at L3+",
-                                        "commandType": "restart_service", "phase": "L3+"}
+    doc = r.json()
+    assert r.code == 0 and {k: doc[k] for k in ("decision", "reason", "commandType", "phase")} == {
+        "decision": "allow", "reason": "restart_service is whitelisted at L3+", "commandType": "restart_service",
+        "phase": "L3+"}
+    assert doc["grantId"].startswith("gr-") and doc["agent"] == OPERATOR
     gov.grant_role(OPERATOR, OPERATOR, "on-call")
     gov.overrides.engage_kill_switch(OPERATOR, "INC-7")
     r = cli("gate", "restart_service")
