@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from console.identity import current_operator
 from engine.clock import isoformat
 from storage import state_repo
 
@@ -38,7 +39,7 @@ def test_gate_exit_codes_follow_the_contract(gov, cli):
     assert r.code == 0 and {k: doc[k] for k in ("decision", "reason", "commandType", "phase")} == {
         "decision": "allow", "reason": "restart_service is whitelisted at L3+", "commandType": "restart_service",
         "phase": "L3+"}
-    assert doc["grantId"].startswith("gr-") and doc["agent"] == OPERATOR
+    assert doc["grantId"].startswith("gr-") and doc["agent"] == current_operator()  # the OS user asks
     gov.grant_role(OPERATOR, OPERATOR, "on-call")
     gov.overrides.engage_kill_switch(OPERATOR, "INC-7")
     r = cli("gate", "restart_service")
