@@ -428,3 +428,41 @@ def test_http_mode(agov):
         assert r.status_code == 200 and r.json()["changed"] is True
         assert api.post("/api/gate", json={"commandType": "restart_service"}).json()["decision"] == "deny"
         assert api.get("/api/governance/state").json()["mode"] == "read_only"
+
+
+# --- separate processes ----------------------------------------------------------------------------
+
+_ASKER = r"""
+import json, sys, time
+from engine.governance import Governance
+from engine.policies import load_policies
+from storage.store import Store
+url, start, asks, policies = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+gov = Governance(Store(url, apply_migrations=False), policies=load_policies(policies))
+gov.gate.decide("warmup", agent="w")  # connect before the start line
+while time.time() < start:
+    time.sleep(0.001)
+out = [gov.gate.decide("burst", agent="p", service="proc").to_json() for _ in range(asks)]
+gov.close()
+print(json.dumps([(d["decision"], d.get("grantId")) for d in out]))
+"""
+
+
+def test_a_burst_from_separate_processes_gets_exactly_the_budget(agov, store_url):
+    import json
+    import subprocess
+    import sys
+    import time
+    start = time.time() + 3.0
+    procs = [subprocess.Popen([sys.executable, "-c", _ASKER, store_url, str(start), "4", json.dumps(POLICIES)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    answers = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        answers += json.loads(out)
+    allows = [g for d, g in answers if d == "allow"]
+    assert len(answers) == 32 and len(allows) == 5, answers
+    with agov.store.read() as conn:
+        stored = {r.id for r in actions_repo.list_grants(conn, limit=100) if r.service == "proc"}
+    assert stored == set(allows)  # every allow has its grant; no grant without an allow
