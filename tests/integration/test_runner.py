@@ -284,6 +284,17 @@ def test_the_kill_switch_before_the_rollback_leaves_it_undone_and_reports_failed
     assert grant(rgov, result.grant_id)["status"] == "failed"
 
 
+def test_the_kill_switch_marker_file_created_mid_run_stops_it_too(rgov, marks, store_url):
+    marker = getattr(rgov, "kill_marker", None)
+    if marker is None:
+        pytest.skip("this build has no kill-switch marker file")
+    if "://" in store_url:
+        pytest.skip("a PostgreSQL store's marker lives in a host-wide directory other tests share")
+    result = run(rgov, plan(marks, command=("touch", str(marker.path)), verify=marks.cmd("verify")))
+    assert result.exit_code == r.EXIT_KILL_SWITCH
+    assert "marker file" in result.report["stoppedBy"] and marks.made() == set()
+
+
 def test_an_engaged_kill_switch_denies_before_anything_runs(rgov, marks):
     rgov.overrides.engage_kill_switch(APPROVER, "maintenance")
     result = run(rgov, plan(marks))
