@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -18,7 +21,7 @@ from engine.tokens import TokenBook
 from storage import state_repo
 from storage.store import Store
 
-from tests.serve_process import ServeProcess
+from tests.serve_process import ROOT, ServeProcess
 
 ADMIN, AGENT, APPROVER = "alice", "rollback-bot", "olivia"
 CONFIG = """
@@ -214,3 +217,25 @@ def test_an_unreachable_server_is_a_clear_error():
         with pytest.raises(ServerError, match=f"cannot reach govcon at http://127.0.0.1:{port}"):
             with c.action("restart_service"):
                 pytest.fail("ran without a server")
+
+
+@pytest.mark.parametrize("restart_fixes_it", [True, False])
+def test_the_documented_example_agent_against_a_real_server(served, tmp_path, restart_fixes_it):
+    server, _gov, tokens = served
+    up, rolled = tmp_path / "service-up", tmp_path / "rolled-back"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GOVCON_URL=server.base, GOVCON_TOKEN=tokens[AGENT], SERVICE="api",
+               HEALTH_CMD=f"test -e {up}", RESTART_CMD=f"touch {up}" if restart_fixes_it else "true",
+               ROLLBACK_CMD=f"touch {rolled}", VERIFY_INTERVAL="0.1", APPROVAL_WAIT="5")
+    done = subprocess.run([sys.executable, str(ROOT / "docs/examples/restart_agent.py")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == (0 if restart_fixes_it else 12), done.stderr
+    assert rolled.exists() is not restart_fixes_it
+    grants = httpx.get(f"{server.base}/api/actions", timeout=5).json()["grants"]
+    assert [(g["agent"], g["service"], g["status"]) for g in grants] == [
+        ("restart-bot", "api", "succeeded" if restart_fixes_it else "rolled_back")]
+    # healthy now: a second run does nothing and asks for nothing
+    if restart_fixes_it:
+        again = subprocess.run([sys.executable, str(ROOT / "docs/examples/restart_agent.py")], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "nothing to do" in again.stderr
+        assert len(httpx.get(f"{server.base}/api/actions", timeout=5).json()["grants"]) == 1
