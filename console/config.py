@@ -125,4 +125,11 @@ def build_governance(store, config: Config, clock=None):
         raise ConfigError(f"{config.path}: [governance].proposal_ttl_days must be a number of days")
     return Governance(store, clock, sinks=load_sinks(config.section("alerts")),
                       policies=load_policies(config.section("policies")),
-                      proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing())
+                      proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing(),
+                      kill_marker=_kill_marker(config))
+
+
+def _kill_marker(config: Config):
+    from engine.kill_marker import KillMarker
+    path = config.kill_switch_marker()
+    return KillMarker(path) if path is not None else None

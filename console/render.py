@@ -23,6 +23,9 @@ def print_status(doc: dict[str, Any], out: TextIO) -> None:
     ks = doc["killSwitch"]
     _line(out, "Kill switch", f"ENGAGED by {ks['by']} at {ks['at']}: {ks['reason']}" if ks["engaged"]
           else "released")
+    marker = ks.get("marker")
+    if marker and marker["engaged"]:  # the second path: engaged while the store could not be written
+        _line(out, "Marker file", f"{marker['path']} is present: the kill switch is engaged by it")
     _line(out, "Breakers", f"{doc['breakerMode']} mode, {doc['unresolvedEvents']} unresolved events")
     leader = doc.get("leader")
     if leader:

@@ -5,8 +5,15 @@ never blocks evaluation; and an alert exists exactly when the state change it re
 Delivery claims one due row at a time (a short write), sends it with no transaction open, then marks
 it (another short write): sent on 2xx; retried with exponential backoff (or the sink's longer
 Retry-After) on connection errors, timeouts, 5xx, 429, 408 and 425; dead on any other 4xx or after
-``max_attempts``, and logged at ERROR. A crash between sending and marking resends that one row once
-the claim's lease expires: PagerDuty folds such a repeat by its dedup_key.
+``max_attempts``, and logged at ERROR.
+
+Delivery is **at least once**: a sink that answers after our timeout, or a crash between sending and
+marking, gets the same row again. Every attempt carries the same ``Idempotency-Key`` header (the row's
+id and dedup key) and the payload's dedup key, so a sink (PagerDuty by its dedup_key) folds repeats.
+A request that timed out most likely reached the sink, so the next attempt waits at least twice the
+timeout (the sink has finished with the first by then) and allows a longer answer (the timeout doubles
+per timed-out attempt, up to ``TIMEOUT_GROWTH`` times the configured one): one slow answer is one
+repeat, not one per backoff step.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from urllib.parse import quote
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,6 +34,7 @@ from engine.alerts import KILL_SWITCH_DEDUP_KEY, Alert, SinkConfig, format_paylo
 from engine.clock import Clock, isoformat
 from engine.redact import RedactingFilter, redact, redact_obj
 from storage import outbox_repo
+from storage.commit_hooks import after_commit
 
 log = logging.getLogger("govcon.alerts")
 log.addFilter(RedactingFilter())
@@ -35,6 +44,9 @@ FOLDED_NOTE = "(folded into the kill-switch alert: the kill switch is engaged, s
 #: how long past a sink's timeout a claimed row stays invisible to other deliverers
 LEASE_MARGIN = timedelta(seconds=30)
 _RETRYABLE_4XX = frozenset({408, 425, 429})
+#: a sink that timed out gets up to this many times its configured timeout on the next attempts
+TIMEOUT_GROWTH = 4
+TIMED_OUT = "timed out after"
 
 
 @dataclass
@@ -50,6 +62,7 @@ class _Outcome:
     retryable: bool = True
     error: str = ""
     retry_after: float | None = None
+    timed_out: bool = False
 
 
 class Notifier:
@@ -98,7 +111,7 @@ class Notifier:
                  "dedup_key": alert.dedup_key, "payload": stored_payload(sink, alert), "next_attempt_at": now}
                 for sink in targets]
         added = outbox_repo.insert_many(conn, rows)
-        outbox_repo.after_commit(conn, lambda: _log_alert(alert, [s.name for s in targets], folded))
+        after_commit(conn, lambda: _log_alert(alert, [s.name for s in targets], folded))
         return added
 
     # --- out to the sinks -----------------------------------------------------------------------
@@ -115,11 +128,12 @@ class Notifier:
                 report.dead += 1
                 continue
             now = self.clock.now()
+            timeout = self.attempt_timeout(sink, row)
             with self.store.write(serialise=False) as conn:
-                claimed = outbox_repo.claim(conn, row.id, now, now + timedelta(seconds=sink.timeout) + LEASE_MARGIN)
+                claimed = outbox_repo.claim(conn, row.id, now, now + timedelta(seconds=timeout) + LEASE_MARGIN)
             if not claimed:
                 continue  # another deliverer has it
-            outcome = self._send(sink, row.payload)
+            outcome = self._send(sink, row.payload, timeout=timeout, key=idempotency_key(row.id, row.dedup_key))
             attempts = row.attempts + 1
             if outcome.ok:
                 with self.store.write(serialise=False) as conn:
@@ -135,6 +149,8 @@ class Notifier:
                 delay = self.backoff(row.attempts)
                 if outcome.retry_after is not None:
                     delay = max(delay, min(outcome.retry_after, self.max_backoff))
+                if outcome.timed_out:  # the sink may still be working on it: let it finish first
+                    delay = max(delay, 2 * timeout)
                 due_at = self.clock.now() + timedelta(seconds=delay)
                 with self.store.write(serialise=False) as conn:
                     outbox_repo.mark_retry(conn, row.id, attempts=attempts, next_attempt_at=due_at,
@@ -148,19 +164,26 @@ class Notifier:
         """Seconds to wait after a failure when ``failures_before`` attempts had failed already."""
         return min(self.max_backoff, self.base_backoff * 2 ** min(failures_before, 62))
 
+    def attempt_timeout(self, sink: SinkConfig, row) -> float:
+        """The sink's timeout, doubled for each attempt that timed out before (up to TIMEOUT_GROWTH times)."""
+        if not (row.last_error or "").startswith(TIMED_OUT):
+            return sink.timeout
+        return sink.timeout * min(TIMEOUT_GROWTH, 2 ** min(row.attempts, 8))
+
     def pending_count(self) -> int:
         with self.store.read() as conn:
             return outbox_repo.count(conn, status="pending")
 
-    def _send(self, sink: SinkConfig, stored: dict) -> _Outcome:
+    def _send(self, sink: SinkConfig, stored: dict, *, timeout: float, key: str) -> _Outcome:
         payload = dict(stored)
         if sink.type == "pagerduty":  # the key lives in config, never in the stored row
             payload = {"routing_key": sink.routing_key, **payload}
         import httpx
         try:
-            response = self._http().post(sink.url, json=payload, timeout=sink.timeout)
+            response = self._http().post(sink.url, json=payload, timeout=timeout,
+                                         headers={"Idempotency-Key": key})
         except httpx.TimeoutException as exc:
-            return _Outcome(False, error=f"timed out after {sink.timeout:g}s ({type(exc).__name__})")
+            return _Outcome(False, error=f"{TIMED_OUT} {timeout:g}s ({type(exc).__name__})", timed_out=True)
         except httpx.HTTPError as exc:
             return _Outcome(False, error=redact(f"{type(exc).__name__}: {exc}"))
         except Exception as exc:  # an invalid URL and the like: recorded, retried, dead-lettered in the end
@@ -192,6 +215,11 @@ class Notifier:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def idempotency_key(row_id: int, dedup_key: str) -> str:
+    """The ``Idempotency-Key`` of every attempt of one outbox row: stable, and a valid header value."""
+    return f"govcon-{row_id}-{quote(dedup_key, safe='-._~:')}"
 
 
 def redact_alert(alert: Alert) -> Alert:

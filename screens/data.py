@@ -36,6 +36,7 @@ class LiveData:
     roles: frozenset[str] = frozenset()
     error: str | None = None                     # the store could not be read
     dead_alerts: int = 0                         # alerts given up on: `govcon alerts list`
+    marker: dict[str, Any] | None = None         # the kill switch's marker file, read without the store
 
     @property
     def ok(self) -> bool:
@@ -52,6 +53,8 @@ class SlowData:
 
 def load_live(gov: Governance, api: EngineApi, operator: str) -> LiveData:
     now = gov.clock.now()
+    found = gov.kill_marker.engaged()  # first, and whatever the store does
+    marker = found.to_json() if found is not None else None
     try:
         status = gov.status(with_readiness=False)
         with gov.store.read() as conn:
@@ -63,9 +66,9 @@ def load_live(gov: Governance, api: EngineApi, operator: str) -> LiveData:
         book = api.proposals
         pending = tuple(book.list(status="pending")) if book is not None else None
     except Exception as exc:  # StoreUnavailable above all; the console keeps running either way
-        return LiveData(now, error=describe_error(exc))
+        return LiveData(now, error=describe_error(exc), marker=marker)
     return LiveData(now, status, rules, unresolved, frozenset(e["id"] for e in recent), recent, pending, roles,
-                    dead_alerts=dead_alerts)
+                    dead_alerts=dead_alerts, marker=marker)
 
 
 def load_slow(gov: Governance) -> SlowData:

@@ -1,11 +1,27 @@
-"""Backup (a consistent online copy of a SQLite store) and retention pruning."""
+"""Backup (a consistent online copy of a SQLite store), retention pruning in short batches, and the
+write probe behind /health.
+
+Pruning never holds the store's write lock for long: a kill-switch engage waiting behind it must get
+the lock within a second. Each batch is one short write transaction (its size adapted so that it holds
+the lock for about ``PRUNE_LOCK_TARGET``), and on SQLite the prune then pauses longer than SQLite's
+longest busy-wait sleep (100 ms), so a writer waiting in its busy handler wakes inside the gap and gets
+the lock; PostgreSQL queues lock waiters, so there a batch follows the next at once.
+
+Space: on PostgreSQL autovacuum reuses what a prune frees. A SQLite file keeps its size unless the store
+uses ``auto_vacuum=INCREMENTAL``; then each prune returns freed pages to the filesystem in small steps
+(``PRAGMA incremental_vacuum``). A store created without it needs one full VACUUM, which rewrites the
+file and holds the lock for as long, so it is not done at prune time: docs/deployment.md says how.
+"""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -83,14 +99,186 @@ _PRUNABLE = [
 ]
 
 
+#: how long one prune batch should hold the write lock (the hard bound is 100 ms: see the module doc)
+PRUNE_LOCK_TARGET = 0.04
+#: the pause between batches on SQLite: longer than SQLite's longest busy-handler sleep (100 ms)
+SQLITE_PRUNE_GAP = 0.12
+PRUNE_BATCH_START, PRUNE_BATCH_MIN, PRUNE_BATCH_MAX = 500, 50, 20_000
+#: pages one incremental-vacuum step frees (4 MiB of 4 KiB pages: a few milliseconds)
+VACUUM_STEP_PAGES = 1024
+
+
+def _condition(table, column: str, extra, before: datetime):
+    cond = table.c[column] < before
+    if extra == "kept-incidents":
+        extra = _not_named_by_a_kept_incident(before)
+    if extra is not None:
+        cond = sa.and_(cond, extra(table))
+    return cond
+
+
 def prune(conn: Connection, before: datetime) -> dict[str, int]:
-    """Delete raw events and snapshots older than ``before``; never open events, proposals, unsent alerts or audit."""
-    removed: dict[str, int] = {}
+    """Delete raw events and snapshots older than ``before`` in the caller's one transaction (small
+    stores and tests); ``prune_in_batches`` is what retention runs."""
+    return {table.name: conn.execute(sa.delete(table).where(_condition(table, column, extra, before))).rowcount
+            for table, column, extra in _PRUNABLE}
+
+
+def prune_in_batches(write: Callable[[], ContextManager[Connection]], dialect: str, before: datetime, *,
+                     lock_target: float = PRUNE_LOCK_TARGET, sleep: Callable[[float], None] = time.sleep,
+                     removed: dict[str, int] | None = None) -> dict[str, int]:
+    """What ``prune`` deletes, in short write transactions (``write()`` opens one) of adaptive size;
+    never open events, proposals, unsent alerts or audit. Returns the rows removed per table (also
+    counted into ``removed`` as it goes, so a caller knows what an interrupted prune did)."""
+    gap = SQLITE_PRUNE_GAP if dialect == "sqlite" else 0.0
+    removed = {} if removed is None else removed
+    size = PRUNE_BATCH_START
     for table, column, extra in _PRUNABLE:
-        cond = table.c[column] < before
-        if extra == "kept-incidents":
-            extra = _not_named_by_a_kept_incident(before)
-        if extra is not None:
-            cond = sa.and_(cond, extra(table))
-        removed[table.name] = conn.execute(sa.delete(table).where(cond)).rowcount
+        removed[table.name] = 0
+        pk = table.primary_key.columns.values()[0]
+        while True:
+            cond = _condition(table, column, extra, before)
+            started = time.perf_counter()
+            with write() as conn:
+                batch = sa.select(pk).where(cond).limit(size).scalar_subquery()
+                n = conn.execute(sa.delete(table).where(pk.in_(batch))).rowcount
+            held = time.perf_counter() - started
+            removed[table.name] += n
+            if n < size:
+                break
+            if held > lock_target * 1.5:
+                size = max(PRUNE_BATCH_MIN, int(size * lock_target / held))
+            elif held < lock_target / 2:
+                size = min(PRUNE_BATCH_MAX, size * 2)
+            sleep(gap)
+        if removed[table.name] and gap:
+            sleep(gap)
     return removed
+
+
+def incremental_vacuum(write: Callable[[], ContextManager[Connection]], dialect: str, *,
+                       max_steps: int = 10_000, sleep: Callable[[float], None] = time.sleep) -> int | None:
+    """Give the pages a prune freed back to the filesystem, a step at a time (SQLite stores with
+    auto_vacuum=INCREMENTAL); returns the pages freed, or None when the store does not do that."""
+    if dialect != "sqlite":
+        return None
+    with write() as conn:
+        if conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 2:
+            return None
+    freed = 0
+    for _ in range(max_steps):
+        with write() as conn:
+            before = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
+            if not before:
+                break
+            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})").fetchall()
+            freed += before - (conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+        sleep(SQLITE_PRUNE_GAP)
+    return freed
+
+
+# --- the write probe of /health -----------------------------------------------------------------
+
+#: a SQLite filesystem with less free space than this takes no more writes worth the name
+MIN_FREE_BYTES = 1024 * 1024
+
+
+class WriteProbe:
+    """Can the store take writes now? ``check()`` returns None when it can, else why not; the probe
+    itself runs at most every ``every`` seconds (the answer is cached in between).
+
+    SQLite: the filesystem's free space (a full disk fails at COMMIT, when BEGIN still works) and a
+    ``BEGIN IMMEDIATE`` + ROLLBACK on a connection of its own with a short busy timeout (read-only,
+    unopenable, or the write lock held too long). PostgreSQL: the session's ``transaction_read_only``
+    (a standby, default_transaction_read_only). Both: a write that failed for want of the store in the
+    last ``remember`` seconds (on PostgreSQL the only sign of a full disk)."""
+
+    def __init__(self, store, *, every: float = 5.0, remember: float = 30.0, busy_timeout: float = 1.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.every = every
+        self.remember = remember
+        self.busy_timeout = busy_timeout
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._checked_at: float | None = None
+        self._answer: str | None = None
+        self._failed_at: float | None = None
+        self._failure = ""
+        for engine in _engines(store):
+            sa.event.listen(engine, "handle_error", self._on_error)
+
+    def _on_error(self, context) -> None:
+        conn = context.connection
+        writing = conn is not None and conn.get_execution_options().get("govcon_write")
+        orig = context.original_exception
+        if writing and (isinstance(context.sqlalchemy_exception, sa.exc.OperationalError)
+                        or getattr(orig, "sqlstate", None) == "25006"):
+            with self._lock:
+                self._failed_at, self._failure = self._monotonic(), str(orig).splitlines()[0][:300]
+
+    def check(self) -> str | None:
+        now = self._monotonic()
+        with self._lock:
+            if self._checked_at is None or now - self._checked_at >= self.every:
+                self._checked_at = now
+                self._answer = self._probe()
+            if self._failed_at is not None and now - self._failed_at < self.remember:
+                ago = now - self._failed_at
+                return f"a write failed {ago:.0f} s ago: {self._failure}"
+            return self._answer
+
+    def _probe(self) -> str | None:
+        try:
+            if self.store.dialect == "sqlite":
+                return self._probe_sqlite()
+            return self._probe_postgres()
+        except Exception as exc:
+            return f"the write probe failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+
+    def _probe_sqlite(self) -> str | None:
+        path = self.store.engine.url.database
+        if not path or path == ":memory:":
+            return None
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        free = st.f_bavail * st.f_frsize
+        if free < MIN_FREE_BYTES:
+            return f"the store's filesystem is full ({free // 1024} KiB free)"
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=self.busy_timeout,
+                                 isolation_level=None)
+        except sqlite3.Error as exc:
+            return f"cannot open the store for writing: {exc}"
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return f"the store's write lock has been held for over {self.busy_timeout:g} s"
+            return f"cannot write to the store: {exc}"
+        finally:
+            db.close()
+        return None
+
+    def _probe_postgres(self) -> str | None:
+        engine = self.store.engine
+        with engine.connect() as conn:
+            with conn.begin():
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 1000")
+                read_only = conn.exec_driver_sql("SELECT current_setting('transaction_read_only')").scalar()
+        if read_only == "on":
+            return "the store is read-only (a standby, or default_transaction_read_only is on)"
+        return None
+
+
+def _engines(store) -> list[Engine]:
+    """The store's engine and, where the store has connection lanes, each lane's."""
+    engines = [store.engine]
+    engine_for = getattr(store, "engine_for", None)
+    if engine_for is not None:
+        from storage.db import LANES
+        for name in LANES:
+            engine = engine_for(name)
+            if all(engine is not e for e in engines):
+                engines.append(engine)
+    return engines

@@ -27,6 +27,8 @@ def _isolate_environment(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GOVCON_CONFIG", str(home / "config.toml"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))  # a PostgreSQL store's kill-switch marker file
+    monkeypatch.delenv("GOVCON_KILL_SWITCH_MARKER", raising=False)
     monkeypatch.delenv("GOVCON_DATABASE_URL", raising=False)
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
     monkeypatch.setenv("TZ", "UTC")

@@ -230,11 +230,14 @@ def test_serve_stays_up_when_postgresql_turns_read_only(own_postgres_database, t
                 break
         assert refused is not None and refused.status_code == 503, refused
         assert "read-only" in refused.text and "Traceback" not in refused.text
-        ks = httpx.post(server.base + "/api/kill-switch", timeout=30, headers=auth,
-                        json={"action": "engage", "reason": "test"})
-        assert ks.status_code == 503 and "store" in ks.text.lower()
         gate = httpx.post(server.base + "/api/gate", json={"commandType": "t"}, timeout=10)
         assert gate.status_code == 200 and gate.json()["decision"] == "needs_approval"  # reads still work
+        ks = httpx.post(server.base + "/api/kill-switch", timeout=30, headers=auth,
+                        json={"action": "engage", "reason": "test"})
+        assert ks.status_code == 200 and ks.json()["via"] == "marker", ks.text  # the second path holds it
+        assert ks.json()["message"].startswith("store not writable: engaged by marker file")
+        gate = httpx.post(server.base + "/api/gate", json={"commandType": "t"}, timeout=10)
+        assert gate.json()["decision"] == "deny" and "marker file" in gate.json()["reason"]
         assert server.proc.poll() is None
     finally:
         with admin.connect() as conn:

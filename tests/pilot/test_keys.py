@@ -487,7 +487,7 @@ async def test_q_quits(console_gov, make_console):
 
 
 
-async def test_store_unreachable_the_header_says_so_and_the_kill_switch_says_not_recorded(
+async def test_store_unreachable_the_header_says_so_and_the_kill_switch_engages_by_its_marker_file(
         console_gov, console_url, make_console):
     db = Path(console_url)
     app = make_console(console_gov)
@@ -508,8 +508,14 @@ async def test_store_unreachable_the_header_says_so_and_the_kill_switch_says_not
         await pilot.press("!", "enter")
         await settle(pilot)
         title, message, severity = notifications(app)[-1]
-        assert message.startswith("KILL SWITCH NOT RECORDED") and severity == "error"
-        assert app.bells >= 1
+        marker = console_gov.kill_marker.path
+        assert message.startswith(f"store not writable: engaged by marker file {marker} only"), message
+        for _ in range(30):
+            await pilot.pause(0.1)
+            if "(marker file)" in header_text(app):
+                break
+        assert "KILL SWITCH ENGAGED" in header_text(app) and "(marker file)" in header_text(app)
+        assert marker.exists()
         db.rmdir()
         for f in aside.iterdir():
             f.rename(db.parent / f.name)
@@ -518,7 +524,9 @@ async def test_store_unreachable_the_header_says_so_and_the_kill_switch_says_not
             if "store ok" in header_text(app):
                 break
         assert "store ok" in header_text(app)
-        assert not console_gov.status(with_readiness=False)["killSwitch"]["engaged"]
+        console_gov.overrides.record_marker()  # the scheduler's tick, when this console leads
+        with console_gov.store.read() as conn:
+            assert state_repo.get_state(conn).kill_switch_engaged  # recorded once the store was back
 
 
 async def test_no_color_is_honoured_plots_included(console_gov, make_console, monkeypatch):
