@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from console.api_lanes import run_safety
 from engine.tokens import MISS, TokenBook
 
 
@@ -28,13 +29,15 @@ class Auth:
         self.require_for_reads = require_for_reads
         self._may_ingest: dict[str, float] = {}  # operator -> monotonic expiry of a passed role check
 
-    async def _operator(self, secret: str | None, why: str) -> str:
+    async def _operator(self, secret: str | None, why: str, *, safety: bool = True) -> str:
+        """The token's operator; a cache miss is verified on the safety executor for changes (so a
+        kill switch never waits behind reads) and in the shared threadpool for reads."""
         if not secret:
             raise _unauthorized(f"{why}: send Authorization: Bearer TOKEN (an admin creates one with "
                                 "`govcon tokens create USER`)")
         operator = self.tokens.cached(secret)
         if operator is MISS:
-            operator = await run_in_threadpool(self.tokens.verify, secret)
+            operator = await (run_safety if safety else run_in_threadpool)(self.tokens.verify, secret)
         if operator is None:
             raise _unauthorized("the bearer token is unknown or revoked")
         return operator
@@ -45,7 +48,7 @@ class Auth:
     async def reader(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str | None:
         if self.require_for_reads or creds is not None:
             return await self._operator(creds and creds.credentials,
-                                        "this server is not on loopback, so reads need a token too")
+                                        "this server is not on loopback, so reads need a token too", safety=False)
         return None
 
     async def ingester(self, request: Request) -> str:
@@ -54,7 +57,7 @@ class Auth:
         operator = await self._operator(secret.strip() if scheme.lower() == "bearer" else None,
                                         "ingesting changes the store")
         if self._may_ingest.get(operator, 0.0) <= time.monotonic():
-            await run_in_threadpool(self.gov.require, operator, "ingest")  # PermissionDenied -> 403
+            await run_safety(self.gov.require, operator, "ingest")  # PermissionDenied -> 403
             self._may_ingest[operator] = time.monotonic() + self.tokens.cache_seconds
         return operator
 

@@ -3,24 +3,74 @@
 Write transactions are serialised store-wide, so that every state change sees the state it changes and
 the audit chain has one order: on SQLite with ``BEGIN IMMEDIATE``, on PostgreSQL with a transaction-level
 advisory lock. Reads never take that lock.
+
+Connections come in *lanes* (``Lane``): each lane is an engine with a pool of its own, so that the
+safety paths (the gate, the kill switch, revert, /health) and ingest never wait for a connection that
+ordinary reads hold. On PostgreSQL a lane also bounds how long it waits: ``connect_timeout`` for new
+connections, ``statement_timeout`` and ``lock_timeout`` for the server, and a client-side deadline per
+transaction (``Deadline``): a server that stops answering altogether (paused, a dead network path whose
+kernel still acknowledges) enforces no timeout of its own, so a watchdog thread cuts the connection's
+socket when the deadline passes, and the caller gets StoreUnavailable instead of a hang.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import heapq
+import itertools
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 
 #: advisory lock key for store-wide write serialisation on PostgreSQL ("govcon" in ASCII, truncated)
 WRITE_LOCK_KEY = 0x676F76636F6E
 BUSY_TIMEOUT_MS = 10_000
+#: seconds to wait for a new PostgreSQL connection (libpq's minimum is 2)
+CONNECT_TIMEOUT_S = 2
 
 
 class StoreUnavailable(RuntimeError):
     """The store cannot be reached or read; callers that decide safety fail closed on this."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A connection budget: its own pool, and how long its callers may wait (PostgreSQL)."""
+
+    name: str
+    pool_size: int
+    max_overflow: int
+    pool_timeout: float  #: seconds to wait for a pooled connection before StoreUnavailable
+    deadline: float | None = None  #: seconds a transaction may take before its connection is cut
+    statement_timeout_ms: int | None = None
+    lock_timeout_ms: int | None = None
+
+
+#: ordinary reads and writes: the CLI, the console, the API's reads, the scheduler, maintenance
+DEFAULT = Lane("default", pool_size=5, max_overflow=10, pool_timeout=10.0)
+#: the gate, the kill switch, revert, /health: small, and fast to fail (a hung store -> deny within 2 s)
+SAFETY = Lane("safety", pool_size=3, max_overflow=2, pool_timeout=1.0, deadline=1.5,
+              statement_timeout_ms=1_500, lock_timeout_ms=1_000)
+#: ingest: isolated from reads like the safety lane, with room for a 10 MiB batch
+INGEST = Lane("ingest", pool_size=2, max_overflow=1, pool_timeout=5.0, deadline=30.0,
+              statement_timeout_ms=30_000, lock_timeout_ms=5_000)
+LANES: dict[str, Lane] = {lane.name: lane for lane in (DEFAULT, SAFETY, INGEST)}
+
+
+def lane_named(name: str) -> Lane:
+    try:
+        return LANES[name]
+    except KeyError:
+        raise ValueError(f"unknown store lane {name!r}; lanes are {', '.join(LANES)}") from None
 
 
 def normalise_url(url: str) -> str:
@@ -32,23 +82,33 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_db_engine(url: str, *, echo: bool = False) -> Engine:
+def create_db_engine(url: str, *, echo: bool = False, lane: Lane = DEFAULT) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        pool: dict[str, Any] = {}
+        if lane is not DEFAULT and parsed.database and parsed.database != ":memory:":
+            pool = {"pool_size": lane.pool_size, "max_overflow": lane.max_overflow, "pool_timeout": lane.pool_timeout}
         engine = sa.create_engine(
             url,
             echo=echo,
             connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **pool,
         )
         _install_sqlite_hooks(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
         # application_name lets a DBA tell govcon's sessions apart in pg_stat_activity
-        return sa.create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                                connect_args={"application_name": "govcon"})
+        connect_args: dict[str, Any] = {"application_name": "govcon" if lane is DEFAULT else f"govcon-{lane.name}"}
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        engine = sa.create_engine(url, echo=echo, pool_size=lane.pool_size, max_overflow=lane.max_overflow,
+                                  pool_timeout=lane.pool_timeout, pool_pre_ping=lane.deadline is None,
+                                  connect_args=connect_args)
+        _install_postgres_hooks(engine, lane)
+        return engine
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
                      "use a SQLite path or a postgresql+psycopg:// URL")
 
@@ -70,6 +130,188 @@ def _install_sqlite_hooks(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+def _install_postgres_hooks(engine: Engine, lane: Lane) -> None:
+    settings = [f"SET {name} = {value}" for name, value in (("statement_timeout", lane.statement_timeout_ms),
+                                                            ("lock_timeout", lane.lock_timeout_ms))
+                if value is not None]
+    if settings:
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, record):
+            with dbapi_conn.cursor() as cur:
+                for statement in settings:
+                    cur.execute(statement)
+            dbapi_conn.commit()
+
+    if lane.deadline is None:
+        return
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _connect_within_deadline(dialect, _record, cargs, cparams):
+        """A new connection within what is left of the caller's deadline (libpq waits at least 2 s)."""
+        deadline = Deadline.current()
+        if deadline is None:
+            return None  # SQLAlchemy connects as usual
+        future = _connector().submit(dialect.loaded_dbapi.connect, *cargs, **cparams)
+        try:
+            return future.result(timeout=max(deadline.remaining(), 0.0))
+        except concurrent.futures.TimeoutError:
+            future.add_done_callback(_close_late_connection)
+            deadline.expired = True
+            raise StoreUnavailable(deadline.describe("connecting")) from None
+
+    @sa.event.listens_for(engine, "connect")
+    def _mark_fresh(_dbapi_conn, record):
+        record.info["govcon_fresh"] = True
+
+    @sa.event.listens_for(engine, "checkout")
+    def _arm_and_ping(dbapi_conn, record, _proxy):
+        """Replaces pool_pre_ping, whose ping would run before any deadline could be armed."""
+        deadline = Deadline.current()
+        if deadline is not None:
+            deadline.watch(dbapi_conn)
+        if record.info.pop("govcon_fresh", False):
+            return
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        except Exception as exc:
+            if deadline is not None and deadline.expired:
+                raise StoreUnavailable(deadline.describe("checking a pooled connection")) from exc
+            raise sa_exc.DisconnectionError(f"pooled connection is dead: {exc}") from exc
+
+
+def _close_late_connection(future: concurrent.futures.Future) -> None:
+    if not future.cancelled() and future.exception() is None:
+        with contextlib.suppress(Exception):
+            future.result().close()
+
+
+_connector_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_connector_lock = threading.Lock()
+
+
+def _connector() -> concurrent.futures.ThreadPoolExecutor:
+    global _connector_pool
+    with _connector_lock:
+        if _connector_pool is None:
+            _connector_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="govcon-connect")
+        return _connector_pool
+
+
+class Deadline:
+    """How long one store call (a read or write transaction) may take, on this thread.
+
+    ``watch`` puts a DBAPI connection under the watchdog: when the deadline passes while the call still
+    holds it, its socket is shut down, so a blocked read returns with an error at once. A nested store
+    call on the same thread keeps the outer deadline.
+    """
+
+    _local = threading.local()
+
+    def __init__(self, seconds: float, lane: str) -> None:
+        self.seconds = seconds
+        self.lane = lane
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._watched: list[int] = []
+
+    @classmethod
+    def current(cls) -> "Deadline | None":
+        return getattr(cls._local, "deadline", None)
+
+    @classmethod
+    @contextlib.contextmanager
+    def scope(cls, seconds: float | None, lane: str) -> Iterator["Deadline | None"]:
+        outer = cls.current()
+        if outer is not None or seconds is None:
+            yield outer
+            return
+        deadline = cls(seconds, lane)
+        cls._local.deadline = deadline
+        try:
+            yield deadline
+        finally:
+            cls._local.deadline = None
+            for key in deadline._watched:
+                _WATCHDOG.forget(key)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def watch(self, dbapi_conn) -> None:
+        self._watched.append(_WATCHDOG.watch(self, dbapi_conn))
+
+    def describe(self, doing: str = "") -> str:
+        during = f" ({doing})" if doing else ""
+        return (f"the store did not answer within {self.seconds:g} s{during} on the {self.lane} lane: "
+                "it is hung, overloaded or unreachable")
+
+
+class _Watchdog:
+    """One thread for the process: cuts the connections whose deadline has passed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._watched: dict[int, tuple[Deadline, Any]] = {}
+        self._keys = itertools.count(1)
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: Deadline, dbapi_conn) -> int:
+        with self._cond:
+            key = next(self._keys)
+            self._watched[key] = (deadline, dbapi_conn)
+            heapq.heappush(self._heap, (deadline.at, key))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="govcon-store-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][1] == key:
+                self._cond.notify()
+        return key
+
+    def forget(self, key: int) -> None:
+        with self._cond:
+            self._watched.pop(key, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._watched:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                at, key = self._heap[0]
+                delay = at - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+                deadline, dbapi_conn = self._watched.pop(key)
+                deadline.expired = True
+                _cut(dbapi_conn)  # under the lock: a connection forgotten before this is never cut
+
+
+def _cut(dbapi_conn) -> None:
+    """Shut the connection's socket down: the thread blocked on it wakes with an error."""
+    try:
+        fd = dbapi_conn.pgconn.socket
+        dup = os.dup(fd)
+    except Exception:
+        return
+    try:
+        sock = socket.socket(fileno=dup)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+    except OSError:
+        pass
+
+
+_WATCHDOG = _Watchdog()
 
 
 def is_sqlite(engine: Engine) -> bool:

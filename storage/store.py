@@ -1,24 +1,53 @@
 """The store: one database (SQLite file or PostgreSQL), migrated on open, read and written in
-transactions. Repositories are the modules beside this one; each takes a Connection."""
+transactions. Repositories are the modules beside this one; each takes a Connection.
+
+Every read and write goes through a *lane* (storage/db.py ``Lane``): ``default`` for ordinary work,
+``safety`` for the gate, the kill switch, revert and /health, ``ingest`` for stored events. Each lane has
+a pool of its own, so a flood of reads can never take the connections a safety path needs. A caller
+names the lane (``store.read(lane="safety")``), or runs inside ``use_lane("safety")``, which makes that
+lane the default for every store call of the context (the HTTP API's safety routes do).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import threading
 from typing import Iterator
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from storage import migrate
-from storage.db import (StoreUnavailable, create_db_engine, describe_url, read_connection,
-                        write_connection)
+from storage.db import (Deadline, StoreUnavailable, create_db_engine, describe_url, lane_named,
+                        read_connection, write_connection)
+
+_LANE: contextvars.ContextVar[str] = contextvars.ContextVar("govcon_store_lane", default="default")
+
+
+@contextlib.contextmanager
+def use_lane(name: str) -> Iterator[None]:
+    """Store calls in this context that name no lane use ``name``."""
+    lane_named(name)
+    token = _LANE.set(name)
+    try:
+        yield
+    finally:
+        _LANE.reset(token)
+
+
+def current_lane() -> str:
+    return _LANE.get()
 
 
 class Store:
     def __init__(self, url: str, *, apply_migrations: bool = True) -> None:
         self.url = url
         self.engine = create_db_engine(url)
+        self._lane_engines: dict[str, Engine] = {"default": self.engine}
+        self._lanes_lock = threading.Lock()
         if apply_migrations:
             self.migrate()
 
@@ -30,6 +59,18 @@ class Store:
     def display_url(self) -> str:
         return describe_url(self.engine)
 
+    def engine_for(self, lane: str | None = None) -> Engine:
+        """The engine (and so the pool) of a lane; created on first use."""
+        name = lane or _LANE.get()
+        engine = self._lane_engines.get(name)
+        if engine is None:
+            spec = lane_named(name)
+            with self._lanes_lock:
+                engine = self._lane_engines.get(name)
+                if engine is None:
+                    engine = self._lane_engines[name] = create_db_engine(self.url, lane=spec)
+        return engine
+
     def migrate(self) -> tuple[str | None, str]:
         try:
             return migrate.upgrade(self.engine)
@@ -37,40 +78,67 @@ class Store:
             raise StoreUnavailable(f"cannot open the store {self.display_url}: {exc.orig}") from exc
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Connection]:
-        try:
-            with read_connection(self.engine) as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreUnavailable(f"cannot read the store {self.display_url}: {exc.orig}") from exc
+    def read(self, *, lane: str | None = None) -> Iterator[Connection]:
+        """One read transaction on ``lane`` (default: the context's lane, see ``use_lane``)."""
+        name = lane or _LANE.get()
+        engine = self.engine_for(name)
+        with Deadline.scope(lane_named(name).deadline, name) as deadline:
+            try:
+                with read_connection(engine) as conn:
+                    yield conn
+            except OperationalError as exc:
+                raise StoreUnavailable(_why(deadline, f"cannot read the store {self.display_url}", exc)) from exc
+            except PoolTimeout as exc:
+                raise StoreUnavailable(_busy(name, engine)) from exc
 
     @contextlib.contextmanager
-    def write(self, *, serialise: bool = True) -> Iterator[Connection]:
+    def write(self, *, serialise: bool = True, lane: str | None = None) -> Iterator[Connection]:
         """One transaction: everything inside commits together or not at all."""
-        try:
-            with write_connection(self.engine, serialise=serialise) as conn:
-                yield conn
-        except DBAPIError as exc:
-            if not _cannot_write(exc):
-                raise
-            raise StoreUnavailable(f"cannot write to the store {self.display_url}: {exc.orig}") from exc
+        name = lane or _LANE.get()
+        engine = self.engine_for(name)
+        with Deadline.scope(lane_named(name).deadline, name) as deadline:
+            try:
+                with write_connection(engine, serialise=serialise) as conn:
+                    yield conn
+            except DBAPIError as exc:
+                if not _cannot_write(exc):
+                    raise
+                raise StoreUnavailable(_why(deadline, f"cannot write to the store {self.display_url}", exc)
+                                       ) from exc
+            except PoolTimeout as exc:
+                raise StoreUnavailable(_busy(name, engine)) from exc
 
-    def ping(self) -> bool:
+    def ping(self, *, lane: str | None = None) -> bool:
         try:
-            with self.engine.connect() as conn:
+            with self.read(lane=lane) as conn:
                 conn.execute(sa.text("SELECT 1"))
             return True
         except Exception:
             return False
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        with self._lanes_lock:
+            for engine in self._lane_engines.values():
+                engine.dispose()
+            self._lane_engines = {"default": self.engine}
 
     def __enter__(self) -> "Store":
         return self
 
     def __exit__(self, *exc) -> None:
         self.dispose()
+
+
+def _why(deadline: Deadline | None, what: str, exc: DBAPIError) -> str:
+    if deadline is not None and deadline.expired:
+        return f"{what}: {deadline.describe()}"
+    return f"{what}: {exc.orig}"
+
+
+def _busy(lane: str, engine: Engine) -> str:
+    spec = lane_named(lane)
+    return (f"every connection of the store's {lane} lane is busy ({spec.pool_size}+{spec.max_overflow}, "
+            f"waited {spec.pool_timeout:g} s): the store is slow or hung")
 
 
 def _cannot_write(exc: DBAPIError) -> bool:
