@@ -179,7 +179,8 @@ class ActionQueueScreen(GovScreen):
         with Container(id="split"):
             with VerticalScroll(id="aq-lists"):
                 yield Static("Pending requests", id="aq-pending-title", classes="aq-title")
-                yield Table(("type", "service", "agent", "conf", "expires", "why", "asked by", "asked"), id="aq-pending")
+                yield Table(("type", "service", "agent", "conf", "expires", "why", "asked by", "asked"),
+                            id="aq-pending")
                 yield Static("Grants in flight", id="aq-flight-title", classes="aq-title")
                 yield Table(("type", "service", "agent", "granted", "expires", "approved by"), id="aq-flight")
                 yield Static("Recent outcomes", id="aq-done-title", classes="aq-title")
@@ -237,7 +238,8 @@ class ActionQueueScreen(GovScreen):
         self._set("aq-done", f"Recent outcomes: {len(done) or 'none'}", (
             (row_id(o), (Text(o["status"], OUTCOME_STYLE.get(o["status"], "")), o["commandType"],
                          o.get("service") or "–", o["agent"], ago(now, finished_at(o)),
-                         o.get("approvedBy") or o.get("decidedBy") or ("–" if o["kind"] == "request" else "autonomous")))
+                         o.get("approvedBy") or o.get("decidedBy")
+                         or ("–" if o["kind"] == "request" else "autonomous")))
             for o in done))
         if self.filter_text:
             self.query_one("#aq-pending-title", Static).update(

@@ -54,7 +54,8 @@ def load_actions(gov: Governance) -> ActionsView:
                  if g["status"] == IN_FLIGHT and g["expiresAt"] <= stamp]
     outcomes += [dict(r, kind="request") for r in recent["requests"] if r["status"] in FINISHED_REQUEST]
     outcomes.sort(key=lambda row: (finished_at(row), row.get("grantId") or row["requestId"]), reverse=True)
-    pending_rows = tuple(sorted((dict(r, kind="request") for r in pending), key=lambda r: (r["expiresAt"], r["requestId"])))
+    pending_rows = tuple(sorted((dict(r, kind="request") for r in pending),
+                                key=lambda r: (r["expiresAt"], r["requestId"])))
     flight_rows = tuple(dict(g, kind="grant") for g in flying)
     outcome_rows = tuple(outcomes[:RECENT])
     by_id = {row_id(r): r for r in (*outcome_rows, *flight_rows, *pending_rows)}
@@ -103,7 +104,8 @@ def approval_refusal(status: dict[str, Any] | None) -> str | None:
         return (f"the kill switch is engaged (by {ks.get('by')}: {ks.get('reason')}): no action may be approved "
                 "until it is released")
     if status.get("mode") == "read_only":
-        return "mode read_only: no action may be approved; set the mode back first (govcon mode set normal --reason …)"
+        return ("mode read_only: no action may be approved; set the mode back first "
+                "(govcon mode set normal --reason …)")
     return None
 
 

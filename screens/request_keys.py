@@ -60,12 +60,13 @@ def approve_request(app, screen) -> None:
     held = ", ".join(r for r in approvers(request) if r in app.live.roles)
     body = (f"A grant lets {agent} run {what} once, from now until the grant expires (policy grant_ttl, "
             f"default 15m); it counts against the budget. Asked by {request['requestedBy']}: {request['reason']}. "
-            f"You approve as {app.operator} ({held}); the request expires {expires_in(app.gov.clock.now(), request['expiresAt'])}.")
+            f"You approve as {app.operator} ({held}); the request expires "
+            f"{expires_in(app.gov.clock.now(), request['expiresAt'])}.")
 
     def done(result: dict[str, Any] | None) -> None:
         if result is None:
             return
-        book, actor, note = app.gov.actions, app.operator, result["reason"] or None
+        book, actor, note = app.gov.actions, app.operator, result["reason"]
 
         def said(doc: dict[str, Any]) -> str:
             grant = doc.get("grant") or {}
@@ -73,9 +74,10 @@ def approve_request(app, screen) -> None:
                     f"(expires {short_time(grant.get('expiresAt'))})")
         app.perform(lambda: book.approve(actor, rid, note), said, title="Approved")
 
+    note = Ask(reason_label="Note (optional):", reason_optional=True,
+               reason_default=f"approved on the console by {app.operator}")
     app.push_screen(ConfirmModal(f"Approve {what} for {agent}: a grant lets it act once, now", body,
-                                 confirm="Approve", ask=Ask(reason_label="Note (optional):", reason_optional=True)),
-                    done)
+                                 confirm="Approve", ask=note), done)
 
 
 def reject_request(app, screen) -> None:

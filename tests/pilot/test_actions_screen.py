@@ -1,0 +1,250 @@
+"""Screen 8, Actions, through Textual's Pilot against a real SQLite store: a request queued by the real
+gate at L3 is approved with `a` (the grant is in the store file), rejected with `x` and a reason, and
+refused — before any dialog — for an operator without an approver role, for the requester (four eyes)
+and under the kill switch; a refusal the engine makes after the dialog names who decided first."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from screens.action_queue import ActionQueueScreen
+from screens.help import HelpModal
+from screens.keybar import KeyBar
+from screens.modals import ConfirmModal
+from screens.proposals import ProposalsScreen
+from screens.widgets import Table
+from storage import actions_repo
+from storage.store import Store
+from tests.pilot.conftest import notifications, settle, text_of
+from tests.pilot.seed import GRANT_DONE, OPERATOR, PENDING, REQ_RESTART, seed_actions
+
+pytestmark = pytest.mark.anyio
+
+
+def ask(gov, requested_by: str = "bot-operator") -> str:
+    """What an agent does at L3: ask the gate with request=True; the answer queues an action request."""
+    decision = gov.gate.decide("restart_service", agent="rollback-bot", service="api", confidence=0.93,
+                               request=True, requested_by=requested_by)
+    assert decision.decision == "needs_approval" and decision.request_id, decision.to_json()
+    return decision.request_id
+
+
+def last(app) -> tuple[str, str, str]:
+    return notifications(app)[-1]
+
+
+def in_the_file(url: str, request_id: str):
+    """The request and its grant as a fresh connection to the SQLite file reads them."""
+    store = Store(url)
+    try:
+        with store.read() as conn:
+            request = actions_repo.get_request(conn, request_id)
+            grant = actions_repo.get_grant(conn, request.grant_id) if request.grant_id else None
+            return request, grant
+    finally:
+        store.dispose()
+
+
+async def open_actions(pilot) -> ActionQueueScreen:
+    await settle(pilot)
+    await pilot.press("8")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, ActionQueueScreen)
+    return screen
+
+
+async def test_a_approves_the_selected_request_and_the_grant_is_in_the_store(console_gov, console_url,
+                                                                              make_console):
+    rid = ask(console_gov)
+    app = make_console(console_gov)  # alice holds on-call; bot-operator asked
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_actions(pilot)
+        assert screen.query_one("#aq-pending", Table).selected_key == rid
+        detail = text_of(screen.query_one("#action-detail"))
+        assert "restart_service on api" in detail and "paused by a circuit breaker" in detail
+        assert "a approves" in detail
+        await pilot.press("a")
+        await settle(pilot)
+        modal = app.screen
+        assert isinstance(modal, ConfirmModal)
+        assert modal.title_text == "Approve restart_service on api for rollback-bot: a grant lets it act once, now"
+        assert "once" in modal.body and "bot-operator" in modal.body
+        await pilot.press(*"runbook step 3", "enter")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmModal)
+        request, grant = in_the_file(console_url, rid)
+        assert (request.status, request.decided_by, request.note) == ("approved", OPERATOR, "runbook step 3")
+        assert grant is not None and grant.status == "granted" and grant.approved_by == OPERATOR
+        assert (grant.command_type, grant.service, grant.agent) == ("restart_service", "api", "rollback-bot")
+        title, message, _ = last(app)
+        assert title == "Approved" and grant.id in message
+        await settle(pilot)
+        assert screen.query_one("#aq-flight", Table).selected_key == grant.id  # the list moved on to the grant
+        assert not screen.query_one("#aq-pending", Table).display
+        assert "Pending requests: none" in text_of(screen.query_one("#aq-pending-title"))
+
+
+async def test_x_rejects_with_a_reason_which_is_required(console_gov, console_url, make_console):
+    rid = ask(console_gov)
+    app = make_console(console_gov)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_actions(pilot)
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmModal) and "Reject restart_service on api" in app.screen.title_text
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "required" in text_of(app.screen.query_one("#dialog-error"))
+        assert in_the_file(console_url, rid)[0].status == "pending"
+        await pilot.press(*"not during the freeze", "enter")
+        await settle(pilot)
+        request, grant = in_the_file(console_url, rid)
+        assert (request.status, request.decided_by, request.note) == ("rejected", OPERATOR, "not during the freeze")
+        assert grant is None
+        assert last(app)[0] == "Rejected"
+        await settle(pilot)
+        done = screen.query_one("#aq-done", Table)
+        assert done.selected_key == rid and "REJECTED" in text_of(screen.query_one("#action-detail"))
+
+
+async def test_an_operator_without_an_approver_role_is_refused_before_any_dialog(console_gov, console_url,
+                                                                                 make_console):
+    rid = ask(console_gov)
+    app = make_console(console_gov, operator="bob")  # tech-lead only
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_actions(pilot)
+        assert "hold none of them" in text_of(screen.query_one("#action-detail"))
+        for key in "ax":
+            await pilot.press(key)
+            await settle(pilot)
+            assert not isinstance(app.screen, ConfirmModal), key
+            title, message, severity = last(app)
+            assert (title, severity) == ("Not allowed", "error")
+            assert "on-call" in message and "bob holds tech-lead" in message
+            assert "govcon roles grant bob on-call" in message
+        assert in_the_file(console_url, rid)[0].status == "pending"
+
+
+async def test_the_requester_cannot_approve_but_can_reject(console_gov, make_console):
+    ask(console_gov, requested_by=OPERATOR)
+    app = make_console(console_gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_actions(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmModal)
+        title, message, _ = last(app)
+        assert title == "Not allowed" and "cannot approve it too" in message
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmModal)
+
+
+async def test_the_kill_switch_refuses_approval_before_the_dialog(console_gov, console_url, make_console):
+    rid = ask(console_gov)
+    console_gov.grant_role(OPERATOR, "carol", "on-call")
+    console_gov.overrides.engage_kill_switch("carol", "runaway restarts")
+    app = make_console(console_gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_actions(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmModal)
+        title, message, _ = last(app)
+        assert title == "Refused" and "kill switch is engaged (by carol: runaway restarts)" in message
+        assert rid in message
+        assert in_the_file(console_url, rid)[0].status == "pending"
+
+
+async def test_a_request_decided_meanwhile_is_refused_naming_who_decided(console_gov, console_url, make_console):
+    rid = ask(console_gov)
+    console_gov.grant_role(OPERATOR, "carol", "on-call")
+    app = make_console(console_gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_actions(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmModal)
+        console_gov.actions.reject("carol", rid, "the restart already happened by hand")  # another console
+        await pilot.press("enter")
+        await settle(pilot)
+        title, message, severity = last(app)
+        assert (title, severity) == ("Refused", "error")
+        assert f"{rid} was rejected already by carol" in message
+        request, grant = in_the_file(console_url, rid)
+        assert request.status == "rejected" and grant is None
+
+
+async def test_an_expired_request_leaves_the_pending_list(console_gov, console_clock, make_console):
+    rid = ask(console_gov)
+    app = make_console(console_gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_actions(pilot)
+        console_clock.advance(timedelta(minutes=31))
+        app.refresh_all()
+        await settle(pilot)
+        assert not screen.query_one("#aq-pending", Table).display
+        assert screen.query_one("#aq-done", Table).selected_key == rid
+        assert "EXPIRED" in text_of(screen.query_one("#action-detail"))
+        await pilot.press("a")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmModal)
+        title, message, _ = last(app)
+        assert title == "Refused" and f"{rid} was expired" in message
+
+
+async def test_a_and_x_on_a_grant_say_what_they_act_on(console_gov, make_console):
+    seed_actions(console_gov)
+    app = make_console(console_gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_actions(pilot)
+        assert screen.query_one("#aq-pending", Table)._keys[0] == REQ_RESTART  # the soonest to expire first
+        done = screen.query_one("#aq-done", Table)
+        done.focus()
+        await settle(pilot)
+        done.move_cursor(row=done._keys.index(GRANT_DONE))
+        await settle(pilot)
+        detail = text_of(screen.query_one("#action-detail"))
+        assert "Action report" in detail and "systemctl restart worker" in detail and "2310 ms" in detail
+        await pilot.press("a")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmModal)
+        assert last(app)[0] == "Nothing selected" and f"{GRANT_DONE} is a grant" in last(app)[1]
+
+
+async def test_a_on_screen_4_still_approves_proposals(calm_gov, make_console):
+    ask(calm_gov)
+    app = make_console(calm_gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        assert isinstance(app.screen, ProposalsScreen)
+        await pilot.press("a")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmModal) and PENDING in app.screen.title_text
+
+
+async def test_8_opens_actions_from_every_screen_and_is_in_the_footer_help_and_palette(console_gov, make_console):
+    ask(console_gov)
+    app = make_console(console_gov)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for key in "1234567":
+            await pilot.press(key)
+            await settle(pilot)
+            await pilot.press("8")
+            await settle(pilot)
+            assert isinstance(app.screen, ActionQueueScreen), key
+        assert "1-8 Screens" in text_of(app.screen.query_one(KeyBar))
+        assert "1 to approve" in text_of(app.screen.query_one("StatusHeader"))
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpModal)
+        assert "Show the actions screen" in text_of(app.screen.query_one("#dialog Static:last-of-type"))
+        await pilot.press("escape")
+        palette = [c.title for c in app.get_system_commands(app.screen)]
+        assert any(t.startswith("Actions (8)") for t in palette)
