@@ -27,6 +27,11 @@ def print_status(doc: dict[str, Any], out: TextIO) -> None:
     if marker and marker["engaged"]:  # the second path: engaged while the store could not be written
         _line(out, "Marker file", f"{marker['path']} is present: the kill switch is engaged by it")
     _line(out, "Breakers", f"{doc['breakerMode']} mode, {doc['unresolvedEvents']} unresolved events")
+    if "mode" in doc:
+        _line(out, "Mode", doc["mode"] if doc["mode"] == "normal" else f"{doc['mode'].upper()} (degraded)")
+    if "grantsInFlight" in doc:
+        _line(out, "Actions", f"{doc['grantsInFlight']} grants in flight, {doc['pendingRequests']} requests "
+                              "waiting for approval")
     leader = doc.get("leader")
     if leader:
         _line(out, "Scheduler", f"{leader['holder']} ({'alive' if leader['alive'] else 'lease expired'})")

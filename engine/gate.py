@@ -137,7 +137,7 @@ class Gate:
         marker = self.kill_marker.engaged() if self.kill_marker is not None else None
         if marker is not None:
             return GateDecision(DENY, _marker_reason(marker), ask.command_type, None), False
-        with self.store.read() as conn:
+        with self.store.read(lane="safety") as conn:
             decision = self.judge(conn, ask, now)
         if decision.decision == ALLOW and take_grant and self.actions is not None:
             return self._grant(ask, now, requested_by)
@@ -197,7 +197,7 @@ class Gate:
     def _grant(self, ask: Ask, now, requested_by: str | None) -> tuple[GateDecision, bool]:
         assert self.actions is not None
         try:
-            with self.store.write() as conn:
+            with self.store.write(lane="safety") as conn:
                 decision = self.judge(conn, ask, now)  # again, under the store's write lock
                 if decision.decision != ALLOW:  # the budget went to a concurrent ask
                     self.actions.log_decision(conn, ask, decision, now)
@@ -211,7 +211,7 @@ class Gate:
                  requested_by: str | None) -> tuple[GateDecision, bool]:
         assert self.actions is not None
         try:
-            with self.store.write() as conn:
+            with self.store.write(lane="safety") as conn:
                 again = self.judge(conn, ask, now)
                 if again.decision != NEEDS_APPROVAL:  # e.g. the kill switch was engaged meanwhile
                     self.actions.log_decision(conn, ask, again, now)

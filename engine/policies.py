@@ -244,12 +244,14 @@ class PolicyEngine:
             if limit is None:
                 continue
             since = now - span
-            used = (actions_repo.grants_since(conn, policy.command_types, since, service=service)
-                    + actions_repo.executions_without_grant(conn, policy.command_types, since, now + CLOCK_SKEW,
-                                                            service=service))
+            used = actions_repo.grants_since(conn, policy.command_types, since, service=service, cap=limit)
+            if used < limit:  # runs reported without asking count too
+                used += actions_repo.executions_without_grant(conn, policy.command_types, since, now + CLOCK_SKEW,
+                                                              service=service, cap=limit - used)
             budget[key] = {"used": used, "limit": limit, "remaining": max(limit - used, 0)}
         if policy.max_concurrent is not None:
-            flying = actions_repo.in_flight(conn, policy.command_types, now, service=service)
+            flying = actions_repo.in_flight(conn, policy.command_types, now, service=service,
+                                            cap=policy.max_concurrent)
             budget["concurrent"] = {"used": flying, "limit": policy.max_concurrent,
                                     "remaining": max(policy.max_concurrent - flying, 0)}
         extra["budget"] = budget

@@ -46,17 +46,26 @@ def update_grant(conn: Connection, grant_id: str, **fields: Any) -> None:
     conn.execute(sa.update(GR).where(GR.c.id == grant_id).values(**fields))
 
 
-def grants_since(conn: Connection, types: Sequence[str], since: datetime, *, service: str | None = None) -> int:
+def _count(conn: Connection, query: sa.Select, cap: int | None) -> int:
+    """Rows of ``query``; with ``cap``, at most cap of them are read (a budget only needs to know whether
+    it is spent, so a count costs the limit, not the history)."""
+    if cap is not None:
+        query = query.limit(cap)
+    return conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+
+
+def grants_since(conn: Connection, types: Sequence[str], since: datetime, *, service: str | None = None,
+                 cap: int | None = None) -> int:
     """Grants of these types issued since ``since``, whatever became of them (in flight, finished or expired)."""
-    return conn.execute(sa.select(sa.func.count()).select_from(GR)
-                        .where(*_scope(GR, types, service), GR.c.granted_at >= since)).scalar_one()
+    return _count(conn, sa.select(GR.c.id).where(*_scope(GR, types, service), GR.c.granted_at >= since), cap)
 
 
-def in_flight(conn: Connection, types: Sequence[str] | None, now: datetime, *, service: str | None = None) -> int:
+def in_flight(conn: Connection, types: Sequence[str] | None, now: datetime, *, service: str | None = None,
+              cap: int | None = None) -> int:
     where = [GR.c.status == OPEN, GR.c.expires_at > now]
     if types is not None:
         where += _scope(GR, types, service)
-    return conn.execute(sa.select(sa.func.count()).select_from(GR).where(*where)).scalar_one()
+    return _count(conn, sa.select(GR.c.id).where(*where), cap)
 
 
 def newest_grant_at(conn: Connection, types: Sequence[str], *, service: str | None = None) -> datetime | None:
@@ -64,14 +73,14 @@ def newest_grant_at(conn: Connection, types: Sequence[str], *, service: str | No
 
 
 def executions_without_grant(conn: Connection, types: Sequence[str], since: datetime, until: datetime, *,
-                             service: str | None = None) -> int:
+                             service: str | None = None, cap: int | None = None) -> int:
     """Distinct autonomous commands of these types reported as run (succeeded, failed, rolled back) that
     name no grant: agents that act without asking still use up the budget."""
     where = [CMD.c.at >= since, CMD.c.at < until, CMD.c.autonomous.is_(True), CMD.c.command_type.in_(list(types)),
              CMD.c.status.in_(EXECUTED), ~sa.exists().where(GR.c.id == CMD.c.command_id)]
     if service is not None and "service" in CMD.c:
         where.append(CMD.c.service == service)
-    return conn.execute(sa.select(sa.func.count(sa.distinct(CMD.c.command_id))).where(*where)).scalar_one()
+    return _count(conn, sa.select(CMD.c.command_id).where(*where).distinct(), cap)
 
 
 def list_grants(conn: Connection, *, status: str | None = None, in_flight_at: datetime | None = None,
