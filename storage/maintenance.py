@@ -19,15 +19,16 @@ import os
 import sqlite3
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, ContextManager
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from storage.tables import (alert_outbox, breaker_events, command_events, eval_coverage, incidents,
-                            metrics_snapshots, readiness_assessments, safety_events)
+from storage.tables import (action_requests, alert_outbox, breaker_events, command_events, eval_coverage,
+                            gate_decisions, grants, incidents, metrics_snapshots, readiness_assessments,
+                            safety_events)
 
 
 class BackupNotSupported(RuntimeError):
@@ -96,7 +97,14 @@ _PRUNABLE = [
     # alerts once sent or dismissed: a dead one stays until an operator has retried or dismissed it, and
     # so do the alerts of its sink and dedup key (the resolve that makes a dead trigger superseded)
     (alert_outbox, "created_at", lambda t: t.c.status.in_(("sent", "dismissed")) & ~_dead_alert_with_same_key(t)),
+    # the gate's decision log; decided action requests; grants only once finished and a week older than the
+    # cut-off, so that no weekly budget ever loses a grant it must count ("budget-window")
+    (gate_decisions, "at", None),
+    (action_requests, "requested_at", lambda t: t.c.status != "pending"),
+    (grants, "granted_at", "budget-window"),
 ]
+#: the longest window a gate budget counts over (max_per_week)
+BUDGET_WINDOW = timedelta(days=7)
 
 
 #: how long one prune batch should hold the write lock (the hard bound is 100 ms: see the module doc)
@@ -110,6 +118,9 @@ VACUUM_STEP_PAGES = 1024
 
 def _condition(table, column: str, extra, before: datetime):
     cond = table.c[column] < before
+    if extra == "budget-window":
+        cond = sa.and_(table.c[column] < before - BUDGET_WINDOW, table.c.status != "granted")
+        extra = None
     if extra == "kept-incidents":
         extra = _not_named_by_a_kept_incident(before)
     if extra is not None:

@@ -466,3 +466,19 @@ def test_a_burst_from_separate_processes_gets_exactly_the_budget(agov, store_url
     with agov.store.read() as conn:
         stored = {r.id for r in actions_repo.list_grants(conn, limit=100) if r.service == "proc"}
     assert stored == set(allows)  # every allow has its grant; no grant without an allow
+
+
+def test_retention_prunes_the_log_and_never_a_grant_a_budget_counts(agov, clock):
+    old = agov.gate.decide("restart_service", agent="bot")
+    outcome(agov, old.grant_id, "succeeded")
+    agov.gate.decide("nope", agent="bot")
+    agov.actions.decision_log.flush()
+    clock.advance(timedelta(days=3))
+    flying = agov.gate.decide("restart_service", agent="bot")
+    removed = agov.prune(OPERATOR, timedelta(days=1))
+    assert removed["gate_decisions"] == 2  # the two decisions of three days ago
+    assert removed["grants"] == 0  # the finished grant is inside the week a budget counts
+    clock.advance(timedelta(days=9))
+    removed = agov.prune(OPERATOR, timedelta(days=1))
+    assert removed["grants"] == 1  # finished, and older than a week before the cut-off
+    assert agov.actions.show(flying.grant_id)["grant"]["status"] == "granted"  # never an open grant
