@@ -32,7 +32,7 @@ from typing import Any
 from engine.errors import InvalidInput
 from engine.gate import NEEDS_APPROVAL, GateDecision
 from engine.rule_language import RuleError, parse_window
-from storage import actions_repo
+from storage import actions_repo, events_repo
 
 NOTIFICATION_LEVELS = ("info", "alert", "approval_required")
 DEFAULT_GRANT_TTL = timedelta(minutes=15)
@@ -187,9 +187,33 @@ class Ask:
     agent: str | None = None
 
 
+#: a count of runs reported without a grant is reused while no command event has arrived since, for at most
+#: this long: such runs only age out of the window meanwhile, so a reused count can only be too high (safe)
+COUNT_REUSE = timedelta(seconds=30)
+
+
 @dataclass
 class PolicyEngine:
     policies: list[Policy] = field(default_factory=list)
+    _unasked: dict[tuple, tuple[int, datetime, int, int]] = field(default_factory=dict, repr=False)
+
+    def _unasked_runs(self, conn, types: tuple[str, ...], service: str | None, span: timedelta, now: datetime,
+                      cap: int) -> int:
+        """Autonomous runs reported without a grant in the window, read at most ``cap`` of them (the history
+        scan a burst of asks can share)."""
+        newest = events_repo.newest_command_event_id(conn)
+        key = (types, service, span)
+        cached = self._unasked.get(key)
+        if cached is not None and cached[0] == newest and timedelta(0) <= now - cached[1] < COUNT_REUSE:
+            value, read_cap = cached[2], cached[3]
+            if value < read_cap or cap <= read_cap:  # exact, or saturated at a cap at least as high
+                return min(value, cap)
+        used = actions_repo.executions_without_grant(conn, types, now - span, now + CLOCK_SKEW, service=service,
+                                                     cap=cap)
+        if len(self._unasked) > 10_000:
+            self._unasked.clear()
+        self._unasked[key] = (newest, now, used, cap)
+        return used
 
     def find(self, command_type: str, action_class: str | None = None) -> Policy | None:
         """The policy an ask answers to first (the one covering its type); see ``applicable``."""
@@ -246,8 +270,7 @@ class PolicyEngine:
             since = now - span
             used = actions_repo.grants_since(conn, policy.command_types, since, service=service, cap=limit)
             if used < limit:  # runs reported without asking count too
-                used += actions_repo.executions_without_grant(conn, policy.command_types, since, now + CLOCK_SKEW,
-                                                              service=service, cap=limit - used)
+                used += self._unasked_runs(conn, policy.command_types, service, span, now, limit - used)
             budget[key] = {"used": used, "limit": limit, "remaining": max(limit - used, 0)}
         if policy.max_concurrent is not None:
             flying = actions_repo.in_flight(conn, policy.command_types, now, service=service,

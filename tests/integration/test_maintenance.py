@@ -22,7 +22,8 @@ from tests.integration.conftest import Events
 
 TABLES = [tables.command_events, tables.incidents, tables.safety_events, tables.eval_coverage,
           tables.metrics_snapshots, tables.readiness_assessments, tables.breaker_events,
-          tables.alert_outbox, tables.proposals, tables.approvals, tables.audit_log]
+          tables.alert_outbox, tables.proposals, tables.approvals, tables.audit_log, tables.gate_decisions,
+          tables.action_requests, tables.grants]
 
 
 def row_counts(store) -> dict[str, int]:
@@ -87,7 +88,7 @@ def test_prune_removes_old_rows_and_keeps_what_it_must(gov, aged_store, clock):
     removed = gov.prune(OPERATOR, timedelta(days=90))
     assert removed == {"command_events": 4, "incidents": 1, "safety_events": 1, "eval_coverage": 1,
                        "metrics_snapshots": 1, "readiness_assessments": 1, "breaker_events": 1,
-                       "alert_outbox": 1}
+                       "alert_outbox": 1, "gate_decisions": 0, "action_requests": 0, "grants": 0}
     after = row_counts(gov.store)
     for table, n in removed.items():
         assert after[table] == before[table] - n, table

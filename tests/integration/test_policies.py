@@ -91,12 +91,16 @@ def test_explain_lists_the_policy(pgov):
     assert {x["name"] for x in pgov.policies.explain()} == set(POLICIES)
 
 
-def test_counts_are_fresh_on_every_ask(pgov, clock):
-    """Runs age out of the day at once, and new ones count at once (no count is reused)."""
+def test_reused_counts_are_refreshed_by_new_events_and_by_age(pgov, clock):
+    """Counts of runs reported without a grant are reused only while no command event arrives, and for at
+    most 30 s: a reused count can only be too high (runs age out of the window), never too low. Grants are
+    counted afresh on every ask."""
     ran(pgov, 2, clock.now() - timedelta(hours=23, minutes=59, seconds=40), "old")
     assert "daily limit reached" in pgov.gate.decide("restart_service", confidence=0.95).reason
-    clock.advance(timedelta(seconds=25))  # the two have aged out of the day
+    clock.advance(timedelta(seconds=25))  # the two have aged out of the day; the reused count still says 2
+    assert pgov.gate.decide("restart_service", confidence=0.95).decision == "needs_approval"
+    clock.advance(timedelta(seconds=10))  # past the reuse limit: counted again
     d = pgov.gate.decide("restart_service", confidence=0.95, take_grant=False)
     assert d.decision == "allow" and d.to_json()["budget"]["day"]["used"] == 0
-    ran(pgov, 2, clock.now(), "new")
+    ran(pgov, 2, clock.now(), "new")  # new events invalidate at once
     assert "daily limit reached" in pgov.gate.decide("restart_service", confidence=0.95).reason
