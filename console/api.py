@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -27,8 +28,9 @@ from console.api_auth import Auth
 from console.api_ingest import BadBody, IngestService
 from console.api_lanes import safety_route
 from console.evaluator import CoalescingEvaluator
-from console.limits import BodyLimit
+from console.limits import AfterChanges, BodyLimit, HostCheck, ReadRateLimit
 from console.prometheus import ApiMetrics
+from console.read_cache import ReadCache
 from engine.errors import (AlreadyInitialised, Conflict, GovconError, InvalidInput, NotFound, NotInitialised,
                            PermissionDenied)
 from engine.rule_language import RuleError, parse_window
@@ -110,13 +112,26 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY, max_json_body_bytes: int = DEFAULT_MAX_JSON_BODY,
                scheduler=None, metrics_cache_seconds: float = 5.0, evaluate_interval: float = 0.02,
-               on_sigusr1: Callable[[], None] | None = None) -> FastAPI:
+               on_sigusr1: Callable[[], None] | None = None, read_cache_seconds: float = 1.0,
+               read_rate: float | None = None, read_burst: int = 100,
+               allowed_hosts: frozenset[str] | None = None) -> FastAPI:
     """The API over ``gov``. Breakers are judged by a coalescing evaluator (it replaces the Ingestor's
     listeners); ``scheduler`` (a GovconScheduler) is started and shut down with the app; ``on_sigusr1``
-    (reopen the log file) runs on the event loop when the process gets SIGUSR1."""
+    (reopen the log file) runs on the event loop when the process gets SIGUSR1. ``read_cache_seconds``:
+    how long the state document is reused (console/read_cache.py); ``read_rate``/``read_burst``: reads
+    without a token per second and client (None: unlimited); ``allowed_hosts``: the Host check of a
+    loopback bind (None: no check; the loopback names are always allowed)."""
     tokens = tokens or TokenBook(gov.store, gov.clock)
     metrics = ApiMetrics(gov, cache_seconds=metrics_cache_seconds)
-    evaluator = CoalescingEvaluator(gov.breakers.evaluate, min_interval=evaluate_interval,
+    cached = ReadCache(gov, state_seconds=read_cache_seconds, readiness_seconds=2 * read_cache_seconds)
+
+    def evaluate_then_refresh():  # a trip changes the state: the next read must show it
+        try:
+            return gov.breakers.evaluate()
+        finally:
+            cached.invalidate(readiness=False)
+
+    evaluator = CoalescingEvaluator(evaluate_then_refresh, min_interval=evaluate_interval,
                                     on_evaluated=metrics.evaluation_latency.observe)
     gov.ingestor.listeners[:] = [evaluator.poke]
     ingest = IngestService(gov.ingestor)
@@ -141,18 +156,40 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
                 scheduler.shutdown()  # releases the leader lease
             await run_in_threadpool(ingest.shutdown)
             await run_in_threadpool(evaluator.stop)
+            cached.close()
             log.info("stopped: leader lease released, breakers judged one last time")
 
     app = FastAPI(title="govcon", version=_version(), lifespan=lifespan, responses=m.COMMON_ERRORS,
+                  docs_url=None, redoc_url=None, openapi_url=None,  # served below, behind the read check
                   description="Autonomy governance: the runbook's API, ingest, the gate, health and metrics. "
                               "Changes need `Authorization: Bearer TOKEN`; reads too when the server is not "
                               "bound to a loopback address.")
     app.openapi = lambda: _openapi(app)
     app.state.gov, app.state.tokens, app.state.metrics, app.state.evaluator = gov, tokens, metrics, evaluator
     app.add_middleware(BodyLimit, default=max_json_body_bytes, per_path={"/api/events": max_body_bytes})
+    app.add_middleware(AfterChanges, on_change=lambda path: cached.invalidate(
+        readiness=path not in ("/api/events", "/api/gate")))  # readiness judges days, not each event
+    if read_rate is not None:
+        app.add_middleware(ReadRateLimit, rate=read_rate, burst=read_burst)
+    if allowed_hosts is not None:  # outermost: a rebinding page gets nothing at all
+        app.add_middleware(HostCheck, extra=allowed_hosts)
     _install_error_handlers(app)
     read = [Depends(auth.reader)]
     change, reads = m.CHANGE_ERRORS, m.READ_ERRORS
+
+    # --- the API's own documents: open on loopback, behind a token otherwise -------------------
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=read)
+    def openapi_document():
+        return json_response(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=read)
+    def swagger_ui():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="govcon API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=read)
+    def redoc():
+        return get_redoc_html(openapi_url="/openapi.json", title="govcon API")
 
     # --- health and metrics -------------------------------------------------------------------
 
@@ -191,8 +228,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
 
     @app.get("/api/governance/state", tags=["governance"], dependencies=read, responses=reads,
              summary="currentPhase, commandWhitelist, pausedCommandTypes, killSwitch, … (as `govcon status --json`)")
-    def state():
-        return json_response(gov.status())
+    async def state():
+        return json_response(await cached.state())
 
     @app.post("/api/governance/run-cycle", tags=["governance"], responses=change,
               summary="Run the governance cycle now; returns the GovernanceReport")
@@ -262,16 +299,16 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     # --- readiness and metrics ----------------------------------------------------------------
 
     @app.get("/api/readiness/score", tags=["readiness"], dependencies=read, responses=reads)
-    def readiness_score():
-        r = gov.readiness.assess()
+    async def readiness_score():
+        r = await cached.readiness()
         return json_response({"score": round(r.score, 4), "ready": r.ready, "blockers": r.blockers,
                               "categories": {c: round(r.category_score(c), 4) for c in r.results},
                               "recommendation": r.recommendation, "timestamp": r.to_json()["timestamp"]})
 
     @app.get("/api/readiness/current", tags=["readiness"], dependencies=read, responses=reads,
              summary="The ReadinessReport (as `govcon readiness --json`)")
-    def readiness_current():
-        return json_response(gov.readiness.assess().to_json())
+    async def readiness_current():
+        return json_response((await cached.readiness()).to_json())
 
     @app.get("/api/metrics/latest", tags=["readiness"], dependencies=read, responses=reads,
              summary="AutonomyMetrics for the period ending now (as `govcon metrics --json`)")

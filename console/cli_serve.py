@@ -132,6 +132,27 @@ def _max_body(ctx) -> int:
     return int(mib * 1024 * 1024)
 
 
+DEFAULT_READ_RATE = 50.0   # reads without a token, per second and client address
+DEFAULT_READ_BURST = 100
+
+
+def _read_limits(ctx) -> tuple[float | None, int, frozenset[str]]:
+    """[serve] read_rate (0 turns the limit off), read_burst, allowed_hosts (Host names a loopback bind
+    answers besides localhost, 127.0.0.1 and [::1])."""
+    section = ctx.config.section("serve")
+    where = f"[serve] in {ctx.config.path}"
+    rate = section.get("read_rate", DEFAULT_READ_RATE)
+    burst = section.get("read_burst", DEFAULT_READ_BURST)
+    hosts = section.get("allowed_hosts", [])
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
+        raise InvalidInput(f"{where}: read_rate must be a number of reads a second (0: no limit), not {rate!r}")
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
+        raise InvalidInput(f"{where}: read_burst must be a whole number from 1 to 1000000, not {burst!r}")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() for h in hosts):
+        raise InvalidInput(f"{where}: allowed_hosts must be a list of host names, not {hosts!r}")
+    return (float(rate) or None), burst, frozenset(h.strip() for h in hosts)
+
+
 def cmd_serve(ctx) -> int:
     import uvicorn
 
@@ -145,8 +166,10 @@ def cmd_serve(ctx) -> int:
         raise NotInitialised()
     require_reads = not is_loopback(a.host)
     scheduler = GovconScheduler(gov, default_holder("serve", ctx.operator), **ctx.config.scheduler_options())
+    rate, burst, hosts = _read_limits(ctx)
     app = create_app(gov, require_auth_for_reads=require_reads, scheduler=scheduler, max_body_bytes=_max_body(ctx),
-                     on_sigusr1=reopener(handler))
+                     on_sigusr1=reopener(handler), read_rate=rate, read_burst=burst,
+                     allowed_hosts=hosts if not require_reads else None)
     log = logging.getLogger("govcon.serve")
     log.info("govcon serve on http://%s:%d, store %s; reads %s; changes need a token",
              a.host, a.port, gov.store.display_url, "need a token" if require_reads else "open (loopback)")
