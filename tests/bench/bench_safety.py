@@ -68,6 +68,8 @@ def test_detection_latency_commit_to_reversion(big_store: BigStore):
 
 
 def _gate_samples(gate: Gate, n: int, **kw) -> list[float]:
+    """The decision alone (no grant taken: bench_grants.py measures the allow that writes one)."""
+    kw.setdefault("take_grant", False)
     for _ in range(200):  # warm
         gate.decide("restart_service", **kw)
     out = []
