@@ -229,7 +229,7 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     @app.get("/api/governance/state", tags=["governance"], dependencies=read, responses=reads,
              summary="currentPhase, commandWhitelist, pausedCommandTypes, killSwitch, … (as `govcon status --json`)")
     async def state():
-        return json_response(await cached.state())
+        return Response(await cached.state_body(), media_type="application/json")
 
     @app.post("/api/governance/run-cycle", tags=["governance"], responses=change,
               summary="Run the governance cycle now; returns the GovernanceReport")
@@ -308,7 +308,7 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     @app.get("/api/readiness/current", tags=["readiness"], dependencies=read, responses=reads,
              summary="The ReadinessReport (as `govcon readiness --json`)")
     async def readiness_current():
-        return json_response((await cached.readiness()).to_json())
+        return Response(await cached.readiness_body(), media_type="application/json")
 
     @app.get("/api/metrics/latest", tags=["readiness"], dependencies=read, responses=reads,
              summary="AutonomyMetrics for the period ending now (as `govcon metrics --json`)")

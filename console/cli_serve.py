@@ -132,6 +132,7 @@ def _max_body(ctx) -> int:
     return int(mib * 1024 * 1024)
 
 
+SWITCH_INTERVAL_S = 0.0005
 DEFAULT_READ_RATE = 50.0   # reads without a token, per second and client address
 DEFAULT_READ_BURST = 100
 
@@ -160,6 +161,10 @@ def cmd_serve(ctx) -> int:
     from engine.jobs import GovconScheduler, default_holder
 
     a = ctx.args
+    # the event loop thread holds the GIL while it parses requests; the safety threads (gate, kill switch)
+    # wait for it at every store round trip, by default up to 5 ms each: under a flood of reads that made a
+    # gate answer take 20-60 ms. A 0.5 ms switch interval bounds the wait, for a few per cent of throughput.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     handler = setup_logging(a.log_file)
     gov = ctx.gov
     if not gov.is_initialised():

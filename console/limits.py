@@ -8,6 +8,7 @@ and reading stops at the first chunk past the limit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -108,12 +109,14 @@ class TokenBuckets:
 class ReadRateLimit:
     """Reads without a token (GET/HEAD, no Authorization header) are limited per client address: 429
     with Retry-After when its bucket is empty. /health has a bucket of its own per client, so a load
-    balancer's probe is not refused because a dashboard on the same host polls hard. Requests with a
-    token are not limited here (a wrong token is refused by the route)."""
+    balancer's probe is not refused because a dashboard on the same host polls hard. A refused read is
+    held ``hold`` seconds before its 429 goes out. Requests with a token are not limited here (a wrong
+    token is refused by the route)."""
 
-    def __init__(self, app: ASGIApp, *, rate: float, burst: int) -> None:
+    def __init__(self, app: ASGIApp, *, rate: float, burst: int, hold: float = 1.0) -> None:
         self.app = app
         self.buckets = TokenBuckets(rate, burst)
+        self.hold = hold
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or _has_header(scope, b"authorization"):
@@ -125,7 +128,10 @@ class ReadRateLimit:
         if wait <= 0:
             await self.app(scope, receive, send)
             return
-        retry = max(1, math.ceil(wait))
+        # held before it is answered (no thread, no connection to the store): a client that ignores
+        # Retry-After costs the event loop one request a second per connection, not thousands
+        await asyncio.sleep(self.hold)
+        retry = max(1, math.ceil(wait - self.hold))
         await _send_json(send, 429, {"error": "too_many_requests",
                                      "detail": f"too many reads without a token from {host}: at most "
                                                f"{self.buckets.rate:g} a second (bursts of {self.buckets.burst}); "

@@ -14,6 +14,7 @@ a thousand pollers cost one computation per period, and no request thread at all
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,10 @@ class _Cached(Generic[T]):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _encode(doc: Any) -> bytes:
+    return json.dumps(doc, default=str).encode()
+
+
 class ReadCache:
     def __init__(self, gov, *, state_seconds: float = 1.0, readiness_seconds: float = 2.0,
                  readiness_max_stale: float = 30.0) -> None:
@@ -82,6 +87,10 @@ class ReadCache:
                                   name="readiness")
         self._state = _Cached(lambda: gov.status(with_readiness=False), seconds=state_seconds,
                               max_stale=state_seconds, name="state")
+        # (identity of the cached value(s), their JSON); the cached values are kept alive by the caches,
+        # so an id is not reused while it is compared
+        self._state_body: tuple[Any, bytes] = (None, b"")
+        self._readiness_body: tuple[Any, bytes] = (None, b"")
 
     async def readiness(self):
         return await self._readiness.get()
@@ -90,6 +99,20 @@ class ReadCache:
         """As ``gov.status()``: the readiness score from the readiness cache."""
         doc, report = await asyncio.gather(self._state.get(), self._readiness.get())
         return {**doc, "readinessScore": round(report.score, 4)}
+
+    async def state_body(self) -> bytes:
+        """The state document as JSON, encoded once per pair of cached values (a hit costs no encoding)."""
+        doc, report = await asyncio.gather(self._state.get(), self._readiness.get())
+        key = (id(doc), id(report))
+        if self._state_body[0] != key:
+            self._state_body = (key, _encode({**doc, "readinessScore": round(report.score, 4)}))
+        return self._state_body[1]
+
+    async def readiness_body(self) -> bytes:
+        report = await self._readiness.get()
+        if self._readiness_body[0] != id(report):
+            self._readiness_body = (id(report), _encode(report.to_json()))
+        return self._readiness_body[1]
 
     def invalidate(self, *, readiness: bool = True) -> None:
         self._state.invalidate()
