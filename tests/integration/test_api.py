@@ -96,7 +96,7 @@ def wait_for(predicate, timeout: float = 5.0):
 def test_health_names_the_service_its_store_and_leader(api):
     doc = api.get("/health").json()
     assert doc["status"] == "healthy" and doc["service"] == "governance"
-    assert doc["store"] == {"backend": api.gov.store.dialect, "reachable": True}
+    assert doc["store"] == {"backend": api.gov.store.dialect, "reachable": True, "writable": True}
     assert doc["phase"] == "L3" and doc["killSwitchEngaged"] is False and doc["version"]
 
 

@@ -121,8 +121,11 @@ def test_db_init_refuses_a_malformed_date(cli, capsys):
 def test_status_json_has_the_contract_keys(gov, cli):
     doc = cli("status", "--json").json()
     assert STATUS_KEYS <= set(doc)
-    assert set(doc["killSwitch"]) == {"engaged", "by", "at", "reason"}
-    assert doc["killSwitch"] == {"engaged": False, "by": None, "at": None, "reason": None}
+    assert set(doc["killSwitch"]) == {"engaged", "by", "at", "reason", "marker"}
+    assert {k: v for k, v in doc["killSwitch"].items() if k != "marker"} == \
+        {"engaged": False, "by": None, "at": None, "reason": None}
+    assert doc["killSwitch"]["marker"] is None  # no marker file: engaged only by the store
+    assert (doc["mode"], doc["grantsInFlight"], doc["pendingRequests"], doc["halfOpen"]) == ("normal", 0, 0, {})
     assert (doc["currentPhase"], doc["commandWhitelist"], doc["pausedCommandTypes"]) == ("L3", [], [])
     assert (doc["breakerMode"], doc["unresolvedEvents"]) == ("enforce", 0)
     assert doc["readinessScore"] == round(gov.readiness.assess().score, 4)
