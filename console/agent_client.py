@@ -179,7 +179,9 @@ class GovconClient:
         return doc
 
     def kill_switch(self) -> dict[str, Any]:
-        """The kill switch as govcon sees it ({engaged, by, at, reason}); check it between steps."""
+        """The kill switch as govcon sees it ({engaged, by, at, reason}); check it between steps. The
+        server caches this read for at most a second: a switch engaged through another process (the
+        CLI, the console) shows within that; the gate itself never answers from the cache."""
         return self._request("GET", "/api/governance/state").get("killSwitch") or {}
 
     def heartbeat(self, agent: str | None = None) -> dict[str, Any] | None:

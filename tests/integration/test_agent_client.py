@@ -207,6 +207,18 @@ def test_kill_switch_between_steps_stops_the_block_and_reports_failed(served, cl
     assert grant(served, act.grant_id)["status"] == "failed"
 
 
+def test_kill_switch_engaged_through_the_api_is_seen_at_once(served, client):
+    server, _gov, tokens = served
+    with client.action("restart_service") as act:
+        engaged = httpx.post(f"{server.base}/api/kill-switch", json={"action": "engage", "reason": "INC-11"},
+                             headers={"Authorization": f"Bearer {tokens[APPROVER]}"}, timeout=5)
+        assert engaged.status_code == 200, engaged.text
+        with pytest.raises(ActionDenied, match="INC-11"):  # a change through the server clears its read cache
+            act.check_kill_switch()
+        act.rolled_back()
+    assert grant(served, act.grant_id)["status"] == "rolled_back"
+
+
 def test_heartbeat_is_a_hook_until_leases_exist(served, client):
     beat = client.heartbeat()
     assert beat is None or beat.get("autonomy") in ("granted", "suspended")
