@@ -1,8 +1,10 @@
 """Circuit breakers: judge the enabled rules over windows that end now, and trip them.
 
-A window holds what happened in it (by the event's own ``at``) and what arrived in it (by
-``ingested_at``) at most the late horizon after its ``at``: evidence that arrives late is judged on
-arrival, while backfilled history never trips a breaker (docs/rules.md, "Windows").
+A window holds what happened in it (by the event's own ``at``) and the events judged on arrival that
+arrived in it (by ``ingested_at``: those stored more than 5 s but at most the late horizon after their
+``at``, or stamped more than 5 s ahead; decided by the ingest as it stores them): evidence that
+arrives late is judged on arrival, while backfilled history never trips a breaker (docs/rules.md,
+"Windows").
 
 A trip is one write transaction: the breaker event, the action's state change (revert to L3 or pause
 the offending command types; nothing in shadow mode), its audit entry and its alerts in the outbox.
@@ -22,7 +24,6 @@ from engine import access
 from engine.alerts import Alert
 from engine.clock import Clock, isoformat
 from engine.errors import Conflict, InvalidInput, NotFound, NotInitialised
-from engine.events import DEFAULT_TIMING, EventTiming
 from engine.metrics import CommandCounts
 from engine.rule_language import Condition, RuleError, parse_condition, parse_window
 from storage import audit, breaker_repo, events_repo, state_repo
@@ -71,20 +72,19 @@ def _counts_values(prefix: str, counts: CommandCounts, min_samples: int) -> dict
     return values
 
 
-def window_ending(now: datetime, start: datetime, late_horizon: timedelta, *,
-                  arrived_after: datetime | None = None) -> events_repo.Window:
+def window_ending(now: datetime, start: datetime, *, arrived_after: datetime | None = None) -> events_repo.Window:
     """The window a rule judges at ``now``: from ``start``, events stamped up to CLOCK_SKEW ahead count;
     ``arrived_after`` (a resolution) counts only what arrived after it, not at the same instant."""
     arrived_from = None if arrived_after is None else arrived_after + timedelta(microseconds=1)
-    return events_repo.Window(start, now + CLOCK_SKEW, now, late_horizon, arrived_from)
+    return events_repo.Window(start, now + CLOCK_SKEW, now, arrived_from)
 
 
 class WindowData:
     """Aggregates for one window (events_repo.Window), fetched once and shared by the rules that need them."""
 
     def __init__(self, conn: Connection, window: events_repo.Window | datetime, end: datetime | None = None) -> None:
-        if not isinstance(window, events_repo.Window):  # (start, now + CLOCK_SKEW): the default late horizon
-            window = window_ending(end - CLOCK_SKEW, window, DEFAULT_TIMING.late_horizon)
+        if not isinstance(window, events_repo.Window):  # (start, now + CLOCK_SKEW)
+            window = window_ending(end - CLOCK_SKEW, window)
         self.conn, self.window = conn, window
         self._cache: dict[str, Any] = {}
 
@@ -142,10 +142,10 @@ class Verdict:
 
 
 def judge(conn: Connection, rules: Iterable[CompiledRule], now: datetime, *,
-          since: datetime | None = None, late_horizon: timedelta = DEFAULT_TIMING.late_horizon) -> list[Verdict]:
+          since: datetime | None = None) -> list[Verdict]:
     """Every (rule, scope) whose condition holds over its window ending now (starting no earlier than
-    ``since``, when given): what happened in the window and what arrived in it at most ``late_horizon``
-    late, each event once."""
+    ``since``, when given): what happened in the window and the events judged on arrival that arrived
+    in it, each event once."""
     windows: dict[datetime, WindowData] = {}
     verdicts: list[Verdict] = []
     for rule in rules:
@@ -153,7 +153,7 @@ def judge(conn: Connection, rules: Iterable[CompiledRule], now: datetime, *,
         start = now - rule.window if after is None else after
         data = windows.get(start)
         if data is None:
-            data = windows[start] = WindowData(conn, window_ending(now, start, late_horizon, arrived_after=after))
+            data = windows[start] = WindowData(conn, window_ending(now, start, arrived_after=after))
         base = data.scope(rule.condition, rule.min_samples)
         if not rule.condition.uses_command_type():
             if rule.condition.evaluate(base):
@@ -204,12 +204,10 @@ def _held_back(open_scope: bool | None, *, enforcing: bool) -> bool:
 class BreakerEngine:
     """Evaluates the rules (as events arrive and on the scheduler's tick) and resolves events."""
 
-    def __init__(self, store: Store, clock: Clock, *, enqueue_alert: AlertSink | None = None,
-                 timing: EventTiming = DEFAULT_TIMING) -> None:
+    def __init__(self, store: Store, clock: Clock, *, enqueue_alert: AlertSink | None = None) -> None:
         self.store = store
         self.clock = clock
         self.enqueue_alert = enqueue_alert
-        self.timing = timing  # its late_horizon: how late an event may arrive and still be judged on arrival
         self.on_trip: list[Callable[[Trip], None]] = []
         self._compiled: dict[tuple, CompiledRule] = {}
 
@@ -234,7 +232,7 @@ class BreakerEngine:
             if state is None:
                 return []
             rules = self.compiled_rules(conn)
-            verdicts = judge(conn, rules, now, late_horizon=self.timing.late_horizon)
+            verdicts = judge(conn, rules, now)
             open_now = breaker_repo.open_scopes(conn)
             # an open event holds its rule back; a shadow one only while the rule itself is in shadow, so
             # that a rule switched back to enforcing acts at once where it had tripped in shadow
@@ -264,8 +262,7 @@ class BreakerEngine:
         for v in verdicts:
             at = resolved.get((v.rule.name, v.command_type))
             if at is not None and at > now - v.rule.window:
-                again = [w for w in judge(conn, [v.rule], now, since=at, late_horizon=self.timing.late_horizon)
-                         if w.command_type == v.command_type]
+                again = [w for w in judge(conn, [v.rule], now, since=at) if w.command_type == v.command_type]
                 if not again:
                     continue
                 v = again[0]

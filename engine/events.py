@@ -23,9 +23,10 @@ class EventTiming:
     """How far an event's own ``at`` may stray from the store's clock (config ``[ingest]``).
 
     ``max_clock_skew``: an event stamped further ahead is refused (an agent's clock that runs ahead
-    would otherwise hold evidence back until its stamp comes round). ``late_horizon``: an event at
-    most this late when it arrives is judged by the breakers on arrival, as well as by its stamp; an
-    older one is backfilled history, which never trips a breaker (docs/rules.md).
+    would otherwise hold evidence back until its stamp comes round). ``late_horizon``: an event that
+    arrives more than ON_TIME but at most this long after its stamp is late, and the breakers judge it
+    on arrival as well as by its stamp; an older one is backfilled history, which never trips a
+    breaker (docs/rules.md, "Windows"). This is decided once, as the event is stored.
     """
 
     max_clock_skew: timedelta = timedelta(minutes=5)
@@ -39,6 +40,17 @@ class EventTiming:
 
 
 DEFAULT_TIMING = EventTiming()
+#: an event stored within this of its own ``at`` (either way) is on time: judged by its ``at`` alone (the
+#: breakers' own allowance for clocks, engine.breakers.CLOCK_SKEW, is the same 5 s)
+ON_TIME = timedelta(seconds=5)
+
+
+def judged_on_arrival(at: datetime, ingested_at: datetime, timing: EventTiming = DEFAULT_TIMING) -> bool:
+    """Whether breakers judge the event by its arrival as well as by its ``at``: it is not on time — late
+    (but no later than the horizon: older is backfill) or stamped ahead (within the accepted skew) — so
+    that it counts in the windows ending when it arrives."""
+    off_by = ingested_at - at
+    return ON_TIME < off_by <= timing.late_horizon or -off_by > ON_TIME
 
 
 class EventError(ValueError):
@@ -151,22 +163,25 @@ def parse_event(obj: Any, ingested_at: datetime, timing: EventTiming = DEFAULT_T
         autonomous = obj.get("autonomous", False)
         if not isinstance(autonomous, bool):
             raise EventError("autonomous", "must be true or false")
-        return ParsedEvent(kind, {
-            "command_id": _text(obj, "id"), "command_type": _text(obj, "type"),
-            "status": _choice(obj, "status", COMMAND_STATUSES), "autonomous": autonomous,
-            "service": _text(obj, "service", required=False),
-            "at": _at(obj, ingested_at, skew), "ingested_at": ingested_at})
+        row = {"command_id": _text(obj, "id"), "command_type": _text(obj, "type"),
+               "status": _choice(obj, "status", COMMAND_STATUSES), "autonomous": autonomous,
+               "service": _text(obj, "service", required=False), "at": _at(obj, ingested_at, skew),
+               "ingested_at": ingested_at}
+        row["judged_on_arrival"] = judged_on_arrival(row["at"], ingested_at, timing)
+        return ParsedEvent(kind, row)
     if kind == "incident":
-        return ParsedEvent(kind, {
-            "incident_id": _text(obj, "id"), "severity": _choice(obj, "severity", SEVERITIES),
-            "command_id": _text(obj, "command_id", required=False),
-            "service": _text(obj, "service", required=False), "at": _at(obj, ingested_at, skew),
-            "ingested_at": ingested_at})
+        row = {"incident_id": _text(obj, "id"), "severity": _choice(obj, "severity", SEVERITIES),
+               "command_id": _text(obj, "command_id", required=False),
+               "service": _text(obj, "service", required=False), "at": _at(obj, ingested_at, skew),
+               "ingested_at": ingested_at}
+        row["judged_on_arrival"] = judged_on_arrival(row["at"], ingested_at, timing)
+        return ParsedEvent(kind, row)
     if kind == "safety":
         stype = _choice(obj, "type", SAFETY_TYPES)
         at = _at(obj, ingested_at, skew)
         key = _text(obj, "id", required=False) or f"{stype}@{at.isoformat()}"
-        return ParsedEvent(kind, {"event_key": key, "type": stype, "at": at, "ingested_at": ingested_at})
+        return ParsedEvent(kind, {"event_key": key, "type": stype, "at": at, "ingested_at": ingested_at,
+                                  "judged_on_arrival": judged_on_arrival(at, ingested_at, timing)})
     covered, total = _count(obj, "covered"), _count(obj, "total")
     if total == 0:
         raise EventError("total", "must be at least 1")

@@ -80,13 +80,13 @@ class Governance:
         self.clock = clock or SystemClock()
         self._policies = policies or []
         self._evaluate_on_ingest = evaluate_on_ingest
-        self.event_timing = event_timing  # [ingest] max_clock_skew, late_horizon: the ingestor and breakers
+        self.event_timing = event_timing  # [ingest] max_clock_skew, late_horizon: how the ingestor judges stamps
         self._build_lock = threading.RLock()
         self.metrics = MetricsCollector(store, self.clock)
         self.readiness = ReadinessAssessor(store, self.clock, readiness_policy)
         self.notifier = Notifier(store, self.clock, sinks or [])  # httpx itself loads on the first delivery
         enqueue = self._enqueue_alert
-        self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue, timing=event_timing)
+        self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue)
         #: the kill switch's second path (engine/kill_marker.py): beside a SQLite store by default
         self.kill_marker = kill_marker or KillMarker(marker_path_for(store))
         self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue, kill_marker=self.kill_marker,

@@ -181,7 +181,7 @@ class Ingestor:
                     continue
                 rows.setdefault(parsed.kind, []).append((number, parsed.row))
             parsed_groups.append((report, rows))
-        with self.store.write(serialise=False) as conn:
+        with self.store.write(serialise=False, lane="ingest") as conn:
             for report, rows in parsed_groups:
                 self._store_rows(conn, report, rows)
         reports = [report for report, _ in parsed_groups]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
@@ -122,8 +122,10 @@ def insert_classified(conn: Connection, table: sa.Table, rows: Sequence[dict[str
     seen: set[tuple] = set()
     for i, row in enumerate(rows):
         key = tuple(row[c] for c in key_cols)
-        have = stored_rows[key]
-        if key not in seen and is_new(have["id"]):
+        have = stored_rows.get(key)
+        if have is None:  # skipped, then deleted by a concurrent prune: nothing to compare it with
+            out.duplicate += 1
+        elif key not in seen and is_new(have["id"]):
             out.new.append(i)
         else:
             differing = next((f for f in compared if row.get(f) != have[f]), None)
@@ -255,36 +257,29 @@ def safety_counts(conn: Connection, start: datetime, end: datetime) -> dict[str,
 @dataclass(frozen=True)
 class Window:
     """The rows a circuit breaker judges: those that happened in [start, end) (``end`` is now plus a
-    small clock skew), and those that arrived in [arrived_from, arrived_by] (now) at most
-    ``late_horizon`` after their own ``at`` — late evidence, judged on arrival. A row that did both
-    counts once; a row that arrived later than the horizon is backfilled history, judged by its ``at``
-    alone. ``arrived_from`` is ``start`` unless given (after a resolution: just after it)."""
+    small clock skew), and those judged on arrival (``judged_on_arrival``: stored late but within the
+    late horizon, or stamped ahead; decided as they were stored) that arrived in [arrived_from,
+    arrived_by] (now). A row that did both counts once; on-time rows and backfilled history are judged
+    by their ``at`` alone. ``arrived_from`` is ``start`` unless given (after a resolution: just after it)."""
 
     start: datetime
     end: datetime
     arrived_by: datetime
-    late_horizon: timedelta
     arrived_from: datetime | None = None
 
 
-def _late_by_at_most(conn: Connection, table: sa.Table, horizon: timedelta):
-    """ingested_at - at <= horizon, row by row."""
-    if conn.dialect.name == "sqlite":  # UTCDateTime is 'YYYY-MM-DD HH:MM:SS.ffffff' text, which julianday reads
-        late_seconds = (sa.func.julianday(table.c.ingested_at) - sa.func.julianday(table.c.at)) * 86400.0
-        return late_seconds <= horizon.total_seconds()
-    return table.c.at >= table.c.ingested_at - sa.literal(horizon, sa.Interval())
-
-
 def _window_rows(conn: Connection, table: sa.Table, names: Sequence[str], w: Window):
-    """The window's rows as a subquery of columns ``names``: a UNION ALL of two disjoint parts, each with
-    its own index — ``at`` in the window, and late arrivals (the (ingested_at, at) index tells them
-    from the rest without reading the table) — so that each row is counted exactly once."""
+    """The window's rows as a subquery of columns ``names``: a UNION ALL of two disjoint parts, each an
+    index range — ``at`` in the window, and the rows judged on arrival arrived in it whose ``at`` is not
+    (the (judged_on_arrival, ingested_at, at) index seeks them and tells them apart without reading
+    the table) — so that
+    each row is counted exactly once, and an arrival that is on time or backfill costs nothing here."""
     cols = [table.c[n] for n in names]
     happened = sa.select(*cols).where(table.c.at >= w.start, table.c.at < w.end)
     arrived_from = w.start if w.arrived_from is None else w.arrived_from
-    arrived = sa.select(*cols).where(table.c.ingested_at >= arrived_from, table.c.ingested_at <= w.arrived_by,
-                                     sa.or_(table.c.at < w.start, table.c.at >= w.end),
-                                     _late_by_at_most(conn, table, w.late_horizon))
+    arrived = sa.select(*cols).where(table.c.judged_on_arrival.is_(True), table.c.ingested_at >= arrived_from,
+                                     table.c.ingested_at <= w.arrived_by,
+                                     sa.or_(table.c.at < w.start, table.c.at >= w.end))
     return sa.union_all(happened, arrived).subquery("w")
 
 
@@ -296,7 +291,8 @@ def _distinct_ids(conn: Connection, col):
 
 def window_command_counts(conn: Connection, w: Window, *, autonomous_only: bool = False) -> dict[str, int]:
     """``command_counts`` over a breaker window."""
-    src = _window_rows(conn, CMD, ["command_id", "status", "autonomous"], w)
+    # (at, status, command_id) covers the rows that happened: autonomous only read when asked for
+    src = _window_rows(conn, CMD, ["command_id", "status", *(["autonomous"] if autonomous_only else [])], w)
     cols = [sa.func.count().filter(src.c.status == s) for s in STATUSES] + [_distinct_ids(conn, src.c.command_id)]
     stmt = sa.select(*cols)
     if autonomous_only:

@@ -45,8 +45,8 @@ class CommandEvent(SQLModel, table=True):
         sa.Index("ix_command_events_at_status", "at", "status", "command_id"),
         # covers the gate's rate-limit counts (autonomous executions of a type in a day or week)
         sa.Index("ix_command_events_type_at", "command_type", "at", "autonomous", "status", "command_id"),
-        # breakers judge what arrived in a window too: a range on ingested_at, late rows told by ``at``
-        sa.Index("ix_command_events_ingested_at", "ingested_at", "at"),
+        # breakers judge late arrivals in a window too: a seek to the late rows arrived since its start
+        sa.Index("ix_command_events_arrivals", "judged_on_arrival", "ingested_at", "at"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -57,12 +57,13 @@ class CommandEvent(SQLModel, table=True):
     at: datetime = _ts()
     ingested_at: datetime = _ts()
     service: Optional[str] = Field(default=None, max_length=200)  # the service the action concerns
+    judged_on_arrival: bool = False  # late (within the late horizon) or ahead: breakers judge its arrival too
 
 
 class Incident(SQLModel, table=True):
     __tablename__ = "incidents"
     __table_args__ = (sa.Index("ix_incidents_at", "at"),
-                      sa.Index("ix_incidents_ingested_at", "ingested_at", "at"))
+                      sa.Index("ix_incidents_arrivals", "judged_on_arrival", "ingested_at", "at"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     incident_id: str = Field(max_length=200, unique=True)
@@ -71,6 +72,7 @@ class Incident(SQLModel, table=True):
     at: datetime = _ts()
     ingested_at: datetime = _ts()
     service: Optional[str] = Field(default=None, max_length=200)
+    judged_on_arrival: bool = False
 
 
 class SafetyEvent(SQLModel, table=True):
@@ -78,13 +80,14 @@ class SafetyEvent(SQLModel, table=True):
 
     __tablename__ = "safety_events"
     __table_args__ = (sa.Index("ix_safety_events_at", "at"),
-                      sa.Index("ix_safety_events_ingested_at", "ingested_at", "at"))
+                      sa.Index("ix_safety_events_arrivals", "judged_on_arrival", "ingested_at", "at"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     event_key: str = Field(max_length=300, unique=True)
     type: str = Field(max_length=40)
     at: datetime = _ts()
     ingested_at: datetime = _ts()
+    judged_on_arrival: bool = False
 
 
 class EvalCoverage(SQLModel, table=True):
@@ -399,7 +402,7 @@ class Grant(SQLModel, table=True):
     policy: Optional[str] = Field(default=None, max_length=200)
     granted_at: datetime = _ts()
     expires_at: datetime = _ts()
-    status: str = Field(default="granted", max_length=20)  # granted | succeeded | failed | rolled_back | expired
+    status: str = Field(default="granted", max_length=20)  # granted|succeeded|failed|rolled_back|expired|released
     outcome_at: Optional[datetime] = _ts(default=None, nullable=True)
     request_id: Optional[str] = Field(default=None, max_length=40)  # set when a human approved it
     approved_by: Optional[str] = Field(default=None, max_length=200)

@@ -159,9 +159,10 @@ command_events = sa.Table(
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("ingested_at", UTCDateTime(), nullable=False),
     sa.Column("service", sa.String(length=200), nullable=True),
+    sa.Column("judged_on_arrival", sa.Boolean(), nullable=False, default=False),
     sa.UniqueConstraint("command_id", "status", name="uq_command_events_id_status"),
+    sa.Index("ix_command_events_arrivals", "judged_on_arrival", "ingested_at", "at"),
     sa.Index("ix_command_events_at_status", "at", "status", "command_id"),
-    sa.Index("ix_command_events_ingested_at", "ingested_at", "at"),
     sa.Index("ix_command_events_type_at", "command_type", "at", "autonomous", "status", "command_id"),
 )
 
@@ -254,10 +255,11 @@ incidents = sa.Table(
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("ingested_at", UTCDateTime(), nullable=False),
     sa.Column("service", sa.String(length=200), nullable=True),
+    sa.Column("judged_on_arrival", sa.Boolean(), nullable=False, default=False),
     sa.UniqueConstraint("incident_id"),
+    sa.Index("ix_incidents_arrivals", "judged_on_arrival", "ingested_at", "at"),
     sa.Index("ix_incidents_at", "at"),
     sa.Index("ix_incidents_command_id", "command_id"),
-    sa.Index("ix_incidents_ingested_at", "ingested_at", "at"),
 )
 
 job_runs = sa.Table(
@@ -393,9 +395,10 @@ safety_events = sa.Table(
     sa.Column("type", sa.String(length=40), nullable=False),
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("ingested_at", UTCDateTime(), nullable=False),
+    sa.Column("judged_on_arrival", sa.Boolean(), nullable=False, default=False),
     sa.UniqueConstraint("event_key"),
+    sa.Index("ix_safety_events_arrivals", "judged_on_arrival", "ingested_at", "at"),
     sa.Index("ix_safety_events_at", "at"),
-    sa.Index("ix_safety_events_ingested_at", "ingested_at", "at"),
 )
 
 ALL_TABLES = metadata

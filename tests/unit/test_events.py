@@ -28,7 +28,8 @@ def test_command_becomes_a_row_in_utc():
     assert parsed.kind == "command"
     assert parsed.row == {"command_id": "cmd-1", "command_type": "restart_service", "status": "failed",
                           "autonomous": True, "service": None,
-                          "at": datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc), "ingested_at": NOW}
+                          "at": datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc), "ingested_at": NOW,
+                          "judged_on_arrival": False}  # two hours after its at: backfill, not late
 
 
 def test_autonomous_defaults_to_false():
@@ -131,3 +132,17 @@ def test_service_is_optional_on_commands_and_incidents():
     inc = parse_event({"kind": "incident", "id": "i", "severity": "high", "service": "db", "at": AT}, NOW).row
     assert inc["service"] == "db"
     assert parse_event({"kind": "incident", "id": "i", "severity": "high", "at": AT}, NOW).row["service"] is None
+
+
+@pytest.mark.parametrize("age, late", [(timedelta(0), False), (timedelta(seconds=5), False),
+                                       (timedelta(seconds=6), True), (timedelta(minutes=59), True),
+                                       (timedelta(hours=1), True), (timedelta(hours=1, seconds=1), False),
+                                       (timedelta(seconds=-5), False), (timedelta(minutes=-3), True)])
+def test_whether_breakers_judge_the_arrival_is_decided_as_the_event_arrives(age, late):
+    at = (NOW - age).isoformat()
+    for obj in (cmd(at=at), {"kind": "incident", "id": "i", "severity": "low", "at": at},
+                {"kind": "safety", "type": "emergency_abort", "at": at}):
+        assert parse_event(obj, NOW).row["judged_on_arrival"] is late
+    assert "judged_on_arrival" not in parse_event({"kind": "eval_coverage", "covered": 1, "total": 2, "at": at}, NOW).row
+    tight = EventTiming(late_horizon=timedelta(minutes=10))
+    assert parse_event(cmd(at=(NOW - timedelta(minutes=11)).isoformat()), NOW, tight).row["judged_on_arrival"] is False

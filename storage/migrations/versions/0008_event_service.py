@@ -1,5 +1,6 @@
-"""command_events.service and incidents.service: the service an action or incident concerns; indexes on
-ingested_at, so breakers can judge what arrived in a window as well as what happened in it
+"""command_events.service and incidents.service: the service an action or incident concerns;
+``judged_on_arrival`` on the events breakers judge (stored late within the late horizon, or stamped
+ahead), with indexes that seek those arrived in a window
 
 Revision ID: 0008
 Revises: 0007
@@ -14,23 +15,26 @@ down_revision: Union[str, None] = "0007"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-_ARRIVAL_INDEXES = (("ix_command_events_ingested_at", "command_events"),
-                    ("ix_incidents_ingested_at", "incidents"),
-                    ("ix_safety_events_ingested_at", "safety_events"))
+_JUDGED = ("command_events", "incidents", "safety_events")
 
 
 def upgrade() -> None:
-    # a nullable column without a default: SQLite's ALTER TABLE ADD COLUMN, no copy of a large table
+    # plain ALTER TABLE ADD COLUMN on SQLite (a nullable column, or a constant default): no table copy.
+    # Events stored before this revision are not judged on arrival: they are judged by their own time, as before.
     for table in ("command_events", "incidents"):
         with op.batch_alter_table(table) as batch_op:
             batch_op.add_column(sa.Column("service", sa.String(length=200), nullable=True))
-    for name, table in _ARRIVAL_INDEXES:
-        op.create_index(name, table, ["ingested_at", "at"])
+    for table in _JUDGED:
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.add_column(sa.Column("judged_on_arrival", sa.Boolean(), nullable=False, server_default=sa.false()))
+        op.create_index(f"ix_{table}_arrivals", table, ["judged_on_arrival", "ingested_at", "at"])
 
 
 def downgrade() -> None:
-    for name, table in _ARRIVAL_INDEXES:
-        op.drop_index(name, table_name=table)
+    for table in _JUDGED:
+        op.drop_index(f"ix_{table}_arrivals", table_name=table)
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.drop_column("judged_on_arrival")
     for table in ("command_events", "incidents"):
         with op.batch_alter_table(table) as batch_op:
             batch_op.drop_column("service")
