@@ -39,6 +39,8 @@ log = logging.getLogger("govcon.actions")
 GRANT_PREFIX = "gr-"
 REQUEST_PREFIX = "req-"
 EXECUTED = ("succeeded", "failed", "rolled_back")
+#: a grant given back by the governed runner because nothing ran
+RELEASED = "released"
 #: which later outcome may follow a first one (a command that ran and was then rolled back)
 _LATER = {"succeeded": {"rolled_back"}, "failed": {"rolled_back"}, "rolled_back": set()}
 #: how loudly an action request is announced (DESIGN.md: info log, alert chat, approval_required pages)
@@ -456,6 +458,22 @@ class ActionBook:
                      reason="nobody decided the action request before it expired (it counts as rejected)",
                      details={"commandType": row.command_type, "agent": row.agent})
         self._resolve_alert(conn, row, now, "expired undecided")
+
+    # --- the governed runner's side ---------------------------------------------------------
+
+    def release(self, actor: str, grant_id: str, reason: str) -> bool:
+        """Nothing ran (a check or the backup failed, the kill switch stopped it first): the grant is given
+        back, audited. It still counts against the day's budget; it is no longer in flight, and no outcome
+        may follow it. Returns whether it was open."""
+        now = self.clock.now()
+        with self.store.write() as conn:
+            grant = actions_repo.get_grant(conn, grant_id)
+            if grant is None or grant.status != actions_repo.OPEN:
+                return False
+            actions_repo.update_grant(conn, grant_id, status=RELEASED, outcome_at=now)
+            audit.append(conn, at=now, actor=actor, action="action.release", target=grant_id, reason=reason,
+                         details={"commandType": grant.command_type, "service": grant.service, "agent": grant.agent})
+        return True
 
     # --- reports from the governed runner ----------------------------------------------------
 

@@ -34,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from engine.actions import RELEASED  # the status of a grant given back unused (nothing ran)
 from engine.clock import isoformat
 from engine.errors import InvalidInput
 from engine.redact import redact
@@ -263,19 +264,7 @@ class GovernancePort:
 
     def release(self, grant_id: str, reason: str) -> None:
         """Nothing ran: give the grant back (it still counts against the day's budget), audited."""
-        own = getattr(self.gov.actions, "release", None)
-        if own is not None:  # the ActionBook's own, when it has one
-            own(self.actor, grant_id, reason)
-            return
-        from storage import actions_repo, audit
-        now = self.gov.clock.now()
-        with self.gov.store.write() as conn:
-            grant = actions_repo.get_grant(conn, grant_id)
-            if grant is None or grant.status != actions_repo.OPEN:
-                return
-            actions_repo.update_grant(conn, grant_id, status=RELEASED, outcome_at=now)
-            audit.append(conn, at=now, actor=self.actor, action="action.release", target=grant_id, reason=reason,
-                         details={"commandType": grant.command_type, "service": grant.service, "agent": grant.agent})
+        self.gov.actions.release(self.actor, grant_id, reason)
 
     def escalate(self, grant_id: str, plan: RunPlan, title: str, body: str, details: dict[str, Any]) -> None:
         """A critical alert through the outbox, in one transaction with its audit entry; then one delivery
@@ -298,9 +287,6 @@ class GovernancePort:
     def attach_report(self, grant_id: str, report: dict[str, Any]) -> None:
         self.gov.actions.attach_report(self.actor, grant_id, report)
 
-
-#: the status of a grant given back unused (nothing ran)
-RELEASED = "released"
 
 
 # --- running one step ----------------------------------------------------------------------------

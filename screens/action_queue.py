@@ -19,7 +19,8 @@ from screens.fmt import matches, short_time
 from screens.widgets import Table
 
 OUTCOME_STYLE = {"succeeded": "green", "failed": "bold red", "rolled_back": "yellow", "expired": "yellow",
-                 "rejected": "red", "approved": "green", "pending": "bold yellow", "granted": "cyan"}
+                 "rejected": "red", "approved": "green", "pending": "bold yellow", "granted": "cyan",
+                 "released": "dim"}
 WHY_WIDTH = (12, 40)     # the "why" column's width, from narrow to wide
 TAIL_LINES = 3
 SECTIONS = ("aq-pending", "aq-flight", "aq-done")
