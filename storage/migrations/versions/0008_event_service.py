@@ -26,7 +26,8 @@ def upgrade() -> None:
             batch_op.add_column(sa.Column("service", sa.String(length=200), nullable=True))
     for table in _JUDGED:
         with op.batch_alter_table(table) as batch_op:
-            batch_op.add_column(sa.Column("judged_on_arrival", sa.Boolean(), nullable=False, server_default=sa.false()))
+            batch_op.add_column(sa.Column("judged_on_arrival", sa.Boolean(), nullable=False,
+                                          server_default=sa.false()))
         op.create_index(f"ix_{table}_arrivals", table, ["judged_on_arrival", "ingested_at", "at"])
 
 
