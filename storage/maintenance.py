@@ -272,11 +272,9 @@ class WriteProbe:
         return None
 
     def _probe_postgres(self) -> str | None:
-        engine = self.store.engine
-        with engine.connect() as conn:
-            with conn.begin():
-                conn.exec_driver_sql("SET LOCAL statement_timeout = 1000")
-                read_only = conn.exec_driver_sql("SELECT current_setting('transaction_read_only')").scalar()
+        with self.store.read(lane="safety") as conn:  # the lane of the safety paths: short deadlines
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 1000")
+            read_only = conn.exec_driver_sql("SELECT current_setting('transaction_read_only')").scalar()
         if read_only == "on":
             return "the store is read-only (a standby, or default_transaction_read_only is on)"
         return None

@@ -25,7 +25,6 @@ import pytest
 import sqlalchemy as sa
 
 from engine.alerts import Alert, load_sinks
-from engine.clock import isoformat
 from engine.errors import PermissionDenied
 from engine.governance import Governance
 from engine.kill_marker import KillMarker, default_marker_path

@@ -74,7 +74,9 @@ def test_an_engage_during_a_large_prune_succeeds_within_a_second(gov, store_url,
     assert not failed, failed
     print(f"prune of {EVENTS:,} rows took {took:.1f} s; {len(latencies)} engages during it, "
           f"slowest {max(latencies) * 1000:.0f} ms, median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms")
-    assert len(latencies) >= 3, f"the prune ended before the engages could race it ({took:.2f} s)"
+    # a prune holding the lock throughout lets one engage in, at its end (measured: a 300k-row prune in one
+    # transaction delayed it 0.94 s on SQLite here, 6-11 s on a loaded machine)
+    assert len(latencies) >= 3, f"only {len(latencies)} engages fitted into the {took:.2f} s prune: {latencies}"
     assert max(latencies) < ENGAGE_BOUND, latencies
     assert pruned[0]["command_events"] == EVENTS and _count(gov) == 0
     entry = gov.audit_entries(limit=1, search="db.prune")[0]
