@@ -4,6 +4,9 @@ fixed, sending the dead ones again or dismissing them. Delivery itself is engine
 
 A dead trigger whose resolve has been sent (or is on its way) since is *superseded*: sending it now
 would open an incident that is already over, so it is never retried, only dismissed.
+
+Delivery is at least once (engine/notifier.py): ``idempotencyKey`` is the header every attempt of a row
+carries, so an operator can find a row's repeats in a sink's own log.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, Iterable
 from engine import access
 from engine.clock import Clock, isoformat
 from engine.errors import InvalidInput, NotFound
+from engine.notifier import idempotency_key
 from storage import audit, outbox_repo
 from storage.store import Store
 
@@ -31,7 +35,8 @@ def alert_json(row, *, superseded: bool = False) -> dict[str, Any]:
             "kind": row.kind, "title": row.title or None, "dedupKey": row.dedup_key, "status": row.status,
             "attempts": row.attempts,
             "nextAttemptAt": isoformat(row.next_attempt_at) if row.status == "pending" else None,
-            "sentAt": isoformat(row.sent_at), "lastError": row.last_error, "superseded": superseded}
+            "sentAt": isoformat(row.sent_at), "lastError": row.last_error, "superseded": superseded,
+            "idempotencyKey": idempotency_key(row.id, row.dedup_key)}
 
 
 class OutboxBook:
