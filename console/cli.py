@@ -594,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     from console import cli_serve  # `govcon serve` and `govcon tokens` live in their own module
     cli_serve.register(command)
     from console import cli_run  # `govcon run`: the governed runner
-    cli_run.register(command)
+    cli_run.register(command, _positive_int)
 
     sp = command("demo", cmd_demo, "the console on a scratch store with history and a live agent",
                  json_flag=False)

@@ -41,16 +41,6 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def _confidence(text: str) -> float:
     try:
         value = float(text)
@@ -61,8 +51,9 @@ def _confidence(text: str) -> float:
     return value
 
 
-def register(command) -> None:
-    """``command(name, handler, help, json_flag=True)`` adds a subcommand and returns its parser."""
+def register(command, positive_int) -> None:
+    """``command(name, handler, help, json_flag=True)`` adds a subcommand and returns its parser;
+    ``positive_int`` is the CLI's argument type for counts."""
     from engine.runner import DEFAULT_TIMEOUT, DEFAULT_VERIFY_INTERVAL, DEFAULT_WAIT
     sp = command("run", cmd_run, "run one command as a governed action: gate, checks, backup, verify, rollback, "
                  "report (exit codes: govcon run --help)")
@@ -81,7 +72,7 @@ def register(command) -> None:
                     help="a pre-flight check that must exit 0 (repeatable, run in order)")
     sp.add_argument("--backup", default=None, metavar="CMD", help="run before the command; if it fails, stop")
     sp.add_argument("--verify", default=None, metavar="CMD", help="must exit 0 after the command")
-    sp.add_argument("--verify-checks", type=_count, default=None, metavar="N",
+    sp.add_argument("--verify-checks", type=positive_int, default=None, metavar="N",
                     help="passes needed in a row (default 1)")
     sp.add_argument("--verify-interval", type=_seconds, default=None, metavar="D",
                     help=f"between verifies, and each verify's time limit (default {DEFAULT_VERIFY_INTERVAL:g}s)")
