@@ -250,21 +250,21 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
         return json_response(gov.proposals.list(status=status))
 
     @app.get("/api/governance/proposals/{proposal_id}", tags=["proposals"], dependencies=read, responses=reads)
-    def proposal(proposal_id: str):
+    def proposal(proposal_id: m.SafeId):
         return json_response(gov.proposals.show(proposal_id))
 
     @app.post("/api/governance/proposals/{proposal_id}/approve", tags=["proposals"], responses=change,
               summary="Approve as the role in approvedBy (the token's operator must hold it)")
-    def approve(proposal_id: str, body: m.ApproveBody, actor: str = Depends(auth.changer)):
+    def approve(proposal_id: m.SafeId, body: m.ApproveBody, actor: str = Depends(auth.changer)):
         return json_response(gov.proposals.approve(actor, proposal_id, body.approvedBy))
 
     @app.post("/api/governance/proposals/{proposal_id}/reject", tags=["proposals"], responses=change)
-    def reject(proposal_id: str, body: m.RejectBody, actor: str = Depends(auth.changer)):
+    def reject(proposal_id: m.SafeId, body: m.RejectBody, actor: str = Depends(auth.changer)):
         return json_response(gov.proposals.reject(actor, proposal_id, body.reason))
 
     @app.post("/api/governance/proposals/{proposal_id}/extend", tags=["proposals"], responses=change,
               summary="A longer validation period: of a pending proposal, or of the one being validated")
-    def extend(proposal_id: str, body: m.ExtendBody, actor: str = Depends(auth.changer)):
+    def extend(proposal_id: m.SafeId, body: m.ExtendBody, actor: str = Depends(auth.changer)):
         return json_response(gov.proposals.extend(actor, proposal_id, body.days, body.reason))
 
     @app.get("/api/alerts", tags=["alerts"], dependencies=read, responses=reads,
@@ -352,7 +352,7 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
 
     @app.post("/api/circuit-breaker/events/{event_id}/resolve", tags=["circuit-breaker"], responses=change,
               summary=f'Resolve an event (body optional; the note defaults to "{DEFAULT_RESOLVE_NOTE}")')
-    def resolve(event_id: str, body: m.ResolveBody | None = None, actor: str = Depends(auth.changer)):
+    def resolve(event_id: m.SafeId, body: m.ResolveBody | None = None, actor: str = Depends(auth.changer)):
         body = body or m.ResolveBody()
         return json_response(gov.breakers.resolve(actor, event_id, note=body.note or DEFAULT_RESOLVE_NOTE,
                                                   false_positive=body.falsePositive))

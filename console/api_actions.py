@@ -61,7 +61,7 @@ def build_router(gov, auth, metrics, json_response) -> APIRouter:
 
     @router.get("/api/actions/{action_id}", tags=["actions"], dependencies=read, responses=reads,
                 summary="One request or grant; ?wait=SECONDS long-polls until a pending request is decided")
-    async def action(action_id: str, wait: float = Query(0, ge=0, le=MAX_WAIT_SECONDS)):
+    async def action(action_id: m.SafeId, wait: float = Query(0, ge=0, le=MAX_WAIT_SECONDS)):
         deadline = time.monotonic() + wait
         while True:
             doc = await run_in_threadpool(gov.actions.show, action_id)
@@ -72,12 +72,12 @@ def build_router(gov, auth, metrics, json_response) -> APIRouter:
 
     @router.post("/api/actions/{action_id}/approve", tags=["actions"], responses=change,
                  summary="Approve a pending request: the agent gets a grant to act once")
-    def approve(action_id: str, body: m.ActionApproveBody | None = None, actor: str = Depends(auth.changer)):
+    def approve(action_id: m.SafeId, body: m.ActionApproveBody | None = None, actor: str = Depends(auth.changer)):
         return json_response(gov.actions.approve(actor, action_id, body.note if body else None))
 
     @router.post("/api/actions/{action_id}/reject", tags=["actions"], responses=change,
                  summary="Reject a pending request, with a reason")
-    def reject(action_id: str, body: m.ActionRejectBody, actor: str = Depends(auth.changer)):
+    def reject(action_id: m.SafeId, body: m.ActionRejectBody, actor: str = Depends(auth.changer)):
         return json_response(gov.actions.reject(actor, action_id, body.reason))
 
     @router.get("/api/mode", tags=["overrides"], dependencies=read, responses=reads,

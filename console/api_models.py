@@ -1,31 +1,57 @@
-"""Request bodies of the HTTP API (pydantic, strict: a string is not a boolean) and the event schema
-that the OpenAPI document shows for POST /api/events."""
+"""Request bodies of the HTTP API and the event schema that the OpenAPI document shows for POST /api/events.
+
+Strict: JSON types exactly as declared, nothing coerced (``true`` is not a number, ``"1"`` not a
+boolean), unknown fields refused. Text (``SafeStr``) and path ids (``SafeId``) refuse NUL characters and
+lone surrogates with a 422 naming the field: PostgreSQL cannot store either, and a kill-switch reason
+must never turn an engage into a 500.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from engine.domain import COMMAND_STATUSES, SAFETY_TYPES, SEVERITIES
 
 
+def storable_text(value: str) -> str:
+    """``value`` unchanged, or ValueError when it holds what no store can keep (NUL, lone surrogates)."""
+    nul = value.find("\x00")
+    if nul >= 0:
+        raise ValueError(f"must not contain a NUL character (\\u0000; at position {nul})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"must not contain a lone surrogate (\\u{ord(value[exc.start]):04x} at position "
+                         f"{exc.start}): send valid UTF-8 text") from None
+    return value
+
+
+#: a string field of a request body
+SafeStr = Annotated[StrictStr, AfterValidator(storable_text)]
+#: an id or name in the URL path (a proposal, event, rule or action)
+SafeId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(storable_text)]
+TEXT_MAX = 2000  # reasons and notes
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ApproveBody(_Body):
-    approvedBy: StrictStr = Field(description="the role you approve as; your token's operator must hold it",
+    approvedBy: SafeStr = Field(max_length=200,
+                                description="the role you approve as; your token's operator must hold it",
                                   examples=["tech-lead"])
 
 
 class RejectBody(_Body):
-    reason: StrictStr = Field(description="why; goes into the audit log")
+    reason: SafeStr = Field(max_length=TEXT_MAX, description="why; goes into the audit log")
 
 
 class ExtendBody(_Body):
     days: StrictInt = Field(ge=1, le=365, description="the whole validation period in days, more than now")
-    reason: StrictStr = Field(description="why; goes into the audit log")
+    reason: SafeStr = Field(max_length=TEXT_MAX, description="why; goes into the audit log")
 
 
 class AlertsBody(_Body):
@@ -34,57 +60,58 @@ class AlertsBody(_Body):
     ids: list[Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]] = Field(default_factory=list, max_length=10_000,
                                                                       examples=[[12, 13]])
     dead: StrictBool = Field(False, description="every dead-lettered alert")
-    reason: StrictStr | None = Field(None, description="dismiss only: why they will never be sent")
+    reason: SafeStr | None = Field(None, max_length=TEXT_MAX, description="dismiss only: why they will never be sent")
 
 
 class ResolveBody(_Body):
-    note: StrictStr | None = Field(None, description='what was found and done (default "resolved via the HTTP API")')
+    note: SafeStr | None = Field(None, max_length=TEXT_MAX,
+                                 description='what was found and done (default "resolved via the HTTP API")')
     falsePositive: StrictBool = Field(False, description="the trip was not a real problem")
 
 
 class ReasonBody(_Body):
-    reason: StrictStr = Field(description="why; goes into the audit log and the alert")
+    reason: SafeStr = Field(max_length=TEXT_MAX, description="why; goes into the audit log and the alert")
 
 
 class KillSwitchBody(_Body):
     action: Literal["engage", "release", "drill"]
-    reason: StrictStr | None = Field(None, description="required to engage or release")
+    reason: SafeStr | None = Field(None, max_length=TEXT_MAX, description="required to engage or release")
 
 
 class GateBody(_Body):
     """An agent's ask. Types are strict: ``"confidence": true`` or ``"1"`` is refused, never coerced."""
 
-    commandType: StrictStr = Field(max_length=200, examples=["restart_service"])
+    commandType: SafeStr = Field(max_length=200, examples=["restart_service"])
     confidence: StrictFloat | None = Field(None, ge=0, le=1, allow_inf_nan=False,
                                            description="the agent's confidence, 0..1")
-    actionClass: StrictStr | None = Field(None, max_length=200,
+    actionClass: SafeStr | None = Field(None, max_length=200,
                                           description="a policy name: it can add that policy's limits, never loosen")
-    service: StrictStr | None = Field(None, max_length=200, examples=["api"],
+    service: SafeStr | None = Field(None, max_length=200, examples=["api"],
                                       description="the service the action touches")
-    agent: StrictStr | None = Field(None, max_length=200, examples=["rollback-bot"],
+    agent: SafeStr | None = Field(None, max_length=200, examples=["rollback-bot"],
                                     description="the agent asking (default: the token's operator)")
     request: StrictBool = Field(False, description="queue a needs_approval answer as an action request "
                                                    "(needs a token)")
 
 
 class ActionApproveBody(_Body):
-    note: StrictStr | None = Field(None, max_length=2000, description="what the approver checked")
+    note: SafeStr | None = Field(None, max_length=2000, description="what the approver checked")
 
 
 class ActionRejectBody(_Body):
-    reason: StrictStr = Field(max_length=2000, description="why; the agent and the audit log see it")
+    reason: SafeStr = Field(max_length=2000, description="why; the agent and the audit log see it")
 
 
 class ModeBody(_Body):
     mode: Literal["normal", "minimal", "read_only"]
-    reason: StrictStr = Field(max_length=2000, description="why; goes into the audit log and the alert")
+    reason: SafeStr = Field(max_length=2000, description="why; goes into the audit log and the alert")
 
 
 class RulePatch(_Body):
     """Only the fields given change; the whole rule is validated before it is stored."""
 
-    condition: StrictStr | None = Field(None, examples=["errorRate > 0.08"])
-    window: StrictStr | None = Field(None, examples=["10m"])
+    condition: SafeStr | None = Field(None, max_length=TEXT_MAX, examples=["errorRate > 0.08"])
+    window: SafeStr | None = Field(None, max_length=20, examples=["10m"])
     action: Literal["revert_to_l3", "pause_command_type", "alert_only"] | None = None
     alertSeverity: Literal["critical", "high", "medium", "low"] | None = None
     minSamples: StrictInt | None = Field(None, ge=1, le=1_000_000)

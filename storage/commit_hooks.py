@@ -29,11 +29,14 @@ def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
     if not conn.in_transaction():
         _run([callback])
         return
-    _install(conn.engine)
+    install(conn.engine)  # normally done when the engine was made; a no-op then
     conn.info.setdefault(_KEY, []).append(callback)
 
 
-def _install(engine: Engine) -> None:
+def install(engine: Engine) -> None:
+    """Wrap the engine's dialect once. ``create_db_engine`` calls it before the engine is shared: adding
+    the BEGIN listener later, while another thread's BEGIN walks the listeners, fails that BEGIN with
+    "deque mutated during iteration"."""
     dialect = engine.dialect
     if getattr(dialect, _FLAG, False):
         return
@@ -57,8 +60,11 @@ def _install(engine: Engine) -> None:
 
 
 def _take(dbapi_connection) -> list[Callable[[], None]]:
-    info = getattr(dbapi_connection, "info", None)  # the pool's proxy shares the Connection's info
-    return info.pop(_KEY, []) if info is not None else []
+    try:  # the pool's proxy shares the Connection's info
+        info = dbapi_connection.info
+    except (AttributeError, NotImplementedError):  # the ad-hoc proxy of the dialect's first connect
+        return []
+    return info.pop(_KEY, [])
 
 
 def _run(callbacks: list[Callable[[], None]]) -> None:

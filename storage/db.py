@@ -31,6 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from storage import commit_hooks
+
 #: advisory lock key for store-wide write serialisation on PostgreSQL ("govcon" in ASCII, truncated)
 WRITE_LOCK_KEY = 0x676F76636F6E
 BUSY_TIMEOUT_MS = 10_000
@@ -98,6 +100,7 @@ def create_db_engine(url: str, *, echo: bool = False, lane: Lane = DEFAULT) -> E
             **pool,
         )
         _install_sqlite_hooks(engine)
+        commit_hooks.install(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
         # application_name lets a DBA tell govcon's sessions apart in pg_stat_activity
@@ -108,6 +111,7 @@ def create_db_engine(url: str, *, echo: bool = False, lane: Lane = DEFAULT) -> E
                                   pool_timeout=lane.pool_timeout, pool_pre_ping=lane.deadline is None,
                                   connect_args=connect_args)
         _install_postgres_hooks(engine, lane)
+        commit_hooks.install(engine)
         return engine
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
                      "use a SQLite path or a postgresql+psycopg:// URL")

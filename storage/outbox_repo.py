@@ -8,7 +8,7 @@ Rows go ``pending`` -> ``sent`` or ``dead``; an operator sends a dead row back t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -109,19 +109,3 @@ def requeue(conn: Connection, row_id: int, now: datetime) -> None:
 def dismiss(conn: Connection, row_id: int) -> None:
     conn.execute(sa.update(OUTBOX).where(OUTBOX.c.id == row_id, OUTBOX.c.status == "dead")
                  .values(status="dismissed"))
-
-
-def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
-    """Run ``callback()`` when the transaction of ``conn`` commits (never if it rolls back); at once
-    when ``conn`` is not in a transaction."""
-    if not conn.in_transaction():
-        callback()
-        return
-
-    def _on_commit(_conn: Connection) -> None:
-        try:
-            callback()
-        except Exception:  # a log line must never break the commit it reports
-            pass
-
-    sa.event.listen(conn, "commit", _on_commit, once=True)
