@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench install clean screenshot
+.PHONY: run test lint bench install clean screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# ruff: pyflakes, pycodestyle, isort, bugbear, pyupgrade (config in pyproject.toml); .ci/run runs it first
+lint: install
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python -m pytest -q -s tests/bench

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -79,7 +79,7 @@ class OutcomeNotReported(GovconClientError):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class GovconClient:
@@ -100,7 +100,7 @@ class GovconClient:
         if self._owns_http:
             self._http.close()
 
-    def __enter__(self) -> "GovconClient":
+    def __enter__(self) -> GovconClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -201,7 +201,7 @@ class GovconClient:
             raise
 
     def action(self, command_type: str, *, service: str | None = None, confidence: float | None = None,
-               action_class: str | None = None, wait: float = 600.0, agent: str | None = None) -> "Action":
+               action_class: str | None = None, wait: float = 600.0, agent: str | None = None) -> Action:
         """A governed action as a context manager: entering asks the gate (and, when it needs approval,
         queues a request and waits up to ``wait`` seconds for a human; ``wait=0`` queues none); leaving
         reports succeeded, failed (an exception) or rolled_back (``act.rolled_back()``)."""
@@ -237,7 +237,7 @@ class Action:
         if state.get("engaged"):
             raise ActionDenied(f"kill switch engaged by {state.get('by')}: {state.get('reason')}", self.decision)
 
-    def __enter__(self) -> "Action":
+    def __enter__(self) -> Action:
         if not self.client.token:
             raise GovconClientError("an action reports its outcome, which needs a token: pass token=… or set "
                                     "GOVCON_TOKEN (an admin creates one with `govcon tokens create USER`)")

@@ -13,8 +13,9 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any, Callable
+from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,8 +32,15 @@ from console.evaluator import CoalescingEvaluator
 from console.limits import AfterChanges, BodyLimit, HostCheck, ReadRateLimit
 from console.prometheus import ApiMetrics
 from console.read_cache import ReadCache
-from engine.errors import (AlreadyInitialised, Conflict, GovconError, InvalidInput, NotFound, NotInitialised,
-                           PermissionDenied)
+from engine.errors import (
+    AlreadyInitialised,
+    Conflict,
+    GovconError,
+    InvalidInput,
+    NotFound,
+    NotInitialised,
+    PermissionDenied,
+)
 from engine.rule_language import RuleError, parse_window
 from engine.rules import API_FIELDS
 from engine.tokens import TokenBook

@@ -21,8 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from engine.ingest import (MAX_LINE_BYTES, MAX_REPORTED_ERRORS, IngestError, IngestReport, Ingestor,
-                           overlong_message)
+from engine.ingest import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, IngestError, Ingestor, IngestReport, overlong_message
 from storage.db import StoreUnavailable
 
 log = logging.getLogger("govcon.serve.ingest")
@@ -230,7 +229,7 @@ class IngestService:
     def _store_together(self, group: list[_Request]) -> None:
         """Every request of the group in one transaction, by the engine: one pipeline for all ingest."""
         reports = self.ingestor.store_groups([r.decoded.items for r in group])
-        for request, report in zip(group, reports):
+        for request, report in zip(group, reports, strict=False):
             request.report = report
         self.groups += 1
 

@@ -6,21 +6,32 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from console import startup
 from console.config import Config, ConfigError, build_governance, load_config
 from console.identity import current_operator
-from console.render import (print_alerts, print_audit, print_backtest, print_events, print_ingest, print_metrics,
-                            print_proposals, print_readiness, print_roles, print_rules,
-                            print_status)
-from engine.report_markdown import render as report_markdown
+from console.render import (
+    print_alerts,
+    print_audit,
+    print_backtest,
+    print_events,
+    print_ingest,
+    print_metrics,
+    print_proposals,
+    print_readiness,
+    print_roles,
+    print_rules,
+    print_status,
+)
 from engine.clock import Clock, SystemClock
 from engine.errors import GovconError, InvalidInput, NotInitialised
 from engine.governance import Governance
 from engine.redact import RedactingFilter
+from engine.report_markdown import render as report_markdown
 from engine.rule_language import RuleError, parse_window
 from storage.db import StoreUnavailable
 from storage.maintenance import BackupNotSupported
@@ -69,6 +80,7 @@ class Context:
 def refuse_missing_sqlite_store(url: str) -> None:
     """Only `db init` creates a store: a mistyped path must not quietly start a second, empty one."""
     from sqlalchemy.engine import make_url
+
     from storage.db import normalise_url
     parsed = make_url(normalise_url(url))
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
@@ -98,8 +110,8 @@ def _date(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (use YYYY-MM-DD or an ISO 8601 time)")
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (use YYYY-MM-DD or an ISO 8601 time)") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 # --- command handlers ------------------------------------------------------------------------

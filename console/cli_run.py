@@ -94,7 +94,8 @@ def _split_at_double_dash(sp: argparse.ArgumentParser) -> None:
         head, tail = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
         ns, extras = parse(head, namespace)
         if extras and not tail:
-            sp.error(f"unrecognized arguments: {' '.join(extras)} (put the command after --: govcon run TYPE [OPTIONS] -- COMMAND [ARG...])")
+            sp.error(f"unrecognized arguments: {' '.join(extras)} "
+                     "(put the command after --: govcon run TYPE [OPTIONS] -- COMMAND [ARG...])")
         ns.argv = tail
         return ns, extras
 

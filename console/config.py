@@ -122,7 +122,7 @@ def build_governance(store, config: Config, clock=None):
     try:
         ttl = timedelta(days=float(gov_cfg.get("proposal_ttl_days", 7)))
     except (TypeError, ValueError):
-        raise ConfigError(f"{config.path}: [governance].proposal_ttl_days must be a number of days")
+        raise ConfigError(f"{config.path}: [governance].proposal_ttl_days must be a number of days") from None
     return Governance(store, clock, sinks=load_sinks(config.section("alerts")),
                       policies=load_policies(config.section("policies")),
                       proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing(),

@@ -17,9 +17,9 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.domain import ROLES

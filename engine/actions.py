@@ -17,13 +17,13 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
-from engine import access
 from engine.alerts import Alert
 from engine.clock import Clock, isoformat
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -312,7 +312,8 @@ class ActionBook:
 
     def _resolve_alert(self, conn: Connection, row, now: datetime, what: str) -> None:
         self._alert(conn, Alert(kind="resolve", severity=REQUEST_SEVERITY.get(row.notification_level, "low"),
-                                title=f"Action request {row.id} {what}", body=f"{row.command_type} by {row.agent}: {what}",
+                                title=f"Action request {row.id} {what}",
+                                body=f"{row.command_type} by {row.agent}: {what}",
                                 dedup_key=f"govcon-action-{row.id}", at=now, details={"requestId": row.id}))
 
     # --- reading ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.breakers import WindowScope, _counts_values
@@ -122,7 +122,7 @@ class Backtester:
                 for name, n in saf_by_bucket.get(key, {}).items():
                     window_safety[name] += n
             now_true = self._judge(condition, agg, window_incidents, window_safety, min_samples)
-            when = datetime.fromtimestamp(t_end, tz=timezone.utc)
+            when = datetime.fromtimestamp(t_end, tz=UTC)
             for scope, observed in now_true.items():
                 if scope not in was_true:
                     trips.append(BacktestTrip(when, scope, observed,

@@ -14,9 +14,10 @@ While an unresolved event of the same rule and scope is open, the rule does not 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -45,7 +46,7 @@ class CompiledRule:
     shadow: bool = False  # this rule only records what it would have done
 
     @classmethod
-    def from_row(cls, row) -> "CompiledRule":
+    def from_row(cls, row) -> CompiledRule:
         return cls(row.name, parse_condition(row.condition), parse_window(row.window), row.window,
                    row.action, row.alert_severity, row.min_samples, bool(row.shadow))
 

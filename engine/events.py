@@ -7,7 +7,7 @@ field and what is wrong with it. Nothing here touches the store.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.domain import COMMAND_STATUSES, EVENT_KINDS, SAFETY_TYPES, SEVERITIES
@@ -15,7 +15,7 @@ from engine.domain import COMMAND_STATUSES, EVENT_KINDS, SAFETY_TYPES, SEVERITIE
 MAX_ID_LENGTH = 200
 MAX_COUNT = 2**31 - 1  # the stores' INTEGER columns
 #: no event of an autonomous-ops fleet happened before this; an earlier stamp is a broken clock or a typo
-EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,11 @@ def parse_timestamp(value: Any, field: str = "at") -> datetime:
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise EventError(field, f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-11-20T10:00:00Z)")
+        raise EventError(field, f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-11-20T10:00:00Z)") from None
     if when.tzinfo is None:
         raise EventError(field, f"{value!r} has no time zone: add Z for UTC (e.g. 2026-11-20T10:00:00Z)")
     try:
-        when = when.astimezone(timezone.utc)
+        when = when.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
         raise EventError(field, f"{value!r} is out of range (years {EARLIEST_EVENT.year} to now)") from None
     if when < EARLIEST_EVENT:

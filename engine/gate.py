@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.clock import Clock
 from storage import state_repo
@@ -68,7 +69,7 @@ class GateDecision:
     def request_id(self) -> str | None:
         return self.extra.get("requestId")
 
-    def with_extra(self, **more: Any) -> "GateDecision":
+    def with_extra(self, **more: Any) -> GateDecision:
         return replace(self, extra={**self.extra, **more})
 
     def to_json(self) -> dict[str, Any]:

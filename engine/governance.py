@@ -17,24 +17,32 @@ from engine.cycle import GovernanceCycle, Reports
 from engine.domain import DEFAULT_RULES, PHASES
 from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
 from engine.events import DEFAULT_TIMING, EventTiming
+from engine.kill_marker import KillMarker, marker_path_for
 from engine.metrics import MetricsCollector
 from engine.notifier import Notifier
-from engine.kill_marker import KillMarker, marker_path_for
 from engine.overrides import Overrides, kill_switch_json
 from engine.proposals import ProposalBook, ProposalPolicy
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
 from engine.trends import predictions, rate_series, trend
-from storage import (actions_repo, audit, audit_repo, breaker_repo, identity_repo, maintenance, readiness_repo,
-                     state_repo)
+from storage import (
+    actions_repo,
+    audit,
+    audit_repo,
+    breaker_repo,
+    identity_repo,
+    maintenance,
+    readiness_repo,
+    state_repo,
+)
 from storage.db import StoreUnavailable
 from storage.store import Store
 
 if TYPE_CHECKING:
     from engine.actions import ActionBook
     from engine.backtest import Backtester
-    from engine.modes import ModeSwitch
     from engine.gate import Gate
     from engine.ingest import Ingestor
+    from engine.modes import ModeSwitch
     from engine.outbox import OutboxBook
     from engine.policies import Policy, PolicyEngine
     from engine.rules import RuleBook

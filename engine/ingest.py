@@ -16,8 +16,9 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy.engine import Connection
 
@@ -72,7 +73,7 @@ class IngestReport:
         return {"accepted": self.accepted, "duplicate": self.duplicate, "rejected": self.rejected,
                 "conflict": self.conflict, "errors": [e.to_json() for e in self.errors]}
 
-    def merge(self, other: "IngestReport") -> None:
+    def merge(self, other: IngestReport) -> None:
         self.accepted += other.accepted
         self.duplicate += other.duplicate
         self.rejected += other.rejected
@@ -222,7 +223,7 @@ class Ingestor:
         for hook in self.command_hooks:
             refused = hook.screen(conn, commands) if commands else {}
             if refused:
-                for number, row in commands:
+                for number, _row in commands:
                     if number in refused:
                         field_name, message = refused[number]
                         report.rejected += 1

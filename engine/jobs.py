@@ -13,9 +13,10 @@ import logging
 import os
 import signal
 import socket
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -60,7 +61,7 @@ class GovconScheduler:
         hour, minute = (int(x) for x in hhmm.split(":"))
         s = AsyncIOScheduler(jobstores={"default": MemoryJobStore()}, timezone=self.timezone_name,
                              job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         s.add_job(self.renew_lease, "interval", seconds=RENEW, id="leader-lease", next_run_time=now)
         s.add_job(self._guard("breaker-tick", self.breaker_tick), "interval", seconds=self.tick_seconds,
                   id="breaker-tick")
@@ -124,7 +125,7 @@ class GovconScheduler:
             if slot is not None:
                 now = self.gov.clock.now()
                 start = datetime.fromtimestamp(now.timestamp() // slot.total_seconds() * slot.total_seconds(),
-                                               tz=timezone.utc)
+                                               tz=UTC)
                 if not jobs_repo.claim(self.gov.store, job_id=job_id, slot=isoformat(start), holder=self.holder,
                                        now=now):
                     return None
@@ -209,7 +210,7 @@ def run_headless(gov, holder: str, *, stop_after: float | None = None, **kwargs)
             else:
                 try:
                     await asyncio.wait_for(stop.wait(), stop_after)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             sched.shutdown()

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.clock import Clock, isoformat
 from sqlalchemy.engine import Connection
 
+from engine.clock import Clock, isoformat
 from storage import events_repo, readiness_repo
 from storage.store import Store
 
@@ -34,7 +34,7 @@ class CommandCounts:
     rolledBack: int = 0
 
     @classmethod
-    def from_status_counts(cls, counts: dict[str, int]) -> "CommandCounts":
+    def from_status_counts(cls, counts: dict[str, int]) -> CommandCounts:
         return cls(total=counts.get("total", 0), proposed=counts.get("proposed", 0),
                    approved=counts.get("approved", 0), rejected=counts.get("rejected", 0),
                    succeeded=counts.get("succeeded", 0), failed=counts.get("failed", 0),

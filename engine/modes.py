@@ -8,7 +8,8 @@ read_only) needs a role that may engage it, going back to normal one that may re
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine import access
 from engine.alerts import Alert

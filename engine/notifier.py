@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-from urllib.parse import quote
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     import httpx
@@ -66,7 +66,7 @@ class _Outcome:
 
 
 class Notifier:
-    def __init__(self, store, clock: Clock, sinks: list[SinkConfig], *, client: "httpx.Client | None" = None,
+    def __init__(self, store, clock: Clock, sinks: list[SinkConfig], *, client: httpx.Client | None = None,
                  max_attempts: int = 12, base_backoff: float = 5.0, max_backoff: float = 600.0) -> None:
         names = [s.name for s in sinks]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -84,7 +84,7 @@ class Notifier:
         self._owns_client = client is None
         self._client = client  # made on first delivery: most processes never send (only the leader does)
 
-    def _http(self) -> "httpx.Client":
+    def _http(self) -> httpx.Client:
         if self._client is None:
             import httpx  # imported when first needed: it costs every CLI call ~40 ms otherwise
             self._client = httpx.Client(follow_redirects=False, headers={"User-Agent": "govcon-notifier"})
@@ -210,7 +210,7 @@ class Notifier:
                 self._client.close()
                 self._client = None
 
-    def __enter__(self) -> "Notifier":
+    def __enter__(self) -> Notifier:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -11,7 +11,8 @@ carries, so an operator can find a row's repeats in a sink's own log.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from engine import access
 from engine.clock import Clock, isoformat

@@ -15,8 +15,9 @@ releases only its own, and a real engage over a drill's engagement replaces it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.engine import Connection
 

@@ -252,7 +252,8 @@ class PolicyEngine:
             extra["rollbackMandatory"] = True
 
         def refuse(reason: str) -> tuple[GateDecision, dict]:
-            return GateDecision(NEEDS_APPROVAL, f"policy {policy.name}: {reason}", ask.command_type, phase, extra), extra
+            decision = GateDecision(NEEDS_APPROVAL, f"policy {policy.name}: {reason}", ask.command_type, phase, extra)
+            return decision, extra
 
         if not policy.enabled:
             return refuse("disabled, so every action needs approval")

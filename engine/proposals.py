@@ -10,9 +10,10 @@ never apply twice; the unique constraints on (proposal, role) and (proposal, app
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.engine import Connection
 

@@ -7,9 +7,10 @@ score = points earned / points possible (80); ready = score >= 0.95 and no requi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -257,7 +258,8 @@ class _Facts:
                      "rollbackRate": "succeeded", "errorRate": ""}[name]
             return False, (f"{name} unknown: no {basis} commands to judge in the last "
                            f"{self.lookback_days} days").replace("no  commands", "no commands")
-        return ok(value), f"{name} {_pct(value)} over {n} commands in the last {self.lookback_days} days (needs {target})"
+        return ok(value), (f"{name} {_pct(value)} over {n} commands in the last {self.lookback_days} days "
+                           f"(needs {target})")
 
     def eval_coverage(self) -> tuple[bool, str]:
         row = events_repo.latest_eval_coverage(self.conn, self.now - self.policy.lookback, self.now)

@@ -35,13 +35,15 @@ def render(report: dict[str, Any]) -> str:
     ]
     pc = prev.get("commands", {})
     for key in ("total", "succeeded", "failed", "rolledBack", "proposed", "approved"):
-        lines.append(f"| {key} commands | {m['commands'][key]:,} | {_count_delta(m['commands'][key], pc.get(key, 0))} |")
+        delta = _count_delta(m['commands'][key], pc.get(key, 0))
+        lines.append(f"| {key} commands | {m['commands'][key]:,} | {delta} |")
     pr = prev.get("rates", {})
     for key, value in m["rates"].items():
         lines.append(f"| {key} | {_pct(value)} | {_delta(value, pr.get(key))} |")
     inc = m["incidents"]
     lines += [f"| incidents (critical / from autonomous) | {inc['total']} ({inc['critical']} / "
-              f"{inc['fromAutonomousActions']}) | {_count_delta(inc['total'], prev.get('incidents', {}).get('total', 0))} |",
+              f"{inc['fromAutonomousActions']}) | "
+              f"{_count_delta(inc['total'], prev.get('incidents', {}).get('total', 0))} |",
               "", "## Readiness", "",
               f"Overall **{_pct(r['overall']['score'])}** ({r['overall']['points']}/{r['overall']['possible']} points)"
               f" — {'ready' if r['overall']['ready'] else 'not ready'}", ""]

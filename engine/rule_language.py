@@ -37,9 +37,10 @@ import difflib
 import math
 import operator
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable, Iterator, Mapping, NamedTuple, Protocol, Union
+from typing import NamedTuple, Protocol
 
 __all__ = ["MAX_DEPTH", "MAX_LENGTH", "NAMES", "SEVERITIES", "And", "Compare", "Condition", "Literal",
            "MappingScope", "Name", "NameInfo", "Node", "Not", "Or", "RuleError", "Scope", "explain",
@@ -144,7 +145,7 @@ class Or:
     pos: int
 
 
-Node = Union[Literal, Name, Compare, Not, And, Or]
+Node = Literal | Name | Compare | Not | And | Or
 
 
 # --- tokenizer ----------------------------------------------------------------

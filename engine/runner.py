@@ -31,10 +31,10 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.actions import RELEASED  # the status of a grant given back unused (nothing ran)
 from engine.clock import isoformat
 from engine.errors import InvalidInput
 from engine.redact import redact
@@ -588,7 +588,7 @@ class Runner:
         result.started_at, result.n = started_at, n
         state.steps.append(result)
         state.report["steps"].append(result.to_json())
-        how = "timed out after %gs (killed)" % timeout if result.timed_out else \
+        how = f"timed out after {timeout:g}s (killed)" if result.timed_out else \
             (result.error or f"exit {result.exit_code}")
         self.progress(f"{label}: {redact(shlex.join(argv))} -> {how} ({round(result.duration * 1000)} ms)")
         return result
@@ -621,7 +621,8 @@ class Runner:
                 verify = self._step(state, "verify", plan.verify, plan.verify_interval, i,
                                     f"verify {i}/{plan.verify_checks}")
                 if not verify.ok:
-                    what = "hung past its interval" if verify.timed_out else (verify.error or f"exit {verify.exit_code}")
+                    what = ("hung past its interval" if verify.timed_out
+                            else (verify.error or f"exit {verify.exit_code}"))
                     self._roll_back(state, None, "verify_failed", f"verify {i}/{plan.verify_checks} failed ({what})",
                                     rolled_code=EXIT_VERIFY_ROLLED_BACK, bare_code=EXIT_VERIFY_FAILED)
                     return

@@ -10,8 +10,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 COMMAND_TYPES: tuple[str, ...] = (
     "restart_service", "scale_deployment", "clear_cache", "rotate_logs",
@@ -24,7 +24,7 @@ DAY = 86_400.0
 
 def iso(when: datetime) -> str:
     """UTC with a Z and milliseconds: one width, so the strings sort as the times do."""
-    return when.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _pick(rng: random.Random, weights: dict[str, float]) -> str:

@@ -4,12 +4,13 @@ and the predicted time at which a rate crosses a breaker threshold, so operators
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from engine.clock import isoformat
-from engine.rule_language import Compare, Literal, Name, And, Or, parse_condition
+from engine.rule_language import And, Compare, Literal, Name, Or, parse_condition
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def linear_slope(times: Sequence[float], values: Sequence[float]) -> float | Non
     den = sum((t - mt) ** 2 for t in times)
     if den == 0:
         return None
-    return sum((t - mt) * (v - mv) for t, v in zip(times, values)) / den
+    return sum((t - mt) * (v - mv) for t, v in zip(times, values, strict=False)) / den
 
 
 def zscore(values: Sequence[float]) -> float | None:
@@ -131,7 +132,7 @@ def predict_crossing(t: Trend, th: Threshold, now: datetime, horizon: timedelta)
 def rate_series(snapshots: Sequence[Any], metric: str) -> list[tuple[datetime, float | None]]:
     column = {"successRate": "success_rate", "errorRate": "error_rate", "rollbackRate": "rollback_rate",
               "approvalRate": "approval_rate"}[metric]
-    return [(s.taken_at.astimezone(timezone.utc), getattr(s, column)) for s in snapshots]
+    return [(s.taken_at.astimezone(UTC), getattr(s, column)) for s in snapshots]
 
 
 def predictions(snapshots: Sequence[Any], rules: Sequence[Any], now: datetime, *,

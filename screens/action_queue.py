@@ -12,8 +12,19 @@ from textual.app import ComposeResult
 from textual.containers import Container, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from screens.action_view import (ActionsView, ago, approval_refusal, approvers, expires_in, finished_at,
-                                 four_eyes_refusal, load_actions, role_refusal, row_id, scope)
+from screens.action_view import (
+    ActionsView,
+    ago,
+    approval_refusal,
+    approvers,
+    expires_in,
+    finished_at,
+    four_eyes_refusal,
+    load_actions,
+    role_refusal,
+    row_id,
+    scope,
+)
 from screens.base import GovScreen
 from screens.fmt import matches, short_time
 from screens.widgets import Table

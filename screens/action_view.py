@@ -5,9 +5,10 @@ relative to the store's clock, the roles that may decide a request, why an opera
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from engine.clock import isoformat
 from engine.governance import Governance

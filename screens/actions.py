@@ -76,7 +76,8 @@ class ActionsMixin:
                 f"Records your approval; after it, still needed: "
                 f"{', '.join(r for r in still if r != eligible[0]) if len(eligible) == 1 else '(the other roles)'}.")
         ask = Ask(choices=tuple(eligible), choice_label="Approve as:") if len(eligible) > 1 else Ask()
-        title = f"Approve {pid}: {e['currentPhase']} → {e['targetPhase']}" + ("" if ask.choices else f" as {eligible[0]}")
+        title = (f"Approve {pid}: {e['currentPhase']} → {e['targetPhase']}"
+                 + ("" if ask.choices else f" as {eligible[0]}"))
 
         def done(result: dict[str, Any] | None) -> None:
             if result is None:

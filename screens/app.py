@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import App, SystemCommand

@@ -3,13 +3,14 @@ in worker threads with results back by message, and the hooks the app-level keys
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.binding import Binding
 
 from screens.data import LiveData, SlowData
 from screens.errors import describe_error

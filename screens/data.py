@@ -8,10 +8,11 @@ Textual: the caller posts the result to the event loop as a message.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from engine.breakers import event_json
 from engine.governance import Governance

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 STATE_STYLE = {"TRIPPED": "bold white on red", "FIRING": "bold red", "ok": "green", "too few": "dim",
@@ -18,7 +18,7 @@ def parse_time(value: str | datetime | None) -> datetime | None:
 
 def short_time(value: str | datetime | None) -> str:
     when = parse_time(value)
-    return "–" if when is None else when.astimezone(timezone.utc).strftime("%m-%d %H:%M")
+    return "–" if when is None else when.astimezone(UTC).strftime("%m-%d %H:%M")
 
 
 def pct(x: float | None, digits: int = 1) -> str:

@@ -77,7 +77,9 @@ def header_lines(live: LiveData | None, *, operator: str, screen: str, demo: boo
 
 class StatusHeader(Static):
     DEFAULT_CSS = """
-    StatusHeader { dock: top; height: auto; background: $panel; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    StatusHeader {
+        dock: top; height: auto; background: $panel; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
     def show(self, live: LiveData | None, *, operator: str, screen: str, demo: bool, scheduler: str) -> None:

@@ -3,8 +3,8 @@ second line when the terminal is narrow (Textual's Footer cuts them off at 80 co
 
 from __future__ import annotations
 
-from textual.markup import escape
 from textual.binding import Binding
+from textual.markup import escape
 from textual.widgets import Static
 
 from screens.keys import KEYS, SCREEN_GROUP, SCREENS

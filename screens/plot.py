@@ -64,7 +64,7 @@ class PlotSpec:
 
 def render_plot(spec: PlotSpec, width: int, height: int, *, color: bool = True) -> str:
     """The plot as text, with ANSI colours unless ``color`` is False."""
-    points = [(s, [(x, y) for x, y in zip(s.xs, s.ys) if y is not None]) for s in spec.series]
+    points = [(s, [(x, y) for x, y in zip(s.xs, s.ys, strict=False) if y is not None]) for s in spec.series]
     if width < 20 or height < 4 or not any(p for _, p in points):
         return spec.empty
     fig = import_plotext().figure

@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.clock import isoformat
-from screens.action_view import (approval_refusal, approvers, expires_in, four_eyes_refusal, role_refusal,
-                                 scope)
+from screens.action_view import approval_refusal, approvers, expires_in, four_eyes_refusal, role_refusal, scope
 from screens.fmt import short_time
 from screens.modals import Ask, ConfirmModal
 

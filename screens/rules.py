@@ -77,8 +77,9 @@ class RulesScreen(GovScreen):
         visible = [r for r in self.rules if not self.filter_text or matches(
             self.filter_text, r["name"], r["condition"], r["action"], r["alertSeverity"])]
         self.query_one("#rules", Table).set_rows(
-            (r["name"], (r["name"], ("shadow" if r["shadow"] else "✓") if r["enabled"] else "–", r["condition"], r["window"], r["action"],
-                         str(r["statistics"]["trips"]), pct(r["statistics"]["falsePositiveRate"], 0)))
+            (r["name"], (r["name"], ("shadow" if r["shadow"] else "✓") if r["enabled"] else "–", r["condition"],
+                         r["window"], r["action"], str(r["statistics"]["trips"]),
+                         pct(r["statistics"]["falsePositiveRate"], 0)))
             for r in visible)
         self._show_detail()
 

@@ -9,7 +9,7 @@ use engine.trends: a rate's linear trend against the breakers' thresholds, and r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from sqlalchemy.engine import Connection
@@ -61,7 +61,7 @@ def load_trends(conn: Connection, now: datetime, *, current_score: float | None 
         finished = succeeded + failed + c.get("rejected", 0)
         total = max(c.get("proposed", 0), finished)
         s, e = _ratio(succeeded, succeeded + failed), _ratio(failed, total)
-        at = datetime.fromtimestamp(bucket, timezone.utc)
+        at = datetime.fromtimestamp(bucket, UTC)
         hours.append(float(len(hours) - RATE_SPAN // RATE_STEP))  # whole buckets before now's: stable x
         success.append(None if s is None else s * 100)
         error.append(None if e is None else e * 100)
@@ -73,7 +73,7 @@ def load_trends(conn: Connection, now: datetime, *, current_score: float | None 
     warnings = tuple(f"{p.threshold.metric} heading for {p.threshold.op} {p.threshold.value:g} "
                      f"({p.threshold.rule}) around {p.crossing_at:%m-%d %H:%M}"
                      for p in trends.predictions(snaps[:-1] or snaps, rules, now))
-    points = [(a.taken_at.astimezone(timezone.utc), a.score)
+    points = [(a.taken_at.astimezone(UTC), a.score)
               for a in readiness_repo.assessments(conn, now - READINESS_SPAN)]
     if current_score is not None:
         points.append((now, current_score))  # the assessment just made, so the line ends at now

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -23,7 +24,7 @@ GENESIS = "0" * 64
 
 
 def _iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str, target: str,
@@ -42,7 +43,7 @@ def append(conn: Connection, *, at: datetime, actor: str, action: str, target: s
     details = json.loads(json.dumps(details or {}, default=str))  # what the JSON column gives back
     last = conn.execute(sa.select(T.c.seq, T.c.hash).order_by(T.c.seq.desc()).limit(1)).first()
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
-    at = at.astimezone(timezone.utc)
+    at = at.astimezone(UTC)
     digest = entry_hash(prev, seq, at, actor, action, target, reason, details)
     conn.execute(sa.insert(T).values(seq=seq, at=at, actor=actor, action=action, target=target,
                                      reason=reason, details=details, prev_hash=prev, hash=digest))

@@ -23,9 +23,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -222,12 +223,12 @@ class Deadline:
         self._watched: list[int] = []
 
     @classmethod
-    def current(cls) -> "Deadline | None":
+    def current(cls) -> Deadline | None:
         return getattr(cls._local, "deadline", None)
 
     @classmethod
     @contextlib.contextmanager
-    def scope(cls, seconds: float | None, lane: str) -> Iterator["Deadline | None"]:
+    def scope(cls, seconds: float | None, lane: str) -> Iterator[Deadline | None]:
         outer = cls.current()
         if outer is not None or seconds is None:
             yield outer

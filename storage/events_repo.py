@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -61,17 +62,17 @@ def _sqlite_insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: 
                 values[i] = [_sqlite_datetime(col[0])] * len(col)
             else:
                 values[i] = list(map(_sqlite_datetime, col))
-    return conn.exec_driver_sql(sql, list(zip(*values))).rowcount
+    return conn.exec_driver_sql(sql, list(zip(*values, strict=False))).rowcount
 
 
 def _sqlite_datetime(value: datetime | None) -> str | None:
     """What UTCDateTime stores on SQLite: naive UTC as SQLAlchemy spells it, 'YYYY-MM-DD HH:MM:SS.ffffff'."""
     if value is None:
         return None
-    if value.tzinfo is not timezone.utc:
+    if value.tzinfo is not UTC:
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]  # without the +00:00
 
 
@@ -176,7 +177,7 @@ STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "succeeded", "f
 
 
 def _status_counts(row: Sequence[int]) -> dict[str, int]:
-    counts = dict(zip(STATUSES, row[:len(STATUSES)]))
+    counts = dict(zip(STATUSES, row[:len(STATUSES)], strict=False))
     counts["total"] = row[len(STATUSES)]
     return counts
 

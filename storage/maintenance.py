@@ -19,16 +19,27 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, ContextManager
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from storage.tables import (action_requests, alert_outbox, breaker_events, command_events, eval_coverage,
-                            gate_decisions, grants, incidents, metrics_snapshots, readiness_assessments,
-                            safety_events)
+from storage.tables import (
+    action_requests,
+    alert_outbox,
+    breaker_events,
+    command_events,
+    eval_coverage,
+    gate_decisions,
+    grants,
+    incidents,
+    metrics_snapshots,
+    readiness_assessments,
+    safety_events,
+)
 
 
 class BackupNotSupported(RuntimeError):
@@ -135,7 +146,7 @@ def prune(conn: Connection, before: datetime) -> dict[str, int]:
             for table, column, extra in _PRUNABLE}
 
 
-def prune_in_batches(write: Callable[[], ContextManager[Connection]], dialect: str, before: datetime, *,
+def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], dialect: str, before: datetime, *,
                      lock_target: float = PRUNE_LOCK_TARGET, sleep: Callable[[float], None] = time.sleep,
                      removed: dict[str, int] | None = None) -> dict[str, int]:
     """What ``prune`` deletes, in short write transactions (``write()`` opens one) of adaptive size;
@@ -167,7 +178,7 @@ def prune_in_batches(write: Callable[[], ContextManager[Connection]], dialect: s
     return removed
 
 
-def incremental_vacuum(write: Callable[[], ContextManager[Connection]], dialect: str, *,
+def incremental_vacuum(write: Callable[[], AbstractContextManager[Connection]], dialect: str, *,
                        max_steps: int = 10_000, sleep: Callable[[float], None] = time.sleep) -> int | None:
     """Give the pages a prune freed back to the filesystem, a step at a time (SQLite stores with
     auto_vacuum=INCREMENTAL); returns the pages freed, or None when the store does not do that."""

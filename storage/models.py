@@ -15,7 +15,7 @@ change here, run ``python tools/generate_tables.py`` (tests/unit/test_tables.py 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -49,14 +49,14 @@ class CommandEvent(SQLModel, table=True):
         sa.Index("ix_command_events_arrivals", "judged_on_arrival", "ingested_at", "at"),
     )
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     command_id: str = Field(max_length=200)
     command_type: str = Field(max_length=200)
     status: str = Field(max_length=20)
     autonomous: bool = False
     at: datetime = _ts()
     ingested_at: datetime = _ts()
-    service: Optional[str] = Field(default=None, max_length=200)  # the service the action concerns
+    service: str | None = Field(default=None, max_length=200)  # the service the action concerns
     judged_on_arrival: bool = False  # late (within the late horizon) or ahead: breakers judge its arrival too
 
 
@@ -65,13 +65,13 @@ class Incident(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_incidents_at", "at"),
                       sa.Index("ix_incidents_arrivals", "judged_on_arrival", "ingested_at", "at"))
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     incident_id: str = Field(max_length=200, unique=True)
     severity: str = Field(max_length=20)
-    command_id: Optional[str] = Field(default=None, max_length=200, index=True)
+    command_id: str | None = Field(default=None, max_length=200, index=True)
     at: datetime = _ts()
     ingested_at: datetime = _ts()
-    service: Optional[str] = Field(default=None, max_length=200)
+    service: str | None = Field(default=None, max_length=200)
     judged_on_arrival: bool = False
 
 
@@ -82,7 +82,7 @@ class SafetyEvent(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_safety_events_at", "at"),
                       sa.Index("ix_safety_events_arrivals", "judged_on_arrival", "ingested_at", "at"))
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(max_length=300, unique=True)
     type: str = Field(max_length=40)
     at: datetime = _ts()
@@ -94,7 +94,7 @@ class EvalCoverage(SQLModel, table=True):
     __tablename__ = "eval_coverage"
     __table_args__ = (sa.Index("ix_eval_coverage_at", "at"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(max_length=300, unique=True)
     covered: int
     total: int
@@ -117,12 +117,12 @@ class GovernanceState(SQLModel, table=True):
     command_whitelist: list = _json(default_factory=list)
     paused_command_types: list = _json(default_factory=list)
     kill_switch_engaged: bool = False
-    kill_switch_by: Optional[str] = None
-    kill_switch_at: Optional[datetime] = _ts(default=None, nullable=True)
-    kill_switch_reason: Optional[str] = None
+    kill_switch_by: str | None = None
+    kill_switch_at: datetime | None = _ts(default=None, nullable=True)
+    kill_switch_reason: str | None = None
     breaker_mode: str = Field(default="enforce", max_length=10)
-    validation_until: Optional[datetime] = _ts(default=None, nullable=True)
-    validation_proposal_id: Optional[str] = Field(default=None, max_length=64)
+    validation_until: datetime | None = _ts(default=None, nullable=True)
+    validation_proposal_id: str | None = Field(default=None, max_length=64)
     four_eyes_relaxed: bool = False  # only a demo store: one operator may fill every role
     mode: str = Field(default="normal", max_length=10)  # normal | minimal | read_only (seed 003)
     audit_head_seq: int = 0  # the newest audit entry, so that deleting the newest rows is found
@@ -135,20 +135,20 @@ class GovernanceState(SQLModel, table=True):
 class PhaseHistory(SQLModel, table=True):
     __tablename__ = "phase_history"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     phase: str = Field(max_length=5)
     started_at: datetime = _ts()
-    ended_at: Optional[datetime] = _ts(default=None, nullable=True)
+    ended_at: datetime | None = _ts(default=None, nullable=True)
     actor: str = Field(max_length=200)
     reason: str = ""
-    proposal_id: Optional[str] = Field(default=None, max_length=64)
-    breaker_event_id: Optional[str] = Field(default=None, max_length=64)
+    proposal_id: str | None = Field(default=None, max_length=64)
+    breaker_event_id: str | None = Field(default=None, max_length=64)
 
 
 class KillSwitchDrill(SQLModel, table=True):
     __tablename__ = "kill_switch_drills"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     at: datetime = _ts(index=True)
     operator: str = Field(max_length=200)
     passed: bool
@@ -161,7 +161,7 @@ class KillSwitchDrill(SQLModel, table=True):
 class BreakerRule(SQLModel, table=True):
     __tablename__ = "breaker_rules"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, unique=True)
     enabled: bool = True
     condition: str = Field(max_length=1000)
@@ -186,13 +186,13 @@ class BreakerEvent(SQLModel, table=True):
     timestamp: datetime = _ts()
     severity: str = Field(max_length=20)
     action: str = Field(max_length=30)
-    command_type: Optional[str] = Field(default=None, max_length=200)
+    command_type: str | None = Field(default=None, max_length=200)
     observed: dict = _json(default_factory=dict)
     shadow: bool = False
     resolved: bool = False
-    resolved_by: Optional[str] = Field(default=None, max_length=200)
-    resolved_at: Optional[datetime] = _ts(default=None, nullable=True)
-    note: Optional[str] = None
+    resolved_by: str | None = Field(default=None, max_length=200)
+    resolved_at: datetime | None = _ts(default=None, nullable=True)
+    note: str | None = None
     false_positive: bool = False
 
 
@@ -202,22 +202,22 @@ class BreakerEvent(SQLModel, table=True):
 class MetricsSnapshot(SQLModel, table=True):
     __tablename__ = "metrics_snapshots"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     taken_at: datetime = _ts(index=True)
     period_start: datetime = _ts()
     period_end: datetime = _ts()
     total: int = 0
-    success_rate: Optional[float] = None
-    approval_rate: Optional[float] = None
-    rollback_rate: Optional[float] = None
-    error_rate: Optional[float] = None
+    success_rate: float | None = None
+    approval_rate: float | None = None
+    rollback_rate: float | None = None
+    error_rate: float | None = None
     data: dict = _json(default_factory=dict)  # the whole AutonomyMetrics document
 
 
 class ReadinessAssessment(SQLModel, table=True):
     __tablename__ = "readiness_assessments"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     taken_at: datetime = _ts(index=True)
     score: float
     ready: bool
@@ -233,7 +233,7 @@ class Attestation(SQLModel, table=True):
     __tablename__ = "attestations"
     __table_args__ = (sa.Index("ix_attestations_item_at", "item_slug", "at"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     item_slug: str = Field(max_length=100)
     passed: bool
     evidence: str
@@ -259,12 +259,12 @@ class Proposal(SQLModel, table=True):
     risk_assessment: dict = _json(default_factory=dict)
     required_approvals: list = _json(default_factory=list)
     status: str = Field(default="pending", max_length=20, index=True)
-    expires_at: Optional[datetime] = _ts(default=None, nullable=True)
-    decided_at: Optional[datetime] = _ts(default=None, nullable=True)
-    decided_by: Optional[str] = Field(default=None, max_length=200)
-    reason: Optional[str] = None
-    applied_at: Optional[datetime] = _ts(default=None, nullable=True)
-    expiry_warned_at: Optional[datetime] = _ts(default=None, nullable=True)
+    expires_at: datetime | None = _ts(default=None, nullable=True)
+    decided_at: datetime | None = _ts(default=None, nullable=True)
+    decided_by: str | None = Field(default=None, max_length=200)
+    reason: str | None = None
+    applied_at: datetime | None = _ts(default=None, nullable=True)
+    expiry_warned_at: datetime | None = _ts(default=None, nullable=True)
 
 
 class Approval(SQLModel, table=True):
@@ -274,7 +274,7 @@ class Approval(SQLModel, table=True):
         sa.UniqueConstraint("proposal_id", "approver", name="uq_approvals_approver"),
     )
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     proposal_id: str = Field(foreign_key="proposals.id", max_length=64)
     role: str = Field(max_length=40)
     approver: str = Field(max_length=200)
@@ -315,7 +315,7 @@ class RoleGrant(SQLModel, table=True):
     __tablename__ = "role_grants"
     __table_args__ = (sa.UniqueConstraint("operator", "role", name="uq_role_grants"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     operator: str = Field(max_length=200, index=True)
     role: str = Field(max_length=40)
     granted_by: str = Field(max_length=200)
@@ -330,8 +330,8 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(max_length=128, unique=True)
     created_at: datetime = _ts()
     created_by: str = Field(max_length=200)
-    revoked_at: Optional[datetime] = _ts(default=None, nullable=True)
-    last_used_at: Optional[datetime] = _ts(default=None, nullable=True)
+    revoked_at: datetime | None = _ts(default=None, nullable=True)
+    last_used_at: datetime | None = _ts(default=None, nullable=True)
 
 
 class LeaderLease(SQLModel, table=True):
@@ -348,7 +348,7 @@ class AlertOutbox(SQLModel, table=True):
     __tablename__ = "alert_outbox"
     __table_args__ = (sa.Index("ix_alert_outbox_due", "status", "next_attempt_at"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = _ts()
     sink: str = Field(max_length=100)
     severity: str = Field(max_length=20)
@@ -359,8 +359,8 @@ class AlertOutbox(SQLModel, table=True):
     status: str = Field(default="pending", max_length=20)  # pending | sent | dead | dismissed
     attempts: int = 0
     next_attempt_at: datetime = _ts()
-    last_error: Optional[str] = None
-    sent_at: Optional[datetime] = _ts(default=None, nullable=True)
+    last_error: str | None = None
+    sent_at: datetime | None = _ts(default=None, nullable=True)
 
 
 class JobRun(SQLModel, table=True):
@@ -369,13 +369,13 @@ class JobRun(SQLModel, table=True):
     __tablename__ = "job_runs"
     __table_args__ = (sa.UniqueConstraint("job_id", "slot", name="uq_job_runs_slot"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     job_id: str = Field(max_length=60)
     slot: str = Field(max_length=40)  # the scheduled time the run is for, ISO 8601
     holder: str = Field(max_length=300)
     started_at: datetime = _ts()
-    finished_at: Optional[datetime] = _ts(default=None, nullable=True)
-    outcome: Optional[str] = None
+    finished_at: datetime | None = _ts(default=None, nullable=True)
+    outcome: str | None = None
 
 
 
@@ -395,19 +395,19 @@ class Grant(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=40)
     command_type: str = Field(max_length=200)
-    service: Optional[str] = Field(default=None, max_length=200)
+    service: str | None = Field(default=None, max_length=200)
     agent: str = Field(max_length=200)
-    confidence: Optional[float] = None
-    action_class: Optional[str] = Field(default=None, max_length=200)
-    policy: Optional[str] = Field(default=None, max_length=200)
+    confidence: float | None = None
+    action_class: str | None = Field(default=None, max_length=200)
+    policy: str | None = Field(default=None, max_length=200)
     granted_at: datetime = _ts()
     expires_at: datetime = _ts()
     status: str = Field(default="granted", max_length=20)  # granted|succeeded|failed|rolled_back|expired|released
-    outcome_at: Optional[datetime] = _ts(default=None, nullable=True)
-    request_id: Optional[str] = Field(default=None, max_length=40)  # set when a human approved it
-    approved_by: Optional[str] = Field(default=None, max_length=200)
-    requested_by: Optional[str] = Field(default=None, max_length=200)  # the operator behind the ask
-    report: Optional[dict] = _json(default=None, nullable=True)  # `govcon run`'s action report
+    outcome_at: datetime | None = _ts(default=None, nullable=True)
+    request_id: str | None = Field(default=None, max_length=40)  # set when a human approved it
+    approved_by: str | None = Field(default=None, max_length=200)
+    requested_by: str | None = Field(default=None, max_length=200)  # the operator behind the ask
+    report: dict | None = _json(default=None, nullable=True)  # `govcon run`'s action report
 
 
 class ActionRequest(SQLModel, table=True):
@@ -421,11 +421,11 @@ class ActionRequest(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=40)
     command_type: str = Field(max_length=200)
-    service: Optional[str] = Field(default=None, max_length=200)
+    service: str | None = Field(default=None, max_length=200)
     agent: str = Field(max_length=200)
-    confidence: Optional[float] = None
-    action_class: Optional[str] = Field(default=None, max_length=200)
-    policy: Optional[str] = Field(default=None, max_length=200)
+    confidence: float | None = None
+    action_class: str | None = Field(default=None, max_length=200)
+    policy: str | None = Field(default=None, max_length=200)
     reason: str = ""  # why the gate wanted a human
     notification_level: str = Field(default="info", max_length=20)
     approver_roles: list = _json(default_factory=list)
@@ -433,10 +433,10 @@ class ActionRequest(SQLModel, table=True):
     requested_at: datetime = _ts()
     expires_at: datetime = _ts()
     status: str = Field(default="pending", max_length=20)  # pending | approved | rejected | expired
-    decided_by: Optional[str] = Field(default=None, max_length=200)
-    decided_at: Optional[datetime] = _ts(default=None, nullable=True)
-    note: Optional[str] = None
-    grant_id: Optional[str] = Field(default=None, max_length=40)
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = _ts(default=None, nullable=True)
+    note: str | None = None
+    grant_id: str | None = Field(default=None, max_length=40)
 
 
 class GateDecisionLog(SQLModel, table=True):
@@ -446,18 +446,18 @@ class GateDecisionLog(SQLModel, table=True):
     __tablename__ = "gate_decisions"
     __table_args__ = (sa.Index("ix_gate_decisions_at", "at"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     at: datetime = _ts()
     command_type: str = Field(max_length=200)
-    service: Optional[str] = Field(default=None, max_length=200)
-    agent: Optional[str] = Field(default=None, max_length=200)
-    confidence: Optional[float] = None
-    action_class: Optional[str] = Field(default=None, max_length=200)
+    service: str | None = Field(default=None, max_length=200)
+    agent: str | None = Field(default=None, max_length=200)
+    confidence: float | None = None
+    action_class: str | None = Field(default=None, max_length=200)
     decision: str = Field(max_length=20)
     reason: str = ""
-    policy: Optional[str] = Field(default=None, max_length=200)
-    grant_id: Optional[str] = Field(default=None, max_length=40)
-    request_id: Optional[str] = Field(default=None, max_length=40)
+    policy: str | None = Field(default=None, max_length=200)
+    grant_id: str | None = Field(default=None, max_length=40)
+    request_id: str | None = Field(default=None, max_length=40)
 
 
 ALL_TABLES = SQLModel.metadata

@@ -7,13 +7,15 @@ Rows go ``pending`` -> ``sent`` or ``dead``; an operator sends a dead row back t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from storage.tables import alert_outbox as OUTBOX
+
 ERROR_MAX = 1000
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -21,8 +21,15 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from storage import migrate
-from storage.db import (Deadline, StoreUnavailable, create_db_engine, describe_url, lane_named,
-                        read_connection, write_connection)
+from storage.db import (
+    Deadline,
+    StoreUnavailable,
+    create_db_engine,
+    describe_url,
+    lane_named,
+    read_connection,
+    write_connection,
+)
 
 _LANE: contextvars.ContextVar[str] = contextvars.ContextVar("govcon_store_lane", default="default")
 
@@ -122,7 +129,7 @@ class Store:
                 engine.dispose()
             self._lane_engines = {"default": self.engine}
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from engine.governance import Governance
 from storage.store import Store
 
 PG_URL = os.environ.get("GOVCON_TEST_POSTGRES_URL")
-T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 OPERATOR = "alice"
 
 

@@ -50,7 +50,7 @@ class ServeProcess:
              "--log-file", str(self.log_file), "--pid-file", str(self.pid_file), *extra_args],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr_file.open("wb"))
 
-    def wait_ready(self, timeout: float = 30.0) -> "ServeProcess":
+    def wait_ready(self, timeout: float = 30.0) -> ServeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -70,7 +70,7 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"govcon serve did not stop within {timeout} s of SIGTERM")
+            raise AssertionError(f"govcon serve did not stop within {timeout} s of SIGTERM") from None
 
     def log(self) -> str:
         return self.log_file.read_text() if self.log_file.exists() else ""

@@ -8,7 +8,7 @@ ignored, so it does the same physical work minus validation. Usage: python basel
 import json
 import sqlite3
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS command_events (
@@ -24,7 +24,7 @@ def main(path: str, db: str) -> int:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     with open(path, encoding="utf-8") as f:
         rows = [(e["id"], e["type"], e["status"], e["autonomous"], e["at"], now)
                 for e in map(json.loads, f)]

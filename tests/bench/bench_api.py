@@ -17,7 +17,7 @@ import asyncio
 import importlib.util
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -71,7 +71,7 @@ def ingest_server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("serve")
     url = str(workdir / "governance.db")
     store = Store(url)
-    clock = ManualClock(datetime.now(timezone.utc))
+    clock = ManualClock(datetime.now(UTC))
     gov = Governance(store, clock)
     gov.init_store("bench")
     token = TokenBook(store, clock).create("bench", "bench").secret
@@ -91,7 +91,7 @@ def _stored(store: Store, prefix: str) -> tuple[int, int]:
 
 def test_ingest_single_event_requests(ingest_server):
     server, store, token = ingest_server
-    at = isoformat(datetime.now(timezone.utc) - timedelta(hours=2))
+    at = isoformat(datetime.now(UTC) - timedelta(hours=2))
 
     def body(c: int, n: int):
         key = f"one-{c}-{n}"
@@ -125,7 +125,7 @@ def test_detection_latency_under_ingest_load(ingest_server):
     """From the answer to an ingest that makes a rule hold to its event being listed, while 16 clients
     keep sending single events."""
     server, store, token = ingest_server
-    at = isoformat(datetime.now(timezone.utc) - timedelta(hours=2))
+    at = isoformat(datetime.now(UTC) - timedelta(hours=2))
     before = _evaluations(server.base)
 
     def body(c: int, n: int):
@@ -135,7 +135,7 @@ def test_detection_latency_under_ingest_load(ingest_server):
     async def run() -> float:
         background = asyncio.create_task(load(server.port, clients=CLIENTS, seconds=8, make_body=body, token=token))
         await asyncio.sleep(3)
-        now = isoformat(datetime.now(timezone.utc) - timedelta(seconds=2))
+        now = isoformat(datetime.now(UTC) - timedelta(seconds=2))
         probe = [command_event(f"probe-{i}", "failed" if i < 4 else "succeeded", at=now, command_type="probe_type")
                  for i in range(12)]
         async with httpx.AsyncClient(base_url=server.base) as client:
@@ -154,7 +154,7 @@ def test_detection_latency_under_ingest_load(ingest_server):
         return detected
 
     detected = asyncio.run(run())
-    count, total = (a - b for a, b in zip(_evaluations(server.base), before))
+    count, total = (a - b for a, b in zip(_evaluations(server.base), before, strict=False))
     report(f"detection latency: ingest answered -> breaker event listed, under {CLIENTS}-client ingest load",
            detected=_ms(detected), evaluations=f"{count:.0f} in ~8 s, mean {_ms(total / count)} each",
            server=_stack())
@@ -163,7 +163,7 @@ def test_detection_latency_under_ingest_load(ingest_server):
 
 def test_ingest_batches_of_a_thousand(ingest_server):
     server, store, token = ingest_server
-    at = isoformat(datetime.now(timezone.utc) - timedelta(hours=3))
+    at = isoformat(datetime.now(UTC) - timedelta(hours=3))
 
     def body(c: int, n: int):
         key = f"bat-{c}-{n}-"

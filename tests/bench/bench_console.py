@@ -119,7 +119,7 @@ class Feeder:
             if events:
                 self.sent += self.gov.ingestor.ingest_objects(events).accepted
 
-    def __enter__(self) -> "Feeder":
+    def __enter__(self) -> Feeder:
         self._thread.start()
         return self
 
@@ -237,7 +237,7 @@ class PtyProcess:
             os.close(self.master)
             self.master = -1
 
-    def __enter__(self) -> "PtyProcess":
+    def __enter__(self) -> PtyProcess:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:

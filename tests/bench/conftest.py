@@ -11,7 +11,7 @@ import hashlib
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from storage.migrate import head_revision
 from storage.store import Store
 from tests.bench.figures import report, timed
 
-END = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 HISTORY_DAYS = 180
 #: 78 commands an hour for 180 days is 1,007,580 events (about 3.1 events per command)
 HISTORY = {"commands_per_hour": 78, "seed": 1}

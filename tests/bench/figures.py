@@ -7,7 +7,8 @@ import platform
 import sqlite3
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,7 @@ def govcon(env: dict[str, str], *args: str, stdin: str | None = None) -> subproc
 @pytest.fixture
 def store_env(tmp_path) -> dict[str, str]:
     env = dict(os.environ, GOVCON_DATABASE_URL=str(tmp_path / "governance.db"))
-    started = (datetime.now(timezone.utc) - timedelta(days=200)).date().isoformat()
+    started = (datetime.now(UTC) - timedelta(days=200)).date().isoformat()
     result = govcon(env, "db", "init", "--phase-started", started)
     assert result.returncode == 0, result.stderr
     me = json.loads(govcon(env, "roles", "list", "--json").stdout)[0]["operator"]
@@ -83,7 +83,7 @@ def test_console_in_tmux_sees_a_trip_engages_the_kill_switch_and_quits(store_env
     tmux.wait_for("Circuit breakers", timeout=20)
     tmux.wait_for("no open events")
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     burst = tmp_path / "burst.jsonl"
     burst.write_text("".join(
         json.dumps({"kind": "command", "id": f"e2e-{i}", "type": "drain_node", "status": status, "autonomous": True,

@@ -8,19 +8,25 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from console.agent_client import (ActionDenied, ActionRejected, ApprovalNeeded, GovconClient, GovconClientError,
-                                  OutcomeNotReported, ServerError)
+from console.agent_client import (
+    ActionDenied,
+    ActionRejected,
+    ApprovalNeeded,
+    GovconClient,
+    GovconClientError,
+    OutcomeNotReported,
+    ServerError,
+)
 from engine.clock import ManualClock
 from engine.governance import Governance
 from engine.tokens import TokenBook
 from storage import state_repo
 from storage.store import Store
-
 from tests.serve_process import ROOT, ServeProcess
 
 ADMIN, AGENT, APPROVER = "alice", "rollback-bot", "olivia"
@@ -35,7 +41,7 @@ def served(store_url, tmp_path):
     """A store at L4 (restart_service whitelisted) served by a real `govcon serve`; tokens for the agent
     (on-call: it may report) and an approver (ops-lead)."""
     store = Store(store_url)
-    clock = ManualClock(datetime.now(timezone.utc))  # the server runs on the system clock
+    clock = ManualClock(datetime.now(UTC))  # the server runs on the system clock
     gov = Governance(store, clock)
     gov.init_store(ADMIN, phase_started=clock.now() - timedelta(days=200))
     with store.write() as conn:

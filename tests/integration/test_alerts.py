@@ -12,9 +12,10 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -53,7 +53,7 @@ def ready_store(store_url):
     """A store ready for L3 -> L3+ as of the real now (the server runs on the system clock); tokens
     for alice (admin), bob (tech-lead), carol (ops-lead) and dave (on-call)."""
     store = Store(store_url)
-    clock = ManualClock(datetime.now(timezone.utc))
+    clock = ManualClock(datetime.now(UTC))
     gov = Governance(store, clock)
     gov.init_store(ADMIN, phase_started=clock.now() - timedelta(days=200))
     make_ready(gov, clock)
@@ -107,7 +107,7 @@ def test_the_runbooks_curl_commands_against_a_real_server(ready_store, server, t
     assert sh("curl http://localhost:4007/api/governance/state | jq '.currentPhase'").strip() == '"L3+"'
 
     # an agent reports failures (POST /api/events); the breaker reverts to L3 within moments
-    now = datetime.now(timezone.utc) - timedelta(seconds=5)
+    now = datetime.now(UTC) - timedelta(seconds=5)
     failures = [command_event(f"fail-{i}", "failed" if i < 3 else "succeeded", at=isoformat(now))
                 for i in range(20)]
     ingested = httpx.post(server.base + "/api/events", content=dumps(failures),
@@ -210,7 +210,7 @@ kill -USR1 $(cat governance.pid)  # Reopen log file
 
 def test_sigterm_during_load_loses_nothing_acknowledged(ready_store, server):
     url, store, tokens = ready_store
-    at = isoformat(datetime.now(timezone.utc) - timedelta(hours=1))
+    at = isoformat(datetime.now(UTC) - timedelta(hours=1))
 
     def body(c: int, n: int):
         key = f"term-{c}-{n}"

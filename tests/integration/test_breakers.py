@@ -10,7 +10,6 @@ import pytest
 from engine.clock import isoformat
 from engine.errors import Conflict, InvalidInput, PermissionDenied
 from storage import state_repo
-
 from tests.conftest import OPERATOR
 
 

@@ -10,14 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 
 from console.identity import current_operator
 from engine.clock import isoformat
 from storage import state_repo
-
 from tests.conftest import OPERATOR
 
 
@@ -47,8 +45,9 @@ def test_gate_exit_codes_follow_the_contract(gov, cli):
 
 
 def test_gate_fails_closed_on_an_unreachable_store(tmp_path, clock):
-    from console.cli import main
     import io
+
+    from console.cli import main
     out, err = io.StringIO(), io.StringIO()
     url = "postgresql+psycopg://nobody:nothing@127.0.0.1:1/none"
     code = main(["--database-url", url, "gate", "restart_service", "--json"], clock=clock, out=out, err=err)
@@ -168,6 +167,7 @@ def test_kill_switch_works_while_a_scheduled_job_is_stuck(gov, clock, store_url,
 
 def test_a_mistyped_store_path_is_refused_not_created(tmp_path, clock):
     import io
+
     from console.cli import main
     missing = tmp_path / "typo" / "governance.db"
     for argv in (["status"], ["events", "list"], ["readiness", "--json"]):

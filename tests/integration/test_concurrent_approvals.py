@@ -8,13 +8,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import timedelta
-
-import pytest
 
 from engine.clock import isoformat
 from storage import state_repo
-
 from tests.conftest import OPERATOR
 from tests.integration.test_governance_cycle import make_ready
 

@@ -19,7 +19,6 @@ from engine.clock import SystemClock
 from engine.governance import Governance
 from storage import jobs_repo, readiness_repo, state_repo
 from storage.store import Store
-
 from tests.conftest import OPERATOR
 from tests.e2e.test_tmux import REPO, Tmux
 from tests.serve_process import ServeProcess

@@ -15,7 +15,6 @@ from engine.errors import Conflict
 from engine.governance import Governance
 from storage import audit_repo
 from storage.store import Store
-
 from tests.conftest import OPERATOR
 
 ROUNDS = 100

@@ -12,7 +12,6 @@ from engine.clock import isoformat
 from engine.errors import Conflict, InvalidInput, PermissionDenied
 from engine.readiness import ALL_ITEMS
 from storage import breaker_repo, state_repo
-
 from tests.conftest import OPERATOR
 
 TYPES = ("restart_service", "scale_pool")

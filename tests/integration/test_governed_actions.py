@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from engine.clock import isoformat
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -17,8 +18,6 @@ from storage import actions_repo, audit_repo, state_repo, tables
 from storage.store import Store
 from tests.conftest import OPERATOR
 from tests.integration.test_api import make_api
-
-import sqlalchemy as sa
 
 POLICIES = {
     "service_restart": {"command_types": ["restart_service"], "max_per_day": 2, "notification_level": "alert"},

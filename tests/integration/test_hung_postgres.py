@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -61,7 +61,7 @@ def _fresh_schema(cluster, name: str) -> str:
 
 def test_the_safety_lane_gives_up_within_its_deadline_and_recovers(paused):
     store = Store(_fresh_schema(paused, "lane"))
-    gov = Governance(store, ManualClock(datetime.now(timezone.utc)))
+    gov = Governance(store, ManualClock(datetime.now(UTC)))
     gov.init_store(ADMIN)
     with store.read(lane="safety") as conn:  # a pooled connection the pause will catch
         conn.execute(sa.text("SELECT 1"))
@@ -87,7 +87,7 @@ def test_the_safety_lane_gives_up_within_its_deadline_and_recovers(paused):
 def test_a_real_server_denies_and_reports_unhealthy_within_2s_on_a_hung_store(paused, tmp_path):
     url = _fresh_schema(paused, "serve")
     store = Store(url)
-    clock = ManualClock(datetime.now(timezone.utc))
+    clock = ManualClock(datetime.now(UTC))
     gov = Governance(store, clock)
     gov.init_store(ADMIN, phase_started=clock.now() - timedelta(days=200))
     gov.grant_role(ADMIN, "dave", "on-call")

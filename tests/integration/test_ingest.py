@@ -134,7 +134,7 @@ def test_each_malformed_line_is_reported_and_the_good_lines_around_it_kept(gov, 
     report = Ingestor(gov.store, gov.clock, batch_size=batch_size).ingest_lines(jsonl(lines).splitlines())
     assert (report.accepted, report.duplicate, report.rejected) == (len(BAD_LINES) + 1, 0, len(BAD_LINES))
     assert len(report.errors) == len(BAD_LINES)
-    for i, ((_, field, words, name), error) in enumerate(zip(BAD_LINES, report.errors)):
+    for i, ((_, field, words, name), error) in enumerate(zip(BAD_LINES, report.errors, strict=False)):
         line = 3 + 2 * i
         assert (error.line, error.field) == (line, field), name
         assert words in error.message, name
@@ -218,7 +218,7 @@ def test_any_interleaving_yields_the_same_metrics(migrated_sqlite, tmp_path_fact
     shuffled += [e for e in canonical if seed.random() < dup_share]
     seed.shuffle(shuffled)
     points = sorted(seed.randrange(len(shuffled) + 1) for _ in range(cuts - 1))
-    chunks = [shuffled[a:b] for a, b in zip([0, *points], [*points, len(shuffled)])]
+    chunks = [shuffled[a:b] for a, b in zip([0, *points], [*points, len(shuffled)], strict=False)]
 
     def metrics_after(chunks_to_ingest):
         path = tmp_path_factory.mktemp("prop") / "governance.db"

@@ -32,7 +32,6 @@ from storage import audit_repo, outbox_repo, state_repo
 from storage.db import StoreUnavailable
 from storage.maintenance import WriteProbe
 from storage.store import Store
-
 from tests.conftest import OPERATOR, PG_URL, T0
 
 MARKER_ONLY = "store not writable: engaged by marker file {path} only; it will be recorded when the store is back"

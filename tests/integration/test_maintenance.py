@@ -233,6 +233,7 @@ def test_backup_of_postgresql_says_to_use_pg_dump(postgres_url, clock, tmp_path)
 def test_prune_keeps_commands_that_kept_incidents_name(gov, clock):
     """An incident inside the retention period keeps its command, so attribution does not change."""
     from datetime import timedelta
+
     from engine.clock import isoformat
     old = clock.now() - timedelta(days=100)
     recent = clock.now() - timedelta(days=10)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,6 @@ from engine.errors import InvalidInput
 from engine.governance import Governance
 from engine.policies import load_policies
 from storage import state_repo
-
 from tests.conftest import OPERATOR
 
 POLICIES = {
@@ -57,10 +56,10 @@ def test_confidence_threshold(pgov):
 
 
 def test_maintenance_window(pgov, clock):
-    clock.set(datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc))
+    clock.set(datetime(2026, 11, 21, 12, 0, tzinfo=UTC))
     d = pgov.gate.decide("pool_tuning")
     assert d.decision == "needs_approval" and "outside the maintenance window 02:00-05:00 UTC" in d.reason
-    clock.set(datetime(2026, 11, 22, 2, 30, tzinfo=timezone.utc))
+    clock.set(datetime(2026, 11, 22, 2, 30, tzinfo=UTC))
     assert pgov.gate.decide("pool_tuning").decision == "allow"
 
 

@@ -18,7 +18,6 @@ from engine.governance import Governance
 from storage import audit_repo
 from storage.store import Store
 from storage.tables import command_events
-
 from tests.conftest import OPERATOR, T0
 
 EVENTS = 300_000

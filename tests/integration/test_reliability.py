@@ -17,10 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from engine.clock import isoformat
-from engine.gate import Gate
 from engine.governance import Governance
 from storage.store import Store
-
 from tests.conftest import OPERATOR, T0
 
 N = 100_000
@@ -142,6 +140,7 @@ def test_serve_stays_up_on_a_full_disk(small_mount, clock, tmp_path):
     """(A mount cannot be made read-only under a process holding files open; a full disk is the case
     a running server meets.) Writes fail with a clear error, reads and the gate go on, nothing breaks."""
     import httpx
+
     from tests.serve_process import ServeProcess
     url, gov = _init_small_store(small_mount, clock)
     token = gov.tokens.create(OPERATOR, OPERATOR).secret
@@ -199,8 +198,9 @@ def test_serve_stays_up_when_postgresql_turns_read_only(own_postgres_database, t
     """A PostgreSQL store made read-only (a failover to a standby, an operator's safety switch): writes
     get a clear 503 naming the store, reads and the gate go on, the server stays up, nothing is lost."""
     import httpx
-    from tests.serve_process import ServeProcess
+
     from engine.clock import SystemClock
+    from tests.serve_process import ServeProcess
     admin, db, url = own_postgres_database
     gov = Governance(Store(url), SystemClock())
     gov.init_store(OPERATOR)

@@ -7,7 +7,6 @@ proved by the marker's absence, not assumed.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import threading
@@ -20,9 +19,8 @@ from engine import runner as r
 from engine.alerts import load_sinks
 from engine.governance import Governance
 from engine.policies import load_policies
-from engine.runner import GovernancePort, RunPlan, Runner
+from engine.runner import GovernancePort, Runner, RunPlan
 from storage import state_repo
-
 from tests.conftest import OPERATOR
 from tests.integration.test_alerts import SinkServer
 
@@ -97,6 +95,7 @@ def grant(gov, grant_id: str) -> dict:
 
 def outcome_events(gov, grant_id: str) -> list[str]:
     import sqlalchemy as sa
+
     from storage.tables import command_events as CMD
     with gov.store.read() as conn:
         return [row.status for row in conn.execute(sa.select(CMD.c.status).where(CMD.c.command_id == grant_id))]

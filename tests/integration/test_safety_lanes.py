@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -60,7 +60,7 @@ def busy_store(store_url):
     """A store with a month of history (20,000 commands, incidents), L3+ with restart_service
     whitelisted, and tokens for dave (on-call: engages the kill switch) and an ingesting agent."""
     store = Store(store_url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     gov = Governance(store, ManualClock(now))
     gov.init_store(ADMIN, phase_started=now - timedelta(days=200))
     gov.grant_role(ADMIN, "dave", "on-call")
@@ -115,7 +115,7 @@ def test_64_readers_do_not_slow_the_gate_the_kill_switch_or_ingest(busy_store, t
             time.sleep(0.005)
         ops = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         incident = {"kind": "incident", "id": "inc-under-load", "severity": "critical",
-                    "at": isoformat(datetime.now(timezone.utc))}
+                    "at": isoformat(datetime.now(UTC))}
         status, report, ingest_took = _post(ops, "/api/events", incident, tokens["bot"])
         assert status == 200 and report["accepted"] == 1, report
         status, engaged, engage_took = _post(ops, "/api/kill-switch", {"action": "engage", "reason": "load test"},

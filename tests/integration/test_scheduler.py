@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -10,11 +9,8 @@ import sys
 import time
 from datetime import timedelta
 
-import pytest
-
 from engine.jobs import TTL, GovconScheduler
 from storage import jobs_repo, readiness_repo, state_repo
-
 from tests.conftest import OPERATOR
 
 

@@ -7,7 +7,7 @@ random, are written with fixed ids through the storage repositories.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from engine.clock import ManualClock
 from engine.governance import Governance
@@ -16,7 +16,7 @@ from engine.simulator import generate_history
 from storage import actions_repo, breaker_repo, proposals_repo, readiness_repo, reports_repo, state_repo
 from storage.store import Store
 
-T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 OPERATOR = "alice"
 OPEN_EVENT = "cbe-000000000001"
 RESOLVED_EVENT = "cbe-000000000002"

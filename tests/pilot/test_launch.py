@@ -123,7 +123,8 @@ async def test_the_console_as_govcon_runs_it_resumes_the_collector_after_the_fir
     app's launched hook once the first dashboard is complete (a spy stands in for startup.resume, so this
     test process's own collector is left alone)."""
     import screens.app as app_module
-    from console import app as console_app_module, startup
+    from console import app as console_app_module
+    from console import startup
     monkeypatch.setattr(app_module, "AFTER_LAUNCH_LATEST", 60.0)
     resumed: list[float] = []
     monkeypatch.setattr(startup, "resume", lambda: resumed.append(time.perf_counter()))

@@ -7,9 +7,8 @@ import pytest
 from textual.reactive import reactive
 from textual.widgets import Input
 
+from tests.pilot.conftest import calm_gov, calm_template, console_clock, console_gov, console_url, seeded_template  # noqa: F401
 from tests.pilot.seed import OPERATOR
-from tests.pilot.conftest import (calm_gov, calm_template, console_clock, console_gov, console_url,  # noqa: F401
-                                  seeded_template)
 
 
 @pytest.fixture(autouse=True)

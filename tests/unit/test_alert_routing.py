@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from engine.alerts import (DEFAULT_SEVERITIES, Alert, SinkConfig, format_payload, load_sinks, log_level,
-                           route)
+from engine.alerts import DEFAULT_SEVERITIES, Alert, SinkConfig, format_payload, load_sinks, log_level, route
 from engine.errors import InvalidInput
 
-AT = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SLACK_URL = "https://hooks.slack.com/services/T0AAA/B0BBB/sEcReTpAtH"
 RK = "R0UT1NGKEY-not-in-any-payload-but-pagerduty"
 

@@ -1,12 +1,12 @@
 """Event validation (engine/events.py): each bad field is named, good events become rows."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from engine.events import EventError, EventTiming, parse_event, parse_timestamp
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 AT = "2026-11-20T10:00:00Z"
 
 
@@ -28,7 +28,7 @@ def test_command_becomes_a_row_in_utc():
     assert parsed.kind == "command"
     assert parsed.row == {"command_id": "cmd-1", "command_type": "restart_service", "status": "failed",
                           "autonomous": True, "service": None,
-                          "at": datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc), "ingested_at": NOW,
+                          "at": datetime(2026, 11, 20, 10, 0, tzinfo=UTC), "ingested_at": NOW,
                           "judged_on_arrival": False}  # two hours after its at: backfill, not late
 
 
@@ -101,15 +101,15 @@ def test_safety_and_coverage_keys_default_to_type_and_time():
 
 
 def test_parse_timestamp_accepts_z_and_offsets():
-    assert parse_timestamp("2026-11-20T10:00:00Z") == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
-    assert parse_timestamp("2026-11-20T05:00:00-05:00") == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    assert parse_timestamp("2026-11-20T10:00:00Z") == datetime(2026, 11, 20, 10, tzinfo=UTC)
+    assert parse_timestamp("2026-11-20T05:00:00-05:00") == datetime(2026, 11, 20, 10, tzinfo=UTC)
     with pytest.raises(EventError, match="no time zone"):
         parse_timestamp("2026-11-20")
 
 
 def test_an_event_ahead_of_the_store_clock_is_refused_beyond_the_skew():
     five_min = "2026-11-20T12:05:00Z"  # NOW + 5 min: the default skew, still accepted
-    assert parse_event(cmd(at=five_min), NOW).row["at"] == datetime(2026, 11, 20, 12, 5, tzinfo=timezone.utc)
+    assert parse_event(cmd(at=five_min), NOW).row["at"] == datetime(2026, 11, 20, 12, 5, tzinfo=UTC)
     err = refused(cmd(at="2026-11-20T13:00:00Z"))
     assert err.field == "at"
     assert err.message == ("2026-11-20T13:00:00Z is 1 h ahead of the store's clock (2026-11-20T12:00:00Z); "

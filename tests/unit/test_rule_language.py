@@ -13,8 +13,15 @@ from hypothesis import strategies as st
 
 from engine import rule_language as rl
 from engine.rule_language import (
-    NAMES, SEVERITIES, Condition, MappingScope, RuleError, explain, format_window,
-    parse_condition, parse_window,
+    NAMES,
+    SEVERITIES,
+    Condition,
+    MappingScope,
+    RuleError,
+    explain,
+    format_window,
+    parse_condition,
+    parse_window,
 )
 
 

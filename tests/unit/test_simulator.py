@@ -4,7 +4,7 @@ produces what the default breakers trip on (checked through a real store and Met
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ from engine.simulator import COMMAND_TYPES, AgentSimulator, generate_history
 from storage import events_repo
 from storage.store import Store
 
-END = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=20)
 
 #: statuses each status may follow within one command's lifecycle

@@ -80,7 +80,7 @@ def _default_value(column: sa.Column):
 def test_same_columns(name):
     model, core = models.ALL_TABLES.tables[name], tables.metadata.tables[name]
     assert list(core.columns.keys()) == list(model.columns.keys())
-    for mc, cc in zip(model.columns, core.columns):
+    for mc, cc in zip(model.columns, core.columns, strict=False):
         where = f"{name}.{mc.name}"
         assert (cc.primary_key, cc.nullable, cc.autoincrement) == (mc.primary_key, mc.nullable, mc.autoincrement), where
         assert _default_value(cc) == _default_value(mc), where

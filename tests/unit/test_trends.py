@@ -1,12 +1,12 @@
 """Trend statistics and threshold-crossing prediction on synthetic series with known slopes."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from engine.trends import Threshold, ema, linear_slope, predict_crossing, thresholds, trend, zscore
 
-T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def series(values, step_hours=1.0):

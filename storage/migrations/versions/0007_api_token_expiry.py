@@ -3,15 +3,15 @@
 Revision ID: 0007
 Revises: 0006
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa  # noqa: F401
 from alembic import op  # noqa: F401
 
 revision: str = "0007"
-down_revision: Union[str, None] = "0006"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

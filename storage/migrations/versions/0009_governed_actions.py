@@ -3,7 +3,7 @@
 Revision ID: 0009
 Revises: 0008
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -11,9 +11,9 @@ from alembic import op
 from storage import models
 
 revision: str = "0009"
-down_revision: Union[str, None] = "0008"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def _ts(name: str, nullable: bool = False) -> sa.Column:
