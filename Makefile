@@ -21,9 +21,11 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# ruff: pyflakes, pycodestyle, isort, bugbear, pyupgrade (config in pyproject.toml); .ci/run runs it first
+# ruff: pyflakes, pycodestyle, isort, bugbear, pyupgrade (config in pyproject.toml); import-linter: the
+# layer contracts in .importlinter. .ci/run runs both before the tests
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 bench: install
 	$(BIN)/python -m pytest -q -s tests/bench
