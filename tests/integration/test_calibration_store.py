@@ -1,0 +1,57 @@
+"""Calibration from real grants and their outcomes, on both stores."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from engine.calibration import CalibrationBook
+from engine.governance import Governance
+from engine.policies import load_policies
+from tests.conftest import OPERATOR
+from tests.integration.test_governed_actions import at_l4, outcome
+
+POLICIES = {"rotation": {"command_types": ["rotate_logs"], "max_per_day": 1000}}
+
+
+@pytest.fixture
+def cgov(store, clock) -> Governance:
+    g = Governance(store, clock, policies=load_policies(POLICIES))
+    g.init_store(OPERATOR, phase_started=clock.now() - timedelta(days=200))
+    return at_l4(g)
+
+
+def act(gov, agent: str, confidence: float, status: str | None) -> str:
+    d = gov.gate.decide("rotate_logs", confidence=confidence, agent=agent)
+    assert d.decision == "allow", d.reason
+    grant_id = d.extra["grantId"]
+    if status:
+        outcome(gov, grant_id, status, type="rotate_logs")
+    gov.clock.advance(timedelta(seconds=5))
+    return grant_id
+
+
+def test_calibration_counts_outcomes_of_real_grants(cgov):
+    for status in ["succeeded"] * 6 + ["failed", "rolled_back"]:
+        act(cgov, "rollback-bot", 0.92, status)
+    act(cgov, "rollback-bot", 0.92, None)  # in flight: no outcome yet, not counted
+    act(cgov, "pool-tuner", 0.5, "succeeded")
+    book = CalibrationBook(cgov.store, cgov.clock, min_outcomes=5)
+    [bot] = book.report("rollback-bot")
+    assert (bot.outcomes, bot.succeeded) == (8, 6)
+    assert bot.bins[9].count == 8 and bot.bins[9].observed == pytest.approx(0.75)
+    value, note = bot.judge(0.95)
+    assert value == pytest.approx(0.75) and "succeeded 6 of 8" in note
+    everyone = book.report()
+    assert [(c.agent, c.outcomes) for c in everyone] == [("pool-tuner", 1), ("rollback-bot", 8)]
+
+
+def test_an_agent_without_outcomes_has_null_figures(cgov):
+    act(cgov, "fresh-bot", 0.9, None)
+    book = CalibrationBook(cgov.store, cgov.clock)
+    assert book.report("fresh-bot") == []
+    with cgov.store.read() as conn:
+        cal = book.of(conn, "fresh-bot", "rotate_logs")
+    assert (cal.outcomes, cal.brier, cal.ece) == (0, None, None)
+    assert cal.judge(0.9)[0] == 0.9
