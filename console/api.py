@@ -391,6 +391,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
 
     from console.api_actions import build_router  # the gate, action requests, the decision log, modes
     app.include_router(build_router(gov, auth, metrics, json_response))
+    from console.api_calibration import build_router as calibration_router
+    app.include_router(calibration_router(gov, auth, json_response))
 
     return app
 

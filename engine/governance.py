@@ -40,6 +40,7 @@ from storage.store import Store
 if TYPE_CHECKING:
     from engine.actions import ActionBook
     from engine.backtest import Backtester
+    from engine.calibration import CalibrationBook
     from engine.gate import Gate
     from engine.ingest import Ingestor
     from engine.modes import ModeSwitch
@@ -134,6 +135,11 @@ class Governance:
         from engine.actions import ActionBook
         return ActionBook(self.store, self.clock, policies=self.policies, enqueue_alert=self._enqueue_alert,
                           kill_marker=getattr(self, "kill_marker", None))
+
+    @_BuiltOnFirstUse
+    def calibration(self) -> CalibrationBook:
+        from engine.calibration import CalibrationBook
+        return CalibrationBook(self.store, self.clock)
 
     @_BuiltOnFirstUse
     def gate(self) -> Gate:

@@ -55,3 +55,19 @@ def test_an_agent_without_outcomes_has_null_figures(cgov):
         cal = book.of(conn, "fresh-bot", "rotate_logs")
     assert (cal.outcomes, cal.brier, cal.ece) == (0, None, None)
     assert cal.judge(0.9)[0] == 0.9
+
+
+def test_calibration_over_http(cgov):
+    from tests.integration.test_api import make_api
+    for status in ("succeeded", "failed"):
+        act(cgov, "rollback-bot", 0.8, status)
+    api = make_api(cgov)
+    with api.client:
+        doc = api.get("/api/agents/rollback-bot/calibration").json()
+        assert doc["agent"] == "rollback-bot"
+        [cal] = doc["calibrations"]
+        assert (cal["commandType"], cal["outcomes"], cal["succeeded"]) == ("rotate_logs", 2, 1)
+        assert cal["bins"][8] == {"low": 0.8, "high": 0.9, "count": 2, "statedMean": 0.8, "observed": 0.5}
+        assert cal["brier"] == pytest.approx((0.2 ** 2 + 0.8 ** 2) / 2, abs=1e-4)
+        assert api.get("/api/agents/nobody/calibration").json() == {"agent": "nobody", "calibrations": []}
+        assert api.get("/api/agents/x%00y/calibration").status_code == 422
