@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine.domain import PHASES, SEVERITIES
+from engine.gate import MODES
 
 PREFIX = "simcorp_governance_"
 RATES_WINDOW = timedelta(hours=1)
@@ -75,6 +76,14 @@ class GovernanceCollector(Collector):
         whitelist.add_metric([], len(status["commandWhitelist"]))
         paused = GaugeMetricFamily(PREFIX + "paused_command_types", "command types paused by a breaker")
         paused.add_metric([], len(status["pausedCommandTypes"]))
+        mode = GaugeMetricFamily(PREFIX + "mode", "1 for the current mode (normal, minimal, read_only), 0 for "
+                                 "the others", labels=["mode"])
+        for name in MODES:
+            mode.add_metric([name], 1 if name == status.get("mode", "normal") else 0)
+        grants = GaugeMetricFamily(PREFIX + "grants_in_flight", "grants of the gate without an outcome yet")
+        grants.add_metric([], status.get("grantsInFlight", 0))
+        requests = GaugeMetricFamily(PREFIX + "pending_action_requests", "action requests waiting for a human")
+        requests.add_metric([], status.get("pendingRequests", 0))
         leader = GaugeMetricFamily(PREFIX + "scheduler_leader_alive", "1 while some scheduler holds the lease")
         leader.add_metric([], 1 if status["leader"] and status["leader"]["alive"] else 0)
 
@@ -119,8 +128,8 @@ class GovernanceCollector(Collector):
                                    "someone was not paged; `govcon alerts list`)", labels=["status"])
         for status_name, n in gov.outbox.counts().items():
             outbox.add_metric([status_name], n)
-        return [phase, kill, shadow, whitelist, paused, leader, unresolved, trips, enabled, rule_shadow, readiness,
-                ready, commands, rates, outbox]
+        return [phase, kill, mode, grants, requests, shadow, whitelist, paused, leader, unresolved, trips, enabled,
+                rule_shadow, readiness, ready, commands, rates, outbox]
 
 
 class ApiMetrics:
