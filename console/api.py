@@ -32,6 +32,7 @@ from console.evaluator import CoalescingEvaluator
 from console.limits import AfterChanges, BodyLimit, HostCheck, ReadRateLimit
 from console.prometheus import ApiMetrics
 from console.read_cache import ReadCache
+from engine.alertmanager import AlertmanagerMapping
 from engine.errors import (
     AlreadyInitialised,
     Conflict,
@@ -122,13 +123,15 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
                scheduler=None, metrics_cache_seconds: float = 5.0, evaluate_interval: float = 0.02,
                on_sigusr1: Callable[[], None] | None = None, read_cache_seconds: float = 1.0,
                read_rate: float | None = None, read_burst: int = 100,
-               allowed_hosts: frozenset[str] | None = None) -> FastAPI:
+               allowed_hosts: frozenset[str] | None = None,
+               alertmanager: AlertmanagerMapping | None = None) -> FastAPI:
     """The API over ``gov``. Breakers are judged by a coalescing evaluator (it replaces the Ingestor's
     listeners); ``scheduler`` (a GovconScheduler) is started and shut down with the app; ``on_sigusr1``
     (reopen the log file) runs on the event loop when the process gets SIGUSR1. ``read_cache_seconds``:
     how long the state document is reused (console/read_cache.py); ``read_rate``/``read_burst``: reads
     without a token per second and client (None: unlimited); ``allowed_hosts``: the Host check of a
-    loopback bind (None: no check; the loopback names are always allowed)."""
+    loopback bind (None: no check; the loopback names are always allowed); ``alertmanager``: how the
+    Alertmanager webhook maps labels ([integrations.alertmanager])."""
     tokens = tokens or TokenBook(gov.store, gov.clock)
     metrics = ApiMetrics(gov, cache_seconds=metrics_cache_seconds)
     cached = ReadCache(gov, state_seconds=read_cache_seconds, readiness_seconds=2 * read_cache_seconds)
@@ -393,6 +396,10 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     app.include_router(build_router(gov, auth, metrics, json_response))
     from console.api_calibration import build_router as calibration_router
     app.include_router(calibration_router(gov, auth, json_response))
+    from console.api_integrations import build_router as integrations_router
+    app.include_router(integrations_router(gov, auth, ingest, json_response, alertmanager or AlertmanagerMapping()))
+    from console.api_agents import build_router as agents_router  # agents, leases, heartbeats
+    app.include_router(agents_router(gov, auth, json_response))
 
     return app
 

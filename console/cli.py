@@ -327,7 +327,7 @@ def cmd_alerts(ctx: Context) -> int:
 def _rule_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes = {"condition": args.condition, "window": args.window, "action": args.action,
                "alert_severity": args.severity, "min_samples": args.min_samples, "enabled": args.enabled,
-               "shadow": args.shadow}
+               "shadow": args.shadow, "recovery": args.recovery, "cooldown": args.cooldown, "probes": args.probes}
     return {k: v for k, v in changes.items() if v is not None}
 
 
@@ -546,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
         sh.add_argument("--shadow", dest="shadow", action="store_true", default=None,
                         help="this rule only records what it would have done (try a new rule out)")
         sh.add_argument("--enforce", dest="shadow", action="store_false", help="this rule acts when it trips")
+        rp.add_argument("--recovery", choices=("half_open", "manual"), default=None,
+                        help="pause_command_type: probe the type after resolution (half_open, the default) "
+                             "or give it back at once (manual)")
+        rp.add_argument("--cooldown", default=None, help="pause_command_type: half-open by itself after this long")
+        rp.add_argument("--probes", type=int, default=None, help="succeeded probes that close it (default 3)")
         rp.add_argument("--json", action="store_true")
 
     ra = rsub.add_parser("add", help="add a rule (validated before it is stored)")
@@ -574,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", default=None)
     from console import cli_actions  # `govcon gate`, `actions`, `mode`: governed actions
     cli_actions.register(command, _duration, _positive_int)
+    from console import cli_agents  # `govcon agents list|show`: agents and their leases
+    cli_agents.register(command)
 
     command("cycle", cmd_cycle, "run the governance cycle now: report, and a proposal when ready")
     sp = command("proposals", cmd_proposals, "scope-expansion proposals: list, show, approve, reject, extend")

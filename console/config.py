@@ -77,6 +77,29 @@ class Config:
         return EventTiming(**{"max_clock_skew": DEFAULT_TIMING.max_clock_skew,
                               "late_horizon": DEFAULT_TIMING.late_horizon, **values})
 
+    def agent_options(self) -> dict[str, Any]:
+        """[agents] require_lease = false (true: every ask naming an agent needs a live lease, not only an
+        agent that has beaten before) and default_ttl = 60 (seconds, for a heartbeat that names none)."""
+        sec = self.section("agents")
+        known = ("require_lease", "default_ttl")
+        unknown = sorted(set(sec) - set(known))
+        if unknown:
+            raise ConfigError(f"{self.path}: [agents] has unknown key {', '.join(map(repr, unknown))}; "
+                              f"expected {', '.join(known)}")
+        opts: dict[str, Any] = {}
+        if "require_lease" in sec:
+            if not isinstance(sec["require_lease"], bool):
+                raise ConfigError(f"{self.path}: [agents] require_lease = {sec['require_lease']!r}: use true or false")
+            opts["require_lease"] = sec["require_lease"]
+        if "default_ttl" in sec:
+            from engine.agents import MAX_TTL, MIN_TTL
+            ttl = sec["default_ttl"]
+            if isinstance(ttl, bool) or not isinstance(ttl, int) or not MIN_TTL <= ttl <= MAX_TTL:
+                raise ConfigError(f"{self.path}: [agents] default_ttl = {ttl!r}: use whole seconds from "
+                                  f"{MIN_TTL} to {MAX_TTL}")
+            opts["default_ttl"] = ttl
+        return opts
+
     def kill_switch_marker(self) -> Path | None:
         """``kill_switch_marker`` (top level; or ``$GOVCON_KILL_SWITCH_MARKER``): the path of the kill
         switch's marker file (engine/kill_marker.py). None: the default (beside a SQLite store; the
@@ -126,7 +149,7 @@ def build_governance(store, config: Config, clock=None):
     return Governance(store, clock, sinks=load_sinks(config.section("alerts")),
                       policies=load_policies(config.section("policies")),
                       proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing(),
-                      kill_marker=_kill_marker(config))
+                      kill_marker=_kill_marker(config), agent_options=config.agent_options())
 
 
 def _kill_marker(config: Config):

@@ -20,6 +20,9 @@ def print_status(doc: dict[str, Any], out: TextIO) -> None:
         _line(out, "Validation", f"{vp['daysLeft']} days left (until {vp['until']})")
     _line(out, "Whitelist", ", ".join(doc["commandWhitelist"]) or "(none)")
     _line(out, "Paused", ", ".join(doc["pausedCommandTypes"]) or "(none)")
+    if doc.get("halfOpen"):  # on probation after a pause: one probe at a time (engine/recovery.py)
+        _line(out, "Half-open", ", ".join(f"{t} ({n} probe{'s' if n != 1 else ''} left)"
+                                          for t, n in sorted(doc["halfOpen"].items())))
     ks = doc["killSwitch"]
     _line(out, "Kill switch", f"ENGAGED by {ks['by']} at {ks['at']}: {ks['reason']}" if ks["engaged"]
           else "released")
@@ -32,6 +35,16 @@ def print_status(doc: dict[str, Any], out: TextIO) -> None:
     if "grantsInFlight" in doc:
         _line(out, "Actions", f"{doc['grantsInFlight']} grants in flight, {doc['pendingRequests']} requests "
                               "waiting for approval")
+    drain = doc.get("drain")
+    if drain:  # after the kill switch: is automation really stopped? (engine/agents.py AgentBook.drain)
+        waiting = [a["name"] for a in drain["agentsNotBeaten"]]
+        _line(out, "Drain", ("STOPPED: " if drain["stopped"] else "draining: ")
+              + f"{drain['grantsInFlight']} grants in flight, {drain['agentsAcknowledged']} agents acknowledged "
+              + f"since {drain['since']}, {len(waiting)} not beaten since"
+              + (f" ({', '.join(waiting[:10])}{' …' if len(waiting) > 10 else ''})" if waiting else "")
+              + (f", {len(drain['agentsLapsed'])} lapsed" if drain["agentsLapsed"] else ""))
+        for g in drain["grants"]:
+            _line(out, "  in flight", f"{g['grantId']} {g['commandType']} by {g['agent']} (expires {g['expiresAt']})")
     leader = doc.get("leader")
     if leader:
         _line(out, "Scheduler", f"{leader['holder']} ({'alive' if leader['alive'] else 'lease expired'})")

@@ -3,7 +3,8 @@
 Decisions, in order: kill switch engaged (in the store or by its marker file) -> deny; store unreadable ->
 deny (fail closed); mode read_only -> deny (but the read class); type paused by a breaker ->
 needs_approval; phase L3 -> needs_approval; type not whitelisted -> needs_approval; mode minimal and a
-class it does not allow -> needs_approval; a policy refusing (rate limit, interval, concurrency,
+class it does not allow -> needs_approval; the ask names an agent without a live lease (engine/agents.py) ->
+needs_approval; a policy refusing (rate limit, interval, concurrency,
 confidence, maintenance window) -> its decision; else allow.
 
 An allow is not only an answer: it issues a grant that takes budget from that moment (DESIGN.md,
@@ -100,7 +101,8 @@ class Gate:
     def __init__(self, store: Store, clock: Clock, *, policy: PolicyCheck | None = None,
                  actions: ActionBook | None = None, kill_marker: KillMarkerLike | None = None,
                  minimal_allowed: frozenset[str] = DEFAULT_MINIMAL_ALLOWED,
-                 on_decision: Callable[[GateDecision], None] | None = None) -> None:
+                 on_decision: Callable[[GateDecision], None] | None = None,
+                 leases: PolicyCheck | None = None) -> None:
         self.store = store
         self.clock = clock
         self.policy = policy
@@ -108,6 +110,7 @@ class Gate:
         self.kill_marker = kill_marker
         self.minimal_allowed = minimal_allowed
         self.on_decision = on_decision
+        self.leases = leases  # engine/agents.py: an ask naming an agent without a live lease needs approval
 
     def decide(self, command_type: str, *, confidence: float | None = None, action_class: str | None = None,
                service: str | None = None, agent: str | None = None, request: bool = False,
@@ -188,6 +191,10 @@ class Gate:
             allowed = ", ".join(sorted(self.minimal_allowed)) or "none"
             return GateDecision(NEEDS_APPROVAL, f"mode minimal: only the action classes {allowed} act "
                                                 "autonomously", ctype, phase, {"mode": mode})
+        if self.leases is not None and ask.agent is not None:
+            lapsed = self.leases.check(conn, state, ask, now)  # one primary-key read
+            if lapsed is not None:
+                return lapsed
         extra: dict[str, Any] = {}
         if self.policy is not None:
             refused, extra = self.policy.check(conn, state, ask, now)
@@ -200,6 +207,8 @@ class Gate:
         try:
             with self.store.write(lane="safety") as conn:
                 decision = self.judge(conn, ask, now)  # again, under the store's write lock
+                from engine import recovery  # (here: recovery imports the gate)
+                decision = recovery.judge(conn, ask, decision, now)  # a half-open type: one probe at a time
                 if decision.decision != ALLOW:  # the budget went to a concurrent ask
                     self.actions.log_decision(conn, ask, decision, now)
                     return decision, True

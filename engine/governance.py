@@ -39,6 +39,7 @@ from storage.store import Store
 
 if TYPE_CHECKING:
     from engine.actions import ActionBook
+    from engine.agents import AgentBook
     from engine.backtest import Backtester
     from engine.calibration import CalibrationBook
     from engine.gate import Gate
@@ -82,12 +83,14 @@ class Governance:
                  readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
                  policies: list[Policy] | None = None, proposal_policy: ProposalPolicy | None = None,
                  evaluate_on_ingest: bool = True, minimal_allowed: frozenset[str] | None = None,
-                 event_timing: EventTiming = DEFAULT_TIMING, kill_marker: KillMarker | None = None) -> None:
+                 event_timing: EventTiming = DEFAULT_TIMING, kill_marker: KillMarker | None = None,
+                 agent_options: dict[str, Any] | None = None) -> None:
         from engine.gate import DEFAULT_MINIMAL_ALLOWED
         self.store = store
         self._minimal_allowed = DEFAULT_MINIMAL_ALLOWED if minimal_allowed is None else minimal_allowed
         self.clock = clock or SystemClock()
         self._policies = policies or []
+        self._agent_options = agent_options or {}  # [agents] require_lease, default_ttl (engine/agents.py)
         self._evaluate_on_ingest = evaluate_on_ingest
         self.event_timing = event_timing  # [ingest] max_clock_skew, late_horizon: how the ingestor judges stamps
         self._build_lock = threading.RLock()
@@ -142,10 +145,17 @@ class Governance:
         return CalibrationBook(self.store, self.clock)
 
     @_BuiltOnFirstUse
+    def agents(self) -> AgentBook:
+        from engine.agents import AgentBook
+        return AgentBook(self.store, self.clock, enqueue_alert=self._enqueue_alert,
+                         kill_marker=getattr(self, "kill_marker", None), **self._agent_options)
+
+    @_BuiltOnFirstUse
     def gate(self) -> Gate:
         from engine.gate import Gate
         return Gate(self.store, self.clock, policy=self.policies, actions=self.actions,
-                    kill_marker=getattr(self, "kill_marker", None), minimal_allowed=self._minimal_allowed)
+                    kill_marker=getattr(self, "kill_marker", None), minimal_allowed=self._minimal_allowed,
+                    leases=self.agents)
 
     @_BuiltOnFirstUse
     def tokens(self) -> TokenBook:
@@ -214,18 +224,24 @@ class Governance:
             lease = state_repo.get_lease(conn)
             grants_in_flight = actions_repo.in_flight(conn, None, now)
             pending_requests = actions_repo.count_pending_requests(conn, now)
+            from engine import recovery
+            half_open = recovery.summary(conn)  # type -> succeeded probes still needed
+            marker = self.kill_marker.engaged()
+            drain = None  # after the kill switch: what is still in flight, which agents have not heard
+            if state.kill_switch_engaged or marker is not None:
+                drain = self.agents.drain(conn, state.kill_switch_at or getattr(marker, "at", None), now)
         doc: dict[str, Any] = {
             "currentPhase": state.current_phase,
             "phaseStartDate": isoformat(state.phase_started_at),
             "commandWhitelist": list(state.command_whitelist or []),
             "pausedCommandTypes": list(state.paused_command_types or []),
-            "killSwitch": kill_switch_json(state, self.kill_marker.engaged()),
+            "killSwitch": kill_switch_json(state, marker),
             "breakerMode": state.breaker_mode,
             "mode": state.mode or "normal",
             "unresolvedEvents": unresolved,
             "grantsInFlight": grants_in_flight,
             "pendingRequests": pending_requests,
-            "halfOpen": {},
+            "halfOpen": half_open,
             "readinessScore": None,
             "validationPeriod": None,
             "leader": None,
@@ -235,6 +251,8 @@ class Governance:
             doc["validationPeriod"] = {"until": isoformat(state.validation_until),
                                        "daysLeft": left.days + (1 if left.seconds else 0),
                                        "proposalId": state.validation_proposal_id}
+        if drain is not None:
+            doc["drain"] = drain
         if lease is not None:
             doc["leader"] = {"holder": lease.holder, "expiresAt": isoformat(lease.expires_at),
                              "alive": lease.expires_at > now}

@@ -70,6 +70,10 @@ class GovconScheduler:
                   id="proposal-expiry")
         s.add_job(self._guard("action-expiry", self.expire_actions), "interval", seconds=self.tick_seconds,
                   id="action-expiry")
+        s.add_job(self._guard("breaker-recovery", self.reopen_after_cooldown), "interval",
+                  seconds=self.tick_seconds, id="breaker-recovery")
+        s.add_job(self._guard("agent-lapse", self.gov.agents.alert_lapses), "interval", seconds=self.tick_seconds,
+                  id="agent-lapse")
         s.add_job(self._guard("metrics-snapshot", self.snapshot, slot=timedelta(hours=1)), "interval", minutes=10,
                   id="metrics-snapshot", next_run_time=now + timedelta(seconds=RENEW + 1))
         s.add_job(self._guard("readiness-assessment", self.assess, slot=timedelta(hours=6)), "interval",
@@ -147,6 +151,10 @@ class GovconScheduler:
         except Exception:
             log.warning("the kill switch's marker file could not be recorded in the store yet", exc_info=True)
         return self.gov.breakers.evaluate()
+
+    def reopen_after_cooldown(self) -> Any:
+        """Paused types whose rule's cooldown has passed become half-open (engine/recovery.py)."""
+        return self.gov.breakers.reopen_after_cooldown()
 
     def expire_actions(self) -> Any:
         """Grants without an outcome and requests without a decision, past their expiry."""

@@ -172,6 +172,10 @@ class BreakerRule(SQLModel, table=True):
     shadow: bool = False  # this rule only records what it would have done (the others may enforce)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    # pause_command_type only: how a paused type comes back (engine/recovery.py)
+    recovery: str = Field(default="half_open", max_length=20)  # half_open | manual
+    cooldown: str | None = Field(default=None, max_length=20)  # e.g. "1h": half-open without a human
+    probes: int = 3  # succeeded probes that close a half-open type
 
 
 class BreakerEvent(SQLModel, table=True):
@@ -194,6 +198,20 @@ class BreakerEvent(SQLModel, table=True):
     resolved_at: datetime | None = _ts(default=None, nullable=True)
     note: str | None = None
     false_positive: bool = False
+
+
+class HalfOpenType(SQLModel, table=True):
+    """A command type on probation after a pause (seed 002's HALF_OPEN): the gate grants one probe at a
+    time; ``probes_left`` succeeded probes close it, a failed one pauses it again."""
+
+    __tablename__ = "half_open"
+
+    command_type: str = Field(primary_key=True, max_length=200)
+    since: datetime = _ts()
+    probes_left: int
+    probe_grant_id: str | None = Field(default=None, max_length=40)  # the probe in flight, if any
+    event_id: str = Field(max_length=64)  # the breaker event whose resolution opened it
+    rule_name: str = Field(max_length=200)
 
 
 # --- snapshots and assessments -----------------------------------------------------------------
@@ -458,6 +476,25 @@ class GateDecisionLog(SQLModel, table=True):
     policy: str | None = Field(default=None, max_length=200)
     grant_id: str | None = Field(default=None, max_length=40)
     request_id: str | None = Field(default=None, max_length=40)
+
+
+class Agent(SQLModel, table=True):
+    """An agent and its lease (a dead-man's switch, DESIGN.md "Agents and leases"): renewed by its
+    heartbeats, judged by the store's clock. ``lapse_alerted_for`` is the lease expiry whose lapse was
+    alerted, so that one lapse raises one alert."""
+
+    __tablename__ = "agents"
+    __table_args__ = (sa.Index("ix_agents_lease_expires", "lease_expires_at"),)
+
+    name: str = Field(primary_key=True, max_length=200)
+    first_seen_at: datetime = _ts()
+    last_beat_at: datetime = _ts()
+    lease_expires_at: datetime = _ts()
+    ttl_seconds: int = 60
+    beats: int = 0
+    last_operator: str = Field(max_length=200)  # the operator of the token behind the last beat
+    last_token_id: str | None = Field(default=None, max_length=32)
+    lapse_alerted_for: datetime | None = _ts(default=None, nullable=True)
 
 
 ALL_TABLES = SQLModel.metadata

@@ -38,6 +38,21 @@ action_requests = sa.Table(
     sa.Index("ix_action_requests_status_expires", "status", "expires_at"),
 )
 
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("name", sa.String(length=200), primary_key=True, nullable=False),
+    sa.Column("first_seen_at", UTCDateTime(), nullable=False),
+    sa.Column("last_beat_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=False),
+    sa.Column("ttl_seconds", sa.Integer(), nullable=False, default=60),
+    sa.Column("beats", sa.Integer(), nullable=False, default=0),
+    sa.Column("last_operator", sa.String(length=200), nullable=False),
+    sa.Column("last_token_id", sa.String(length=32), nullable=True),
+    sa.Column("lapse_alerted_for", UTCDateTime(), nullable=True),
+    sa.Index("ix_agents_lease_expires", "lease_expires_at"),
+)
+
 alert_outbox = sa.Table(
     "alert_outbox",
     metadata,
@@ -145,6 +160,9 @@ breaker_rules = sa.Table(
     sa.Column("shadow", sa.Boolean(), nullable=False, default=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("recovery", sa.String(length=20), nullable=False, default="half_open"),
+    sa.Column("cooldown", sa.String(length=20), nullable=True),
+    sa.Column("probes", sa.Integer(), nullable=False, default=3),
     sa.UniqueConstraint("name"),
 )
 
@@ -243,6 +261,17 @@ grants = sa.Table(
     sa.Index("ix_grants_service_type_granted", "service", "command_type", "granted_at"),
     sa.Index("ix_grants_status_expires", "status", "expires_at"),
     sa.Index("ix_grants_type_granted", "command_type", "granted_at"),
+)
+
+half_open = sa.Table(
+    "half_open",
+    metadata,
+    sa.Column("command_type", sa.String(length=200), primary_key=True, nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("probes_left", sa.Integer(), nullable=False),
+    sa.Column("probe_grant_id", sa.String(length=40), nullable=True),
+    sa.Column("event_id", sa.String(length=64), nullable=False),
+    sa.Column("rule_name", sa.String(length=200), nullable=False),
 )
 
 incidents = sa.Table(

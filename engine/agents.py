@@ -1,0 +1,264 @@
+"""Agents and their leases (DESIGN.md "Agents and leases"): a dead-man's switch.
+
+An agent renews its lease with a heartbeat (default TTL 60 s); the reply tells it whether it may act
+autonomously (``autonomy`` granted or suspended, with the kill switch and the mode), so agents learn of a
+stop at their next beat. Leases are judged by the store's clock (the injected Clock) only: nothing an
+agent says about time is read.
+
+When a lease is in force: an agent that has ever beaten must hold a live lease for its asks to be
+allowed; with ``[agents] require_lease = true`` every ask naming an agent needs one, so an agent that has
+never beaten gets ``needs_approval`` too. Asks naming no agent are not affected.
+
+What is audited: an agent's first beat (``agent.register``), its return after a lapse (``agent.return``)
+and a lapse with grants in flight (``agent.lapse``, with one high alert per lapse). A renewal of a live
+lease is liveness bookkeeping on the agent's own row (last beat, beat count, token), like a token's
+last use: not a governance change, so not audited — at 100 beats a second it would swamp the audit log.
+Renewals take no store-wide write order (``serialise=False``): one single-row UPDATE.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from engine.alerts import Alert
+from engine.clock import Clock, isoformat
+from engine.domain import ACTION_ROLES
+from engine.errors import InvalidInput, NotFound, NotInitialised, PermissionDenied
+from engine.gate import NEEDS_APPROVAL, Ask, GateDecision, invalid_name
+from engine.overrides import kill_switch_json
+from storage import agents_repo, audit, identity_repo, state_repo
+from storage.store import Store
+
+DEFAULT_TTL = 60  # seconds
+MIN_TTL = 5
+MAX_TTL = 3600
+GRANTED, SUSPENDED = "granted", "suspended"
+#: how long a passed role check for heartbeats is trusted in this process (as the ingest route does)
+ROLE_CHECK_SECONDS = 5.0
+
+
+def check_ttl(ttl: Any) -> int:
+    if ttl is None:
+        return DEFAULT_TTL
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl != ttl:
+        raise InvalidInput(f"ttl {ttl!r} is not a number of seconds")
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        raise InvalidInput(f"ttl {ttl} is outside {MIN_TTL}..{MAX_TTL} seconds")
+    return int(ttl)
+
+
+def agent_json(row, now: datetime, in_flight: int = 0) -> dict[str, Any]:
+    live = row.lease_expires_at > now
+    return {"name": row.name, "live": live, "leaseExpiresAt": isoformat(row.lease_expires_at),
+            "lapsedAt": None if live else isoformat(row.lease_expires_at),
+            "lastBeatAt": isoformat(row.last_beat_at), "firstSeenAt": isoformat(row.first_seen_at),
+            "ttl": row.ttl_seconds, "beats": row.beats, "lastOperator": row.last_operator,
+            "lastTokenId": row.last_token_id, "inFlight": in_flight}
+
+
+class AgentBook:
+    def __init__(self, store: Store, clock: Clock, *, require_lease: bool = False, default_ttl: int = DEFAULT_TTL,
+                 enqueue_alert: Callable | None = None, kill_marker=None) -> None:
+        self.store = store
+        self.clock = clock
+        self.require_lease = require_lease
+        self.default_ttl = check_ttl(default_ttl)
+        self.enqueue_alert = enqueue_alert
+        self.kill_marker = kill_marker
+        self._may_beat: dict[str, float] = {}  # operator -> monotonic expiry of a passed role check
+        self._lock = threading.Lock()
+
+    # --- heartbeats ---------------------------------------------------------------------------
+
+    def beat(self, operator: str, name: str, *, ttl: Any = None, bound_agent: str | None = None,
+             token_id: str | None = None) -> dict[str, Any]:
+        """Renew ``name``'s lease for ``ttl`` seconds from the store's now, for the token of ``operator``
+        (bound to ``bound_agent``; a token bound to no agent beats for the agent named as its operator).
+        An unknown agent's first beat registers it. Returns the heartbeat reply."""
+        why = invalid_name(name, "agent")
+        if why is not None:
+            raise InvalidInput(why)
+        ttl_seconds = self.default_ttl if ttl is None else check_ttl(ttl)
+        bound = bound_agent or operator
+        if name != bound:
+            raise PermissionDenied(f"the token of {operator} is bound to agent {bound}; it cannot send heartbeats "
+                                   f"for agent {name} (create a token with `govcon tokens create USER --agent {name}`)")
+        now = self.clock.now()
+        expires = now + timedelta(seconds=ttl_seconds)
+        beat = {"at": now, "expires_at": expires, "ttl_seconds": ttl_seconds, "operator": operator,
+                "token_id": token_id}
+        with self.store.write(serialise=False) as conn:  # the common case: a live lease renewed, one UPDATE
+            self._require_role(conn, operator)
+            row = agents_repo.get(conn, name)
+            if row is not None and row.lease_expires_at > now:
+                agents_repo.renew(conn, name, **beat)
+                return self._reply(conn, name, now, expires, ttl_seconds, row.beats + 1, registered=False)
+        with self.store.write() as conn:  # registering or returning after a lapse: audited, in the chain's order
+            row = agents_repo.get(conn, name)
+            if row is None:
+                agents_repo.insert(conn, name=name, first_seen_at=now, last_beat_at=now, lease_expires_at=expires,
+                                   ttl_seconds=ttl_seconds, beats=1, last_operator=operator, last_token_id=token_id)
+                audit.append(conn, at=now, actor=operator, action="agent.register", target=name,
+                             details={"ttl": ttl_seconds, "leaseExpiresAt": isoformat(expires),
+                                      "tokenId": token_id})
+                return self._reply(conn, name, now, expires, ttl_seconds, 1, registered=True)
+            agents_repo.renew(conn, name, **beat)
+            if row.lease_expires_at <= now:
+                audit.append(conn, at=now, actor=operator, action="agent.return", target=name,
+                             reason=f"lease lapsed at {isoformat(row.lease_expires_at)}",
+                             details={"lapsedAt": isoformat(row.lease_expires_at), "ttl": ttl_seconds,
+                                      "tokenId": token_id})
+                if row.lapse_alerted_for is not None and row.lapse_alerted_for == row.lease_expires_at:
+                    self._alert(conn, Alert(kind="resolve", severity="high", title=f"Agent {name} is back",
+                                            body=f"{name} sent a heartbeat at {isoformat(now)} after its lease "
+                                                 f"lapsed at {isoformat(row.lease_expires_at)}",
+                                            dedup_key=f"govcon-agent-lost-{name}", at=now,
+                                            details={"agent": name}))
+            return self._reply(conn, name, now, expires, ttl_seconds, row.beats + 1, registered=False)
+
+    def _require_role(self, conn: Connection, operator: str) -> None:
+        """The role heartbeats need, when the domain names one (the ``agent`` role); checked once per
+        ROLE_CHECK_SECONDS per operator in this process."""
+        allowed = ACTION_ROLES.get("heartbeat")
+        if allowed is None or self._may_beat.get(operator, 0.0) > time.monotonic():
+            return
+        held = identity_repo.roles_of(conn, operator)
+        if not held.intersection(allowed):
+            raise PermissionDenied(f"sending heartbeats needs one of the roles {', '.join(allowed)}; {operator} "
+                                   f"holds {', '.join(sorted(held)) or 'no role'}. An admin can grant it: "
+                                   f"govcon roles grant {operator} {allowed[0]}")
+        with self._lock:
+            self._may_beat[operator] = time.monotonic() + ROLE_CHECK_SECONDS
+
+    def _reply(self, conn: Connection, name: str, now: datetime, expires: datetime, ttl: int, beats: int, *,
+               registered: bool) -> dict[str, Any]:
+        state = state_repo.get_state(conn)
+        if state is None:
+            raise NotInitialised()
+        marker = self.kill_marker.engaged() if self.kill_marker is not None else None
+        kill = kill_switch_json(state, marker)
+        mode = state.mode or "normal"
+        if kill["engaged"]:
+            autonomy, reason = SUSPENDED, (f"kill switch engaged by {kill['by'] or 'unknown'}: "
+                                           f"{kill['reason'] or 'no reason given'}; stop acting and finish nothing new")
+        elif mode == "read_only":
+            autonomy, reason = SUSPENDED, "mode read_only: observe only, every action but the read class is denied"
+        elif mode == "minimal":
+            autonomy, reason = GRANTED, (f"lease live until {isoformat(expires)}; mode minimal: only the "
+                                         "minimal_allowed action classes act autonomously")
+        else:
+            autonomy, reason = GRANTED, f"lease live until {isoformat(expires)}"
+        return {"agent": name, "autonomy": autonomy, "reason": reason, "killSwitch": kill, "mode": mode,
+                "leaseExpiresAt": isoformat(expires), "ttl": ttl, "beatAt": isoformat(now), "beats": beats,
+                "registered": registered}
+
+    # --- the gate's hook ----------------------------------------------------------------------
+
+    def check(self, conn: Connection, state, ask: Ask, now: datetime) -> GateDecision | None:
+        """needs_approval when the ask names an agent whose lease is in force and not live; else None.
+        One primary-key read on the gate's own connection."""
+        if ask.agent is None:
+            return None
+        expiry = agents_repo.lease_expiry(conn, ask.agent)
+        if expiry is False:
+            if not self.require_lease:
+                return None
+            return GateDecision(NEEDS_APPROVAL, f"agent {ask.agent} holds no lease: it has never sent a heartbeat "
+                                                f"([agents] require_lease = true); POST /api/agents/{ask.agent}/"
+                                                "heartbeat first", ask.command_type, state.current_phase,
+                                {"agent": ask.agent, "lease": None})
+        if expiry > now:
+            return None
+        return GateDecision(NEEDS_APPROVAL, f"agent {ask.agent}'s lease lapsed at {isoformat(expiry)}: no heartbeat "
+                                            "since; it must beat again before it acts autonomously",
+                            ask.command_type, state.current_phase,
+                            {"agent": ask.agent, "leaseLapsedAt": isoformat(expiry)})
+
+    # --- the lapse alert (a scheduler job) -----------------------------------------------------
+
+    def alert_lapses(self) -> int:
+        """One high alert per lapsed lease with grants in flight ("agent lost with N actions in flight"),
+        audited; not repeated for the same lapse. Returns how many were raised."""
+        now = self.clock.now()
+        with self.store.read() as conn:
+            if not agents_repo.lapsed_with_grants(conn, now, limit=1):
+                return 0
+        with self.store.write() as conn:
+            lapsed = agents_repo.lapsed_with_grants(conn, now)
+            state = state_repo.get_state(conn)
+            for row, n in lapsed:
+                agents_repo.mark_lapse_alerted(conn, row.name, row.lease_expires_at)
+                actions = "action" if n == 1 else "actions"
+                audit.append(conn, at=now, actor="scheduler", action="agent.lapse", target=row.name,
+                             reason=f"lease lapsed at {isoformat(row.lease_expires_at)} with {n} {actions} in flight",
+                             details={"lapsedAt": isoformat(row.lease_expires_at), "inFlight": n,
+                                      "lastBeatAt": isoformat(row.last_beat_at)})
+                self._alert(conn, Alert(
+                    kind="trigger", severity="high", title=f"Agent {row.name} lost with {n} {actions} in flight",
+                    body=f"{row.name}'s lease lapsed at {isoformat(row.lease_expires_at)} (last heartbeat "
+                         f"{isoformat(row.last_beat_at)}) while it holds {n} grant(s) without an outcome. Check "
+                         f"what it was doing: govcon actions list --in-flight",
+                    dedup_key=f"govcon-agent-lost-{row.name}", at=now,
+                    details={"agent": row.name, "inFlight": n, "lapsedAt": isoformat(row.lease_expires_at)}),
+                    engaged=bool(state is not None and state.kill_switch_engaged))
+        return len(lapsed)
+
+    def _alert(self, conn: Connection, alert: Alert, *, engaged: bool = False) -> None:
+        if self.enqueue_alert is not None:
+            self.enqueue_alert(conn, alert, engaged)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def list(self) -> dict[str, Any]:
+        now = self.clock.now()
+        with self.store.read() as conn:
+            rows = agents_repo.list_all(conn)
+            flight = agents_repo.in_flight_by_agent(conn, now)
+        return {"at": isoformat(now), "requireLease": self.require_lease,
+                "agents": [agent_json(r, now, flight.get(r.name, 0)) for r in rows]}
+
+    def show(self, name: str) -> dict[str, Any]:
+        why = invalid_name(name, "agent")
+        if why is not None:
+            raise InvalidInput(why)
+        now = self.clock.now()
+        with self.store.read() as conn:
+            row = agents_repo.get(conn, name)
+            if row is None:
+                raise NotFound(f"no agent {name!r}: an agent appears with its first heartbeat; "
+                               "see `govcon agents list`")
+            flight = agents_repo.in_flight_by_agent(conn, now, [name]).get(name, 0)
+            grants = [g for g in agents_repo.in_flight_grants(conn, now, limit=1000) if g.agent == name][:20]
+        doc = agent_json(row, now, flight)
+        doc["grantsInFlight"] = [{"grantId": g.id, "commandType": g.command_type, "expiresAt": isoformat(g.expires_at)}
+                                 for g in grants]
+        return doc
+
+    def drain(self, conn: Connection, engaged_at: datetime | None, now: datetime) -> dict[str, Any]:
+        """After the kill switch: grants still in flight and agents that have not beaten since it was
+        engaged. ``stopped`` once no grant is in flight and every agent whose lease was live at the engage
+        has either beaten since (and so been told to stop) or lapsed."""
+        since = engaged_at or now
+        grants = agents_repo.in_flight_grants(conn, now)
+        in_flight = sum(agents_repo.in_flight_by_agent(conn, now).values())
+        waiting, lapsed, acknowledged = [], [], 0
+        for row in agents_repo.live_at(conn, since):
+            if row.last_beat_at >= since:
+                acknowledged += 1
+            elif row.lease_expires_at > now:
+                waiting.append({"name": row.name, "lastBeatAt": isoformat(row.last_beat_at),
+                                "leaseExpiresAt": isoformat(row.lease_expires_at)})
+            else:
+                lapsed.append({"name": row.name, "lastBeatAt": isoformat(row.last_beat_at),
+                               "lapsedAt": isoformat(row.lease_expires_at)})
+        return {"since": isoformat(since), "grantsInFlight": in_flight,
+                "grants": [{"grantId": g.id, "agent": g.agent, "commandType": g.command_type,
+                            "expiresAt": isoformat(g.expires_at)} for g in grants],
+                "agentsNotBeaten": waiting, "agentsLapsed": lapsed, "agentsAcknowledged": acknowledged,
+                "stopped": in_flight == 0 and not waiting}
