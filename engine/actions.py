@@ -179,6 +179,9 @@ class ActionBook:
                                   status=actions_repo.OPEN, request_id=request_id, approved_by=approved_by,
                                   requested_by=requested_by)
         decision = decision.with_extra(grantId=grant_id, expiresAt=isoformat(expires), agent=agent)
+        if decision.extra.get("probe"):  # a half-open type's probe (engine/recovery.py)
+            from engine import recovery
+            recovery.bind(conn, ask.command_type, grant_id)
         actions_repo.insert_decisions(conn, [_decision_row(ask, decision, now)])
         audit.append(conn, at=now, actor=approved_by or "gate", action="action.grant", target=grant_id,
                      reason=decision.reason,
@@ -412,6 +415,8 @@ class ActionBook:
         outcomes = [r for r in rows if r["status"] in EXECUTED and r["command_id"].startswith(GRANT_PREFIX)]
         if not outcomes:
             return
+        from engine import recovery  # half-open probes among these grants count down or pause again
+        recovery.outcomes(conn, outcomes, self.clock.now(), self._alert)
         grants = actions_repo.grants_by_id(conn, [r["command_id"] for r in outcomes])
         for row in sorted(outcomes, key=lambda r: EXECUTED.index(r["status"]) if r["status"] != "rolled_back" else 9):
             grant = grants.get(row["command_id"])
@@ -448,6 +453,9 @@ class ActionBook:
                          "Check what the agent did.",
                     dedup_key=f"govcon-grant-expired-{g.id}", at=now,
                     details={"grantId": g.id, "agent": g.agent, "commandType": g.command_type}))
+            if grants:  # an expired probe of a half-open type counts as a failed one
+                from engine import recovery
+                recovery.expired(conn, grants, now, self._alert)
             requests = actions_repo.due_requests(conn, now)
             for r in requests:
                 self._expire_request(conn, r, now)

@@ -4,17 +4,19 @@ History is aggregated in SQL into buckets of ``step`` (a fifth of the window, at
 the window is then slid one step at a time over the buckets. A trip is counted where the condition
 becomes true after being false (as if each event had been resolved once the condition cleared).
 Approximation, stated in the result: a command whose events span two steps counts once per step in
-``total``; per-status counts are exact.
+``total``; per-status counts are exact. ``commandType.consecutiveFailures`` is replayed from the outcome
+events' own times (not buckets): in each window, the type's failures after its last success in it.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.breakers import WindowScope, _counts_values
+from engine.breakers import CONSECUTIVE, WindowScope, _counts_values
 from engine.clock import Clock, isoformat
 from engine.metrics import CommandCounts
 from engine.rule_language import Condition, parse_condition, parse_window
@@ -83,11 +85,14 @@ class Backtester:
             totals = events_repo.bucketed_command_totals(conn, start - window, until, step_s)
             incidents = events_repo.incidents_between(conn, start - window, end + self.nearby)
             safety = events_repo.safety_between(conn, start - window, until)
+            outcomes = _Outcomes(events_repo.outcome_times(conn, start - window, until)) \
+                if CONSECUTIVE in condition.names else None
         return self._replay(condition, window_text, window, start, end, step, statuses, totals, incidents,
-                            safety, min_samples)
+                            safety, min_samples, outcomes)
 
     def _replay(self, condition: Condition, window_text: str, window: timedelta, start: datetime, end: datetime,
-                step: timedelta, statuses, totals, incidents, safety, min_samples: int) -> BacktestResult:
+                step: timedelta, statuses, totals, incidents, safety, min_samples: int,
+                outcomes: _Outcomes | None = None) -> BacktestResult:
         step_s = int(step.total_seconds())
         k = max(1, round(window / step))
         # per bucket: {(type, autonomous): {status/total: n}}
@@ -121,7 +126,9 @@ class Backtester:
             for key in keys:
                 for name, n in saf_by_bucket.get(key, {}).items():
                     window_safety[name] += n
-            now_true = self._judge(condition, agg, window_incidents, window_safety, min_samples)
+            span = (datetime.fromtimestamp(t_end - k * step_s, tz=UTC), datetime.fromtimestamp(t_end, tz=UTC))
+            now_true = self._judge(condition, agg, window_incidents, window_safety, min_samples,
+                                   outcomes.window(*span) if outcomes is not None else None)
             when = datetime.fromtimestamp(t_end, tz=UTC)
             for scope, observed in now_true.items():
                 if scope not in was_true:
@@ -130,7 +137,8 @@ class Backtester:
             was_true = set(now_true)
         return BacktestResult(condition.text, window_text, start, end, step, points, trips)
 
-    def _judge(self, condition: Condition, agg, incidents, safety, min_samples) -> dict[str | None, dict]:
+    def _judge(self, condition: Condition, agg, incidents, safety, min_samples,
+               consecutive: dict[str, int] | None = None) -> dict[str | None, dict]:
         def counts_of(pairs) -> CommandCounts:
             merged = _empty()
             for c in pairs:
@@ -159,6 +167,8 @@ class Backtester:
         for ctype in types:
             per_type = counts_of(c for (t, _), c in agg.items() if t == ctype)
             scope = WindowScope({**values, **_counts_values("commandType.", per_type, min_samples)}, severities)
+            if consecutive is not None:
+                scope.values[CONSECUTIVE] = consecutive.get(ctype, 0)
             if condition.evaluate(scope):
                 hits[ctype] = {n: scope.value(n) for n in sorted(condition.names) if n != "incident.severity"}
         return hits
@@ -166,6 +176,32 @@ class Backtester:
     def _nearby(self, incidents, when: datetime) -> list[str]:
         return [f"{i.incident_id} ({i.severity})" for i in incidents
                 if abs(i.at - when) <= self.nearby]
+
+
+class _Outcomes:
+    """Outcome times per type, for the consecutive failures of any window in O(log n)."""
+
+    def __init__(self, rows: list[tuple[str, str, datetime]]) -> None:
+        self.ok: dict[str, list[datetime]] = defaultdict(list)
+        self.bad: dict[str, list[datetime]] = defaultdict(list)
+        for ctype, status, at in rows:  # by at
+            (self.ok if status == "succeeded" else self.bad)[ctype].append(_aware(at))
+
+    def window(self, start: datetime, end: datetime) -> dict[str, int]:
+        out = {}
+        for ctype, bad in self.bad.items():
+            ok = self.ok.get(ctype, [])
+            i = bisect.bisect_left(ok, end)  # successes before end; the last of them, if in the window
+            last_ok = ok[i - 1] if i and ok[i - 1] >= start else None
+            lo = bisect.bisect_right(bad, last_ok) if last_ok is not None else bisect.bisect_left(bad, start)
+            n = bisect.bisect_left(bad, end) - lo
+            if n > 0:
+                out[ctype] = n
+        return out
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _epoch(when: datetime) -> int:

@@ -32,6 +32,8 @@ from storage.store import Store
 
 #: events stamped a little in the future (agents' clocks drift) still count as "now"
 CLOCK_SKEW = timedelta(seconds=5)
+#: failures of a type since its last success in the window (a count: judged whatever min_samples says)
+CONSECUTIVE = "commandType.consecutiveFailures"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,9 @@ class WindowData:
         return self._get("types", lambda: {t: CommandCounts.from_status_counts(c) for t, c in
                                            events_repo.window_command_counts_by_type(self.conn, self.window).items()})
 
+    def consecutive_failures(self) -> dict[str, int]:
+        return self._get("consecutive", lambda: events_repo.window_consecutive_failures(self.conn, self.window))
+
     def incidents(self) -> dict[str, int]:
         return self._get("inc", lambda: events_repo.window_incident_counts(self.conn, self.window))
 
@@ -160,9 +165,12 @@ def judge(conn: Connection, rules: Iterable[CompiledRule], now: datetime, *,
             if rule.condition.evaluate(base):
                 verdicts.append(Verdict(rule, None, _observed(rule, base, data.commands().total)))
             continue
+        consecutive = data.consecutive_failures() if CONSECUTIVE in rule.condition.names else None
         for ctype, counts in sorted(data.by_type().items()):
             scope = WindowScope({**base.values, **_counts_values("commandType.", counts, rule.min_samples)},
                                 base.severities())
+            if consecutive is not None:
+                scope.values[CONSECUTIVE] = consecutive.get(ctype, 0)
             if rule.condition.evaluate(scope):
                 verdicts.append(Verdict(rule, ctype, _observed(rule, scope, counts.total)))
     return verdicts
@@ -316,26 +324,58 @@ class BreakerEngine:
             if event.resolved:
                 raise Conflict(f"event {event_id} was resolved already by {event.resolved_by} "
                                f"at {isoformat(event.resolved_at)}")
-            unpaused = None
-            if event.action == "pause_command_type" and not event.shadow and event.command_type:
-                if not breaker_repo.other_open_pauses(conn, event.command_type, excluding=event_id):
-                    state = state_repo.get_state(conn)
-                    paused = [t for t in state.paused_command_types or [] if t != event.command_type]
-                    if paused != list(state.paused_command_types or []):
-                        state_repo.update_state(conn, paused_command_types=paused, updated_at=now)
-                        unpaused = event.command_type
-            breaker_repo.update_event(conn, event_id, resolved=True, resolved_by=actor, resolved_at=now,
-                                      note=note.strip(), false_positive=false_positive)
-            audit.append(conn, at=now, actor=actor, action="breaker.resolve", target=event_id, reason=note.strip(),
-                         details={"rule": event.rule_name, "falsePositive": false_positive,
-                                  "unpaused": unpaused})
-            if self.enqueue_alert is not None:
-                self.enqueue_alert(conn, Alert(
-                    kind="resolve", severity=event.severity, title=f"Resolved: {event.rule_name}",
-                    body=f"resolved by {actor}: {note.strip()}", dedup_key=f"govcon-breaker-{event_id}", at=now,
-                    details={"event": event_id, "falsePositive": false_positive}), False)
+            self._resolve_in(conn, actor, event, note.strip(), now, false_positive=false_positive)
             row = breaker_repo.get_event(conn, event_id)
         return event_json(row)
+
+    def _resolve_in(self, conn: Connection, actor: str, event, note: str, now: datetime, *,
+                    false_positive: bool = False) -> None:
+        """Resolve inside the caller's transaction. The paused type (when no other pause holds it) becomes
+        half-open (engine/recovery.py), or unpaused at once under ``recovery = manual`` or when the
+        event was a false positive."""
+        from engine import recovery
+        unpaused = half_open = None
+        if event.action == "pause_command_type" and not event.shadow and event.command_type:
+            if not breaker_repo.other_open_pauses(conn, event.command_type, excluding=event.id):
+                state = state_repo.get_state(conn)
+                paused = [t for t in state.paused_command_types or [] if t != event.command_type]
+                if paused != list(state.paused_command_types or []):
+                    state_repo.update_state(conn, paused_command_types=paused, updated_at=now)
+                    unpaused = event.command_type
+                    mode, probes = recovery.recovery_of(conn, event.rule_name)
+                    if mode == "half_open" and not false_positive:
+                        recovery.enter(conn, event, now, probes=probes)
+                        half_open = {"probes": probes}
+        breaker_repo.update_event(conn, event.id, resolved=True, resolved_by=actor, resolved_at=now,
+                                  note=note, false_positive=false_positive)
+        audit.append(conn, at=now, actor=actor, action="breaker.resolve", target=event.id, reason=note,
+                     details={"rule": event.rule_name, "falsePositive": false_positive,
+                              "unpaused": unpaused, "halfOpen": half_open and event.command_type,
+                              **({"probes": half_open["probes"]} if half_open else {})})
+        if self.enqueue_alert is not None:
+            body = f"resolved by {actor}: {note}"
+            if half_open:
+                body += f"; {event.command_type} is half-open: {half_open['probes']} probe(s), one at a time"
+            self.enqueue_alert(conn, Alert(
+                kind="resolve", severity=event.severity, title=f"Resolved: {event.rule_name}",
+                body=body, dedup_key=f"govcon-breaker-{event.id}", at=now,
+                details={"event": event.id, "falsePositive": false_positive}), False)
+
+    def reopen_after_cooldown(self) -> list[str]:
+        """Pause events whose rule's cooldown has passed are resolved by the scheduler: their types
+        become half-open without a human (seed 003). Returns the events resolved."""
+        from engine import recovery
+        now = self.clock.now()
+        with self.store.read() as conn:
+            if not recovery.cooldown_due(conn, now):
+                return []
+        done = []
+        with self.store.write() as conn:
+            for event in recovery.cooldown_due(conn, now):
+                self._resolve_in(conn, "scheduler", event, f"cooldown {event.rule_cooldown} passed: half-open "
+                                                           "probing instead of a human's resolution", now)
+                done.append(event.id)
+        return done
 
 
 def _describe_action(action: str, command_type: str | None) -> str:

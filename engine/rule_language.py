@@ -88,6 +88,9 @@ def _vocabulary() -> dict[str, NameInfo]:
             names[prefix + count] = NameInfo("number", "count", f"{doc} {where}")
     names["commandType.failures"] = NameInfo("number", "count", "alias of commandType.failed",
                                              alias_of="commandType.failed")
+    names["commandType.consecutiveFailures"] = NameInfo(
+        "number", "count", "failed or rolled-back commands of the type since its last success in the window "
+        "(all of them when none succeeded in it): seed 002's consecutive failures")
     names["incident.severity"] = NameInfo("string", "severity", "severity of any incident in the window: "
                                           + ", ".join(SEVERITIES))
     for name, doc in (("incidents.total", "incidents in the window"),

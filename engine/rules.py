@@ -12,10 +12,13 @@ from engine.rule_language import RuleError, explain, format_window, parse_condit
 from storage import audit, breaker_repo
 from storage.store import Store
 
-RULE_FIELDS = ("condition", "window", "action", "alert_severity", "min_samples", "enabled", "shadow")
+RULE_FIELDS = ("condition", "window", "action", "alert_severity", "min_samples", "enabled", "shadow", "recovery",
+               "cooldown", "probes")
+RECOVERIES = ("half_open", "manual")  # how a type paused by the rule comes back (engine/recovery.py)
 #: the HTTP API's camelCase spelling of the same fields
 API_FIELDS = {"condition": "condition", "window": "window", "action": "action", "alertSeverity": "alert_severity",
-              "minSamples": "min_samples", "enabled": "enabled", "shadow": "shadow"}
+              "minSamples": "min_samples", "enabled": "enabled", "shadow": "shadow", "recovery": "recovery",
+              "cooldown": "cooldown", "probes": "probes"}
 
 
 def validate_rule(fields: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +52,38 @@ def validate_rule(fields: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(out.get(flag, default), bool):
             raise InvalidInput(f"{flag}: must be true or false")
         out[flag] = out.get(flag, default)
+    _validate_recovery(out)
     return out
+
+
+def _validate_recovery(out: dict[str, Any]) -> None:
+    """recovery, cooldown and probes (of a pause_command_type rule; stored, unused, on the others)."""
+    where = f"rule {out['name']!r}"
+    recovery = out.get("recovery") or "half_open"
+    if recovery not in RECOVERIES:
+        raise InvalidInput(f"{where}: recovery {recovery!r} is not one of {', '.join(RECOVERIES)}")
+    out["recovery"] = recovery
+    cooldown = out.get("cooldown")
+    if cooldown is not None and cooldown != "":
+        text = str(cooldown).strip()
+        if text.startswith("-"):
+            raise InvalidInput(f"{where}: cooldown {cooldown!r} is negative; give a duration such as 30m or 1h")
+        try:
+            out["cooldown"] = format_window(parse_window(text))
+        except RuleError as exc:
+            raise InvalidInput(f"{where}: cooldown: {exc}") from None
+        if recovery == "manual":
+            raise InvalidInput(f"{where}: a cooldown re-opens a paused type by itself, which recovery = manual "
+                               "forbids; drop the cooldown or use recovery half_open")
+    else:
+        out["cooldown"] = None
+    probes = out.get("probes", 3)
+    if probes is None:
+        probes = 3
+    if isinstance(probes, bool) or not isinstance(probes, int) or not 1 <= probes <= 1000:
+        raise InvalidInput(f"{where}: probes {probes!r} must be a whole number from 1 to 1000 (the succeeded "
+                           "probes that close a half-open type)")
+    out["probes"] = probes
 
 
 def rule_json(row, stats: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -58,7 +92,7 @@ def rule_json(row, stats: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "name": row.name, "enabled": bool(row.enabled), "condition": row.condition, "window": row.window,
         "action": row.action, "alertSeverity": row.alert_severity, "minSamples": row.min_samples,
-        "shadow": bool(row.shadow),
+        "shadow": bool(row.shadow), "recovery": row.recovery, "cooldown": row.cooldown, "probes": row.probes,
         "statistics": {"trips": trips, "resolved": resolved, "falsePositives": fps,
                        "falsePositiveRate": (fps / trips) if trips else None,
                        "shadowTrips": s.get("shadowTrips", 0),

@@ -315,6 +315,32 @@ def window_command_counts_by_type(conn: Connection, w: Window) -> dict[str, dict
     return out
 
 
+#: the outcomes that end a run of consecutive failures (succeeded) or extend it (failed, rolled_back)
+FAILURE_STATUSES = ("failed", "rolled_back")
+
+
+def window_consecutive_failures(conn: Connection, w: Window) -> dict[str, int]:
+    """Per command type: its failed and rolled-back events in the window after its last succeeded one
+    (all of them when none succeeded in the window). Types without such a failure are left out."""
+    src = _window_rows(conn, CMD, ["command_type", "status", "at"], w)
+    last_ok = (sa.select(src.c.command_type.label("t"), sa.func.max(src.c.at).label("ok"))
+               .where(src.c.status == "succeeded").group_by(src.c.command_type).subquery("ok"))
+    stmt = (sa.select(src.c.command_type, sa.func.count())
+            .select_from(src.outerjoin(last_ok, last_ok.c.t == src.c.command_type))
+            .where(src.c.status.in_(FAILURE_STATUSES), sa.or_(last_ok.c.ok.is_(None), src.c.at > last_ok.c.ok))
+            .group_by(src.c.command_type))
+    return {t: n for t, n in conn.execute(stmt)}
+
+
+def outcome_times(conn: Connection, start: datetime, end: datetime) -> list[tuple[str, str, datetime]]:
+    """(command_type, status, at) of every succeeded, failed and rolled-back event in [start, end), by at:
+    what a backtest of consecutive failures replays."""
+    q = (sa.select(CMD.c.command_type, CMD.c.status, CMD.c.at)
+         .where(_period(CMD.c.at, start, end), CMD.c.status.in_(("succeeded", *FAILURE_STATUSES)))
+         .order_by(CMD.c.at))
+    return [(r[0], r[1], r[2]) for r in conn.execute(q)]
+
+
 def window_incident_counts(conn: Connection, w: Window) -> dict[str, int]:
     """``incident_counts`` over a breaker window."""
     src = _window_rows(conn, INC, ["severity", "command_id"], w)

@@ -225,7 +225,9 @@ def test_vocabulary():
     for n in ("incidents.total", "incidents.critical", "incidents.fromAutonomousActions",
               "safety.constraintViolations", "safety.emergencyAborts", "safety.safetyGateTriggers"):
         assert NAMES[n].kind == "count"
-    assert len(NAMES) == 3 * 11 + 1 + 1 + 3 + 3
+    cf = NAMES["commandType.consecutiveFailures"]
+    assert cf.kind == "count" and cf.alias_of is None  # a count: judged whatever min_samples says
+    assert len(NAMES) == 3 * 11 + 1 + 1 + 1 + 3 + 3
     assert all(info.doc and "\n" not in info.doc for info in NAMES.values())
     for name in NAMES:  # every name is usable in a condition
         parse_condition(f'{name} == "low"' if NAMES[name].type == "string" else f"{name} > 1")

@@ -1,0 +1,320 @@
+"""Half-open recovery of paused command types (seed 002's OPEN -> HALF_OPEN -> CLOSED), the rule language's
+commandType.consecutiveFailures, and seed 002's default policies (issue 14 points 2 and 4)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+
+from engine.clock import isoformat
+from engine.errors import InvalidInput
+from engine.governance import Governance
+from engine.jobs import GovconScheduler
+from storage import audit_repo, state_repo
+from storage.store import Store
+from tests.conftest import OPERATOR
+
+TYPE = "restart_service"
+RULE = "Three In A Row"
+DEFAULT_RULES = ("High Error Rate", "Repeated Command Failures", "Critical Incident Detected",
+                 "High Rollback Rate")
+
+
+@pytest.fixture
+def rgov(gov):
+    """L4 with TYPE whitelisted; only RULE is enabled: three consecutive failures pause the type."""
+    gov.grant_role(OPERATOR, OPERATOR, "ops-lead")
+    for name in DEFAULT_RULES:
+        gov.rules.set(OPERATOR, name, {"enabled": False})
+    with gov.store.write() as conn:
+        state_repo.update_state(conn, current_phase="L4", command_whitelist=[TYPE, "clear_cache"])
+    return gov
+
+
+def add_rule(gov, **extra) -> dict:
+    return gov.rules.add(OPERATOR, {"name": RULE, "condition": "commandType.consecutiveFailures >= 3",
+                                    "window": "1h", "action": "pause_command_type", "alert_severity": "high",
+                                    **extra})
+
+
+_seq = iter(range(10**9))
+
+
+def ran(gov, *statuses: str, ctype: str = TYPE, at: datetime | None = None) -> None:
+    """Commands of ctype, one per status, a second apart, ending now."""
+    now = at or gov.clock.now()
+    n = len(statuses)
+    gov.ingestor.ingest_objects([
+        {"kind": "command", "id": f"c{next(_seq)}", "type": ctype, "status": s, "autonomous": True,
+         "at": isoformat(now - timedelta(seconds=n - i))} for i, s in enumerate(statuses)])
+
+
+def outcome(gov, grant_id: str, status: str, ctype: str = TYPE) -> None:
+    report = gov.ingestor.ingest_objects([{"kind": "command", "id": grant_id, "type": ctype, "status": status,
+                                           "autonomous": True, "at": isoformat(gov.clock.now())}])
+    assert report.accepted == 1, report
+
+
+def status(gov) -> dict:
+    return gov.status(with_readiness=False)
+
+
+def open_events(gov) -> list[dict]:
+    return [e for e in gov.breaker_events(unresolved_only=True) if e["commandType"] == TYPE]
+
+
+def trip_and_resolve(gov) -> str:
+    ran(gov, "failed", "failed", "failed")
+    (event,) = open_events(gov)
+    assert TYPE in status(gov)["pausedCommandTypes"]
+    gov.breakers.resolve(OPERATOR, event["id"], note="pool exhausted; fixed the config")
+    return event["id"]
+
+
+def audit_actions(gov, limit: int = 50) -> list:
+    with gov.store.read() as conn:
+        return audit_repo.list_entries(conn, limit=limit)
+
+
+# --- half-open ----------------------------------------------------------------------------------
+
+
+def test_three_probes_close_it_with_one_audit_entry_and_an_info_alert(rgov, clock, caplog):
+    add_rule(rgov)
+    trip_and_resolve(rgov)
+    doc = status(rgov)
+    assert TYPE not in doc["pausedCommandTypes"] and doc["halfOpen"] == {TYPE: 3}
+    for left in (3, 2, 1):
+        probe = rgov.gate.decide(TYPE, agent="bot")
+        assert probe.decision == "allow" and probe.extra["probe"] is True, probe
+        assert probe.extra["halfOpen"] == {"probesLeft": left} and "half-open" in probe.reason
+        busy = rgov.gate.decide(TYPE, agent="bot")
+        assert busy.decision == "needs_approval" and probe.grant_id in busy.reason and busy.grant_id is None
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="govcon"):
+            outcome(rgov, probe.grant_id, "succeeded")
+        clock.advance(timedelta(minutes=1))
+        assert status(rgov)["halfOpen"] == ({TYPE: left - 1} if left > 1 else {})
+    assert any("Circuit closed: restart_service" in r.getMessage() and "alert info low" in r.getMessage()
+               for r in caplog.records)
+    closes = [e for e in audit_actions(rgov) if e.action == "breaker.close"]
+    assert len(closes) == 1 and closes[0].target == TYPE
+    assert len([e for e in audit_actions(rgov) if e.action == "breaker.probe"]) == 2
+    # closed: full autonomy, several grants in flight at once
+    assert [rgov.gate.decide(TYPE, agent="bot").decision for _ in range(3)] == ["allow"] * 3
+    assert not open_events(rgov)
+
+
+@pytest.mark.parametrize("failure", ["failed", "rolled_back"])
+def test_one_failed_probe_pauses_again_with_a_new_event(rgov, clock, failure):
+    add_rule(rgov)
+    first = trip_and_resolve(rgov)
+    ok = rgov.gate.decide(TYPE, agent="bot")
+    outcome(rgov, ok.grant_id, "succeeded")
+    probe = rgov.gate.decide(TYPE, agent="bot")
+    assert probe.extra["halfOpen"] == {"probesLeft": 2}
+    outcome(rgov, probe.grant_id, failure)
+    doc = status(rgov)
+    assert TYPE in doc["pausedCommandTypes"] and doc["halfOpen"] == {}
+    (event,) = open_events(rgov)
+    assert event["id"] != first and event["ruleName"] == RULE and event["action"] == "pause_command_type"
+    assert event["observed"]["probe"] == probe.grant_id and event["observed"]["outcome"] == failure
+    trip = next(e for e in audit_actions(rgov) if e.action == "breaker.trip")
+    assert trip.details["event"] == event["id"]
+    assert rgov.gate.decide(TYPE, agent="bot").decision == "needs_approval"
+    # resolving the new event starts probing over, with the rule's full count
+    rgov.breakers.resolve(OPERATOR, event["id"], note="second fix")
+    assert status(rgov)["halfOpen"] == {TYPE: 3}
+
+
+def test_a_succeeded_probe_rolled_back_in_the_same_batch_counts_as_failed(rgov):
+    add_rule(rgov)
+    trip_and_resolve(rgov)
+    probe = rgov.gate.decide(TYPE, agent="bot")
+    at = isoformat(rgov.clock.now())
+    rgov.ingestor.ingest_objects([{"kind": "command", "id": probe.grant_id, "type": TYPE, "status": s,
+                                   "autonomous": True, "at": at} for s in ("succeeded", "rolled_back")])
+    assert TYPE in status(rgov)["pausedCommandTypes"] and status(rgov)["halfOpen"] == {}
+
+
+def test_only_one_probe_at_a_time_under_concurrent_asks(rgov, store_url, clock):
+    """16 askers with their own connection pools, as separate agents: exactly one probe, 5 rounds."""
+    add_rule(rgov, probes=5)
+    trip_and_resolve(rgov)
+    govs = [Governance(Store(store_url, apply_migrations=False), clock) for _ in range(8)]
+    try:
+        for round_ in range(5):
+            barrier = threading.Barrier(16)
+            answers: list = []
+
+            def ask(g: Governance) -> None:
+                barrier.wait()
+                answers.append(g.gate.decide(TYPE, agent="bot"))
+
+            threads = [threading.Thread(target=ask, args=(govs[i % 8],)) for i in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            allowed = [d for d in answers if d.decision == "allow"]
+            assert len(answers) == 16 and len(allowed) == 1, (round_, [d.reason for d in answers])
+            assert all(d.decision == "needs_approval" for d in answers if d is not allowed[0])
+            outcome(rgov, allowed[0].grant_id, "succeeded")
+            clock.advance(timedelta(seconds=10))
+        assert status(rgov)["halfOpen"] == {}
+    finally:
+        for g in govs:
+            g.close()
+
+
+def test_cooldown_reopens_without_a_human(rgov, clock):
+    add_rule(rgov, cooldown="30m", probes=2)
+    ran(rgov, "failed", "failed", "failed")
+    (event,) = open_events(rgov)
+    scheduler = GovconScheduler(rgov, "test-holder")
+    clock.advance(timedelta(minutes=29))
+    assert scheduler.reopen_after_cooldown() == []
+    assert TYPE in status(rgov)["pausedCommandTypes"]
+    clock.advance(timedelta(minutes=1))
+    assert scheduler.reopen_after_cooldown() == [event["id"]]
+    assert scheduler.reopen_after_cooldown() == []  # resolved once
+    doc = status(rgov)
+    assert TYPE not in doc["pausedCommandTypes"] and doc["halfOpen"] == {TYPE: 2}
+    resolved = next(e for e in rgov.breaker_events() if e["id"] == event["id"])
+    assert resolved["resolved"] and resolved["resolvedBy"] == "scheduler" and "cooldown 30m" in resolved["note"]
+    assert rgov.gate.decide(TYPE, agent="bot").extra["probe"] is True
+
+
+def test_an_expired_probe_counts_as_a_failure(rgov, clock):
+    add_rule(rgov)
+    trip_and_resolve(rgov)
+    probe = rgov.gate.decide(TYPE, agent="bot")
+    clock.advance(timedelta(minutes=15) - timedelta(seconds=1))
+    assert rgov.actions.expire_due()["grants"] == 0
+    # past its expiry but not yet expired by the job: still in flight, so no second probe (fail closed)
+    assert rgov.gate.decide(TYPE, agent="bot").decision == "needs_approval"
+    clock.advance(timedelta(seconds=1))
+    assert rgov.actions.expire_due()["grants"] == 1
+    (event,) = open_events(rgov)
+    assert event["observed"] == {**event["observed"], "probe": probe.grant_id, "outcome": "expired"}
+    assert TYPE in status(rgov)["pausedCommandTypes"]
+
+
+def test_a_released_probe_frees_the_slot(rgov):
+    add_rule(rgov)
+    trip_and_resolve(rgov)
+    probe = rgov.gate.decide(TYPE, agent="bot")
+    assert rgov.actions.release("bot", probe.grant_id, "a check failed: nothing ran")
+    again = rgov.gate.decide(TYPE, agent="bot")
+    assert again.decision == "allow" and again.extra["halfOpen"] == {"probesLeft": 3}
+
+
+def test_manual_recovery_keeps_the_old_behaviour(rgov):
+    add_rule(rgov, recovery="manual")
+    trip_and_resolve(rgov)
+    assert status(rgov)["halfOpen"] == {}
+    decisions = [rgov.gate.decide(TYPE, agent="bot") for _ in range(3)]
+    assert [d.decision for d in decisions] == ["allow"] * 3 and not any("probe" in d.extra for d in decisions)
+
+
+def test_a_false_positive_gives_full_autonomy_back(rgov):
+    add_rule(rgov)
+    ran(rgov, "failed", "failed", "failed")
+    (event,) = open_events(rgov)
+    rgov.breakers.resolve(OPERATOR, event["id"], note="the monitor was wrong", false_positive=True)
+    assert status(rgov)["halfOpen"] == {}
+
+
+def test_other_types_are_untouched_while_one_is_half_open(rgov):
+    add_rule(rgov)
+    trip_and_resolve(rgov)
+    rgov.gate.decide(TYPE, agent="bot")
+    assert [rgov.gate.decide("clear_cache").decision for _ in range(2)] == ["allow", "allow"]
+
+
+def test_status_text_shows_half_open(rgov, tmp_path):
+    from io import StringIO
+
+    from console.render import print_status
+    add_rule(rgov, probes=2)
+    trip_and_resolve(rgov)
+    out = StringIO()
+    print_status(status(rgov), out)
+    assert "Half-open" in out.getvalue() and "restart_service (2 probes left)" in out.getvalue()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"probes": 0}, "rule 'Three In A Row': probes 0 must be a whole number from 1"),
+    ({"probes": -2}, "rule 'Three In A Row': probes -2 must be a whole number from 1"),
+    ({"cooldown": "-5m"}, "rule 'Three In A Row': cooldown '-5m' is negative"),
+    ({"cooldown": "5 parsecs"}, "rule 'Three In A Row': cooldown:"),
+    ({"recovery": "sometimes"}, "rule 'Three In A Row': recovery 'sometimes' is not one of half_open, manual"),
+    ({"recovery": "manual", "cooldown": "1h"}, "recovery = manual forbids"),
+])
+def test_bad_recovery_settings_are_refused_naming_the_rule(rgov, extra, message):
+    with pytest.raises(InvalidInput, match=message.replace("(", r"\(")):
+        add_rule(rgov, **extra)
+    assert RULE not in [r["name"] for r in rgov.rules.list()]  # nothing half-written
+
+
+def test_rule_settings_are_shown_and_changed(rgov):
+    rule = add_rule(rgov, cooldown="90m")
+    assert (rule["recovery"], rule["cooldown"], rule["probes"]) == ("half_open", "90m", 3)
+    changed = rgov.rules.set(OPERATOR, RULE, {"probes": 5, "cooldown": None})
+    assert (changed["cooldown"], changed["probes"]) == (None, 5)
+    with pytest.raises(InvalidInput, match="probes 0"):
+        rgov.rules.set(OPERATOR, RULE, {"probes": 0})
+    assert rgov.rules.show(RULE)["probes"] == 5
+
+
+# --- commandType.consecutiveFailures ----------------------------------------------------------
+
+
+def test_two_consecutive_failures_do_not_trip_three_do(rgov):
+    add_rule(rgov)
+    ran(rgov, "failed", "failed")
+    assert not open_events(rgov)
+    ran(rgov, "failed")
+    (event,) = open_events(rgov)
+    assert event["observed"]["commandType.consecutiveFailures"] == 3
+
+
+def test_a_success_in_between_resets_the_run(rgov, clock):
+    add_rule(rgov)
+    ran(rgov, "failed", "failed", "succeeded", "failed", "failed")
+    assert not open_events(rgov)
+    clock.advance(timedelta(seconds=10))
+    ran(rgov, "rolled_back")  # a rollback is a failure too (seed 002: anything but success)
+    assert len(open_events(rgov)) == 1
+
+
+def test_other_statuses_do_not_break_the_run_and_types_count_apart(rgov, clock):
+    add_rule(rgov)
+    ran(rgov, "failed", "proposed", "approved", "failed")
+    ran(rgov, "failed", ctype="clear_cache")
+    assert not open_events(rgov)
+    clock.advance(timedelta(seconds=10))
+    ran(rgov, "failed")
+    assert [e["commandType"] for e in rgov.breaker_events(unresolved_only=True)] == [TYPE]
+
+
+def test_failures_before_the_window_do_not_count(rgov, clock):
+    add_rule(rgov)
+    ran(rgov, "failed", "failed", at=clock.now() - timedelta(minutes=61))
+    ran(rgov, "failed")
+    assert not open_events(rgov)
+
+
+def test_backtest_replays_consecutive_failures(rgov, clock):
+    start = clock.now() - timedelta(days=1)
+    ran(rgov, "failed", "failed", at=start)  # 2: no trip
+    ran(rgov, "failed", "failed", "succeeded", "failed", "failed", at=start + timedelta(hours=3))  # reset: none
+    ran(rgov, "failed", "rolled_back", "failed", at=start + timedelta(hours=6))  # 3: one trip
+    result = rgov.backtester.run("commandType.consecutiveFailures >= 3", "10m", days=2).to_json()
+    assert result["trips"] == 1, result["tripTimes"]
+    trip = result["tripTimes"][0]
+    assert trip["commandType"] == TYPE and trip["observed"]["commandType.consecutiveFailures"] == 3
+    assert rgov.backtester.run("commandType.consecutiveFailures >= 2", "10m", days=2).to_json()["trips"] == 3
