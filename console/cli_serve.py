@@ -158,6 +158,7 @@ def cmd_serve(ctx) -> int:
     import uvicorn
 
     from console.api import create_app
+    from console.api_integrations import mapping_from_config
     from engine.jobs import GovconScheduler, default_holder
 
     a = ctx.args
@@ -174,7 +175,8 @@ def cmd_serve(ctx) -> int:
     rate, burst, hosts = _read_limits(ctx)
     app = create_app(gov, require_auth_for_reads=require_reads, scheduler=scheduler, max_body_bytes=_max_body(ctx),
                      on_sigusr1=reopener(handler), read_rate=rate, read_burst=burst,
-                     allowed_hosts=hosts if not require_reads else None)
+                     allowed_hosts=hosts if not require_reads else None,
+                     alertmanager=mapping_from_config(ctx.config))
     log = logging.getLogger("govcon.serve")
     log.info("govcon serve on http://%s:%d, store %s; reads %s; changes need a token",
              a.host, a.port, gov.store.display_url, "need a token" if require_reads else "open (loopback)")

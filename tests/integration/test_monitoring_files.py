@@ -96,3 +96,11 @@ def test_the_dashboard_is_the_one_the_runbook_opens():
 def test_the_dashboard_file_is_what_the_generator_writes(tmp_path):
     from tools import grafana_dashboard
     assert json.loads(DASHBOARD.read_text()) == json.loads(json.dumps(grafana_dashboard.DASHBOARD))
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed (apt-get install prometheus-alertmanager)")
+def test_the_alertmanager_receiver_passes_amtool():
+    checked = subprocess.run(["amtool", "check-config", str(DEPLOY / "alertmanager-receiver.yml")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "/api/integrations/alertmanager" in (DEPLOY / "alertmanager-receiver.yml").read_text()
