@@ -14,14 +14,16 @@ needs approval, and report the outcome against the grant (DESIGN.md "Governed ac
         log.warning("not restarting: %s", refused)
 
 It lives in ``console/`` because it is the other end of the HTTP API (``govcon serve``), and it imports
-nothing from engine/ or storage/: an agent needs httpx and this one file. The agent lease (heartbeat)
-comes with the issue on agents and recovery: ``GovconClient.heartbeat`` is its hook, called by nothing
-yet.
+nothing from engine/ or storage/: an agent needs httpx and this one file. The agent lease (DESIGN.md
+"Agents and leases"): ``client.heartbeat()`` renews it; ``client.action(..., heartbeat=10)`` beats before
+asking and every 10 s inside the block, and a beat whose reply suspends autonomy (kill switch, read_only)
+makes the block's next ``act.check_kill_switch()`` raise.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -184,37 +186,44 @@ class GovconClient:
         CLI, the console) shows within that; the gate itself never answers from the cache."""
         return self._request("GET", "/api/governance/state").get("killSwitch") or {}
 
-    def heartbeat(self, agent: str | None = None) -> dict[str, Any] | None:
-        """Renew the agent's lease (POST /api/agents/{name}/heartbeat, DESIGN.md "Agents and leases").
-
-        The hook for the agent lease of the issue on agents and recovery: nothing calls it yet, and a
-        server without leases answers 404, returned here as None. Its reply carries ``autonomy``
-        (granted or suspended), ``killSwitch``, ``mode`` and ``leaseExpiresAt``."""
+    def heartbeat(self, agent: str | None = None, *, ttl: int | None = None) -> dict[str, Any] | None:
+        """Renew the agent's lease for ``ttl`` seconds (server default 60) from the server's clock
+        (POST /api/agents/{name}/heartbeat, DESIGN.md "Agents and leases"); the first beat registers the
+        agent. The reply carries ``autonomy`` (granted or suspended), ``reason``, ``killSwitch``, ``mode``
+        and ``leaseExpiresAt``. A server without leases answers 404, returned here as None."""
         name = agent or self.agent
         if not name:
             raise GovconClientError("a heartbeat needs the agent's name: GovconClient(agent=NAME)")
         try:
-            return self._request("POST", f"/api/agents/{name}/heartbeat", json={})
+            return self._request("POST", f"/api/agents/{name}/heartbeat", json={} if ttl is None else {"ttl": ttl})
         except ServerError as exc:
             if exc.status in (404, 405):
                 return None
             raise
 
     def action(self, command_type: str, *, service: str | None = None, confidence: float | None = None,
-               action_class: str | None = None, wait: float = 600.0, agent: str | None = None) -> Action:
+               action_class: str | None = None, wait: float = 600.0, agent: str | None = None,
+               heartbeat: float | None = None) -> Action:
         """A governed action as a context manager: entering asks the gate (and, when it needs approval,
         queues a request and waits up to ``wait`` seconds for a human; ``wait=0`` queues none); leaving
-        reports succeeded, failed (an exception) or rolled_back (``act.rolled_back()``)."""
+        reports succeeded, failed (an exception) or rolled_back (``act.rolled_back()``). With
+        ``heartbeat=SECONDS`` the agent beats before asking and every SECONDS inside the block."""
         return Action(self, command_type, service=service, confidence=confidence, action_class=action_class,
-                      wait=wait, agent=agent)
+                      wait=wait, agent=agent, heartbeat=heartbeat)
 
 
 class Action:
     """One granted action. ``grant_id`` is set once inside the ``with`` block."""
 
     def __init__(self, client: GovconClient, command_type: str, *, service: str | None, confidence: float | None,
-                 action_class: str | None, wait: float, agent: str | None) -> None:
+                 action_class: str | None, wait: float, agent: str | None, heartbeat: float | None = None) -> None:
+        if heartbeat is not None and not heartbeat > 0:
+            raise GovconClientError(f"heartbeat={heartbeat!r}: the seconds between beats must be positive")
         self.client = client
+        self.heartbeat = heartbeat
+        #: the newest heartbeat reply (None before the first, or without ``heartbeat``)
+        self.last_beat: dict[str, Any] | None = None
+        self._beating: threading.Event | None = None
         self.command_type = command_type
         self.service = service
         self.confidence = confidence
@@ -233,6 +242,9 @@ class Action:
 
     def check_kill_switch(self) -> None:
         """Raise ActionDenied when the kill switch is engaged: call it between an action's steps."""
+        beat = self.last_beat
+        if beat is not None and beat.get("autonomy") == "suspended":
+            raise ActionDenied(f"autonomy suspended at the last heartbeat: {beat.get('reason')}", self.decision)
         state = self.client.kill_switch()
         if state.get("engaged"):
             raise ActionDenied(f"kill switch engaged by {state.get('by')}: {state.get('reason')}", self.decision)
@@ -241,6 +253,10 @@ class Action:
         if not self.client.token:
             raise GovconClientError("an action reports its outcome, which needs a token: pass token=… or set "
                                     "GOVCON_TOKEN (an admin creates one with `govcon tokens create USER`)")
+        if self.heartbeat is not None:
+            self.last_beat = self.client.heartbeat(self.agent)
+            if self.last_beat is not None and self.last_beat.get("autonomy") == "suspended":
+                raise ActionDenied(f"autonomy suspended: {self.last_beat.get('reason')}", self.decision)
         queue = self.wait > 0
         decision = self.client.ask(self.command_type, service=self.service, confidence=self.confidence,
                                    action_class=self.action_class, request=queue, agent=self.agent)
@@ -248,6 +264,7 @@ class Action:
         verdict = decision.get("decision")
         if verdict == "allow" and decision.get("grantId"):
             self.grant_id = decision["grantId"]
+            self._start_beating()
             return self
         if verdict == "allow":
             raise ActionDenied("govcon allowed without issuing a grant (an old server?): not acting", decision)
@@ -264,6 +281,7 @@ class Action:
         status = request.get("status")
         if status == "approved" and (shown.get("grant") or {}).get("grantId"):
             self.grant_id = shown["grant"]["grantId"]
+            self._start_beating()
             return self
         if status == "rejected":
             raise ActionRejected(f"action request {request_id} rejected by {request.get('decidedBy')}: "
@@ -274,7 +292,22 @@ class Action:
         raise ApprovalNeeded(f"action request {request_id} still undecided after {self.wait:g}s: not acting "
                              "(if it is approved later, its grant expires unused)", decision, request)
 
+    def _start_beating(self) -> None:
+        if self.heartbeat is None:
+            return
+        stop = self._beating = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.heartbeat):
+                try:
+                    self.last_beat = self.client.heartbeat(self.agent)
+                except GovconClientError:  # a missed beat: the lease runs out on the server by itself
+                    pass
+        threading.Thread(target=beat, name="govcon-heartbeat", daemon=True).start()
+
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._beating is not None:
+            self._beating.set()
         status = "rolled_back" if self._rolled_back else ("failed" if exc_type is not None else "succeeded")
         assert self.grant_id is not None
         try:

@@ -225,9 +225,34 @@ def test_kill_switch_engaged_through_the_api_is_seen_at_once(served, client):
     assert grant(served, act.grant_id)["status"] == "rolled_back"
 
 
-def test_heartbeat_is_a_hook_until_leases_exist(served, client):
+def test_heartbeat_renews_the_lease_and_carries_the_stop(served, client):
+    _server, gov, _tokens = served
+    beat = client.heartbeat(ttl=30)
+    assert (beat["agent"], beat["autonomy"], beat["mode"], beat["registered"]) == (AGENT, "granted", "normal", True)
+    assert beat["killSwitch"]["engaged"] is False and beat["leaseExpiresAt"] > beat["beatAt"]
+    gov.overrides.engage_kill_switch(APPROVER, "INC-12")
     beat = client.heartbeat()
-    assert beat is None or beat.get("autonomy") in ("granted", "suspended")
+    assert beat["autonomy"] == "suspended" and "INC-12" in beat["reason"] and beat["killSwitch"]["engaged"]
+    with pytest.raises(ServerError) as refused:  # the token is the agent's: it cannot beat for another
+        client.heartbeat("other-bot")
+    assert refused.value.status == 403
+
+
+def test_an_action_with_heartbeat_beats_in_the_background_and_learns_of_a_stop(served, client):
+    server, gov, tokens = served
+    with pytest.raises(ActionDenied, match="INC-13"):
+        with client.action("restart_service", heartbeat=0.2) as act:
+            assert act.last_beat["autonomy"] == "granted"  # beaten before asking
+            first = act.last_beat["beats"]
+            gov.overrides.engage_kill_switch(APPROVER, "INC-13")
+            deadline = time.monotonic() + 5
+            while act.last_beat["beats"] == first and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert act.last_beat["autonomy"] == "suspended"
+            act.check_kill_switch()
+    assert grant(served, act.grant_id)["status"] == "failed"
+    shown = httpx.get(f"{server.base}/api/agents/{AGENT}", timeout=5).json()
+    assert shown["beats"] >= 2 and shown["live"]
 
 
 def test_an_unreachable_server_is_a_clear_error():
