@@ -44,6 +44,11 @@ def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
     return make
 
 
+def super_commands(commands: Iterable[SystemCommand], ours: set[str]) -> Iterable[SystemCommand]:
+    """Textual's own palette commands, less those the console already offers under the same title."""
+    return (c for c in commands if c.title not in ours)
+
+
 def _import_screens(modules: Iterable[str]) -> None:
     for module in modules:
         importlib.import_module(module)
@@ -284,11 +289,15 @@ class GovconApp(ActionsMixin, App):
     # --- the command palette: the same actions as the keys ---------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The contract's keys, then the screen's own, then Textual's (less its Quit: ours is there): each
+        action once, whichever keys reach it."""
+        seen: set[str] = {"command_palette"}
         for k in KEYS:
-            if k.action in ("command_palette",):
-                continue
-            yield SystemCommand(f"{k.label} ({k.display})", k.tooltip, partial(self.run_action, k.action))
-        yield from super().get_system_commands(screen)
+            if k.action not in seen:
+                seen.add(k.action)
+                yield SystemCommand(f"{k.label} ({k.footer or k.display})", k.tooltip,
+                                    partial(self.run_action, k.action))
+        yield from super_commands(super().get_system_commands(screen), {"Quit"})
 
     # --- running changes ----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ ITEM_GAP = 2
 
 def key_items(extra: list[Binding]) -> list[tuple[str, str]]:
     items: list[tuple[str, str]] = [(f"1-{len(SCREENS)}", "Screens")]
-    items += [(k.display, k.label) for k in KEYS if k.show and k.group is not SCREEN_GROUP]
+    items += [(k.footer or k.display, k.label) for k in KEYS if k.show and k.group is not SCREEN_GROUP]
     items += [(b.key_display or b.key, b.description) for b in extra if b.show]
     return items
 

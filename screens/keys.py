@@ -18,6 +18,10 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
     ("8", "actions", "Actions"),
 )
 SCREEN_GROUP = Binding.Group("screens", compact=True)
+# The kill switch's chord: works with a text field focused (where `!` is typed). Not a key Textual's Input
+# or TextArea binds (ctrl+a/c/d/e/k/u/v/w/x/y/z), not the App's (ctrl+c, ctrl+q, ctrl+p), not tmux's
+# prefix (ctrl+b), not a terminal's own (ctrl+s/ctrl+q flow control, ctrl+z, ctrl+h/i/j/m).
+KILL_CHORD = "ctrl+g"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Key:
     priority: bool = False
     show: bool = True
     group: Binding.Group | None = None
+    footer: str = ""    # the key bar's display, when it differs from ``display``
 
     def binding(self) -> Binding:
         return Binding(self.key, self.action, self.label, show=self.show, key_display=self.display,
@@ -50,8 +55,11 @@ KEYS: tuple[Key, ...] = (
     Key("L", "L", "revert", "Revert L3", "phase.revert",
         "Revert to L3 now: phase L3, whitelist cleared (confirmation and reason first)"),
     Key("exclamation_mark", "!", "kill_switch", "Kill switch", "kill-switch",
-        "Kill switch: ! then Enter engages it from any screen; when engaged, ! asks a reason to release it",
-        priority=True),
+        "Kill switch: ! then Enter engages it from any screen (when no text field has focus: there ! is just "
+        "a character); when engaged, ! asks a reason to release it", footer=f"!/{KILL_CHORD}"),
+    Key(KILL_CHORD, KILL_CHORD, "kill_switch", "Kill switch", "kill-switch.chord",
+        f"Kill switch from anywhere, text fields and dialogs included: {KILL_CHORD} then Enter engages it",
+        priority=True, show=False),
     Key("c", "c", "cycle", "Cycle", "cycle.run",
         "Run the governance cycle now: metrics, readiness, report, and a proposal when ready"),
     Key("slash", "/", "filter", "Filter", "filter", "Filter the list on this screen (audit: search)"),

@@ -1,5 +1,5 @@
-"""Reusable widgets: a titled pane, a table that only redraws when its rows change, a text field that
-leaves `!` to the kill switch."""
+"""Reusable widgets: a titled pane, a table that only redraws when its rows change, the dialogs' text
+field."""
 
 from __future__ import annotations
 
@@ -84,10 +84,6 @@ class Table(DataTable):
 
 
 class ReasonInput(Input):
-    """A text field in which `!` is not typed: it stays the kill-switch key on every screen, modals
-    included (DESIGN.md, console keys)."""
-
-    def check_consume_key(self, key: str, character: str | None) -> bool:
-        if character == "!":
-            return False
-        return super().check_consume_key(key, character)
+    """The dialogs' text field. A `!` typed here is a character like any other: the app's `!` binding is
+    not a priority one, so a focused text field takes it first; the kill switch's chord (keys.KILL_CHORD)
+    is, and works here too (DESIGN.md, console keys)."""

@@ -1,6 +1,6 @@
 """The real `govcon` console in a real terminal (tmux): it sees a trip made by another process, engages
 the kill switch with `!` Enter, and quits with `q`. Textual draws on stderr, so only stdout is
-redirected."""
+redirected. A `!` typed into a resolve note stays in the note."""
 
 from __future__ import annotations
 
@@ -95,6 +95,19 @@ def test_console_in_tmux_sees_a_trip_engages_the_kill_switch_and_quits(store_env
 
     shown = tmux.wait_for("Circuit breaker tripped", timeout=10)
     assert "TRIPPED" in shown
+
+    # issue 15: "fixed!" in a resolve note engaged the kill switch; a `!` in a text field is a character
+    tmux.run("send-keys", "-t", "console", "r")
+    tmux.wait_for("Note (what was found and done)")
+    tmux.run("send-keys", "-t", "console", "-l", "fixed!")
+    tmux.wait_for("fixed!")
+    assert "ENGAGE THE KILL SWITCH" not in tmux.screen()
+    tmux.run("send-keys", "-t", "console", "Enter")
+    tmux.wait_for("resolved ")
+    events = json.loads(govcon(store_env, "events", "list", "--json").stdout)
+    events = events.get("events", events) if isinstance(events, dict) else events
+    assert [e["note"] for e in events if e["resolved"]] == ["fixed!"], events
+    assert json.loads(govcon(store_env, "status", "--json").stdout)["killSwitch"]["engaged"] is False
 
     tmux.run("send-keys", "-t", "console", "!")
     tmux.wait_for("ENGAGE THE KILL SWITCH")

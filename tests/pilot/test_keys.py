@@ -14,6 +14,7 @@ from screens.dashboard import DashboardScreen
 from screens.events import EventsScreen
 from screens.header import StatusHeader
 from screens.help import HelpModal
+from screens.keys import KILL_CHORD
 from screens.modals import ConfirmModal, FilterModal
 from screens.proposals import ProposalsScreen
 from screens.readiness import ReadinessScreen
@@ -227,30 +228,31 @@ async def test_bang_enter_engages_the_kill_switch(console_gov, make_console):
         assert "KILL SWITCH ENGAGED" in header_text(app)
 
 
-async def test_bang_works_from_inside_a_modal_with_a_text_field(console_gov, make_console):
+async def test_the_chord_works_from_inside_a_modal_with_a_text_field(console_gov, make_console):
     app = make_console(console_gov)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        await pilot.press("r", *"half")
+        await pilot.press("r", *"half!")
         await settle(pilot)
-        await pilot.press("!")
+        assert app.screen.id != KILL_SWITCH_MODAL  # `!` in a text field is a character
+        await pilot.press(KILL_CHORD)
         await settle(pilot)
         assert app.screen.id == KILL_SWITCH_MODAL
         await pilot.press("enter")
         await settle(pilot)
         assert console_gov.status(with_readiness=False)["killSwitch"]["engaged"]
         resolve = app.screen
-        assert isinstance(resolve, ConfirmModal) and resolve.query_one("#reason").value == "half"
+        assert isinstance(resolve, ConfirmModal) and resolve.query_one("#reason").value == "half!"
 
 
-async def test_bang_from_the_filter_prompt_and_escape_cancels(console_gov, make_console):
+async def test_the_chord_from_the_filter_prompt_and_escape_cancels(console_gov, make_console):
     app = make_console(console_gov)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("/")
         await settle(pilot)
         assert isinstance(app.screen, FilterModal)
-        await pilot.press("!")
+        await pilot.press(KILL_CHORD)
         await settle(pilot)
         assert app.screen.id == KILL_SWITCH_MODAL
         await pilot.press("escape")
