@@ -327,6 +327,10 @@ class AuditEntry(SQLModel, table=True):
     details: dict = _json(default_factory=dict)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    # keyed chain (0012): the id of the HMAC key this entry is keyed with ("" = plain sha256, unkeyed), and
+    # the governance state after the entry (phase, whitelist, pauses, kill switch, modes), for `audit verify`
+    key_id: str = Field(default="", max_length=16, sa_column_kwargs={"server_default": ""})
+    state: dict | None = _json(default=None, nullable=True)
 
 
 class RoleGrant(SQLModel, table=True):
@@ -350,6 +354,8 @@ class ApiToken(SQLModel, table=True):
     created_by: str = Field(max_length=200)
     revoked_at: datetime | None = _ts(default=None, nullable=True)
     last_used_at: datetime | None = _ts(default=None, nullable=True)
+    expires_at: datetime | None = _ts(default=None, nullable=True)  # 0007: None = never expires
+    agent: str | None = Field(default=None, max_length=200, nullable=True)  # 0007: the agent it beats for
 
 
 class LeaderLease(SQLModel, table=True):

@@ -82,6 +82,8 @@ api_tokens = sa.Table(
     sa.Column("created_by", sa.String(length=200), nullable=False),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
     sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("agent", sa.String(length=200), nullable=True),
     sa.UniqueConstraint("token_hash"),
 )
 
@@ -122,6 +124,8 @@ audit_log = sa.Table(
     sa.Column("details", sa.JSON(), nullable=False, default=dict),
     sa.Column("prev_hash", sa.String(length=64), nullable=False),
     sa.Column("hash", sa.String(length=64), nullable=False),
+    sa.Column("key_id", sa.String(length=16), nullable=False, default="", server_default=""),
+    sa.Column("state", sa.JSON(), nullable=True),
     sa.Index("ix_audit_log_action", "action"),
     sa.Index("ix_audit_log_at", "at"),
 )

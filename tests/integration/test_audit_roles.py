@@ -75,7 +75,7 @@ def test_an_edited_row_with_a_recomputed_hash_breaks_the_next_link(gov, store, c
     with store.write() as conn:
         row = conn.execute(sa.select(audit.T).where(audit.T.c.seq == 3)).one()
         forged = audit.entry_hash(row.prev_hash, row.seq, row.at, "mallory", row.action, row.target,
-                                  row.reason, row.details)
+                                  row.reason, row.details, state=row.state)
         conn.execute(sa.update(audit.T).where(audit.T.c.seq == 3).values(actor="mallory", hash=forged))
     checked, problem = gov.audit_verify()
     assert problem.seq == 4 and "link" in problem.problem
