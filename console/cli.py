@@ -414,6 +414,9 @@ def cmd_proposals(ctx: Context) -> int:
 
 def cmd_scheduler(ctx: Context) -> int:
     from engine.jobs import default_holder, run_headless
+    if ctx.args.log_file or ctx.args.log_format != "text":
+        from console.log_format import setup_logging as log_to
+        log_to(ctx.args.log_file, ctx.args.log_format)
     gov = ctx.gov
     print(f"scheduler candidate {default_holder('scheduler', ctx.operator)} on {gov.store.display_url}",
           file=ctx.err)
@@ -609,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("scheduler", cmd_scheduler, "run the scheduled jobs headless (one leader per store)",
                  json_flag=False)
     sp.add_argument("--run-for", type=float, default=None, help=argparse.SUPPRESS)
+    sp.add_argument("--log-file", default=None, help="log here (INFO and up) instead of warnings on stderr")
+    sp.add_argument("--log-format", choices=("text", "json"), default="text",
+                    help="text lines (default) or json: one object per line (time, level, logger, message, fields)")
 
     from console import cli_serve  # `govcon serve` and `govcon tokens` live in their own module
     cli_serve.register(command)

@@ -10,9 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+from console.log_format import FORMATS, reopener, setup_logging
 from engine.errors import InvalidInput, NotInitialised
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def register(command) -> None:
@@ -24,6 +23,8 @@ def register(command) -> None:
     sp.add_argument("--port", type=int, default=4007)
     sp.add_argument("--log-file", default=None,
                     help="log here instead of stderr; reopened on SIGUSR1 or when moved (log rotation)")
+    sp.add_argument("--log-format", choices=FORMATS, default="text",
+                    help="text lines (default) or json: one object per line (time, level, logger, message, fields)")
     sp.add_argument("--pid-file", default=None, help="write the server's process id here (for kill -USR1)")
     sp.add_argument("--max-body-mib", type=float, default=None,
                     help="largest POST /api/events body in MiB (default 10, or [serve] max_body_mib)")
@@ -33,8 +34,13 @@ def register(command) -> None:
     tsub = sp.add_subparsers(dest="tokens_command", metavar="create|list|revoke", required=True)
     tc = tsub.add_parser("create", help="create a token for USER; prints it once, alone on stdout")
     tc.add_argument("user")
-    tc.add_argument("--json", action="store_true", help="print {id, operator, token}")
-    tl = tsub.add_parser("list", help="every token: id, operator, created, revoked (never the secret)")
+    from console.cli import _duration
+    tc.add_argument("--expires-in", type=_duration, default=None, metavar="DURATION",
+                    help="the token stops working this long from now (e.g. 30d, 12h); default: never")
+    tc.add_argument("--agent", default=None, metavar="NAME",
+                    help="bind the token to this agent: its heartbeats renew NAME's lease and no other")
+    tc.add_argument("--json", action="store_true", help="print {id, operator, token, expiresAt, agent}")
+    tl = tsub.add_parser("list", help="every token: id, operator, created, expiry, agent, revoked (never the secret)")
     tl.add_argument("--json", action="store_true")
     tr = tsub.add_parser("revoke", help="revoke a token by its id (it stops working within seconds)")
     tr.add_argument("id")
@@ -45,17 +51,21 @@ def register(command) -> None:
 
 
 def cmd_tokens(ctx) -> int:
+    from console.render import clean
+    from engine.clock import isoformat
     from engine.tokens import TokenBook
 
     book = TokenBook(ctx.gov.store, ctx.clock)
     sub = ctx.args.tokens_command
     if sub == "create":
-        new = book.create(ctx.operator, ctx.args.user)
+        new = book.create(ctx.operator, ctx.args.user, expires_in=ctx.args.expires_in, agent=ctx.args.agent)
         if ctx.args.json:
             ctx.emit_json(new.to_json())
         else:
             print(new.secret, file=ctx.out)
-            print(f"token {new.id} for {new.operator}: shown this once, store it now "
+            bound = f", bound to agent {new.agent}" if new.agent else ""
+            until = f", expires {isoformat(new.expires_at)}" if new.expires_at else ""
+            print(f"token {new.id} for {new.operator}{bound}{until}: shown this once, store it now "
                   f"(revoke with `govcon tokens revoke {new.id}`)", file=ctx.err)
         return 0
     if sub == "revoke":
@@ -69,10 +79,16 @@ def cmd_tokens(ctx) -> int:
     if not docs:
         print("no tokens; create one with `govcon tokens create USER`", file=ctx.out)
     for d in docs:
-        state = "active" if d["active"] else f"revoked {d['revokedAt']}"
+        if d["revokedAt"]:
+            state = f"revoked {d['revokedAt']}"
+        elif d["expired"]:
+            state = f"EXPIRED {d['expiresAt']}"
+        else:
+            state = f"active until {d['expiresAt']}" if d["expiresAt"] else "active, no expiry"
         used = f"last used {d['lastUsedAt']}" if d["lastUsedAt"] else "never used"
-        print(f"{d['id']:<18} {d['operator']:<20} created {d['createdAt']} by {d['createdBy']:<12} {state}, {used}",
-              file=ctx.out)
+        agent = f" agent {d['agent']}," if d["agent"] else ""
+        print(clean(f"{d['id']:<18} {d['operator']:<20} created {d['createdAt']} by {d['createdBy']:<12}{agent} "
+                    f"{state}, {used}"), file=ctx.out)
     return 0
 
 
@@ -86,41 +102,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name: it may resolve to anything, so treat it as reachable from outside
-
-
-def setup_logging(log_file: str | None) -> logging.Handler:
-    """One handler on the root logger (uvicorn's loggers propagate to it), redacting secrets."""
-    from engine.redact import RedactingFilter
-
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.WatchedFileHandler(log_file)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
-    return handler
-
-
-def reopener(handler: logging.Handler):
-    """SIGUSR1: close and reopen the log file (after `mv governance.log …`, as the runbook rotates)."""
-    def reopen() -> None:
-        if isinstance(handler, logging.FileHandler):
-            handler.acquire()
-            try:
-                if handler.stream:
-                    handler.stream.close()
-                handler.stream = handler._open()
-            finally:
-                handler.release()
-        logging.getLogger("govcon.serve").info("SIGUSR1: log file reopened")
-    return reopen
 
 
 def _max_body(ctx) -> int:
@@ -166,7 +147,7 @@ def cmd_serve(ctx) -> int:
     # wait for it at every store round trip, by default up to 5 ms each: under a flood of reads that made a
     # gate answer take 20-60 ms. A 0.5 ms switch interval bounds the wait, for a few per cent of throughput.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    handler = setup_logging(a.log_file)
+    handler = setup_logging(a.log_file, a.log_format)
     gov = ctx.gov
     if not gov.is_initialised():
         raise NotInitialised()

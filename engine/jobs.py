@@ -99,6 +99,7 @@ class GovconScheduler:
 
     def renew_lease(self) -> bool:
         now = self.gov.clock.now()
+        was = self.is_leader
         try:
             with self.gov.store.write() as conn:
                 self.is_leader = state_repo.try_acquire_lease(conn, name=LEASE, holder=self.holder, now=now,
@@ -106,6 +107,9 @@ class GovconScheduler:
         except Exception as exc:  # the store is down: we cannot prove leadership, so we do not lead
             log.warning("lease renewal failed: %s", exc)
             self.is_leader = False
+        if self.is_leader != was:
+            log.info("scheduler %s %s the leader lease", self.holder, "holds" if self.is_leader else "lost",
+                     extra={"holder": self.holder, "leader": self.is_leader})
         return self.is_leader
 
     def release_lease(self) -> None:
@@ -208,6 +212,7 @@ def run_headless(gov, holder: str, *, stop_after: float | None = None, **kwargs)
     async def main() -> None:
         sched = GovconScheduler(gov, holder, **kwargs)
         sched.start()
+        log.info("scheduler %s started on %s", holder, gov.store.display_url, extra={"holder": holder})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
