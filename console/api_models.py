@@ -117,6 +117,11 @@ class RulePatch(_Body):
     minSamples: StrictInt | None = Field(None, ge=1, le=1_000_000)
     enabled: StrictBool | None = None
     shadow: StrictBool | None = Field(None, description="true: this rule only records what it would have done")
+    recovery: Literal["half_open", "manual"] | None = Field(
+        None, description="pause_command_type: probe the type after resolution (half_open) or unpause it (manual)")
+    cooldown: SafeStr | None = Field(None, max_length=20, examples=["1h"],
+                                     description="pause_command_type: half-open by itself this long after a trip")
+    probes: StrictInt | None = Field(None, description="succeeded probes that close a half-open type (>= 1)")
 
 
 _AT = {"type": "string", "format": "date-time", "example": "2026-11-20T10:00:00Z"}

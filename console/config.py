@@ -138,7 +138,7 @@ def build_governance(store, config: Config, clock=None):
 
     from engine.alerts import load_sinks
     from engine.governance import Governance
-    from engine.policies import load_policies
+    from engine.policies import configured_policies
     from engine.proposals import ProposalPolicy
 
     gov_cfg = config.section("governance")
@@ -147,7 +147,8 @@ def build_governance(store, config: Config, clock=None):
     except (TypeError, ValueError):
         raise ConfigError(f"{config.path}: [governance].proposal_ttl_days must be a number of days") from None
     return Governance(store, clock, sinks=load_sinks(config.section("alerts")),
-                      policies=load_policies(config.section("policies")),
+                      policies=configured_policies({"policies": config.section("policies")}
+                                                   if "policies" in config.raw else {}),
                       proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing(),
                       kill_marker=_kill_marker(config), agent_options=config.agent_options())
 

@@ -18,6 +18,10 @@
                                              # incident-commander, ops-lead)
     grant_ttl = "15m"                        # a grant without an outcome by then expires
     request_ttl = "30m"                      # an action request undecided by then expires
+    stable_for = "30m"                       # an incident on the ask's service this recently -> needs_approval
+
+With no ``[policies]`` table in the config file at all, seed 002's policies apply (``DEFAULT_POLICIES``);
+an empty ``[policies]`` table means no policies.
 
 A policy applies because it covers the command type. An ask's ``actionClass`` naming another policy adds
 that policy's limits; it never replaces the covering ones (it can narrow, never loosen).
@@ -43,7 +47,17 @@ CLOCK_SKEW = timedelta(seconds=5)
 _KEYS = {"command_types", "enabled", "max_per_day", "max_per_week", "min_interval", "max_concurrent",
          "per_service", "confidence_threshold", "maintenance_window_required", "maintenance_window",
          "notification_level", "requires_approval", "rollback_mandatory", "approver_roles", "grant_ttl",
-         "request_ttl"}
+         "request_ttl", "stable_for"}
+
+#: seed 002's PolicyEngine, shipped: the policies when the config file has no [policies] table. Its
+#: maintenance windows are left out (the seed names none; a required window without one is refused).
+DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
+    "pool_tuning": {"max_per_day": 5, "max_per_week": 20, "confidence_threshold": 0.85,
+                    "rollback_mandatory": True, "notification_level": "info"},
+    "service_restart": {"max_per_day": 2, "max_per_week": 7, "confidence_threshold": 0.90,
+                        "notification_level": "alert"},
+    "code_deployment": {"enabled": False, "requires_approval": True, "notification_level": "approval_required"},
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,7 @@ class Policy:
     approver_roles: tuple[str, ...] = DEFAULT_APPROVER_ROLES
     grant_ttl: timedelta = DEFAULT_GRANT_TTL
     request_ttl: timedelta = DEFAULT_REQUEST_TTL
+    stable_for: timedelta | None = None  # no incident on the ask's service for this long before an allow
 
     def in_window(self, now: datetime) -> bool:
         if self.maintenance_window is None:
@@ -87,7 +102,8 @@ class Policy:
                 "maintenanceWindow": f"{mw[0]:%H:%M}-{mw[1]:%H:%M} UTC" if mw else None,
                 "notificationLevel": self.notification_level, "requiresApproval": self.requires_approval,
                 "rollbackMandatory": self.rollback_mandatory, "approverRoles": list(self.approver_roles),
-                "grantTtl": _duration_text(self.grant_ttl), "requestTtl": _duration_text(self.request_ttl)}
+                "grantTtl": _duration_text(self.grant_ttl), "requestTtl": _duration_text(self.request_ttl),
+                "stableFor": _duration_text(self.stable_for)}
 
 
 def _duration_text(d: timedelta | None) -> str | None:
@@ -172,8 +188,16 @@ def load_policies(section: dict[str, Any] | None) -> list[Policy]:
             per_service=_flag(raw, "per_service", where), requires_approval=_flag(raw, "requires_approval", where),
             rollback_mandatory=_flag(raw, "rollback_mandatory", where), approver_roles=tuple(roles),
             grant_ttl=_duration(raw, "grant_ttl", where) or DEFAULT_GRANT_TTL,
-            request_ttl=_duration(raw, "request_ttl", where) or DEFAULT_REQUEST_TTL))
+            request_ttl=_duration(raw, "request_ttl", where) or DEFAULT_REQUEST_TTL,
+            stable_for=_duration(raw, "stable_for", where)))
     return out
+
+
+def configured_policies(raw_config: dict[str, Any]) -> list[Policy]:
+    """The policies of a parsed config file: its [policies] table, or seed 002's defaults without one."""
+    if "policies" not in raw_config:
+        return load_policies(DEFAULT_POLICIES)
+    return load_policies(raw_config["policies"])
 
 
 @dataclass(frozen=True)
@@ -292,6 +316,14 @@ class PolicyEngine:
                 return refuse(f"the last grant{scope} was {int((now - last).total_seconds())}s ago; at least "
                               f"{_duration_text(policy.min_interval)} between actions "
                               f"(next in {int(wait.total_seconds()) + 1}s)")
+        if policy.stable_for is not None:
+            if ask.service is None:
+                return refuse(f"checks the service's stability (stable_for {_duration_text(policy.stable_for)}): "
+                              "name the service")
+            inc = events_repo.newest_incident_on(conn, ask.service, now - policy.stable_for, now + CLOCK_SKEW)
+            if inc is not None:
+                return refuse(f"{ask.service} is not stable: incident {inc.incident_id} ({inc.severity}) at "
+                              f"{inc.at:%Y-%m-%d %H:%M:%S}Z, within stable_for {_duration_text(policy.stable_for)}")
         if policy.confidence_threshold is not None:
             if ask.confidence is None:
                 return refuse(f"confidence required (threshold {policy.confidence_threshold:.0%})")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from storage.tables import command_events as CMD
 from storage.tables import eval_coverage as EVC
@@ -339,6 +339,13 @@ def outcome_times(conn: Connection, start: datetime, end: datetime) -> list[tupl
          .where(_period(CMD.c.at, start, end), CMD.c.status.in_(("succeeded", *FAILURE_STATUSES)))
          .order_by(CMD.c.at))
     return [(r[0], r[1], r[2]) for r in conn.execute(q)]
+
+
+def newest_incident_on(conn: Connection, service: str, start: datetime, end: datetime) -> Row | None:
+    """The newest incident on ``service`` stamped in [start, end) (a policy's stability check)."""
+    return conn.execute(sa.select(INC.c.incident_id, INC.c.severity, INC.c.at)
+                        .where(INC.c.service == service, _period(INC.c.at, start, end))
+                        .order_by(INC.c.at.desc()).limit(1)).first()
 
 
 def window_incident_counts(conn: Connection, w: Window) -> dict[str, int]:

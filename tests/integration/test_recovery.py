@@ -318,3 +318,91 @@ def test_backtest_replays_consecutive_failures(rgov, clock):
     trip = result["tripTimes"][0]
     assert trip["commandType"] == TYPE and trip["observed"]["commandType.consecutiveFailures"] == 3
     assert rgov.backtester.run("commandType.consecutiveFailures >= 2", "10m", days=2).to_json()["trips"] == 3
+
+
+# --- policies: seed 002's defaults, stability, spacing, approval and rollback keys -------------------
+
+
+def pgov_with(store, clock, section: dict | None) -> Governance:
+    from engine.policies import configured_policies
+    g = Governance(store, clock, policies=configured_policies({} if section is None else {"policies": section}))
+    g.init_store(OPERATOR, phase_started=clock.now() - timedelta(days=200))
+    with g.store.write() as conn:
+        state_repo.update_state(conn, current_phase="L4",
+                                command_whitelist=[TYPE, "pool_tuning", "service_restart", "code_deployment"])
+    return g
+
+
+def test_seed_002_policies_ship_when_none_are_configured(store, clock):
+    from engine.policies import configured_policies
+    byname = {p.name: p for p in configured_policies({})}
+    assert set(byname) == {"pool_tuning", "service_restart", "code_deployment"}
+    assert (byname["pool_tuning"].max_per_day, byname["pool_tuning"].max_per_week,
+            byname["pool_tuning"].confidence_threshold, byname["pool_tuning"].rollback_mandatory) == (5, 20, 0.85, True)
+    assert (byname["service_restart"].max_per_day, byname["service_restart"].max_per_week,
+            byname["service_restart"].confidence_threshold) == (2, 7, 0.90)
+    assert configured_policies({"policies": {}}) == []  # an empty [policies] table: no policies at all
+    g = pgov_with(store, clock, None)
+    assert "below threshold 85%" in g.gate.decide("pool_tuning", confidence=0.84).reason
+    assert [g.gate.decide("pool_tuning", confidence=0.85).decision for _ in range(6)] == ["allow"] * 5 + [
+        "needs_approval"]
+    assert "below threshold 90%" in g.gate.decide("service_restart", confidence=0.89).reason
+    assert [g.gate.decide("service_restart", confidence=0.9).decision for _ in range(3)] == [
+        "allow", "allow", "needs_approval"]
+    deploy = g.gate.decide("code_deployment", confidence=1.0)
+    assert deploy.decision == "needs_approval" and "policy code_deployment" in deploy.reason
+    assert g.gate.decide(TYPE).decision == "allow"  # a type no default covers: no policy
+
+
+def test_requires_approval_is_a_policy_answer_not_a_store_failure(store, clock):
+    g = pgov_with(store, clock, {"restarts": {"command_types": [TYPE], "requires_approval": True}})
+    d = g.gate.decide(TYPE, confidence=0.99)
+    assert d.decision == "needs_approval" and d.reason == "policy restarts: requires human approval for every action"
+
+
+def test_the_default_pool_tuning_policy_makes_govcon_run_refuse_without_rollback(rgov, cli, me, tmp_path):
+    """No config file, so no [policies]: seed 002's pool_tuning (rollback_mandatory) applies to `govcon run`."""
+    rgov.grant_role(OPERATOR, me, "on-call")
+    with rgov.store.write() as conn:
+        state_repo.update_state(conn, command_whitelist=["pool_tuning"])
+    mark = tmp_path / "ran"
+    res = cli("run", "pool_tuning", "--agent", "tuner", "--confidence", "0.9", "--", "touch", str(mark))
+    assert res.code == 2 and "makes a rollback mandatory: give --rollback CMD" in res.out, res.out + res.err
+    assert not mark.exists() and rgov.actions.list()["grants"] == []
+    res = cli("run", "pool_tuning", "--agent", "tuner", "--confidence", "0.9", "--rollback", "true", "--",
+              "touch", str(mark))
+    assert res.code == 0, res.out + res.err
+    assert mark.exists()
+
+
+def test_stability_check_names_the_incident_on_the_same_service(store, clock):
+    g = pgov_with(store, clock, {"restarts": {"command_types": [TYPE], "stable_for": "30m"}})
+    assert g.policies.find(TYPE).to_json()["stableFor"] == "30m"
+    g.ingestor.ingest_objects([{"kind": "incident", "id": "INC-7", "severity": "high", "service": "api",
+                                "at": isoformat(clock.now() - timedelta(minutes=10))}])
+    d = g.gate.decide(TYPE, service="api")
+    assert d.decision == "needs_approval" and "api is not stable: incident INC-7 (high)" in d.reason
+    assert g.gate.decide(TYPE, service="db").decision == "allow"  # another service's incident does not count
+    assert "name the service" in g.gate.decide(TYPE).reason  # fail closed: which service is unknown
+    clock.advance(timedelta(minutes=20))  # INC-7 is exactly 30 minutes old: still within the window
+    assert g.gate.decide(TYPE, service="api").decision == "needs_approval"
+    clock.advance(timedelta(seconds=1))
+    assert g.gate.decide(TYPE, service="api").decision == "allow"
+
+
+def test_min_interval_expresses_seed_004s_five_minutes_between_actions(store, clock):
+    g = pgov_with(store, clock, {"spaced": {"command_types": [TYPE], "min_interval": "5m"}})
+    assert g.gate.decide(TYPE).decision == "allow"
+    clock.advance(timedelta(minutes=5) - timedelta(seconds=1))
+    d = g.gate.decide(TYPE)
+    assert d.decision == "needs_approval" and "at least 5m between actions" in d.reason
+    clock.advance(timedelta(seconds=1))
+    assert g.gate.decide(TYPE).decision == "allow"
+
+
+def test_bad_stability_window_is_refused_with_the_place():
+    from engine.policies import load_policies
+    with pytest.raises(InvalidInput, match=r"\[policies.x\].stable_for"):
+        load_policies({"x": {"stable_for": "-30m"}})
+    with pytest.raises(InvalidInput, match="did you mean stable_for"):
+        load_policies({"x": {"stable_fro": "30m"}})
