@@ -2,8 +2,9 @@
 
 Two layers: values under keys that name a secret (``password``, ``api_key``, ``authorization`` …) are
 replaced whole; free text is scanned for secrets by shape (bearer tokens, ``password=…`` pairs,
-``user:password@`` in URLs, AWS access keys, PagerDuty routing keys, Slack webhook paths, GitHub
-tokens, PEM private keys). ``redact`` is idempotent: redacting twice changes nothing.
+``user:password@`` in URLs, govcon's own API tokens (``gvc_…``), AWS access keys, PagerDuty routing keys,
+Slack webhook paths, GitHub tokens, PEM private keys). ``redact`` is idempotent: redacting twice changes
+nothing.
 """
 
 from __future__ import annotations
@@ -14,16 +15,28 @@ from typing import Any
 
 MASK = "[REDACTED]"
 
-# A key "names a secret" when one of these appears as a whole part of it (snake, kebab or camel case):
-# ``db_password`` and ``X-Api-Key`` do, ``dedup_key`` and ``max_tokens`` do not.
-_SECRET_KEY_PARTS = ("token", "secret", "password", "passwd", "passphrase", "api_key", "apikey",
-                     "authorization", "routing_key", "private_key", "access_key", "credential", "credentials")
-_SECRET_KEY = re.compile(r"(?:^|_)(?:" + "|".join(_SECRET_KEY_PARTS) + r")(?:$|_)")
+# A key "names a secret" when one of its words (snake, kebab, dotted or camel case) contains one of these
+# (seed 004: password, token, secret, key): ``db_password``, ``X-Api-Key``, ``ssh_key``, ``signingKey``,
+# ``PRIVATE_KEY``, ``authtoken``, ``refresh_tokens``. Erring towards redaction is the safe side, so the only
+# exceptions are names that plainly do not hold a secret (below).
+_SECRET_STEMS = re.compile(r"passw(?:or)?d|passphrase|pwd|token|secret|key|credential|authorization")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+#: whole names that hold no secret: ``dedup_key`` / ``idempotency_key`` are the stable ids alerts are
+#: deduplicated by (a receiver needs them in clear, and they are derived from public ids: govcon-breaker-…);
+#: ``key_id`` names which audit HMAC key signed an entry, not the key; ``token_id`` is a token's public id
+#: (tok-…, shown by `govcon tokens list`), ``sort_key`` and ``keyword`` are not keys at all.
+_HARMLESS_NAMES = frozenset({"dedup_key", "dedupe_key", "idempotency_key", "sort_key", "key_id", "token_id",
+                             "last_token_id", "keyword", "keywords", "keyboard", "keystroke", "keystrokes"})
+#: a secret's id, count, type or name is not the secret (``token_count``, ``key_type``, ``max_tokens``)
+_HARMLESS_LAST = frozenset({"id", "ids", "count", "type", "kind", "name", "length", "len", "expiry",
+                            "expires", "expired"})
+#: token limits of language models (``max_tokens``, ``num_tokens``) are numbers, not tokens
+_TOKEN_LIMITS = frozenset({"max", "min", "num"})
 
 # Key words that introduce a secret value in free text (``password=…``, ``"token": "…"``, ``Authorization: …``).
 _PAIR_WORDS = (r"password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|"
-               r"private[_-]?key|routing[_-]?key|credentials?|authorization")
+               r"private[_-]?key|routing[_-]?key|(?:ssh|signing|license|encryption|master)[_-]?key|"
+               r"credentials?|authorization")
 _VALUE = r"""(?:(?:bearer|basic|token)\s+)?(?:"[^"\n]*"|'[^'\n]*'|[^\s,;&"'<>)}\]]+)"""
 
 _PAIR_HINT = re.compile(_PAIR_WORDS, re.I)
@@ -38,6 +51,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,30}://[^\s/:@]{1,256}):[^\s/]{0,256}@"), r"\1:" + MASK + "@"),
     # key = value, key: value, "key": "value" (the key may carry a prefix: db_password, X-Api-Key)
     (_PAIR, r"\1" + MASK),
+    # govcon's own API tokens (engine/tokens.py: "gvc_" + 43 URL-safe characters), wherever they appear
+    (re.compile(r"gvc_[A-Za-z0-9_\-]{16,}"), MASK),
     # Authorization header values on their own
     (re.compile(r"(?i)\b(bearer)\s+(?!\[REDACTED)[^\s\"'<>]+"), r"\1 " + MASK),
     (re.compile(r"\b(Basic)\s+(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{8,}={0,2}"), r"\1 " + MASK),
@@ -59,8 +74,13 @@ def is_secret_key(key: Any) -> bool:
     if not isinstance(key, str):
         return False
     norm = _CAMEL.sub("_", key).lower()
-    norm = re.sub(r"[\s.\-]+", "_", norm)
-    return bool(_SECRET_KEY.search(norm))
+    norm = re.sub(r"[\s.\-_]+", "_", norm).strip("_")
+    if not _SECRET_STEMS.search(norm) or norm in _HARMLESS_NAMES:
+        return False
+    words = norm.split("_")
+    if len(words) == 2 and words[0] in _TOKEN_LIMITS and words[1] in ("token", "tokens"):
+        return False
+    return not (len(words) > 1 and words[-1] in _HARMLESS_LAST)
 
 
 def redact(text: Any) -> str:

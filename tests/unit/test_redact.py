@@ -65,7 +65,7 @@ def test_redact_obj_masks_values_under_secret_keys_at_any_depth():
 
 @pytest.mark.parametrize("key, secret", [
     ("password", True), ("PASSWD", True), ("private-key", True), ("apiKey", True), ("aws_access_key", True),
-    ("credentials", True), ("dedup_key", False), ("tokens", False), ("keyword", False), ("event", False), (3, False),
+    ("credentials", True), ("dedup_key", False), ("tokens", True), ("keyword", False), ("event", False), (3, False),
 ])
 def test_secret_key_names(key, secret):
     assert is_secret_key(key) is secret
