@@ -6,17 +6,33 @@ logged only. Every alert is logged (logger ``govcon.alerts``) whatever the sinks
 
     [[alerts.sinks]]
     name = "oncall"
-    type = "pagerduty"            # webhook | slack | pagerduty
+    type = "pagerduty"            # webhook | slack | pagerduty | smtp
     url = "https://events.pagerduty.com/v2/enqueue"
     routing_key = "..."           # pagerduty only; kept in config, never stored in the outbox
     severities = ["critical"]     # optional; defaults by type
     timeout = 5.0                 # optional, seconds
+
+An ``smtp`` sink mails (the weekly governance report by default, as text and HTML)::
+
+    [[alerts.sinks]]
+    name = "stakeholders"
+    type = "smtp"
+    url = "smtp://mail.example.com:587"   # STARTTLS, required; smtps://host:465 for TLS from the start
+    from = "govcon@example.com"
+    to = ["ops@example.com", "cto@example.com"]
+    username = "govcon"                   # optional; the password comes from the environment:
+    password_env = "GOVCON_SMTP_PASSWORD" # the unit's EnvironmentFile, never the config file
+    ca_file = "/etc/ssl/mail-ca.pem"      # optional: a private CA
+    severities = ["critical"]             # optional: alerts too (default none: reports only)
+
+``reports`` (default true for smtp, false otherwise) sends each cycle's report to the sink.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,18 +45,25 @@ from engine.redact import redact
 
 SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
 KINDS: tuple[str, ...] = ("trigger", "resolve", "info")
-SINK_TYPES: tuple[str, ...] = ("webhook", "slack", "pagerduty")
+SINK_TYPES: tuple[str, ...] = ("webhook", "slack", "pagerduty", "smtp")
 DEFAULT_SEVERITIES: dict[str, frozenset[str]] = {
     "pagerduty": frozenset({"critical"}),
     "slack": frozenset({"critical", "high"}),
     "webhook": frozenset(SEVERITIES),
+    "smtp": frozenset(),  # the weekly report only, unless severities says otherwise
 }
+#: the dedup key of a governance report's alert: "govcon-report-<report id>"
+REPORT_DEDUP_PREFIX = "govcon-report-"
 #: the kill switch's own incident; other pages are folded into it while it is engaged
 KILL_SWITCH_DEDUP_KEY = "govcon-kill-switch"
 #: our severities in PagerDuty's vocabulary (Events API v2 accepts critical, error, warning, info)
 PAGERDUTY_SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 DEDUP_KEY_MAX = 200  # the outbox column's width
-_SINK_FIELDS = {"name", "type", "url", "severities", "routing_key", "timeout"}
+_SINK_FIELDS = {"name", "type", "url", "severities", "routing_key", "timeout", "reports",
+                "from", "to", "username", "password_env", "ca_file"}
+_SMTP_FIELDS = {"from", "to", "username", "password_env", "ca_file"}
+_ADDRESS = re.compile(r"[^@\s<>,;\"]{1,64}@[A-Za-z0-9.\-]{1,253}")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,100}")
 _MAX_TIMEOUT = 60.0
 
 
@@ -76,11 +99,17 @@ class SinkConfig:
     severities: frozenset[str]
     routing_key: str | None = None
     timeout: float = 5.0
+    reports: bool = False  # each governance cycle's report goes to this sink
+    mail_from: str | None = None  # smtp only, and the rest
+    mail_to: tuple[str, ...] = ()
+    username: str | None = None
+    password_env: str | None = None  # the name of the environment variable, never the password
+    ca_file: str | None = None
 
     def __repr__(self) -> str:  # the URL and routing key are secrets (Slack's URL is its credential)
         return (f"SinkConfig(name={self.name!r}, type={self.type!r}, url={redact(self.url)!r}, "
                 f"severities={sorted(self.severities)!r}, routing_key={'[REDACTED]' if self.routing_key else None}, "
-                f"timeout={self.timeout!r})")
+                f"timeout={self.timeout!r}, reports={self.reports!r})")
 
 
 def load_sinks(section: dict | None) -> list[SinkConfig]:
@@ -118,9 +147,18 @@ def _load_sink(entry: Any, index: int) -> SinkConfig:
     if kind not in SINK_TYPES:
         raise InvalidInput(f"{where}: type must be one of {', '.join(SINK_TYPES)}, got {kind!r}")
     url = entry.get("url")
-    if not isinstance(url, str) or not _is_http_url(url):
+    schemes = ("smtp", "smtps") if kind == "smtp" else ("http", "https")
+    if not isinstance(url, str) or not _is_url(url, schemes):
         shown = redact(url) if isinstance(url, str) else repr(url)
-        raise InvalidInput(f"{where}: url must be an http:// or https:// URL with a host, got {shown!r}")
+        wanted = ("an smtp:// (STARTTLS) or smtps:// (TLS) URL with a host" if kind == "smtp"
+                  else "an http:// or https:// URL with a host")
+        raise InvalidInput(f"{where}: url must be {wanted}, got {shown!r}")
+    mail = _load_mail(entry, where) if kind == "smtp" else {}
+    if kind != "smtp" and set(entry) & _SMTP_FIELDS:
+        raise InvalidInput(f"{where}: {sorted(set(entry) & _SMTP_FIELDS)[0]!r} is only for smtp sinks, not {kind}")
+    reports = entry.get("reports", kind == "smtp")
+    if not isinstance(reports, bool):
+        raise InvalidInput(f"{where}: reports must be true or false, got {reports!r}")
     severities = entry.get("severities")
     if severities is None:
         chosen = DEFAULT_SEVERITIES[kind]
@@ -145,20 +183,61 @@ def _load_sink(entry: Any, index: int) -> SinkConfig:
         raise InvalidInput(f"{where}: timeout must be a number of seconds above 0 and at most "
                            f"{_MAX_TIMEOUT:g}, got {timeout!r}")
     return SinkConfig(name=name.strip(), type=kind, url=url, severities=chosen, routing_key=routing_key,
-                      timeout=float(timeout))
+                      timeout=float(timeout), reports=reports, **mail)
 
 
-def _is_http_url(url: str) -> bool:
+def _load_mail(entry: dict, where: str) -> dict[str, Any]:
+    sender, to = entry.get("from"), entry.get("to")
+    if not isinstance(sender, str) or not _ADDRESS.fullmatch(sender.strip()):
+        raise InvalidInput(f"{where}: from must be one mail address such as govcon@example.com, got {sender!r}")
+    if isinstance(to, str):
+        to = [to]
+    if not isinstance(to, list) or not to or len(to) > 100:
+        raise InvalidInput(f"{where}: to must be a list of 1 to 100 mail addresses")
+    for address in to:
+        if not isinstance(address, str) or not _ADDRESS.fullmatch(address.strip()):
+            raise InvalidInput(f"{where}: to has {address!r}, which is not a mail address")
+    username, password_env = entry.get("username"), entry.get("password_env")
+    if username is not None and (not isinstance(username, str) or not username.strip()):
+        raise InvalidInput(f"{where}: username must be a non-empty string")
+    if password_env is not None and (not isinstance(password_env, str) or not _ENV_NAME.fullmatch(password_env)):
+        raise InvalidInput(f"{where}: password_env must name an environment variable (e.g. GOVCON_SMTP_PASSWORD), "
+                           "not hold the password")
+    if (username is None) != (password_env is None):
+        raise InvalidInput(f"{where}: username and password_env go together")
+    ca_file = entry.get("ca_file")
+    if ca_file is not None and not isinstance(ca_file, str):
+        raise InvalidInput(f"{where}: ca_file must be a path")
+    return {"mail_from": sender.strip(), "mail_to": tuple(a.strip() for a in to), "username": username,
+            "password_env": password_env, "ca_file": ca_file}
+
+
+def _is_url(url: str, schemes: tuple[str, ...]) -> bool:
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return parts.scheme in schemes and bool(parts.hostname)
+
+
+def is_report(alert: Alert) -> bool:
+    return alert.dedup_key.startswith(REPORT_DEDUP_PREFIX)
 
 
 def route(sinks: Iterable[SinkConfig], alert: Alert) -> list[SinkConfig]:
-    """The sinks that take this alert's severity."""
+    """The sinks that take this alert: a governance report goes to the sinks with ``reports``; any other
+    alert to the sinks that take its severity."""
+    if is_report(alert):
+        return [s for s in sinks if s.reports]
     return [s for s in sinks if alert.severity in s.severities]
+
+
+def report_alert(report_id: str, markdown: str, recommendation: str, at: datetime) -> Alert:
+    """The alert that carries one governance report to the report sinks (mail, a webhook that asked)."""
+    return Alert(kind="info", severity="low", title=f"Governance report {report_id}: {recommendation}",
+                 body=markdown, dedup_key=f"{REPORT_DEDUP_PREFIX}{report_id}", at=at,
+                 details={"report": report_id, "recommendation": recommendation})
 
 
 def log_level(alert: Alert) -> int:
@@ -177,6 +256,8 @@ def format_payload(sink: SinkConfig, alert: Alert) -> dict:
         return _slack(alert)
     if sink.type == "webhook":
         return _webhook(alert)
+    if sink.type == "smtp":
+        return _mail(sink, alert)
     raise ValueError(f"alert sink {sink.name!r}: no payload format for type {sink.type!r}")
 
 
@@ -184,6 +265,18 @@ def _webhook(alert: Alert) -> dict:
     return {"kind": alert.kind, "severity": alert.severity, "title": alert.title, "body": alert.body,
             "dedup_key": alert.dedup_key, "at": isoformat(alert.at), "source": alert.source,
             "details": alert.details}
+
+
+def _mail(sink: SinkConfig, alert: Alert) -> dict:
+    """Subject, addresses and both bodies: a report's Markdown as text and rendered as HTML."""
+    from markdown_it import MarkdownIt  # Rich's (and so Textual's) Markdown parser: already installed
+
+    text = alert.body if is_report(alert) else f"{alert.body}\n\n{alert.source} · {alert.kind} · " \
+        f"{alert.severity} · {isoformat(alert.at)} · {alert.dedup_key}"
+    prefix = "" if is_report(alert) else f"[{alert.severity.upper()}] "
+    html = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    return {"subject": (prefix + _one_line(alert.title))[:250], "from": sink.mail_from, "to": list(sink.mail_to),
+            "text": text, "html": f"<html><body>{html}</body></html>", "dedup_key": alert.dedup_key}
 
 
 def _pagerduty(sink: SinkConfig, alert: Alert) -> dict:

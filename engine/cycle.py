@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from engine import access
+from engine.alerts import report_alert
 from engine.breakers import event_json
 from engine.clock import Clock, isoformat
 from engine.errors import NotInitialised
@@ -21,7 +23,9 @@ WEEK = timedelta(days=7)
 
 
 class GovernanceCycle:
-    def __init__(self, store: Store, clock: Clock, readiness: ReadinessAssessor, proposals: ProposalBook) -> None:
+    def __init__(self, store: Store, clock: Clock, readiness: ReadinessAssessor, proposals: ProposalBook, *,
+                 enqueue_alert: Callable[..., Any] | None = None) -> None:
+        self.enqueue_alert = enqueue_alert  # the report goes to the report sinks (mail) through the outbox
         self.store = store
         self.clock = clock
         self.readiness = readiness
@@ -75,6 +79,8 @@ class GovernanceCycle:
             audit.append(conn, at=now, actor=actor, action="cycle.run", target=report_id,
                          details={"recommendation": readiness.recommendation, "score": round(readiness.score, 4),
                                   "proposal": proposal["proposalId"] if proposal else None})
+            if self.enqueue_alert is not None:
+                self.enqueue_alert(conn, report_alert(report_id, markdown, readiness.recommendation, now), False)
         return report
 
 

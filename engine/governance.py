@@ -105,7 +105,8 @@ class Governance:
                                    gate=lambda: self.gate)
         self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue,
                                       readiness_policy=self.readiness.policy)
-        self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals)
+        self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals,
+                                     enqueue_alert=self._enqueue_alert)
         self.reports = Reports(store)
 
     @_BuiltOnFirstUse

@@ -21,16 +21,17 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 if TYPE_CHECKING:
     import httpx
 
 
-from engine.alerts import KILL_SWITCH_DEDUP_KEY, Alert, SinkConfig, format_payload, log_level, route
+from engine.alerts import KILL_SWITCH_DEDUP_KEY, Alert, SinkConfig, format_payload, is_report, log_level, route
 from engine.clock import Clock, isoformat
 from engine.redact import RedactingFilter, redact, redact_obj
 from storage import outbox_repo
@@ -175,6 +176,8 @@ class Notifier:
             return outbox_repo.count(conn, status="pending")
 
     def _send(self, sink: SinkConfig, stored: dict, *, timeout: float, key: str) -> _Outcome:
+        if sink.type == "smtp":
+            return send_mail(sink, stored, timeout=timeout, key=key)
         payload = dict(stored)
         if sink.type == "pagerduty":  # the key lives in config, never in the stored row
             payload = {"routing_key": sink.routing_key, **payload}
@@ -215,6 +218,63 @@ class Notifier:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def send_mail(sink: SinkConfig, stored: dict, *, timeout: float, key: str) -> _Outcome:
+    """One attempt to mail ``stored`` (the outbox row's payload) through the sink's server.
+
+    STARTTLS is required on smtp:// (a server that does not offer it is refused, so neither the
+    credentials nor the report travel in clear); smtps:// is TLS from the start. The Message-ID is made
+    from the idempotency key, so a retried attempt is the same message to the receiving side. Every
+    refusal is retried through the outbox and dead-lettered after the last attempt."""
+    import smtplib
+    import ssl
+    from email.message import EmailMessage
+    from email.utils import formatdate
+
+    parts = urlsplit(sink.url)
+    tls = parts.scheme == "smtps"
+    port = parts.port or (465 if tls else 587)
+    password = None
+    if sink.username:
+        password = os.environ.get(sink.password_env or "")
+        if not password:
+            return _Outcome(False, retryable=False, error=f"smtp sink {sink.name!r}: the environment variable "
+                                                          f"{sink.password_env} holding its password is not set")
+    message = EmailMessage()
+    message["Subject"] = stored.get("subject", "")
+    message["From"] = stored.get("from") or sink.mail_from
+    message["To"] = ", ".join(stored.get("to") or sink.mail_to)
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = f"<{key}@govcon>"
+    message.set_content(stored.get("text", ""))
+    if stored.get("html"):
+        message.add_alternative(stored["html"], subtype="html")
+    context = ssl.create_default_context(cafile=sink.ca_file)
+    try:
+        if tls:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(parts.hostname, port, timeout=timeout, context=context)
+        else:
+            client = smtplib.SMTP(parts.hostname, port, timeout=timeout)
+        with client:
+            client.ehlo()
+            if not tls:
+                if not client.has_extn("starttls"):
+                    return _Outcome(False, error=f"smtp sink {sink.name!r}: {parts.hostname}:{port} does not offer "
+                                                 "STARTTLS; refusing to send in clear")
+                client.starttls(context=context)
+                client.ehlo()
+            if sink.username:
+                client.login(sink.username, password)
+            client.send_message(message)
+    except TimeoutError as exc:
+        return _Outcome(False, error=f"{TIMED_OUT} {timeout:g}s ({type(exc).__name__})", timed_out=True)
+    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        text = redact(f"{type(exc).__name__}: {exc}")
+        if password:
+            text = text.replace(password, "[REDACTED]")
+        return _Outcome(False, error=f"smtp sink {sink.name!r}: {text}"[:500])
+    return _Outcome(True)
 
 
 def idempotency_key(row_id: int, dedup_key: str) -> str:
@@ -262,6 +322,8 @@ def _retry_after(header: str | None) -> float | None:
 
 
 def _log_alert(alert: Alert, sinks: list[str], folded: bool) -> None:
+    if is_report(alert):  # the whole report is not a log line
+        alert = replace(alert, body=f"(the report, {len(alert.body):,} characters of Markdown)")
     details = json.dumps(alert.details, sort_keys=True, default=str) if alert.details else ""
     log.log(log_level(alert), "alert %s %s: %s | %s%s | dedup_key=%s | sinks=%s%s",
             alert.kind, alert.severity, alert.title, " ".join(alert.body.split()),
