@@ -77,6 +77,7 @@ def test_severity_words_labels_and_the_default_are_mapped():
     (payload(alert(starts="yesterday")), "body.alerts[0].startsAt"),
     (payload(alert(starts="2026-11-20T12:00:00Z")), "body.alerts[0].startsAt"),  # 2 h ahead of the clock
     (payload(alert(), {**alert("ff"), "labels": {"severity": 3}}), "body.alerts[1].labels"),
+    (payload(*[alert(f"{i:x}") for i in range(1001)]), "body.alerts: 1001 alerts in one payload, more than 1000"),
 ])
 def test_a_malformed_payload_is_refused_naming_the_field(doc, named):
     with pytest.raises(InvalidInput) as caught:
