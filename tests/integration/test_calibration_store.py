@@ -71,3 +71,16 @@ def test_calibration_over_http(cgov):
         assert cal["brier"] == pytest.approx((0.2 ** 2 + 0.8 ** 2) / 2, abs=1e-4)
         assert api.get("/api/agents/nobody/calibration").json() == {"agent": "nobody", "calibrations": []}
         assert api.get("/api/agents/x%00y/calibration").status_code == 422
+
+
+def test_agents_calibration_on_the_command_line(cgov, cli):
+    for status in ["succeeded"] * 3 + ["failed"]:
+        act(cgov, "rollback-bot", 0.95, status)
+    r = cli("agents", "calibration", "rollback-bot")
+    assert r.code == 0, r.err
+    assert "rollback-bot · rotate_logs: 4 outcomes, 3 succeeded" in r.out
+    assert "0.9–1.0" in r.out and " 0.75 " in r.out
+    r = cli("agents", "calibration", "rollback-bot", "--json")
+    assert r.json()["calibrations"][0]["bins"][9]["observed"] == 0.75
+    r = cli("agents", "calibration", "nobody")
+    assert r.code == 0 and "nobody has no finished grants" in r.out
