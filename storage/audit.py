@@ -280,6 +280,12 @@ def head(conn: Connection) -> tuple[int, str]:
     return (last.seq, last.hash) if last else (0, GENESIS)
 
 
+def last_key_id(conn: Connection) -> str:
+    """The key id of the newest entry ("" for unkeyed or an empty log)."""
+    last = conn.execute(_LAST).first()
+    return last.key_id if last else ""
+
+
 def _rows(conn: Connection, batch: int) -> Iterator[Any]:
     last = 0
     while True:
