@@ -1,8 +1,9 @@
 """Bearer-token authentication for the HTTP API: tokens -> operators, and who must show one.
 
 Changes always need a token; reads only when the server is not bound to loopback. A bad token is refused
-even where none is needed. Verified tokens come from TokenBook's short cache, so the event loop answers
-most requests without a store read; misses go to a thread.
+even where none is needed; an expired one with a 401 saying when it expired (judged by the injected clock).
+Tokens come from TokenBook's short cache, so the event loop answers most requests without a store read;
+misses go to a thread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from console.api_lanes import run_safety
-from engine.tokens import MISS, TokenBook
+from engine.tokens import MISS, TokenBook, TokenExpired
 
 
 class Auth:
@@ -35,12 +36,16 @@ class Auth:
         if not secret:
             raise _unauthorized(f"{why}: send Authorization: Bearer TOKEN (an admin creates one with "
                                 "`govcon tokens create USER`)")
-        operator = self.tokens.cached(secret)
-        if operator is MISS:
-            operator = await (run_safety if safety else run_in_threadpool)(self.tokens.verify, secret)
-        if operator is None:
+        ident = self.tokens.cached(secret)
+        if ident is MISS:
+            ident = await (run_safety if safety else run_in_threadpool)(self.tokens.lookup, secret)
+        try:
+            ident = self.tokens.check(ident)  # judged by the injected clock, cached or not
+        except TokenExpired as exc:
+            raise _unauthorized(str(exc)) from None
+        if ident is None:
             raise _unauthorized("the bearer token is unknown or revoked")
-        return operator
+        return ident.operator
 
     async def changer(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str:
         return await self._operator(creds and creds.credentials, "this call changes the store")

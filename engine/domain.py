@@ -12,10 +12,16 @@ EVENT_KINDS: tuple[str, ...] = ("command", "incident", "safety", "eval_coverage"
 BREAKER_ACTIONS: tuple[str, ...] = ("revert_to_l3", "pause_command_type", "alert_only")
 BREAKER_MODES: tuple[str, ...] = ("enforce", "shadow")
 
-ROLES: tuple[str, ...] = (
+#: the people who govern: any of them may run the cycle and ingest
+GOVERNANCE_ROLES: tuple[str, ...] = (
     "tech-lead", "ops-lead", "product-lead", "exec-sponsor",
     "on-call", "incident-commander", "admin",
 )
+#: ``agent``: what an automation's token needs and no more: ingest its events, ask the gate (with a request)
+#: and beat its lease. No governance power: it cannot resolve breaker events, approve, revert or touch the
+#: kill switch, so an agent cannot clear the evidence against itself.
+AGENT_ROLE = "agent"
+ROLES: tuple[str, ...] = (*GOVERNANCE_ROLES, AGENT_ROLE)
 
 #: roles whose approvals a transition needs (runbook, "Gather Approvals")
 REQUIRED_APPROVALS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -33,8 +39,9 @@ ACTION_ROLES: dict[str, tuple[str, ...]] = {
     "events.resolve": ("on-call", "ops-lead"),
     "rules.edit": ("admin", "ops-lead"),
     "attest": ("admin", "tech-lead", "ops-lead"),
-    "cycle": ROLES,
+    "cycle": GOVERNANCE_ROLES,
     "ingest": ROLES,
+    "heartbeat": (AGENT_ROLE,),
     "roles.manage": ("admin",),
     "tokens.manage": ("admin",),
     "alerts.manage": ("on-call", "ops-lead", "admin"),
@@ -49,6 +56,7 @@ ACTION_DESCRIPTIONS: dict[str, str] = {
     "attest": "attesting checklist items",
     "cycle": "running the governance cycle",
     "ingest": "ingesting events",
+    "heartbeat": "sending agent heartbeats (renewing a lease)",
     "roles.manage": "granting and revoking roles",
     "tokens.manage": "creating and revoking API tokens",
     "alerts.manage": "re-sending or dismissing dead-lettered alerts",

@@ -7,6 +7,9 @@ not cost a store read per request: a revoked token stops working within that tim
 store it also has the token's last use recorded (`govcon tokens list`: lastUsedAt), at most once per
 ``LAST_USED_EVERY`` and by a background thread, so a request never waits for a write (SQLite would make
 it wait for any writer). That is bookkeeping, not a governance change: not audited, and not evidence.
+
+A token may expire (``expires_in``; judged by the injected clock on every use, cached or not) and may be
+bound to an agent (``agent``: the one agent its heartbeats may renew). ``identify`` answers both.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 
 from engine import access
 from engine.clock import Clock, isoformat
-from engine.errors import NotFound
+from engine.errors import InvalidInput, NotFound
+from engine.gate import invalid_name
 from storage import audit, identity_repo
 from storage.db import StoreUnavailable
 from storage.store import Store
@@ -46,16 +50,48 @@ class NewToken:
     id: str
     operator: str
     secret: str
+    expires_at: datetime | None = None
+    agent: str | None = None
 
-    def to_json(self) -> dict[str, str]:
-        return {"id": self.id, "operator": self.operator, "token": self.secret}
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "operator": self.operator, "token": self.secret,
+                "expiresAt": isoformat(self.expires_at), "agent": self.agent}
 
 
-def token_json(row) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TokenIdentity:
+    """Who a live token speaks for: its operator, the agent it is bound to (None: none), when it expires."""
+    operator: str
+    agent: str | None
+    expires_at: datetime | None
+    token_id: str
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+class TokenExpired(Exception):
+    """A known, unrevoked token past its expiry (the API answers 401 saying when)."""
+
+    def __init__(self, identity: TokenIdentity) -> None:
+        super().__init__(f"the bearer token {identity.token_id} expired at {isoformat(identity.expires_at)}; "
+                         "an admin creates a new one with `govcon tokens create USER`")
+        self.identity = identity
+
+
+def token_json(row, now: datetime | None = None) -> dict[str, Any]:
     """A token as `tokens list` shows it: never the secret, never the hash."""
+    expired = row.expires_at is not None and now is not None and now >= row.expires_at
     return {"id": row.id, "operator": row.operator, "createdAt": isoformat(row.created_at),
             "createdBy": row.created_by, "revokedAt": isoformat(row.revoked_at),
-            "lastUsedAt": isoformat(row.last_used_at), "active": row.revoked_at is None}
+            "lastUsedAt": isoformat(row.last_used_at), "expiresAt": isoformat(row.expires_at),
+            "agent": row.agent, "expired": expired, "active": row.revoked_at is None and not expired}
+
+
+def _check_expires_in(expires_in: timedelta | None) -> timedelta | None:
+    if expires_in is not None and (not isinstance(expires_in, timedelta) or expires_in <= timedelta(0)):
+        raise InvalidInput(f"a token's expiry must be a positive duration (e.g. 30d), not {expires_in!r}")
+    return expires_in
 
 
 class TokenBook:
@@ -63,21 +99,34 @@ class TokenBook:
         self.store = store
         self.clock = clock
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, str | None]] = {}  # hash -> (monotonic expiry, operator)
+        self._cache: dict[str, tuple[float, TokenIdentity | None]] = {}  # hash -> (monotonic expiry, who)
         self._lock = threading.Lock()
         self._uses_noted: dict[str, datetime] = {}  # token id -> the last use handed to the writer
         self._uses: queue.SimpleQueue | None = None  # (token id, at) for the writer thread; an Event to drain
 
-    def create(self, actor: str, operator: str) -> NewToken:
+    def create(self, actor: str, operator: str, *, expires_in: timedelta | None = None,
+               agent: str | None = None) -> NewToken:
+        """A new token for ``operator``, expiring ``expires_in`` from now (None: never), bound to ``agent``."""
         access.check_operator_name(operator)
+        _check_expires_in(expires_in)
+        why = invalid_name(agent, "agent")
+        if why is not None:
+            raise InvalidInput(why)
         now = self.clock.now()
-        new = NewToken("tok-" + secrets.token_hex(6), operator, PREFIX + secrets.token_urlsafe(32))
+        try:
+            expires_at = None if expires_in is None else now + expires_in
+        except OverflowError:
+            raise InvalidInput(f"a token's expiry of {expires_in} runs past the year 9999") from None
+        new = NewToken("tok-" + secrets.token_hex(6), operator, PREFIX + secrets.token_urlsafe(32),
+                       expires_at=expires_at, agent=agent)
         with self.store.write() as conn:
             access.require_role(conn, actor, "tokens.manage")
             identity_repo.add_token(conn, token_id=new.id, operator=operator, token_hash=token_hash(new.secret),
-                                    by=actor, at=now)
+                                    by=actor, at=now, expires_at=expires_at, agent=agent)
+            from engine.audit_verify import token_fingerprint  # `audit verify` checks the stored secret with it
             audit.append(conn, at=now, actor=actor, action="token.create", target=new.id,
-                         details={"operator": operator})
+                         details={"operator": operator, "expiresAt": isoformat(expires_at), "agent": agent,
+                                  "fingerprint": token_fingerprint(token_hash(new.secret))})
         return new
 
     def revoke(self, actor: str, token_id: str) -> dict[str, Any]:
@@ -94,22 +143,23 @@ class TokenBook:
                              details={"operator": row.operator})
             revoked = {r.id: r for r in identity_repo.list_tokens(conn)}[token_id]
         self.forget()
-        return token_json(revoked)
+        return token_json(revoked, now)
 
     def list(self) -> list[dict[str, Any]]:
+        now = self.clock.now()
         with self.store.read() as conn:
-            return [token_json(r) for r in identity_repo.list_tokens(conn)]
+            return [token_json(r, now) for r in identity_repo.list_tokens(conn)]
 
     def cached(self, secret: str) -> object:
-        """The cached answer for a token (an operator, or None), else ``MISS``: lets an event loop answer
-        without a store read and hand only the misses to a thread."""
+        """The cached answer for a token (its TokenIdentity, expired or not, or None), else ``MISS``: lets an
+        event loop answer without a store read and hand only the misses to a thread (``lookup``)."""
         if not secret or len(secret) > MAX_LENGTH:
             return None
         hit = self._cache.get(token_hash(secret))
         return MISS if hit is None or hit[0] <= time.monotonic() else hit[1]
 
-    def verify(self, secret: str) -> str | None:
-        """The operator a live token belongs to, or None for an unknown or revoked one."""
+    def lookup(self, secret: str) -> TokenIdentity | None:
+        """The identity of an unrevoked token, expired or not (callers judge expiry: ``identify`` does)."""
         if not secret or len(secret) > MAX_LENGTH:
             return None
         digest = token_hash(secret)
@@ -119,14 +169,30 @@ class TokenBook:
             return cached[1]
         with self.store.read() as conn:
             row = identity_repo.token_by_hash(conn, digest)
-        operator = row.operator if row is not None else None
-        if row is not None:
+        ident = None if row is None else TokenIdentity(row.operator, row.agent, row.expires_at, row.id)
+        if row is not None and not ident.expired(self.clock.now()):
             self._note_use(row)
         with self._lock:
             if len(self._cache) > 10_000:  # someone is guessing: do not let the cache grow without bound
                 self._cache.clear()
-            self._cache[digest] = (now + self.cache_seconds, operator)
-        return operator
+            self._cache[digest] = (now + self.cache_seconds, ident)
+        return ident
+
+    def identify(self, secret: str) -> TokenIdentity | None:
+        """Who a live token speaks for, or None for an unknown, revoked or expired one."""
+        ident = self.lookup(secret)
+        return None if ident is None or ident.expired(self.clock.now()) else ident
+
+    def check(self, ident: TokenIdentity | None) -> TokenIdentity | None:
+        """``ident`` if live, None if unknown; raises TokenExpired (saying when) for an expired one."""
+        if ident is not None and ident.expired(self.clock.now()):
+            raise TokenExpired(ident)
+        return ident
+
+    def verify(self, secret: str) -> str | None:
+        """The operator a live token belongs to, or None for an unknown, revoked or expired one."""
+        ident = self.identify(secret)
+        return ident.operator if ident is not None else None
 
     def _note_use(self, row) -> None:
         at = self.clock.now()

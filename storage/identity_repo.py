@@ -38,9 +38,9 @@ def count_admins(conn: Connection) -> int:
 
 
 def add_token(conn: Connection, *, token_id: str, operator: str, token_hash: str, by: str,
-              at: datetime) -> None:
+              at: datetime, expires_at: datetime | None = None, agent: str | None = None) -> None:
     conn.execute(sa.insert(TOKENS).values(id=token_id, operator=operator, token_hash=token_hash,
-                                          created_at=at, created_by=by))
+                                          created_at=at, created_by=by, expires_at=expires_at, agent=agent))
 
 
 def token_by_hash(conn: Connection, token_hash: str) -> Row | None:
