@@ -188,6 +188,20 @@ def test_cooldown_reopens_without_a_human(rgov, clock):
     assert rgov.gate.decide(TYPE, agent="bot").extra["probe"] is True
 
 
+def test_the_cooldown_job_is_scheduled_with_its_own_id(rgov):
+    import asyncio
+
+    async def main() -> str | None:
+        s = GovconScheduler(rgov, "test-holder")
+        s.start()
+        try:
+            job = s.scheduler.get_job("breaker-recovery")
+            return job.func.__name__ if job is not None else None
+        finally:
+            s.shutdown()
+    assert asyncio.run(main()) == "breaker-recovery"
+
+
 def test_an_expired_probe_counts_as_a_failure(rgov, clock):
     add_rule(rgov)
     trip_and_resolve(rgov)
@@ -235,15 +249,16 @@ def test_other_types_are_untouched_while_one_is_half_open(rgov):
     assert [rgov.gate.decide("clear_cache").decision for _ in range(2)] == ["allow", "allow"]
 
 
-def test_status_text_shows_half_open(rgov, tmp_path):
-    from io import StringIO
-
-    from console.render import print_status
+def test_govcon_status_shows_half_open(rgov, cli):
+    import json
     add_rule(rgov, probes=2)
     trip_and_resolve(rgov)
-    out = StringIO()
-    print_status(status(rgov), out)
-    assert "Half-open" in out.getvalue() and "restart_service (2 probes left)" in out.getvalue()
+    res = cli("status")
+    assert res.code == 0 and "Half-open" in res.out and "restart_service (2 probes left)" in res.out, res.out
+    assert json.loads(cli("status", "--json").out)["halfOpen"] == {TYPE: 2}
+    probe = rgov.gate.decide(TYPE, agent="bot")
+    outcome(rgov, probe.grant_id, "succeeded")
+    assert "restart_service (1 probe left)" in cli("status").out
 
 
 @pytest.mark.parametrize(("extra", "message"), [
