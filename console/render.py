@@ -1,8 +1,56 @@
-"""Plain-text renderings for the CLI (the JSON documents are the contract; these are for people)."""
+"""Plain-text renderings for the CLI (the JSON documents are the contract; these are for people).
+
+Command types, services, agents, reasons, notes and rule names come from agents and other operators: a
+terminal escape in one must not clear, recolour or rewrite the operator's screen. ``clean`` shows every
+control character (C0, DEL, C1, bidi overrides and other format characters, line separators) escaped,
+e.g. ``\x1b``; ``CleanStream`` applies it to everything the CLI writes, keeping only its own newlines and tabs.
+``--json`` needs nothing: ``json.dumps`` escapes them all (``ensure_ascii``).
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TextIO
+
+
+def clean(value: Any, *, keep: str = "") -> str:
+    """``value`` as text with each non-printable character escaped (``\x1b``, ``\r``, ``\u202e``) but the
+    characters in ``keep``; lists are joined with ", "."""
+    text = value if isinstance(value, str) else ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    if text.isprintable():  # the common case, at C speed
+        return text
+    if keep:
+        for k in keep:  # each piece between kept characters is judged on its own (fast path per line)
+            parts = text.split(k)
+            if len(parts) > 1:
+                return k.join(clean(part, keep=keep.replace(k, "")) for part in parts)
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+class CleanStream:
+    """A text stream that escapes control characters in whatever is written to it (keeping newlines and
+    tabs): the CLI's stdout and stderr, so that no printer can forget."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(clean(text, keep="\n\t"))
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding, getvalue …
+        return getattr(self.stream, name)
+
+
+class CleanFormatter(logging.Formatter):
+    """Log lines for a terminal: an alert about command type ``x\x1b[2J`` must not clear the screen."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record), keep="\n\t")
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -10,7 +58,7 @@ def pct(x: float | None, digits: int = 2) -> str:
 
 
 def _line(out: TextIO, label: str, value: str) -> None:
-    out.write(f"{label:<14}{value}\n")
+    out.write(f"{label:<14}{clean(value)}\n")
 
 
 def print_status(doc: dict[str, Any], out: TextIO) -> None:
@@ -18,13 +66,13 @@ def print_status(doc: dict[str, Any], out: TextIO) -> None:
     vp = doc.get("validationPeriod")
     if vp:
         _line(out, "Validation", f"{vp['daysLeft']} days left (until {vp['until']})")
-    _line(out, "Whitelist", ", ".join(doc["commandWhitelist"]) or "(none)")
-    _line(out, "Paused", ", ".join(doc["pausedCommandTypes"]) or "(none)")
+    _line(out, "Whitelist", clean(doc["commandWhitelist"]) or "(none)")
+    _line(out, "Paused", clean(doc["pausedCommandTypes"]) or "(none)")
     if doc.get("halfOpen"):  # on probation after a pause: one probe at a time (engine/recovery.py)
         _line(out, "Half-open", ", ".join(f"{t} ({n} probe{'s' if n != 1 else ''} left)"
                                           for t, n in sorted(doc["halfOpen"].items())))
     ks = doc["killSwitch"]
-    _line(out, "Kill switch", f"ENGAGED by {ks['by']} at {ks['at']}: {ks['reason']}" if ks["engaged"]
+    _line(out, "Kill switch", f"ENGAGED by {clean(ks['by'])} at {ks['at']}: {clean(ks['reason'])}" if ks["engaged"]
           else "released")
     marker = ks.get("marker")
     if marker and marker["engaged"]:  # the second path: engaged while the store could not be written
@@ -56,7 +104,7 @@ def print_status(doc: dict[str, Any], out: TextIO) -> None:
 
 def print_ingest(report, out: TextIO, err: TextIO) -> None:
     for e in report.errors:
-        err.write(f"rejected {e}\n")
+        err.write(f"rejected {clean(e)}\n")
     if report.rejected > len(report.errors):
         err.write(f"... and {report.rejected - len(report.errors)} more rejected lines\n")
     out.write(f"accepted {report.accepted:,}, duplicate {report.duplicate:,}, rejected {report.rejected:,}\n")
@@ -93,8 +141,9 @@ def print_readiness(doc: dict[str, Any], out: TextIO) -> None:
 
 def print_audit(entries: list[dict[str, Any]], out: TextIO) -> None:
     for e in entries:
-        reason = f" — {e['reason']}" if e["reason"] else ""
-        out.write(f"{e['seq']:>6} {e['at']} {e['actor']:<12} {e['action']:<22} {e['target']}{reason}\n")
+        reason = f" — {clean(e['reason'])}" if e["reason"] else ""
+        out.write(f"{e['seq']:>6} {e['at']} {clean(e['actor']):<12} {clean(e['action']):<22} {clean(e['target'])}"
+                  f"{reason}\n")
     if not entries:
         out.write("(no audit entries)\n")
 
@@ -110,8 +159,8 @@ def print_events(events: list[dict[str, Any]], out: TextIO) -> None:
     for e in events:
         state = "resolved" if e["resolved"] else "OPEN"
         shadow = " [shadow]" if e["shadow"] else ""
-        scope = f" {e['commandType']}" if e["commandType"] else ""
-        out.write(f"{e['id']}  {e['timestamp']}  {e['severity']:<8} {state:<8} {e['ruleName']}{scope}"
+        scope = f" {clean(e['commandType'])}" if e["commandType"] else ""
+        out.write(f"{e['id']}  {e['timestamp']}  {e['severity']:<8} {state:<8} {clean(e['ruleName'])}{scope}"
                   f"  -> {e['action']}{shadow}\n")
     if not events:
         out.write("(no breaker events)\n")
@@ -136,22 +185,36 @@ def print_rules(rules: list[dict[str, Any]], out: TextIO, *, detail: bool = Fals
         fp = "-" if st["falsePositiveRate"] is None else pct(st["falsePositiveRate"], 0)
         on = "on " if r["enabled"] else "off"
         shadow = "  SHADOW: records only" if r["shadow"] else ""
-        out.write(f"[{on}] {r['name']:<28} {r['condition']:<36} {r['window']:>4} {r['action']:<19} "
+        out.write(f"[{on}] {clean(r['name']):<28} {clean(r['condition']):<36} {r['window']:>4} {r['action']:<19} "
                   f"{r['alertSeverity']:<8} trips {st['trips']} fp {fp} last {st['lastTrip'] or '-'}{shadow}\n")
         if detail:
             out.write(f"      min samples {r['minSamples']}; resolved {st['resolved']}, "
                       f"false positives {st['falsePositives']}, shadow trips {st['shadowTrips']}\n")
+            if r["action"] == "pause_command_type" and "recovery" in r:
+                how = (f"half-open after resolution, {r['probes']} probe(s) close it" if r["recovery"] == "half_open"
+                       else "manual: resolving unpauses at once")
+                cooldown = f"; re-opens by itself after {r['cooldown']}" if r.get("cooldown") else ""
+                out.write(f"      recovery {how}{cooldown}\n")
+
+
+def _observed_text(observed: Any) -> str:
+    """A trip's observed values as `errorRate 7.14%, samples 42` (rates as percentages), not a dict."""
+    if not isinstance(observed, dict):
+        return str(observed)
+    return ", ".join(f"{k} {v * 100:.2f}%" if isinstance(v, float) and "rate" in k.lower() else f"{k} {v}"
+                     for k, v in observed.items())
 
 
 def print_backtest(doc: dict[str, Any], out: TextIO) -> None:
     out.write(f"{doc['condition']} over {doc['window']}, {doc['from']} .. {doc['to']} "
               f"({doc['windowsJudged']:,} windows, one every {doc['stepSeconds']}s)\n")
-    out.write(f"would have tripped {doc['trips']} times: {doc['tripsWithIncidentNearby']} with an incident "
+    times = "once" if doc["trips"] == 1 else f"{doc['trips']} times"
+    out.write(f"would have tripped {times}: {doc['tripsWithIncidentNearby']} with an incident "
               f"nearby, {doc['tripsWithoutIncident']} without\n")
     for t in doc["tripTimes"][:50]:
         scope = f" {t['commandType']}" if t["commandType"] else ""
         near = ", ".join(t["incidentsNearby"]) or "no incident nearby"
-        out.write(f"  {t['at']}{scope}  {t['observed']}  [{near}]\n")
+        out.write(f"  {t['at']}{scope}  {_observed_text(t['observed'])}  [{near}]\n")
     if len(doc["tripTimes"]) > 50:
         out.write(f"  ... {len(doc['tripTimes']) - 50} more (use --json)\n")
 

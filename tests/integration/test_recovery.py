@@ -275,6 +275,19 @@ def test_bad_recovery_settings_are_refused_naming_the_rule(rgov, extra, message)
     assert RULE not in [r["name"] for r in rgov.rules.list()]  # nothing half-written
 
 
+def test_rules_show_says_how_a_paused_type_comes_back(rgov, cli, me):
+    rgov.grant_role(OPERATOR, me, "ops-lead")
+    add_rule(rgov, cooldown="1h", probes=4)
+    out = cli("rules", "show", RULE).out
+    assert "recovery half-open after resolution, 4 probe(s) close it; re-opens by itself after 1h" in out, out
+    res = cli("rules", "set", RULE, "--probes", "0")
+    assert res.code != 0 and "rule 'Three In A Row': probes 0" in res.out + res.err
+    res = cli("rules", "set", RULE, "--cooldown=-10m")
+    assert res.code != 0 and "cooldown '-10m' is negative" in res.out + res.err
+    assert cli("rules", "set", RULE, "--probes", "2").code == 0
+    assert rgov.rules.show(RULE)["probes"] == 2
+
+
 def test_rule_settings_are_shown_and_changed(rgov):
     rule = add_rule(rgov, cooldown="90m")
     assert (rule["recovery"], rule["cooldown"], rule["probes"]) == ("half_open", "90m", 3)
