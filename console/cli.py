@@ -215,16 +215,9 @@ def cmd_attest(ctx: Context) -> int:
 
 
 def cmd_audit(ctx: Context) -> int:
-    if ctx.args.audit_command == "verify":
-        checked, problem = ctx.gov.audit_verify()
-        if ctx.args.json:
-            ctx.emit_json({"ok": problem is None, "checked": checked,
-                           "problem": None if problem is None else {"seq": problem.seq, "message": str(problem)}})
-        elif problem is None:
-            print(f"audit log intact: {checked} entries verified", file=ctx.out)
-        else:
-            print(f"AUDIT LOG TAMPERED: {problem} ({checked} entries before it verified)", file=ctx.err)
-        return 0 if problem is None else 6
+    if ctx.args.audit_command in ("verify", "head", "key"):
+        from console.cli_audit import run_audit_command
+        return run_audit_command(ctx)
     entries = ctx.gov.audit_entries(limit=ctx.args.limit, search=ctx.args.search)
     ctx.emit_json(entries) if ctx.args.json else print_audit(entries, ctx.out)
     return 0
@@ -252,9 +245,13 @@ def cmd_roles(ctx: Context) -> int:
 def cmd_db(ctx: Context) -> int:
     sub = ctx.args.db_command
     if sub == "init":
+        from console.cli_audit import create_audit_key
+        key_note = create_audit_key(ctx)  # before the first entry, so that the chain is keyed from entry 1
         ctx.gov.init_store(ctx.operator, phase_started=ctx.args.phase_started)
         print(f"created the store {ctx.gov.store.display_url} at L3; {ctx.operator} is its first admin",
               file=ctx.out)
+        if key_note:
+            print(key_note, file=ctx.out)
     elif sub == "migrate":
         url = getattr(ctx.args, "database_url", None) or ctx.config.database_url
         with Store(url, apply_migrations=False) as store:  # ctx.gov would migrate on open
@@ -467,13 +464,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--valid-for", type=_duration, default=None, help="how long it holds (default 90d)")
 
     sp = command("audit", cmd_audit, "the hash-chained audit log")
-    asub = sp.add_subparsers(dest="audit_command", metavar="list|verify")
+    asub = sp.add_subparsers(dest="audit_command", metavar="list|verify|head|key")
     al = asub.add_parser("list", help="newest entries first")
     al.add_argument("--limit", type=int, default=50)
     al.add_argument("--search", default=None)
     al.add_argument("--json", action="store_true")
-    av = asub.add_parser("verify", help="check the chain; names the first edited, removed or reordered entry")
+    av = asub.add_parser("verify", help="check the chain, the recorded head and the state; names the first "
+                                        "edited, removed or reordered entry and every unaudited state change")
+    av.add_argument("--expect-head", default=None, metavar="SEQ:HASH",
+                    help="a head recorded earlier (`audit head`, the anchor file): the log must still hold it")
     av.add_argument("--json", action="store_true")
+    ah = asub.add_parser("head", help="the newest entry's SEQ:HASH, to record outside the store")
+    ah.add_argument("--json", action="store_true")
+    ak = asub.add_parser("key", help="the audit key: `key init` creates it (if missing) and keys the chain")
+    ak.add_argument("key_command", choices=("init", "show"))
+    ak.add_argument("--json", action="store_true")
     sp.set_defaults(audit_command="list", limit=50, search=None)
 
     sp = command("roles", cmd_roles, "list, grant and revoke roles")

@@ -50,7 +50,60 @@ class Config:
             opts["backup_dir"] = str(sec["backup_dir"])
         if "retention_days" in sec:
             opts["retention_days"] = int(sec["retention_days"])
+        anchor = self.audit_anchor()
+        if anchor is not None:
+            opts["audit_anchor"] = anchor
         return opts
+
+    def audit_key_path(self) -> Path:
+        """``$GOVCON_AUDIT_KEY_FILE``, else ``[audit] key_file``, else ``audit.key`` in the service's state
+        directory (``$STATE_DIRECTORY``, which systemd's StateDirectory= sets) or beside the config file."""
+        value = os.environ.get("GOVCON_AUDIT_KEY_FILE") or self.section("audit").get("key_file")
+        if value is not None:
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{self.path}: [audit] key_file must be a file path (a non-empty string)")
+            return Path(value).expanduser()
+        state_dir = os.environ.get("STATE_DIRECTORY")
+        if state_dir:
+            return Path(state_dir.split(":")[0]) / "audit.key"
+        config = config_path()
+        if config.exists() and not config.is_file():  # GOVCON_CONFIG=/dev/null
+            config = Path(platformdirs.user_config_dir(APP)) / "config.toml"
+        return config.parent / "audit.key"
+
+    def audit_key(self):
+        """The audit key (storage/audit.py AuditKey) from its file, or None when there is no file;
+        AuditKeyError (naming the path) when the file cannot be used."""
+        from storage import audit_key
+        return audit_key.load(self.audit_key_path())
+
+    def audit_anchor(self):
+        """[audit] anchor_file = PATH, anchor_alert = true, anchor_interval = "1h": the scheduler's
+        audit-anchor job (engine/audit_anchor.py); None when neither a file nor the alert is asked for."""
+        sec = self.section("audit")
+        known = ("key_file", "anchor_file", "anchor_alert", "anchor_interval")
+        unknown = sorted(set(sec) - set(known))
+        if unknown:
+            raise ConfigError(f"{self.path}: [audit] has unknown key {', '.join(map(repr, unknown))}; "
+                              f"expected {', '.join(known)}")
+        from engine.audit_anchor import DEFAULT_INTERVAL, AnchorSettings
+        path = sec.get("anchor_file")
+        if path is not None and (not isinstance(path, str) or not path.strip()):
+            raise ConfigError(f"{self.path}: [audit] anchor_file must be a file path (a non-empty string)")
+        alert = sec.get("anchor_alert", False)
+        if not isinstance(alert, bool):
+            raise ConfigError(f"{self.path}: [audit] anchor_alert = {alert!r}: use true or false")
+        interval = DEFAULT_INTERVAL
+        if "anchor_interval" in sec:
+            from engine.rule_language import RuleError, parse_window
+            try:
+                interval = parse_window(sec["anchor_interval"])
+            except RuleError as exc:
+                raise ConfigError(f"{self.path}: [audit] anchor_interval = {sec['anchor_interval']!r}: "
+                                  f"{exc.message}; use a duration such as \"15m\" or \"1h\"") from None
+        if path is None and not alert:
+            return None
+        return AnchorSettings(file=Path(path).expanduser() if path else None, alert=alert, interval=interval)
 
     def event_timing(self):
         """[ingest] max_clock_skew = "5m" (an event stamped further ahead is refused) and late_horizon =
@@ -146,11 +199,27 @@ def build_governance(store, config: Config, clock=None):
         ttl = timedelta(days=float(gov_cfg.get("proposal_ttl_days", 7)))
     except (TypeError, ValueError):
         raise ConfigError(f"{config.path}: [governance].proposal_ttl_days must be a number of days") from None
+    _use_audit_key(store, config)
     return Governance(store, clock, sinks=load_sinks(config.section("alerts")),
                       policies=configured_policies({"policies": config.section("policies")}
                                                    if "policies" in config.raw else {}),
                       proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing(),
                       kill_marker=_kill_marker(config), agent_options=config.agent_options())
+
+
+def _use_audit_key(store, config: Config) -> None:
+    """Append with the configured audit key. A key file that cannot be used is logged, not fatal here (the
+    kill switch must work whatever the key file's mode); `audit verify` and `audit head` refuse it."""
+    import logging
+
+    from storage import audit
+    from storage.audit_key import AuditKeyError
+    try:
+        key = config.audit_key()
+    except AuditKeyError as exc:
+        logging.getLogger("govcon.audit").warning("%s: appending unkeyed audit entries", exc)
+        key = None
+    audit.use_key(store.engine.url, key)
 
 
 def _kill_marker(config: Config):

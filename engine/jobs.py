@@ -40,8 +40,10 @@ def default_holder(kind: str, operator: str) -> str:
 
 class GovconScheduler:
     def __init__(self, gov, holder: str, *, weekly_cycle: str = "fri 16:00", timezone_name: str = "UTC",
-                 backup_dir: str | None = None, retention_days: int = 90, tick_seconds: int = 10) -> None:
+                 backup_dir: str | None = None, retention_days: int = 90, tick_seconds: int = 10,
+                 audit_anchor=None) -> None:
         self.gov = gov
+        self.audit_anchor = audit_anchor  # engine.audit_anchor.AnchorSettings ([audit] in the config) or None
         self.holder = holder
         self.weekly_cycle = weekly_cycle
         self.timezone_name = timezone_name
@@ -83,6 +85,10 @@ class GovconScheduler:
                   id="weekly-cycle")
         s.add_job(self._guard("retention-prune", self.prune, slot=timedelta(days=1)),
                   CronTrigger(hour=3, minute=30, timezone=self.timezone_name), id="retention-prune")
+        if self.audit_anchor is not None and self.audit_anchor.enabled:
+            s.add_job(self._guard("audit-anchor", self.anchor_audit), "interval",
+                      seconds=self.audit_anchor.interval.total_seconds(), id="audit-anchor",
+                      next_run_time=now + timedelta(seconds=RENEW + 3))
         if self.backup_dir and self.gov.store.dialect == "sqlite":
             s.add_job(self._guard("backup", self.backup, slot=timedelta(days=1)),
                       CronTrigger(hour=3, minute=0, timezone=self.timezone_name), id="backup")
@@ -179,6 +185,11 @@ class GovconScheduler:
 
     def prune(self) -> Any:
         return self.gov.prune("scheduler", timedelta(days=self.retention_days), system=True)
+
+    def anchor_audit(self) -> Any:
+        """The audit head, out of the store: to the anchor file and/or as a low info alert."""
+        from engine.audit_anchor import anchor
+        return anchor(self.gov, self.audit_anchor)
 
     def backup(self) -> Any:
         now = self.gov.clock.now()
