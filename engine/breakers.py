@@ -394,6 +394,8 @@ def apply_action(conn: Connection, state, action: str, command_type: str | None,
         if command_type in paused:
             return f"{command_type} was paused already"
         state_repo.update_state(conn, paused_command_types=paused + [command_type], updated_at=now)
+        from storage import recovery_repo
+        recovery_repo.delete(conn, command_type)  # a pause ends probing: its resolution starts it afresh
         return f"paused {command_type}: the gate refuses it autonomy until the event is resolved"
     return "alert only"
 

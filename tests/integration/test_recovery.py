@@ -217,6 +217,20 @@ def test_an_expired_probe_counts_as_a_failure(rgov, clock):
     assert TYPE in status(rgov)["pausedCommandTypes"]
 
 
+def test_a_new_trip_while_half_open_pauses_and_ends_probing(rgov, clock):
+    add_rule(rgov)
+    trip_and_resolve(rgov)
+    rgov.gate.decide(TYPE, agent="bot")  # a probe in flight
+    clock.advance(timedelta(seconds=5))
+    ran(rgov, "failed", "failed", "failed")  # unrelated runs of the type fail again: the rule trips anew
+    doc = status(rgov)
+    assert TYPE in doc["pausedCommandTypes"] and doc["halfOpen"] == {}
+    (event,) = open_events(rgov)
+    rgov.breakers.resolve(OPERATOR, event["id"], note="fixed again")
+    assert status(rgov)["halfOpen"] == {TYPE: 3}
+    assert rgov.gate.decide(TYPE, agent="bot").decision == "allow"  # the old probe no longer holds the slot
+
+
 def test_a_released_probe_frees_the_slot(rgov):
     add_rule(rgov)
     trip_and_resolve(rgov)
