@@ -8,10 +8,11 @@ needs_approval; a policy refusing (rate limit, interval, concurrency,
 confidence, maintenance window) -> its decision; else allow.
 
 An allow is not only an answer: it issues a grant that takes budget from that moment (DESIGN.md,
-"Governed actions"). The decision is judged first on a read; an allow is then judged again inside one
-serialised write transaction that also stores the grant, so N simultaneous asks against k left get k
-allows. A gate that cannot write the grant denies. ``request=True`` queues a needs_approval answer as
-an action request for a human. Every decision goes to the decision log.
+"Governed actions"). An allow is always judged inside the one serialised write transaction that also
+stores the grant, so N simultaneous asks against k left get k allows. While a type's last answer was a
+refusal its asks are judged on a read first (refusals take no write lock); while it was an allow they
+are judged once, in the write. A gate that cannot write the grant denies. ``request=True`` queues a
+needs_approval answer as an action request for a human. Every decision goes to the decision log.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Gate:
         self.minimal_allowed = minimal_allowed
         self.on_decision = on_decision
         self.leases = leases  # engine/agents.py: an ask naming an agent without a live lease needs approval
+        self._allowed_last: dict[str, bool] = {}  # per command type: was the last decision an allow?
 
     def decide(self, command_type: str, *, confidence: float | None = None, action_class: str | None = None,
                service: str | None = None, agent: str | None = None, request: bool = False,
@@ -141,13 +143,25 @@ class Gate:
         marker = self.kill_marker.engaged() if self.kill_marker is not None else None
         if marker is not None:
             return GateDecision(DENY, _marker_reason(marker), ask.command_type, None), False
+        if take_grant and self.actions is not None and self._allowed_last.get(ask.command_type):
+            # the type's last answer was an allow: judge once, under the write lock (a refusal is logged there)
+            decision, logged = self._grant(ask, now, requested_by, request=request)
+            self._note(ask.command_type, decision)
+            return decision, logged
         with self.store.read(lane="safety") as conn:
             decision = self.judge(conn, ask, now)
+        self._note(ask.command_type, decision)
         if decision.decision == ALLOW and take_grant and self.actions is not None:
             return self._grant(ask, now, requested_by)
         if decision.decision == NEEDS_APPROVAL and request and self.actions is not None:
             return self._request(ask, decision, now, requested_by)
         return decision, False
+
+    def _note(self, command_type: str, decision: GateDecision) -> None:
+        """Remember whether the type was allowed: a read first only pays when the answer is a refusal."""
+        if len(self._allowed_last) > 10_000:
+            self._allowed_last.clear()
+        self._allowed_last[command_type] = decision.decision == ALLOW
 
     def _refuse_input(self, ask: Ask) -> GateDecision | None:
         ctype = ask.command_type
@@ -202,14 +216,19 @@ class Gate:
                 return refused
         return GateDecision(ALLOW, f"{ctype} is whitelisted at {phase}", ctype, phase, extra)
 
-    def _grant(self, ask: Ask, now, requested_by: str | None) -> tuple[GateDecision, bool]:
+    def _grant(self, ask: Ask, now, requested_by: str | None, *, request: bool = False) -> tuple[GateDecision, bool]:
+        """Judge under the store's write lock and issue the grant in the same transaction. Called after an
+        allow on a read (judged again here), or directly when the type was allowed last (``request``: a
+        needs_approval answer queues its action request in the same transaction)."""
         assert self.actions is not None
         try:
             with self.store.write(lane="safety") as conn:
-                decision = self.judge(conn, ask, now)  # again, under the store's write lock
+                decision = self.judge(conn, ask, now)
                 from engine import recovery  # (here: recovery imports the gate)
                 decision = recovery.judge(conn, ask, decision, now)  # a half-open type: one probe at a time
-                if decision.decision != ALLOW:  # the budget went to a concurrent ask
+                if decision.decision == NEEDS_APPROVAL and request:
+                    return self.actions.open_request(conn, ask, decision, now, requested_by=requested_by), True
+                if decision.decision != ALLOW:  # e.g. the budget went to a concurrent ask
                     self.actions.log_decision(conn, ask, decision, now)
                     return decision, True
                 return self.actions.issue_grant(conn, ask, decision, now, requested_by=requested_by), True

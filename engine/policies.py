@@ -219,24 +219,40 @@ COUNT_REUSE = timedelta(seconds=30)
 @dataclass
 class PolicyEngine:
     policies: list[Policy] = field(default_factory=list)
-    _unasked: dict[tuple, tuple[int, datetime, int, int]] = field(default_factory=dict, repr=False)
+    _unasked: dict[tuple, tuple[int, datetime, int, int, datetime]] = field(default_factory=dict, repr=False)
 
     def _unasked_runs(self, conn, types: tuple[str, ...], service: str | None, span: timedelta, now: datetime,
-                      cap: int) -> int:
-        """Autonomous runs reported without a grant in the window, read at most ``cap`` of them (the history
-        scan a burst of asks can share)."""
-        newest = events_repo.newest_command_event_id(conn)
+                      cap: int, memo: dict) -> int:
+        """Autonomous runs reported without a grant in the window, read at most ``cap`` of them. The window's
+        scan is shared by the asks of COUNT_REUSE: until then a count is reused while no command event has
+        arrived, and brought up to date by a seek over the events stored since (by primary key) otherwise —
+        grants' outcomes, the usual arrivals, name their grant and add nothing. ``memo`` is shared by the
+        windows of one judgement (the newest id and the arrivals are read once)."""
+        if "newest" not in memo:
+            memo["newest"] = actions_repo.newest_command_event_id(conn)
+        newest = memo["newest"]
         key = (types, service, span)
+        until = now + CLOCK_SKEW
         cached = self._unasked.get(key)
-        if cached is not None and cached[0] == newest and timedelta(0) <= now - cached[1] < COUNT_REUSE:
-            value, read_cap = cached[2], cached[3]
-            if value < read_cap or cap <= read_cap:  # exact, or saturated at a cap at least as high
-                return min(value, cap)
-        used = actions_repo.executions_without_grant(conn, types, now - span, now + CLOCK_SKEW, service=service,
-                                                     cap=cap)
+        if cached is not None and timedelta(0) <= now - cached[1] < COUNT_REUSE:
+            seen, counted_at, value, read_cap, counted_until = cached
+            if value >= read_cap and cap <= read_cap:  # saturated at a cap at least as high: stays spent
+                return cap
+            if value < read_cap and newest >= seen:  # exact then: add what arrived since
+                more = 0
+                if newest != seen or until > counted_until:
+                    more = actions_repo.executions_without_grant_since_count(
+                        conn, types, now - span, until, after_id=seen, upto_id=newest,
+                        counted_until=counted_until, service=service, memo=memo)
+                if more is not None:  # None: too many arrived, count the window again
+                    value += more
+                    self._unasked[key] = (newest, counted_at, value, read_cap, max(until, counted_until))
+                    if value < read_cap or cap <= read_cap:
+                        return min(value, cap)
+        used = actions_repo.executions_without_grant(conn, types, now - span, until, service=service, cap=cap)
         if len(self._unasked) > 10_000:
             self._unasked.clear()
-        self._unasked[key] = (newest, now, used, cap)
+        self._unasked[key] = (newest, now, used, cap, until)
         return used
 
     def find(self, command_type: str, action_class: str | None = None) -> Policy | None:
@@ -288,6 +304,7 @@ class PolicyEngine:
         service = ask.service if policy.per_service else None
         scope = f" for {service}" if service else ""
         budget: dict[str, Any] = {}
+        memo: dict = {}
         for key, limit, span in (("day", policy.max_per_day, timedelta(days=1)),
                                  ("week", policy.max_per_week, timedelta(days=7))):
             if limit is None:
@@ -295,7 +312,7 @@ class PolicyEngine:
             since = now - span
             used = actions_repo.grants_since(conn, policy.command_types, since, service=service, cap=limit)
             if used < limit:  # runs reported without asking count too
-                used += self._unasked_runs(conn, policy.command_types, service, span, now, limit - used)
+                used += self._unasked_runs(conn, policy.command_types, service, span, now, limit - used, memo)
             budget[key] = {"used": used, "limit": limit, "remaining": max(limit - used, 0)}
         if policy.max_concurrent is not None:
             flying = actions_repo.in_flight(conn, policy.command_types, now, service=service,

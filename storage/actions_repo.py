@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,8 +29,14 @@ def _scope(table: sa.Table, types: Sequence[str], service: str | None) -> list:
 # --- grants -----------------------------------------------------------------------------------
 
 
+_INSERT_GRANT = sa.insert(GR)
+_INSERT_DECISION = sa.insert(DEC)
+_NEWEST_COMMAND_EVENT = sa.select(sa.func.max(CMD.c.id))
+_GRANT_ID = sa.select(GR.c.id).where(GR.c.id == sa.bindparam("id"))
+
+
 def insert_grant(conn: Connection, **row: Any) -> None:
-    conn.execute(sa.insert(GR).values(**row))
+    conn.execute(_INSERT_GRANT, row)  # a prebuilt statement with the row as parameters: no .values() per call
 
 
 def get_grant(conn: Connection, grant_id: str) -> Row | None:
@@ -47,41 +54,149 @@ def update_grant(conn: Connection, grant_id: str, **fields: Any) -> None:
     conn.execute(sa.update(GR).where(GR.c.id == grant_id).values(**fields))
 
 
-def _count(conn: Connection, query: sa.Select, cap: int | None) -> int:
-    """Rows of ``query``; with ``cap``, at most cap of them are read (a budget only needs to know whether
-    it is spent, so a count costs the limit, not the history)."""
+def _counted(query: sa.Select, cap: int | None) -> sa.Select:
+    """``count(*)`` of ``query``; with ``cap``, at most cap of its rows are read (a budget only needs to know
+    whether it is spent, so a count costs the limit, not the history)."""
     if cap is not None:
         query = query.limit(cap)
-    return conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    return sa.select(sa.func.count()).select_from(query.subquery())
+
+
+# The gate runs these counts on every ask: each statement is built once per shape (types, service or not,
+# cap) with its times as bind parameters, so an ask pays the query, not SQLAlchemy's statement building.
+
+
+@functools.lru_cache(maxsize=512)
+def _grants_since_stmt(types: tuple[str, ...], by_service: bool, cap: int | None) -> sa.Select:
+    where = [GR.c.command_type.in_(list(types)), GR.c.granted_at >= sa.bindparam("since")]
+    if by_service:
+        where.append(GR.c.service == sa.bindparam("service"))
+    return _counted(sa.select(sa.literal(1)).where(*where), cap)
 
 
 def grants_since(conn: Connection, types: Sequence[str], since: datetime, *, service: str | None = None,
                  cap: int | None = None) -> int:
     """Grants of these types issued since ``since``, whatever became of them (in flight, finished or expired)."""
-    return _count(conn, sa.select(sa.literal(1)).where(*_scope(GR, types, service), GR.c.granted_at >= since), cap)
+    stmt = _grants_since_stmt(tuple(types), service is not None, cap)
+    return conn.execute(stmt, {"since": since, "service": service}).scalar_one()
+
+
+@functools.lru_cache(maxsize=512)
+def _in_flight_stmt(types: tuple[str, ...] | None, by_service: bool, cap: int | None) -> sa.Select:
+    where = [GR.c.status == OPEN, GR.c.expires_at > sa.bindparam("now")]
+    if types is not None:
+        where.append(GR.c.command_type.in_(list(types)))
+        if by_service:
+            where.append(GR.c.service == sa.bindparam("service"))
+    return _counted(sa.select(sa.literal(1)).where(*where), cap)
 
 
 def in_flight(conn: Connection, types: Sequence[str] | None, now: datetime, *, service: str | None = None,
               cap: int | None = None) -> int:
-    where = [GR.c.status == OPEN, GR.c.expires_at > now]
-    if types is not None:
-        where += _scope(GR, types, service)
-    return _count(conn, sa.select(sa.literal(1)).where(*where), cap)
+    stmt = _in_flight_stmt(tuple(types) if types is not None else None, service is not None, cap)
+    return conn.execute(stmt, {"now": now, "service": service}).scalar_one()
 
 
 def newest_grant_at(conn: Connection, types: Sequence[str], *, service: str | None = None) -> datetime | None:
     return conn.execute(sa.select(sa.func.max(GR.c.granted_at)).where(*_scope(GR, types, service))).scalar_one()
 
 
+def _unasked_where(types: Sequence[str], by_service: bool) -> list:
+    where = [CMD.c.at >= sa.bindparam("since"), CMD.c.at < sa.bindparam("until"), CMD.c.autonomous.is_(True),
+             CMD.c.command_type.in_(list(types)), CMD.c.status.in_(EXECUTED),
+             ~sa.exists().where(GR.c.id == CMD.c.command_id)]
+    if by_service and "service" in CMD.c:
+        where.append(CMD.c.service == sa.bindparam("service"))
+    return where
+
+
+@functools.lru_cache(maxsize=512)
+def _unasked_stmt(types: tuple[str, ...], by_service: bool, cap: int | None) -> sa.Select:
+    return _counted(sa.select(CMD.c.command_id).where(*_unasked_where(types, by_service)).distinct(), cap)
+
+
 def executions_without_grant(conn: Connection, types: Sequence[str], since: datetime, until: datetime, *,
                              service: str | None = None, cap: int | None = None) -> int:
     """Distinct autonomous commands of these types reported as run (succeeded, failed, rolled back) that
     name no grant: agents that act without asking still use up the budget."""
-    where = [CMD.c.at >= since, CMD.c.at < until, CMD.c.autonomous.is_(True), CMD.c.command_type.in_(list(types)),
-             CMD.c.status.in_(EXECUTED), ~sa.exists().where(GR.c.id == CMD.c.command_id)]
-    if service is not None and "service" in CMD.c:
-        where.append(CMD.c.service == service)
-    return _count(conn, sa.select(CMD.c.command_id).where(*where).distinct(), cap)
+    stmt = _unasked_stmt(tuple(types), service is not None, cap)
+    return conn.execute(stmt, {"since": since, "until": until, "service": service}).scalar_one()
+
+
+#: more command events than this stored since a count: the window is counted again instead
+ARRIVALS_READ = 1000
+
+
+_ARRIVED = (sa.select(CMD.c.id, CMD.c.command_id, CMD.c.command_type, CMD.c.autonomous, CMD.c.status, CMD.c.at,
+                      *([CMD.c.service] if "service" in CMD.c else []))
+            .where(CMD.c.id > sa.bindparam("after_id"), CMD.c.id <= sa.bindparam("upto_id"))
+            .order_by(CMD.c.id).limit(ARRIVALS_READ + 1))
+
+
+def newest_command_event_id(conn: Connection) -> int:
+    """The highest row id of command_events (the primary key's end): it changes when events arrive."""
+    return conn.execute(_NEWEST_COMMAND_EVENT).scalar_one() or 0
+
+
+@functools.lru_cache(maxsize=512)
+def _unasked_entered_stmt(types: tuple[str, ...], by_service: bool) -> sa.Select:
+    return sa.select(sa.func.count(sa.distinct(CMD.c.command_id))).where(
+        CMD.c.id <= sa.bindparam("after_id"), CMD.c.at >= sa.bindparam("entered_from"),
+        *_unasked_where(types, by_service))
+
+
+def executions_without_grant_since_count(conn: Connection, types: Sequence[str], since: datetime, until: datetime,
+                                         *, after_id: int, upto_id: int, counted_until: datetime,
+                                         service: str | None = None, memo: dict | None = None) -> int | None:
+    """What a count of ``executions_without_grant`` taken when the newest command event id was ``after_id``,
+    over a window ending at ``counted_until``, has missed by now: runs stored since (ids up to ``upto_id``,
+    read by primary key, with ``at`` in the window; a command counted then is not counted again) plus runs
+    stored before but stamped ahead, which have entered the window since ``counted_until``. A few small
+    seeks instead of the window's scan; the caller adds them to the earlier count (which runs that aged
+    out of the window since only make too high: the safe side). None when more than ARRIVALS_READ events
+    arrived: count the window again. ``memo`` (a dict) shares the arrivals between windows of one ask."""
+    memo = {} if memo is None else memo
+    arrived = memo.get(("arrived", after_id, upto_id))
+    if arrived is None:
+        arrived = memo[("arrived", after_id, upto_id)] = conn.execute(
+            _ARRIVED, {"after_id": after_id, "upto_id": upto_id}).all()
+    if len(arrived) > ARRIVALS_READ:
+        return None
+    wanted = set(types)
+    ids = {r.command_id for r in arrived
+           if r.command_type in wanted and r.autonomous and r.status in EXECUTED
+           and since <= _aware(r.at, since) < until and (service is None or getattr(r, "service", None) == service)}
+    if ids:
+        ids -= _granted(conn, ids, memo)
+    if ids:  # reported before too (another status of the same command): counted then already
+        ids -= set(conn.execute(sa.select(CMD.c.command_id).where(
+            CMD.c.command_id.in_(list(ids)), CMD.c.id <= after_id, *_unasked_where(types, service is not None)),
+            {"since": since, "until": until, "service": service}).scalars())
+    entered = 0
+    if until > counted_until:
+        entered = conn.execute(_unasked_entered_stmt(tuple(types), service is not None),
+                               {"since": since, "until": until, "service": service, "after_id": after_id,
+                                "entered_from": counted_until}).scalar_one()
+    return len(ids) + entered
+
+
+def _granted(conn: Connection, ids: set[str], memo: dict) -> set[str]:
+    """Which of these command ids are grants' ids (their events are outcomes, not unasked runs)."""
+    unknown = [i for i in ids if ("granted", i) not in memo]
+    if len(unknown) == 1:  # the usual arrival: one agent's outcome, which names its grant
+        found = set(conn.execute(_GRANT_ID, {"id": unknown[0]}).scalars())
+    else:
+        found = set(conn.execute(sa.select(GR.c.id).where(GR.c.id.in_(unknown))).scalars()) if unknown else set()
+    for i in unknown:
+        memo[("granted", i)] = i in found
+    return {i for i in ids if memo[("granted", i)]}
+
+
+def _aware(at: datetime, like: datetime) -> datetime:
+    """A stored time comparable with ``like`` (SQLite gives naive UTC back unless the column type converts)."""
+    if at.tzinfo is None and like.tzinfo is not None:
+        return at.replace(tzinfo=like.tzinfo)
+    return at
 
 
 def list_grants(conn: Connection, *, status: str | None = None, in_flight_at: datetime | None = None,
@@ -144,8 +259,10 @@ def count_pending_requests(conn: Connection, now: datetime) -> int:
 
 
 def insert_decisions(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(sa.insert(DEC), list(rows))
+    if len(rows) == 1:
+        conn.execute(_INSERT_DECISION, rows[0])
+    elif rows:
+        conn.execute(_INSERT_DECISION, list(rows))
 
 
 def list_decisions(conn: Connection, *, since: datetime | None = None, limit: int = 100) -> list[Row]:
