@@ -52,7 +52,6 @@ log = logging.getLogger("govcon.serve")
 MiB = 1024 * 1024
 DEFAULT_MAX_BODY = 10 * MiB      # POST /api/events
 DEFAULT_MAX_JSON_BODY = 64 * 1024  # every other body
-DEFAULT_RESOLVE_NOTE = "resolved via the HTTP API"
 
 _ERRORS: list[tuple[type[Exception], int, str]] = [
     (PermissionDenied, 403, "forbidden"), (NotFound, 404, "not_found"), (Conflict, 409, "conflict"),
@@ -362,11 +361,15 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
         return json_response(gov.breaker_events(unresolved_only=True))
 
     @app.post("/api/circuit-breaker/events/{event_id}/resolve", tags=["circuit-breaker"], responses=change,
-              summary=f'Resolve an event (body optional; the note defaults to "{DEFAULT_RESOLVE_NOTE}")')
+              summary='Resolve an event with a note saying what was found and done (required, as on the '
+                      'console and the CLI)')
     def resolve(event_id: m.SafeId, body: m.ResolveBody | None = None, actor: str = Depends(auth.changer)):
-        body = body or m.ResolveBody()
-        return json_response(gov.breakers.resolve(actor, event_id, note=body.note or DEFAULT_RESOLVE_NOTE,
-                                                  false_positive=body.falsePositive))
+        # the body stays optional in the signature so that a missing one gets this message, not pydantic's
+        note = (body.note or "").strip() if body is not None else ""
+        if not note:
+            raise InvalidInput('note required: send {"note": "what was found and done"} (it goes into the '
+                               "audit log; the console and `govcon events resolve --note` require one too)")
+        return json_response(gov.breakers.resolve(actor, event_id, note=note, false_positive=body.falsePositive))
 
     # --- agents: ingest and the gate ----------------------------------------------------------
 

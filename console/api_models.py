@@ -65,7 +65,8 @@ class AlertsBody(_Body):
 
 class ResolveBody(_Body):
     note: SafeStr | None = Field(None, max_length=TEXT_MAX,
-                                 description='what was found and done (default "resolved via the HTTP API")')
+                                 description="what was found and done (required: a missing or blank note is "
+                                             "a 422 `note required`)")
     falsePositive: StrictBool = Field(False, description="the trip was not a real problem")
 
 

@@ -7,6 +7,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -135,6 +136,21 @@ def _read_limits(ctx) -> tuple[float | None, int, frozenset[str]]:
     return (float(rate) or None), burst, frozenset(h.strip() for h in hosts)
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here rather than by uvicorn: uvicorn binds after the app's startup
+    (scheduler, lease, metrics job) has run, so a busy port showed a scheduler traceback first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def cmd_serve(ctx) -> int:
     import uvicorn
 
@@ -158,6 +174,13 @@ def cmd_serve(ctx) -> int:
                      on_sigusr1=reopener(handler), read_rate=rate, read_burst=burst,
                      allowed_hosts=hosts if not require_reads else None,
                      alertmanager=mapping_from_config(ctx.config))
+    try:  # before anything starts: a busy port is one clear line, not a scheduler started and torn down
+        sock = bind_socket(a.host, a.port)
+    except OSError as exc:
+        print(f"govcon: cannot listen on {a.host}:{a.port}: {exc.strerror or exc} (another govcon serve, or "
+              f"another program, holds the port? `ss -ltnp | grep :{a.port}`; or choose one with --port)",
+              file=ctx.err)
+        return 1
     log = logging.getLogger("govcon.serve")
     log.info("govcon serve on http://%s:%d, store %s; reads %s; changes need a token",
              a.host, a.port, gov.store.display_url, "need a token" if require_reads else "open (loopback)")
@@ -171,7 +194,7 @@ def cmd_serve(ctx) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)
     server = uvicorn.Server(config)
     try:
-        server.run()
+        server.run(sockets=[sock])
     except SystemExit:  # uvicorn exits when it cannot bind or start; it has logged why
         pass
     finally:

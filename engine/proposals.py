@@ -23,7 +23,7 @@ from engine.clock import Clock, isoformat
 from engine.domain import REQUIRED_APPROVALS, next_phase
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.metrics import CommandCounts
-from engine.readiness import READY_THRESHOLD, ReadinessPolicy, ReadinessReport, assess_in
+from engine.readiness import READY_THRESHOLD, ReadinessPolicy, ReadinessReport, assess_in, at_l3_since
 from storage import audit, breaker_repo, events_repo, identity_repo, proposals_repo, state_repo
 from storage.store import Store
 
@@ -133,7 +133,7 @@ def draft(conn: Connection, *, now: datetime, actor: str, state, readiness: Read
     achievements = [f"readiness {readiness.score:.0%} with no blockers",
                     f"success rate {_pct(metrics_json['rates']['successRate'])} over "
                     f"{metrics_json['commands']['total']} commands in {policy.lookback.days} days",
-                    f"{(now - state.adopted_at).days} days under governance since entering L3"]
+                    f"{(now - at_l3_since(conn, state)).days} days under governance since entering L3"]
     rationale = {"metrics": metrics_json, "readiness": {"score": readiness.score, "ready": readiness.ready,
                                                          "blockers": readiness.blockers},
                  "keyAchievements": achievements, "commandChoices": choices}

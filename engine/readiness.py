@@ -221,6 +221,14 @@ def _attested(item: ChecklistItem, att, now: datetime) -> ItemResult:
                       f"{verdict} {when}, valid until {att.expires_at:%Y-%m-%d}: {att.evidence}")
 
 
+def at_l3_since(conn: Connection, state) -> datetime:
+    """When governance last entered L3: its adoption, or the latest reversion after it. A reversion (manual
+    or by a breaker) restarts the time at L3 (runbook: the phase start resets), so a revert is never
+    followed at once by a proposal counting the days from before it."""
+    entries = [row.started_at for row in state_repo.phase_history(conn) if row.phase == "L3"]
+    return max([state.adopted_at, *entries])
+
+
 class _Facts:
     """The data-decided items; each method returns (status, details)."""
 
@@ -245,10 +253,10 @@ class _Facts:
         return ItemResult(item, status, details)
 
     def months_at_l3(self) -> tuple[bool, str]:
-        days = (self.now - self.state.adopted_at).days
+        since = at_l3_since(self.conn, self.state)
+        days = (self.now - since).days
         need = self.policy.months_at_l3.days
-        return days >= need, (f"{days} days since entering L3 on {self.state.adopted_at:%Y-%m-%d} "
-                              f"(needs {need})")
+        return days >= need, (f"{days} days since entering L3 on {since:%Y-%m-%d} (needs {need})")
 
     def rate(self, name: str, ok: Callable[[float], bool], target: str) -> tuple[bool, str]:
         value = self.rates[name]
@@ -271,7 +279,8 @@ class _Facts:
 
     def critical_incidents(self) -> tuple[bool, str]:
         n = self.metrics.incidents.get("criticalFromCommands", 0)
-        return n == 0, f"{n} critical incidents naming a command in the last {self.lookback_days} days"
+        return n == 0, (f"{n} critical incident{'' if n == 1 else 's'} naming a command in the last "
+                        f"{self.lookback_days} days")
 
     def breakers(self) -> tuple[bool, str]:
         enabled = breaker_repo.list_rules(self.conn, enabled_only=True)
@@ -312,7 +321,7 @@ def recommend(report: ReadinessReport, metrics: AutonomyMetrics, unresolved_even
     score = report.score
     worrying = []
     if critical:
-        worrying.append(f"{critical} critical incidents attributed to commands")
+        worrying.append(f"{critical} critical incident{'' if critical == 1 else 's'} attributed to commands")
     if success is not None and success < 0.99:
         worrying.append(f"success rate {_pct(success)} is below 99%")
     if score < 0.80:

@@ -26,7 +26,7 @@ from screens.action_view import (
     scope,
 )
 from screens.base import GovScreen
-from screens.fmt import matches, short_time
+from screens.fmt import matches, safe, short_time
 from screens.widgets import Table
 
 OUTCOME_STYLE = {"succeeded": "green", "failed": "bold red", "rolled_back": "yellow", "expired": "yellow",
@@ -322,9 +322,9 @@ class ActionQueueScreen(GovScreen):
                 book, gid = self.app.gov.actions, row["grantId"]
                 self.load("show", lambda: book.show(gid))
         live = self.app.live
-        self.query_one("#action-detail", Static).update(action_detail(
+        self.query_one("#action-detail", Static).update(safe(action_detail(
             row, self.view, operator=self.app.operator, roles=live.roles if live else frozenset(),
-            status=live.status if live else None, shown=shown))
+            status=live.status if live else None, shown=shown)))
 
     def apply_filter(self, text: str) -> None:
         self.filter_text = text

@@ -32,6 +32,12 @@ class ActionsView:
     by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def four_eyes_relaxed(conn) -> bool:
+    """Whether this store relaxes four eyes (the demo's scratch store only)."""
+    state = state_repo.get_state(conn)
+    return bool(state is not None and state.four_eyes_relaxed)
+
+
 def finished_at(row: dict[str, Any]) -> str:
     """When an outcome happened: the grant's outcome (or its expiry), the request's decision (or expiry)."""
     if row["kind"] == "grant":

@@ -61,6 +61,11 @@ class ActionsMixin:
         if p is None:
             return
         e, pid, roles = p["expansion"], p["proposalId"], self.live.roles if self.live else frozenset()
+        relaxed = self.live is not None and self.live.four_eyes_relaxed
+        if p.get("triggeredBy") == self.operator and not relaxed:  # the engine checks it again
+            self.notify(f"{self.operator} triggered {pid} and may not approve it too (four eyes): another "
+                        "approver must", title="Not allowed", severity="error", markup=False)
+            return
         still = p.get("stillNeeded") or []
         eligible = [r for r in still if r in roles]
         if not eligible:

@@ -14,7 +14,7 @@ from textual.containers import Container
 from textual.widgets import DataTable, Static
 
 from screens.base import GovScreen
-from screens.fmt import short_time
+from screens.fmt import safe, short_time
 from screens.widgets import Pane, Table
 
 LIMIT = 200
@@ -93,7 +93,7 @@ class AuditScreen(GovScreen):
     def _show_detail(self) -> None:
         key = self.query_one("#entries", Table).selected_key
         entry = next((e for e in self.entries if str(e["seq"]) == key), None)
-        self.query_one("#entry-detail", Static).update(entry_detail(entry))
+        self.query_one("#entry-detail", Static).update(safe(entry_detail(entry)))
 
     def action_verify(self) -> None:
         self.load("verify", self.app.gov.audit_verify)

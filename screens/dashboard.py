@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from screens.base import GovScreen
 from screens.data import LiveData, SlowData
-from screens.fmt import SEVERITY_STYLE, STATE_STYLE, bar, matches, pct, short_time
+from screens.fmt import SEVERITY_STYLE, STATE_STYLE, bar, matches, pct, safe, short_time
 from screens.plot import Plot, PlotSpec, Series
 from screens.rule_status import RuleStatus
 from screens.widgets import Pane, Table
@@ -43,7 +43,7 @@ def breaker_table(rules: tuple[RuleStatus, ...]) -> RichTable:
                     "dim")
         desc.append(f"\nnow {r.observed or '–'}")
         desc.append(f" · trips when {r.condition} in {r.window}", "dim")
-        table.add_row(Text(r.state, STATE_STYLE.get(r.state, "")), desc)
+        table.add_row(Text(r.state, STATE_STYLE.get(r.state, "")), safe(desc))  # names/types come from outside
     return table
 
 
@@ -184,7 +184,7 @@ class DashboardScreen(GovScreen):
         if self._shown.get(selector, _NOTHING) == key:
             return
         self._shown[selector] = key
-        self.query_one(selector, Static).update(content() if content is not None else key)
+        self.query_one(selector, Static).update(safe(content() if content is not None else key))
 
     # --- the first complete dashboard (benchmarks measure launch up to it) ----------------------
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.breakers import event_json
 from engine.governance import Governance
+from screens.action_view import four_eyes_relaxed
 from screens.engine_api import EngineApi
 from screens.errors import describe_error
 from screens.rule_status import RuleStatus, rule_statuses
@@ -38,6 +39,7 @@ class LiveData:
     error: str | None = None                     # the store could not be read
     dead_alerts: int = 0                         # alerts given up on: `govcon alerts list`
     marker: dict[str, Any] | None = None         # the kill switch's marker file, read without the store
+    four_eyes_relaxed: bool = False              # the demo's scratch store: `a` may approve one's own
 
     @property
     def ok(self) -> bool:
@@ -64,12 +66,13 @@ def load_live(gov: Governance, api: EngineApi, operator: str) -> LiveData:
             unresolved = tuple(event_json(r) for r in breaker_repo.list_events(conn, unresolved_only=True))
             roles = frozenset(identity_repo.roles_of(conn, operator))
             dead_alerts = outbox_repo.count(conn, status="dead")
+            relaxed = four_eyes_relaxed(conn)
         book = api.proposals
         pending = tuple(book.list(status="pending")) if book is not None else None
     except Exception as exc:  # StoreUnavailable above all; the console keeps running either way
         return LiveData(now, error=describe_error(exc), marker=marker)
     return LiveData(now, status, rules, unresolved, frozenset(e["id"] for e in recent), recent, pending, roles,
-                    dead_alerts=dead_alerts, marker=marker)
+                    dead_alerts=dead_alerts, marker=marker, four_eyes_relaxed=relaxed)
 
 
 def load_slow(gov: Governance) -> SlowData:

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 
 from screens.base import GovScreen
 from screens.data import LiveData
-from screens.fmt import SEVERITY_STYLE, matches, observed_lines, short_time
+from screens.fmt import SEVERITY_STYLE, matches, observed_lines, safe, short_time
 from screens.widgets import Pane, Table
 
 LIMIT = 500
@@ -98,7 +98,7 @@ class EventsScreen(GovScreen):
 
     @on(DataTable.RowHighlighted, "#events")
     def _show_detail(self) -> None:
-        self.query_one("#event-detail", Static).update(event_detail(self.selected_event()))
+        self.query_one("#event-detail", Static).update(safe(event_detail(self.selected_event())))
 
     def selected_event(self) -> dict[str, Any] | None:
         key = self.query_one("#events", Table).selected_key

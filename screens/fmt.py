@@ -46,3 +46,39 @@ def matches(text: str, *fields: Any) -> bool:
     """Case-insensitive: every word of ``text`` appears in one of the fields."""
     hay = " ".join("" if f is None else str(f) for f in fields).lower()
     return all(word in hay for word in text.lower().split())
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """"1 trip", "2 trips", "1,204 windows": the count and the noun that agrees with it."""
+    return f"{n:,} {noun if n == 1 else many or noun + 's'}"
+
+
+def clean(value: Any) -> str:
+    """Text from agents and operators with each control character shown escaped (``\\x1b``, ``\\u202e``),
+    newlines and tabs kept. Textual strips only BEL, BS, VT, FF and CR: ESC, CSI, other C0/C1 codes and
+    bidi overrides would reach the terminal. The twin of console/render.py ``clean`` (screens cannot import
+    console; tests/unit/test_escaping.py holds the two to the same answers)."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in " \n\t" else repr(c)[1:-1] for c in text)
+
+
+def safe(content: Any) -> Any:
+    """``content`` for a Static or a table cell with control characters escaped: a str stays a str (markup
+    is still markup), a Rich Text keeps its styles piece by piece; anything else is returned as it is."""
+    from rich.text import Text
+
+    if isinstance(content, str):
+        return clean(content)
+    if not isinstance(content, Text) or clean(content.plain) == content.plain:
+        return content
+    cuts = sorted({i for s in content.spans for i in (s.start, s.end)} - {0, len(content.plain)})
+    out = Text(style=content.style, justify=content.justify, overflow=content.overflow, no_wrap=content.no_wrap,
+               end=content.end)
+    for piece in content.divide(cuts):  # every span now covers its whole piece
+        part = Text(clean(piece.plain))
+        for span in piece.spans:
+            part.stylize(span.style)
+        out.append_text(part)
+    return out

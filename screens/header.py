@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from screens.data import LiveData
+from screens.fmt import safe
 
 PHASE_STYLE = {"L3": "bold black on green", "L3+": "bold black on yellow", "L4": "bold black on dark_orange",
                "L4+": "bold white on red", "L5": "bold white on magenta"}
@@ -88,4 +89,4 @@ class StatusHeader(Static):
         text.append_text(top)
         text.append("\n")
         text.append_text(bottom)
-        self.update(text)
+        self.update(safe(text))  # paused types and the kill switch's reason come from agents and operators

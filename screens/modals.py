@@ -81,6 +81,11 @@ class ConfirmModal(ModalScreen[dict[str, Any] | None]):
         else:
             self.action_confirm()
 
+    @on(Input.Changed, "#reason")
+    def _typed(self, event: Input.Changed) -> None:
+        if event.value.strip():  # "… is required" no longer holds once there is a note
+            self.query_one("#dialog-error", Static).update("")
+
     @on(Input.Submitted, "#reason")
     def _submitted(self) -> None:
         self.action_confirm()

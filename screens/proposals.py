@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 
 from screens.base import GovScreen
 from screens.data import LiveData
-from screens.fmt import matches, pct, short_time
+from screens.fmt import matches, pct, safe, short_time
 from screens.widgets import Pane, Table
 
 STATUS_STYLE = {"pending": "bold yellow", "approved": "green", "rejected": "red", "expired": "dim"}
@@ -125,7 +125,7 @@ class ProposalsScreen(GovScreen):
 
     @on(DataTable.RowHighlighted, "#proposals")
     def _show_detail(self) -> None:
-        self.query_one("#proposal-detail", Static).update(proposal_detail(self.selected_proposal()))
+        self.query_one("#proposal-detail", Static).update(safe(proposal_detail(self.selected_proposal())))
 
     def selected_proposal(self) -> dict[str, Any] | None:
         key = self.query_one("#proposals", Table).selected_key

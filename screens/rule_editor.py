@@ -18,6 +18,7 @@ from engine.domain import BREAKER_ACTIONS, SEVERITIES
 from engine.errors import GovconError
 from engine.rules import RULE_FIELDS, validate_rule
 from screens.errors import describe_error
+from screens.fmt import plural
 
 BACKTEST_DAYS = 30
 
@@ -25,9 +26,9 @@ BACKTEST_DAYS = 30
 def backtest_text(doc: dict[str, Any]) -> Text:
     t = Text()
     t.append(f"Backtest over {BACKTEST_DAYS} days: ", "bold")
-    t.append(f"{doc['trips']} trips", "bold red" if doc["trips"] else "bold green")
+    t.append(plural(doc["trips"], "trip"), "bold red" if doc["trips"] else "bold green")
     t.append(f" ({doc['tripsWithIncidentNearby']} with an incident nearby, {doc['tripsWithoutIncident']} without) "
-             f"in {doc['windowsJudged']:,} windows\n")
+             f"in {plural(doc['windowsJudged'], 'window')}\n")
     for trip in doc["tripTimes"][:5]:
         t.append(f"  {trip['at']}" + (f" {trip['commandType']}" if trip["commandType"] else "")
                  + (f" · incidents {', '.join(trip['incidentsNearby'][:2])}" if trip["incidentsNearby"] else "")

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Static
 
 from screens.base import GovScreen
 from screens.data import LiveData
-from screens.fmt import STATE_STYLE, matches, pct, short_time
+from screens.fmt import STATE_STYLE, matches, pct, plural, safe, short_time
 from screens.rule_editor import RuleEditModal
 from screens.widgets import Pane, Table
 
@@ -35,7 +35,8 @@ def rule_detail(rule: dict[str, Any] | None, status) -> Text:
         t.append("now: ")
         t.append(status.state, STATE_STYLE.get(status.state, ""))
         t.append(f" · {status.observed}\n" if status.observed else "\n")
-    t.append(f"\n{s['trips']} trips · {s['resolved']} resolved · {s['falsePositives']} false positives "
+    t.append(f"\n{plural(s['trips'], 'trip')} · {s['resolved']} resolved · "
+             f"{plural(s['falsePositives'], 'false positive')} "
              f"({pct(s['falsePositiveRate'])}) · {s['shadowTrips']} shadow · last {short_time(s['lastTrip'])}\n")
     t.append("\ne edits it (live validation, ctrl+b backtest, ctrl+s save)", "dim")
     return t
@@ -92,7 +93,7 @@ class RulesScreen(GovScreen):
         rule = self.selected_rule()
         live = self.app.live
         status = next((s for s in live.rules if rule and s.name == rule["name"]), None) if live else None
-        self.query_one("#rule-detail", Static).update(rule_detail(rule, status))
+        self.query_one("#rule-detail", Static).update(safe(rule_detail(rule, status)))
 
     @on(DataTable.RowSelected, "#rules")
     def action_edit(self) -> None:

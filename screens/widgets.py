@@ -11,6 +11,8 @@ from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
 
+from screens.fmt import clean, safe
+
 
 class Pane(Vertical):
     """A bordered box with a title; the unit the dashboard reflows."""
@@ -61,7 +63,9 @@ class Table(DataTable):
         """``rows``: (key, cells). Returns whether anything changed on screen."""
         # cells as Text: a str would be read as Rich markup ("Latency [p99]" shown as "Latency ", a type
         # named "a[/]b" raising MarkupError), and names come from agents and operators
-        rows = tuple((key, tuple(c if isinstance(c, Text) else Text(str(c)) for c in cells)) for key, cells in rows)
+        # and control characters show escaped (fmt.safe): Textual passes ESC, CSI and bidi overrides through
+        rows = tuple((key, tuple(safe(c) if isinstance(c, Text) else Text(clean(str(c))) for c in cells))
+                     for key, cells in rows)
         if rows == self._rows:
             return False
         selected = self.selected_key

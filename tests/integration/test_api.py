@@ -345,22 +345,28 @@ def test_breakers_judge_events_ingested_over_http(api, clock):
     assert state["currentPhase"] == "L3" and state["commandWhitelist"] == []
 
 
-def test_resolve_works_without_a_body_and_needs_the_role(api, clock):
+def test_resolve_needs_a_note_and_the_role(api, clock):
     api.gov.ingestor.ingest_objects([cmd(i, "failed", clock.now() - timedelta(seconds=10), ctype="scale_pool")
                                      for i in range(10)])
     api.gov.breakers.evaluate()
     event = api.get("/api/circuit-breaker/events/unresolved").json()[0]
     path = f"/api/circuit-breaker/events/{event['id']}/resolve"
-    assert api.post(path, headers=api.auth("carol")).status_code == 403
+    note = {"note": "scale_pool quota raised"}
+    assert api.post(path, json=note, headers=api.auth("carol")).status_code == 403
     api.gov.grant_role(OPERATOR, "dave", "on-call")
     headers = api.auth("dave")
-    resolved = api.post(path, headers=headers)
+    for body in (None, {}, {"note": None}, {"note": "  "}, {"falsePositive": True}):
+        refused = api.post(path, headers=headers) if body is None else api.post(path, json=body, headers=headers)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.json()["error"] == "invalid_input" and "note required" in refused.json()["detail"], body
+    assert api.get("/api/circuit-breaker/events/unresolved").json()[0]["id"] == event["id"]  # still open
+    resolved = api.post(path, json=note, headers=headers)
     assert resolved.status_code == 200, resolved.text
     doc = resolved.json()
-    assert doc["resolved"] and doc["resolvedBy"] == "dave" and doc["note"] == "resolved via the HTTP API"
+    assert doc["resolved"] and doc["resolvedBy"] == "dave" and doc["note"] == "scale_pool quota raised"
     again = api.post(path, json={"note": "twice", "falsePositive": True}, headers=headers)
     assert again.status_code == 409 and "resolved already by dave" in again.json()["detail"]
-    assert api.post("/api/circuit-breaker/events/cbe-nope/resolve", headers=headers).status_code == 404
+    assert api.post("/api/circuit-breaker/events/cbe-nope/resolve", json=note, headers=headers).status_code == 404
 
 
 # --- size limits ----------------------------------------------------------------------------------

@@ -128,9 +128,10 @@ def test_the_runbooks_curl_commands_against_a_real_server(ready_store, server, t
     for each in unresolved:  # critical (revert_to_l3) and high (pause_command_type): resolve both
         resolved = json.loads(sh('''
    EVENT_ID="$RUNBOOK_EVENT"
-   curl -X POST "http://localhost:4007/api/circuit-breaker/events/$EVENT_ID/resolve"
+   curl -X POST "http://localhost:4007/api/circuit-breaker/events/$EVENT_ID/resolve" \
+     -H "Content-Type: application/json" -d '{"note": "INC-4711: bad deploy rolled back"}'
 ''', token=tokens["dave"], RUNBOOK_EVENT=each["id"]))
-        assert resolved["resolved"] and resolved["resolvedBy"] == "dave"
+        assert resolved["resolved"] and resolved["resolvedBy"] == "dave" and resolved["note"].startswith("INC-4711")
     assert sh("curl http://localhost:4007/api/governance/state | jq '.pausedCommandTypes'").strip() == "[]"
 
     # Circuit breaker management: review, update, disable, verify
