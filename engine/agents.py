@@ -9,15 +9,24 @@ When a lease is in force: an agent that has ever beaten must hold a live lease f
 allowed; with ``[agents] require_lease = true`` every ask naming an agent needs one, so an agent that has
 never beaten gets ``needs_approval`` too. Asks naming no agent are not affected.
 
+A beat is written only when it must be: when it registers the agent or brings it back after a lapse,
+changes its TTL, finds at most RENEW_FRACTION of the stored lease left, or is the agent's first beat since
+the kill switch was engaged (the drain's acknowledgement). Other beats are answered from one read, with
+the stored expiry (what the gate judges) as ``leaseExpiresAt``; their last beat and count are
+group-committed once a second. So the stored lease is never later than the agent asked for — an agent
+that stops beating loses it between half a TTL and a TTL after its last beat — and at 100 beats a
+second most beats take no write lock at all.
+
 What is audited: an agent's first beat (``agent.register``), its return after a lapse (``agent.return``)
 and a lapse with grants in flight (``agent.lapse``, with one high alert per lapse). A renewal of a live
 lease is liveness bookkeeping on the agent's own row (last beat, beat count, token), like a token's
 last use: not a governance change, so not audited — at 100 beats a second it would swamp the audit log.
-Renewals take no store-wide write order (``serialise=False``): one single-row UPDATE.
+A renewal takes no store-wide write order (``serialise=False``): one single-row UPDATE.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +50,12 @@ MAX_TTL = 3600
 GRANTED, SUSPENDED = "granted", "suspended"
 #: how long a passed role check for heartbeats is trusted in this process (as the ingest route does)
 ROLE_CHECK_SECONDS = 5.0
+#: a beat writes the lease when at most this fraction of its TTL is left (60 s: every beat from 30 s left)
+RENEW_FRACTION = 0.5
+#: how often the beats that did not move a lease have their last beat and count recorded (one transaction)
+FLUSH_SECONDS = 1.0
+
+log = logging.getLogger("govcon.agents")
 
 
 def check_ttl(ttl: Any) -> int:
@@ -72,6 +87,8 @@ class AgentBook:
         self.enqueue_alert = enqueue_alert
         self.kill_marker = kill_marker
         self._may_beat: dict[str, float] = {}  # operator -> monotonic expiry of a passed role check
+        self._pending: dict[str, tuple[datetime, int]] = {}  # agent -> (last beat, beats) not yet recorded
+        self._flusher: threading.Thread | None = None
         self._lock = threading.Lock()
 
     # --- heartbeats ---------------------------------------------------------------------------
@@ -80,7 +97,8 @@ class AgentBook:
              token_id: str | None = None) -> dict[str, Any]:
         """Renew ``name``'s lease for ``ttl`` seconds from the store's now, for the token of ``operator``
         (bound to ``bound_agent``; a token bound to no agent beats for the agent named as its operator).
-        An unknown agent's first beat registers it. Returns the heartbeat reply."""
+        An unknown agent's first beat registers it. Returns the heartbeat reply, whose ``leaseExpiresAt``
+        is the stored expiry: what the gate judges."""
         why = invalid_name(name, "agent")
         if why is not None:
             raise InvalidInput(why)
@@ -90,15 +108,24 @@ class AgentBook:
             raise PermissionDenied(f"the token of {operator} is bound to agent {bound}; it cannot send heartbeats "
                                    f"for agent {name} (create a token with `govcon tokens create USER --agent {name}`)")
         now = self.clock.now()
+        with self.store.read() as conn:  # the common case: a live lease far from its end, no write at all
+            self._require_role(conn, operator)
+            row = agents_repo.get(conn, name)
+            state = state_repo.get_state(conn)
+        if state is None:
+            raise NotInitialised()
+        kill = kill_switch_json(state, self.kill_marker.engaged() if self.kill_marker is not None else None)
+        if row is not None and not self._must_write(row, now, ttl_seconds, state, kill):
+            pending = self._note_beat(name, now)
+            return self._reply(state, kill, name, now, row.lease_expires_at, row.ttl_seconds, row.beats + pending,
+                               registered=False)
         expires = now + timedelta(seconds=ttl_seconds)
         beat = {"at": now, "expires_at": expires, "ttl_seconds": ttl_seconds, "operator": operator,
                 "token_id": token_id}
-        with self.store.write(serialise=False) as conn:  # the common case: a live lease renewed, one UPDATE
-            self._require_role(conn, operator)
-            row = agents_repo.get(conn, name)
-            if row is not None and row.lease_expires_at > now:
-                agents_repo.renew(conn, name, **beat)
-                return self._reply(conn, name, now, expires, ttl_seconds, row.beats + 1, registered=False)
+        if row is not None and row.lease_expires_at > now:
+            with self.store.write(serialise=False) as conn:  # a live lease renewed: one single-row UPDATE
+                if agents_repo.renew(conn, name, **beat):
+                    return self._reply(state, kill, name, now, expires, ttl_seconds, row.beats + 1, registered=False)
         with self.store.write() as conn:  # registering or returning after a lapse: audited, in the chain's order
             row = agents_repo.get(conn, name)
             if row is None:
@@ -107,7 +134,7 @@ class AgentBook:
                 audit.append(conn, at=now, actor=operator, action="agent.register", target=name,
                              details={"ttl": ttl_seconds, "leaseExpiresAt": isoformat(expires),
                                       "tokenId": token_id})
-                return self._reply(conn, name, now, expires, ttl_seconds, 1, registered=True)
+                return self._reply(state, kill, name, now, expires, ttl_seconds, 1, registered=True)
             agents_repo.renew(conn, name, **beat)
             if row.lease_expires_at <= now:
                 audit.append(conn, at=now, actor=operator, action="agent.return", target=name,
@@ -120,7 +147,62 @@ class AgentBook:
                                                  f"lapsed at {isoformat(row.lease_expires_at)}",
                                             dedup_key=f"govcon-agent-lost-{name}", at=now,
                                             details={"agent": name}))
-            return self._reply(conn, name, now, expires, ttl_seconds, row.beats + 1, registered=False)
+            return self._reply(state, kill, name, now, expires, ttl_seconds, row.beats + 1, registered=False)
+
+    @staticmethod
+    def _must_write(row, now: datetime, ttl: int, state, kill: dict[str, Any]) -> bool:
+        """Whether this beat must move the stored lease now. It need not while the stored lease is live,
+        has this TTL, has more than RENEW_FRACTION of it left, and — with the kill switch engaged — the agent
+        has beaten since the engage already (the drain counts that beat as its acknowledgement). A beat not
+        written leaves the stored expiry earlier than a write would: the lease is never judged live longer
+        than the agent asked for."""
+        if row.lease_expires_at <= now or row.ttl_seconds != ttl:
+            return True
+        if (row.lease_expires_at - now).total_seconds() <= ttl * RENEW_FRACTION:
+            return True
+        if kill["engaged"]:
+            engaged_at = state.kill_switch_at if state.kill_switch_engaged else None
+            if engaged_at is None or row.last_beat_at < engaged_at:
+                return True
+        return False
+
+    # --- beats not written at once: their bookkeeping, group-committed -------------------------
+
+    def _note_beat(self, name: str, at: datetime) -> int:
+        """Remember a beat that did not move the lease, for the next group commit; returns how many are
+        waiting for this agent."""
+        with self._lock:
+            last, n = self._pending.get(name, (at, 0))
+            self._pending[name] = (max(last, at), n + 1)
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, name="govcon-agent-beats", daemon=True)
+                self._flusher.start()
+            return n + 1
+
+    def _flush_loop(self) -> None:
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            try:
+                self.flush()
+            except Exception as exc:  # bookkeeping only: the leases themselves are written at once
+                log.warning("could not record heartbeats' last beat and count: %s", exc)
+
+    def flush(self) -> int:
+        """Record the waiting beats' last beat and count in one transaction; returns the agents written."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return 0
+        try:
+            with self.store.write(serialise=False) as conn:
+                agents_repo.record_beats(conn, [(name, at, n) for name, (at, n) in pending.items()])
+        except Exception:
+            with self._lock:  # put them back for the next try
+                for name, (at, n) in pending.items():
+                    last, m = self._pending.get(name, (at, 0))
+                    self._pending[name] = (max(last, at), n + m)
+            raise
+        return len(pending)
 
     def _require_role(self, conn: Connection, operator: str) -> None:
         """The role heartbeats need, when the domain names one (the ``agent`` role); checked once per
@@ -130,19 +212,15 @@ class AgentBook:
             return
         held = identity_repo.roles_of(conn, operator)
         if not held.intersection(allowed):
-            raise PermissionDenied(f"sending heartbeats needs one of the roles {', '.join(allowed)}; {operator} "
+            needs = f"the role {allowed[0]}" if len(allowed) == 1 else "one of the roles " + ", ".join(allowed)
+            raise PermissionDenied(f"sending heartbeats needs {needs}; {operator} "
                                    f"holds {', '.join(sorted(held)) or 'no role'}. An admin can grant it: "
                                    f"govcon roles grant {operator} {allowed[0]}")
         with self._lock:
             self._may_beat[operator] = time.monotonic() + ROLE_CHECK_SECONDS
 
-    def _reply(self, conn: Connection, name: str, now: datetime, expires: datetime, ttl: int, beats: int, *,
-               registered: bool) -> dict[str, Any]:
-        state = state_repo.get_state(conn)
-        if state is None:
-            raise NotInitialised()
-        marker = self.kill_marker.engaged() if self.kill_marker is not None else None
-        kill = kill_switch_json(state, marker)
+    def _reply(self, state, kill: dict[str, Any], name: str, now: datetime, expires: datetime, ttl: int,
+               beats: int, *, registered: bool) -> dict[str, Any]:
         mode = state.mode or "normal"
         if kill["engaged"]:
             autonomy, reason = SUSPENDED, (f"kill switch engaged by {kill['by'] or 'unknown'}: "
@@ -216,6 +294,7 @@ class AgentBook:
     # --- reading ------------------------------------------------------------------------------
 
     def list(self) -> dict[str, Any]:
+        self.flush()
         now = self.clock.now()
         with self.store.read() as conn:
             rows = agents_repo.list_all(conn)
@@ -227,6 +306,7 @@ class AgentBook:
         why = invalid_name(name, "agent")
         if why is not None:
             raise InvalidInput(why)
+        self.flush()
         now = self.clock.now()
         with self.store.read() as conn:
             row = agents_repo.get(conn, name)

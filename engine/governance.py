@@ -173,6 +173,11 @@ class Governance:
         return ingestor
 
     def close(self) -> None:
+        if "agents" in self.__dict__:  # heartbeats' last beat and count, group-committed (engine/agents.py)
+            try:
+                self.agents.flush()
+            except Exception:  # bookkeeping only; the store may be gone already
+                pass
         if "actions" in self.__dict__:  # the decision log writes what the gate decided, then the store goes
             self.actions.decision_log.flush()
         self.notifier.close()

@@ -39,6 +39,18 @@ def renew(conn: Connection, name: str, *, at: datetime, expires_at: datetime, tt
         last_operator=operator, last_token_id=token_id)).rowcount
 
 
+def record_beats(conn: Connection, beats: list[tuple[str, datetime, int]]) -> None:
+    """Beats that did not move a lease, group-committed: (name, last beat, how many). Never moves an
+    agent's last beat back (a beat written at once since then is newer)."""
+    if not beats:
+        return
+    conn.execute(sa.update(AG).where(AG.c.name == sa.bindparam("b_name")).values(
+        beats=AG.c.beats + sa.bindparam("b_n"),
+        last_beat_at=sa.case((AG.c.last_beat_at < sa.bindparam("b_at"), sa.bindparam("b_at")),
+                             else_=AG.c.last_beat_at)),
+        [{"b_name": name, "b_at": at, "b_n": n} for name, at, n in beats])
+
+
 def mark_lapse_alerted(conn: Connection, name: str, expiry: datetime) -> None:
     conn.execute(sa.update(AG).where(AG.c.name == name).values(lapse_alerted_for=expiry))
 

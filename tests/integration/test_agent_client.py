@@ -227,6 +227,7 @@ def test_kill_switch_engaged_through_the_api_is_seen_at_once(served, client):
 
 def test_heartbeat_renews_the_lease_and_carries_the_stop(served, client):
     _server, gov, _tokens = served
+    gov.grant_role(ADMIN, AGENT, "agent")  # heartbeats need the agent role
     beat = client.heartbeat(ttl=30)
     assert (beat["agent"], beat["autonomy"], beat["mode"], beat["registered"]) == (AGENT, "granted", "normal", True)
     assert beat["killSwitch"]["engaged"] is False and beat["leaseExpiresAt"] > beat["beatAt"]
@@ -240,6 +241,7 @@ def test_heartbeat_renews_the_lease_and_carries_the_stop(served, client):
 
 def test_an_action_with_heartbeat_beats_in_the_background_and_learns_of_a_stop(served, client):
     server, gov, tokens = served
+    gov.grant_role(ADMIN, AGENT, "agent")
     with pytest.raises(ActionDenied, match="INC-13"):
         with client.action("restart_service", heartbeat=0.2) as act:
             assert act.last_beat["autonomy"] == "granted"  # beaten before asking

@@ -20,6 +20,7 @@ from tests.conftest import OPERATOR
 from tests.integration.test_api import make_api
 
 BOT = "rollback-bot"
+AGENT_OPERATORS = (BOT, "log-bot", "old-bot", "never-beat", "bot-owner")
 SINKS = load_sinks({"sinks": [{"name": "chat", "type": "webhook", "url": "http://127.0.0.1:9/hook"}]})
 
 
@@ -29,6 +30,8 @@ def at_l4(gov: Governance) -> Governance:
         state_repo.update_state(conn, current_phase="L4", command_whitelist=["restart_service", "rotate_logs"])
     gov.grant_role(OPERATOR, OPERATOR, "on-call")
     gov.grant_role(OPERATOR, OPERATOR, "incident-commander")
+    for agent in AGENT_OPERATORS:  # heartbeats need the agent role (engine/domain.py)
+        gov.grant_role(OPERATOR, agent, "agent")
     return gov
 
 
@@ -91,6 +94,34 @@ def test_a_lapsed_lease_needs_approval_and_alerts_once_per_lapse(lgov, clock):
     assert len(audited(lgov, "agent.lapse")) == 2
 
 
+def test_beats_far_from_the_lease_s_end_are_not_written_and_never_lengthen_it(lgov, clock, store):
+    """Every 10 s with a 60 s TTL: a beat writes the lease once at most half of it is left; the ones
+    between answer with the stored expiry (what the gate judges), and their count is group-committed."""
+    start = clock.now()
+    replies = []
+    for _ in range(4):  # at 0, 10, 20, 30 s
+        replies.append(lgov.agents.beat(BOT, BOT))
+        clock.advance(timedelta(seconds=10))
+    assert [r["leaseExpiresAt"] for r in replies] == [isoformat(start + timedelta(seconds=s)) for s in (60, 60, 60, 90)]
+    with store.read() as conn:
+        row = conn.execute(sa.select(tables.agents).where(tables.agents.c.name == BOT)).one()
+    assert row.lease_expires_at == start + timedelta(seconds=90) and row.beats == 2  # two written at once
+    shown = lgov.agents.show(BOT)  # the two answered from a read are recorded by the group commit
+    assert (shown["beats"], shown["lastBeatAt"]) == (4, isoformat(start + timedelta(seconds=30)))
+    # the agent stops after its beat at 30 s: the lease ends at 90 s, as stored, never later
+    clock.set(start + timedelta(seconds=89))
+    assert ask(lgov).decision == "allow"
+    clock.set(start + timedelta(seconds=90))
+    assert ask(lgov).decision == "needs_approval"
+    # a beat that changes the TTL is written at once, also to shorten the lease
+    clock.set(start + timedelta(seconds=91))
+    lgov.agents.beat(BOT, BOT, ttl=60)
+    short = lgov.agents.beat(BOT, BOT, ttl=10)
+    assert short["leaseExpiresAt"] == isoformat(start + timedelta(seconds=101))
+    clock.set(start + timedelta(seconds=101))
+    assert ask(lgov).decision == "needs_approval"
+
+
 def test_a_lapse_without_grants_in_flight_raises_no_alert(lgov, clock):
     lgov.agents.beat(BOT, BOT, ttl=5)
     clock.advance(timedelta(seconds=6))
@@ -119,6 +150,12 @@ def test_the_lease_is_judged_again_when_the_grant_is_written(lgov, clock):
         state = state_repo.get_state(conn)
         assert lgov.gate.judge(conn, Ask("restart_service", agent=BOT), clock.now()).decision == "needs_approval"
         assert lgov.agents.check(conn, state, Ask("restart_service", agent=BOT), clock.now()) is not None
+
+
+def test_a_heartbeat_needs_the_agent_role(lgov):
+    with pytest.raises(PermissionDenied, match="heartbeats needs the role agent; nobody-bot holds no role"):
+        lgov.agents.beat("nobody-bot", "nobody-bot")
+    assert lgov.agents.list()["agents"] == []
 
 
 def test_bad_heartbeats_are_refused_and_write_nothing(lgov):
