@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -113,6 +114,7 @@ class Gate:
         self.on_decision = on_decision
         self.leases = leases  # engine/agents.py: an ask naming an agent without a live lease needs approval
         self._allowed_last: dict[str, bool] = {}  # per command type: was the last decision an allow?
+        self._group = GroupCommit(self._write_group)
 
     def decide(self, command_type: str, *, confidence: float | None = None, action_class: str | None = None,
                service: str | None = None, agent: str | None = None, request: bool = False,
@@ -219,22 +221,43 @@ class Gate:
     def _grant(self, ask: Ask, now, requested_by: str | None, *, request: bool = False) -> tuple[GateDecision, bool]:
         """Judge under the store's write lock and issue the grant in the same transaction. Called after an
         allow on a read (judged again here), or directly when the type was allowed last (``request``: a
-        needs_approval answer queues its action request in the same transaction)."""
+        needs_approval answer queues its action request in the same transaction). Concurrent callers are
+        group-committed (``GroupCommit``): each ask is judged in turn, seeing the grants before it."""
         assert self.actions is not None
+        return self._group.submit((ask, now, requested_by, request))
+
+    def _write_group(self, items: list[tuple]) -> list[tuple[GateDecision, bool]]:
+        """One serialised write transaction for the asks of a group, answered only once it has committed.
+        With several asks each runs in a savepoint: one that fails is denied alone. If the commit fails,
+        every ask of the group is denied (nothing of it was stored)."""
+        results: list[tuple[GateDecision, bool]] = []
         try:
             with self.store.write(lane="safety") as conn:
-                decision = self.judge(conn, ask, now)
-                from engine import recovery  # (here: recovery imports the gate)
-                decision = recovery.judge(conn, ask, decision, now)  # a half-open type: one probe at a time
-                if decision.decision == NEEDS_APPROVAL and request:
-                    return self.actions.open_request(conn, ask, decision, now, requested_by=requested_by), True
-                if decision.decision != ALLOW:  # e.g. the budget went to a concurrent ask
-                    self.actions.log_decision(conn, ask, decision, now)
-                    return decision, True
-                return self.actions.issue_grant(conn, ask, decision, now, requested_by=requested_by), True
+                for item in items:
+                    if len(items) == 1:
+                        results.append(self._judge_in_write(conn, *item))
+                        continue
+                    try:
+                        with conn.begin_nested():
+                            results.append(self._judge_in_write(conn, *item))
+                    except Exception as exc:
+                        results.append((_cannot_grant(item[0], exc), False))
         except Exception as exc:
-            return GateDecision(DENY, f"cannot record the grant, so nothing may run (failing closed): {_brief(exc)}",
-                                ask.command_type, None), False
+            return [(_cannot_grant(item[0], exc), False) for item in items]
+        return results
+
+    def _judge_in_write(self, conn, ask: Ask, now, requested_by: str | None,
+                        request: bool) -> tuple[GateDecision, bool]:
+        assert self.actions is not None
+        decision = self.judge(conn, ask, now)
+        from engine import recovery  # (here: recovery imports the gate)
+        decision = recovery.judge(conn, ask, decision, now)  # a half-open type: one probe at a time
+        if decision.decision == NEEDS_APPROVAL and request:
+            return self.actions.open_request(conn, ask, decision, now, requested_by=requested_by), True
+        if decision.decision != ALLOW:  # e.g. the budget went to a concurrent ask
+            self.actions.log_decision(conn, ask, decision, now)
+            return decision, True
+        return self.actions.issue_grant(conn, ask, decision, now, requested_by=requested_by), True
 
     def _request(self, ask: Ask, decision: GateDecision, now,
                  requested_by: str | None) -> tuple[GateDecision, bool]:
@@ -248,6 +271,53 @@ class Gate:
                 return self.actions.open_request(conn, ask, again, now, requested_by=requested_by), True
         except Exception as exc:
             return decision.with_extra(requestError=f"the action request could not be queued: {_brief(exc)}"), False
+
+
+class GroupCommit:
+    """Leader/follower group commit: callers queue their item; whoever takes the lock next writes every item
+    waiting, in one call of ``write_group`` (a list in, a result per item out, in order), and hands each
+    caller its own result. One caller alone is a group of one; callers never wait for a timer."""
+
+    def __init__(self, write_group: Callable[[list], list], *, max_group: int = 64) -> None:
+        self._write_group = write_group
+        self._max_group = max_group
+        self._leader = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Slot] = []
+
+    def submit(self, item: Any) -> Any:
+        slot = _Slot(item)
+        with self._queue_lock:
+            self._queue.append(slot)
+        while not slot.done:
+            with self._leader:
+                if slot.done:  # a leader before us wrote it
+                    break
+                with self._queue_lock:
+                    group, self._queue = self._queue[:self._max_group], self._queue[self._max_group:]
+                try:
+                    results = self._write_group([s.item for s in group])
+                except BaseException as exc:  # write_group answers every item itself; never leave one waiting
+                    results = [exc] * len(group)
+                for waiting, result in zip(group, results, strict=True):
+                    waiting.result, waiting.done = result, True
+        if isinstance(slot.result, BaseException):
+            raise slot.result
+        return slot.result
+
+
+class _Slot:
+    __slots__ = ("item", "result", "done")
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.result: Any = None
+        self.done = False
+
+
+def _cannot_grant(ask: Ask, exc: BaseException) -> GateDecision:
+    return GateDecision(DENY, f"cannot record the grant, so nothing may run (failing closed): {_brief(exc)}",
+                        ask.command_type, None)
 
 
 def _brief(exc: BaseException) -> str:
