@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,8 @@ from console import startup
 from console.config import Config, ConfigError, build_governance, load_config
 from console.identity import current_operator
 from console.render import (
+    CleanFormatter,
+    CleanStream,
     print_alerts,
     print_audit,
     print_backtest,
@@ -96,14 +99,23 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, upper: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if value < 1 or (upper is not None and value > upper):
+        bounds = f"from 1 to {upper:,}" if upper is not None else "at least 1"
+        raise argparse.ArgumentTypeError(f"must be {bounds}, not {value if len(text) < 40 else text[:40] + '…'}")
     return value
+
+
+MAX_LIMIT = 100_000  # the most rows a --limit lists (more is a mistake, and some stores overflow)
+
+
+def _limit(text: str) -> int:
+    """``--limit``: 1..MAX_LIMIT (argparse names the flag: "argument --limit: must be from 1 to 100,000 …")."""
+    return _positive_int(text, MAX_LIMIT)
 
 
 def _date(text: str) -> datetime:
@@ -115,6 +127,31 @@ def _date(text: str) -> datetime:
 
 
 # --- command handlers ------------------------------------------------------------------------
+
+
+def _backup(ctx: Context, target: Path) -> int:
+    """`db backup PATH`: a missing directory, a directory as PATH or a place that cannot be written is a
+    one-line error naming the path (exit 1), never a traceback; nothing is left behind."""
+    import sqlite3
+
+    shown = str(target)
+    if target.is_dir():
+        raise GovconError(f"cannot back up to {shown}: it is a directory; name a new file in it, "
+                          f"e.g. {target / 'governance-backup.sqlite'}")
+    parent = target.expanduser().absolute().parent
+    if parent.exists() and not parent.is_dir():
+        raise GovconError(f"cannot back up to {shown}: {parent} is not a directory")
+    if not parent.is_dir():
+        raise GovconError(f"cannot back up to {shown}: the directory {parent} does not exist (create it first)")
+    try:
+        return ctx.gov.backup(target)
+    except FileExistsError:
+        raise
+    except (OSError, sqlite3.Error) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            why = f"the directory {parent} is not writable ({why})"
+        raise GovconError(f"cannot back up to {shown}: {why}") from None
 
 
 def cmd_status(ctx: Context) -> int:
@@ -259,7 +296,7 @@ def cmd_db(ctx: Context) -> int:
         print(f"schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"),
               file=ctx.out)
     elif sub == "backup":
-        size = ctx.gov.backup(Path(ctx.args.path))
+        size = _backup(ctx, Path(ctx.args.path))
         print(f"backed up {ctx.gov.store.display_url} to {ctx.args.path} ({size:,} bytes)", file=ctx.out)
     elif sub == "prune":
         removed = ctx.gov.prune(ctx.operator, ctx.args.older_than)
@@ -466,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("audit", cmd_audit, "the hash-chained audit log")
     asub = sp.add_subparsers(dest="audit_command", metavar="list|verify|head|key")
     al = asub.add_parser("list", help="newest entries first")
-    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--limit", type=_limit, default=50)
     al.add_argument("--search", default=None)
     al.add_argument("--json", action="store_true")
     av = asub.add_parser("verify", help="check the chain, the recorded head and the state; names the first "
@@ -507,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     esub = sp.add_subparsers(dest="events_command", metavar="list|resolve")
     el = esub.add_parser("list")
     el.add_argument("--unresolved", action="store_true")
-    el.add_argument("--limit", type=int, default=100)
+    el.add_argument("--limit", type=_limit, default=100)
     el.add_argument("--json", action="store_true")
     er = esub.add_parser("resolve", help="resolve an event (un-pauses its command type)")
     er.add_argument("id")
@@ -521,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     al = asub.add_parser("list", help="waiting and dead-lettered alerts, newest first (--status to choose)")
     from engine.outbox import STATUSES as ALERT_STATUSES
     al.add_argument("--status", choices=(*ALERT_STATUSES, "all"), default=None)
-    al.add_argument("--limit", type=_positive_int, default=100)
+    al.add_argument("--limit", type=_limit, default=100)
     al.add_argument("--json", action="store_true")
     for name, help in (("retry", "queue dead-lettered alerts again once their cause is fixed"),
                        ("dismiss", "give up on dead-lettered alerts for good (they leave the header's count)")):
@@ -586,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("action", choices=("engage", "release", "drill"))
     sp.add_argument("--reason", default=None)
     from console import cli_actions  # `govcon gate`, `actions`, `mode`: governed actions
-    cli_actions.register(command, _duration, _positive_int)
+    cli_actions.register(command, _duration, _limit)  # its int arguments are --limit
     from console import cli_agents  # `govcon agents list|show`: agents and their leases
     cli_agents.register(command)
 
@@ -638,7 +675,7 @@ def setup_logging(level: int = logging.WARNING) -> None:
     if any(isinstance(f, RedactingFilter) for h in root.handlers for f in h.filters):
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("govcon: %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(CleanFormatter("govcon: %(levelname)s %(name)s: %(message)s"))  # escapes shown
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > level:
@@ -647,8 +684,8 @@ def setup_logging(level: int = logging.WARNING) -> None:
 
 def main(argv: list[str] | None = None, *, clock: Clock | None = None,
          out: TextIO | None = None, err: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
+    out = CleanStream(out or sys.stdout)  # control characters in stored values print escaped (render.clean)
+    err = CleanStream(err or sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.handler is not cmd_console:

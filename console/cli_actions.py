@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, TextIO
 
+from console.render import clean as _clean
 from engine.clock import isoformat
 from engine.errors import InvalidInput
 
@@ -236,8 +237,3 @@ def cmd_mode(ctx) -> int:
     ctx.emit_json(doc) if a.json else ctx.out.write(f"mode {doc['mode']}\n")
     return 0
 
-
-def _clean(value: Any) -> str:
-    """Values that came from agents, printed without letting control characters reach the terminal."""
-    text = value if isinstance(value, str) else ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)

@@ -55,6 +55,8 @@ def header_lines(live: LiveData | None, *, operator: str, screen: str, demo: boo
         bottom.append(f" {live.error.splitlines()[0]}", "red")
         return top, bottom
     bottom.append(f"[{screen}] ", "bold")
+    if live is not None:  # how stale the screen is comes first: at 80 columns the end of the line is cut
+        bottom.append(f"read {live.at:%H:%M:%S}Z · ", "dim")
     bottom.append("store ok", "green")
     leader = s.get("leader") if s else None
     if leader:
@@ -67,8 +69,6 @@ def header_lines(live: LiveData | None, *, operator: str, screen: str, demo: boo
     bottom.append(f" · {operator} ({roles})")
     if scheduler:
         bottom.append(f" · {scheduler}", "dim")
-    if live is not None:
-        bottom.append(f" · {live.at:%H:%M:%S}Z", "dim")
     if demo:
         bottom.append("\n")
         bottom.append(" DEMO ", "bold white on magenta")
