@@ -6,6 +6,7 @@ kill switch's drain in `govcon status`."""
 from __future__ import annotations
 
 import inspect
+import re
 from datetime import timedelta
 
 import pytest
@@ -299,3 +300,21 @@ def test_the_kill_switch_drain_in_status(lgov, cli, clock):
     assert "STOPPED: 0 grants in flight" in cli("status").out
     lgov.overrides.release_kill_switch(OPERATOR, "all clear")
     assert "drain" not in cli("status", "--json").json()
+
+
+def test_the_agents_config_table_is_checked(tmp_path):
+    from console.config import Config, ConfigError
+    assert Config("x", raw={"agents": {"require_lease": True, "default_ttl": 30}}).agent_options() == {
+        "require_lease": True, "default_ttl": 30}
+    assert Config("x", raw={}).agent_options() == {}
+    for bad, said in (({"require_leases": True}, "unknown key 'require_leases'"),
+                      ({"require_lease": "yes"}, "require_lease = 'yes': use true or false"),
+                      ({"default_ttl": 2}, "default_ttl = 2: use whole seconds from 5 to 3600"),
+                      ({"default_ttl": 60.5}, "default_ttl = 60.5")):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            Config("x", path=tmp_path / "config.toml", raw={"agents": bad}).agent_options()
+
+
+def test_the_default_ttl_from_the_config_applies(store, clock):
+    gov = at_l4(Governance(store, clock, agent_options={"default_ttl": 20}))
+    assert gov.agents.beat(BOT, BOT)["leaseExpiresAt"] == isoformat(clock.now() + timedelta(seconds=20))
