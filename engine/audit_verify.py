@@ -105,6 +105,7 @@ class _Replay:
         self.roles: dict[tuple[str, str], int] = {}  # (operator, role) -> the seq that granted it
         self.tokens: dict[str, dict[str, Any]] = {}  # id -> {operator, fingerprint, seq, revoked}
         self.rules: dict[str, tuple[int, dict[str, Any]]] = {}  # name -> (seq, fields the log gives)
+        self.proposals: dict[str, dict[str, Any]] = {}  # id -> proposal.create's details
 
     def visit(self, row: Any) -> None:
         if row.seq == self.expect_seq:
@@ -127,6 +128,17 @@ class _Replay:
                         f"state: {name} changed from {before!r} to {value!r} between audit entries "
                         f"{self.last_state_seq} and {row.seq}, and {row.action!r} does not change it: edited "
                         "without an audit entry")
+            for name, expected in _meant(row, self.last_state, self.proposals).items():
+                if row.state.get(name) != expected:
+                    self.problems.append(
+                        f"state: audit entry {row.seq} ({row.action!r} by {row.actor!r}) left {name} at "
+                        f"{row.state.get(name)!r}, but that action makes it {expected!r}: the state was edited "
+                        "without an audit entry before it")
+            if row.action in _FLIPS and self.last_state.get("killSwitch") == row.state.get("killSwitch"):
+                self.problems.append(
+                    f"state: audit entry {row.seq} ({row.action!r} by {row.actor!r}) found the kill switch "
+                    f"{'engaged' if row.state.get('killSwitch') else 'released'} already, as the log had left it "
+                    "at entry {0}: it was flipped without an audit entry in between".format(self.last_state_seq))
         self.last_state, self.last_state_seq = row.state, row.seq
 
     # --- what each audited action says ------------------------------------------------------------
@@ -138,6 +150,9 @@ class _Replay:
         for name in d.get("rules") or []:
             fields = {k: v for k, v in defaults.get(name, {}).items() if k != "name"}
             self.rules[name] = (row.seq, {**_INIT_RULE_DEFAULTS, **fields} if name in defaults else {})
+
+    def _proposal_create(self, row: Any, d: dict[str, Any]) -> None:
+        self.proposals[row.target] = d
 
     def _role_grant(self, row: Any, d: dict[str, Any]) -> None:
         self.roles[(row.target, d.get("role"))] = row.seq
@@ -160,6 +175,31 @@ class _Replay:
     def _rule_set(self, row: Any, d: dict[str, Any]) -> None:
         seq, fields = self.rules.get(row.target, (row.seq, {}))
         self.rules[row.target] = (row.seq, {**fields, **(d.get("after") or {})})
+
+
+#: actions govcon writes only when they flip the kill switch (an engaged switch is not engaged again)
+_FLIPS = frozenset({"kill_switch.engage", "kill_switch.release"})
+
+
+def _meant(row: Any, before: dict[str, Any], proposals: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The state fields an entry's action sets to a value its details (or its meaning) give: a change of
+    another field hidden behind an action allowed to change it still shows."""
+    d = row.details or {}
+    if row.action == "proposal.apply":
+        commands = (proposals.get(row.target) or {}).get("commands")
+        meant: dict[str, Any] = {"phase": d.get("to")}
+        if commands is not None:  # the apply adds the proposal's types to the whitelist it found
+            meant["whitelist"] = list(dict.fromkeys([*(before.get("whitelist") or []), *commands]))
+        return meant
+    if row.action == "phase.revert":
+        return {"phase": "L3", "whitelist": []}
+    if row.action == "kill_switch.engage":
+        return {"killSwitch": True}
+    if row.action == "kill_switch.release":
+        return {"killSwitch": False}
+    if row.action in ("breaker.mode", "mode.set") and "after" in d:
+        return {"breakerMode" if row.action == "breaker.mode" else "mode": d["after"]}
+    return {}
 
 
 def verify(store, *, expect_head: str | None = None, key: Any = True) -> VerifyReport:

@@ -360,3 +360,51 @@ def test_the_anchor_is_configured_in_the_audit_table(tmp_path):
     with pytest.raises(Exception, match=r"\[audit\] has unknown key 'anchor'"):
         Config(database_url="x", raw={"audit": {"anchor": "x"}}).audit_anchor()
     assert json.dumps(str(cfg.audit_key_path()))  # a path, whatever the environment
+
+
+def test_the_anchor_job_is_scheduled_with_its_id_and_interval_only_when_configured(kgov, tmp_path):
+    import asyncio
+
+    async def main(settings):
+        s = GovconScheduler(kgov, "test-holder", audit_anchor=settings)
+        s.start()
+        try:
+            job = s.scheduler.get_job("audit-anchor")
+            return None if job is None else (job.func.__name__, job.trigger.interval)
+        finally:
+            s.shutdown()
+    settings = AnchorSettings(file=tmp_path / "a.log", interval=timedelta(minutes=15))
+    assert asyncio.run(main(settings)) == ("audit-anchor", timedelta(minutes=15))
+    assert asyncio.run(main(None)) is None
+    assert asyncio.run(main(AnchorSettings())) is None  # neither a file nor the alert
+
+
+def test_audit_key_show_names_the_file_and_the_key_id(kgov, cli, key_file):
+    doc = cli("audit", "key", "show", "--json").json()
+    assert doc == {"path": str(key_file), "exists": True, "keyId": audit_key.load(key_file).id}
+    assert audit_key.load(key_file).id not in key_file.read_text()  # the id is not the key
+
+
+def test_a_whitelist_edit_before_an_approval_is_named_at_the_approval(kgov, clock):
+    make_ready(kgov, clock)
+    pid = kgov.cycle.run(OPERATOR)["proposal"]["proposalId"]
+    with kgov.store.write() as conn:  # slipped in before the approval, which keeps what it finds
+        state_repo.update_state(conn, command_whitelist=["drop_database"])
+    kgov.proposals.approve("bob", pid, "tech-lead")
+    found = problems(kgov.store)
+    assert len(found) == 1 and "whitelist changed from [] to ['drop_database']" in found[0], found
+    assert "'proposal.approve' does not change it" in found[0]
+
+
+def test_a_kill_switch_released_by_sql_and_engaged_again_is_named(kgov, clock):
+    kgov.grant_role(OPERATOR, OPERATOR, "incident-commander")
+    assert kgov.overrides.engage_kill_switch(OPERATOR, "incident").changed
+    with kgov.store.write() as conn:  # agents run again for a while...
+        state_repo.update_state(conn, kill_switch_engaged=False)
+    assert any("killSwitch is False in the store" in p for p in problems(kgov.store))
+    assert kgov.overrides.engage_kill_switch(OPERATOR, "still the incident").changed  # ...then it is re-engaged
+    found = problems(kgov.store)
+    assert len(found) == 1, found
+    assert found[0].startswith("state: audit entry ") and "('kill_switch.engage' by 'alice') found the kill " \
+        "switch engaged already, as the log had left it at entry " in found[0]
+    assert found[0].endswith("it was flipped without an audit entry in between")
