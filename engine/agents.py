@@ -180,8 +180,13 @@ class AgentBook:
             return n + 1
 
     def _flush_loop(self) -> None:
+        """Flush once a second while beats wait; the thread ends when none do (the next one starts it)."""
         while True:
             time.sleep(FLUSH_SECONDS)
+            with self._lock:
+                if not self._pending:
+                    self._flusher = None
+                    return
             try:
                 self.flush()
             except Exception as exc:  # bookkeeping only: the leases themselves are written at once
@@ -314,7 +319,7 @@ class AgentBook:
                 raise NotFound(f"no agent {name!r}: an agent appears with its first heartbeat; "
                                "see `govcon agents list`")
             flight = agents_repo.in_flight_by_agent(conn, now, [name]).get(name, 0)
-            grants = [g for g in agents_repo.in_flight_grants(conn, now, limit=1000) if g.agent == name][:20]
+            grants = agents_repo.in_flight_grants(conn, now, agent=name)
         doc = agent_json(row, now, flight)
         doc["grantsInFlight"] = [{"grantId": g.id, "commandType": g.command_type, "expiresAt": isoformat(g.expires_at)}
                                  for g in grants]

@@ -84,7 +84,9 @@ def live_at(conn: Connection, at: datetime) -> list[Row]:
     return conn.execute(sa.select(AG).where(AG.c.lease_expires_at > at).order_by(AG.c.name)).all()
 
 
-def in_flight_grants(conn: Connection, now: datetime, *, limit: int = 20) -> list[Row]:
-    return conn.execute(sa.select(GR.c.id, GR.c.agent, GR.c.command_type, GR.c.expires_at)
-                        .where(GR.c.status == OPEN, GR.c.expires_at > now)
-                        .order_by(GR.c.expires_at).limit(limit)).all()
+def in_flight_grants(conn: Connection, now: datetime, *, agent: str | None = None, limit: int = 20) -> list[Row]:
+    q = sa.select(GR.c.id, GR.c.agent, GR.c.command_type, GR.c.expires_at).where(GR.c.status == OPEN,
+                                                                                 GR.c.expires_at > now)
+    if agent is not None:
+        q = q.where(GR.c.agent == agent)
+    return conn.execute(q.order_by(GR.c.expires_at).limit(limit)).all()

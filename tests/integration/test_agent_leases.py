@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -121,6 +122,24 @@ def test_beats_far_from_the_lease_s_end_are_not_written_and_never_lengthen_it(lg
     assert short["leaseExpiresAt"] == isoformat(start + timedelta(seconds=101))
     clock.set(start + timedelta(seconds=101))
     assert ask(lgov).decision == "needs_approval"
+
+
+def test_beats_answered_from_a_read_are_recorded_within_seconds(lgov, clock, store):
+    lgov.agents.beat(BOT, BOT)
+    clock.advance(timedelta(seconds=10))
+    lgov.agents.beat(BOT, BOT)  # answered from a read; recorded by the background group commit
+
+    def stored_beats() -> int:
+        with store.read() as conn:
+            return conn.execute(sa.select(tables.agents.c.beats).where(tables.agents.c.name == BOT)).scalar_one()
+    deadline = time.monotonic() + 10
+    while stored_beats() != 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stored_beats() == 2
+    deadline = time.monotonic() + 10  # with nothing waiting, the writer thread ends
+    while lgov.agents._flusher is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lgov.agents._flusher is None
 
 
 def test_a_lapse_without_grants_in_flight_raises_no_alert(lgov, clock):
