@@ -104,9 +104,12 @@ def _positive_int(text: str, upper: int | None = None) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1 or (upper is not None and value > upper):
-        bounds = f"from 1 to {upper:,}" if upper is not None else "at least 1"
-        raise argparse.ArgumentTypeError(f"must be {bounds}, not {value if len(text) < 40 else text[:40] + '…'}")
+    shown = text if len(text) < 40 else text[:40] + "…"
+    where = "" if upper is None else f"; the range is 1..{upper:,}"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {shown}{where}")
+    if upper is not None and value > upper:
+        raise argparse.ArgumentTypeError(f"must be at most {upper:,}, not {shown}{where}")
     return value
 
 
@@ -114,7 +117,7 @@ MAX_LIMIT = 100_000  # the most rows a --limit lists (more is a mistake, and som
 
 
 def _limit(text: str) -> int:
-    """``--limit``: 1..MAX_LIMIT (argparse names the flag: "argument --limit: must be from 1 to 100,000 …")."""
+    """``--limit``: 1..MAX_LIMIT (argparse names the flag: "argument --limit: must be at most 100,000, not …")."""
     return _positive_int(text, MAX_LIMIT)
 
 

@@ -54,8 +54,13 @@ class NewToken:
     agent: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "operator": self.operator, "token": self.secret,
-                "expiresAt": isoformat(self.expires_at), "agent": self.agent}
+        """{id, operator, token}, and expiresAt / agent when the token has them."""
+        doc: dict[str, Any] = {"id": self.id, "operator": self.operator, "token": self.secret}
+        if self.expires_at is not None:
+            doc["expiresAt"] = isoformat(self.expires_at)
+        if self.agent is not None:
+            doc["agent"] = self.agent
+        return doc
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def test_a_bad_limit_is_an_argparse_error_naming_the_flag(cli, argv, value, caps
     err = capsys.readouterr().err
     assert exited.value.code == 2
     assert "argument --limit:" in err
-    assert ("from 1 to 100,000" in err) if value != "ten" else "'ten' is not a whole number" in err
+    assert ("the range is 1..100,000" in err) if value != "ten" else "'ten' is not a whole number" in err
     assert "Traceback" not in err
 
 
