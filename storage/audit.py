@@ -135,6 +135,10 @@ def append(conn: Connection, *, at: datetime, actor: str, action: str, target: s
     at = at.astimezone(UTC)
     key = key_for(conn)
     if key is not None and last is not None and prev_key != key.id:  # the chain becomes keyed (or re-keyed)
+        if prev_key:
+            log.warning("audit chain keyed with key %s, this process holds key %s (another key file?): entries "
+                        "from %d on are keyed with it, and `audit verify` with either key reports the others",
+                        prev_key, key.id, seq)
         prev = _insert(conn, seq, at, "govcon", KEYED_ACTION, key.id,
                        "the chain is keyed (HMAC-SHA256) from this entry on",
                        {"keyId": key.id, "previousKeyId": prev_key or None}, prev, state, key)
