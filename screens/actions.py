@@ -182,6 +182,7 @@ class ActionsMixin:
             def release(result: dict[str, Any] | None) -> None:
                 if result is not None:
                     reason = result["reason"]
+                    self._kill_switch_mine = False
                     self.perform(lambda: gov.overrides.kill_switch("release", actor, reason), lambda r: r.message,
                                  title="Kill switch")
 
@@ -195,6 +196,7 @@ class ActionsMixin:
         def engage(result: dict[str, Any] | None) -> None:
             if result is not None:
                 reason = result["reason"]
+                self._kill_switch_mine = True
                 self.perform(lambda: gov.overrides.kill_switch("engage", actor, reason), lambda r: r.message,
                              title="KILL SWITCH", unavailable=NOT_RECORDED)
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import BindingType
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 
@@ -31,6 +32,8 @@ from storage.db import StoreUnavailable
 REFRESH_SECONDS = 1.0
 SLOW_EVERY = 5          # readiness and trends every 5 refreshes
 AFTER_LAUNCH_LATEST = 2.0  # seconds after mount: what waits for the first dashboard waits no longer
+TOAST_SECONDS = 4.0        # a toast is a glance: what it says stays on screen (header, lists, audit log)
+TOAST_ERROR_SECONDS = 8.0  # a refusal says why and what to do: a little longer to read
 
 
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
@@ -105,6 +108,8 @@ class GovconApp(ActionsMixin, App):
         self._ticks = 0
         self._seen_events: set[str] | None = None
         self._kill_switch_seen: bool | None = None
+        self._kill_switch_mine: bool | None = None  # the state this console's own engage/release will show
+        self.toasts: list[tuple[str, str, str]] = []  # every (title, message, severity) shown (tests read it)
         self._jobs: list[tuple[str, Callable[[], None]]] = []
         self._logs = StderrLogsAside(self)
         self._first_reads = first_reads
@@ -245,16 +250,26 @@ class GovconApp(ActionsMixin, App):
         else:
             new = [e for e in reversed(live.recent) if e["id"] not in self._seen_events]
             self._seen_events |= live.recent_ids
-            for e in new:
+            if len(new) == 1:
+                e = new[0]
                 scope = f" ({e['commandType']})" if e["commandType"] else ""
                 effect = (e.get("observed") or {}).get("effect", e["action"])
-                self.notify(f"{e['ruleName']}{scope}: {effect}. Press 2 for the events, r to resolve.",
+                self.notify(f"{e['ruleName']}{scope}: {effect}. 2 lists the events, r resolves.",
                             title="[shadow] breaker would have tripped" if e["shadow"] else "Circuit breaker tripped",
-                            severity="warning" if e["shadow"] else "error", timeout=30, markup=False)
+                            severity="warning" if e["shadow"] else "error", markup=False)
+            elif new:  # one toast for the trips of one read: each has its row on 1 and 2
+                names = ", ".join(e["ruleName"] + (f" ({e['commandType']})" if e["commandType"] else "") for e in new)
+                real = [e for e in new if not e["shadow"]]
+                title = f"{len(new)} circuit breakers tripped" if real else f"[shadow] {len(new)} would have tripped"
+                self.notify(f"{names}. 2 lists the events, r resolves.", title=title,
+                            severity="error" if real else "warning", markup=False)
             if new:
                 self.ring_bell()
         ks = live.status["killSwitch"]
-        if self._kill_switch_seen is not None and ks["engaged"] != self._kill_switch_seen:
+        changed = self._kill_switch_seen is not None and ks["engaged"] != self._kill_switch_seen
+        if changed and ks["engaged"] == self._kill_switch_mine:
+            self._kill_switch_mine = None  # this console's own change: its outcome toast says it already
+        elif changed:
             if ks["engaged"]:
                 self.notify(f"by {ks['by']}: {ks['reason']}", title="KILL SWITCH ENGAGED", severity="error",
                             timeout=30, markup=False)
@@ -263,6 +278,17 @@ class GovconApp(ActionsMixin, App):
                 self.notify("the gate allows autonomous actions again (within phase and whitelist)",
                             title="Kill switch released")
         self._kill_switch_seen = ks["engaged"]
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """One toast at a time (the newest replaces the last), title and message on one line, gone after
+        TOAST_SECONDS; app.tcss keeps it to two rows over the key bar, so it never covers a list's row."""
+        self.toasts.append((title, message, severity))
+        self.clear_notifications()
+        limit = TOAST_ERROR_SECONDS if severity == "error" else TOAST_SECONDS
+        head = (escape(title) if markup else title) + ": " if title else ""
+        super().notify(head + message, severity=severity, timeout=min(timeout or limit, limit),  # type: ignore[arg-type]
+                       markup=markup)
 
     def ring_bell(self) -> None:
         self.bells += 1
@@ -330,6 +356,7 @@ class GovconApp(ActionsMixin, App):
     @on(Performed)
     def _performed(self, message: Performed) -> None:
         if message.error is not None:
+            self._kill_switch_mine = None  # a refused change changes nothing: a later one is someone else's
             self.notify(message.error, title=message.title, severity="error", timeout=15, markup=False)
             if message.bell:
                 self.ring_bell()

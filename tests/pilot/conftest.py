@@ -81,7 +81,9 @@ async def settle(pilot, rounds: int = 2) -> None:
 
 
 def notifications(app) -> list[tuple[str, str, str]]:
-    return [(n.title, n.message, n.severity) for n in app._notifications]
+    """Every toast the console showed, in order, as (title, message, severity): one is on screen at a
+    time (GovconApp.notify), so Textual's own list holds only the last."""
+    return list(app.toasts)
 
 
 @pytest.fixture
