@@ -183,7 +183,7 @@ def cmd_ingest(ctx: Context) -> int:
     else:
         stream, size = open_event_source(source)  # a clear error for a directory, a device, no permission
         if ctx.out.isatty() and size is not None and size >= PROGRESS_MIN_BYTES and not ctx.args.json:
-            progress = _ProgressBar(size, ctx.err)
+            progress = _ProgressBar(size, getattr(ctx.err, "stream", ctx.err))  # its own \r, not escaped
     try:
         report = ctx.gov.ingestor.ingest_lines(stream, progress=progress)
     except OSError as exc:  # e.g. an I/O error half-way: the batches committed before it stay stored

@@ -29,7 +29,8 @@ def clean(value: Any, *, keep: str = "") -> str:
 
 class CleanStream:
     """A text stream that escapes control characters in whatever is written to it (keeping newlines and
-    tabs): the CLI's stdout and stderr, so that no printer can forget."""
+    tabs): the CLI's stdout and stderr, so that no printer can forget. ``stream`` is the raw stream, for
+    govcon's own control characters (the progress bar's ``\r``) and nothing from outside."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream

@@ -4,6 +4,7 @@ stays valid JSON carrying the value unchanged (issue 11 pt 6)."""
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import timedelta
 
@@ -85,3 +86,22 @@ def test_tokens_list_shows_an_operator_name_escaped(evil, cli):
     listed = cli("tokens", "list")
     visible(listed.out)
     assert "op\\x1b[2J" in listed.out
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_keeps_its_own_carriage_returns(gov, me, store_url, clock, monkeypatch, tmp_path, ev):
+    from console import cli as cli_module
+    from tests.integration.conftest import jsonl
+
+    gov.grant_role(OPERATOR, me, "agent")
+    monkeypatch.setenv("GOVCON_DATABASE_URL", store_url)
+    monkeypatch.setattr(cli_module, "PROGRESS_MIN_BYTES", 1000)
+    path = tmp_path / "big.jsonl"
+    path.write_text(jsonl([ev.command(f"c{i}", "succeeded") for i in range(50)]))
+    out, err = _Terminal(), io.StringIO()
+    assert cli_module.main(["ingest", str(path)], clock=clock, out=out, err=err) == 0
+    assert "\ringesting [" in err.getvalue() and "\\r" not in err.getvalue()
