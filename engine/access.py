@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from engine.domain import ACTION_DESCRIPTIONS, ACTION_ROLES, ROLES
+from engine.domain import ACTION_DESCRIPTIONS, ACTION_ROLES, AGENT_ROLE, ROLES
 from engine.errors import InvalidInput, PermissionDenied
 from storage import audit, identity_repo
 
@@ -24,8 +24,9 @@ def require_role(conn: Connection, actor: str, action: str) -> set[str]:
         else:
             needs = "one of the roles " + ", ".join(allowed)
         holds = ", ".join(sorted(held)) if held else "no role"
+        least = AGENT_ROLE if AGENT_ROLE in allowed else allowed[0]  # an agent needs no governance power
         raise PermissionDenied(f"{what} needs {needs}; {actor} holds {holds}. "
-                               f"An admin can grant it: govcon roles grant {actor} {allowed[0]}")
+                               f"An admin can grant it: govcon roles grant {actor} {least}")
     return held
 
 

@@ -69,6 +69,11 @@ def test_an_agent_token_has_no_governance_power(api, bot, clock):
     assert api.get(f"/api/actions/{request_id}").json()["request"]["status"] == "pending"
 
 
+def test_ingest_without_a_role_suggests_the_agent_role(api, clock):
+    r = api.post("/api/events", json=[cmd(1, "succeeded", clock.now())], headers=api.auth("newbot"))
+    assert r.status_code == 403 and "govcon roles grant newbot agent" in r.json()["detail"]
+
+
 def test_the_agent_role_is_no_governance_role():
     assert "agent" not in GOVERNANCE_ROLES
     powers = {action for action, roles in ACTION_ROLES.items() if "agent" in roles}
