@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from textual import on
 from textual.app import App, SystemCommand
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
@@ -318,11 +318,18 @@ class GovconApp(ActionsMixin, App):
         """The contract's keys, then the screen's own, then Textual's (less its Quit: ours is there): each
         action once, whichever keys reach it."""
         seen: set[str] = {"command_palette"}
+        under = self.gov_screen
+        name = under.SCREEN_NAME if under is not None else ""
         for k in KEYS:
-            if k.action not in seen:
+            if k.action not in seen and k.applies_on(name):
                 seen.add(k.action)
                 yield SystemCommand(f"{k.label} ({k.footer or k.display})", k.tooltip,
                                     partial(self.run_action, k.action))
+        for b in getattr(under, "BINDINGS", []):  # this screen's own: attest on 3, edit on 5, verify on 7
+            if isinstance(b, Binding) and b.show and b.action not in seen:
+                seen.add(b.action)
+                yield SystemCommand(f"{b.description} ({b.key_display or b.key})", b.tooltip or b.description,
+                                    partial(under.run_action, b.action))
         yield from super_commands(super().get_system_commands(screen), {"Quit"})
 
     # --- running changes ----------------------------------------------------------------------

@@ -39,7 +39,7 @@ class GovScreen(Screen):
         self._breakpoint_classes_now()
         yield StatusHeader()
         yield from self.compose_body()
-        yield KeyBar([b for b in self.BINDINGS if isinstance(b, Binding)])
+        yield KeyBar([b for b in self.BINDINGS if isinstance(b, Binding)], self.SCREEN_NAME)
 
     def compose_body(self) -> ComposeResult:
         yield from ()

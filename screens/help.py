@@ -9,7 +9,11 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-from screens.keys import KEYS
+from screens.keys import KEYS, SCREENS
+
+
+def _numbers(names: tuple[str, ...]) -> list[str]:
+    return [key for key, name, _ in SCREENS if name in names]
 
 
 def help_table(screen: Screen | None) -> Table:
@@ -17,7 +21,8 @@ def help_table(screen: Screen | None) -> Table:
     table.add_column("key", style="bold", no_wrap=True, width=7)
     table.add_column("what it does", ratio=1)
     for k in KEYS:
-        table.add_row(k.display, k.tooltip)
+        where = f" (on {', '.join(_numbers(k.screens))})" if k.screens else ""
+        table.add_row(k.display, k.tooltip + where)
     table.add_row("ctrl+p", "Open the command palette (also :)")
     own = [b for b in getattr(screen, "BINDINGS", []) if isinstance(b, Binding) and b.show]
     if own:
@@ -26,8 +31,14 @@ def help_table(screen: Screen | None) -> Table:
         for b in own:
             table.add_row(b.key_display or b.key, b.tooltip or b.description)
     table.add_row("", "")
-    table.add_row("tab", "Move between panes; arrows move in lists; Enter opens or confirms; Esc closes")
+    table.add_row("tab", "Move between panes; arrows (or j/k) move in lists; Enter opens or confirms; Esc closes")
     return table
+
+
+class HelpScroll(VerticalScroll):
+    """Help's body: focused, so arrows, PageUp/PageDown, Home/End and j/k scroll it at 80x24."""
+
+    BINDINGS = [Binding("j", "scroll_down", "Down", show=False), Binding("k", "scroll_up", "Up", show=False)]
 
 
 class HelpModal(ModalScreen[None]):
@@ -38,9 +49,12 @@ class HelpModal(ModalScreen[None]):
         self.under = under
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="dialog", classes="help"):
-            yield Static("Keys", id="dialog-title")
+        with HelpScroll(id="dialog", classes="help"):
+            yield Static("Keys (arrows, PageUp/PageDown or j/k scroll; Esc closes)", id="dialog-title")
             yield Static(help_table(self.under))
+
+    def on_mount(self) -> None:
+        self.query_one(HelpScroll).focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

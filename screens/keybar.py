@@ -12,9 +12,12 @@ from screens.keys import KEYS, SCREEN_GROUP, SCREENS
 ITEM_GAP = 2
 
 
-def key_items(extra: list[Binding]) -> list[tuple[str, str]]:
+def key_items(extra: list[Binding], screen: str = "") -> list[tuple[str, str]]:
+    """The contract's keys that apply on ``screen`` (a, x, r only where something can be selected for
+    them), then the screen's own."""
     items: list[tuple[str, str]] = [(f"1-{len(SCREENS)}", "Screens")]
-    items += [(k.footer or k.display, k.label) for k in KEYS if k.show and k.group is not SCREEN_GROUP]
+    items += [(k.footer or k.display, k.label) for k in KEYS
+              if k.show and k.group is not SCREEN_GROUP and (not screen or k.applies_on(screen))]
     items += [(b.key_display or b.key, b.description) for b in extra if b.show]
     return items
 
@@ -41,9 +44,9 @@ class KeyBar(Static):
     KeyBar { dock: bottom; height: auto; max-height: 3; background: $panel; padding: 0 1; }
     """
 
-    def __init__(self, extra: list[Binding]) -> None:
+    def __init__(self, extra: list[Binding], screen: str = "") -> None:
         super().__init__("")
-        self.items = key_items(extra)
+        self.items = key_items(extra, screen)
         self._width = -1
 
     def on_resize(self) -> None:

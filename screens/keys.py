@@ -22,6 +22,7 @@ SCREEN_GROUP = Binding.Group("screens", compact=True)
 # or TextArea binds (ctrl+a/c/d/e/k/u/v/w/x/y/z), not the App's (ctrl+c, ctrl+q, ctrl+p), not tmux's
 # prefix (ctrl+b), not a terminal's own (ctrl+s/ctrl+q flow control, ctrl+z, ctrl+h/i/j/m).
 KILL_CHORD = "ctrl+g"
+DECIDING = ("dashboard", "proposals", "actions")   # where a proposal or an action request can be selected
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class Key:
     show: bool = True
     group: Binding.Group | None = None
     footer: str = ""    # the key bar's display, when it differs from ``display``
+    screens: tuple[str, ...] = ()   # the screens it applies on (the key bar and palette show it there); () all
+
+    def applies_on(self, screen: str) -> bool:
+        return not self.screens or screen in self.screens
 
     def binding(self) -> Binding:
         return Binding(self.key, self.action, self.label, show=self.show, key_display=self.display,
@@ -47,11 +52,12 @@ KEYS: tuple[Key, ...] = (
           group=SCREEN_GROUP) for k, name, title in SCREENS),
     Key("a", "a", "approve", "Approve", "proposal.approve",
         "Approve the selected proposal as one of your roles; on 8 the selected action request (confirmation "
-        "first)"),
+        "first)", screens=DECIDING),
     Key("x", "x", "reject", "Reject", "proposal.reject",
-        "Reject the selected proposal; on 8 the selected action request (with a reason)"),
+        "Reject the selected proposal; on 8 the selected action request (with a reason)", screens=DECIDING),
     Key("r", "r", "resolve", "Resolve", "event.resolve",
-        "Resolve the selected breaker event, with a note (and whether it was a false positive)"),
+        "Resolve the selected breaker event, with a note (and whether it was a false positive)",
+        screens=("dashboard", "events")),
     Key("L", "L", "revert", "Revert L3", "phase.revert",
         "Revert to L3 now: phase L3, whitelist cleared (confirmation and reason first)"),
     Key("exclamation_mark", "!", "kill_switch", "Kill switch", "kill-switch",

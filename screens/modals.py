@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, OptionList, Static
 
-from screens.widgets import ReasonInput
+from screens.widgets import ReasonInput, TickBox
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ConfirmModal(ModalScreen[dict[str, Any] | None]):
                 yield Static(self.ask.reason_label, classes="field-label")
                 yield ReasonInput(placeholder=self.ask.reason_default or "required", id="reason")
             if self.ask.flag_label:
-                yield Checkbox(self.ask.flag_label, id="flag")
+                yield TickBox(self.ask.flag_label, id="flag")
             yield Static("", id="dialog-error")
             with Horizontal(id="dialog-buttons"):
                 yield Button(self.confirm_label, id="confirm", variant="error" if self.danger else "primary")

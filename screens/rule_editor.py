@@ -19,6 +19,7 @@ from engine.errors import GovconError
 from engine.rules import RULE_FIELDS, validate_rule
 from screens.errors import describe_error
 from screens.fmt import plural
+from screens.widgets import TickBox
 
 BACKTEST_DAYS = 30
 
@@ -85,8 +86,8 @@ class RuleEditModal(ModalScreen[dict[str, Any] | None]):
                     yield Select([(s, s) for s in SEVERITIES], value=r["alertSeverity"], allow_blank=False,
                                  id="severity")
             with Horizontal(classes="row"):
-                yield Checkbox("enabled", r["enabled"], id="enabled")
-                yield Checkbox("shadow: records what it would do", r["shadow"], id="shadow")
+                yield TickBox("enabled", r["enabled"], id="enabled")
+                yield TickBox("shadow: records what it would do", r["shadow"], id="shadow")
             yield Static("", id="validation")
             yield Static("", id="backtest")
             with Horizontal(id="dialog-buttons"):

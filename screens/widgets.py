@@ -4,12 +4,14 @@ field."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.widgets import DataTable, Input
+from textual.content import Content
+from textual.widgets import Checkbox, DataTable, Input
 
 from screens.fmt import clean, safe
 
@@ -40,6 +42,10 @@ class Table(DataTable):
     DEFAULT_CSS = """
     Table { height: auto; max-height: 16; overflow-x: hidden; }
     """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False, tooltip="Next row (as down)"),
+        Binding("k", "cursor_up", "Up", show=False, tooltip="Previous row (as up)"),
+    ]
 
     def __init__(self, columns: Sequence[str], **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
@@ -91,3 +97,16 @@ class ReasonInput(Input):
     """The dialogs' text field. A `!` typed here is a character like any other: the app's `!` binding is
     not a priority one, so a focused text field takes it first; the kill switch's chord (keys.KILL_CHORD)
     is, and works here too (DESIGN.md, console keys)."""
+
+
+class TickBox(Checkbox):
+    """A checkbox that reads `[x]` on and `[ ]` off: Textual's shows the same X either way and tells them
+    apart by colour only, which NO_COLOR (and many a terminal theme) takes away."""
+
+    BUTTON_LEFT = "["
+    BUTTON_RIGHT = "]"
+
+    @property
+    def _button(self) -> Content:
+        style = self.get_visual_style("toggle--button")
+        return Content.assemble(self.BUTTON_LEFT, ("x" if self.value else " ", style), self.BUTTON_RIGHT)
