@@ -47,10 +47,10 @@ GATE_POLICIES = {
     "rate-limited policy": '[policies.service_restart]\ncommand_types = ["restart_service"]\n'
                            'confidence_threshold = 0.8\nmax_per_day = 1000000\nmax_per_week = 5000000\n',
 }
-#: the engine counts a rate-limited type's executions over a day and a week on every decision
-#: (storage.events_repo.autonomous_executions, about 3 ms on the 1M-event store): known to miss
-RATE_LIMIT_NOTE = ("engine/policies.py counts executions per decision (2 COUNT DISTINCT queries, ~3 ms on 1M "
-                   "events); see docs/performance.md, HTTP API")
+#: every allow of a rate-limited type counts the day's and the week's grants (an index range read up to the
+#: limit, here a million: every grant this run issued) besides its write: known to miss
+RATE_LIMIT_NOTE = ("each allow counts the grants of the day and the week (index ranges as long as the run's "
+                   "grants) and writes its grant; see docs/performance.md, Governed actions")
 
 
 def _pct(samples: list[float], q: float) -> float:
