@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 
 from screens.base import GovScreen
 from screens.fmt import safe, short_time
-from screens.widgets import Pane, Table
+from screens.widgets import DetailPane, Pane, Table
 
 LIMIT = 200
 
@@ -52,7 +52,7 @@ class AuditScreen(GovScreen):
             yield Pane(Table(("#", "when", "actor", "action", "target"), id="entries"),
                        Static("loading…", id="audit-note"), title="Audit log  (/ search · v verify)",
                        id="pane-audit", classes="list")
-            yield Pane(Static("", id="entry-detail"), title="Entry", id="pane-entry", classes="detail")
+            yield DetailPane(Static("", id="entry-detail"), title="Entry", id="pane-entry", classes="detail")
 
     def on_mount(self) -> None:
         self.query_one("#entries", Table).focus()

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Static
 from screens.base import GovScreen
 from screens.data import LiveData
 from screens.fmt import SEVERITY_STYLE, matches, observed_lines, safe, short_time
-from screens.widgets import Pane, Table
+from screens.widgets import DetailPane, Pane, Table
 
 LIMIT = 500
 
@@ -62,7 +62,7 @@ class EventsScreen(GovScreen):
             yield Pane(Table(("when", "severity", "status", "rule", "type", "action"), id="events"),
                        Static("loading…", id="events-note"), title="Breaker events  (r resolve · / filter)",
                        id="pane-events", classes="list")
-            yield Pane(Static("", id="event-detail"), title="Detail", id="pane-detail", classes="detail")
+            yield DetailPane(Static("", id="event-detail"), title="Detail", id="pane-detail", classes="detail")
 
     def on_mount(self) -> None:
         self.query_one("#events", Table).focus()

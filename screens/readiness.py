@@ -17,7 +17,7 @@ from screens.dashboard import CATEGORIES, readiness_text
 from screens.data import SlowData
 from screens.fmt import matches
 from screens.modals import Ask, ConfirmModal
-from screens.widgets import Pane, Table
+from screens.widgets import DetailPane, Pane, Table
 
 
 def ordered_items(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -56,7 +56,7 @@ class ReadinessScreen(GovScreen):
             yield Pane(Static("assessing…", id="readiness-summary"),
                        Table(("", "item", "category", "pts", "req"), id="items"),
                        title="Readiness checklist  (t attest · / filter)", id="pane-items", classes="list")
-            yield Pane(Static("", id="item-detail"), title="Evidence", id="pane-item", classes="detail")
+            yield DetailPane(Static("", id="item-detail"), title="Evidence", id="pane-item", classes="detail")
 
     def on_mount(self) -> None:
         self.query_one("#items", Table).focus()

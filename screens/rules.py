@@ -16,7 +16,7 @@ from screens.base import GovScreen
 from screens.data import LiveData
 from screens.fmt import STATE_STYLE, matches, pct, plural, safe, short_time
 from screens.rule_editor import RuleEditModal
-from screens.widgets import Pane, Table
+from screens.widgets import DetailPane, Pane, Table
 
 
 def rule_detail(rule: dict[str, Any] | None, status) -> Text:
@@ -59,7 +59,7 @@ class RulesScreen(GovScreen):
         with Container(id="split"):
             yield Pane(Table(("rule", "on", "condition", "window", "action", "trips", "FP"), id="rules"),
                        title="Circuit-breaker rules  (e edit · n new)", id="pane-rules", classes="list")
-            yield Pane(Static("", id="rule-detail"), title="Rule", id="pane-rule", classes="detail")
+            yield DetailPane(Static("", id="rule-detail"), title="Rule", id="pane-rule", classes="detail")
 
     def on_mount(self) -> None:
         self.query_one("#rules", Table).focus()

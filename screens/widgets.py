@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Checkbox, DataTable, Input
 
@@ -29,6 +29,27 @@ class Pane(Vertical):
     }
     Pane:focus-within { border: round $accent; }
     """
+
+    def __init__(self, *children, title: str = "", **kwargs) -> None:
+        super().__init__(*children, **kwargs)
+        self.border_title = title
+
+
+class DetailPane(VerticalScroll):
+    """A titled detail that scrolls: Tab reaches it, and arrows, PageUp/PageDown, Home/End and j/k scroll
+    it, so the end of a long detail (an event's resolution, an entry's details) is reachable at 80x24."""
+
+    DEFAULT_CSS = """
+    DetailPane {
+        border: round $secondary;
+        border-title-color: $text;
+        border-title-style: bold;
+        padding: 0 1;
+    }
+    DetailPane:focus { border: round $accent; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "scroll_down", "Down", show=False), Binding("k", "scroll_up", "Up", show=False)]
 
     def __init__(self, *children, title: str = "", **kwargs) -> None:
         super().__init__(*children, **kwargs)

@@ -73,3 +73,9 @@ def test_dialog_kill_switch_release(snap_compare, console_gov, make_console, siz
 def test_dashboard_expanded_with_kill_switch_engaged(snap_compare, console_gov, make_console, size):
     _expanded_and_killed(console_gov)
     assert _shoot(snap_compare, make_console(console_gov), size, [])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_long_event_detail_scrolled_to_its_end(snap_compare, console_gov, make_console, size):
+    """The resolved event's detail (effect and resolution at its bottom), Tab to it, End: its end shows."""
+    assert _shoot(snap_compare, make_console(console_gov), size, ["2", "j", "tab", "end"])
