@@ -63,19 +63,23 @@ class Calibration:
 
     def judge(self, stated: float) -> tuple[float, str]:
         """The confidence a calibrated policy compares with its threshold, and a sentence saying which."""
-        b = self.bin_for(stated)
-        who = f"{self.agent}" + (f" ({self.command_type})" if self.command_type else "")
-        if b.count < self.min_outcomes or b.observed is None:
-            return stated, (f"{who} has {b.count} outcome{'' if b.count == 1 else 's'} at stated {b.label} "
-                            f"(calibration needs {self.min_outcomes}): the stated confidence {stated:.2f} is used")
-        succeeded = round(b.observed * b.count)
-        return b.observed, (f"calibrated confidence {b.observed:.2f} (stated {stated:.2f}): {who} succeeded "
-                            f"{succeeded} of {b.count} at stated {b.label}")
+        return judge_bin(self.agent, self.command_type, self.bin_for(stated), stated, self.min_outcomes)
 
     def to_json(self) -> dict[str, Any]:
         return {"agent": self.agent, "commandType": self.command_type, "outcomes": self.outcomes,
                 "succeeded": self.succeeded, "brier": _round(self.brier), "ece": _round(self.ece),
                 "minOutcomes": self.min_outcomes, "bins": [b.to_json() for b in self.bins]}
+
+
+def judge_bin(agent: str, command_type: str | None, b: CalibrationBin, stated: float,
+              min_outcomes: int) -> tuple[float, str]:
+    who = agent + (f" ({command_type})" if command_type else "")
+    if b.count < min_outcomes or b.observed is None:
+        return stated, (f"{who} has {b.count} outcome{'' if b.count == 1 else 's'} at stated {b.label} "
+                        f"(calibration needs {min_outcomes}): the stated confidence {stated:.2f} is used")
+    succeeded = round(b.observed * b.count)
+    return b.observed, (f"calibrated confidence {b.observed:.2f} (stated {stated:.2f}): {who} succeeded "
+                        f"{succeeded} of {b.count} at stated {b.label}")
 
 
 def bin_index(confidence: float, bins: int = BINS) -> int:
@@ -132,10 +136,25 @@ class CalibrationBook:
 
     def of(self, conn, agent: str, command_type: str) -> Calibration:
         """The calibration the gate uses: this agent on this type, read on the caller's connection."""
-        rows = calibration_repo.judged_grants(conn, since=self.clock.now() - LOOKBACK, agent=agent,
-                                              command_type=command_type)
-        return calibrate(agent, command_type, ((c, s == "succeeded") for _, _, c, s in rows),
-                         min_outcomes=self.min_outcomes)
+        return calibration_in(conn, agent, command_type, self.clock.now(), min_outcomes=self.min_outcomes)
+
+
+def calibrated_in(conn, agent: str, command_type: str, stated: float, now, *,
+                  min_outcomes: int = MIN_OUTCOMES) -> tuple[float, str]:
+    """What the gate judges for a calibrated policy: one bin's counts (one indexed aggregate), not the history."""
+    i = bin_index(stated)
+    low, high = i / BINS, (i + 1) / BINS
+    count, succeeded = calibration_repo.bin_counts(conn, agent=agent, command_type=command_type, since=now - LOOKBACK,
+                                                   low=low, high=high, closed=i == BINS - 1)
+    b = CalibrationBin(low, high, count, None, succeeded / count if count else None)
+    return judge_bin(agent, command_type, b, stated, min_outcomes)
+
+
+def calibration_in(conn, agent: str, command_type: str, now, *, min_outcomes: int = MIN_OUTCOMES) -> Calibration:
+    """This agent on this type over the ``LOOKBACK`` before ``now``, read on ``conn`` (the gate's)."""
+    rows = calibration_repo.judged_grants(conn, since=now - LOOKBACK, agent=agent, command_type=command_type)
+    return calibrate(agent, command_type, ((c, s == "succeeded") for _, _, c, s in rows),
+                     min_outcomes=min_outcomes)
 
 
 def _round(value: float | None) -> float | None:

@@ -47,7 +47,7 @@ CLOCK_SKEW = timedelta(seconds=5)
 _KEYS = {"command_types", "enabled", "max_per_day", "max_per_week", "min_interval", "max_concurrent",
          "per_service", "confidence_threshold", "maintenance_window_required", "maintenance_window",
          "notification_level", "requires_approval", "rollback_mandatory", "approver_roles", "grant_ttl",
-         "request_ttl", "stable_for"}
+         "request_ttl", "stable_for", "calibrated"}
 
 #: seed 002's PolicyEngine, shipped: the policies when the config file has no [policies] table. Its
 #: maintenance windows are left out (the seed names none; a required window without one is refused).
@@ -80,6 +80,7 @@ class Policy:
     grant_ttl: timedelta = DEFAULT_GRANT_TTL
     request_ttl: timedelta = DEFAULT_REQUEST_TTL
     stable_for: timedelta | None = None  # no incident on the ask's service for this long before an allow
+    calibrated: bool = False  # judge the agent's observed success at its stated confidence (engine/calibration.py)
 
     def in_window(self, now: datetime) -> bool:
         if self.maintenance_window is None:
@@ -103,7 +104,7 @@ class Policy:
                 "notificationLevel": self.notification_level, "requiresApproval": self.requires_approval,
                 "rollbackMandatory": self.rollback_mandatory, "approverRoles": list(self.approver_roles),
                 "grantTtl": _duration_text(self.grant_ttl), "requestTtl": _duration_text(self.request_ttl),
-                "stableFor": _duration_text(self.stable_for)}
+                "stableFor": _duration_text(self.stable_for), "calibrated": self.calibrated}
 
 
 def _duration_text(d: timedelta | None) -> str | None:
@@ -189,7 +190,7 @@ def load_policies(section: dict[str, Any] | None) -> list[Policy]:
             rollback_mandatory=_flag(raw, "rollback_mandatory", where), approver_roles=tuple(roles),
             grant_ttl=_duration(raw, "grant_ttl", where) or DEFAULT_GRANT_TTL,
             request_ttl=_duration(raw, "request_ttl", where) or DEFAULT_REQUEST_TTL,
-            stable_for=_duration(raw, "stable_for", where)))
+            stable_for=_duration(raw, "stable_for", where), calibrated=_flag(raw, "calibrated", where)))
     return out
 
 
@@ -198,6 +199,14 @@ def configured_policies(raw_config: dict[str, Any]) -> list[Policy]:
     if "policies" not in raw_config:
         return load_policies(DEFAULT_POLICIES)
     return load_policies(raw_config["policies"])
+
+
+def calibrated_confidence(conn, ask: Ask, now: datetime) -> tuple[float, str]:
+    """The confidence a ``calibrated`` policy judges, and the sentence that says which it is."""
+    from engine.calibration import calibrated_in
+    if ask.agent is None:
+        return ask.confidence, "no agent named: the stated confidence is used"
+    return calibrated_in(conn, ask.agent, ask.command_type, ask.confidence, now)
 
 
 @dataclass(frozen=True)
@@ -344,8 +353,13 @@ class PolicyEngine:
         if policy.confidence_threshold is not None:
             if ask.confidence is None:
                 return refuse(f"confidence required (threshold {policy.confidence_threshold:.0%})")
-            if ask.confidence < policy.confidence_threshold:
-                return refuse(f"confidence {ask.confidence:.0%} below threshold {policy.confidence_threshold:.0%}")
+            confidence, word = ask.confidence, "confidence"
+            if policy.calibrated:
+                confidence, extra["calibration"] = calibrated_confidence(conn, ask, now)
+                word = "calibrated confidence" if confidence != ask.confidence else "confidence"
+            if confidence < policy.confidence_threshold:
+                why = f"{word} {confidence:.0%} below threshold {policy.confidence_threshold:.0%}"
+                return refuse(why + (f" ({extra['calibration']})" if policy.calibrated else ""))
         if policy.maintenance_window_required and not policy.in_window(now):
             return refuse(f"outside the maintenance window {policy.to_json()['maintenanceWindow']}")
         return None, extra

@@ -25,3 +25,15 @@ def judged_grants(conn: Connection, *, since: datetime, agent: str | None = None
         query = query.where(GR.c.command_type == command_type)
     query = query.order_by(GR.c.granted_at.desc()).limit(limit)
     return [(r.agent, r.command_type, float(r.confidence), r.status) for r in conn.execute(query)]
+
+
+def bin_counts(conn: Connection, *, agent: str, command_type: str, since: datetime, low: float, high: float,
+               closed: bool) -> tuple[int, int]:
+    """(outcomes, successes) of this agent's grants of this type since ``since`` whose stated confidence is in
+    [low, high) — [low, high] for the last bin."""
+    upper = GR.c.confidence <= high if closed else GR.c.confidence < high
+    row = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(
+        sa.func.sum(sa.case((GR.c.status == "succeeded", 1), else_=0)), 0)).where(
+        GR.c.agent == agent, GR.c.command_type == command_type, GR.c.granted_at >= since,
+        GR.c.status.in_(JUDGED), GR.c.confidence >= low, upper)).one()
+    return int(row[0]), int(row[1])

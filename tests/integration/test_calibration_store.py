@@ -22,13 +22,13 @@ def cgov(store, clock) -> Governance:
     return at_l4(g)
 
 
-def act(gov, agent: str, confidence: float, status: str | None) -> str:
+def act(gov, agent: str, confidence: float, status: str | None, gap: timedelta = timedelta(seconds=5)) -> str:
     d = gov.gate.decide("rotate_logs", confidence=confidence, agent=agent)
     assert d.decision == "allow", d.reason
     grant_id = d.extra["grantId"]
     if status:
         outcome(gov, grant_id, status, type="rotate_logs")
-    gov.clock.advance(timedelta(seconds=5))
+    gov.clock.advance(gap)
     return grant_id
 
 
@@ -84,3 +84,33 @@ def test_agents_calibration_on_the_command_line(cgov, cli):
     assert r.json()["calibrations"][0]["bins"][9]["observed"] == 0.75
     r = cli("agents", "calibration", "nobody")
     assert r.code == 0 and "nobody has no finished grants" in r.out
+
+
+def test_a_calibrated_policy_judges_the_observed_rate_once_the_bin_is_full(store, clock):
+    policies = load_policies({"rotation": {"command_types": ["rotate_logs"], "max_per_day": 1000,
+                                           "confidence_threshold": 0.9, "calibrated": True}})
+    g = Governance(store, clock, policies=policies)
+    g.init_store(OPERATOR, phase_started=clock.now() - timedelta(days=200))
+    at_l4(g)
+    # nine outcomes at 0.95, one short of calibrating; failures far apart (no breaker trips on them)
+    for status in ["failed", "succeeded", "succeeded"] * 3:
+        act(g, "overconfident-bot", 0.95, status, gap=timedelta(minutes=3))
+    d = g.gate.decide("rotate_logs", confidence=0.95, agent="overconfident-bot")
+    assert d.decision == "allow"
+    assert "has 9 outcomes at stated 0.9–1.0 (calibration needs 10): the stated confidence 0.95 is used" \
+        in d.extra["calibration"]
+    outcome(g, d.extra["grantId"], "failed", type="rotate_logs")  # the tenth: 6 of 10
+    clock.advance(timedelta(minutes=3))
+    d = g.gate.decide("rotate_logs", confidence=0.95, agent="overconfident-bot")
+    assert d.decision == "needs_approval"
+    assert "calibrated confidence 60% below threshold 90%" in d.reason and "succeeded 6 of 10" in d.reason
+    # another agent, and another bin of the same agent, are not judged by these outcomes
+    assert g.gate.decide("rotate_logs", confidence=0.95, agent="careful-bot").decision == "allow"
+    assert g.gate.decide("rotate_logs", confidence=0.91, agent="overconfident-bot").decision == "needs_approval"
+    assert g.gate.decide("rotate_logs", confidence=0.89, agent="overconfident-bot").decision == "needs_approval"
+
+
+def test_calibrated_must_be_true_or_false():
+    from engine.errors import InvalidInput
+    with pytest.raises(InvalidInput, match="calibrated"):
+        load_policies({"p": {"command_types": ["x"], "calibrated": "yes"}})
