@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine import runner as r
+from engine.actions import RELEASED
 from engine.alerts import load_sinks
 from engine.governance import Governance
 from engine.policies import load_policies
@@ -134,7 +135,7 @@ def test_a_failed_check_runs_nothing_and_releases_the_grant(rgov, marks):
     assert marks.made() == {"check1", "check2"}
     assert step_names(result) == ["check", "check"] and result.report["steps"][1]["exitCode"] == 7
     g = grant(rgov, result.grant_id)
-    assert g["status"] == r.RELEASED and g["report"]["outcome"] == "not_run"
+    assert g["status"] == RELEASED and g["report"]["outcome"] == "not_run"
     assert outcome_events(rgov, result.grant_id) == []  # a safety net that worked is no failed command
     assert rgov.status(with_readiness=False)["grantsInFlight"] == 0
 
@@ -145,7 +146,7 @@ def test_a_failed_backup_means_the_command_never_runs(rgov, marks):
     result = run(rgov, p)
     assert result.exit_code == r.EXIT_BACKUP_FAILED == 11
     assert marks.made() == {"check", "backup"}
-    assert grant(rgov, result.grant_id)["status"] == r.RELEASED
+    assert grant(rgov, result.grant_id)["status"] == RELEASED
 
 
 def test_a_failed_command_is_rolled_back_and_reported_rolled_back(rgov, marks):
@@ -272,7 +273,7 @@ def test_the_kill_switch_engaged_by_a_check_means_the_command_never_runs(rgov, m
                             rollback=marks.cmd("rollback")))
     assert result.exit_code == r.EXIT_KILL_SWITCH
     assert marks.made() == set()
-    assert grant(rgov, result.grant_id)["status"] == r.RELEASED
+    assert grant(rgov, result.grant_id)["status"] == RELEASED
 
 
 def test_the_kill_switch_before_the_rollback_leaves_it_undone_and_reports_failed(rgov, marks, store_url, in_repo):
