@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from console.render import CleanFormatter
 from engine.redact import RedactingFilter, redact_obj
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -54,7 +55,8 @@ def setup_logging(log_file: str | None, log_format: str = "text") -> logging.Han
         handler: logging.Handler = logging.handlers.WatchedFileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    # text lines escape control characters (a command type "x\x1b[2J" must not clear a tail -f terminal)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else CleanFormatter(TEXT_FORMAT))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

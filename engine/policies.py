@@ -149,7 +149,7 @@ def _flag(raw: dict, key: str, where: str) -> bool:
 
 
 def load_policies(section: dict[str, Any] | None) -> list[Policy]:
-    from engine.domain import ROLES
+    from engine.domain import GOVERNANCE_ROLES as ROLES  # an agent never approves an action
     out = []
     for name, raw in (section or {}).items():
         where = f"[policies.{name}]"

@@ -13,6 +13,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from console.log_format import JsonFormatter
 from engine.redact import RedactingFilter
@@ -87,3 +88,28 @@ def test_the_scheduler_writes_json_lines(ready_store, tmp_path):
     assert done.returncode == 0, done.stderr
     records = lines_of(log_file.read_text())
     assert records and all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+
+
+def test_text_log_lines_escape_control_characters(tmp_path):
+    from console.log_format import setup_logging
+    log_file = tmp_path / "serve.log"
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    handler = setup_logging(str(log_file), "text")
+    try:
+        logging.getLogger("govcon.alerts").error("alert for command type %s", "x\x1b[2Jy")
+    finally:
+        handler.close()
+        root.removeHandler(handler)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+    text = log_file.read_text()
+    assert "\x1b" not in text and "x\\x1b[2Jy" in text
+
+
+def test_an_agent_cannot_be_an_approver_role():
+    from engine.errors import InvalidInput
+    from engine.policies import load_policies
+    with pytest.raises(InvalidInput, match="approver_roles"):
+        load_policies({"p": {"command_types": ["x"], "approver_roles": ["agent"]}})
