@@ -17,6 +17,7 @@ from screens.action_view import (
     ago,
     approval_refusal,
     approvers,
+    drain_line,
     expires_in,
     finished_at,
     four_eyes_refusal,
@@ -34,7 +35,7 @@ OUTCOME_STYLE = {"succeeded": "green", "failed": "bold red", "rolled_back": "yel
                  "released": "dim"}
 WHY_WIDTH = (12, 40)     # the "why" column's width, from narrow to wide
 TAIL_LINES = 3
-SECTIONS = ("aq-pending", "aq-flight", "aq-done")
+SECTIONS = ("aq-pending", "aq-flight", "aq-done", "aq-agents")
 
 
 def clip(text: str | None, width: int) -> str:
@@ -197,6 +198,8 @@ class ActionQueueScreen(GovScreen):
                 yield Table(("type", "service", "agent", "granted", "expires", "approved by"), id="aq-flight")
                 yield Static("Recent outcomes", id="aq-done-title", classes="aq-title")
                 yield Table(("outcome", "type", "service", "agent", "when", "by"), id="aq-done")
+                yield Static("Agents", id="aq-agents-title", classes="aq-title")
+                yield Table(("agent", "lease", "until / lapsed", "last beat", "in flight"), id="aq-agents")
             with VerticalScroll(id="pane-action", classes="detail"):
                 yield Static("loading…", id="action-detail")
 
@@ -253,6 +256,17 @@ class ActionQueueScreen(GovScreen):
                          o.get("approvedBy") or o.get("decidedBy")
                          or ("–" if o["kind"] == "request" else "autonomous")))
             for o in done))
+        agents = [a for a in view.agents if not self.filter_text or matches(self.filter_text, a["name"])]
+        live = sum(1 for a in agents if a["live"])
+        title = f"Agents: {len(agents)} ({live} live, {len(agents) - live} lapsed)" if agents else "Agents: none"
+        if view.drain is not None:
+            title += "  ·  " + drain_line(view.drain)
+        self._set("aq-agents", title, (
+            (f"agent:{a['name']}", (a["name"], Text("live", "green") if a["live"] else Text("LAPSED", "bold red"),
+                                    short_time(a["leaseExpiresAt"]), ago(now, a["lastBeatAt"]), str(a["inFlight"])))
+            for a in agents))
+        # no agents and no kill switch: nothing to say (a store whose agents never beat shows no empty list)
+        self.query_one("#aq-agents-title", Static).display = bool(agents) or view.drain is not None
         if self.filter_text:
             self.query_one("#aq-pending-title", Static).update(
                 f"Pending requests: {len(pending) or 'none'}  (filter {self.filter_text!r}: / changes it)")
@@ -311,7 +325,29 @@ class ActionQueueScreen(GovScreen):
         row = self.selected_action()
         return row if row is not None and row["kind"] == "request" else None
 
+    def _agent_detail(self) -> Text:
+        table = self.query_one("#aq-agents", Table)
+        key = table.selected_key if table.display else None
+        agent = next((a for a in self.view.agents if f"agent:{a['name']}" == key), None) if self.view else None
+        if agent is None:
+            return Text("nothing selected", "dim")
+        t = Text()
+        t.append(f"agent {agent['name']}  ", "bold")
+        t.append("LEASE LIVE" if agent["live"] else "LEASE LAPSED", "bold green" if agent["live"] else "bold red")
+        t.append(f"\nlease {'until' if agent['live'] else 'lapsed at'} {short_time(agent['leaseExpiresAt'])} · "
+                 f"last beat {ago(self.view.now, agent['lastBeatAt'])} · ttl {agent['ttl']} s · {agent['beats']} beats "
+                 f"since {short_time(agent['firstSeenAt'])}\n")
+        t.append(f"token of {agent['lastOperator']} · {agent['inFlight']} grant(s) in flight\n")
+        if not agent["live"]:
+            t.append("its asks get needs_approval until it beats again\n", "yellow")
+        if self.view.drain is not None:
+            t.append(drain_line(self.view.drain) + "\n", "bold")
+        return t
+
     def _show_detail(self) -> None:
+        if self.section == "aq-agents":
+            self.query_one("#action-detail", Static).update(safe(self._agent_detail()))
+            return
         row = self.selected_action()
         shown = None
         if row is not None and row["kind"] == "grant":

@@ -30,6 +30,8 @@ class ActionsView:
     outcomes: tuple[dict[str, Any], ...] = ()     # finished grants and requests, newest first, each with "kind"
     four_eyes_relaxed: bool = False
     by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+    agents: tuple[dict[str, Any], ...] = ()       # agents and their leases (`govcon agents list`)
+    drain: dict[str, Any] | None = None           # after the kill switch: what is still in flight, who has not heard
 
 
 def four_eyes_relaxed(conn) -> bool:
@@ -52,8 +54,10 @@ def load_actions(gov: Governance) -> ActionsView:
     pending = book.list(pending=True, limit=READ_LIMIT)["requests"]
     flying = book.list(in_flight=True, limit=READ_LIMIT)["grants"]
     recent = book.list(limit=READ_LIMIT)
+    agents = tuple(gov.agents.list()["agents"])
     with gov.store.read() as conn:
         state = state_repo.get_state(conn)
+        drain = gov.agents.drain(conn, state.kill_switch_at, now) if state and state.kill_switch_engaged else None
     stamp = isoformat(now)
     outcomes = [dict(g, kind="grant") for g in recent["grants"] if g["status"] != IN_FLIGHT]
     # a grant past its expiry that the expiry job has not reached yet has no outcome all the same
@@ -67,7 +71,17 @@ def load_actions(gov: Governance) -> ActionsView:
     outcome_rows = tuple(outcomes[:RECENT])
     by_id = {row_id(r): r for r in (*outcome_rows, *flight_rows, *pending_rows)}
     return ActionsView(now, pending_rows, flight_rows, outcome_rows,
-                       bool(state is not None and state.four_eyes_relaxed), by_id)
+                       bool(state is not None and state.four_eyes_relaxed), by_id, agents, drain)
+
+
+def drain_line(drain: dict[str, Any]) -> str:
+    """After the kill switch: has automation stopped? (the runbook's critical procedure asks for it)"""
+    if drain["stopped"]:
+        return (f"kill switch engaged: automation STOPPED (no grant in flight; {drain['agentsAcknowledged']} "
+                f"agent(s) told at their beat, {len(drain['agentsLapsed'])} lapsed)")
+    waiting = ", ".join(a["name"] for a in drain["agentsNotBeaten"][:3]) or "none"
+    return (f"kill switch engaged, draining: {drain['grantsInFlight']} grant(s) in flight, "
+            f"{len(drain['agentsNotBeaten'])} agent(s) not yet told ({waiting})")
 
 
 def row_id(row: dict[str, Any]) -> str:

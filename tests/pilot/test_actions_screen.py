@@ -248,3 +248,32 @@ async def test_8_opens_actions_from_every_screen_and_is_in_the_footer_help_and_p
         await pilot.press("escape")
         palette = [c.title for c in app.get_system_commands(app.screen)]
         assert any(t.startswith("Actions (8)") for t in palette)
+
+
+async def test_screen_8_lists_agents_and_the_drain_after_the_kill_switch(console_gov, make_console):
+    """Issue 14 pt 1: the operator sees the agents (live, lapsed, last beat, in flight) and, after the kill
+    switch, whether automation has stopped: grants in flight and agents not yet told."""
+    gov = console_gov
+    gov.grant_role(OPERATOR, "bot-operator", "agent")
+    gov.agents.beat("bot-operator", "rollback-bot", ttl=60, bound_agent="rollback-bot")
+    gov.agents.beat("bot-operator", "pool-tuner", ttl=10, bound_agent="pool-tuner")
+    gov.clock.advance(timedelta(seconds=30))  # pool-tuner's lease lapses; rollback-bot's holds
+    gov.agents.flush()
+    gov.overrides.engage(OPERATOR, "INC-9 stop everything")
+    app = make_console(gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_actions(pilot)
+        agents = screen.query_one("#aq-agents", Table)
+        assert agents.display and agents.row_count == 2
+        title = text_of(screen.query_one("#aq-agents-title"))
+        assert "Agents: 2 (1 live, 1 lapsed)" in title
+        assert "kill switch engaged, draining" in title and "1 agent(s) not yet told (rollback-bot)" in title
+        agents.focus()
+        await settle(pilot)
+        detail = text_of(screen.query_one("#action-detail"))
+        assert "agent " in detail and ("LEASE LIVE" in detail or "LEASE LAPSED" in detail)
+        gov.agents.beat("bot-operator", "rollback-bot", ttl=60, bound_agent="rollback-bot")  # told: stopped
+        gov.agents.flush()
+        screen.reload()
+        await settle(pilot)
+        assert "automation STOPPED" in text_of(screen.query_one("#aq-agents-title"))
