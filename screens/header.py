@@ -38,8 +38,13 @@ def header_lines(live: LiveData | None, *, operator: str, screen: str, demo: boo
                 top.append(" (marker file)", "bold red")
         else:
             top.append("  kill switch off", "green")
+        mode = s.get("mode") or "normal"
+        if mode != "normal":  # seed 003's degraded modes: the gate allows less than the phase says
+            top.append(f"  MODE {mode.upper().replace('_', '-')}", "bold black on yellow")
         n = s["unresolvedEvents"]
         top.append(f"  · {n} unresolved" if n else "  · no open events", "bold red" if n else "")
+        for ctype, left in sorted((s.get("halfOpen") or {}).items()):  # probing its way back to autonomy
+            top.append(f"  · HALF-OPEN {ctype} ({left} left)", "bold yellow")
         waiting = s.get("pendingRequests") or 0
         if waiting:  # action requests waiting for a human: screen 8
             top.append(f"  · {waiting} to approve", "bold yellow")

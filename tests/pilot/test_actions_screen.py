@@ -277,3 +277,19 @@ async def test_screen_8_lists_agents_and_the_drain_after_the_kill_switch(console
         screen.reload()
         await settle(pilot)
         assert "automation STOPPED" in text_of(screen.query_one("#aq-agents-title"))
+
+
+def test_the_header_shows_a_degraded_mode_and_half_open_types():
+    from datetime import UTC, datetime
+
+    from screens.data import LiveData
+    from screens.header import header_lines
+    status = {"currentPhase": "L4", "killSwitch": {"engaged": False, "by": None}, "unresolvedEvents": 0,
+              "mode": "read_only", "halfOpen": {"restart_service": 2}, "pendingRequests": 0}
+    live = LiveData(status=status, at=datetime(2026, 12, 2, tzinfo=UTC))
+    top, _bottom = header_lines(live, operator="alice", screen="1", demo=False, scheduler="")
+    assert "MODE READ-ONLY" in top.plain and "HALF-OPEN restart_service (2 left)" in top.plain
+    normal = dict(status, mode="normal", halfOpen={})
+    top, _ = header_lines(LiveData(status=normal, at=live.at), operator="alice", screen="1", demo=False,
+                          scheduler="")
+    assert "MODE" not in top.plain and "HALF-OPEN" not in top.plain
