@@ -12,19 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any, TextIO
 
+from screens.fmt import clean as escape_controls
+
 
 def clean(value: Any, *, keep: str = "") -> str:
     """``value`` as text with each non-printable character escaped (``\x1b``, ``\r``, ``\u202e``) but the
-    characters in ``keep``; lists are joined with ", "."""
+    characters in ``keep``; lists are joined with ", ". The rule is screens/fmt.py's, shared with the console."""
     text = value if isinstance(value, str) else ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-    if text.isprintable():  # the common case, at C speed
-        return text
-    if keep:
-        for k in keep:  # each piece between kept characters is judged on its own (fast path per line)
-            parts = text.split(k)
-            if len(parts) > 1:
-                return k.join(clean(part, keep=keep.replace(k, "")) for part in parts)
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    return escape_controls(text, keep=keep)
 
 
 class CleanStream:

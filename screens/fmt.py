@@ -53,15 +53,15 @@ def plural(n: int, noun: str, many: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else many or noun + 's'}"
 
 
-def clean(value: Any) -> str:
-    """Text from agents and operators with each control character shown escaped (``\\x1b``, ``\\u202e``),
-    newlines and tabs kept. Textual strips only BEL, BS, VT, FF and CR: ESC, CSI, other C0/C1 codes and
-    bidi overrides would reach the terminal. The twin of console/render.py ``clean`` (screens cannot import
-    console; tests/unit/test_escaping.py holds the two to the same answers)."""
+def clean(value: Any, *, keep: str = "\n\t") -> str:
+    """Text from agents and operators with each control character shown escaped (``\\x1b``, ``\\u202e``)
+    but those in ``keep``. Textual strips only BEL, BS, VT, FF and CR: ESC, CSI, other C0/C1 codes and
+    bidi overrides would reach the terminal. The one home of this rule: console/render.py ``clean`` (the
+    CLI) calls it too."""
     text = value if isinstance(value, str) else str(value)
-    if text.isprintable():
+    if text.isprintable():  # the common case, at C speed
         return text
-    return "".join(c if c.isprintable() or c in " \n\t" else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() or c == " " or c in keep else repr(c)[1:-1] for c in text)
 
 
 def safe(content: Any) -> Any:

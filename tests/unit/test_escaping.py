@@ -1,6 +1,5 @@
-"""Control characters never reach the terminal: console/render.py ``clean`` (the CLI) and its twin
-screens/fmt.py ``clean`` (the console, which cannot import console/) escape the same characters the same
-way; ``safe`` keeps a Rich Text's styles while escaping (issue 11 pt 6)."""
+"""Control characters never reach the terminal: console/render.py ``clean`` (the CLI) and screens/fmt.py
+``clean`` (the console; the CLI's calls it) escape the same characters the same way; ``safe`` keeps a Rich Text's styles while escaping (issue 11 pt 6)."""
 
 from __future__ import annotations
 
