@@ -26,7 +26,8 @@ def cgov(store, clock):
     with store.write() as conn:
         state_repo.update_state(conn, current_phase="L4", command_whitelist=["restart_service", "tune_pool",
                                                                              "scale_pool"])
-    return g
+    yield g
+    g.actions.decision_log.flush()  # the background decision-log writer is done before the schema is dropped
 
 
 def report(gov, cid: str, *, at, status: str = "succeeded", ctype: str = "restart_service", autonomous=True,
