@@ -36,6 +36,9 @@ from storage import commit_hooks
 
 #: advisory lock key for store-wide write serialisation on PostgreSQL ("govcon" in ASCII, truncated)
 WRITE_LOCK_KEY = 0x676F76636F6E
+#: the statement that takes it: advisory locks are database-wide, so the key is mixed with the schema the
+#: store lives in, and two stores in one database (each in its own schema) do not serialise each other
+WRITE_LOCK_SQL = sa.text("SELECT pg_advisory_xact_lock(CAST(:k AS bigint) # hashtext(current_schema()))")
 BUSY_TIMEOUT_MS = 10_000
 #: seconds to wait for a new PostgreSQL connection (libpq's minimum is 2)
 CONNECT_TIMEOUT_S = 2
@@ -334,7 +337,7 @@ def write_connection(engine: Engine, *, serialise: bool = True) -> Iterator[Conn
         conn = conn.execution_options(govcon_write=True)
         with conn.begin():
             if serialise and engine.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                conn.execute(WRITE_LOCK_SQL, {"k": WRITE_LOCK_KEY})
             yield conn
 
 

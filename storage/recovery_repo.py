@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.db import WRITE_LOCK_KEY
+from storage.db import WRITE_LOCK_KEY, WRITE_LOCK_SQL
 from storage.tables import breaker_events as EVENTS
 from storage.tables import breaker_rules as RULES
 from storage.tables import half_open as HALF_OPEN
@@ -33,7 +33,7 @@ def serialise(conn: Connection) -> None:
     probe's outcome pauses or closes a type, which the gate must see in the order of its grants. SQLite
     serialises every writer anyway."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+        conn.execute(WRITE_LOCK_SQL, {"k": WRITE_LOCK_KEY})
 
 
 def delete(conn: Connection, command_type: str) -> None:
