@@ -3,14 +3,16 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench install clean screenshot
+.PHONY: run test lint bench install clean screenshot lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+# requirements.lock pins every package (direct and transitive) for reproducible installs; pyproject.toml
+# keeps the ranges govcon supports
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -29,6 +31,11 @@ lint: install
 
 bench: install
 	$(BIN)/python -m pytest -q -s tests/bench
+
+# rewrite requirements.lock from the venv after a dependency change (pip install -e '.[test]' first)
+lock: install
+	{ sed -n '1,2p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 clean:
 	rm -rf $(VENV) build *.egg-info
