@@ -27,8 +27,11 @@ from storage.store import Store
 from tests.integration.test_governance_cycle import make_ready
 from tests.serve_process import ROOT, ServeProcess, command_event, dumps, load
 
-pytestmark = pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")),
-                                reason="needs curl and jq (apt-get install -y curl jq)")
+pytestmark = [
+    pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")),
+                       reason="needs curl and jq (apt-get install -y curl jq)"),
+    pytest.mark.xdist_group("port-4007"),  # the runbook's commands name the port: one server at a time
+]
 ADMIN = "alice"
 
 
