@@ -14,7 +14,7 @@ from engine import access
 from engine.breakers import BreakerEngine, event_json
 from engine.clock import Clock, SystemClock, isoformat
 from engine.cycle import GovernanceCycle, Reports
-from engine.domain import DEFAULT_RULES, PHASES
+from engine.domain import DEFAULT_RULES
 from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
 from engine.events import DEFAULT_TIMING, EventTiming
 from engine.kill_marker import KillMarker, marker_path_for
@@ -381,6 +381,3 @@ class Governance:
     def backup(self, target: Path) -> int:
         return maintenance.backup_sqlite(self.store.engine, target)
 
-
-def phase_index(phase: str) -> int:
-    return PHASES.index(phase)

@@ -16,7 +16,6 @@ from storage import events_repo, readiness_repo
 from storage.store import Store
 
 COUNT_NAMES = ("total", "proposed", "approved", "rejected", "succeeded", "failed", "rolledBack")
-RATE_NAMES = ("successRate", "approvalRate", "rollbackRate", "errorRate")
 
 
 def ratio(numerator: int, denominator: int) -> float | None:

@@ -8,7 +8,7 @@ from engine import access
 from engine.clock import Clock, isoformat
 from engine.domain import BREAKER_ACTIONS, SEVERITIES
 from engine.errors import Conflict, InvalidInput, NotFound
-from engine.rule_language import RuleError, explain, format_window, parse_condition, parse_window
+from engine.rule_language import RuleError, format_window, parse_condition, parse_window
 from storage import audit, breaker_repo
 from storage.store import Store
 
@@ -161,6 +161,3 @@ def _no_rule(name: str, names: list[str]) -> str:
     hint = f" (did you mean {close[0]!r}?)" if close else f"; rules: {', '.join(names)}"
     return f"no rule named {name!r}{hint}"
 
-
-def canonical_condition(text: str) -> str:
-    return explain(parse_condition(text))
