@@ -4,6 +4,7 @@ and the removal of nondeterminism (config discovery, locale, the operator's envi
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,9 +59,23 @@ def postgres_url():
     try:
         yield _postgres_schema_url(schema)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        _drop_schema(admin, schema)
         admin.dispose()
+
+
+def _drop_schema(admin: sa.Engine, schema: str, attempts: int = 10) -> None:
+    """Drop a test schema. A background writer of the test (the gate's decision log, an outbox flush) may
+    still hold a row lock in it, and PostgreSQL then picks one side of the deadlock to abort: retry until
+    that writer has finished, against a deadline."""
+    for attempt in range(attempts):
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            return
+        except sa.exc.OperationalError as exc:
+            if "deadlock detected" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 @pytest.fixture

@@ -80,6 +80,19 @@ async def settle(pilot, rounds: int = 2) -> None:
         await pilot.pause()
 
 
+async def until(pilot, predicate, timeout: float = 10.0, what: str = "the console to catch up") -> None:
+    """Settle until ``predicate()`` holds, against a deadline (a loaded CI machine delivers worker
+    results later than a quiet one; a fixed number of rounds is then too few)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        await settle(pilot, rounds=1)
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
 def notifications(app) -> list[tuple[str, str, str]]:
     """Every toast the console showed, in order, as (title, message, severity): one is on screen at a
     time (GovconApp.notify), so Textual's own list holds only the last."""

@@ -17,7 +17,7 @@ from screens.proposals import ProposalsScreen
 from screens.widgets import Table
 from storage import actions_repo
 from storage.store import Store
-from tests.pilot.conftest import notifications, settle, text_of
+from tests.pilot.conftest import notifications, settle, text_of, until
 from tests.pilot.seed import GRANT_DONE, OPERATOR, PENDING, REQ_RESTART, seed_actions
 
 pytestmark = pytest.mark.anyio
@@ -105,9 +105,9 @@ async def test_x_rejects_with_a_reason_which_is_required(console_gov, console_ur
         assert (request.status, request.decided_by, request.note) == ("rejected", OPERATOR, "not during the freeze")
         assert grant is None
         assert last(app)[0] == "Rejected"
-        await settle(pilot)
         done = screen.query_one("#aq-done", Table)
-        assert done.selected_key == rid and "REJECTED" in text_of(screen.query_one("#action-detail"))
+        await until(pilot, lambda: done.selected_key == rid, what="the rejected request selected in recent")
+        assert "REJECTED" in text_of(screen.query_one("#action-detail"))
 
 
 async def test_an_operator_without_an_approver_role_is_refused_before_any_dialog(console_gov, console_url,
