@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: the newest revision in storage/migrations/versions (update it with every new migration)
-HEAD = "0017"
+HEAD = "0022"
 
 
 def alembic_config(url: str | None = None):
