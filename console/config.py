@@ -14,6 +14,9 @@ from typing import Any
 
 import platformdirs
 
+from console.config_schema import SchemaError
+from console.config_schema import check as check_schema
+
 APP = "govcon"
 
 
@@ -37,6 +40,12 @@ class Config:
     database_url: str
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:  # one place refuses unknown tables and keys (console/config_schema.py)
+            check_schema(self.raw, self.path or "the configuration")
+        except SchemaError as exc:
+            raise ConfigError(str(exc)) from None
 
     def scheduler_options(self) -> dict[str, Any]:
         """[scheduler] weekly_cycle = "fri 16:00", timezone = "UTC", backup_dir, retention_days."""
@@ -81,11 +90,6 @@ class Config:
         """[audit] anchor_file = PATH, anchor_alert = true, anchor_interval = "1h": the scheduler's
         audit-anchor job (engine/audit_anchor.py); None when neither a file nor the alert is asked for."""
         sec = self.section("audit")
-        known = ("key_file", "anchor_file", "anchor_alert", "anchor_interval")
-        unknown = sorted(set(sec) - set(known))
-        if unknown:
-            raise ConfigError(f"{self.path}: [audit] has unknown key {', '.join(map(repr, unknown))}; "
-                              f"expected {', '.join(known)}")
         from engine.audit_anchor import DEFAULT_INTERVAL, AnchorSettings
         path = sec.get("anchor_file")
         if path is not None and (not isinstance(path, str) or not path.strip()):
@@ -115,10 +119,6 @@ class Config:
             return DEFAULT_TIMING
         from engine.rule_language import RuleError, parse_window
         known = ("max_clock_skew", "late_horizon")
-        unknown = sorted(set(sec) - set(known))
-        if unknown:
-            raise ConfigError(f"{self.path}: [ingest] has unknown key {', '.join(map(repr, unknown))}; "
-                              f"expected {', '.join(known)}")
         values = {}
         for key in known:
             if key in sec:
@@ -134,15 +134,8 @@ class Config:
         """[agents] require_lease = false (true: every ask naming an agent needs a live lease, not only an
         agent that has beaten before) and default_ttl = 60 (seconds, for a heartbeat that names none)."""
         sec = self.section("agents")
-        known = ("require_lease", "default_ttl")
-        unknown = sorted(set(sec) - set(known))
-        if unknown:
-            raise ConfigError(f"{self.path}: [agents] has unknown key {', '.join(map(repr, unknown))}; "
-                              f"expected {', '.join(known)}")
         opts: dict[str, Any] = {}
-        if "require_lease" in sec:
-            if not isinstance(sec["require_lease"], bool):
-                raise ConfigError(f"{self.path}: [agents] require_lease = {sec['require_lease']!r}: use true or false")
+        if "require_lease" in sec:  # its type is checked with the file (console/config_schema.py)
             opts["require_lease"] = sec["require_lease"]
         if "default_ttl" in sec:
             from engine.agents import MAX_TTL, MIN_TTL
@@ -152,6 +145,17 @@ class Config:
                                   f"{MIN_TTL} to {MAX_TTL}")
             opts["default_ttl"] = ttl
         return opts
+
+    def minimal_allowed(self) -> frozenset[str] | None:
+        """[modes] minimal_allowed = ["read", "log_rotation", "clear_cache"]: the action classes that still act
+        autonomously in `minimal` mode (None: the gate's default)."""
+        classes = self.section("modes").get("minimal_allowed")
+        if classes is None:
+            return None
+        bad = [c for c in classes if not c.strip()]
+        if bad:
+            raise ConfigError(f"{self.path}: [modes] minimal_allowed has an empty action class")
+        return frozenset(c.strip() for c in classes)
 
     def kill_switch_marker(self) -> Path | None:
         """``kill_switch_marker`` (top level; or ``$GOVCON_KILL_SWITCH_MARKER``): the path of the kill
@@ -180,8 +184,6 @@ def load_config(path: Path | None = None) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
     url = os.environ.get("GOVCON_DATABASE_URL") or raw.get("database_url") or str(default_database_path())
-    if not isinstance(url, str):
-        raise ConfigError(f"{path}: database_url must be a string")
     return Config(database_url=url, path=path if path.exists() else None, raw=raw)
 
 
@@ -204,7 +206,8 @@ def build_governance(store, config: Config, clock=None):
                       policies=configured_policies({"policies": config.section("policies")}
                                                    if "policies" in config.raw else {}),
                       proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing(),
-                      kill_marker=_kill_marker(config), agent_options=config.agent_options())
+                      kill_marker=_kill_marker(config), agent_options=config.agent_options(),
+                      minimal_allowed=config.minimal_allowed())
 
 
 def _use_audit_key(store, config: Config) -> None:

@@ -327,7 +327,7 @@ def test_the_agents_config_table_is_checked(tmp_path):
         "require_lease": True, "default_ttl": 30}
     assert Config("x", raw={}).agent_options() == {}
     for bad, said in (({"require_leases": True}, "unknown key 'require_leases'"),
-                      ({"require_lease": "yes"}, "require_lease = 'yes': use true or false"),
+                      ({"require_lease": "yes"}, "require_lease = 'yes': expected true or false"),
                       ({"default_ttl": 2}, "default_ttl = 2: use whole seconds from 5 to 3600"),
                       ({"default_ttl": 60.5}, "default_ttl = 60.5")):
         with pytest.raises(ConfigError, match=re.escape(said)):

@@ -188,8 +188,8 @@ def test_ingest_config_is_read_and_strict(tmp_path: Path, store, clock, monkeypa
     gov.close()
     assert load_config(tmp_path / "absent.toml").event_timing() == EventTiming()
     path.write_text('[ingest]\nmax_clock_skew = "5m"\nlate_horizont = "1h"\n')
-    with pytest.raises(ConfigError, match=r"\[ingest\] has unknown key 'late_horizont'; expected max_clock_skew, "
-                                          "late_horizon"):
+    with pytest.raises(ConfigError, match=r"\[ingest\] has unknown key 'late_horizont' \(did you mean "
+                                          r"'late_horizon'\?\); the keys are max_clock_skew, late_horizon"):
         load_config(path).event_timing()
     path.write_text('[ingest]\nlate_horizon = "an hour"\n')
     with pytest.raises(ConfigError, match=r"\[ingest\] late_horizon = 'an hour': .*use a duration such as"):
