@@ -43,7 +43,7 @@ def govcon(args: list[str], env: dict[str, str], *, input: str | None = None) ->
 class Side:
     """One store under its own `govcon serve`; ``run`` is the CLI on it (embedded, or a client of it)."""
 
-    def __init__(self, workdir: Path, *, socket: bool) -> None:
+    def __init__(self, workdir: Path, *, socket: bool, group: str | None = None) -> None:
         workdir.mkdir(mode=0o755)
         workdir.chmod(0o755)  # other OS users may reach the socket; the store file itself stays 0600
         self.workdir = workdir
@@ -59,7 +59,6 @@ class Side:
         extra: tuple[str, ...] = ()
         if socket:
             extra = ("--socket", str(self.sock))
-            group = os.environ.get("GOVCON_TEST_SOCKET_GROUP")
             if group:
                 extra += ("--socket-group", group)
         self.serve = ServeProcess(self.url, workdir, extra_args=extra).wait_ready()
@@ -77,13 +76,19 @@ class Side:
         return govcon(list(args), self.env(), input=input)
 
 
-@pytest.fixture(scope="module")
-def sides(tmp_path_factory):
-    base = tmp_path_factory.mktemp("server-mode")
+def shared_dir(tmp_path_factory, name: str) -> Path:
+    """A directory other OS users can reach (pytest's base directory is 0700)."""
+    base = tmp_path_factory.mktemp(name)
     base.chmod(0o755)
-    for p in base.parents:  # pytest's base directory is 0700: let other OS users reach the socket
+    for p in base.parents:
         if str(p).startswith("/tmp/pytest-of-"):
             p.chmod(0o755)
+    return base
+
+
+@pytest.fixture(scope="module")
+def sides(tmp_path_factory):
+    base = shared_dir(tmp_path_factory, "server-mode")
     embedded, client = Side(base / "embedded", socket=False), Side(base / "client", socket=True)
     yield embedded, client
     for side in (embedded, client):
