@@ -239,3 +239,34 @@ def test_gate_fails_closed_when_the_service_is_unreachable(tmp_path):
     assert res.stdout.startswith("deny: ") and "cannot reach the govcon service" in res.stdout
     res = govcon(["status"], env)
     assert res.returncode == 1 and "cannot reach the govcon service at unix://" in res.stderr
+
+
+def test_https_client_mode_uses_the_tokens_operator(sides, tmp_path):
+    """GOVCON_SERVER=http(s)://… with GOVCON_TOKEN: the same calls over POST /api/rpc, as the token's operator."""
+    _, client = sides
+    made = client.run("tokens", "create", "erin")
+    assert made.returncode == 0, made.stderr
+    env = _env(client.workdir, GOVCON_SERVER=client.serve.base, GOVCON_TOKEN=made.stdout.strip(),
+               GOVCON_DATABASE_URL=str(client.workdir / "no-such-dir" / "never.db"))
+    refused = govcon(["roles", "grant", "erin", "admin"], env)
+    assert refused.returncode == 5 and "granting and revoking roles needs the role admin; erin holds no role" \
+        in refused.stderr
+    refused = govcon(["rules", "list"], env)
+    assert refused.returncode == 5 and "reading the governance store through the govcon service needs a role" \
+        in refused.stderr
+    assert client.run("roles", "grant", "erin", "on-call").returncode == 0
+    over_socket = client.run("rules", "list")
+    over_http = govcon(["rules", "list"], env)
+    assert (over_http.returncode, over_http.stdout) == (0, over_socket.stdout), over_http.stderr
+    engaged = govcon(["kill-switch", "engage", "--reason", "over https"], env)
+    assert engaged.returncode == 0, engaged.stderr
+    assert json.loads(client.run("status", "--json").stdout)["killSwitch"]["by"] == "erin"
+    assert client.run("roles", "grant", "root", "ops-lead").returncode == 0
+    assert client.run("kill-switch", "release", "--reason", "done").returncode == 0
+    target = tmp_path / "over-http.sqlite"
+    assert client.run("roles", "grant", "erin", "admin").returncode == 0
+    res = govcon(["db", "backup", str(target)], env)
+    assert res.returncode == 0, res.stderr
+    assert target.stat().st_size > 100_000
+    bad = govcon(["status"], {**env, "GOVCON_TOKEN": "not-a-token"})
+    assert bad.returncode == 1 and "refused the token" in bad.stderr
