@@ -382,7 +382,7 @@ class RemoteGovernance:
         return seq, digest
 
     def audit_verify_report(self, expect_head: str | None):
-        doc = self.call("audit_verify", expect_head)
+        doc = self.call("audit_check", expect_head)
         return doc["report"], doc["keyed"]
 
     def console_read(self, what: str):

@@ -47,7 +47,7 @@ ROUTES: dict[str, Route] = {
     # reading
     "status": _r(kw="with_readiness"), "kill_switch_status": _r(), "roles_of": _r(), "role_grants": _r(),
     "breaker_events": _r(kw="unresolved_only limit"), "trend_report": _r(kw="hours"),
-    "audit_entries": _r(kw="limit search"), "is_initialised": _r(),
+    "audit_entries": _r(kw="limit search"), "audit_verify": _r(), "is_initialised": _r(),
     "metrics.collect_since": _r(), "readiness.assess": _r(), "rules.list": _r(kw="enabled_only"),
     "rules.show": _r(), "backtester.run": _r(kw="days min_samples"), "proposals.list": _r(kw="status"),
     "proposals.show": _r(), "reports.list": _r(), "reports.latest": _r(), "outbox.list": _r(kw="statuses limit"),
@@ -72,7 +72,7 @@ ROUTES: dict[str, Route] = {
 }
 
 #: methods of the service itself (below), not of the facade
-SPECIAL = {"hello", "ingest_lines", "ingest_objects", "backup", "audit_head", "audit_verify", "sink_names",
+SPECIAL = {"hello", "ingest_lines", "ingest_objects", "backup", "audit_head", "audit_check", "sink_names",
            "console_live", "console_slow", "console_actions"}
 
 ROLE_CACHE_SECONDS = 1.0  # a passed role check is trusted this long (a revoked role stops within a second)
@@ -161,7 +161,7 @@ class RpcService:
         with self.gov.store.read() as conn:
             return audit.head(conn), None
 
-    def _audit_verify(self, operator: str, expect_head: str | None = None) -> tuple[Any, None]:
+    def _audit_check(self, operator: str, expect_head: str | None = None) -> tuple[Any, None]:
         from engine.audit_verify import verify
         from storage import audit
         self._require(operator, "read")
