@@ -393,6 +393,50 @@ class RemoteGovernance:
         self.transport.close()
 
 
+class RemoteRunPort:
+    """`govcon run` in client mode: the steps run here, as this OS user; the gate, the outcome, the
+    kill switch check and the escalation go to the service (engine/runner.py's port, as the caller)."""
+
+    def __init__(self, gov: RemoteGovernance) -> None:
+        self.gov = gov
+
+    def _call(self, method: str, *args: Any, plan=None, **kwargs: Any) -> Any:
+        if plan is not None:
+            import dataclasses
+            kwargs["plan"] = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
+        return self.gov.call("run_port", method, *args, **kwargs)
+
+    def now(self) -> str:
+        return self._call("now")
+
+    def require_reporter(self) -> None:
+        self._call("require_reporter")
+
+    def rollback_mandatory(self, command_type: str, action_class: str | None) -> bool:
+        return self._call("rollback_mandatory", command_type, action_class)
+
+    def decide(self, plan, *, request: bool, take_grant: bool) -> dict[str, Any]:
+        return self._call("decide", plan=plan, request=request, take_grant=take_grant)
+
+    def wait(self, request_id: str, timeout: float) -> dict[str, Any]:
+        return self._call("wait", request_id, timeout)
+
+    def stop_reason(self) -> str | None:
+        return self._call("stop_reason")
+
+    def report_outcome(self, grant_id: str, plan, status: str) -> None:
+        self._call("report_outcome", grant_id, status, plan=plan)
+
+    def release(self, grant_id: str, reason: str) -> None:
+        self._call("release", grant_id, reason)
+
+    def escalate(self, grant_id: str, plan, title: str, body: str, details: dict[str, Any]) -> None:
+        self._call("escalate", grant_id, title, body, details, plan=plan)
+
+    def attach_report(self, grant_id: str, report: dict[str, Any]) -> None:
+        self._call("attach_report", grant_id, report)
+
+
 def connect(url: str, clock=None) -> tuple[RemoteGovernance, str]:
     """The remote facade, connected; and the operator the service identified this process as."""
     gov = RemoteGovernance(url, os.environ.get("GOVCON_TOKEN") or None, clock=clock)

@@ -71,8 +71,12 @@ ROUTES: dict[str, Route] = {
                       needs="gate.ask"),
 }
 
+#: `govcon run` on a client: the governed runner's port (engine/runner.py GovernancePort), as the caller
+RUN_PORT = frozenset({"require_reporter", "rollback_mandatory", "decide", "wait", "stop_reason", "report_outcome",
+                      "release", "escalate", "attach_report", "now"})
+
 #: methods of the service itself (below), not of the facade
-SPECIAL = {"hello", "ingest_lines", "ingest_objects", "backup", "audit_head", "audit_check", "sink_names",
+SPECIAL = {"run_port", "hello", "ingest_lines", "ingest_objects", "backup", "audit_head", "audit_check", "sink_names",
            "console_live", "console_slow", "console_actions"}
 
 ROLE_CACHE_SECONDS = 1.0  # a passed role check is trusted this long (a revoked role stops within a second)
@@ -120,6 +124,25 @@ class RpcService:
         self._passed[key] = time.monotonic() + ROLE_CACHE_SECONDS
 
     # --- the service's own methods ----------------------------------------------------------------
+
+    def _run_port(self, operator: str, method: str, *args: Any, plan: dict[str, Any] | None = None,
+                  **kwargs: Any) -> tuple[Any, None]:
+        """One call of `govcon run`'s port; the plan comes as plain fields and is rebuilt here."""
+        from engine.runner import GovernancePort, RunPlan
+        if method not in RUN_PORT:
+            raise InvalidInput(f"the govcon service offers no run step {method!r}")
+        self._require(operator, "gate.ask")
+        if plan is not None:
+            fields = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                      for k, v in plan.items()}
+            kwargs["plan"] = RunPlan(**fields)
+        port = GovernancePort(self.gov, operator)
+        if method in ("decide",):
+            return port.decide(kwargs.pop("plan"), **kwargs), None
+        if method in ("report_outcome", "escalate"):
+            grant_id, *rest = args
+            return getattr(port, method)(grant_id, kwargs.pop("plan"), *rest, **kwargs), None
+        return getattr(port, method)(*args, **kwargs), None
 
     def _hello(self, operator: str) -> tuple[Any, None]:
         return {"operator": operator, "server": self.address}, None

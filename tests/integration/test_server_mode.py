@@ -106,7 +106,7 @@ def normalise(text: str, side: Side) -> str:
     text = _TIME.sub("<T>", text)
     text = re.sub(r"\b\d\d:\d\d(:\d\d)?\b", "<HH:MM>", text)
     text = re.sub(r"serve:([\w.-]+)@([\w.-]+):\d+", r"serve:\1@\2:<PID>", text)
-    text = re.sub(r"\b(grt|req|prop|evt|tok|rep)[-_][0-9a-zA-Z_-]+", r"\1-<ID>", text)
+    text = re.sub(r"\b(grt|gr|rq|req|prop|evt|tok|rep)[-_][0-9a-zA-Z_-]+", r"\1-<ID>", text)
     text = re.sub(r"\b[0-9]+:[0-9a-f]{64}\b", "<HEAD>", text)  # audit heads (the clocks differ)
     text = re.sub(r'"hash": "[0-9a-f]{64}"', '"hash": "<H>"', text)
     text = re.sub(r"\bkey [0-9a-f]{8}\b", "key <KEYID>", text)  # each store has its own audit key
@@ -174,6 +174,8 @@ def test_changes_are_the_same_through_the_service_and_the_service_names_the_call
         ("audit", "list", "--limit", "20"),
         ("audit", "verify"),
         ("db", "prune", "--older-than", "400d"),
+        ("run", "restart_service", "--dry-run", "--", "/bin/true"),
+        ("run", "restart_service", "--wait", "0s", "--", "/bin/true"),  # L3: needs approval, nothing runs
     ]
     for step in steps:
         same(sides, *step)
@@ -270,3 +272,29 @@ def test_https_client_mode_uses_the_tokens_operator(sides, tmp_path):
     assert target.stat().st_size > 100_000
     bad = govcon(["status"], {**env, "GOVCON_TOKEN": "not-a-token"})
     assert bad.returncode == 1 and "refused the token" in bad.stderr
+
+
+def test_govcon_run_runs_the_command_here_and_keeps_the_books_there(sides, tmp_path):
+    """At L3+ with the type whitelisted on both stores, a governed run: the command runs in the client's
+    process (it writes a file here), the grant and its outcome are the service's."""
+    embedded, client = sides
+    for side in sides:
+        import sqlite3
+        with sqlite3.connect(side.db) as db:  # as an approved proposal would leave it (root owns both files)
+            db.execute("update governance_state set current_phase = 'L3+', command_whitelist = '[\"touch_file\"]'")
+    outputs = []
+    for side in sides:
+        marker = tmp_path / f"ran-{side.workdir.name}"
+        res = side.run("run", "touch_file", "--confidence", "0.9", "--json", "--", "/usr/bin/touch", str(marker))
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert marker.exists()
+        doc = json.loads(res.stdout)
+        steps = doc["report"]["steps"]
+        assert [(s["name"], s["exitCode"]) for s in steps] == [("command", 0)]
+        for s in steps:
+            s["durationMs"] = 0
+        text = re.sub(r"\"(durationMs|totalMs|elapsedMs)\": \d+", r"\"\1\": 0", json.dumps(doc, sort_keys=True))
+        outputs.append(normalise(text.replace(str(marker), "<MARKER>"), side))
+    assert outputs[0] == outputs[1]
+    shown = json.loads(client.run("actions", "list", "--json").stdout)
+    assert any(g["commandType"] == "touch_file" and g["status"] == "succeeded" for g in shown["grants"])
