@@ -176,7 +176,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
                               "bound to a loopback address.")
     app.openapi = lambda: _openapi(app)
     app.state.gov, app.state.tokens, app.state.metrics, app.state.evaluator = gov, tokens, metrics, evaluator
-    app.add_middleware(BodyLimit, default=max_json_body_bytes, per_path={"/api/events": max_body_bytes})
+    app.add_middleware(BodyLimit, default=max_json_body_bytes, per_path={"/api/events": max_body_bytes,
+                                                                                   "/api/rpc": max_body_bytes})
     app.add_middleware(AfterChanges, on_change=lambda path: cached.invalidate(
         readiness=path not in ("/api/events", "/api/gate")))  # readiness judges days, not each event
     if read_rate is not None:
@@ -403,6 +404,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     app.include_router(integrations_router(gov, auth, ingest, json_response, alertmanager or AlertmanagerMapping()))
     from console.api_agents import build_router as agents_router  # agents, leases, heartbeats
     app.include_router(agents_router(gov, auth, json_response))
+    from console.api_rpc import build_router as rpc_router  # client mode over HTTP(S): GOVCON_SERVER=https://…
+    app.include_router(rpc_router(gov, auth))
 
     return app
 

@@ -24,7 +24,9 @@ def console_app(gov: Governance, *, operator: str, demo: bool = False):
     garbage collector (paused by the entry point) resumes once the first dashboard is on the screen."""
     from screens.data import FirstReads  # headless: the store is read while Textual is imported
     first_reads = FirstReads(gov, operator)
-    return make_app(gov, operator=operator, demo=demo, first_reads=first_reads, launched=startup.resume)
+    # client mode (console/client.py): the service runs the scheduled jobs; this console only reads and acts
+    return make_app(gov, operator=operator, demo=demo, first_reads=first_reads, launched=startup.resume,
+                    scheduler=not getattr(gov, "remote", False))
 
 
 def run_console(gov: Governance, *, operator: str, demo: bool = False) -> int:

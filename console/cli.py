@@ -62,12 +62,24 @@ class Context:
         return self._config
 
     @property
+    def server(self) -> str | None:
+        """The govcon service this command is a client of (console/client.py), or None: embedded."""
+        if self.args.command in EMBEDDED_ONLY or getattr(self.args, "database_url", None):
+            return None
+        return self.config.server()
+
+    @property
     def gov(self) -> Governance:
+        if self._gov is None and self.server is not None:
+            from console.client import connect
+            self._gov, self.operator = connect(self.server, self.clock)
         if self._gov is None:
             url = getattr(self.args, "database_url", None) or self.config.database_url
             creating = (self.args.command, getattr(self.args, "db_command", None)) == ("db", "init")
             if not creating:
                 refuse_missing_sqlite_store(url)
+            else:
+                create_private_sqlite_file(url)
             self._gov = build_governance(Store(url), self.config, self.clock)
         return self._gov
 
@@ -78,6 +90,44 @@ class Context:
     def emit_json(self, doc: Any) -> None:
         json.dump(doc, self.out, indent=2, sort_keys=False, default=str)
         self.out.write("\n")
+
+
+#: commands that always open the store themselves: the service, and the demo's scratch store
+EMBEDDED_ONLY = ("serve", "demo")
+#: (command, subcommand) that act on the store's files or run its jobs: on the server's host only
+SERVER_HOST_ONLY = {("db", "init"): "creates a store", ("db", "migrate"): "upgrades the store's schema",
+                    ("scheduler", None): "runs the store's scheduled jobs (the service runs them already)",
+                    ("audit", "key"): "manages the audit key the service holds"}
+
+
+def refuse_server_host_only(ctx: Context) -> None:
+    a = ctx.args
+    sub = getattr(a, "db_command", None) or (getattr(a, "audit_command", None) if a.command == "audit" else None)
+    what = SERVER_HOST_ONLY.get((a.command, sub if (a.command, sub) in SERVER_HOST_ONLY else None))
+    if what is None or ctx.server is None:
+        return
+    name = " ".join(x for x in (a.command, sub) if x)
+    raise InvalidInput(f"`govcon {name}` {what}: run it on the server's host as the service's user, with "
+                       f"the store's URL and without GOVCON_SERVER (this shell is a client of {ctx.server})")
+
+
+def create_private_sqlite_file(url: str) -> None:
+    """`db init` creates a SQLite store readable and writable by its owner only (0600, whatever the umask):
+    on a shared host the service's user owns it and everyone else goes through the service. SQLite gives
+    the -wal and -shm files the same mode."""
+    from sqlalchemy.engine import make_url
+
+    from storage.db import normalise_url
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    if path.exists() or not path.parent.is_dir():
+        return  # an existing store (init refuses it) or a missing directory (the store names it)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def refuse_missing_sqlite_store(url: str) -> None:
@@ -696,6 +746,7 @@ def main(argv: list[str] | None = None, *, clock: Clock | None = None,
     setup_logging()
     ctx = Context(args, clock or SystemClock(), out, err)
     try:
+        refuse_server_host_only(ctx)
         return args.handler(ctx)
     except GovconError as exc:
         print(f"govcon: {exc}", file=err)

@@ -41,9 +41,12 @@ def create_audit_key(ctx) -> str | None:
 def run_audit_command(ctx) -> int:
     sub = ctx.args.audit_command
     if sub == "head":
-        _strict_key(ctx)
-        with ctx.gov.store.read() as conn:
-            seq, digest = audit.head(conn)
+        if getattr(ctx.gov, "remote", False):  # client mode: the service holds the key and the store
+            seq, digest = ctx.gov.audit_head()
+        else:
+            _strict_key(ctx)
+            with ctx.gov.store.read() as conn:
+                seq, digest = audit.head(conn)
         head = format_head(seq, digest)
         if ctx.args.json:
             ctx.emit_json({"head": head, "seq": seq, "hash": digest})
@@ -56,8 +59,12 @@ def run_audit_command(ctx) -> int:
 
 
 def _verify(ctx) -> int:
-    key = _strict_key(ctx)
-    report = verify(ctx.gov.store, expect_head=ctx.args.expect_head, key=key or False)
+    if getattr(ctx.gov, "remote", False):  # client mode: the service verifies with the key it holds
+        report, keyed = ctx.gov.audit_verify_report(ctx.args.expect_head)
+        key = True if keyed else None
+    else:
+        key = _strict_key(ctx)
+        report = verify(ctx.gov.store, expect_head=ctx.args.expect_head, key=key or False)
     if ctx.args.json:
         ctx.emit_json(report.to_json())
         return 0 if report.ok else EXIT_TAMPERED

@@ -137,7 +137,12 @@ def cmd_run(ctx) -> int:
     except Exception as exc:  # fail closed: a store we cannot open grants nothing
         result = RunResult(EXIT_STORE, "store_error", f"cannot open the store, so nothing runs: {exc}")
         return _print(ctx, result)
-    runner = Runner(GovernancePort(gov, ctx.operator), progress=progress, on_output=output)
+    if getattr(gov, "remote", False):  # client mode: the steps run here, the books are the service's
+        from console.client import RemoteRunPort
+        port = RemoteRunPort(gov)
+    else:
+        port = GovernancePort(gov, ctx.operator)
+    runner = Runner(port, progress=progress, on_output=output)
     result = runner.dry_run(plan) if ctx.args.dry_run else runner.run(plan)
     return _print(ctx, result)
 

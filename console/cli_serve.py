@@ -30,6 +30,13 @@ def register(command) -> None:
     sp.add_argument("--max-body-mib", type=float, default=None,
                     help="largest POST /api/events body in MiB (default 10, or [serve] max_body_mib)")
     sp.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+    sp.add_argument("--socket", default=None, metavar="PATH",
+                    help="also listen on this Unix socket (e.g. /run/govcon/govcon.sock): each caller is the OS "
+                         "user the kernel reports for the connection; clients set GOVCON_SERVER=unix://PATH")
+    sp.add_argument("--socket-mode", default="0660", type=_octal_mode, metavar="MODE",
+                    help="the socket's permissions (default 0660: the service's user and the socket's group)")
+    sp.add_argument("--socket-group", default=None, metavar="GROUP",
+                    help="the socket's group: the operators' group (default: the service's own group)")
 
     sp = command("tokens", cmd_tokens, "bearer tokens for the HTTP API: create, list, revoke", json_flag=False)
     tsub = sp.add_subparsers(dest="tokens_command", metavar="create|list|revoke", required=True)
@@ -48,15 +55,25 @@ def register(command) -> None:
     tr.add_argument("--json", action="store_true")
 
 
+def _octal_mode(text: str) -> int:
+    import argparse
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0660") from None
+    if mode & ~0o777 or mode & 0o007:
+        raise argparse.ArgumentTypeError(f"{text}: the socket must not be open to every user (no o+rwx bits)")
+    return mode
+
+
 # --- tokens ------------------------------------------------------------------------------------
 
 
 def cmd_tokens(ctx) -> int:
     from console.render import clean
     from engine.clock import isoformat
-    from engine.tokens import TokenBook
 
-    book = TokenBook(ctx.gov.store, ctx.clock)
+    book = ctx.gov.tokens
     sub = ctx.args.tokens_command
     if sub == "create":
         new = book.create(ctx.operator, ctx.args.user, expires_in=ctx.args.expires_in, agent=ctx.args.agent)
@@ -182,6 +199,21 @@ def cmd_serve(ctx) -> int:
               file=ctx.err)
         return 1
     log = logging.getLogger("govcon.serve")
+    listener = None
+    if a.socket:
+        from console.rpc_server import RpcService, SocketListener
+        try:
+            listener = SocketListener(RpcService(gov, address=f"unix://{Path(a.socket).absolute()}"),
+                                      Path(a.socket), mode=a.socket_mode, group=a.socket_group)
+        except OSError as exc:
+            sock.close()
+            print(f"govcon: cannot listen on the socket {a.socket}: {exc.strerror or exc}", file=ctx.err)
+            return 1
+        except InvalidInput:
+            sock.close()
+            raise
+        listener.start()
+        log.info("govcon serve on unix://%s: callers identified by their OS user (SO_PEERCRED)", a.socket)
     log.info("govcon serve on http://%s:%d, store %s; reads %s; changes need a token",
              a.host, a.port, gov.store.display_url, "need a token" if require_reads else "open (loopback)")
     pid_file = Path(a.pid_file) if a.pid_file else None
@@ -198,6 +230,8 @@ def cmd_serve(ctx) -> int:
     except SystemExit:  # uvicorn exits when it cannot bind or start; it has logged why
         pass
     finally:
+        if listener is not None:
+            listener.stop()
         if pid_file:
             pid_file.unlink(missing_ok=True)
     if not server.started:

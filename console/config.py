@@ -168,6 +168,18 @@ class Config:
             raise ConfigError(f"{self.path}: kill_switch_marker must be a file path (a non-empty string)")
         return Path(value).expanduser()
 
+    def server(self) -> str | None:
+        """``$GOVCON_SERVER``, else ``server`` (top level): the govcon service this process is a client of
+        (``unix:///run/govcon/govcon.sock`` or ``https://host:4007`` with ``$GOVCON_TOKEN``); None: the
+        store is opened here (embedded mode)."""
+        value = os.environ.get("GOVCON_SERVER") or self.raw.get("server")
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not value.startswith(("unix://", "https://", "http://")):
+            raise ConfigError(f"{'GOVCON_SERVER' if os.environ.get('GOVCON_SERVER') else f'{self.path}: server'} "
+                              f"= {value!r}: use unix:///run/govcon/govcon.sock or https://HOST:4007")
+        return value
+
     def section(self, name: str) -> dict[str, Any]:
         value = self.raw.get(name, {})
         if not isinstance(value, dict):

@@ -45,6 +45,9 @@ ACTION_ROLES: dict[str, tuple[str, ...]] = {
     "roles.manage": ("admin",),
     "tokens.manage": ("admin",),
     "alerts.manage": ("on-call", "ops-lead", "admin"),
+    "read": ROLES,            # through the service (client mode): the socket admits, a role lets one see
+    "gate.ask": ROLES,        # through the service's socket (HTTP asks need a token)
+    "db.backup": ("admin",),  # through the service: the copy holds every table, token hashes included
 }
 
 ACTION_DESCRIPTIONS: dict[str, str] = {
@@ -60,6 +63,9 @@ ACTION_DESCRIPTIONS: dict[str, str] = {
     "roles.manage": "granting and revoking roles",
     "tokens.manage": "creating and revoking API tokens",
     "alerts.manage": "re-sending or dismissing dead-lettered alerts",
+    "read": "reading the governance store through the govcon service",
+    "gate.ask": "asking the gate through the govcon service",
+    "db.backup": "backing up the store through the govcon service",
 }
 
 

@@ -49,6 +49,8 @@ def finished_at(row: dict[str, Any]) -> str:
 
 def load_actions(gov: Governance) -> ActionsView:
     """Three reads through the ActionBook (pending, in flight, recent), split as the screen shows them."""
+    if getattr(gov, "remote", False):  # client mode: the service reads them in one call (console/client.py)
+        return gov.console_read("actions")  # type: ignore[attr-defined]
     book = gov.actions
     now = gov.clock.now()
     pending = book.list(pending=True, limit=READ_LIMIT)["requests"]

@@ -54,7 +54,17 @@ class SlowData:
     error: str | None = None
 
 
+def _read_remotely(gov: Governance, what: str, kind: type) -> Any:
+    """Client mode (console/client.py): the service reads, as the caller the socket names, in one call."""
+    try:
+        return gov.console_read(what)  # type: ignore[attr-defined]
+    except Exception as exc:  # the service unreachable: the header says so, as for a store
+        return kind(gov.clock.now(), error=describe_error(exc))
+
+
 def load_live(gov: Governance, api: EngineApi, operator: str) -> LiveData:
+    if getattr(gov, "remote", False):
+        return _read_remotely(gov, "live", LiveData)
     now = gov.clock.now()
     found = gov.kill_marker.engaged()  # first, and whatever the store does
     marker = found.to_json() if found is not None else None
@@ -76,6 +86,8 @@ def load_live(gov: Governance, api: EngineApi, operator: str) -> LiveData:
 
 
 def load_slow(gov: Governance) -> SlowData:
+    if getattr(gov, "remote", False):
+        return _read_remotely(gov, "slow", SlowData)
     now = gov.clock.now()
     try:
         report = gov.readiness.assess()
