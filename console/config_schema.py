@@ -43,7 +43,7 @@ OWN_LOADER = Kind("a table", (dict, list))
 #: table name → {key: Kind}; top-level keys are under "". Keep in step with the readers in console/config.py,
 #: console/cli_serve.py and console/api_integrations.py (tests/unit/test_config_schema.py checks the docs).
 SCHEMA: dict[str, dict[str, Kind]] = {
-    "": {"database_url": TEXT, "kill_switch_marker": TEXT},
+    "": {"database_url": TEXT, "server": TEXT, "kill_switch_marker": TEXT},
     "scheduler": {"weekly_cycle": TEXT, "timezone": TEXT, "backup_dir": TEXT, "retention_days": WHOLE},
     "serve": {"max_body_mib": NUMBER, "read_rate": NUMBER, "read_burst": WHOLE, "allowed_hosts": TEXTS},
     "governance": {"proposal_ttl_days": NUMBER},

@@ -6,7 +6,6 @@ console that opened a store would show an error instead."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 
