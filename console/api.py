@@ -403,6 +403,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     app.include_router(integrations_router(gov, auth, ingest, json_response, alertmanager or AlertmanagerMapping()))
     from console.api_agents import build_router as agents_router  # agents, leases, heartbeats
     app.include_router(agents_router(gov, auth, json_response))
+    from console.api_drilldown import build_router as drilldown_router  # GET …/events/{id}: the drill-down
+    app.include_router(drilldown_router(gov, auth, json_response))
 
     return app
 

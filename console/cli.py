@@ -316,6 +316,9 @@ def cmd_db(ctx: Context) -> int:
 
 
 def cmd_events(ctx: Context) -> int:
+    if ctx.args.events_command == "show":
+        from console import cli_drilldown  # the drill-down: what made it trip, its effect, its resolution
+        return cli_drilldown.show_event(ctx)
     if ctx.args.events_command == "resolve":
         doc = ctx.gov.breakers.resolve(ctx.operator, ctx.args.id, note=ctx.args.note,
                                        false_positive=ctx.args.false_positive)
@@ -543,12 +546,16 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--older-than", type=_duration, default=timedelta(days=90))
     dp.add_argument("--json", action="store_true")
 
-    sp = command("events", cmd_events, "circuit-breaker events: list and resolve")
-    esub = sp.add_subparsers(dest="events_command", metavar="list|resolve")
+    sp = command("events", cmd_events, "circuit-breaker events: list, show (drill down) and resolve")
+    esub = sp.add_subparsers(dest="events_command", metavar="list|show|resolve")
     el = esub.add_parser("list")
     el.add_argument("--unresolved", action="store_true")
     el.add_argument("--limit", type=_limit, default=100)
     el.add_argument("--json", action="store_true")
+    es = esub.add_parser("show", help="what made the event trip (commands, incidents, the metric against its "
+                                      "threshold), what it did, and its resolution")
+    es.add_argument("id")
+    es.add_argument("--json", action="store_true")
     er = esub.add_parser("resolve", help="resolve an event (un-pauses its command type)")
     er.add_argument("id")
     er.add_argument("--note", required=True, help="what was found and done")

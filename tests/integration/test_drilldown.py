@@ -4,6 +4,7 @@ the effect and the resolution."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -132,3 +133,61 @@ def test_shadow_effect_and_evidence_stored_after_the_trip(gov, clock):
 def test_unknown_event_is_not_found(gov):
     with pytest.raises(NotFound, match="no breaker event 'cbe-nope'"):
         Drilldown(gov.store).show("cbe-nope")
+
+
+# --- the same answer through `govcon events show` and GET /api/circuit-breaker/events/{id} ----------------
+
+
+@pytest.fixture
+def tripped(gov, clock) -> str:
+    """A Repeated Command Failures trip with an incident naming one of its failed commands."""
+    events = [cmd(10 + i, "failed", T0 - timedelta(minutes=3 - i)) for i in range(3)]
+    events.append({"kind": "incident", "id": "inc-1", "severity": "high", "command_id": "c11",
+                   "at": isoformat(T0 - timedelta(minutes=2))})
+    feed(gov, clock, events)
+    return only_trip(gov.breakers.evaluate(), "Repeated Command Failures").event_id
+
+
+def test_cli_events_show_text_json_and_unknown_id(cli, gov, tripped):
+    text = cli("events", "show", tripped)
+    assert text.code == 0, text.err
+    lines = text.out.splitlines()
+    assert lines[0] == "Repeated Command Failures  OPEN"
+    assert "condition commandType.failures >= 3 over 5m (min 10 samples for a rate)" in lines
+    assert "Commands (failed restart_service in the window: 3 events)" in lines
+    for c in ("c10", "c11", "c12"):
+        assert any(f"  {c}  restart_service  failed  autonomous" in line for line in lines), c
+    assert any("inc-1  high  names c11 (restart_service, autonomous)" in line for line in lines)
+    assert "  paused restart_service (still paused)" in lines
+    assert any(line.startswith("  open: resolve it with a note") for line in lines)
+
+    js = cli("events", "show", tripped, "--json")
+    assert js.code == 0
+    doc = json.loads(js.out)
+    assert doc == Drilldown(gov.store).show(tripped)
+    # the breaker-event fields of the contract, then the drill-down's
+    assert {"id", "ruleName", "timestamp", "severity", "action", "commandType", "observed", "resolved", "resolvedBy",
+            "resolvedAt", "note", "falsePositive", "incidents", "commands", "series", "effect"} <= set(doc)
+
+    missing = cli("events", "show", "cbe-missing")
+    assert missing.code == 1 and missing.out == ""
+    assert missing.err.strip() == "govcon: no breaker event 'cbe-missing'; `govcon events list` shows their ids"
+    missing_json = cli("events", "show", "cbe-missing", "--json")
+    assert missing_json.code == 1 and missing_json.out == ""
+
+
+def test_api_event_drilldown(gov, tripped):
+    from console.api_drilldown import EventDrilldown
+    from tests.integration.test_api import make_api
+    api = make_api(gov)
+    with api.client:
+        r = api.get(f"/api/circuit-breaker/events/{tripped}")
+        assert r.status_code == 200
+        assert r.json() == Drilldown(gov.store).show(tripped)
+        EventDrilldown.model_validate(r.json())  # the documented response model holds
+        assert api.get("/api/circuit-breaker/events/unresolved").json()[0]["id"] == tripped  # not shadowed
+        gone = api.get("/api/circuit-breaker/events/cbe-missing")
+        assert gone.status_code == 404 and "no breaker event 'cbe-missing'" in gone.text
+        assert api.get("/api/circuit-breaker/events/a%00b").status_code == 422
+        schema = api.get("/openapi.json").json()
+        assert "/api/circuit-breaker/events/{event_id}" in schema["paths"]

@@ -1,0 +1,17 @@
+"""`govcon events show ID` (a breaker event's drill-down) and `govcon readiness --explain` (why not ready):
+each a one-line call into the engine, rendered by the same text the console shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def show_event(ctx: Any) -> int:
+    from engine.drilldown import Drilldown
+    doc = Drilldown(ctx.gov.store).show(ctx.args.id)
+    if ctx.args.json:
+        ctx.emit_json(doc)
+    else:
+        from screens.drilldown_text import drilldown_text
+        print(drilldown_text(doc).plain, file=ctx.out)
+    return 0
