@@ -60,6 +60,9 @@ def drilldown_text(doc: dict[str, Any]) -> Text:
         bars, scale, breached = sparkline(series)
         last = series["points"][-1]["value"]
         t.append(f"  {series['label']}\n")
+        if last is None and not any(p["value"] is not None for p in series["points"]):
+            t.append(f"  no value anywhere in the window: fewer than {series.get('minSamples')} commands stored "
+                     "by the trip\n", "dim")
         t.append("  ")
         for cell, over in zip(bars, breached, strict=True):
             t.append(cell, "bold red" if over else "cyan")
