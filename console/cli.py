@@ -236,6 +236,9 @@ def cmd_metrics(ctx: Context) -> int:
 
 
 def cmd_readiness(ctx: Context) -> int:
+    if ctx.args.explain:
+        from console import cli_drilldown  # why not ready: what earns each missing point, and when
+        return cli_drilldown.readiness_explained(ctx, print_readiness)
     report = ctx.gov.readiness.assess()
     doc = report.to_json()
     ctx.emit_json(doc) if ctx.args.json else print_readiness(doc, ctx.out)
@@ -497,7 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("file", metavar="FILE|-")
     sp = command("metrics", cmd_metrics, "AutonomyMetrics for the period ending now")
     sp.add_argument("--since", type=_duration, default=timedelta(days=7), help="e.g. 1h, 7d (default 7d)")
-    command("readiness", cmd_readiness, "the readiness report: checklists, score, blockers")
+    sp = command("readiness", cmd_readiness, "the readiness report: checklists, score, blockers")
+    sp.add_argument("--explain", action="store_true",
+                    help="for each missing point: what would earn it and when, and the score if it passed")
     sp = command("attest", cmd_attest, "attest a checklist item, with evidence")
     sp.add_argument("item", metavar="ITEM", help="the item's name as in the checklist, or its slug")
     verdict = sp.add_mutually_exclusive_group(required=True)

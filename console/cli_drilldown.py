@@ -15,3 +15,16 @@ def show_event(ctx: Any) -> int:
         from screens.drilldown_text import drilldown_text
         print(drilldown_text(doc).plain, file=ctx.out)
     return 0
+
+
+def readiness_explained(ctx: Any, print_readiness) -> int:
+    from engine.readiness_explain import ReadinessExplainer
+    doc, ex = ReadinessExplainer(ctx.gov).explain()
+    if ctx.args.json:
+        ctx.emit_json({**doc, "explain": ex})
+    else:
+        from screens.explain_text import explain_text
+        print_readiness(doc, ctx.out)
+        print("", file=ctx.out)
+        print(explain_text(ex).plain, file=ctx.out)
+    return 0
