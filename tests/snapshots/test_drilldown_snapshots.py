@@ -8,6 +8,7 @@ import pytest
 
 from tests.pilot.conftest import settle
 from tests.pilot.drill_seed import add_drilldown_evidence
+from tests.snapshots.conftest import calm_gov, calm_template  # noqa: F401
 from tests.snapshots.test_snapshots import SIZES, _shoot
 
 
@@ -24,3 +25,18 @@ def test_drilldown_of_the_resolved_event_scrolled_to_its_end(snap_compare, conso
 
 
 __all__ = ["settle"]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_readiness_explained(snap_compare, console_gov, make_console, size):
+    """Screen 3 on the seeded store: the headline, the "if ✓" column, and the first failing required item's
+    detail saying what earns it and the score then."""
+    assert _shoot(snap_compare, make_console(console_gov), size, ["3"])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_readiness_checklist_ready_but_open_events_block(snap_compare, calm_gov, make_console, size):
+    from tests.pilot.seed import _seed_events
+    with calm_gov.store.write() as conn:
+        _seed_events(conn)  # one open event (and two resolved)
+    assert _shoot(snap_compare, make_console(calm_gov), size, ["3"])
