@@ -15,6 +15,7 @@ from textual.widgets import Static
 from screens.base import GovScreen
 from screens.data import LiveData
 from screens.fmt import safe
+from screens.keys import SCREENS
 from screens.widgets import DetailPane
 
 EVENT_FIELDS = ("id", "ruleName", "timestamp", "severity", "action", "commandType", "observed", "shadow", "resolved",
@@ -35,6 +36,8 @@ class DrilldownScreen(GovScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="drilldown.back", key_display="Esc",
                 tooltip="Back to the list of events"),
+        # 1-8 leave the drill-down for that screen (the app's own would do nothing for the screen it is on)
+        *(Binding(k, f"leave('{name}')", title, show=False) for k, name, title in SCREENS),
     ]
 
     def __init__(self, event_id: str) -> None:
@@ -74,3 +77,7 @@ class DrilldownScreen(GovScreen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_leave(self, mode: str) -> None:
+        self.app.pop_screen()
+        self.app.action_show(mode)

@@ -118,3 +118,13 @@ async def test_enter_elsewhere_does_nothing(console_gov, make_console):
         await pilot.press("tab", "enter")
         await settle(pilot)
         assert app.screen.SCREEN_NAME == "readiness" and not any(t == "Nothing selected" for t, _, _ in app.toasts)
+
+
+@pytest.mark.parametrize("key,name", [("2", "events"), ("3", "readiness")])
+async def test_a_screen_key_leaves_the_drilldown(console_gov, make_console, key, name):
+    app = make_console(console_gov)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await open_drilldown(pilot, OPEN_EVENT)
+        await pilot.press(key)
+        await until(pilot, lambda: app.screen.SCREEN_NAME == name, what=f"screen {key}")
