@@ -406,6 +406,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     app.include_router(agents_router(gov, auth, json_response))
     from console.api_rpc import build_router as rpc_router  # client mode over HTTP(S): GOVCON_SERVER=https://…
     app.include_router(rpc_router(gov, auth))
+    from console.api_drilldown import build_router as drilldown_router  # GET …/events/{id}: the drill-down
+    app.include_router(drilldown_router(gov, auth, json_response))
 
     return app
 

@@ -286,6 +286,9 @@ def cmd_metrics(ctx: Context) -> int:
 
 
 def cmd_readiness(ctx: Context) -> int:
+    if ctx.args.explain:
+        from console import cli_drilldown  # why not ready: what earns each missing point, and when
+        return cli_drilldown.readiness_explained(ctx, print_readiness)
     report = ctx.gov.readiness.assess()
     doc = report.to_json()
     ctx.emit_json(doc) if ctx.args.json else print_readiness(doc, ctx.out)
@@ -366,6 +369,9 @@ def cmd_db(ctx: Context) -> int:
 
 
 def cmd_events(ctx: Context) -> int:
+    if ctx.args.events_command == "show":
+        from console import cli_drilldown  # the drill-down: what made it trip, its effect, its resolution
+        return cli_drilldown.show_event(ctx)
     if ctx.args.events_command == "resolve":
         doc = ctx.gov.breakers.resolve(ctx.operator, ctx.args.id, note=ctx.args.note,
                                        false_positive=ctx.args.false_positive)
@@ -544,7 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("file", metavar="FILE|-")
     sp = command("metrics", cmd_metrics, "AutonomyMetrics for the period ending now")
     sp.add_argument("--since", type=_duration, default=timedelta(days=7), help="e.g. 1h, 7d (default 7d)")
-    command("readiness", cmd_readiness, "the readiness report: checklists, score, blockers")
+    sp = command("readiness", cmd_readiness, "the readiness report: checklists, score, blockers")
+    sp.add_argument("--explain", action="store_true",
+                    help="for each missing point: what would earn it and when, and the score if it passed")
     sp = command("attest", cmd_attest, "attest a checklist item, with evidence")
     sp.add_argument("item", metavar="ITEM", help="the item's name as in the checklist, or its slug")
     verdict = sp.add_mutually_exclusive_group(required=True)
@@ -593,12 +601,16 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--older-than", type=_duration, default=timedelta(days=90))
     dp.add_argument("--json", action="store_true")
 
-    sp = command("events", cmd_events, "circuit-breaker events: list and resolve")
-    esub = sp.add_subparsers(dest="events_command", metavar="list|resolve")
+    sp = command("events", cmd_events, "circuit-breaker events: list, show (drill down) and resolve")
+    esub = sp.add_subparsers(dest="events_command", metavar="list|show|resolve")
     el = esub.add_parser("list")
     el.add_argument("--unresolved", action="store_true")
     el.add_argument("--limit", type=_limit, default=100)
     el.add_argument("--json", action="store_true")
+    es = esub.add_parser("show", help="what made the event trip (commands, incidents, the metric against its "
+                                      "threshold), what it did, and its resolution")
+    es.add_argument("id")
+    es.add_argument("--json", action="store_true")
     er = esub.add_parser("resolve", help="resolve an event (un-pauses its command type)")
     er.add_argument("id")
     er.add_argument("--note", required=True, help="what was found and done")

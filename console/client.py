@@ -321,7 +321,8 @@ class _RemoteNotifier:
 
 
 _PARTS = ("metrics", "readiness", "rules", "backtester", "policies", "modes", "actions", "calibration", "agents",
-          "tokens", "outbox", "overrides", "proposals", "cycle", "reports", "breakers")
+          "tokens", "outbox", "overrides", "proposals", "cycle", "reports", "breakers",
+          "drilldown", "explainer")
 
 
 class RemoteGovernance:

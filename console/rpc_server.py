@@ -54,7 +54,9 @@ ROUTES: dict[str, Route] = {
     "policies.applicable": _r(), "policies.explain": _r(), "actions.decisions": _r(kw="since limit"),
     "actions.wait": _r(), "actions.list": _r(kw="pending in_flight limit"), "actions.show": _r(),
     "modes.get": _r(), "agents.list": _r(), "agents.show": _r(), "calibration.report": _r(kw="by_type"),
-    "kill_marker.engaged": _r(), "tokens.list": _r(needs="tokens.manage"),
+    "kill_marker.engaged": _r(),
+    "drilldown.show": _r(), "explainer.explain": _r(), "explainer.explain_doc": _r(),
+    "tokens.list": _r(needs="tokens.manage"),
     # acting: the engine checks the actor's role
     "require": _r(0, needs=None), "grant_role": _r(0, needs=None), "revoke_role": _r(0, needs=None),
     "attest": _r(0, kw="passed evidence valid_for", needs=None), "prune": _r(0, needs=None),

@@ -42,11 +42,13 @@ if TYPE_CHECKING:
     from engine.agents import AgentBook
     from engine.backtest import Backtester
     from engine.calibration import CalibrationBook
+    from engine.drilldown import Drilldown
     from engine.gate import Gate
     from engine.ingest import Ingestor
     from engine.modes import ModeSwitch
     from engine.outbox import OutboxBook
     from engine.policies import Policy, PolicyEngine
+    from engine.readiness_explain import ReadinessExplainer
     from engine.rules import RuleBook
     from engine.tokens import TokenBook
 
@@ -139,6 +141,16 @@ class Governance:
         from engine.actions import ActionBook
         return ActionBook(self.store, self.clock, policies=self.policies, enqueue_alert=self._enqueue_alert,
                           kill_marker=getattr(self, "kill_marker", None))
+
+    @_BuiltOnFirstUse
+    def drilldown(self) -> Drilldown:
+        from engine.drilldown import Drilldown
+        return Drilldown(self.store)
+
+    @_BuiltOnFirstUse
+    def explainer(self) -> ReadinessExplainer:
+        from engine.readiness_explain import ReadinessExplainer
+        return ReadinessExplainer(self)
 
     @_BuiltOnFirstUse
     def calibration(self) -> CalibrationBook:

@@ -240,3 +240,23 @@ class ActionsMixin:
 
     def action_help(self) -> None:
         self.push_screen(HelpModal(self.gov_screen))
+
+    # --- Enter: a breaker event's drill-down (screens/drilldown.py) ------------------------------
+
+    DRILL_TABLES = ("events", "unresolved")  # screen 2's list, the dashboard's unresolved events
+
+    def action_drilldown(self) -> None:
+        screen = self.gov_screen
+        if screen is None or screen is not self.screen or screen.SCREEN_NAME not in ("dashboard", "events"):
+            return  # a dialog is open, or a screen without breaker events: Enter is not ours there
+        event = screen.selected_event()
+        if event is None:
+            self.notify("select a breaker event first (2 lists them all)", title="Nothing selected",
+                        severity="warning")
+            return
+        from screens.drilldown import DrilldownScreen
+        self.push_screen(DrilldownScreen(event["id"]))
+
+    def on_data_table_row_selected(self, message) -> None:
+        if message.data_table.id in self.DRILL_TABLES:
+            self.action_drilldown()

@@ -96,6 +96,14 @@ def test_console_in_tmux_sees_a_trip_engages_the_kill_switch_and_quits(store_env
     shown = tmux.wait_for("tripped: ", timeout=10)  # the toast: "Circuit breaker tripped: …" or "2 circuit …"
     assert "tripped" in shown and "TRIPPED" in shown
 
+    # issue 15 pt 3: Enter on the selected unresolved event drills down to what made it trip; Esc returns
+    tmux.run("send-keys", "-t", "console", "Enter")
+    drill = tmux.wait_for("Why it tripped")
+    assert "drain_node  failed  autonomous" in drill and "e2e-11" in drill, drill
+    tmux.run("send-keys", "-t", "console", "Escape")
+    tmux.wait_for("Unresolved events")
+    assert "Why it tripped" not in tmux.screen()
+
     # issue 15: "fixed!" in a resolve note engaged the kill switch; a `!` in a text field is a character
     tmux.run("send-keys", "-t", "console", "r")
     tmux.wait_for("Note (what was found and done)")

@@ -139,6 +139,7 @@ READS = [
     ("audit", "list", "--limit", "3"), ("agents", "list"), ("mode",), ("alerts", "list"), ("tokens", "list"),
     ("gate", "log", "--json"), ("actions", "list"),
     ("rules", "backtest", "High Error Rate", "--days", "30"),
+    ("readiness", "--explain"), ("readiness", "--explain", "--json"), ("events", "show", "cbe-nope"),
     # errors: same message, same exit code
     ("proposals", "show", "prop-nope"), ("rules", "show", "No Such Rule"),
     ("metrics", "--since", "0s"), ("attest", "no-such-item", "--pass", "--evidence", "x"),
@@ -298,3 +299,20 @@ def test_govcon_run_runs_the_command_here_and_keeps_the_books_there(sides, tmp_p
     assert outputs[0] == outputs[1]
     shown = json.loads(client.run("actions", "list", "--json").stdout)
     assert any(g["commandType"] == "touch_file" and g["status"] == "succeeded" for g in shown["grants"])
+
+
+def test_an_events_drill_down_is_the_same_through_the_service(sides):
+    """`events show ID`: each side shows its own newest event (the ids differ between the twin stores)."""
+    from datetime import UTC, datetime
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    burst = "".join(json.dumps({"kind": "command", "id": f"burst-{i}", "type": "drain_node", "status": "failed",
+                                "autonomous": True, "at": at}) + "\n" for i in range(12))
+    shown = []
+    for side in sides:
+        side.run("ingest", "-", input=burst)  # twelve failures now: High Error Rate trips on arrival
+        events = json.loads(side.run("events", "list", "--json").stdout)
+        assert events, "the twin stores have breaker events"
+        res = side.run("events", "show", events[0]["id"])
+        assert res.returncode == 0, res.stderr
+        shown.append(normalise(res.stdout.replace(events[0]["id"], "<EVENT>"), side))
+    assert shown[0] == shown[1] and "burst-" in shown[0]  # the commands that made it trip, by id
