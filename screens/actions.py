@@ -133,7 +133,8 @@ class ActionsMixin:
         scope = f" ({ev['commandType']})" if ev["commandType"] else ""
         unpause = (f" It un-pauses {ev['commandType']}: the gate allows it autonomy again (unless another open "
                    "event pauses it)." if ev["action"] == "pause_command_type" and not ev["shadow"] else "")
-        body = (f"Closes the event of {ev['ruleName']}{scope} from {ev['timestamp']}; the rule may trip again."
+        body = (f"Closes the event of {ev['ruleName']}{scope} from {ev['timestamp']}; the rule then judges only what "
+                "happens or arrives after it."
                 f"{unpause} The phase is not restored: a reversion stays until a new proposal is approved.")
 
         def done(result: dict[str, Any] | None) -> None:
