@@ -230,7 +230,7 @@ class _SnapCounts:
 
     def unasked(self, window: str) -> tuple[tuple, int | None] | None:
         """(the reused entry, what its count missed since; None: too many arrived) for a window the snapshot
-        brought up to date, else None."""
+        brought up to date, else None (not read, or a run without a grant arrived)."""
         if self.snap is None:
             return None
         mapping = self.snap._mapping
@@ -240,8 +240,11 @@ class _SnapCounts:
         entry = self.entries.get((self.index, window))
         if entry is None:
             return None
-        arrived = mapping[f"{self.prefix}{window}_arrived"]
-        return entry, (None if arrived > actions_repo.ARRIVALS_READ else mapping[key])
+        if mapping[f"{self.prefix}{window}_arrived"] > actions_repo.ARRIVALS_READ:
+            return entry, None  # too many arrived: count the window again
+        if mapping[key] is None:  # a run without a grant arrived: _unasked_runs counts the update itself
+            return None
+        return entry, mapping[key]
 
     def get(self, name: str, *, missing: Any = None) -> Any:
         if self.snap is None:

@@ -250,34 +250,27 @@ def _unasked_where(types: Sequence[str], by_service: bool, table: Any = CMD, sin
 
 def _unasked_more_cols(prefix: str, types: tuple[str, ...], by_service: bool, since: str) -> list:
     """Scalar subqueries for the snapshot: what a count of ``executions_without_grant`` taken when the newest
-    command event id was ``:{prefix}seen`` over a window ending at ``:{prefix}cu`` has missed by now, as
-    ``executions_without_grant_since_count`` counts it (runs stored since, in the window, naming no grant and
-    not reported before; runs stored before that entered the window since, ``:{prefix}lo`` being the later
-    of the window's start and ``cu``): ``{prefix}more``, and ``{prefix}arrived``, the command events stored
-    since read up to ARRIVALS_READ + 1 (more than ARRIVALS_READ: count the window again)."""
+    command event id was ``:{prefix}seen`` over a window ending at an earlier ``until`` has missed by now, in
+    the usual case where no run without a grant arrived since (an agent's outcome names its grant): then
+    ``{prefix}more`` is the count of runs stored before that entered the window since (``:{prefix}lo`` being
+    the later of the window's start and that earlier end), as ``executions_without_grant_since_count`` counts
+    them. ``{prefix}more`` is NULL when such a run did arrive (the caller then counts the update itself: a
+    command reported before must not be counted twice, and that check is no job for one statement);
+    ``{prefix}arrived`` is the command events stored since, read up to ARRIVALS_READ + 1 (more than
+    ARRIVALS_READ: count the window again)."""
     seen = sa.bindparam(f"{prefix}seen")
     cols = [CMD.c.id, CMD.c.command_id, CMD.c.command_type, CMD.c.autonomous, CMD.c.status, CMD.c.at]
     if by_service and "service" in CMD.c:
         cols.append(CMD.c.service)
     # the arrivals, read by primary key (LIMIT keeps them a subquery of their own: no index of the window's)
     first = sa.select(*cols).where(CMD.c.id > seen).order_by(CMD.c.id).limit(ARRIVALS_READ + 1).subquery()
-    arrived = sa.select(sa.func.count()).select_from(first).scalar_subquery().label(f"{prefix}arrived")
-    before = CMD.alias("before")
-    # reported before: another status of the same command, found through its command_id (the type is
-    # compared as an expression so that no planner walks the window's type index for it instead)
-    earlier = [before.c.command_id == first.c.command_id, before.c.id <= seen,
-               before.c.at >= sa.bindparam(since), before.c.at < sa.bindparam("until"),
-               before.c.autonomous.is_(True), _one_of(before.c.command_type.concat(""), types),
-               _one_of(before.c.status, EXECUTED), ~sa.exists().where(GR.c.id == before.c.command_id)]
-    if by_service and "service" in CMD.c:
-        earlier.append(before.c.service == sa.bindparam("service"))
-    new = (sa.select(sa.func.count(sa.distinct(first.c.command_id)))
-           .where(*_unasked_where(types, by_service, first, since, "until"), ~sa.exists().where(*earlier))
-           .scalar_subquery())
+    arrived_n = sa.select(sa.func.count()).select_from(first).scalar_subquery()
+    unasked_arrived = sa.exists().where(*_unasked_where(types, by_service, first, since, "until"))
     entered_where = [CMD.c.id <= seen, CMD.c.at >= sa.bindparam(f"{prefix}lo"), CMD.c.at < sa.bindparam("until"),
                      *_unasked_where(types, by_service, CMD, since, "until")[2:]]
     entered = sa.select(sa.func.count(sa.distinct(CMD.c.command_id))).where(*entered_where).scalar_subquery()
-    return [arrived, (new + entered).label(f"{prefix}more")]
+    more = sa.case((sa.and_(arrived_n <= ARRIVALS_READ, ~unasked_arrived), entered), else_=sa.null())
+    return [arrived_n.label(f"{prefix}arrived"), more.label(f"{prefix}more")]
 
 
 @functools.lru_cache(maxsize=512)
