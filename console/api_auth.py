@@ -8,7 +8,6 @@ misses go to a thread.
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 from fastapi import Depends, Request
@@ -17,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from console.api_lanes import run_safety
-from engine.tokens import MISS, TokenBook, TokenExpired
+from engine.tokens import MISS, TokenBook, TokenExpired, token_hash
 
 #: how long a heartbeat's verified token is kept (``Auth.beater``): longer than an agent's beat interval
 BEAT_CACHE_SECONDS = 30.0
@@ -56,14 +55,17 @@ class Auth:
         """The identity (engine.tokens.TokenIdentity) of a heartbeat's token. Verified tokens are kept for
         BEAT_CACHE_SECONDS, longer than an agent's beat interval (TokenBook's own cache of a few seconds
         misses every beat of an agent beating every 10 s, a store read each): a revoked token can keep
-        its lease alive that much longer, never grant anything (the gate and every change verify tokens
-        through TokenBook). Expiry is still judged on every beat, by the injected clock."""
+        its lease alive that much longer when it is revoked by another process (a revocation through this
+        service is seen at once), and never grants anything (the gate and every change verify tokens through
+        TokenBook). Expiry is still judged on every beat, by the injected clock."""
         if not secret:
             raise _unauthorized("a heartbeat renews a lease: send Authorization: Bearer TOKEN (an admin creates "
                                 "one with `govcon tokens create USER`)")
-        key = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+        key = token_hash(secret)
         hit = self._beats.get(key)
-        if hit is not None and hit[0] > time.monotonic():
+        # a revocation in this process empties TokenBook's cache (TokenBook.forget): a kept identity whose
+        # token is no longer in it is looked up again, so the revoked token's next beat is refused
+        if hit is not None and hit[0] > time.monotonic() and key in self.tokens._cache:
             ident = hit[1]
         else:
             ident = self.tokens.cached(secret)
