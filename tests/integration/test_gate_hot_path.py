@@ -130,3 +130,13 @@ def test_hundreds_of_unasked_runs_arriving_at_once_are_judged_in_time(hgov, cloc
     d = hgov.gate.decide("restart_service", take_grant=False)
     assert d.decision == "needs_approval" and "daily limit reached (50/50)" in d.reason, d.reason
     assert time.monotonic() - started < 1.0
+
+
+def test_a_heartbeat_token_revoked_here_is_refused_at_its_next_beat(api, clock):
+    new = api.tokens.create(OPERATOR, "bot-owner", agent="bot")
+    api.gov.grant_role(OPERATOR, "bot-owner", "agent")
+    headers = {"Authorization": "Bearer " + new.secret}
+    assert api.post("/api/agents/bot/heartbeat", headers=headers).status_code == 200  # now kept 30 s
+    api.tokens.revoke(OPERATOR, new.id)
+    r = api.post("/api/agents/bot/heartbeat", headers=headers)
+    assert r.status_code == 401 and "unknown or revoked" in r.json()["detail"]
