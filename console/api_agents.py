@@ -49,8 +49,13 @@ def build_router(gov, auth, json_response) -> APIRouter:
     async def heartbeat(name: m.SafeId, body: HeartbeatBody | None = None,
                         creds: HTTPAuthorizationCredentials | None = Depends(auth.scheme)):
         secret = creds.credentials if creds else None
-        operator = await auth._operator(secret, "a heartbeat renews a lease", safety=False)  # 401 without one
-        bound, token_id = await _binding(auth.tokens, secret, operator)
+        ident = await auth.beater(secret) if hasattr(auth, "beater") else None  # 401 without a live token
+        if ident is not None and hasattr(ident, "agent"):
+            operator, bound, token_id = ident.operator, ident.agent, ident.token_id
+        else:
+            operator = ident.operator if ident is not None else await auth._operator(
+                secret, "a heartbeat renews a lease", safety=False)
+            bound, token_id = await _binding(auth.tokens, secret, operator)
         return json_response(await run_in_threadpool(gov.agents.beat, operator, name,
                                                      ttl=body.ttl if body else None, bound_agent=bound,
                                                      token_id=token_id))

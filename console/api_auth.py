@@ -16,7 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from console.api_lanes import run_safety
-from engine.tokens import MISS, TokenBook, TokenExpired
+from engine.tokens import MISS, TokenBook, TokenExpired, token_hash
+
+#: how long a heartbeat's verified token is kept (``Auth.beater``): longer than an agent's beat interval
+BEAT_CACHE_SECONDS = 30.0
 
 
 class Auth:
@@ -29,6 +32,7 @@ class Auth:
         self.tokens = tokens
         self.require_for_reads = require_for_reads
         self._may_ingest: dict[str, float] = {}  # operator -> monotonic expiry of a passed role check
+        self._beats: dict[str, tuple[float, object]] = {}  # sha256 of a heartbeat token -> (expiry, identity)
 
     async def _operator(self, secret: str | None, why: str, *, safety: bool = True) -> str:
         """The token's operator; a cache miss is verified on the safety executor for changes (so a
@@ -46,6 +50,38 @@ class Auth:
         if ident is None:
             raise _unauthorized("the bearer token is unknown or revoked")
         return ident.operator
+
+    async def beater(self, secret: str | None) -> object:
+        """The identity (engine.tokens.TokenIdentity) of a heartbeat's token. Verified tokens are kept for
+        BEAT_CACHE_SECONDS, longer than an agent's beat interval (TokenBook's own cache of a few seconds
+        misses every beat of an agent beating every 10 s, a store read each): a revoked token can keep
+        its lease alive that much longer when it is revoked by another process (a revocation through this
+        service is seen at once), and never grants anything (the gate and every change verify tokens through
+        TokenBook). Expiry is still judged on every beat, by the injected clock."""
+        if not secret:
+            raise _unauthorized("a heartbeat renews a lease: send Authorization: Bearer TOKEN (an admin creates "
+                                "one with `govcon tokens create USER`)")
+        key = token_hash(secret)
+        hit = self._beats.get(key)
+        # a revocation in this process empties TokenBook's cache (TokenBook.forget): a kept identity whose
+        # token is no longer in it is looked up again, so the revoked token's next beat is refused
+        if hit is not None and hit[0] > time.monotonic() and key in self.tokens._cache:
+            ident = hit[1]
+        else:
+            ident = self.tokens.cached(secret)
+            if ident is MISS:
+                ident = await run_in_threadpool(self.tokens.lookup, secret)
+            if ident is not None:
+                if len(self._beats) > 100_000:
+                    self._beats.clear()
+                self._beats[key] = (time.monotonic() + BEAT_CACHE_SECONDS, ident)
+        try:
+            ident = self.tokens.check(ident)
+        except TokenExpired as exc:
+            raise _unauthorized(str(exc)) from None
+        if ident is None:
+            raise _unauthorized("the bearer token is unknown or revoked")
+        return ident
 
     async def changer(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str:
         return await self._operator(creds and creds.credentials, "this call changes the store")

@@ -169,25 +169,29 @@ class ActionBook:
 
     def issue_grant(self, conn: Connection, ask: Ask, decision: GateDecision, now: datetime, *,
                     requested_by: str | None, request_id: str | None = None,
-                    approved_by: str | None = None) -> GateDecision:
+                    approved_by: str | None = None, head: Any = None) -> GateDecision:
+        """Store the grant, its decision row and its audit entry (``head``: the gate's snapshot row, read in
+        this transaction with the audit chain's newest entry; saves the append its read)."""
         grant_id = new_id(GRANT_PREFIX)
         expires = now + self.policies.grant_ttl(ask)
         agent = ask.agent or requested_by or AGENT_UNKNOWN
-        actions_repo.insert_grant(conn, id=grant_id, command_type=ask.command_type, service=ask.service,
-                                  agent=agent, confidence=ask.confidence, action_class=ask.action_class,
-                                  policy=decision.extra.get("policy"), granted_at=now, expires_at=expires,
-                                  status=actions_repo.OPEN, request_id=request_id, approved_by=approved_by,
-                                  requested_by=requested_by)
         decision = decision.with_extra(grantId=grant_id, expiresAt=isoformat(expires), agent=agent)
         if decision.extra.get("probe"):  # a half-open type's probe (engine/recovery.py)
             from engine import recovery
             recovery.bind(conn, ask.command_type, grant_id)
-        actions_repo.insert_decisions(conn, [_decision_row(ask, decision, now)])
-        audit.append(conn, at=now, actor=approved_by or "gate", action="action.grant", target=grant_id,
-                     reason=decision.reason,
-                     details={"commandType": ask.command_type, "service": ask.service, "agent": agent,
-                              "confidence": ask.confidence, "requestedBy": requested_by, "requestId": request_id,
-                              "expiresAt": isoformat(expires), "policy": decision.extra.get("policy")})
+        entry = audit.next_entry(
+            conn, at=now, actor=approved_by or "gate", action="action.grant", target=grant_id,
+            reason=decision.reason, head=head,
+            details={"commandType": ask.command_type, "service": ask.service, "agent": agent,
+                     "confidence": ask.confidence, "requestedBy": requested_by, "requestId": request_id,
+                     "expiresAt": isoformat(expires), "policy": decision.extra.get("policy")})
+        grant = {"id": grant_id, "command_type": ask.command_type, "service": ask.service, "agent": agent,
+                 "confidence": ask.confidence, "action_class": ask.action_class,
+                 "policy": decision.extra.get("policy"), "granted_at": now, "expires_at": expires,
+                 "status": actions_repo.OPEN, "request_id": request_id, "approved_by": approved_by,
+                 "requested_by": requested_by}
+        # the grant, its decision row, its audit entry and the audit head: one statement on PostgreSQL
+        actions_repo.write_grant(conn, grant, _decision_row(ask, decision, now), entry)
         return decision
 
     def open_request(self, conn: Connection, ask: Ask, decision: GateDecision, now: datetime, *,

@@ -243,12 +243,15 @@ class AgentBook:
 
     # --- the gate's hook ----------------------------------------------------------------------
 
-    def check(self, conn: Connection, state, ask: Ask, now: datetime) -> GateDecision | None:
+    def check(self, conn: Connection, state, ask: Ask, now: datetime, *,
+              expiry: datetime | bool | None = None) -> GateDecision | None:
         """needs_approval when the ask names an agent whose lease is in force and not live; else None.
-        One primary-key read on the gate's own connection."""
+        One primary-key read on the gate's own connection, unless the gate's snapshot read ``expiry``
+        already (False: the agent never beat)."""
         if ask.agent is None:
             return None
-        expiry = agents_repo.lease_expiry(conn, ask.agent)
+        if expiry is None:
+            expiry = agents_repo.lease_expiry(conn, ask.agent)
         if expiry is False:
             if not self.require_lease:
                 return None

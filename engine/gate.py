@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.clock import Clock
-from storage import state_repo
+from storage import actions_repo
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -115,6 +115,9 @@ class Gate:
         self.leases = leases  # engine/agents.py: an ask naming an agent without a live lease needs approval
         self._allowed_last: dict[str, bool] = {}  # per command type: was the last decision an allow?
         self._group = GroupCommit(self._write_group)
+        self._refresh_lock = threading.Lock()
+        self._refresher: threading.Thread | None = None
+        self._refresh_wanted = threading.Event()
 
     def decide(self, command_type: str, *, confidence: float | None = None, action_class: str | None = None,
                service: str | None = None, agent: str | None = None, request: bool = False,
@@ -134,7 +137,31 @@ class Gate:
             self.actions.log_decision_later(ask, decision, now)
         if self.on_decision is not None:
             self.on_decision(decision)
+        if self.policy is not None and getattr(self.policy, "stale_counts", None) and self.policy.stale_counts():
+            self._refresh_counts()
         return decision
+
+    def _refresh_counts(self) -> None:
+        """Wake the thread that counts the policies' aging windows again (started once, waits on an event:
+        the ask never waits for it), so that an ask seldom pays a full count (engine/policies.py
+        ``refresh_stale``)."""
+        if self._refresher is None:
+            with self._refresh_lock:
+                if self._refresher is None:
+                    self._refresher = threading.Thread(target=self._refresh_run, name="govcon-gate-counts",
+                                                       daemon=True)
+                    self._refresher.start()
+        self._refresh_wanted.set()
+
+    def _refresh_run(self) -> None:
+        while True:
+            self._refresh_wanted.wait()
+            self._refresh_wanted.clear()
+            try:
+                with self.store.read() as conn:
+                    self.policy.refresh_stale(conn, self.clock.now())
+            except Exception:  # an ask counts the window itself then, as before
+                pass
 
     def _decide(self, ask: Ask, now, *, request: bool, requested_by: str | None,
                 take_grant: bool) -> tuple[GateDecision, bool]:
@@ -184,8 +211,27 @@ class Gate:
 
     def judge(self, conn, ask: Ask, now) -> GateDecision:
         """The decision over one connection, changing nothing (the write path calls it again under the lock)."""
+        return self._judge(conn, ask, now, *self.snapshot(conn, ask, now))
+
+    def snapshot(self, conn, ask: Ask, now, *, audit_head: bool = False) -> tuple[Any, dict]:
+        """What judging ``ask`` reads, in one statement (``actions_repo.gate_snapshot``): the state row with
+        the agent's lease, the half-open flag, the policies' grant counts and the update of their reused
+        counts of runs without a grant (and with ``audit_head`` the audit chain's newest entry, for the
+        grant's audit entry); and the reused entries those updates start from. The row is None when the
+        store has no state."""
+        actions_repo.plan_once(conn)
+        specs, params, entries = ((), {}, {})
+        if self.policy is not None and hasattr(self.policy, "count_specs"):
+            specs, params, entries = self.policy.count_specs(ask, now)
+        newest = any(s is not None and (s.day_cap is not None or s.week_cap is not None) for s in specs)
+        row = actions_repo.gate_snapshot(
+            conn, command_type=ask.command_type, now=now,
+            agent=ask.agent if self.leases is not None else None, service=ask.service, specs=specs,
+            newest=newest, audit_head=audit_head, params=params)
+        return row, entries
+
+    def _judge(self, conn, ask: Ask, now, state, entries: dict | None = None) -> GateDecision:
         ctype = ask.command_type
-        state = state_repo.get_state(conn)
         if state is None:
             return GateDecision(DENY, "the store has no governance state (not initialised)", ctype, None)
         phase = state.current_phase
@@ -208,12 +254,15 @@ class Gate:
             return GateDecision(NEEDS_APPROVAL, f"mode minimal: only the action classes {allowed} act "
                                                 "autonomously", ctype, phase, {"mode": mode})
         if self.leases is not None and ask.agent is not None:
-            lapsed = self.leases.check(conn, state, ask, now)  # one primary-key read
+            expiry = _lease_of(state)  # read by the snapshot (else one primary-key read)
+            lapsed = (self.leases.check(conn, state, ask, now) if expiry is _NO_LEASE_READ
+                      else self.leases.check(conn, state, ask, now, expiry=expiry))
             if lapsed is not None:
                 return lapsed
         extra: dict[str, Any] = {}
         if self.policy is not None:
-            refused, extra = self.policy.check(conn, state, ask, now)
+            refused, extra = (self.policy.check(conn, state, ask, now, snap=state, entries=entries)
+                              if hasattr(self.policy, "count_specs") else self.policy.check(conn, state, ask, now))
             if refused is not None:
                 return refused
         return GateDecision(ALLOW, f"{ctype} is whitelisted at {phase}", ctype, phase, extra)
@@ -249,15 +298,17 @@ class Gate:
     def _judge_in_write(self, conn, ask: Ask, now, requested_by: str | None,
                         request: bool) -> tuple[GateDecision, bool]:
         assert self.actions is not None
-        decision = self.judge(conn, ask, now)
-        from engine import recovery  # (here: recovery imports the gate)
-        decision = recovery.judge(conn, ask, decision, now)  # a half-open type: one probe at a time
+        snap, entries = self.snapshot(conn, ask, now, audit_head=True)  # one statement: state, lease, counts…
+        decision = self._judge(conn, ask, now, snap, entries)
+        if snap is not None and snap.g_half_open is not None:
+            from engine import recovery  # (here: recovery imports the gate)
+            decision = recovery.judge(conn, ask, decision, now)  # a half-open type: one probe at a time
         if decision.decision == NEEDS_APPROVAL and request:
             return self.actions.open_request(conn, ask, decision, now, requested_by=requested_by), True
         if decision.decision != ALLOW:  # e.g. the budget went to a concurrent ask
             self.actions.log_decision(conn, ask, decision, now)
             return decision, True
-        return self.actions.issue_grant(conn, ask, decision, now, requested_by=requested_by), True
+        return self.actions.issue_grant(conn, ask, decision, now, requested_by=requested_by, head=snap), True
 
     def _request(self, ask: Ask, decision: GateDecision, now,
                  requested_by: str | None) -> tuple[GateDecision, bool]:
@@ -313,6 +364,18 @@ class _Slot:
         self.item = item
         self.result: Any = None
         self.done = False
+
+
+_NO_LEASE_READ = object()
+
+
+def _lease_of(state: Any) -> Any:
+    """The agent's lease expiry from the snapshot row: False when it never beat (as agents_repo.lease_expiry),
+    or a marker that it was not read (a state row from elsewhere)."""
+    mapping = getattr(state, "_mapping", None)
+    if mapping is None or "g_lease" not in mapping:
+        return _NO_LEASE_READ
+    return False if mapping["g_lease"] is None else mapping["g_lease"]
 
 
 def _cannot_grant(ask: Ask, exc: BaseException) -> GateDecision:

@@ -220,15 +220,78 @@ class Ask:
     agent: str | None = None
 
 
+class _SnapCounts:
+    """A policy's counts from the gate's snapshot row (``actions_repo.gate_snapshot``), by name."""
+
+    __slots__ = ("snap", "prefix", "index", "entries")
+
+    def __init__(self, snap: Any, index: int, entries: dict[tuple, tuple] | None = None) -> None:
+        self.snap, self.prefix, self.index, self.entries = snap, f"p{index}_", index, entries or {}
+
+    def unasked(self, window: str) -> tuple[tuple, int | None] | None:
+        """(the reused entry, what its count missed since; None: too many arrived) for a window the snapshot
+        brought up to date, else None (not read, or a run without a grant arrived)."""
+        if self.snap is None:
+            return None
+        mapping = self.snap._mapping
+        key = f"{self.prefix}{window}_more"
+        if key not in mapping:
+            return None
+        entry = self.entries.get((self.index, window))
+        if entry is None:
+            return None
+        if mapping[f"{self.prefix}{window}_arrived"] > actions_repo.ARRIVALS_READ:
+            return entry, None  # too many arrived: count the window again
+        if mapping[key] is None:  # a run without a grant arrived: _unasked_runs counts the update itself
+            return None
+        return entry, mapping[key]
+
+    def get(self, name: str, *, missing: Any = None) -> Any:
+        if self.snap is None:
+            return missing
+        mapping = self.snap._mapping
+        key = self.prefix + name
+        return mapping[key] if key in mapping else missing
+
+
 #: a count of runs reported without a grant is reused while no command event has arrived since, for at most
 #: this long: such runs only age out of the window meanwhile, so a reused count can only be too high (safe)
 COUNT_REUSE = timedelta(seconds=30)
+
+
+#: a reused count older than this is counted again in the background (``refresh_stale``), so that asks seldom
+#: pay a window's full count themselves
+COUNT_REFRESH = COUNT_REUSE / 2
 
 
 @dataclass
 class PolicyEngine:
     policies: list[Policy] = field(default_factory=list)
     _unasked: dict[tuple, tuple[int, datetime, int, int, datetime]] = field(default_factory=dict, repr=False)
+    _stale: dict[tuple, int] = field(default_factory=dict, repr=False)  # window key -> cap, to count again
+
+    def stale_counts(self) -> bool:
+        """Whether a reused count is due to be counted again (``refresh_stale``)."""
+        return bool(self._stale)
+
+    def refresh_stale(self, conn, now: datetime) -> int:
+        """Count again, on a read of their own (a background thread of the gate, off the asks' path), the
+        windows whose reused count is older than COUNT_REFRESH. Each new count is an entry like the one an
+        ask would have taken itself: the newest command event id read first, then the window counted (an
+        event stored between the two is counted again later: too high, the safe side); it replaces the
+        entry only if the entry was counted earlier. Returns how many were counted."""
+        stale, self._stale = self._stale, {}
+        done = 0
+        newest = actions_repo.newest_command_event_id(conn) if stale else 0
+        for key, cap in stale.items():
+            types, service, span = key
+            until = now + CLOCK_SKEW
+            used = actions_repo.executions_without_grant(conn, types, now - span, until, service=service, cap=cap)
+            current = self._unasked.get(key)
+            if current is None or current[1] < now:
+                self._unasked[key] = (newest, now, used, cap, until)
+            done += 1
+        return done
 
     def _unasked_runs(self, conn, types: tuple[str, ...], service: str | None, span: timedelta, now: datetime,
                       cap: int, memo: dict) -> int:
@@ -242,14 +305,19 @@ class PolicyEngine:
         newest = memo["newest"]
         key = (types, service, span)
         until = now + CLOCK_SKEW
-        cached = self._unasked.get(key)
+        pre = memo.get(("pre", *key))  # (the entry the gate's snapshot brought up to date, what it missed)
+        cached = pre[0] if pre is not None else self._unasked.get(key)
         if cached is not None and timedelta(0) <= now - cached[1] < COUNT_REUSE:
             seen, counted_at, value, read_cap, counted_until = cached
+            if now - counted_at >= COUNT_REFRESH:  # the gate counts it again in the background
+                self._stale[key] = max(read_cap, self._stale.get(key, 0))
             if value >= read_cap and cap <= read_cap:  # saturated at a cap at least as high: stays spent
                 return cap
             if value < read_cap and newest >= seen:  # exact then: add what arrived since
                 more = 0
-                if newest != seen or until > counted_until:
+                if pre is not None:
+                    more = pre[1]  # None: too many arrived, count the window again
+                elif newest != seen or until > counted_until:
                     more = actions_repo.executions_without_grant_since_count(
                         conn, types, now - span, until, after_id=seen, upto_id=newest,
                         counted_until=counted_until, service=service, memo=memo)
@@ -279,21 +347,57 @@ class PolicyEngine:
                 found.append(named)
         return found
 
-    def check(self, conn, state, ask: Ask, now: datetime) -> tuple[GateDecision | None, dict[str, Any]]:
+    def count_specs(self, ask: Ask, now: datetime) -> tuple[tuple[actions_repo.CountSpec | None, ...],
+                                                            dict[str, Any], dict[tuple, tuple]]:
+        """What the gate's one-statement snapshot (``actions_repo.gate_snapshot``) reads for the policies:
+        per applicable policy (in ``applicable`` order) the grant counts its limits need (None for a policy
+        that refuses before counting or has no limits), and for each window whose count of runs without a
+        grant is reused (``_unasked_runs``) its update since; the parameters of those updates; and the
+        reused entries they start from, by (policy index, window) (``check`` passes them on)."""
+        out: list[actions_repo.CountSpec | None] = []
+        params: dict[str, Any] = {"until": now + CLOCK_SKEW}
+        entries: dict[tuple, tuple] = {}
+        for i, p in enumerate(self.applicable(ask.command_type, ask.action_class)):
+            if (not p.enabled or p.requires_approval or (p.per_service and ask.service is None)
+                    or not p.rate_limited):
+                out.append(None)
+                continue
+            service = ask.service if p.per_service else None
+            more = []
+            for window, limit, span in (("day", p.max_per_day, timedelta(days=1)),
+                                        ("week", p.max_per_week, timedelta(days=7))):
+                cached = self._unasked.get((p.command_types, service, span)) if limit is not None else None
+                if cached is None or not timedelta(0) <= now - cached[1] < COUNT_REUSE or cached[2] >= cached[3]:
+                    continue  # no reusable, unsaturated count: _unasked_runs reads what it needs itself
+                more.append(window)
+                params[f"p{i}_{window}_seen"], params[f"p{i}_{window}_lo"] = cached[0], max(cached[4], now - span)
+                entries[(i, window)] = cached
+            out.append(actions_repo.CountSpec(p.command_types, p.per_service, p.max_per_day, p.max_per_week,
+                                              p.max_concurrent, p.min_interval is not None, tuple(more)))
+        return tuple(out), params, entries
+
+    def check(self, conn, state, ask: Ask, now: datetime, snap: Any = None,
+              entries: dict[tuple, tuple] | None = None) -> tuple[GateDecision | None, dict[str, Any]]:
         """(a refusal or None, extra fields for the decision: the policy and its remaining budget).
         Budgets count grants issued (in flight and finished, expired included) plus autonomous runs
         reported without a grant; so N simultaneous asks against k left get k allows when this runs
-        inside the gate's write transaction."""
+        inside the gate's write transaction. ``snap``: the gate's snapshot row, read with
+        ``count_specs`` (its counts are used instead of reading them again; ``entries``: count_specs' third)."""
         extra: dict[str, Any] = {}
-        for policy in self.applicable(ask.command_type, ask.action_class):
-            refused, extra_p = self._check_one(conn, state, policy, ask, now)
+        memo: dict = {}
+        if snap is not None and "g_newest" in snap._mapping:
+            memo["newest"] = snap.g_newest or 0
+        for i, policy in enumerate(self.applicable(ask.command_type, ask.action_class)):
+            refused, extra_p = self._check_one(conn, state, policy, ask, now, snap=snap, index=i, memo=memo,
+                                               entries=entries)
             if not extra:
                 extra = extra_p
             if refused is not None:
                 return refused, extra_p
         return None, extra
 
-    def _check_one(self, conn, state, policy: Policy, ask: Ask, now: datetime):
+    def _check_one(self, conn, state, policy: Policy, ask: Ask, now: datetime, *, snap: Any = None,
+                   index: int = 0, memo: dict | None = None, entries: dict[tuple, tuple] | None = None):
         phase = state.current_phase
         extra: dict[str, Any] = {"policy": policy.name, "notificationLevel": policy.notification_level,
                                  "approverRoles": list(policy.approver_roles)}
@@ -313,19 +417,26 @@ class PolicyEngine:
         service = ask.service if policy.per_service else None
         scope = f" for {service}" if service else ""
         budget: dict[str, Any] = {}
-        memo: dict = {}
+        memo = {} if memo is None else memo
+        read = _SnapCounts(snap, index, entries)  # the counts the gate's snapshot read already (else: read here)
         for key, limit, span in (("day", policy.max_per_day, timedelta(days=1)),
                                  ("week", policy.max_per_week, timedelta(days=7))):
             if limit is None:
                 continue
-            since = now - span
-            used = actions_repo.grants_since(conn, policy.command_types, since, service=service, cap=limit)
+            used = read.get(key)
+            if used is None:
+                used = actions_repo.grants_since(conn, policy.command_types, now - span, service=service, cap=limit)
             if used < limit:  # runs reported without asking count too
+                pre = read.unasked(key)
+                if pre is not None:
+                    memo[("pre", policy.command_types, service, span)] = pre
                 used += self._unasked_runs(conn, policy.command_types, service, span, now, limit - used, memo)
             budget[key] = {"used": used, "limit": limit, "remaining": max(limit - used, 0)}
         if policy.max_concurrent is not None:
-            flying = actions_repo.in_flight(conn, policy.command_types, now, service=service,
-                                            cap=policy.max_concurrent)
+            flying = read.get("flying")
+            if flying is None:
+                flying = actions_repo.in_flight(conn, policy.command_types, now, service=service,
+                                                cap=policy.max_concurrent)
             budget["concurrent"] = {"used": flying, "limit": policy.max_concurrent,
                                     "remaining": max(policy.max_concurrent - flying, 0)}
         extra["budget"] = budget
@@ -336,7 +447,9 @@ class PolicyEngine:
             return refuse(f"{budget['concurrent']['used']} action(s) in flight{scope} "
                           f"(at most {policy.max_concurrent} at once)")
         if policy.min_interval is not None:
-            last = actions_repo.newest_grant_at(conn, policy.command_types, service=service)
+            last = read.get("last", missing=True)
+            if last is True:
+                last = actions_repo.newest_grant_at(conn, policy.command_types, service=service)
             if last is not None and now - last < policy.min_interval:
                 wait = policy.min_interval - (now - last)
                 return refuse(f"the last grant{scope} was {int((now - last).total_seconds())}s ago; at least "

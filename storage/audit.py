@@ -123,14 +123,41 @@ _LAST = sa.select(T.c.seq, T.c.hash, T.c.key_id).order_by(T.c.seq.desc()).limit(
 
 
 def append(conn: Connection, *, at: datetime, actor: str, action: str, target: str = "",
-           reason: str = "", details: dict[str, Any] | None = None) -> int:
-    """Append one entry; the caller holds the store's write lock (see storage.db.write_connection)."""
+           reason: str = "", details: dict[str, Any] | None = None, head: Any = None) -> int:
+    """Append one entry; the caller holds the store's write lock (see storage.db.write_connection).
+    ``head``: a row read earlier in this same transaction, with nothing written to the state or the log
+    since, carrying the state's columns and the newest entry as ``a_seq``, ``a_hash``, ``a_key``
+    (storage.actions_repo.gate_snapshot with audit_head): the append then reads nothing."""
+    entry = next_entry(conn, at=at, actor=actor, action=action, target=target, reason=reason, details=details,
+                       head=head)
+    # the head is anchored outside the log: truncating the newest entries no longer leaves a valid chain
+    write_entry(conn, entry)
+    return entry["seq"]
+
+
+def write_entry(conn: Connection, entry: dict[str, Any]) -> None:
+    """Insert an entry made by ``next_entry`` and set the state's head to it."""
+    conn.execute(_INSERT_ENTRY, entry)
+    conn.execute(_SET_HEAD, {"head_seq": entry["seq"], "head_hash": entry["hash"]})
+
+
+def next_entry(conn: Connection, *, at: datetime, actor: str, action: str, target: str = "",
+               reason: str = "", details: dict[str, Any] | None = None, head: Any = None) -> dict[str, Any]:
+    """The next entry's row (the parameters of ``_INSERT_ENTRY``), chained and hashed, not yet inserted: the
+    caller inserts it and sets the state's head to its seq and hash in the same transaction, before any
+    other append (``append`` does; ``storage.actions_repo.write_grant`` does both in one statement). When
+    the chain becomes keyed here, the ``audit.keyed`` entry before it is inserted now. ``head``: as for
+    ``append``."""
     details = json.loads(json.dumps(details or {}, default=str))  # what the JSON column gives back
-    row = conn.execute(_STATE_AND_LAST).first()
-    if row is None:  # no governance state yet
-        state, last = None, conn.execute(_LAST).first()
+    if head is not None and "a_seq" in head._mapping:
+        state = state_snapshot(head)
+        last = _Last(head.a_seq, head.a_hash, head.a_key) if head.a_seq is not None else None
     else:
-        state, last = state_snapshot(row), (row if row.seq is not None else None)
+        row = conn.execute(_STATE_AND_LAST).first()
+        if row is None:  # no governance state yet
+            state, last = None, conn.execute(_LAST).first()
+        else:
+            state, last = state_snapshot(row), (row if row.seq is not None else None)
     seq, prev, prev_key = (last.seq + 1, last.hash, last.key_id) if last else (1, GENESIS, "")
     at = at.astimezone(UTC)
     key = key_for(conn)
@@ -146,19 +173,37 @@ def append(conn: Connection, *, at: datetime, actor: str, action: str, target: s
     elif key is None and prev_key:
         log.warning("audit entry %d is unkeyed after entries keyed with key %s: this process has no audit key "
                     "(set [audit] key_file or GOVCON_AUDIT_KEY_FILE); `audit verify` will report it", seq, prev_key)
-    digest = _insert(conn, seq, at, actor, action, target, reason, details, prev, state, key)
-    # the head is anchored outside the log: truncating the newest entries no longer leaves a valid chain
-    conn.execute(sa.update(STATE).where(STATE.c.id == 1).values(audit_head_seq=seq, audit_head_hash=digest))
-    return seq
+    return _entry_row(seq, at, actor, action, target, reason, details, prev, state, key)
+
+
+@dataclass(frozen=True)
+class _Last:
+    seq: int
+    hash: str
+    key_id: str
+
+
+def _entry_row(seq: int, at: datetime, actor: str, action: str, target: str, reason: str,
+               details: dict[str, Any], prev: str, state: dict[str, Any] | None, key: AuditKey | None
+               ) -> dict[str, Any]:
+    digest = entry_hash(prev, seq, at, actor, action, target, reason, details, state=state, key=key)
+    return {"seq": seq, "at": at, "actor": actor, "action": action, "target": target, "reason": reason,
+            "details": details, "prev_hash": prev, "hash": digest, "state": state, "key_id": key.id if key else ""}
 
 
 def _insert(conn: Connection, seq: int, at: datetime, actor: str, action: str, target: str, reason: str,
             details: dict[str, Any], prev: str, state: dict[str, Any] | None, key: AuditKey | None) -> str:
-    digest = entry_hash(prev, seq, at, actor, action, target, reason, details, state=state, key=key)
-    conn.execute(sa.insert(T).values(seq=seq, at=at, actor=actor, action=action, target=target, reason=reason,
-                                     details=details, prev_hash=prev, hash=digest, state=state,
-                                     key_id=key.id if key else ""))
-    return digest
+    row = _entry_row(seq, at, actor, action, target, reason, details, prev, state, key)
+    conn.execute(_INSERT_ENTRY, row)
+    return row["hash"]
+
+
+# built once: an append executes them with its values as parameters
+ENTRY_COLUMNS = ("seq", "at", "actor", "action", "target", "reason", "details", "prev_hash", "hash", "state",
+                 "key_id")
+_INSERT_ENTRY = sa.insert(T)
+_SET_HEAD = (sa.update(STATE).where(STATE.c.id == 1)
+             .values(audit_head_seq=sa.bindparam("head_seq"), audit_head_hash=sa.bindparam("head_hash")))
 
 
 # --- verifying ----------------------------------------------------------------------------------

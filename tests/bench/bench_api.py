@@ -184,6 +184,55 @@ def test_ingest_batches_of_a_thousand(ingest_server):
     assert rate >= BATCH_TARGET
 
 
+#: the physical floor of an HTTP answer on this machine: a bare uvicorn (same loop and parser as `govcon
+#: serve`) whose one ASGI app reads the body and answers a fixed JSON document
+BARE_APP = """
+import json
+ANSWER = json.dumps({"decision": "allow", "reason": "bare", "commandType": "restart_service"}).encode()
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(ANSWER)).encode())]})
+    await send({"type": "http.response.body", "body": ANSWER})
+"""
+
+
+def _bare_uvicorn_gate(tmp_path) -> tuple[list[float], float]:
+    """(latencies, requests/s) of the same open-loop load against a bare uvicorn server."""
+    import subprocess
+    import sys
+
+    from tests.serve_process import free_port
+    (tmp_path / "bare_app.py").write_text(BARE_APP)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level",
+                             "warning"], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.post(f"http://127.0.0.1:{port}/api/gate", content=b"{}", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the bare uvicorn did not start"
+                time.sleep(0.05)
+
+        def body(c: int, n: int):
+            return "", dumps({"commandType": "restart_service", "confidence": 0.95})
+        asyncio.run(load(port, clients=4, seconds=2, make_body=body, path="/api/gate"))
+        result = asyncio.run(load(port, clients=8, seconds=GATE_SECONDS, make_body=body, path="/api/gate",
+                                  rate=GATE_RATE))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return result.latencies, result.requests / result.seconds
+
+
 @pytest.mark.parametrize("policy", list(GATE_POLICIES))
 def test_gate_p99_at_500_requests_per_second(big_sqlite, tmp_path, policy):
     """On a copy of the 1M-event store, at L3+ with restart_service whitelisted."""
@@ -205,12 +254,16 @@ def test_gate_p99_at_500_requests_per_second(big_sqlite, tmp_path, policy):
         assert server.stop() == 0
     lat = result.latencies
     p99 = _pct(lat, 0.99)
+    bare, bare_rate = _bare_uvicorn_gate(tmp_path)  # the floor, in the same run
     report(f"POST /api/gate at {GATE_RATE} requests/s (open loop, 8 connections), {GATE_SECONDS:.0f} s, "
            f"{big_sqlite.events:,}-event store, {policy}",
            target=f"p99 < {_ms(GATE_P99_TARGET)} (client-side, request sent to answer read)",
            rate=f"{result.requests / result.seconds:,.0f} requests/s ({result.requests:,})",
            latency=f"p50 {_ms(statistics.median(lat))}, p90 {_ms(_pct(lat, 0.90))}, p99 {_ms(p99)}, "
                    f"max {_ms(max(lat))}",
+           bare_uvicorn_same_load=f"{bare_rate:,.0f} requests/s, p50 {_ms(statistics.median(bare))}, "
+                                 f"p99 {_ms(_pct(bare, 0.99))}",
+           ratio_p99_to_bare=f"{p99 / _pct(bare, 0.99):.1f}x",
            statuses=result.statuses, server=_stack())
     assert set(result.statuses) == {200} and result.transport_errors == 0
     if policy == "rate-limited policy" and p99 >= GATE_P99_TARGET:
