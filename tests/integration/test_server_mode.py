@@ -77,12 +77,14 @@ class Side:
 
 
 def shared_dir(tmp_path_factory, name: str) -> Path:
-    """A directory other OS users can reach (pytest's base directory is 0700)."""
-    base = tmp_path_factory.mktemp(name)
+    """A directory other OS users can reach, removed at exit. Not under pytest's base directory: pytest
+    makes /tmp/pytest-of-USER 0700 again whenever another session (an xdist worker, another run) starts."""
+    import atexit
+    import shutil
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix=f"govcon-{name}-", dir="/tmp"))
     base.chmod(0o755)
-    for p in base.parents:
-        if str(p).startswith("/tmp/pytest-of-"):
-            p.chmod(0o755)
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
     return base
 
 
