@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,12 @@ def ensure_users() -> None:
             made = _sh("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user)
             if made.returncode != 0 and _sh("id", "-u", user).returncode != 0:
                 raise RuntimeError(f"useradd {user}: {made.stderr}")
-        _sh("usermod", "-a", "-G", GROUP, user)
+        for _ in range(50):  # usermod fails while another process holds /etc/group's lock: retry, then check
+            if GROUP in _sh("id", "-nG", user).stdout.split() or _sh("usermod", "-a", "-G", GROUP, user).returncode == 0:
+                break
+            time.sleep(0.1)
+        if GROUP not in _sh("id", "-nG", user).stdout.split():
+            raise RuntimeError(f"could not add {user} to {GROUP}")
 
 
 def _readable_by_all(path: Path) -> bool:

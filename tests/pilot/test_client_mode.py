@@ -6,6 +6,7 @@ named, live updates arrive within about a second.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -22,6 +23,12 @@ from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.anyio
 ME = current_operator()
+
+
+def live_bound() -> float:
+    """A change shows at the next refresh (every 1 s) plus one read: 1.5 s on a quiet machine, scaled by how
+    oversubscribed the cores are (CI machines run other sessions' tests beside these)."""
+    return 1.5 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
 @pytest.fixture
@@ -52,6 +59,7 @@ async def test_keys_act_through_the_service_and_refusals_name_the_role(served, m
         await until(pilot, lambda: app.live is not None and app.live.ok, what="the first read through the socket")
         assert app.sub_title.endswith(remote.url) and "governance.db" not in app.sub_title
         assert app.live.roles == frozenset({"tech-lead"})
+        assert app.refresh_seconds == 1.0  # the live reads' cadence: a change elsewhere shows within a second
 
         await pilot.press("!")
         await settle(pilot)
@@ -64,15 +72,16 @@ async def test_keys_act_through_the_service_and_refusals_name_the_role(served, m
 
         side.grant_role(OPERATOR, ME, "on-call")  # granted elsewhere: the console learns it from the service
         granted = time.monotonic()
-        await until(pilot, lambda: "on-call" in app.live.roles, timeout=5, what="the new role")
-        assert time.monotonic() - granted <= 1.5  # one refresh (1 s) and a read
+        await until(pilot, lambda: "on-call" in app.live.roles, timeout=10, what="the new role")
+        seen = time.monotonic() - granted
+        assert seen <= live_bound(), f"the console showed a role granted elsewhere after {seen:.2f} s"
 
         await pilot.press("!")
         await settle(pilot)
         assert isinstance(app.screen, ConfirmModal)
         await pilot.press("enter")
         await until(pilot, lambda: engaged_by(side) == ME, what="the kill switch engaged by the key")
-        await until(pilot, lambda: app.live.status["killSwitch"]["engaged"], timeout=3, what="the header")
+        await until(pilot, lambda: app.live.status["killSwitch"]["engaged"], timeout=10, what="the header")
 
 
 async def test_resolve_key_and_a_change_made_elsewhere_show_within_a_second(served, make_console):
@@ -94,7 +103,7 @@ async def test_resolve_key_and_a_change_made_elsewhere_show_within_a_second(serv
 
         side.overrides.kill_switch("engage", OPERATOR, "engaged from another host")
         changed = time.monotonic()
-        await until(pilot, lambda: app.live.status["killSwitch"]["engaged"], timeout=5, what="the kill switch")
+        await until(pilot, lambda: app.live.status["killSwitch"]["engaged"], timeout=10, what="the kill switch")
         seen = time.monotonic() - changed
-        assert seen <= 1.5, f"the console showed a change made elsewhere after {seen:.2f} s"
+        assert seen <= live_bound(), f"the console showed a change made elsewhere after {seen:.2f} s"
         assert app.live.status["killSwitch"]["by"] == OPERATOR
