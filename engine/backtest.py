@@ -23,7 +23,6 @@ from engine.rule_language import Condition, parse_condition, parse_window
 from storage import events_repo
 from storage.store import Store
 
-MAX_POINTS = 200_000
 STATUS_KEYS = {"proposed": "proposed", "approved": "approved", "rejected": "rejected",
                "succeeded": "succeeded", "failed": "failed", "rolled_back": "rolled_back"}
 
@@ -110,12 +109,27 @@ class Backtester:
 
         first = _epoch(start) // step_s * step_s + step_s
         last = _epoch(end) // step_s * step_s + step_s  # the last window holds the current step
-        points = min((last - first) // step_s + 1, MAX_POINTS)
+        # every window of the range is judged (no cap on points: the range reported is the range covered);
+        # a window with no command, incident or safety bucket is judged once and the answer reused
+        points = (last - first) // step_s + 1
+        occupied = set(buckets) | set(inc_by_bucket) | set(saf_by_bucket)
+        empty_answer: dict[str | None, dict] | None = None
         trips: list[BacktestTrip] = []
         was_true: set[str | None] = set()
         for i in range(points):
             t_end = first + i * step_s  # the window covers the k buckets before t_end
             keys = [t_end - (j + 1) * step_s for j in range(k)]
+            if not any(key in occupied for key in keys):
+                if empty_answer is None:
+                    empty_answer = self._judge(condition, {}, [], _empty(), min_samples,
+                                               {} if outcomes is not None else None)
+                now_true = empty_answer
+                when = datetime.fromtimestamp(t_end, tz=UTC)
+                for scope, observed in now_true.items():
+                    if scope not in was_true:
+                        trips.append(BacktestTrip(when, scope, observed, self._nearby(incidents, when)))
+                was_true = set(now_true)
+                continue
             agg: dict[tuple[str, bool], dict[str, int]] = defaultdict(_empty)
             for key in keys:
                 for scope_key, counts in buckets.get(key, {}).items():
