@@ -193,8 +193,12 @@ def incremental_vacuum(write: Callable[[], AbstractContextManager[Connection]], 
             before = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
             if not before:
                 break
-            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})").fetchall()
-            freed += before - (conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+            # returns no rows (a fetchall raised ResourceClosedError once a store had auto_vacuum=INCREMENTAL)
+            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})")
+            step = before - (conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+        freed += step
+        if step <= 0:  # nothing freed: never loop (10,000 gaps would be 20 minutes)
+            break
         sleep(SQLITE_PRUNE_GAP)
     return freed
 
