@@ -43,20 +43,3 @@ def test_readiness_assessment_over_1m_events(big_store: BigStore):
            runs=RUNS, score=f"{assessment.score:.3f}",
            ratio_to_target=f"{p50(samples) / READINESS_TARGET:.2f}")
     assert p50(samples) <= READINESS_TARGET
-
-
-def test_rollup_counts_against_a_raw_scan_in_the_same_run(big_store: BigStore):
-    """Issue 16: 7-day command counts from the hourly rollups (storage/rollups.py) against a scan of the
-    raw events of the same period, both on the hour and off it (partial hours read raw), same answers."""
-    from storage import events_repo
-
-    for label, end in (("on the hour", END), ("off the hour", END - timedelta(minutes=23, seconds=17))):
-        start = end - timedelta(days=7)
-        with big_store.store.read() as conn:
-            assert events_repo.command_counts_split(conn, start, end) == \
-                events_repo.scan_command_counts_split(conn, start, end)
-            rollup = runs(lambda: events_repo.command_counts_split(conn, start, end), RUNS)  # noqa: B023
-            scan = runs(lambda: events_repo.scan_command_counts_split(conn, start, end), RUNS)  # noqa: B023
-        report(f"7-day command counts {label}, rollups vs raw scan, {big_store.events:,} events "
-               f"({_where(big_store)})", rollups_p50=ms(p50(rollup)), scan_p50=ms(p50(scan)),
-               ratio=f"{p50(rollup) / p50(scan):.2f}", runs=RUNS)
