@@ -349,7 +349,7 @@ class PolicyEngine:
 
 
     _loaded: tuple[Any, list[Policy]] | None = field(default=None, repr=False)  # (version, policies)
-    _synced_tx: Any = field(default=None, repr=False)  # the transaction the last sync read its version in
+    _synced_conn: Any = field(default=None, repr=False)  # the connection the last sync read its version in
 
     # --- where the policies come from -----------------------------------------------------------
 
@@ -367,10 +367,7 @@ class PolicyEngine:
             loaded = (version, load_stored(policies_repo.all_policies(conn)) if version else list(self.fallback))
             self._loaded = loaded
             self.policies = loaded[1]
-        try:
-            self._synced_tx = conn.get_transaction()
-        except AttributeError:  # not a SQLAlchemy connection
-            self._synced_tx = None
+        self._synced_conn = conn  # a Connection is one transaction of store.read()/write(): see _in
         return loaded[1]
 
     def _in(self, conn) -> list[Policy]:
@@ -380,8 +377,7 @@ class PolicyEngine:
             return self.policies
         if conn is None:
             return self.current()
-        tx = getattr(conn, "get_transaction", lambda: None)()
-        if tx is not None and tx is self._synced_tx and self._loaded is not None:
+        if conn is self._synced_conn and self._loaded is not None:
             return self._loaded[1]
         return self.sync(conn)
 
