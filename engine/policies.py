@@ -610,6 +610,8 @@ def _applicable(policies: list[Policy], command_type: str, action_class: str | N
 
 def limits_text(doc: dict[str, Any]) -> str:
     """A policy's limits in one line (from ``Policy.to_json()``): for `policies list` and the rules screen."""
+    if doc.get("invalid"):
+        return f"INVALID, the gate fails closed: {doc['invalid']}"
     parts = []
     if not doc.get("enabled", True):
         parts.append("DISABLED")

@@ -421,3 +421,18 @@ def test_gate_decision_pays_no_store_read_for_unchanged_policies(gov, monkeypatc
     assert gov.gate.decide("restart_service", take_grant=False).decision == "needs_approval"
     assert gov.gate.decide("restart_service", take_grant=False).decision == "needs_approval"
     assert len(loads) == 2
+
+
+def test_a_policy_edited_into_nonsense_behind_govcons_back_fails_the_gate_closed(gov):
+    whitelisted(gov, "restart_service")
+    gov.policy_book.set(OPERATOR, "restarts", {"command_types": ["restart_service"], "max_per_day": 5})
+    assert gov.gate.decide("restart_service", take_grant=False).decision == "allow"
+    P = tables.gate_policies
+    with gov.store.write() as conn:
+        conn.execute(sa.update(P).values(spec={"command_types": ["restart_service"], "max_per_day": "lots"}))
+        conn.execute(sa.update(tables.governance_state).values(
+            policies_version=tables.governance_state.c.policies_version + 1))
+    decision = gov.gate.decide("restart_service", take_grant=False)
+    assert decision.decision == "deny" and "max_per_day: must be a whole number" in decision.reason
+    [shown] = gov.policy_book.list()
+    assert shown["invalid"].startswith("[policies.restarts].max_per_day")
