@@ -100,7 +100,8 @@ EMBEDDED_ONLY = ("serve", "demo")
 #: (command, subcommand) that act on the store's files or run its jobs: on the server's host only
 SERVER_HOST_ONLY = {("db", "init"): "creates a store", ("db", "migrate"): "upgrades the store's schema",
                     ("scheduler", None): "runs the store's scheduled jobs (the service runs them already)",
-                    ("audit", "key"): "manages the audit key the service holds"}
+                    ("audit", "key"): "manages the audit key the service holds",
+                    ("db", "import-config"): "imports the service's config file into the store"}
 
 
 def refuse_server_host_only(ctx: Context) -> None:
