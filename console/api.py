@@ -408,6 +408,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     app.include_router(rpc_router(gov, auth))
     from console.api_drilldown import build_router as drilldown_router  # GET …/events/{id}: the drill-down
     app.include_router(drilldown_router(gov, auth, json_response))
+    from console.api_policies import build_router as policies_router  # policies, alert sinks (in the store)
+    app.include_router(policies_router(gov, auth, json_response))
 
     return app
 

@@ -41,6 +41,8 @@ from storage.maintenance import BackupNotSupported
 from storage.store import Store
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+#: commands that do not first compare the config file's [policies]/[alerts] with the store's (the others warn)
+QUIET_COMMANDS = frozenset({"kill-switch", "revert", "gate", "run", "ingest", "db"})
 
 
 class Context:
@@ -80,7 +82,8 @@ class Context:
                 refuse_missing_sqlite_store(url)
             else:
                 create_private_sqlite_file(url)
-            self._gov = build_governance(Store(url), self.config, self.clock)
+            quiet = self.args.command in QUIET_COMMANDS  # safety and hot paths: no config comparison first
+            self._gov = build_governance(Store(url), self.config, self.clock, warn_drift=not quiet)
         return self._gov
 
     def close(self) -> None:
@@ -97,7 +100,8 @@ EMBEDDED_ONLY = ("serve", "demo")
 #: (command, subcommand) that act on the store's files or run its jobs: on the server's host only
 SERVER_HOST_ONLY = {("db", "init"): "creates a store", ("db", "migrate"): "upgrades the store's schema",
                     ("scheduler", None): "runs the store's scheduled jobs (the service runs them already)",
-                    ("audit", "key"): "manages the audit key the service holds"}
+                    ("audit", "key"): "manages the audit key the service holds",
+                    ("db", "import-config"): "imports the service's config file into the store"}
 
 
 def refuse_server_host_only(ctx: Context) -> None:
@@ -339,10 +343,16 @@ def cmd_db(ctx: Context) -> int:
     sub = ctx.args.db_command
     if sub == "init":
         from console.cli_audit import create_audit_key
+        policies, source = ctx.config.seed_policies()  # validated before anything is written
+        sinks = ctx.config.file_sinks() or []
         key_note = create_audit_key(ctx)  # before the first entry, so that the chain is keyed from entry 1
-        ctx.gov.init_store(ctx.operator, phase_started=ctx.args.phase_started)
+        ctx.gov.init_store(ctx.operator, phase_started=ctx.args.phase_started, policies=policies, sinks=sinks,
+                           config_path=str(ctx.config.path or ""), policies_from=source)
         print(f"created the store {ctx.gov.store.display_url} at L3; {ctx.operator} is its first admin",
               file=ctx.out)
+        print(f"policies: {len(policies)} from {source}; alert sinks: {len(sinks)}"
+              + (f" from the config file {ctx.config.path}" if sinks else "")
+              + ". They live in the store now: `govcon policies list`, `govcon alerts sinks list`", file=ctx.out)
         if key_note:
             print(key_note, file=ctx.out)
     elif sub == "migrate":
@@ -407,8 +417,8 @@ def cmd_alerts(ctx: Context) -> int:
         configured = {s.name for s in ctx.gov.notifier.sinks}
         if a.alerts_command == "retry":
             for sink in sorted({d["sink"] for d in doc["changed"]} - configured):
-                print(f"govcon: warning: sink {sink!r} is not in this process's configuration; the scheduler's "
-                      f"leader delivers with its own", file=ctx.err)
+                print(f"govcon: warning: sink {sink!r} is not among the store's alert sinks: it will be "
+                      f"dead-lettered again (`govcon alerts sinks list`)", file=ctx.err)
         return 0
     from engine.outbox import statuses_for
     docs = ctx.gov.outbox.list(statuses=statuses_for(a.status), limit=a.limit)
@@ -590,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
         rp.add_argument("--json", action="store_true")
 
     sp = command("db", cmd_db, "create, migrate, back up and prune the store", json_flag=False)
-    dsub = sp.add_subparsers(dest="db_command", metavar="init|migrate|backup|prune", required=True)
+    dsub = sp.add_subparsers(dest="db_command", metavar="init|migrate|backup|prune|import-config", required=True)
     di = dsub.add_parser("init", help="create a new store at L3; you become its first admin")
     di.add_argument("--phase-started", type=_date, default=None,
                     help="when the organisation entered L3 (keeps your history), e.g. 2026-03-01")
@@ -600,6 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp = dsub.add_parser("prune", help="delete raw events and snapshots older than a duration")
     dp.add_argument("--older-than", type=_duration, default=timedelta(days=90))
     dp.add_argument("--json", action="store_true")
+    from console import cli_policies as _cp
+    _cp.register_db(dsub)
 
     sp = command("events", cmd_events, "circuit-breaker events: list, show (drill down) and resolve")
     esub = sp.add_subparsers(dest="events_command", metavar="list|show|resolve")
@@ -619,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(events_command="list", unresolved=False, limit=100)
 
     sp = command("alerts", cmd_alerts, "the alert outbox: list; retry or dismiss dead-lettered alerts")
-    asub = sp.add_subparsers(dest="alerts_command", metavar="list|retry|dismiss")
+    asub = sp.add_subparsers(dest="alerts_command", metavar="list|retry|dismiss|sinks")
     al = asub.add_parser("list", help="waiting and dead-lettered alerts, newest first (--status to choose)")
     from engine.outbox import STATUSES as ALERT_STATUSES
     al.add_argument("--status", choices=(*ALERT_STATUSES, "all"), default=None)
@@ -634,7 +646,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "dismiss":
             ap.add_argument("--reason", required=True, help="why they will never be sent")
         ap.add_argument("--json", action="store_true")
+    from console import cli_policies  # `alerts sinks`, `policies`, `db import-config`: in the store
+    cli_policies.register_sinks(asub)
     sp.set_defaults(alerts_command="list", status=None, limit=100, ids=[], dead=False)
+    cli_policies.register(command, _duration)
 
     sp = command("rules", cmd_rules, "circuit-breaker rules: list, show, add, set, backtest, mode")
     rsub = sp.add_subparsers(dest="rules_command", metavar="list|show|add|set|backtest|mode")

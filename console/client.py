@@ -322,7 +322,7 @@ class _RemoteNotifier:
 
 _PARTS = ("metrics", "readiness", "rules", "backtester", "policies", "modes", "actions", "calibration", "agents",
           "tokens", "outbox", "overrides", "proposals", "cycle", "reports", "breakers",
-          "drilldown", "explainer")
+          "drilldown", "explainer", "policy_book", "sink_book")
 
 
 class RemoteGovernance:

@@ -180,6 +180,31 @@ class Config:
                               f"= {value!r}: use unix:///run/govcon/govcon.sock or https://HOST:4007")
         return value
 
+    def file_policies(self):
+        """The file's [policies] (engine.policies.Policy list), or None when it has no [policies] table.
+        They seed a new store (`db init`) and are imported by `db import-config`; at runtime the store's
+        decide. InvalidInput names the policy and key."""
+        from engine.policies import load_policies
+        if "policies" not in self.raw:
+            return None
+        return load_policies(self.section("policies"))
+
+    def seed_policies(self):
+        """(policies, where they come from) for `db init`: the file's [policies], else seed 002's defaults."""
+        from engine.policies import DEFAULT_POLICIES, load_policies
+        found = self.file_policies()
+        if found is None:
+            return load_policies(DEFAULT_POLICIES), "seed 002's default policies (the config file has no [policies])"
+        return found, f"the config file {self.path}"
+
+    def file_sinks(self):
+        """The file's [[alerts.sinks]] (engine.alerts.SinkConfig list), or None when it names none."""
+        from engine.alerts import load_sinks
+        section = self.section("alerts")
+        if "sinks" not in section:
+            return None
+        return load_sinks(section)
+
     def section(self, name: str) -> dict[str, Any]:
         value = self.raw.get(name, {})
         if not isinstance(value, dict):
@@ -199,13 +224,15 @@ def load_config(path: Path | None = None) -> Config:
     return Config(database_url=url, path=path if path.exists() else None, raw=raw)
 
 
-def build_governance(store, config: Config, clock=None):
-    """The Governance facade configured from the config file: alert sinks, gate policies, proposals."""
+def build_governance(store, config: Config, clock=None, *, warn_drift: bool = True):
+    """The Governance facade configured from the config file: proposals, ingest timing, agents, the audit key.
+    Gate policies and alert sinks are the store's (engine/store_config.py): the file's [policies] and
+    [alerts] sinks are used only while the store has none of its own (a store from before they moved there,
+    until `govcon db import-config`). ``warn_drift``: say on stderr (logger govcon.config) when they differ
+    from the store's, naming the file."""
     from datetime import timedelta
 
-    from engine.alerts import load_sinks
     from engine.governance import Governance
-    from engine.policies import configured_policies
     from engine.proposals import ProposalPolicy
 
     gov_cfg = config.section("governance")
@@ -214,12 +241,63 @@ def build_governance(store, config: Config, clock=None):
     except (TypeError, ValueError):
         raise ConfigError(f"{config.path}: [governance].proposal_ttl_days must be a number of days") from None
     _use_audit_key(store, config)
-    return Governance(store, clock, sinks=load_sinks(config.section("alerts")),
-                      policies=configured_policies({"policies": config.section("policies")}
-                                                   if "policies" in config.raw else {}),
+    file_policies, file_sinks = _file_policies_and_sinks(store, config)
+    if warn_drift:
+        warn_config_drift(store, config, file_policies, file_sinks)
+    from engine.policies import DEFAULT_POLICIES, load_policies
+    legacy = file_policies if file_policies is not None else load_policies(DEFAULT_POLICIES)
+    return Governance(store, clock, config_policies=legacy, config_sinks=file_sinks or [],
                       proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing(),
                       kill_marker=_kill_marker(config), agent_options=config.agent_options(),
                       minimal_allowed=config.minimal_allowed())
+
+
+def _file_policies_and_sinks(store, config: Config):
+    """The file's policies and sinks (None where it has no such section). A section that does not validate is
+    an error while the store has none of its own (they would decide, as before), and only a warning once the
+    store's decide: a stale file must not stop a kill switch."""
+    import logging
+
+    from engine.errors import InvalidInput
+    log = logging.getLogger("govcon.config")
+    out = []
+    for read in (config.file_policies, config.file_sinks):
+        try:
+            out.append(read())
+        except (InvalidInput, ConfigError) as exc:
+            if _store_is_legacy(store):
+                raise
+            log.warning("%s: %s (ignored: the store's policies and sinks decide)", config.path, exc)
+            out.append(None)
+    return tuple(out)
+
+
+def _store_is_legacy(store) -> bool:
+    """True when the store has no policies and sinks of its own yet (or cannot be read: then the file's
+    error is the one to show)."""
+    from storage import policies_repo
+    try:
+        with store.read() as conn:
+            return not policies_repo.version(conn)
+    except Exception:
+        return True
+
+
+def warn_config_drift(store, config: Config, file_policies=None, file_sinks=None) -> list[str]:
+    """Warn (logger govcon.config) when the file's [policies] / [alerts] sinks differ from the store's, which
+    decide; never fails the caller. Returns the warnings."""
+    import logging
+
+    from engine.store_config import drift
+    log = logging.getLogger("govcon.config")
+    try:
+        found = drift(store, policies=file_policies, sinks=file_sinks, source=config.path)
+    except Exception as exc:  # a store that cannot be read now: the command itself will say so
+        log.debug("could not compare the config file with the store: %s", exc)
+        return []
+    for line in found:
+        log.warning("%s", line)
+    return found
 
 
 def _use_audit_key(store, config: Config) -> None:

@@ -57,6 +57,7 @@ ROUTES: dict[str, Route] = {
     "kill_marker.engaged": _r(),
     "drilldown.show": _r(), "explainer.explain": _r(), "explainer.explain_doc": _r(),
     "tokens.list": _r(needs="tokens.manage"),
+    "policy_book.list": _r(), "policy_book.show": _r(), "sink_book.list": _r(), "sink_book.show": _r(),
     # acting: the engine checks the actor's role
     "require": _r(0, needs=None), "grant_role": _r(0, needs=None), "revoke_role": _r(0, needs=None),
     "attest": _r(0, kw="passed evidence valid_for", needs=None), "prune": _r(0, needs=None),
@@ -68,6 +69,8 @@ ROUTES: dict[str, Route] = {
     "outbox.retry": _r(0, kw="all_dead", needs=None), "outbox.dismiss": _r(0, kw="all_dead reason", needs=None),
     "actions.approve": _r(0, needs=None), "actions.reject": _r(0, needs=None), "modes.set": _r(0, needs=None),
     "tokens.create": _r(0, kw="expires_in agent", needs=None), "tokens.revoke": _r(0, needs=None),
+    "policy_book.set": _r(0, kw="replace reason", needs=None), "policy_book.delete": _r(0, kw="reason", needs=None),
+    "sink_book.set": _r(0, kw="reason", needs=None), "sink_book.delete": _r(0, kw="reason", needs=None),
     # the gate: an ask is as the caller; ``requested_by`` is always the caller
     "gate.decide": _r("requested_by", kw="confidence action_class service agent request requested_by take_grant",
                       needs="gate.ask"),

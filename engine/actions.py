@@ -173,7 +173,7 @@ class ActionBook:
         """Store the grant, its decision row and its audit entry (``head``: the gate's snapshot row, read in
         this transaction with the audit chain's newest entry; saves the append its read)."""
         grant_id = new_id(GRANT_PREFIX)
-        expires = now + self.policies.grant_ttl(ask)
+        expires = now + self.policies.grant_ttl(ask, conn)
         agent = ask.agent or requested_by or AGENT_UNKNOWN
         decision = decision.with_extra(grantId=grant_id, expiresAt=isoformat(expires), agent=agent)
         if decision.extra.get("probe"):  # a half-open type's probe (engine/recovery.py)
@@ -196,7 +196,7 @@ class ActionBook:
 
     def open_request(self, conn: Connection, ask: Ask, decision: GateDecision, now: datetime, *,
                      requested_by: str | None) -> GateDecision:
-        ttl, level, roles = self.policies.request_terms(ask)
+        ttl, level, roles = self.policies.request_terms(ask, conn)
         request_id = new_id(REQUEST_PREFIX)
         agent = ask.agent or requested_by or AGENT_UNKNOWN
         expires = now + ttl

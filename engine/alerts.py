@@ -2,7 +2,12 @@
 
 Routing is by severity (seed 003's tiers): critical pages and chats, high chats, medium and low are
 logged only. Every alert is logged (logger ``govcon.alerts``) whatever the sinks; a sink's
-``severities`` may widen or narrow its share in the config file::
+``severities`` may widen or narrow its share.
+
+The sinks live in the store (table ``alert_sinks``, `govcon alerts sinks set|delete`, audited), so that
+every alert enters the outbox routed the same whichever process raised it, and the scheduler's leader
+delivers with the same sinks whoever started it. The config file's ``[alerts]`` only seeds them at
+`govcon db init` and `govcon db import-config`, in this spelling::
 
     [[alerts.sinks]]
     name = "oncall"
@@ -30,6 +35,8 @@ An ``smtp`` sink mails (the weekly governance report by default, as text and HTM
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import re
@@ -133,7 +140,7 @@ def load_sinks(section: dict | None) -> list[SinkConfig]:
 
 
 def _load_sink(entry: Any, index: int) -> SinkConfig:
-    where = f"alert sink #{index}"
+    where = f"alert sink #{index}" if index else "alert sink"
     if not isinstance(entry, dict):
         raise InvalidInput(f"{where}: must be a table ([[alerts.sinks]]), got {type(entry).__name__}")
     name = entry.get("name")
@@ -184,6 +191,76 @@ def _load_sink(entry: Any, index: int) -> SinkConfig:
                            f"{_MAX_TIMEOUT:g}, got {timeout!r}")
     return SinkConfig(name=name.strip(), type=kind, url=url, severities=chosen, routing_key=routing_key,
                       timeout=float(timeout), reports=reports, **mail)
+
+
+# --- sinks in the store: what is shown, what is secret ------------------------------------------------
+
+#: the settings a stored sink shows (config spelling); the URL and the routing key are its secret
+SHOWN_FIELDS = ("severities", "timeout", "reports", "from", "to", "username", "password_env", "ca_file")
+SECRET_FIELDS = ("url", "routing_key")
+
+
+def sink_entry(sink: SinkConfig) -> dict[str, Any]:
+    """The sink in the config file's spelling (``[[alerts.sinks]]``), secrets included: what load_sinks reads."""
+    entry: dict[str, Any] = {"name": sink.name, "type": sink.type, "url": sink.url,
+                             "severities": [s for s in SEVERITIES if s in sink.severities],
+                             "timeout": sink.timeout, "reports": sink.reports}
+    if sink.routing_key is not None:
+        entry["routing_key"] = sink.routing_key
+    if sink.type == "smtp":
+        entry.update({"from": sink.mail_from, "to": list(sink.mail_to)})
+        for key, value in (("username", sink.username), ("password_env", sink.password_env),
+                           ("ca_file", sink.ca_file)):
+            if value is not None:
+                entry[key] = value
+    return entry
+
+
+def split_secret(sink: SinkConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings that may be shown, the secret): how the store keeps a sink."""
+    entry = sink_entry(sink)
+    secret = {k: entry.pop(k) for k in SECRET_FIELDS if k in entry}
+    entry.pop("name")
+    entry.pop("type")
+    return entry, secret
+
+
+def stored_sink(name: str, kind: str, settings: dict[str, Any], secret: dict[str, Any]) -> SinkConfig:
+    """The SinkConfig of a stored row, validated as the config file's are (InvalidInput naming the field)."""
+    return _load_sink({**(settings or {}), **(secret or {}), "name": name, "type": kind}, 0)
+
+
+def secret_fingerprint(secret: dict[str, Any]) -> str:
+    """What the audit log and `alerts sinks list` record of a sink's secret: enough to tell that it changed,
+    never enough to recover it."""
+    text = json.dumps({k: secret.get(k) for k in SECRET_FIELDS}, sort_keys=True)
+    return hashlib.sha256(("govcon-sink:" + text).encode()).hexdigest()[:16]
+
+
+def mask_url(url: str | None) -> str | None:
+    """A sink's URL as it may be printed: scheme, host and port; the path, query and any user info (a
+    Slack or webhook URL's credential) are never shown."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(masked)"
+    rest = "/…" if (parts.path not in ("", "/") or parts.query or parts.fragment or parts.username) else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
+def sink_view(sink: SinkConfig) -> dict[str, Any]:
+    """A sink as `alerts sinks list|show`, the HTTP API and the audit log show it: secrets masked."""
+    settings, secret = split_secret(sink)
+    return {"name": sink.name, "kind": sink.type, "url": mask_url(sink.url),
+            "routingKey": "(set, masked)" if sink.routing_key else None,
+            "severities": settings["severities"], "reports": sink.reports, "timeout": sink.timeout,
+            "from": sink.mail_from, "to": list(sink.mail_to), "username": sink.username,
+            "passwordEnv": sink.password_env, "caFile": sink.ca_file,
+            "secretFingerprint": secret_fingerprint(secret)}
 
 
 def _load_mail(entry: dict, where: str) -> dict[str, Any]:

@@ -12,7 +12,10 @@ Three questions, each answered from the store and what the caller brings:
    fields the later entry's action changes may differ, and the state now must be the newest entry's.
    Roles, API tokens and breaker rules are replayed from the entries' details (store.init, role.grant and
    role.revoke; token.create and token.revoke; rule.add and rule.set) and compared with their tables; a
-   row the log does not account for is named. Entries from before 0012 carry no state: the state is
+   row the log does not account for is named. Gate policies and alert sinks too (policy.set and
+   policy.delete; sink.set and sink.delete, whose entries record a sink's shown settings and a fingerprint
+   of its URL and routing key): a policy or sink added, changed, re-pointed or deleted without an entry is
+   named. Entries from before 0012 carry no state: the state is
    checked from the first entry that does; token entries before the fingerprint was recorded are checked
    for existence and operator only.
 """
@@ -27,7 +30,7 @@ from typing import Any
 from engine.clock import isoformat
 from engine.domain import DEFAULT_RULES
 from engine.errors import InvalidInput
-from storage import audit, breaker_repo, identity_repo, state_repo
+from storage import audit, breaker_repo, identity_repo, policies_repo, sinks_repo, state_repo
 
 UNKEYED_WARNING = "unkeyed: a database writer can rewrite it"
 
@@ -106,6 +109,10 @@ class _Replay:
         self.tokens: dict[str, dict[str, Any]] = {}  # id -> {operator, fingerprint, seq, revoked}
         self.rules: dict[str, tuple[int, dict[str, Any]]] = {}  # name -> (seq, fields the log gives)
         self.proposals: dict[str, dict[str, Any]] = {}  # id -> proposal.create's details
+        self.policies: dict[str, tuple[int, dict[str, Any]]] = {}  # name -> (seq, spec the log gives)
+        self.sinks: dict[str, tuple[int, dict[str, Any]]] = {}  # name -> (seq, shown settings + fingerprint)
+        self.deleted_policies: dict[str, int] = {}
+        self.deleted_sinks: dict[str, int] = {}
 
     def visit(self, row: Any) -> None:
         if row.seq == self.expect_seq:
@@ -150,6 +157,10 @@ class _Replay:
         for name in d.get("rules") or []:
             fields = {k: v for k, v in defaults.get(name, {}).items() if k != "name"}
             self.rules[name] = (row.seq, {**_INIT_RULE_DEFAULTS, **fields} if name in defaults else {})
+        for name, spec in (d.get("policies") or {}).items():  # seeded from the config file
+            self.policies[name] = (row.seq, dict(spec))
+        for name, view in (d.get("sinks") or {}).items():
+            self.sinks[name] = (row.seq, dict(view))
 
     def _proposal_create(self, row: Any, d: dict[str, Any]) -> None:
         self.proposals[row.target] = d
@@ -175,6 +186,22 @@ class _Replay:
     def _rule_set(self, row: Any, d: dict[str, Any]) -> None:
         seq, fields = self.rules.get(row.target, (row.seq, {}))
         self.rules[row.target] = (row.seq, {**fields, **(d.get("after") or {})})
+
+    def _policy_set(self, row: Any, d: dict[str, Any]) -> None:
+        self.policies[row.target] = (row.seq, dict(d.get("after") or {}))
+        self.deleted_policies.pop(row.target, None)
+
+    def _policy_delete(self, row: Any, d: dict[str, Any]) -> None:
+        self.policies.pop(row.target, None)
+        self.deleted_policies[row.target] = row.seq
+
+    def _sink_set(self, row: Any, d: dict[str, Any]) -> None:
+        self.sinks[row.target] = (row.seq, dict(d.get("after") or {}))
+        self.deleted_sinks.pop(row.target, None)
+
+    def _sink_delete(self, row: Any, d: dict[str, Any]) -> None:
+        self.sinks.pop(row.target, None)
+        self.deleted_sinks[row.target] = row.seq
 
 
 #: actions govcon writes only when they flip the kill switch (an engaged switch is not engaged again)
@@ -226,6 +253,8 @@ def verify(store, *, expect_head: str | None = None, key: Any = True) -> VerifyR
         _check_roles(conn, report, replay)
         _check_tokens(conn, report, replay)
         _check_rules(conn, report, replay)
+        _check_policies(conn, report, replay)
+        _check_sinks(conn, report, replay)
     return report
 
 
@@ -319,6 +348,56 @@ def _check_rules(conn, report: VerifyReport, replay: _Replay) -> None:
         if name not in rows:
             report.problems.append(f"rules: audit entry {seq} added rule {name!r}, but the store has no such rule: "
                                    "deleted without an audit entry")
+
+
+def _check_policies(conn, report: VerifyReport, replay: _Replay) -> None:
+    rows = {r.name: r for r in policies_repo.all_policies(conn)}
+    for name, row in sorted(rows.items()):
+        logged = replay.policies.get(name)
+        if logged is None:
+            gone = replay.deleted_policies.get(name)
+            report.problems.append(f"policies: policy {name!r} is in the store, but no audit entry sets it"
+                                   + (f" (entry {gone} deleted it)" if gone else "")
+                                   + ": added without an audit entry")
+            continue
+        seq, spec = logged
+        stored = dict(row.spec or {})
+        if stored != spec:
+            changed = sorted(k for k in set(stored) | set(spec) if stored.get(k) != spec.get(k))
+            report.problems.append(
+                f"policies: policy {name!r} has " + ", ".join(f"{k} = {stored.get(k)!r}" for k in changed)
+                + f", but audit entry {seq} left it at " + ", ".join(f"{k} = {spec.get(k)!r}" for k in changed)
+                + ": changed without an audit entry")
+    for name, (seq, _spec) in sorted(replay.policies.items()):
+        if name not in rows:
+            report.problems.append(f"policies: audit entry {seq} set policy {name!r}, but the store has no such "
+                                   "policy: deleted without an audit entry")
+
+
+def _check_sinks(conn, report: VerifyReport, replay: _Replay) -> None:
+    from engine.store_config import sink_json
+    rows = {r.name: r for r in sinks_repo.all_sinks(conn)}
+    for name, row in sorted(rows.items()):
+        logged = replay.sinks.get(name)
+        if logged is None:
+            gone = replay.deleted_sinks.get(name)
+            report.problems.append(f"alert sinks: sink {name!r} is in the store, but no audit entry sets it"
+                                   + (f" (entry {gone} deleted it)" if gone else "")
+                                   + ": added without an audit entry")
+            continue
+        seq, view = logged
+        now = {k: v for k, v in sink_json(row).items() if k not in ("createdAt", "createdBy", "updatedAt",
+                                                                    "updatedBy")}
+        changed = sorted(k for k in set(now) | set(view) if now.get(k) != view.get(k))
+        if changed:
+            what = ["its URL or routing key (the secret's fingerprint differs)" if k == "secretFingerprint"
+                    else f"{k} = {now.get(k)!r} (audited {view.get(k)!r})" for k in changed]
+            report.problems.append(f"alert sinks: sink {name!r} has {', '.join(what)} against audit entry {seq}: "
+                                   "changed without an audit entry")
+    for name, (seq, _view) in sorted(replay.sinks.items()):
+        if name not in rows:
+            report.problems.append(f"alert sinks: audit entry {seq} set sink {name!r}, but the store has no such "
+                                   "sink: deleted without an audit entry")
 
 
 def enroll_key(gov, actor: str, key: audit.AuditKey) -> int | None:

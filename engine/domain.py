@@ -48,6 +48,7 @@ ACTION_ROLES: dict[str, tuple[str, ...]] = {
     "read": ROLES,            # through the service (client mode): the socket admits, a role lets one see
     "gate.ask": ROLES,        # through the service's socket (HTTP asks need a token)
     "db.backup": ("admin",),  # through the service: the copy holds every table, token hashes included
+    "sinks.edit": ("admin", "ops-lead"),
 }
 
 ACTION_DESCRIPTIONS: dict[str, str] = {
@@ -66,6 +67,7 @@ ACTION_DESCRIPTIONS: dict[str, str] = {
     "read": "reading the governance store through the govcon service",
     "gate.ask": "asking the gate through the govcon service",
     "db.backup": "backing up the store through the govcon service",
+    "sinks.edit": "editing alert sinks and their routing",
 }
 
 

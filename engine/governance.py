@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from engine.policies import Policy, PolicyEngine
     from engine.readiness_explain import ReadinessExplainer
     from engine.rules import RuleBook
+    from engine.store_config import PolicyBook, SinkBook
     from engine.tokens import TokenBook
 
 
@@ -86,19 +87,26 @@ class Governance:
                  policies: list[Policy] | None = None, proposal_policy: ProposalPolicy | None = None,
                  evaluate_on_ingest: bool = True, minimal_allowed: frozenset[str] | None = None,
                  event_timing: EventTiming = DEFAULT_TIMING, kill_marker: KillMarker | None = None,
-                 agent_options: dict[str, Any] | None = None) -> None:
+                 agent_options: dict[str, Any] | None = None, config_policies: list[Policy] | None = None,
+                 config_sinks: list | None = None) -> None:
+        """``policies`` and ``sinks``: None (what every caller but a test gives) reads them from the store, so
+        that every process on a store decides and routes the same; a list fixes them. ``config_policies`` and
+        ``config_sinks``: the config file's, used only while the store has none of its own (a store from
+        before revision 0019 until `govcon db import-config`)."""
         from engine.gate import DEFAULT_MINIMAL_ALLOWED
         self.store = store
         self._minimal_allowed = DEFAULT_MINIMAL_ALLOWED if minimal_allowed is None else minimal_allowed
         self.clock = clock or SystemClock()
-        self._policies = policies or []
+        self._policies = policies
+        self._config_policies = list(config_policies or [])
         self._agent_options = agent_options or {}  # [agents] require_lease, default_ttl (engine/agents.py)
         self._evaluate_on_ingest = evaluate_on_ingest
         self.event_timing = event_timing  # [ingest] max_clock_skew, late_horizon: how the ingestor judges stamps
         self._build_lock = threading.RLock()
         self.metrics = MetricsCollector(store, self.clock)
         self.readiness = ReadinessAssessor(store, self.clock, readiness_policy)
-        self.notifier = Notifier(store, self.clock, sinks or [])  # httpx itself loads on the first delivery
+        # httpx itself loads on the first delivery
+        self.notifier = Notifier(store, self.clock, sinks, fallback=config_sinks)
         enqueue = self._enqueue_alert
         self.breakers = BreakerEngine(store, self.clock, enqueue_alert=enqueue)
         #: the kill switch's second path (engine/kill_marker.py): beside a SQLite store by default
@@ -129,7 +137,19 @@ class Governance:
     @_BuiltOnFirstUse
     def policies(self) -> PolicyEngine:
         from engine.policies import PolicyEngine
-        return PolicyEngine(self._policies)
+        if self._policies is not None:
+            return PolicyEngine(list(self._policies))
+        return PolicyEngine(store=self.store, fallback=self._config_policies)
+
+    @_BuiltOnFirstUse
+    def policy_book(self) -> PolicyBook:
+        from engine.store_config import PolicyBook
+        return PolicyBook(self.store, self.clock)
+
+    @_BuiltOnFirstUse
+    def sink_book(self) -> SinkBook:
+        from engine.store_config import SinkBook
+        return SinkBook(self.store, self.clock)
 
     @_BuiltOnFirstUse
     def modes(self) -> ModeSwitch:
@@ -201,8 +221,12 @@ class Governance:
     # --- creating a store ---------------------------------------------------------------------
 
     def init_store(self, actor: str, *, phase_started: datetime | None = None,
-                   extra_roles: tuple[str, ...] = (), four_eyes_relaxed: bool = False) -> None:
-        """Create the governance state at L3; the creator becomes the first admin."""
+                   extra_roles: tuple[str, ...] = (), four_eyes_relaxed: bool = False,
+                   policies: list[Policy] | None = None, sinks: list | None = None,
+                   config_path: str = "", policies_from: str | None = None) -> None:
+        """Create the governance state at L3; the creator becomes the first admin. ``policies`` and ``sinks``
+        (the config file's, `govcon db init`) are seeded into the store in the same transaction, audited;
+        from then on the store's decide."""
         now = self.clock.now()
         started = phase_started or now
         if started > now:
@@ -221,10 +245,18 @@ class Governance:
                 breaker_repo.insert_rule(conn, **rule, created_at=now, updated_at=now)
             for role in ("admin", *extra_roles):
                 identity_repo.grant(conn, operator=actor, role=role, by=actor, at=now)
-            audit.append(conn, at=now, actor=actor, action="store.init", target="governance",
-                         details={"phase": "L3", "phaseStarted": isoformat(started),
-                                  "rules": [r["name"] for r in DEFAULT_RULES],
-                                  "roles": ["admin", *extra_roles], "fourEyesRelaxed": four_eyes_relaxed})
+            from engine.store_config import write_config
+            seeded = write_config(conn, actor=actor, now=now, policies=policies or [], sinks=sinks or [],
+                                  source=config_path or "(none)", audited=False)
+            details: dict[str, Any] = {"phase": "L3", "phaseStarted": isoformat(started),
+                                       "rules": [r["name"] for r in DEFAULT_RULES],
+                                       "roles": ["admin", *extra_roles], "fourEyesRelaxed": four_eyes_relaxed,
+                                       "policies": seeded["policySpecs"], "sinks": seeded["sinkViews"]}
+            if policies:
+                details["policiesFrom"] = policies_from or config_path
+            if sinks:
+                details["sinksFrom"] = config_path
+            audit.append(conn, at=now, actor=actor, action="store.init", target="governance", details=details)
 
     def is_initialised(self) -> bool:
         with self.store.read() as conn:

@@ -31,10 +31,19 @@ if TYPE_CHECKING:
     import httpx
 
 
-from engine.alerts import KILL_SWITCH_DEDUP_KEY, Alert, SinkConfig, format_payload, is_report, log_level, route
+from engine.alerts import (
+    KILL_SWITCH_DEDUP_KEY,
+    Alert,
+    SinkConfig,
+    format_payload,
+    is_report,
+    log_level,
+    route,
+    stored_sink,
+)
 from engine.clock import Clock, isoformat
 from engine.redact import RedactingFilter, redact, redact_obj
-from storage import outbox_repo
+from storage import outbox_repo, sinks_repo
 from storage.commit_hooks import after_commit
 
 log = logging.getLogger("govcon.alerts")
@@ -67,23 +76,54 @@ class _Outcome:
 
 
 class Notifier:
-    def __init__(self, store, clock: Clock, sinks: list[SinkConfig], *, client: httpx.Client | None = None,
-                 max_attempts: int = 12, base_backoff: float = 5.0, max_backoff: float = 600.0) -> None:
-        names = [s.name for s in sinks]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"alert sink names must be unique: {', '.join(duplicates)} is used twice")
+    """``sinks``: None (every facade built for a store) routes and delivers with the store's sinks
+    (storage/sinks_repo.py), read in the transaction that raises the alert and at each delivery run, so
+    that what the local config says never decides; a list fixes them (tests)."""
+
+    def __init__(self, store, clock: Clock, sinks: list[SinkConfig] | None, *,
+                 client: httpx.Client | None = None, max_attempts: int = 12, base_backoff: float = 5.0,
+                 max_backoff: float = 600.0, fallback: list[SinkConfig] | None = None) -> None:
+        if sinks is not None:
+            names = [s.name for s in sinks]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"alert sink names must be unique: {', '.join(duplicates)} is used twice")
         if max_attempts < 1 or base_backoff < 0 or max_backoff < base_backoff:
             raise ValueError("need max_attempts >= 1 and 0 <= base_backoff <= max_backoff")
         self.store = store
         self.clock = clock
-        self.sinks = list(sinks)
-        self._by_name = {s.name: s for s in self.sinks}
+        self._fixed = None if sinks is None else list(sinks)
+        #: while the store has no sinks of its own (sinks_version 0: a store from before revision 0019 that has
+        #: not run `govcon db import-config`), the config file's, as before
+        self._fallback = list(fallback or [])
         self.max_attempts = max_attempts
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self._owns_client = client is None
         self._client = client  # made on first delivery: most processes never send (only the leader does)
+
+    @property
+    def sinks(self) -> list[SinkConfig]:
+        """The sinks alerts are routed to now (the store's, unless fixed)."""
+        if self._fixed is not None:
+            return list(self._fixed)
+        with self.store.read() as conn:
+            return self.sinks_in(conn)
+
+    def sinks_in(self, conn) -> list[SinkConfig]:
+        """The sinks as of ``conn``. A stored sink that does not validate (edited behind govcon's back) is
+        left out and logged, never raised: an alert (the kill switch's above all) must not fail for it."""
+        if self._fixed is not None:
+            return list(self._fixed)
+        if not sinks_repo.version(conn):
+            return list(self._fallback)
+        out = []
+        for row in sinks_repo.all_sinks(conn):
+            try:
+                out.append(stored_sink(row.name, row.kind, row.settings, row.secret))
+            except Exception as exc:
+                log.error("alert sink %r in the store is not valid and is skipped: %s", row.name, redact(str(exc)))
+        return out
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -100,7 +140,7 @@ class Notifier:
         the kill-switch page: pager sinks are skipped, chat and webhooks still hear of it.
         """
         alert = redact_alert(alert)
-        targets = route(self.sinks, alert)
+        targets = route(self.sinks_in(conn), alert)
         folded = kill_switch_engaged and alert.kind == "trigger" and alert.dedup_key != KILL_SWITCH_DEDUP_KEY
         if folded:
             targets = [s for s in targets if s.type != "pagerduty"]
@@ -122,10 +162,13 @@ class Notifier:
         report = DeliveryReport()
         with self.store.read() as conn:
             rows = outbox_repo.due(conn, self.clock.now(), limit=limit)
+            by_name = {s.name: s for s in self.sinks_in(conn)} if rows else {}
         for row in rows:
-            sink = self._by_name.get(row.sink)
+            sink = by_name.get(row.sink)
             if sink is None:
-                self._dead(row, row.attempts, f"sink {row.sink!r} is not configured any more")
+                self._dead(row, row.attempts, f"sink {row.sink!r} is not in the store's alert sinks any more "
+                                              "(`govcon alerts sinks list`)" if self._fixed is None else
+                           f"sink {row.sink!r} is not configured any more")
                 report.dead += 1
                 continue
             now = self.clock.now()
@@ -179,7 +222,7 @@ class Notifier:
         if sink.type == "smtp":
             return send_mail(sink, stored, timeout=timeout, key=key)
         payload = dict(stored)
-        if sink.type == "pagerduty":  # the key lives in config, never in the stored row
+        if sink.type == "pagerduty":  # the key lives with the sink, never in the outbox row
             payload = {"routing_key": sink.routing_key, **payload}
         import httpx
         try:

@@ -20,8 +20,12 @@
     request_ttl = "30m"                      # an action request undecided by then expires
     stable_for = "30m"                       # an incident on the ask's service this recently -> needs_approval
 
-With no ``[policies]`` table in the config file at all, seed 002's policies apply (``DEFAULT_POLICIES``);
-an empty ``[policies]`` table means no policies.
+The policies live in the store (table ``gate_policies``, edited with `govcon policies set|delete`, audited),
+so that every process on a store answers the same: the config file's ``[policies]`` only seeds them at
+`govcon db init` (with no ``[policies]`` table at all, seed 002's policies, ``DEFAULT_POLICIES``; an empty
+table means none) and `govcon db import-config`. The table above is the spelling a stored policy's ``spec``
+keeps. A ``PolicyEngine`` over a store caches the policies and reloads them when the governance state's
+``policies_version`` moves: the gate reads that row anyway, so a decision pays one integer comparison.
 
 A policy applies because it covers the command type. An ask's ``actionClass`` naming another policy adds
 that policy's limits; it never replaces the covering ones (it can narrow, never loosen).
@@ -36,7 +40,7 @@ from typing import Any
 from engine.errors import InvalidInput
 from engine.gate import NEEDS_APPROVAL, GateDecision
 from engine.rule_language import RuleError, parse_window
-from storage import actions_repo, events_repo
+from storage import actions_repo, events_repo, policies_repo
 
 NOTIFICATION_LEVELS = ("info", "alert", "approval_required")
 DEFAULT_GRANT_TTL = timedelta(minutes=15)
@@ -194,6 +198,45 @@ def load_policies(section: dict[str, Any] | None) -> list[Policy]:
     return out
 
 
+def policy_spec(policy: Policy) -> dict[str, Any]:
+    """The policy as the config file spells it (``[policies.NAME]``'s keys), defaults left out but
+    ``command_types``: what the store keeps, what `policies show` prints and what the audit records."""
+    d: dict[str, Any] = {"command_types": list(policy.command_types)}
+    if not policy.enabled:
+        d["enabled"] = False
+    for key in ("max_per_day", "max_per_week", "max_concurrent", "confidence_threshold"):
+        if getattr(policy, key) is not None:
+            d[key] = getattr(policy, key)
+    for key in ("min_interval", "stable_for"):
+        if getattr(policy, key) is not None:
+            d[key] = _duration_text(getattr(policy, key))
+    for key in ("per_service", "requires_approval", "rollback_mandatory", "calibrated",
+                "maintenance_window_required"):
+        if getattr(policy, key):
+            d[key] = True
+    if policy.maintenance_window is not None:
+        d["maintenance_window"] = "-".join(_clock_text(t) for t in policy.maintenance_window)
+    if policy.notification_level != "info":
+        d["notification_level"] = policy.notification_level
+    if policy.approver_roles != DEFAULT_APPROVER_ROLES:
+        d["approver_roles"] = list(policy.approver_roles)
+    if policy.grant_ttl != DEFAULT_GRANT_TTL:
+        d["grant_ttl"] = _duration_text(policy.grant_ttl)
+    if policy.request_ttl != DEFAULT_REQUEST_TTL:
+        d["request_ttl"] = _duration_text(policy.request_ttl)
+    return d
+
+
+def _clock_text(t: time) -> str:
+    return t.isoformat(timespec="minutes" if not t.second and not t.microsecond else "seconds")
+
+
+def load_stored(rows) -> list[Policy]:
+    """The policies of the store's rows (name, spec), validated as the config file's are: a row that does
+    not validate (edited behind govcon's back) raises InvalidInput, and the gate then fails closed."""
+    return load_policies({row.name: dict(row.spec or {}) for row in rows})
+
+
 def configured_policies(raw_config: dict[str, Any]) -> list[Policy]:
     """The policies of a parsed config file: its [policies] table, or seed 002's defaults without one."""
     if "policies" not in raw_config:
@@ -264,9 +307,20 @@ COUNT_REUSE = timedelta(seconds=30)
 COUNT_REFRESH = COUNT_REUSE / 2
 
 
+_NO_VERSION = object()
+
+
 @dataclass
 class PolicyEngine:
+    """The gate's policies. Over a ``store`` (every facade built for a store, `govcon serve` included) they are
+    the store's, cached and reloaded when ``policies_version`` moves; without one, the fixed ``policies``
+    list (tests, backtests)."""
+
     policies: list[Policy] = field(default_factory=list)
+    store: Any = None
+    #: while the store has no policies of its own (policies_version 0: a store from before revision 0019 that
+    #: has not run `govcon db import-config`), the config file's, as before
+    fallback: list[Policy] = field(default_factory=list)
     _unasked: dict[tuple, tuple[int, datetime, int, int, datetime]] = field(default_factory=dict, repr=False)
     _stale: dict[tuple, int] = field(default_factory=dict, repr=False)  # window key -> cap, to count again
 
@@ -292,6 +346,55 @@ class PolicyEngine:
                 self._unasked[key] = (newest, now, used, cap, until)
             done += 1
         return done
+
+
+    _loaded: tuple[Any, list[Policy]] | None = field(default=None, repr=False)  # (version, policies)
+    _synced_conn: Any = field(default=None, repr=False)  # the connection the last sync read its version in
+
+    # --- where the policies come from -----------------------------------------------------------
+
+    def sync(self, conn, state=None) -> list[Policy]:
+        """The policies as of ``conn``'s snapshot. ``state`` (the governance state row the caller has read
+        already) carries ``policies_version``: then a decision costs one comparison, and a reload happens only
+        after a change. Without it the version is read (one primary-key select)."""
+        if self.store is None:
+            return self.policies
+        version = getattr(state, "policies_version", _NO_VERSION) if state is not None else _NO_VERSION
+        if version is _NO_VERSION:
+            version = policies_repo.version(conn)
+        loaded = self._loaded
+        if loaded is None or loaded[0] != version:
+            loaded = (version, load_stored(policies_repo.all_policies(conn)) if version else list(self.fallback))
+            self._loaded = loaded
+            self.policies = loaded[1]
+        self._synced_conn = conn  # a Connection is one transaction of store.read()/write(): see _in
+        return loaded[1]
+
+    def _in(self, conn) -> list[Policy]:
+        """The policies for a caller inside a transaction: as the check earlier in the same transaction
+        synced them, else synced here."""
+        if self.store is None:
+            return self.policies
+        if conn is None:
+            return self.current()
+        if conn is self._synced_conn and self._loaded is not None:
+            return self._loaded[1]
+        return self.sync(conn)
+
+    def _cached(self) -> list[Policy]:
+        """The policies as last synced, without a read (the store's read once when never synced): what
+        ``count_specs`` plans the gate's snapshot with, before the snapshot's state row says the version."""
+        if self.store is None:
+            return self.policies
+        loaded = self._loaded
+        return loaded[1] if loaded is not None else self.current()
+
+    def current(self) -> list[Policy]:
+        """The policies now (a read of the store when they come from one): for callers outside the gate."""
+        if self.store is None:
+            return self.policies
+        with self.store.read() as conn:
+            return self.sync(conn)
 
     def _unasked_runs(self, conn, types: tuple[str, ...], service: str | None, span: timedelta, now: datetime,
                       cap: int, memo: dict) -> int:
@@ -337,15 +440,11 @@ class PolicyEngine:
         found = self.applicable(command_type, action_class)
         return found[0] if found else None
 
-    def applicable(self, command_type: str, action_class: str | None = None) -> list[Policy]:
+    def applicable(self, command_type: str, action_class: str | None = None, *, conn=None) -> list[Policy]:
         """Every policy covering the command type, plus the one the action class names: all of them
-        must agree before an allow, so naming a class can only add limits."""
-        found = [p for p in self.policies if command_type in p.command_types]
-        if action_class:
-            named = next((p for p in self.policies if p.name == action_class), None)
-            if named is not None and named not in found:
-                found.append(named)
-        return found
+        must agree before an allow, so naming a class can only add limits. (The store's policies now, or
+        as of ``conn``.)"""
+        return _applicable(self._in(conn), command_type, action_class)
 
     def count_specs(self, ask: Ask, now: datetime) -> tuple[tuple[actions_repo.CountSpec | None, ...],
                                                             dict[str, Any], dict[tuple, tuple]]:
@@ -356,8 +455,10 @@ class PolicyEngine:
         reused entries they start from, by (policy index, window) (``check`` passes them on)."""
         out: list[actions_repo.CountSpec | None] = []
         params: dict[str, Any] = {"until": now + CLOCK_SKEW}
-        entries: dict[tuple, tuple] = {}
-        for i, p in enumerate(self.applicable(ask.command_type, ask.action_class)):
+        entries: dict[Any, Any] = {}
+        policies = self._cached()
+        entries["policies"] = policies  # check() counts afresh if the snapshot's policies_version moved since
+        for i, p in enumerate(_applicable(policies, ask.command_type, ask.action_class)):
             if (not p.enabled or p.requires_approval or (p.per_service and ask.service is None)
                     or not p.rate_limited):
                 out.append(None)
@@ -385,9 +486,12 @@ class PolicyEngine:
         ``count_specs`` (its counts are used instead of reading them again; ``entries``: count_specs' third)."""
         extra: dict[str, Any] = {}
         memo: dict = {}
+        policies = self.sync(conn, state)
+        if entries is not None and entries.get("policies", policies) is not policies:
+            snap, entries = None, None  # counted for other policies (they changed since): count again here
         if snap is not None and "g_newest" in snap._mapping:
             memo["newest"] = snap.g_newest or 0
-        for i, policy in enumerate(self.applicable(ask.command_type, ask.action_class)):
+        for i, policy in enumerate(_applicable(policies, ask.command_type, ask.action_class)):
             refused, extra_p = self._check_one(conn, state, policy, ask, now, snap=snap, index=i, memo=memo,
                                                entries=entries)
             if not extra:
@@ -477,19 +581,57 @@ class PolicyEngine:
             return refuse(f"outside the maintenance window {policy.to_json()['maintenanceWindow']}")
         return None, extra
 
-    def grant_ttl(self, ask: Ask) -> timedelta:
-        """The shortest grant_ttl of the policies the ask answers to."""
-        return min((p.grant_ttl for p in self.applicable(ask.command_type, ask.action_class)),
+    def grant_ttl(self, ask: Ask, conn=None) -> timedelta:
+        """The shortest grant_ttl of the policies the ask answers to (as of ``conn``'s transaction)."""
+        return min((p.grant_ttl for p in self.applicable(ask.command_type, ask.action_class, conn=conn)),
                    default=DEFAULT_GRANT_TTL)
 
-    def request_terms(self, ask: Ask) -> tuple[timedelta, str, tuple[str, ...]]:
+    def request_terms(self, ask: Ask, conn=None) -> tuple[timedelta, str, tuple[str, ...]]:
         """(request ttl, notification level, approver roles) for an action request: the loudest level and
         the shortest ttl of the policies that apply; approver roles of the covering policy."""
-        found = self.applicable(ask.command_type, ask.action_class)
+        found = self.applicable(ask.command_type, ask.action_class, conn=conn)
         if not found:
             return DEFAULT_REQUEST_TTL, "info", DEFAULT_APPROVER_ROLES
         level = max((p.notification_level for p in found), key=NOTIFICATION_LEVELS.index)
         return min(p.request_ttl for p in found), level, found[0].approver_roles
 
     def explain(self) -> list[dict[str, Any]]:
-        return [p.to_json() for p in self.policies]
+        return [p.to_json() for p in self.current()]
+
+
+def _applicable(policies: list[Policy], command_type: str, action_class: str | None) -> list[Policy]:
+    found = [p for p in policies if command_type in p.command_types]
+    if action_class:
+        named = next((p for p in policies if p.name == action_class), None)
+        if named is not None and named not in found:
+            found.append(named)
+    return found
+
+
+def limits_text(doc: dict[str, Any]) -> str:
+    """A policy's limits in one line (from ``Policy.to_json()``): for `policies list` and the rules screen."""
+    if doc.get("invalid"):
+        return f"INVALID, the gate fails closed: {doc['invalid']}"
+    parts = []
+    if not doc.get("enabled", True):
+        parts.append("DISABLED")
+    if doc.get("requiresApproval"):
+        parts.append("approval always")
+    for key, unit in (("maxPerDay", "/day"), ("maxPerWeek", "/week")):
+        if doc.get(key) is not None:
+            parts.append(f"{doc[key]}{unit}")
+    if doc.get("minInterval"):
+        parts.append(f"≥{doc['minInterval']} apart")
+    if doc.get("maxConcurrent") is not None:
+        parts.append(f"≤{doc['maxConcurrent']} at once")
+    if doc.get("perService"):
+        parts.append("per service")
+    if doc.get("confidenceThreshold") is not None:
+        parts.append(f"conf≥{doc['confidenceThreshold']:.0%}" + (" calibrated" if doc.get("calibrated") else ""))
+    if doc.get("maintenanceWindow"):
+        parts.append(("in " if doc.get("maintenanceWindowRequired") else "window ") + doc["maintenanceWindow"])
+    if doc.get("stableFor"):
+        parts.append(f"stable {doc['stableFor']}")
+    if doc.get("rollbackMandatory"):
+        parts.append("rollback required")
+    return ", ".join(parts) or "no limits"

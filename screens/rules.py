@@ -1,5 +1,7 @@
 """Rules (key 5): the circuit-breaker rules with their statistics and what each reads right now;
-`e` edits the selected rule, `n` adds one (validated as you type, backtested before saving)."""
+`e` edits the selected rule, `n` adds one (validated as you type, backtested before saving). `p` shows the
+gate policies instead, as the store keeps them (read-only here: `govcon policies set` edits them), and `p`
+again the rules."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.widgets import DataTable, Static
 
+from engine.policies import limits_text
 from screens.base import GovScreen
 from screens.data import LiveData
 from screens.fmt import STATE_STYLE, matches, pct, plural, safe, short_time
@@ -42,6 +45,20 @@ def rule_detail(rule: dict[str, Any] | None, status) -> Text:
     return t
 
 
+def policy_detail(policy: dict[str, Any] | None) -> Text:
+    if policy is None:
+        return Text("no policies in the store: the whitelist and the phase alone decide", "dim")
+    t = Text()
+    t.append(policy["name"] + "\n", "bold")
+    t.append(f"covers {', '.join(policy['commandTypes'])}\n")
+    t.append(f"{limits_text(policy)}\n")
+    t.append(f"requests notify {policy['notificationLevel']} · approvers {', '.join(policy['approverRoles'])}\n")
+    t.append(f"grants expire after {policy['grantTtl']} · requests after {policy['requestTtl']}\n")
+    t.append(f"\nchanged {short_time(policy['updatedAt'])} by {policy['updatedBy']}\n")
+    t.append("\nread-only here: govcon policies set NAME … (admin, ops-lead; audited)", "dim")
+    return t
+
+
 class RulesScreen(GovScreen):
     SCREEN_NAME = "rules"
     SCREEN_TITLE = "5 Rules"
@@ -49,30 +66,71 @@ class RulesScreen(GovScreen):
     BINDINGS = [
         Binding("e", "edit", "Edit", id="rules.edit", tooltip="Edit the selected rule (validated as you type)"),
         Binding("n", "new", "New rule", id="rules.new", tooltip="Add a rule (validated, backtest before saving)"),
+        Binding("p", "policies", "Policies", id="rules.policies", show=False,
+                tooltip="Show the gate policies the store holds (p again: the rules)"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.rules: list[dict[str, Any]] = []
+        self.policies: list[dict[str, Any]] = []
+        self.showing_policies = False
 
     def compose_body(self) -> ComposeResult:
         with Container(id="split"):
             yield Pane(Table(("rule", "on", "condition", "window", "action", "trips", "FP"), id="rules"),
                        title="Circuit-breaker rules  (e edit · n new)", id="pane-rules", classes="list")
             yield DetailPane(Static("", id="rule-detail"), title="Rule", id="pane-rule", classes="detail")
+            yield Pane(Table(("policy", "types", "limits"), id="policies"),
+                       title="Gate policies, from the store  (p rules)", id="pane-policies", classes="list")
+            yield DetailPane(Static("", id="policy-detail"), title="Policy", id="pane-policy", classes="detail")
 
     def on_mount(self) -> None:
+        for pane in ("#pane-policies", "#pane-policy"):
+            self.query_one(pane).display = False
         self.query_one("#rules", Table).focus()
 
     def reload(self) -> None:
         self.load("rules", lambda: self.app.gov.rules.list())
+        if self.showing_policies:
+            self.load("policies", lambda: self.app.gov.policy_book.list())
 
     def on_live(self, live: LiveData) -> None:
         self._show_detail()
 
     def loaded(self, key: str, value: Any) -> None:
+        if key == "policies":
+            self.policies = value
+            self._redraw_policies()
+            return
         self.rules = value
         self._redraw()
+
+    def action_policies(self) -> None:
+        """Switch the list between the rules and the store's gate policies."""
+        self.showing_policies = not self.showing_policies
+        for pane in ("#pane-policies", "#pane-policy"):
+            self.query_one(pane).display = self.showing_policies
+        for pane in ("#pane-rules", "#pane-rule"):
+            self.query_one(pane).display = not self.showing_policies
+        self.query_one("#policies" if self.showing_policies else "#rules", Table).focus()
+        if self.showing_policies:
+            self.load("policies", lambda: self.app.gov.policy_book.list())
+
+    def _redraw_policies(self) -> None:
+        visible = [p for p in self.policies if not self.filter_text or matches(
+            self.filter_text, p["name"], *p["commandTypes"], p["notificationLevel"])]
+        self.query_one("#policies", Table).set_rows(
+            (p["name"], (p["name"], ",".join(p["commandTypes"]), limits_text(p))) for p in visible)
+        self._show_policy()
+
+    @on(DataTable.RowHighlighted, "#policies")
+    def _show_policy(self) -> None:
+        key = self.query_one("#policies", Table).selected_key
+        policy = next((p for p in self.policies if p["name"] == key), None)
+        if policy is None and self.policies:
+            policy = self.policies[0]
+        self.query_one("#policy-detail", Static).update(safe(policy_detail(policy)))
 
     def _redraw(self) -> None:
         visible = [r for r in self.rules if not self.filter_text or matches(
@@ -97,6 +155,10 @@ class RulesScreen(GovScreen):
 
     @on(DataTable.RowSelected, "#rules")
     def action_edit(self) -> None:
+        if self.showing_policies:
+            self.notify("policies are read-only here: govcon policies set NAME … (admin, ops-lead)",
+                        severity="warning")
+            return
         rule = self.selected_rule()
         if rule is None:
             self.notify("select a rule first", severity="warning")
@@ -104,6 +166,9 @@ class RulesScreen(GovScreen):
         self.app.push_screen(RuleEditModal(rule), self._saved)
 
     def action_new(self) -> None:
+        if self.showing_policies:
+            self.action_edit()
+            return
         self.app.push_screen(RuleEditModal(None), self._saved)
 
     def _saved(self, rule: dict[str, Any] | None) -> None:
@@ -114,3 +179,5 @@ class RulesScreen(GovScreen):
     def apply_filter(self, text: str) -> None:
         self.filter_text = text
         self._redraw()
+        if self.showing_policies:
+            self._redraw_policies()

@@ -130,6 +130,9 @@ class GovernanceState(SQLModel, table=True):
     created_at: datetime = _ts()
     created_by: str = Field(max_length=200)
     updated_at: datetime = _ts()
+    #: bumped with every change of gate_policies / alert_sinks: processes reload what they cached on a change
+    policies_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    sinks_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class PhaseHistory(SQLModel, table=True):
@@ -504,3 +507,37 @@ class Agent(SQLModel, table=True):
 
 
 ALL_TABLES = SQLModel.metadata
+
+
+# --- policies and alert routing (issue 13 pt 2: they live in the store, not in each caller's config) -----
+
+
+class GatePolicy(SQLModel, table=True):
+    """A gate policy (engine/policies.py). ``spec`` holds its settings as the config file spells them
+    (``[policies.NAME]``'s keys), validated by engine.policies.load_policies before it is stored."""
+
+    __tablename__ = "gate_policies"
+
+    name: str = Field(primary_key=True, max_length=200)
+    spec: dict = _json(default_factory=dict)
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=200)
+    updated_at: datetime = _ts()
+    updated_by: str = Field(max_length=200)
+
+
+class AlertSinkRow(SQLModel, table=True):
+    """An alert sink and its routing (engine/alerts.py). ``settings`` is what may be shown (severities,
+    timeout, reports, mail addresses, the password's environment variable); ``secret`` holds the URL and
+    the PagerDuty routing key, which are never printed back (shown masked, audited by fingerprint)."""
+
+    __tablename__ = "alert_sinks"
+
+    name: str = Field(primary_key=True, max_length=100)
+    kind: str = Field(max_length=20)
+    settings: dict = _json(default_factory=dict)
+    secret: dict = _json(default_factory=dict)
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=200)
+    updated_at: datetime = _ts()
+    updated_by: str = Field(max_length=200)

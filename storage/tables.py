@@ -72,6 +72,19 @@ alert_outbox = sa.Table(
     sa.Index("ix_alert_outbox_due", "status", "next_attempt_at"),
 )
 
+alert_sinks = sa.Table(
+    "alert_sinks",
+    metadata,
+    sa.Column("name", sa.String(length=100), primary_key=True, nullable=False),
+    sa.Column("kind", sa.String(length=20), nullable=False),
+    sa.Column("settings", sa.JSON(), nullable=False, default=dict),
+    sa.Column("secret", sa.JSON(), nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(length=200), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(length=200), nullable=False),
+)
+
 api_tokens = sa.Table(
     "api_tokens",
     metadata,
@@ -219,6 +232,17 @@ gate_decisions = sa.Table(
     sa.Index("ix_gate_decisions_at", "at"),
 )
 
+gate_policies = sa.Table(
+    "gate_policies",
+    metadata,
+    sa.Column("name", sa.String(length=200), primary_key=True, nullable=False),
+    sa.Column("spec", sa.JSON(), nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(length=200), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(length=200), nullable=False),
+)
+
 governance_state = sa.Table(
     "governance_state",
     metadata,
@@ -242,6 +266,8 @@ governance_state = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(length=200), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("policies_version", sa.Integer(), nullable=False, default=0, server_default="0"),
+    sa.Column("sinks_version", sa.Integer(), nullable=False, default=0, server_default="0"),
 )
 
 grants = sa.Table(

@@ -66,11 +66,10 @@ def test_an_action_class_can_add_a_policy_s_limits(agov):
     assert agov.gate.decide("rotate_logs", agent="a").decision == "allow"
 
 
-def test_the_cli_cannot_pick_a_looser_policy_either(agov, cli, monkeypatch, tmp_path):
-    cfg = tmp_path / "config.toml"
-    cfg.write_text('[policies.cache]\ncommand_types = ["clear_cache"]\nmax_per_day = 1\n'
-                   '[policies.log_rotation]\ncommand_types = ["rotate_logs"]\nmax_per_day = 100\n')
-    monkeypatch.setenv("GOVCON_CONFIG", str(cfg))
+def test_the_cli_cannot_pick_a_looser_policy_either(agov, cli):
+    # the CLI decides by the store's policies (issue 13 pt 2), whatever its config file says
+    agov.policy_book.set(OPERATOR, "cache", {"command_types": ["clear_cache"], "max_per_day": 1})
+    agov.policy_book.set(OPERATOR, "log_rotation", {"command_types": ["rotate_logs"], "max_per_day": 100})
     assert cli("gate", "clear_cache").code == 0
     r = cli("gate", "clear_cache", "--action-class", "log_rotation", "--json")
     assert r.code == 3 and r.json()["decision"] == "needs_approval", r.out

@@ -32,14 +32,6 @@ POLICIES = {
     "service_restart": {"command_types": ["restart_service"]},
     "deploys": {"command_types": ["code_deployment"], "rollback_mandatory": True},
 }
-POLICIES_TOML = """
-[policies.service_restart]
-command_types = ["restart_service"]
-
-[policies.deploys]
-command_types = ["code_deployment"]
-rollback_mandatory = true
-"""
 
 
 def prepare(gov: Governance, *operators: str) -> Governance:
@@ -56,7 +48,7 @@ def prepare(gov: Governance, *operators: str) -> Governance:
 def rgov(store, clock, me):
     """The store at L4; the agent and the CLI's operator (the OS user) may report outcomes."""
     g = Governance(store, clock, policies=load_policies(POLICIES))
-    g.init_store(OPERATOR, phase_started=clock.now())
+    g.init_store(OPERATOR, phase_started=clock.now(), policies=load_policies(POLICIES))  # the CLI reads the store's
     prepare(g, me)
     yield g
     g.close()
@@ -432,10 +424,7 @@ def test_a_missing_or_not_executable_program_is_refused_before_any_grant(rgov, m
     assert rgov.actions.decisions()["decisions"] == []  # the gate was not even asked
 
 
-def test_rollback_mandatory_by_policy_is_refused_without_rollback(rgov, marks, cli, monkeypatch, tmp_path):
-    config = tmp_path / "govcon.toml"
-    config.write_text(POLICIES_TOML)
-    monkeypatch.setenv("GOVCON_CONFIG", str(config))
+def test_rollback_mandatory_by_policy_is_refused_without_rollback(rgov, marks, cli):
     res = cli("run", "code_deployment", "--agent", AGENT, "--", *marks.cmd("command"))
     assert res.code == 2 and "makes a rollback mandatory: give --rollback CMD" in res.out
     assert marks.made() == set() and rgov.actions.list()["grants"] == []
