@@ -380,8 +380,8 @@ class ActionQueueScreen(GovScreen):
 
 MODE_EFFECT = {
     "normal": "the gate judges every action as usual (phase, whitelist, policies)",
-    "minimal": "only the action classes in minimal_allowed act autonomously; every other one needs approval",
-    "read_only": "every autonomous action but reads is DENIED (the kill switch is the step beyond)",
+    "minimal": "only minimal_allowed classes act alone, the rest need approval",
+    "read_only": "every autonomous action but reads is DENIED",
 }
 MODE_MODAL = "mode-modal"
 
@@ -412,10 +412,9 @@ def set_mode(screen: GovScreen) -> None:
         return
     current = ((live.status or {}).get("mode") if live is not None else None) or "normal"
     choices = tuple(m for m in ("minimal", "read_only", "normal") if m != current)
-    body = (f"The mode is {current} now. Enter sets the mode you pick, on every host using this store, and "
-            "tells the agents in their next heartbeat reply:\n" +
-            "\n".join(f"  {m}: {MODE_EFFECT[m]}" for m in choices) +
-            "\nThe change and its reason go into the audit log and alert the on-call. Esc cancels.")
+    # short enough that the dialog's buttons stay on an 80x24 screen
+    body = "\n".join(f"{m}: {MODE_EFFECT[m]}" for m in choices)
+    title = f"Change the mode (now {current}): all hosts, audited, on-call alerted"
 
     def done(result: dict[str, Any] | None) -> None:
         if result is None:
@@ -429,7 +428,7 @@ def set_mode(screen: GovScreen) -> None:
         app.perform(lambda: gov.modes.set(actor, target, reason),
                     lambda r: f"{r['message']}: {MODE_EFFECT[target]}", title="Mode")
 
-    app.push_screen(ConfirmModal("Change the degradation mode", body, confirm="Set mode",
-                                 ask=Ask(reason_label="Reason (audited, in the alert):", choices=choices,
+    app.push_screen(ConfirmModal(title, body, confirm="Set mode",
+                                 ask=Ask(reason_label="Reason:", choices=choices,
                                          choice_label="Mode:"), id=MODE_MODAL), done)
 

@@ -29,11 +29,17 @@ _NOTHING = object()
 READY_FILE_ENV = "GOVCON_BENCH_READY_FILE"  # benchmarks: the file written once the dashboard is complete
 
 
-def breaker_table(rules: tuple[RuleStatus, ...]) -> RichTable:
-    """Two lines per rule: state, name and last trip; then what it reads now against when it trips."""
+def breaker_table(rules: tuple[RuleStatus, ...], half_open: dict[str, Any] | None = None) -> RichTable:
+    """Two lines per rule: state, name and last trip; then what it reads now against when it trips (and,
+    for a rule firing without an open event, why). First the command types probing their way back to
+    autonomy after a pause (half-open: each allowed one probe at a time, closed after the probes left)."""
     table = RichTable(box=None, expand=True, show_header=False, padding=(0, 1, 0, 0))
     table.add_column("state", no_wrap=True, width=9)
     table.add_column("rule", ratio=1)
+    for ctype, left in sorted((half_open or {}).items()):
+        table.add_row(Text("HALF-OPEN", "bold yellow"),
+                      safe(Text(f"{ctype}: probing back to autonomy, {left} successful probe(s) to close; "
+                                "a failure pauses it again", "yellow")))
     for r in rules:
         desc = Text()
         desc.append(r.name, "bold")
@@ -166,7 +172,9 @@ class DashboardScreen(GovScreen):
                            title="Trends", id="pane-trends")
 
     def on_live(self, live: LiveData) -> None:
-        self._update("#breakers", live.rules, lambda: breaker_table(live.rules) if live.rules else "no rules")
+        half_open = dict((live.status or {}).get("halfOpen") or {})
+        self._update("#breakers", (live.rules, tuple(sorted(half_open.items()))),
+                     lambda: breaker_table(live.rules, half_open) if live.rules else "no rules")
         events = [e for e in live.unresolved if self._match(e)]
         self.query_one("#unresolved", Table).set_rows(
             (e["id"], (short_time(e["timestamp"]), Text(e["severity"], SEVERITY_STYLE.get(e["severity"], "")),

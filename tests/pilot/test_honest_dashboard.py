@@ -83,3 +83,15 @@ async def test_tables_scroll_sideways_to_a_clipped_column(console_gov, make_cons
         table.scroll_to(x=table.max_scroll_x, animate=False)
         await settle(pilot)
         assert table.scroll_x == table.max_scroll_x > 0
+
+
+def test_the_breaker_pane_lists_half_open_types_first():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from screens.dashboard import breaker_table
+    console = Console(file=StringIO(), width=80, color_system=None)
+    console.print(breaker_table((), {"restart_service": 2}))
+    text = " ".join(console.file.getvalue().split())
+    assert text.startswith("HALF-OPEN restart_service: probing back to autonomy, 2 successful probe(s) to close")

@@ -52,7 +52,7 @@ async def test_the_mode_action_applies_with_the_role_after_a_confirmation(consol
         await settle(pilot)
         modal = app.screen
         assert isinstance(modal, ConfirmModal) and modal.id == MODE_MODAL
-        assert "minimal: only the action classes in minimal_allowed act autonomously" in modal.body
+        assert "minimal: only minimal_allowed classes act alone, the rest need approval" in modal.body
         assert "read_only: every autonomous action but reads is DENIED" in modal.body
         assert modal.choice == "minimal"
         await pilot.press("enter")            # pick minimal: focus moves to the reason
