@@ -24,6 +24,7 @@ from screens.action_view import (
     finished_at,
     four_eyes_refusal,
     load_actions,
+    reliability_text,
     role_refusal,
     row_id,
     scope,
@@ -193,6 +194,7 @@ class ActionQueueScreen(GovScreen):
         self.view: ActionsView | None = None
         self.section = SECTIONS[0]
         self._shown: dict[str, tuple[str, dict[str, Any]]] = {}   # grant id -> (its status, ActionBook.show)
+        self._calibration: dict[str, list[dict[str, Any]]] = {}  # agent -> its calibration (read once per visit)
 
     def compose_body(self) -> ComposeResult:
         with Container(id="split"):
@@ -224,6 +226,9 @@ class ActionQueueScreen(GovScreen):
         if key == "actions":
             self.view = value
             self._redraw()
+        elif key == "calibration" and value is not None:
+            self._calibration[value[0]] = value[1]
+            self._show_detail()
         elif key == "show" and value is not None:
             grant = value.get("grant") or {}
             if grant.get("grantId"):
@@ -348,6 +353,14 @@ class ActionQueueScreen(GovScreen):
             t.append("its asks get needs_approval until it beats again\n", "yellow")
         if self.view.drain is not None:
             t.append(drain_line(self.view.drain) + "\n", "bold")
+        name = agent["name"]
+        if name not in self._calibration:
+            book = self.app.gov.calibration
+            self.load("calibration", lambda: (name, [c.to_json() for c in book.report(name, by_type=False)]))
+        cal = self._calibration.get(name)
+        t.append("\n")
+        t.append_text(reliability_text(cal[0] if cal else ({"outcomes": 0, "bins": [], "brier": None, "ece": None}
+                                                          if cal == [] else None)))
         return t
 
     def _show_detail(self) -> None:
