@@ -14,7 +14,7 @@ While an unresolved event of the same rule and scope is open, the rule does not 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,12 +67,15 @@ class WindowScope:
         return self._severities
 
 
-def _counts_values(prefix: str, counts: CommandCounts, min_samples: int) -> dict[str, Any]:
+def counts_values(prefix: str, counts: CommandCounts, min_samples: int) -> dict[str, Any]:
     values: dict[str, Any] = {prefix + k: v for k, v in counts.to_json().items()}
     judged = counts.total >= min_samples
     for name, rate in counts.rates().items():
         values[prefix + name] = rate if judged else None  # too few commands: the rate is not judged
     return values
+
+
+_counts_values = counts_values  # the name other modules knew it by
 
 
 def window_ending(now: datetime, start: datetime, *, arrived_after: datetime | None = None) -> events_repo.Window:
@@ -124,9 +127,9 @@ class WindowData:
         names = condition.names
         values: dict[str, Any] = {}
         if any("." not in n for n in names):
-            values.update(_counts_values("", self.commands(), min_samples))
+            values.update(counts_values("", self.commands(), min_samples))
         if any(n.startswith("autonomous.") for n in names):
-            values.update(_counts_values("autonomous.", self.autonomous(), min_samples))
+            values.update(counts_values("autonomous.", self.autonomous(), min_samples))
         if any(n.startswith("incidents.") for n in names):
             values.update({f"incidents.{k}": v for k, v in self.incidents().items()})
         if any(n.startswith("safety.") for n in names):
@@ -147,13 +150,24 @@ class Verdict:
     observed: dict[str, Any]
 
 
-def judge(conn: Connection, rules: Iterable[CompiledRule], now: datetime, *,
-          since: datetime | None = None) -> list[Verdict]:
-    """Every (rule, scope) whose condition holds over its window ending now (starting no earlier than
-    ``since``, when given): what happened in the window and the events judged on arrival that arrived
-    in it, each event once."""
+@dataclass(frozen=True)
+class Assessment:
+    """One (rule, scope) judged over its window ending now, whether or not its condition holds: what
+    ``judge`` keeps the holding ones of, and what the console shows for every rule."""
+
+    rule: CompiledRule
+    command_type: str | None
+    scope: WindowScope
+    samples: int
+    holds: bool
+
+
+def assess(conn: Connection, rules: Iterable[CompiledRule], now: datetime, *,
+           since: datetime | None = None) -> Iterator[Assessment]:
+    """Every (rule, scope) over its window ending now (starting no earlier than ``since``, when given):
+    what happened in the window and the events judged on arrival that arrived in it, each event once.
+    A commandType rule yields one assessment per command type seen in the window (none if none)."""
     windows: dict[datetime, WindowData] = {}
-    verdicts: list[Verdict] = []
     for rule in rules:
         after = since if since is not None and since >= now - rule.window else None
         start = now - rule.window if after is None else after
@@ -162,18 +176,22 @@ def judge(conn: Connection, rules: Iterable[CompiledRule], now: datetime, *,
             data = windows[start] = WindowData(conn, window_ending(now, start, arrived_after=after))
         base = data.scope(rule.condition, rule.min_samples)
         if not rule.condition.uses_command_type():
-            if rule.condition.evaluate(base):
-                verdicts.append(Verdict(rule, None, _observed(rule, base, data.commands().total)))
+            yield Assessment(rule, None, base, data.commands().total, rule.condition.evaluate(base))
             continue
         consecutive = data.consecutive_failures() if CONSECUTIVE in rule.condition.names else None
         for ctype, counts in sorted(data.by_type().items()):
-            scope = WindowScope({**base.values, **_counts_values("commandType.", counts, rule.min_samples)},
+            scope = WindowScope({**base.values, **counts_values("commandType.", counts, rule.min_samples)},
                                 base.severities())
             if consecutive is not None:
                 scope.values[CONSECUTIVE] = consecutive.get(ctype, 0)
-            if rule.condition.evaluate(scope):
-                verdicts.append(Verdict(rule, ctype, _observed(rule, scope, counts.total)))
-    return verdicts
+            yield Assessment(rule, ctype, scope, counts.total, rule.condition.evaluate(scope))
+
+
+def judge(conn: Connection, rules: Iterable[CompiledRule], now: datetime, *,
+          since: datetime | None = None) -> list[Verdict]:
+    """Every (rule, scope) whose condition holds over its window ending now (``assess``, the holding ones)."""
+    return [Verdict(a.rule, a.command_type, _observed(a.rule, a.scope, a.samples))
+            for a in assess(conn, rules, now, since=since) if a.holds]
 
 
 def _observed(rule: CompiledRule, scope: WindowScope, samples: int) -> dict[str, Any]:

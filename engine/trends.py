@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from engine.clock import isoformat
+from engine.metrics import CommandCounts
+from engine.readiness import READY_THRESHOLD
 from engine.rule_language import And, Compare, Literal, Name, Or, parse_condition
+from storage import breaker_repo, events_repo, readiness_repo
 
 
 @dataclass(frozen=True)
@@ -145,3 +150,98 @@ def predictions(snapshots: Sequence[Any], rules: Sequence[Any], now: datetime, *
         if p is not None:
             out.append(p)
     return out
+
+
+# --- the console's trend series (the dashboard's plots) ------------------------------------------------
+
+RATE_SPAN = timedelta(hours=48)
+RATE_STEP = timedelta(hours=1)
+READINESS_SPAN = timedelta(days=180)
+
+
+@dataclass(frozen=True)
+class TrendData:
+    """Hourly rates and volume over the last 48 hours, readiness over the last 180 days, and what the
+    trends predict: the series the dashboard plots, computed here so screens only draw them."""
+
+    now: datetime
+    hours: tuple[float, ...] = ()              # bucket index, hours before the current one (<= 0)
+    success: tuple[float | None, ...] = ()     # percent (successRate of the contract), None: no commands
+    error: tuple[float | None, ...] = ()       # percent (errorRate: failed / distinct commands)
+    volume: tuple[int, ...] = ()               # distinct commands active per bucket
+    readiness_days: tuple[float, ...] = ()     # days before now (negative)
+    readiness: tuple[float, ...] = ()          # percent
+    rate_warnings: tuple[str, ...] = ()
+    readiness_note: str = ""
+    readiness_crossing_days: float | None = None
+
+
+def hourly_counts(conn: Connection, now: datetime) -> list[tuple[datetime, CommandCounts]]:
+    """CommandCounts per hourly bucket over RATE_SPAN (every bucket, empty ones too): the status events
+    of each bucket, with the contract's total (distinct commands active in it)."""
+    start = now - RATE_SPAN
+    step = int(RATE_STEP.total_seconds())
+    per: dict[int, dict[str, int]] = {}
+    for bucket, _ctype, _auto, status, n in events_repo.bucketed_commands(conn, start, now, step):
+        counts = per.setdefault(bucket // step * step, {})  # floored here too: the SQL may not floor
+        counts[status] = counts.get(status, 0) + n
+    for bucket, _ctype, _auto, n in events_repo.bucketed_command_totals(conn, start, now, step):
+        counts = per.setdefault(bucket // step * step, {})
+        counts["total"] = counts.get("total", 0) + n
+    first = int(start.timestamp()) // step * step
+    return [(datetime.fromtimestamp(b, UTC), CommandCounts.from_status_counts(per.get(b, {})))
+            for b in range(first, int(now.timestamp()) + 1, step)]
+
+
+def load_trends(conn: Connection, now: datetime, *, current_score: float | None = None) -> TrendData:
+    hours, success, error, volume, snaps = [], [], [], [], []
+    buckets = hourly_counts(conn, now)
+    for i, (at, counts) in enumerate(buckets):
+        rates = counts.rates()
+        s, e = rates["successRate"], rates["errorRate"]
+        hours.append(float(i - (len(buckets) - 1)))  # whole buckets before now's: a stable x
+        success.append(None if s is None else s * 100)
+        error.append(None if e is None else e * 100)
+        volume.append(counts.total)
+        snaps.append(_Snapshot(at, s, e, rates["rollbackRate"], rates["approvalRate"]))
+    rules = breaker_repo.list_rules(conn, enabled_only=True)
+    warnings = tuple(f"{p.threshold.metric} heading for {p.threshold.op} {p.threshold.value:g} "
+                     f"({p.threshold.rule}) around {p.crossing_at:%m-%d %H:%M}"
+                     for p in predictions(snaps[:-1] or snaps, rules, now))
+    points = [(a.taken_at.astimezone(UTC), a.score)
+              for a in readiness_repo.assessments(conn, now - READINESS_SPAN)]
+    if current_score is not None:
+        points.append((now, current_score))  # the assessment just made, so the line ends at now
+    r_days = tuple(round((t - now).total_seconds() / 86400, 1) for t, _ in points)
+    r_vals = tuple(s * 100 for _, s in points)
+    note, crossing = readiness_prediction(points, now)
+    return TrendData(now, tuple(hours), tuple(success), tuple(error), tuple(volume), r_days, r_vals,
+                     warnings, note, crossing)
+
+
+@dataclass(frozen=True)
+class _Snapshot:  # what rate_series reads of a stored metrics snapshot
+    taken_at: datetime
+    success_rate: float | None
+    error_rate: float | None
+    rollback_rate: float | None
+    approval_rate: float | None
+
+
+def readiness_prediction(points: list[tuple[datetime, float]], now: datetime) -> tuple[str, float | None]:
+    """A sentence, and the days from now at which the linear trend reaches 95% (None if it does not)."""
+    if not points:
+        return "no readiness history yet (the governance cycle records one each run)", None
+    latest = points[-1][1]
+    if latest >= READY_THRESHOLD:
+        return f"at {latest:.0%}: above the {READY_THRESHOLD:.0%} a proposal needs", None
+    recent = points[-12:]
+    days = [(t - now).total_seconds() / 86400 for t, _ in recent]
+    slope = linear_slope(days, [s for _, s in recent])
+    if not slope or slope <= 0:
+        return f"at {latest:.0%}, not rising: no crossing of {READY_THRESHOLD:.0%} predicted", None
+    n = len(recent)
+    mean_d, mean_s = sum(days) / n, sum(s for _, s in recent) / n
+    at_days = max(mean_d + (READY_THRESHOLD - mean_s) / slope, 0.0)
+    when = now + timedelta(days=at_days)
+    return f"at {latest:.0%}, predicted to reach {READY_THRESHOLD:.0%} around {when:%Y-%m-%d}", at_days

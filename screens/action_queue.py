@@ -9,9 +9,11 @@ from typing import Any
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from engine.domain import ACTION_ROLES
 from screens.action_view import (
     ActionsView,
     ago,
@@ -22,12 +24,14 @@ from screens.action_view import (
     finished_at,
     four_eyes_refusal,
     load_actions,
+    reliability_text,
     role_refusal,
     row_id,
     scope,
 )
 from screens.base import GovScreen
 from screens.fmt import matches, safe, short_time
+from screens.modals import Ask, ConfirmModal
 from screens.widgets import Table
 
 OUTCOME_STYLE = {"succeeded": "green", "failed": "bold red", "rolled_back": "yellow", "expired": "yellow",
@@ -169,6 +173,9 @@ class ActionQueueScreen(GovScreen):
     SCREEN_NAME = "actions"
     SCREEN_TITLE = "8 Actions"
     FILTER_WHAT = "actions (type, service, agent, status, who)"
+    BINDINGS = [Binding("m", "set_mode", "Mode", id="actions.mode",
+                        tooltip="Change the degradation mode (normal, minimal, read_only): confirmation and "
+                                "reason first; the kill switch's roles")]
     # lists above the detail at every width (the three tables need the whole width for their columns);
     # CSS, not DEFAULT_CSS: it must win over app.tcss's #split rules, and every selector names this screen
     CSS = """
@@ -187,6 +194,7 @@ class ActionQueueScreen(GovScreen):
         self.view: ActionsView | None = None
         self.section = SECTIONS[0]
         self._shown: dict[str, tuple[str, dict[str, Any]]] = {}   # grant id -> (its status, ActionBook.show)
+        self._calibration: dict[str, list[dict[str, Any]]] = {}  # agent -> its calibration (read once per visit)
 
     def compose_body(self) -> ComposeResult:
         with Container(id="split"):
@@ -218,6 +226,9 @@ class ActionQueueScreen(GovScreen):
         if key == "actions":
             self.view = value
             self._redraw()
+        elif key == "calibration" and value is not None:
+            self._calibration[value[0]] = value[1]
+            self._show_detail()
         elif key == "show" and value is not None:
             grant = value.get("grant") or {}
             if grant.get("grantId"):
@@ -342,6 +353,14 @@ class ActionQueueScreen(GovScreen):
             t.append("its asks get needs_approval until it beats again\n", "yellow")
         if self.view.drain is not None:
             t.append(drain_line(self.view.drain) + "\n", "bold")
+        name = agent["name"]
+        if name not in self._calibration:
+            book = self.app.gov.calibration
+            self.load("calibration", lambda: (name, [c.to_json() for c in book.report(name, by_type=False)]))
+        cal = self._calibration.get(name)
+        t.append("\n")
+        t.append_text(reliability_text(cal[0] if cal else ({"outcomes": 0, "bins": [], "brier": None, "ece": None}
+                                                          if cal == [] else None)))
         return t
 
     def _show_detail(self) -> None:
@@ -365,3 +384,64 @@ class ActionQueueScreen(GovScreen):
     def apply_filter(self, text: str) -> None:
         self.filter_text = text
         self._redraw()
+
+    def action_set_mode(self) -> None:
+        set_mode(self)
+
+
+# --- m: the degradation mode (issue 14 pt 3) ----------------------------------------------------------
+
+MODE_EFFECT = {
+    "normal": "the gate judges every action as usual (phase, whitelist, policies)",
+    "minimal": "only minimal_allowed classes act alone, the rest need approval",
+    "read_only": "every autonomous action but reads is DENIED",
+}
+MODE_MODAL = "mode-modal"
+
+
+def mode_refusal(operator: str, roles: frozenset[str], target: str | None = None) -> str | None:
+    """Why ``operator`` may not change the mode (to ``target``, or at all), naming the roles; None if allowed.
+    As the kill switch: degrading needs a role that may engage it, back to normal one that may release it."""
+    actions = ["kill_switch.release" if target == "normal" else "kill_switch.engage"] if target else \
+        ["kill_switch.engage", "kill_switch.release"]
+    needed = sorted({r for a in actions for r in ACTION_ROLES[a]})
+    if roles.intersection(needed):
+        return None
+    what = f"setting the mode to {target}" if target else "changing the mode"
+    return (f"{what} needs one of the roles {', '.join(needed)} (as the kill switch); {operator} holds "
+            f"{', '.join(sorted(roles)) or 'no role'}. An admin can grant it: govcon roles grant {operator} "
+            f"{needed[0]}")
+
+
+def set_mode(screen: GovScreen) -> None:
+    """`m` on screen 8: refused before the dialog without the role (named); else a confirmation naming
+    what each mode does, a reason, and the change through the engine (which checks the role again)."""
+    app = screen.app
+    live = app.live
+    roles = live.roles if live is not None else frozenset()
+    refused = mode_refusal(app.operator, roles)
+    if refused:
+        app.notify(refused, title="Not allowed", severity="error", markup=False)
+        return
+    current = ((live.status or {}).get("mode") if live is not None else None) or "normal"
+    choices = tuple(m for m in ("minimal", "read_only", "normal") if m != current)
+    # short enough that the dialog's buttons stay on an 80x24 screen
+    body = "\n".join(f"{m}: {MODE_EFFECT[m]}" for m in choices)
+    title = f"Change the mode (now {current}): all hosts, audited, on-call alerted"
+
+    def done(result: dict[str, Any] | None) -> None:
+        if result is None:
+            return
+        target, reason = result["choice"], result["reason"]
+        refusal = mode_refusal(app.operator, roles, target)
+        if refusal:
+            app.notify(refusal, title="Not allowed", severity="error", markup=False)
+            return
+        actor, gov = app.operator, app.gov
+        app.perform(lambda: gov.modes.set(actor, target, reason),
+                    lambda r: f"{r['message']}: {MODE_EFFECT[target]}", title="Mode")
+
+    app.push_screen(ConfirmModal(title, body, confirm="Set mode",
+                                 ask=Ask(reason_label="Reason:", choices=choices,
+                                         choice_label="Mode:"), id=MODE_MODAL), done)
+

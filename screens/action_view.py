@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rich.text import Text
+
 from engine.clock import isoformat
 from engine.governance import Governance
 from screens.fmt import parse_time
@@ -162,3 +164,35 @@ def ago(now: datetime, when: str | datetime | None) -> str:
         return "–"
     past = (now - at).total_seconds()
     return f"{span(past)} ago" if past >= 0 else f"in {span(past)}"
+
+
+def reliability_text(cal: dict[str, Any] | None, *, width: int = 20) -> Text:
+    """The reliability plot of an agent's calibration (engine/calibration.py, `to_json`): per confidence
+    bin, the stated confidence (░, the mean the agent said) against the observed success share (█), on
+    one 0–1 scale, with the outcome count; empty bins say so (null figures, not zeros)."""
+    t = Text()
+    if cal is None:
+        return Text("calibration: reading…", "dim")
+    brier, ece = cal.get("brier"), cal.get("ece")
+    t.append("Calibration", "bold")
+    t.append(f" (stated vs observed, {cal['outcomes']} outcomes · Brier "
+             f"{'–' if brier is None else f'{brier:.3f}'} · ECE {'–' if ece is None else f'{ece:.3f}'})\n")
+    if not cal["outcomes"]:
+        t.append("no outcomes yet: the gate uses the stated confidence (and says so)\n", "dim")
+        return t
+    t.append(f"{'bin':<8} {'stated ░ / observed █':<{width + 6}} {'n':>5}\n", "dim")
+    for b in reversed(cal["bins"]):
+        label = f"{b['low']:.1f}–{b['high']:.1f}"
+        if not b["count"]:
+            t.append(f"{label:<8} {'–':<{width + 6}} {0:>5}\n", "dim")
+            continue
+        stated, observed = b["statedMean"] or 0.0, b["observed"] or 0.0
+        t.append(f"{label:<8} ")
+        t.append("░" * round(stated * width), "cyan")
+        t.append(f" {stated:.2f}\n{'':<8} ")
+        few = b["count"] < cal.get("minOutcomes", 10)
+        style = "yellow" if few else ("green" if observed >= stated - 0.05 else "red")
+        t.append("█" * round(observed * width), style)
+        t.append(f" {observed:.2f}".ljust(width + 6 - round(observed * width)) + f"{b['count']:>5}")
+        t.append("  too few: stated used\n" if few else "\n", "dim" if few else "")
+    return t

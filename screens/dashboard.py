@@ -20,7 +20,7 @@ from textual.widgets import Static
 from screens.base import GovScreen
 from screens.data import LiveData, SlowData
 from screens.fmt import SEVERITY_STYLE, STATE_STYLE, bar, matches, pct, safe, short_time
-from screens.plot import Plot, PlotSpec, Series
+from screens.plot import Plot, PlotSpec, Series, robust_top
 from screens.rule_status import RuleStatus
 from screens.widgets import Pane, Table
 
@@ -29,11 +29,17 @@ _NOTHING = object()
 READY_FILE_ENV = "GOVCON_BENCH_READY_FILE"  # benchmarks: the file written once the dashboard is complete
 
 
-def breaker_table(rules: tuple[RuleStatus, ...]) -> RichTable:
-    """Two lines per rule: state, name and last trip; then what it reads now against when it trips."""
+def breaker_table(rules: tuple[RuleStatus, ...], half_open: dict[str, Any] | None = None) -> RichTable:
+    """Two lines per rule: state, name and last trip; then what it reads now against when it trips (and,
+    for a rule firing without an open event, why). First the command types probing their way back to
+    autonomy after a pause (half-open: each allowed one probe at a time, closed after the probes left)."""
     table = RichTable(box=None, expand=True, show_header=False, padding=(0, 1, 0, 0))
     table.add_column("state", no_wrap=True, width=9)
     table.add_column("rule", ratio=1)
+    for ctype, left in sorted((half_open or {}).items()):
+        table.add_row(Text("HALF-OPEN", "bold yellow"),
+                      safe(Text(f"{ctype}: probing back to autonomy, {left} successful probe(s) to close; "
+                                "a failure pauses it again", "yellow")))
     for r in rules:
         desc = Text()
         desc.append(r.name, "bold")
@@ -43,18 +49,26 @@ def breaker_table(rules: tuple[RuleStatus, ...]) -> RichTable:
                     "dim")
         desc.append(f"\nnow {r.observed or '–'}")
         desc.append(f" · trips when {r.condition} in {r.window}", "dim")
+        if r.reason:  # FIRING without an open event: say why (resolved, held back, shadow, next tick)
+            desc.append(f"\nno open event: {r.reason}", "yellow")
         table.add_row(Text(r.state, STATE_STYLE.get(r.state, "")), safe(desc))  # names/types come from outside
     return table
 
 
-def readiness_text(doc: dict[str, Any] | None, *, brief: bool = False) -> Text:
+def readiness_text(doc: dict[str, Any] | None, *, brief: bool = False, open_events: int = 0) -> Text:
+    """``open_events``: enforced breaker events still open — a ready checklist does not make expansion
+    ready while they are (the governance cycle does not propose then)."""
     text = Text()
     if doc is None:
         return Text("assessing…", "dim")
     o = doc["overall"]
     text.append(f"{pct(o['score'])} ", "bold")
     text.append(f"({o['points']}/{o['possible']} points) ")
-    text.append("READY" if o["ready"] else "not ready", "bold green" if o["ready"] else "yellow")
+    if o["ready"] and open_events:
+        text.append(f"checklist ready — {open_events} open event{'s' if open_events != 1 else ''} "
+                    f"block{'s' if open_events == 1 else ''} expansion", "bold yellow")
+    else:
+        text.append("READY" if o["ready"] else "not ready", "bold green" if o["ready"] else "yellow")
     if brief:  # one line: the readiness screen lists the items below it
         text.append(" · " + " · ".join(f"{c} {pct(doc[c]['score'], 0)}" for c in CATEGORIES))
         return text
@@ -80,16 +94,23 @@ def hour_ticks(hours: tuple[float, ...]) -> tuple[tuple[float, str], ...]:
             (hours[-1], "now"))
 
 
+RATE_TICKS = (0.0, 50.0, 100.0)
+
+
 def trend_specs(slow: SlowData) -> tuple[PlotSpec, PlotSpec, PlotSpec]:
+    """Rates on a fixed 0–100% axis (success near the top, errors near the bottom: never on the same
+    rows); volume from 0 to a top that one busy hour cannot inflate (plot.robust_top); readiness 0–100%."""
     t = slow.trends
     if t is None:
         return PlotSpec(), PlotSpec(), PlotSpec()
     ticks = hour_ticks(t.hours)
-    rates = PlotSpec((Series("success %", t.hours, t.success), Series("error %", t.hours, t.error, right=True)),
-                     xticks=ticks, empty="no commands in the last 48 hours")
+    rates = PlotSpec((Series("success %", t.hours, t.success), Series("error %", t.hours, t.error)),
+                     xticks=ticks, ylim=(0.0, 100.0), yticks=RATE_TICKS, unit="%",
+                     empty="no commands in the last 48 hours")
     volume = PlotSpec((Series("commands", t.hours, tuple(float(v) for v in t.volume), bars=True),),
                       xticks=ticks, empty="no commands in the last 48 hours")
-    readiness = PlotSpec(empty="no readiness history yet: each governance cycle (c) records one")
+    readiness = PlotSpec(empty="no readiness history yet: each governance cycle (c) records one",
+                         ylim=(0.0, 100.0), yticks=RATE_TICKS, unit="%")
     xs = t.readiness_days
     if xs:
         series = [Series("readiness %", xs, t.readiness)]
@@ -102,6 +123,18 @@ def trend_specs(slow: SlowData) -> tuple[PlotSpec, PlotSpec, PlotSpec]:
         ticks = ((min(xs), f"{min(xs):.0f}d"), (0.0, "now")) + (((end, f"+{end:.0f}d"),) if end > 1 else ())
         readiness = replace(readiness, series=tuple(series), xticks=ticks)
     return rates, volume, readiness
+
+
+def volume_note(slow: SlowData) -> str:
+    """Says where a busy hour was cut at the top of the volume plot (its real height)."""
+    t = slow.trends
+    if t is None or not t.volume:
+        return ""
+    top, clipped = robust_top([float(v) for v in t.volume])
+    if not clipped:
+        return ""
+    peak = max(range(len(t.volume)), key=lambda i: t.volume[i])
+    return f"busiest hour {t.volume[peak]} commands at {-t.hours[peak]:.0f}h ago (cut at {top:.0f}+)"
 
 
 class DashboardScreen(GovScreen):
@@ -131,7 +164,7 @@ class DashboardScreen(GovScreen):
                            title="Pending proposals  (a approve · x reject)", id="pane-pending")
             with Vertical(id="dash-right", classes="column"):
                 yield Pane(Static("assessing…", id="readiness"), title="Readiness", id="pane-readiness")
-                yield Pane(Static("Success % (left) and error % (right), hourly", classes="plot-title"),
+                yield Pane(Static("Success % (top line) and error % (bottom line), hourly", classes="plot-title"),
                            Plot(id="plot-rates"),
                            Static("Commands finished per hour", classes="plot-title"), Plot(id="plot-volume"),
                            Static("Readiness score over time (95% line: ready)", classes="plot-title"),
@@ -139,7 +172,9 @@ class DashboardScreen(GovScreen):
                            title="Trends", id="pane-trends")
 
     def on_live(self, live: LiveData) -> None:
-        self._update("#breakers", live.rules, lambda: breaker_table(live.rules) if live.rules else "no rules")
+        half_open = dict((live.status or {}).get("halfOpen") or {})
+        self._update("#breakers", (live.rules, tuple(sorted(half_open.items()))),
+                     lambda: breaker_table(live.rules, half_open) if live.rules else "no rules")
         events = [e for e in live.unresolved if self._match(e)]
         self.query_one("#unresolved", Table).set_rows(
             (e["id"], (short_time(e["timestamp"]), Text(e["severity"], SEVERITY_STYLE.get(e["severity"], "")),
@@ -158,11 +193,19 @@ class DashboardScreen(GovScreen):
         self._update("#pending-note",
                      "proposals are not available in this installation" if live.pending is None else
                      "" if pending else "none pending: the governance cycle (c) proposes when readiness allows")
+        slow = self.app.slow
+        if slow is not None and slow.readiness is not None:
+            self._show_readiness(slow.readiness, live)
         self._part_done("live")
+
+    def _show_readiness(self, doc: dict[str, Any], live: LiveData | None) -> None:
+        """The readiness pane: a ready checklist with enforced events open says they block expansion."""
+        n = sum(1 for e in live.unresolved if not e["shadow"]) if live is not None and live.ok else 0
+        self._update("#readiness", (id(doc), n), lambda: readiness_text(doc, open_events=n))
 
     def on_slow(self, slow: SlowData) -> None:
         if slow.readiness is not None:
-            self._update("#readiness", readiness_text(slow.readiness))
+            self._show_readiness(slow.readiness, self.app.live)
         if slow.trends is None:
             return
         rates, volume, readiness = trend_specs(slow)
@@ -173,6 +216,9 @@ class DashboardScreen(GovScreen):
         self.query_one("#plot-volume", Plot).show(volume)
         self.query_one("#plot-readiness", Plot).show(readiness)
         notes = Text()
+        cut = volume_note(slow)
+        if cut:
+            notes.append(f"{cut}\n", "dim")
         for warning in slow.trends.rate_warnings:
             notes.append(f"⚠ {warning}\n", "yellow")
         notes.append(slow.trends.readiness_note, "dim")

@@ -61,7 +61,7 @@ class Table(DataTable):
     thread's work per refresh small and the cursor where the operator left it)."""
 
     DEFAULT_CSS = """
-    Table { height: auto; max-height: 16; overflow-x: hidden; }
+    Table { height: auto; max-height: 16; overflow-x: auto; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Down", show=False, tooltip="Next row (as down)"),
