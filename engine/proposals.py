@@ -9,16 +9,18 @@ never apply twice; the unique constraints on (proposal, role) and (proposal, app
 
 from __future__ import annotations
 
+import builtins
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from engine import access
 from engine.alerts import Alert
+from engine.breakers import require_initialised
 from engine.clock import Clock, isoformat
 from engine.domain import REQUIRED_APPROVALS, next_phase
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -42,7 +44,8 @@ class ProposalPolicy:
     warn_before: timedelta = timedelta(days=1)
 
 
-def select_commands(conn: Connection, now: datetime, policy: ProposalPolicy, state) -> tuple[list[str], list[dict]]:
+def select_commands(conn: Connection, now: datetime, policy: ProposalPolicy,
+                    state: Row) -> tuple[list[str], list[dict]]:
     """Choose the command types to whitelist from the evidence, explaining every choice."""
     start = now - policy.lookback
     by_type = {t: CommandCounts.from_status_counts(c)
@@ -86,7 +89,14 @@ def _pct(x: float | None) -> str:
     return "unknown" if x is None else f"{x:.2%}"
 
 
-def proposal_json(row, approvals: list) -> dict[str, Any]:
+def proposal_row(conn: Connection, proposal_id: str) -> Row:
+    row = proposals_repo.get(conn, proposal_id)
+    if row is None:
+        raise NotFound(f"no proposal {proposal_id!r}; see `govcon proposals list`")
+    return row
+
+
+def proposal_json(row: Row, approvals: Sequence[Row]) -> dict[str, Any]:
     required = list(row.required_approvals or [])
     done = {a.role for a in approvals}
     return {
@@ -111,7 +121,7 @@ def proposal_json(row, approvals: list) -> dict[str, Any]:
     }
 
 
-def draft(conn: Connection, *, now: datetime, actor: str, state, readiness: ReadinessReport,
+def draft(conn: Connection, *, now: datetime, actor: str, state: Row, readiness: ReadinessReport,
           metrics_json: dict[str, Any], policy: ProposalPolicy) -> tuple[str | None, list[dict], str]:
     """Insert a pending proposal when the evidence supports one; returns (id or None, choices, why)."""
     target = next_phase(state.current_phase)
@@ -178,13 +188,10 @@ class ProposalBook:
             row = self._get(conn, proposal_id)
             return proposal_json(row, proposals_repo.approvals(conn, proposal_id))
 
-    def _get(self, conn: Connection, proposal_id: str):
-        row = proposals_repo.get(conn, proposal_id)
-        if row is None:
-            raise NotFound(f"no proposal {proposal_id!r}; see `govcon proposals list`")
-        return row
+    def _get(self, conn: Connection, proposal_id: str) -> Row:
+        return proposal_row(conn, proposal_id)
 
-    def _pending(self, conn: Connection, proposal_id: str, now: datetime):
+    def _pending(self, conn: Connection, proposal_id: str, now: datetime) -> Row:
         row = self._get(conn, proposal_id)
         if row.status != "pending":
             raise Conflict(f"proposal {proposal_id} is {row.status}, not pending")
@@ -198,7 +205,7 @@ class ProposalBook:
         now = self.clock.now()
         with self.store.write() as conn:
             row = self._pending(conn, proposal_id, now)
-            state = state_repo.get_state(conn)
+            state = require_initialised(conn)
             required = list(row.required_approvals or [])
             if role not in required:
                 raise InvalidInput(f"{role} is not among the roles this proposal needs ({', '.join(required)})")
@@ -233,9 +240,9 @@ class ProposalBook:
             done = {a.role for a in approvals} | {role}
             if set(required) <= done:
                 self._apply(conn, row, state, actor, now)
-            return proposal_json(proposals_repo.get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
+            return proposal_json(self._get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
 
-    def _apply(self, conn: Connection, row, state, actor: str, now: datetime) -> None:
+    def _apply(self, conn: Connection, row: Row, state: Row, actor: str, now: datetime) -> None:
         if state.current_phase != row.current_phase:
             raise Conflict(f"the phase is {state.current_phase} now, not {row.current_phase} as when proposal "
                            f"{row.id} was drafted: reject it and run the cycle again")
@@ -272,7 +279,7 @@ class ProposalBook:
                                   reason=reason.strip())
             audit.append(conn, at=now, actor=actor, action="proposal.reject", target=proposal_id,
                          reason=reason.strip())
-            return proposal_json(proposals_repo.get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
+            return proposal_json(self._get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
 
     def extend(self, actor: str, proposal_id: str, days: int, reason: str) -> dict[str, Any]:
         """The runbook's "Is the validation period sufficient? No: extend": a pending proposal's
@@ -298,7 +305,7 @@ class ProposalBook:
                     raise InvalidInput(f"proposal {proposal_id} asks for {current} days of validation already: "
                                        f"extending means more than {current}")
             elif row.status == "approved":
-                state = state_repo.get_state(conn)
+                state = require_initialised(conn)
                 until = state.validation_until
                 if state.validation_proposal_id != row.id or until is None or until <= now:
                     raise Conflict(f"proposal {proposal_id} is not being validated now (its validation period "
@@ -315,9 +322,9 @@ class ProposalBook:
             proposals_repo.update(conn, proposal_id, validation_period_days=days)
             audit.append(conn, at=now, actor=actor, action="proposal.extend", target=proposal_id,
                          reason=reason.strip(), details=details)
-            return proposal_json(proposals_repo.get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
+            return proposal_json(self._get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
 
-    def expire_due(self) -> dict[str, list[str]]:
+    def expire_due(self) -> dict[str, builtins.list[str]]:  # (list: the method above)
         """Expire pending proposals past their time; warn once about those expiring soon."""
         now = self.clock.now()
         expired, warned = [], []

@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from engine.alerts import Alert
+from engine.breakers import require_initialised
 from engine.clock import isoformat
 from engine.gate import ALLOW, NEEDS_APPROVAL, Ask, GateDecision
 from engine.rule_language import parse_window
@@ -73,7 +74,7 @@ def recovery_of(conn: Connection, rule_name: str) -> tuple[str, int]:
     return rule.recovery or "half_open", rule.probes or DEFAULT_PROBES
 
 
-def enter(conn: Connection, event, now: datetime, *, probes: int) -> None:
+def enter(conn: Connection, event: Row, now: datetime, *, probes: int) -> None:
     """The type of this resolved pause event is half-open (already half-open: it stays as it is)."""
     if recovery_repo.get(conn, event.command_type) is None:
         recovery_repo.insert(conn, command_type=event.command_type, since=now, probes_left=probes,
@@ -128,7 +129,7 @@ def expired(conn: Connection, grants: Iterable, now: datetime, alert: AlertFn | 
         repause(conn, row, now, outcome="expired", alert=alert)
 
 
-def _succeeded(conn: Connection, row, now: datetime, alert: AlertFn | None) -> None:
+def _succeeded(conn: Connection, row: Row, now: datetime, alert: AlertFn | None) -> None:
     left = row.probes_left - 1
     if left > 0:
         recovery_repo.update(conn, row.command_type, probes_left=left, probe_grant_id=None)
@@ -150,13 +151,13 @@ def _succeeded(conn: Connection, row, now: datetime, alert: AlertFn | None) -> N
                           details={"commandType": row.command_type, "event": row.event_id}))
 
 
-def repause(conn: Connection, row, now: datetime, *, outcome: str, alert: AlertFn | None) -> str:
+def repause(conn: Connection, row: Row, now: datetime, *, outcome: str, alert: AlertFn | None) -> str:
     """A probe failed (or rolled back, or expired): a new breaker event pauses the type again."""
     rule = breaker_repo.get_rule(conn, row.rule_name)
     severity = rule.alert_severity if rule is not None else "high"
     event_id = "cbe-" + uuid.uuid4().hex[:12]
     ctype = row.command_type
-    state = state_repo.get_state(conn)
+    state = require_initialised(conn)
     paused = list(state.paused_command_types or [])
     if ctype not in paused:
         state_repo.update_state(conn, paused_command_types=paused + [ctype], updated_at=now)

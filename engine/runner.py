@@ -607,6 +607,7 @@ class Runner:
         command = self._step(state, "command", plan.command, plan.timeout)
         state.command_ran = True
         if not command.ok:
+            failure: tuple[int | None, str, str]
             if command.timed_out:
                 failure = (EXIT_TIMEOUT, "timed_out", f"the command ran past {plan.timeout:g}s and was killed")
             else:
@@ -665,8 +666,8 @@ class Runner:
                 unreported.append(f"{what}: {_brief(exc)}")
                 return False
 
-        if state.outcome is not None:
-            attempt(f"outcome {state.outcome}", lambda: self.port.report_outcome(grant_id, plan, state.outcome))
+        if (outcome := state.outcome) is not None:
+            attempt(f"outcome {outcome}", lambda: self.port.report_outcome(grant_id, plan, outcome))
         elif not state.command_ran:
             attempt("release of the unused grant", lambda: self.port.release(grant_id, state.message))
         if state.escalate:

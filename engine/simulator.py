@@ -175,18 +175,19 @@ class AgentSimulator:
         self.bursts.append((at, command_type, n))
 
     def next_events(self, now: datetime) -> list[dict]:
-        if self.cursor is None:  # first call: start the agent one second ago
-            self.cursor = now - timedelta(seconds=1)
-            self.next_command = self.cursor + self._gap(self.rate)
-            self.next_incident = self.cursor + self._gap(self.incidents_per_hour / 3600)
-        if now < self.cursor:
-            raise ValueError(f"next_events: now {iso(now)} is before the previous call {iso(self.cursor)}")
-        while self.next_command <= now:
-            self._command(self.next_command)
-            self.next_command += self._gap(self.rate)
-        while self.next_incident <= now:
-            self._incident(self.next_incident, self.rng.choice(["low", "low", "medium"]))
-            self.next_incident += self._gap(self.incidents_per_hour / 3600)
+        cursor, next_command, next_incident = self.cursor, self.next_command, self.next_incident
+        if cursor is None or next_command is None or next_incident is None:  # first call: start one second ago
+            cursor = self.cursor = now - timedelta(seconds=1)
+            next_command = self.next_command = cursor + self._gap(self.rate)
+            next_incident = self.next_incident = cursor + self._gap(self.incidents_per_hour / 3600)
+        if now < cursor:
+            raise ValueError(f"next_events: now {iso(now)} is before the previous call {iso(cursor)}")
+        while next_command <= now:
+            self._command(next_command)
+            next_command = self.next_command = next_command + self._gap(self.rate)
+        while next_incident <= now:
+            self._incident(next_incident, self.rng.choice(["low", "low", "medium"]))
+            next_incident = self.next_incident = next_incident + self._gap(self.incidents_per_hour / 3600)
         for burst in [b for b in self.bursts if b[0] <= now]:
             self.bursts.remove(burst)
             self._burst(*burst)
