@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.clock import Clock
+from engine.domain import GrantStatus
 from storage import calibration_repo
 from storage.store import Store
 
@@ -134,7 +135,7 @@ class CalibrationBook:
             rows = calibration_repo.judged_grants(conn, since=self.clock.now() - LOOKBACK, agent=agent)
         groups: dict[tuple[str, str | None], list[tuple[float, bool]]] = defaultdict(list)
         for who, ctype, confidence, status in rows:
-            groups[(who, ctype if by_type else None)].append((confidence, status == "succeeded"))
+            groups[(who, ctype if by_type else None)].append((confidence, status == GrantStatus.SUCCEEDED))
         return [calibrate(who, ctype, pairs, min_outcomes=self.min_outcomes)
                 for (who, ctype), pairs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
 
@@ -158,7 +159,7 @@ def calibration_in(conn: Connection, agent: str, command_type: str, now: datetim
                    min_outcomes: int = MIN_OUTCOMES) -> Calibration:
     """This agent on this type over the ``LOOKBACK`` before ``now``, read on ``conn`` (the gate's)."""
     rows = calibration_repo.judged_grants(conn, since=now - LOOKBACK, agent=agent, command_type=command_type)
-    return calibrate(agent, command_type, ((c, s == "succeeded") for _, _, c, s in rows),
+    return calibrate(agent, command_type, ((c, s == GrantStatus.SUCCEEDED) for _, _, c, s in rows),
                      min_outcomes=min_outcomes)
 
 

@@ -26,9 +26,9 @@ from engine import access
 from engine.alerts import Alert
 from engine.breakers import require_initialised, revert_state
 from engine.clock import Clock, isoformat
-from engine.domain import BREAKER_MODES
+from engine.domain import BREAKER_MODES, Decision, Phase
 from engine.errors import Conflict, InvalidInput
-from engine.gate import DENY, Gate
+from engine.gate import Gate
 from engine.kill_marker import KillMarker, MarkerError, MarkerInfo
 from engine.redact import redact
 from storage import audit, kill_switch_repo, state_repo
@@ -100,10 +100,10 @@ class Overrides:
         with self.store.write(lane="safety") as conn:
             access.require_role(conn, actor, "revert")
             state = require_initialised(conn)
-            if state.current_phase == "L3" and not state.command_whitelist:
+            if state.current_phase == Phase.L3 and not state.command_whitelist:
                 return OverrideResult(False, "already at L3 with an empty whitelist; nothing changed")
             effect = revert_state(conn, state, now, actor=actor, reason=reason)
-            audit.append(conn, at=now, actor=actor, action="phase.revert", target="L3", reason=reason,
+            audit.append(conn, at=now, actor=actor, action="phase.revert", target=Phase.L3, reason=reason,
                          details={"from": state.current_phase, "whitelist": list(state.command_whitelist or [])})
             self._alert(conn, Alert(kind="info", severity="high", title=f"Reverted to L3 by {actor}",
                                     body=f"{effect}. Reason: {reason}", dedup_key=f"govcon-revert-{now:%Y%m%d%H%M%S}",
@@ -295,7 +295,7 @@ class Overrides:
         finally:
             released = self.release_kill_switch(actor, "kill-switch drill complete",
                                                 drill_engagement=engaged.engagement)
-        passed = decision.decision == DENY and "kill switch" in decision.reason
+        passed = decision.decision == Decision.DENY and "kill switch" in decision.reason
         details = f"gate answered {decision.decision}: {decision.reason}"
         if not released.changed:
             details += f"; {released.message}"

@@ -22,7 +22,7 @@ from engine import access
 from engine.alerts import Alert
 from engine.breakers import require_initialised
 from engine.clock import Clock, isoformat
-from engine.domain import REQUIRED_APPROVALS, next_phase
+from engine.domain import REQUIRED_APPROVALS, BreakerAction, Phase, ProposalStatus, next_phase
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.metrics import CommandCounts
 from engine.readiness import READY_THRESHOLD, ReadinessPolicy, ReadinessReport, assess_in, at_l3_since
@@ -30,8 +30,8 @@ from storage import audit, breaker_repo, events_repo, identity_repo, proposals_r
 from storage.store import Store
 
 AGENT = "autonomy-governance-agent"
-VALIDATION_DAYS = {"L3+": 14, "L4": 30, "L4+": 30, "L5": 60}
-RISK_LEVEL = {"L3+": "low", "L4": "medium", "L4+": "high", "L5": "high"}
+VALIDATION_DAYS: dict[str, int] = {Phase.L3_PLUS: 14, Phase.L4: 30, Phase.L4_PLUS: 30, Phase.L5: 60}
+RISK_LEVEL: dict[str, str] = {Phase.L3_PLUS: "low", Phase.L4: "medium", Phase.L4_PLUS: "high", Phase.L5: "high"}
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def draft(conn: Connection, *, now: datetime, actor: str, state: Row, readiness:
         level = "medium"
     enforcing = [r for r in breaker_repo.list_rules(conn, enabled_only=True) if not r.shadow]
     rules = [r.name for r in enforcing]
-    reverting = [r.name for r in enforcing if r.action == "revert_to_l3"]
+    reverting = [r.name for r in enforcing if r.action == BreakerAction.REVERT_TO_L3]
     drill = state_repo.last_drill(conn)
     proposal_id = "prop-" + uuid.uuid4().hex[:10]
     achievements = [f"readiness {readiness.score:.0%} with no blockers",
@@ -158,7 +158,7 @@ def draft(conn: Connection, *, now: datetime, actor: str, state: Row, readiness:
     proposals_repo.insert(conn, id=proposal_id, created_at=now, proposed_by=actor, current_phase=state.current_phase,
                           target_phase=target, commands_to_whitelist=chosen, validation_period_days=days,
                           rationale=rationale, risk_assessment=risk, required_approvals=required,
-                          status="pending", expires_at=now + policy.ttl)
+                          status=ProposalStatus.PENDING, expires_at=now + policy.ttl)
     audit.append(conn, at=now, actor=actor, action="proposal.create", target=proposal_id,
                  details={"from": state.current_phase, "to": target, "commands": chosen, "required": required})
     return proposal_id, choices, f"proposed {state.current_phase} -> {target}"
@@ -193,7 +193,7 @@ class ProposalBook:
 
     def _pending(self, conn: Connection, proposal_id: str, now: datetime) -> Row:
         row = self._get(conn, proposal_id)
-        if row.status != "pending":
+        if row.status != ProposalStatus.PENDING:
             raise Conflict(f"proposal {proposal_id} is {row.status}, not pending")
         if row.expires_at is not None and row.expires_at <= now:
             raise Conflict(f"proposal {proposal_id} expired at {isoformat(row.expires_at)}; "
@@ -253,7 +253,8 @@ class ProposalBook:
                                 validation_proposal_id=row.id, updated_at=now)
         state_repo.start_phase(conn, phase=row.target_phase, at=now, actor=actor,
                                reason=f"proposal {row.id} approved", proposal_id=row.id)
-        proposals_repo.update(conn, row.id, status="approved", decided_at=now, decided_by=actor, applied_at=now)
+        proposals_repo.update(conn, row.id, status=ProposalStatus.APPROVED, decided_at=now, decided_by=actor,
+                              applied_at=now)
         audit.append(conn, at=now, actor=actor, action="proposal.apply", target=row.id,
                      details={"from": row.current_phase, "to": row.target_phase, "whitelist": whitelist,
                               "validationUntil": isoformat(until)})
@@ -275,7 +276,7 @@ class ProposalBook:
             if not held.intersection(required):
                 raise PermissionDenied(f"rejecting needs one of the roles this proposal needs "
                                        f"({', '.join(required)}); {actor} holds {', '.join(sorted(held)) or 'none'}")
-            proposals_repo.update(conn, proposal_id, status="rejected", decided_at=now, decided_by=actor,
+            proposals_repo.update(conn, proposal_id, status=ProposalStatus.REJECTED, decided_at=now, decided_by=actor,
                                   reason=reason.strip())
             audit.append(conn, at=now, actor=actor, action="proposal.reject", target=proposal_id,
                          reason=reason.strip())
@@ -299,12 +300,12 @@ class ProposalBook:
                                        f"({', '.join(required)}); {actor} holds {', '.join(sorted(held)) or 'none'}")
             current = row.validation_period_days
             details: dict[str, Any] = {"fromDays": current, "toDays": days}
-            if row.status == "pending":
+            if row.status == ProposalStatus.PENDING:
                 self._pending(conn, proposal_id, now)
                 if days <= current:
                     raise InvalidInput(f"proposal {proposal_id} asks for {current} days of validation already: "
                                        f"extending means more than {current}")
-            elif row.status == "approved":
+            elif row.status == ProposalStatus.APPROVED:
                 state = require_initialised(conn)
                 until = state.validation_until
                 if state.validation_proposal_id != row.id or until is None or until <= now:
@@ -329,11 +330,12 @@ class ProposalBook:
         now = self.clock.now()
         expired, warned = [], []
         with self.store.write() as conn:
-            for row in proposals_repo.list_proposals(conn, status="pending"):
+            for row in proposals_repo.list_proposals(conn, status=ProposalStatus.PENDING):
                 if row.expires_at is None:
                     continue
                 if row.expires_at <= now:
-                    proposals_repo.update(conn, row.id, status="expired", decided_at=now, decided_by="scheduler")
+                    proposals_repo.update(conn, row.id, status=ProposalStatus.EXPIRED, decided_at=now,
+                                          decided_by="scheduler")
                     audit.append(conn, at=now, actor="scheduler", action="proposal.expire", target=row.id)
                     expired.append(row.id)
                 elif row.expires_at - now <= self.policy.warn_before and row.expiry_warned_at is None:

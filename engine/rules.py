@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import access
 from engine.clock import Clock, isoformat
-from engine.domain import BREAKER_ACTIONS, SEVERITIES
+from engine.domain import BREAKER_ACTIONS, SEVERITIES, BreakerAction
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.rule_language import RuleError, format_window, parse_condition, parse_window
 from storage import audit, breaker_repo
@@ -42,7 +42,7 @@ def validate_rule(fields: dict[str, Any]) -> dict[str, Any]:
     out["window"] = format_window(window)
     if out.get("action") not in BREAKER_ACTIONS:
         raise InvalidInput(f"action: {out.get('action')!r} is not one of {', '.join(BREAKER_ACTIONS)}")
-    if out["action"] == "pause_command_type" and not condition.uses_command_type():
+    if out["action"] == BreakerAction.PAUSE_COMMAND_TYPE and not condition.uses_command_type():
         raise InvalidInput("action: pause_command_type needs a condition on commandType.* "
                            "(e.g. commandType.failures >= 3) so that it knows which type to pause")
     if out.get("alert_severity") not in SEVERITIES:

@@ -13,6 +13,8 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from engine.domain import CommandStatus
+
 COMMAND_TYPES: tuple[str, ...] = (
     "restart_service", "scale_deployment", "clear_cache", "rotate_logs",
     "renew_certificate", "drain_node", "rollback_deploy", "failover_database",
@@ -57,20 +59,20 @@ def _lifecycle(rng: random.Random, timeline: _Timeline, cid: str, ctype: str, at
         timeline.add(when, {"kind": "command", "id": cid, "type": ctype, "status": status,
                             "autonomous": autonomous})
 
-    event("proposed", at)
+    event(CommandStatus.PROPOSED, at)
     # the policy engine approves autonomous commands at once; humans take a while and sometimes refuse
     at += timedelta(seconds=rng.uniform(0.05, 0.5) if autonomous else rng.uniform(*review_seconds))
     if not autonomous and not force_failure and rng.random() < rejection_rate:
-        event("rejected", at)
+        event(CommandStatus.REJECTED, at)
         return
-    event("approved", at)
+    event(CommandStatus.APPROVED, at)
     at += timedelta(seconds=rng.uniform(*run_seconds))
     if force_failure or rng.random() < failure_rate:
-        event("failed", at)
+        event(CommandStatus.FAILED, at)
         return
-    event("succeeded", at)
+    event(CommandStatus.SUCCEEDED, at)
     if rng.random() < rollback_rate:
-        event("rolled_back", at + timedelta(seconds=rng.uniform(60, 1800)))
+        event(CommandStatus.ROLLED_BACK, at + timedelta(seconds=rng.uniform(60, 1800)))
 
 
 def generate_history(start: datetime, end: datetime, *, commands_per_hour: float = 75.0,
