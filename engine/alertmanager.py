@@ -101,8 +101,10 @@ def incidents_from_webhook(payload: Any, mapping: AlertmanagerMapping, now: date
             severity = mapping.default_severity
             out.defaulted.append(fingerprint)
         else:
-            severity = SEVERITY_WORDS.get(word.strip().lower())
-            if severity is None:
+            mapped = SEVERITY_WORDS.get(word.strip().lower())
+            if mapped is not None:
+                severity = mapped
+            else:
                 severity = mapping.default_severity
                 out.unmapped[fingerprint] = word[:100]
         at = _FRACTION.sub(r"\1", starts)

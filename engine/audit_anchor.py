@@ -14,12 +14,15 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.alerts import Alert
 from engine.audit_verify import format_head
 from engine.clock import isoformat
 from storage import audit
+
+if TYPE_CHECKING:
+    from engine.governance import Governance
 
 JOB_ID = "audit-anchor"
 DEFAULT_INTERVAL = timedelta(hours=1)
@@ -36,7 +39,7 @@ class AnchorSettings:
         return self.file is not None or self.alert
 
 
-def anchor(gov, settings: AnchorSettings) -> dict[str, Any]:
+def anchor(gov: Governance, settings: AnchorSettings) -> dict[str, Any]:
     """Record the head once; returns what was recorded."""
     now = gov.clock.now()
     with gov.store.read() as conn:

@@ -18,12 +18,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from engine.clock import Clock
+from engine.domain import GrantStatus
 from storage import calibration_repo
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 BINS = 10
 MIN_OUTCOMES = 10
@@ -107,9 +111,10 @@ def calibrate(agent: str, command_type: str | None, outcomes: Iterable[tuple[flo
     gap = 0.0
     for i in range(bins):
         count = len(stated[i])
-        mean = sum(stated[i]) / count if count else None
-        observed = hits[i] / count if count else None
+        mean: float | None = None
+        observed: float | None = None
         if count:
+            mean, observed = sum(stated[i]) / count, hits[i] / count
             gap += count * abs(observed - mean)
         made.append(CalibrationBin(i / bins, (i + 1) / bins, count, mean, observed))
     return Calibration(agent, command_type, n, succeeded, tuple(made), squared / n if n else None,
@@ -130,16 +135,16 @@ class CalibrationBook:
             rows = calibration_repo.judged_grants(conn, since=self.clock.now() - LOOKBACK, agent=agent)
         groups: dict[tuple[str, str | None], list[tuple[float, bool]]] = defaultdict(list)
         for who, ctype, confidence, status in rows:
-            groups[(who, ctype if by_type else None)].append((confidence, status == "succeeded"))
+            groups[(who, ctype if by_type else None)].append((confidence, status == GrantStatus.SUCCEEDED))
         return [calibrate(who, ctype, pairs, min_outcomes=self.min_outcomes)
                 for (who, ctype), pairs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))]
 
-    def of(self, conn, agent: str, command_type: str) -> Calibration:
+    def of(self, conn: Connection, agent: str, command_type: str) -> Calibration:
         """The calibration the gate uses: this agent on this type, read on the caller's connection."""
         return calibration_in(conn, agent, command_type, self.clock.now(), min_outcomes=self.min_outcomes)
 
 
-def calibrated_in(conn, agent: str, command_type: str, stated: float, now, *,
+def calibrated_in(conn: Connection, agent: str, command_type: str, stated: float, now: datetime, *,
                   min_outcomes: int = MIN_OUTCOMES) -> tuple[float, str]:
     """What the gate judges for a calibrated policy: one bin's counts (one indexed aggregate), not the history."""
     i = bin_index(stated)
@@ -150,10 +155,11 @@ def calibrated_in(conn, agent: str, command_type: str, stated: float, now, *,
     return judge_bin(agent, command_type, b, stated, min_outcomes)
 
 
-def calibration_in(conn, agent: str, command_type: str, now, *, min_outcomes: int = MIN_OUTCOMES) -> Calibration:
+def calibration_in(conn: Connection, agent: str, command_type: str, now: datetime, *,
+                   min_outcomes: int = MIN_OUTCOMES) -> Calibration:
     """This agent on this type over the ``LOOKBACK`` before ``now``, read on ``conn`` (the gate's)."""
     rows = calibration_repo.judged_grants(conn, since=now - LOOKBACK, agent=agent, command_type=command_type)
-    return calibrate(agent, command_type, ((c, s == "succeeded") for _, _, c, s in rows),
+    return calibrate(agent, command_type, ((c, s == GrantStatus.SUCCEEDED) for _, _, c, s in rows),
                      min_outcomes=min_outcomes)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, overload
 
 
 class Clock(Protocol):
@@ -44,6 +44,14 @@ class ManualClock:
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+@overload
+def isoformat(when: datetime) -> str: ...
+@overload
+def isoformat(when: None) -> None: ...
+@overload
+def isoformat(when: datetime | None) -> str | None: ...
 
 
 def isoformat(when: datetime | None) -> str | None:

@@ -13,7 +13,7 @@ from engine.breakers import event_json
 from engine.clock import Clock, isoformat
 from engine.errors import NotInitialised
 from engine.metrics import collect_in
-from engine.proposals import ProposalBook, draft, proposal_json
+from engine.proposals import ProposalBook, draft, proposal_json, proposal_row
 from engine.readiness import ReadinessAssessor, assess_in
 from engine.report_markdown import render
 from storage import audit, breaker_repo, proposals_repo, readiness_repo, reports_repo, state_repo
@@ -54,7 +54,7 @@ class GovernanceCycle:
                                                                             now).to_json(),
                                                     policy=self.proposals.policy)
                 if proposal_id:
-                    proposal = proposal_json(proposals_repo.get(conn, proposal_id), [])
+                    proposal = proposal_json(proposal_row(conn, proposal_id), [])
             else:
                 note = ("a proposal is pending already" if pending else
                         f"{unresolved} unresolved circuit-breaker events" if unresolved else

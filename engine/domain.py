@@ -1,16 +1,100 @@
-"""The domain's fixed vocabulary (DESIGN.md contract): phases, statuses, severities, roles."""
+"""The domain's fixed vocabulary (DESIGN.md contract): phases, statuses, severities, roles.
+
+The enums are ``StrEnum``s: a member *is* its string (``Phase.L3_PLUS == "L3+"``, ``f"{Phase.L3_PLUS}"`` is
+``L3+``), so it goes into the store, JSON and messages exactly as the plain string did, and a string read from
+the store compares equal to it. The tuples (``PHASES``, ``BREAKER_ACTIONS``, …) are the same values as plain
+strings, in contract order.
+"""
 
 from __future__ import annotations
 
-PHASES: tuple[str, ...] = ("L3", "L3+", "L4", "L4+", "L5")
+from enum import StrEnum
 
-COMMAND_STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "succeeded", "failed", "rolled_back")
-SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")
+
+class Phase(StrEnum):
+    L3 = "L3"
+    L3_PLUS = "L3+"
+    L4 = "L4"
+    L4_PLUS = "L4+"
+    L5 = "L5"
+
+
+class CommandStatus(StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class BreakerAction(StrEnum):
+    REVERT_TO_L3 = "revert_to_l3"
+    PAUSE_COMMAND_TYPE = "pause_command_type"
+    ALERT_ONLY = "alert_only"
+
+
+class BreakerMode(StrEnum):
+    ENFORCE = "enforce"
+    SHADOW = "shadow"
+
+
+class Decision(StrEnum):
+    """The gate's answer (DESIGN.md "Gate")."""
+
+    ALLOW = "allow"
+    NEEDS_APPROVAL = "needs_approval"
+    DENY = "deny"
+
+
+class ProposalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # and applied
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class RequestStatus(StrEnum):
+    """An action request's (DESIGN.md "Action requests")."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class GrantStatus(StrEnum):
+    """A grant's: in flight (``granted``), its reported outcome, or how it ended without one."""
+
+    GRANTED = "granted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    EXPIRED = "expired"
+    RELEASED = "released"
+
+
+def _values(enum: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(member.value for member in enum)
+
+
+PHASES: tuple[str, ...] = _values(Phase)
+
+COMMAND_STATUSES: tuple[str, ...] = _values(CommandStatus)
+SEVERITIES: tuple[str, ...] = _values(Severity)
 SAFETY_TYPES: tuple[str, ...] = ("constraint_violation", "emergency_abort", "safety_gate_trigger")
 EVENT_KINDS: tuple[str, ...] = ("command", "incident", "safety", "eval_coverage")
 
-BREAKER_ACTIONS: tuple[str, ...] = ("revert_to_l3", "pause_command_type", "alert_only")
-BREAKER_MODES: tuple[str, ...] = ("enforce", "shadow")
+BREAKER_ACTIONS: tuple[str, ...] = _values(BreakerAction)
+BREAKER_MODES: tuple[str, ...] = _values(BreakerMode)
+DECISIONS: tuple[str, ...] = _values(Decision)
 
 #: the people who govern: any of them may run the cycle and ingest
 GOVERNANCE_ROLES: tuple[str, ...] = (

@@ -163,7 +163,7 @@ def parse_event(obj: Any, ingested_at: datetime, timing: EventTiming = DEFAULT_T
         autonomous = obj.get("autonomous", False)
         if not isinstance(autonomous, bool):
             raise EventError("autonomous", "must be true or false")
-        row = {"command_id": _text(obj, "id"), "command_type": _text(obj, "type"),
+        row: dict[str, Any] = {"command_id": _text(obj, "id"), "command_type": _text(obj, "type"),
                "status": _choice(obj, "status", COMMAND_STATUSES), "autonomous": autonomous,
                "service": _text(obj, "service", required=False), "at": _at(obj, ingested_at, skew),
                "ingested_at": ingested_at}

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -25,6 +25,10 @@ from apscheduler.triggers.cron import CronTrigger
 from engine.alerts import Alert
 from engine.clock import isoformat
 from storage import jobs_repo, state_repo
+
+if TYPE_CHECKING:
+    from engine.audit_anchor import AnchorSettings
+    from engine.governance import Governance
 
 log = logging.getLogger("govcon.scheduler")
 
@@ -39,9 +43,9 @@ def default_holder(kind: str, operator: str) -> str:
 
 
 class GovconScheduler:
-    def __init__(self, gov, holder: str, *, weekly_cycle: str = "fri 16:00", timezone_name: str = "UTC",
+    def __init__(self, gov: Governance, holder: str, *, weekly_cycle: str = "fri 16:00", timezone_name: str = "UTC",
                  backup_dir: str | None = None, retention_days: int = 90, tick_seconds: int = 10,
-                 audit_anchor=None) -> None:
+                 audit_anchor: AnchorSettings | None = None) -> None:
         self.gov = gov
         self.audit_anchor = audit_anchor  # engine.audit_anchor.AnchorSettings ([audit] in the config) or None
         self.holder = holder
@@ -189,9 +193,13 @@ class GovconScheduler:
     def anchor_audit(self) -> Any:
         """The audit head, out of the store: to the anchor file and/or as a low info alert."""
         from engine.audit_anchor import anchor
+        if self.audit_anchor is None:  # scheduled only when [audit] anchoring is configured
+            return None
         return anchor(self.gov, self.audit_anchor)
 
     def backup(self) -> Any:
+        if self.backup_dir is None:  # scheduled only with a backup directory
+            return None
         now = self.gov.clock.now()
         target = Path(self.backup_dir) / f"governance-{now:%Y%m%d}.db"
         if not target.exists():
@@ -218,7 +226,7 @@ class GovconScheduler:
         return raised
 
 
-def run_headless(gov, holder: str, *, stop_after: float | None = None, **kwargs) -> None:
+def run_headless(gov: Governance, holder: str, *, stop_after: float | None = None, **kwargs: Any) -> None:
     """Run the scheduler without a console (``govcon scheduler``) until SIGTERM/SIGINT."""
     async def main() -> None:
         sched = GovconScheduler(gov, holder, **kwargs)

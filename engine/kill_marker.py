@@ -24,10 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.clock import isoformat
 from engine.errors import Conflict
+
+if TYPE_CHECKING:
+    from storage.store import Store
 
 MARKER_NAME = "kill-switch"
 SQLITE_SUFFIX = ".kill-switch"
@@ -73,7 +76,7 @@ def default_marker_path(dialect: str, database: str | None, env: Mapping[str, st
     return Path(state) / "govcon" / MARKER_NAME
 
 
-def marker_path_for(store) -> Path:
+def marker_path_for(store: Store) -> Path:
     return default_marker_path(store.dialect, store.engine.url.database)
 
 
@@ -108,7 +111,7 @@ class KillMarker:
             os.close(fd)
         return _parse(str(self.path), content, (st.st_ino, st.st_mtime_ns))
 
-    def _unreadable(self, exc: OSError) -> MarkerInfo:
+    def _unreadable(self, exc: OSError) -> MarkerInfo | None:
         try:
             st = os.stat(self.path)
         except OSError as again:

@@ -17,17 +17,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from engine import access
 from engine.alerts import Alert
 from engine.breakers import require_initialised, revert_state
 from engine.clock import Clock, isoformat
-from engine.domain import BREAKER_MODES
+from engine.domain import BREAKER_MODES, Decision, Phase
 from engine.errors import Conflict, InvalidInput
-from engine.gate import DENY, Gate
+from engine.gate import Gate
 from engine.kill_marker import KillMarker, MarkerError, MarkerInfo
 from engine.redact import redact
 from storage import audit, kill_switch_repo, state_repo
@@ -62,13 +63,13 @@ class OverrideResult:
         return {**doc, **self.extra}
 
 
-def kill_switch_json(state, marker: MarkerInfo | None) -> dict[str, Any]:
+def kill_switch_json(state: Row | None, marker: MarkerInfo | None) -> dict[str, Any]:
     """``killSwitch`` of `status` and GET /api/governance/state: engaged when the store says so or the
     marker file is there; who, when and why from the store, else from the marker; ``marker`` is the
     marker file when it is there (null when not: /health names its path either way)."""
     in_store = bool(state is not None and state.kill_switch_engaged)
     doc: dict[str, Any] = {"engaged": in_store or marker is not None, "by": None, "at": None, "reason": None}
-    if in_store:
+    if state is not None and in_store:
         doc.update(by=state.kill_switch_by, at=isoformat(state.kill_switch_at), reason=state.kill_switch_reason)
     elif marker is not None:
         doc.update(by=marker.by, at=isoformat(marker.at), reason=marker.reason)
@@ -99,10 +100,10 @@ class Overrides:
         with self.store.write(lane="safety") as conn:
             access.require_role(conn, actor, "revert")
             state = require_initialised(conn)
-            if state.current_phase == "L3" and not state.command_whitelist:
+            if state.current_phase == Phase.L3 and not state.command_whitelist:
                 return OverrideResult(False, "already at L3 with an empty whitelist; nothing changed")
             effect = revert_state(conn, state, now, actor=actor, reason=reason)
-            audit.append(conn, at=now, actor=actor, action="phase.revert", target="L3", reason=reason,
+            audit.append(conn, at=now, actor=actor, action="phase.revert", target=Phase.L3, reason=reason,
                          details={"from": state.current_phase, "whitelist": list(state.command_whitelist or [])})
             self._alert(conn, Alert(kind="info", severity="high", title=f"Reverted to L3 by {actor}",
                                     body=f"{effect}. Reason: {reason}", dedup_key=f"govcon-revert-{now:%Y%m%d%H%M%S}",
@@ -248,7 +249,7 @@ class Overrides:
             before = bool(state.kill_switch_engaged)
             return bool(self._record_marker(conn, state, now).kill_switch_engaged) and not before
 
-    def _record_marker(self, conn: Connection, state, now):
+    def _record_marker(self, conn: Connection, state: Row, now: datetime) -> Row:
         """Inside a write: an engagement only the marker file holds goes into the store, audited and
         alerted. The file stays until the release (which removes both)."""
         marker = self._marker()
@@ -294,7 +295,7 @@ class Overrides:
         finally:
             released = self.release_kill_switch(actor, "kill-switch drill complete",
                                                 drill_engagement=engaged.engagement)
-        passed = decision.decision == DENY and "kill switch" in decision.reason
+        passed = decision.decision == Decision.DENY and "kill switch" in decision.reason
         details = f"gate answered {decision.decision}: {decision.reason}"
         if not released.changed:
             details += f"; {released.message}"
@@ -322,7 +323,7 @@ class Overrides:
         return OverrideResult(True, f"breaker mode {state.breaker_mode} -> {mode}")
 
 
-def _engaged_alert(actor: str, reason: str, now, *, via_marker: bool = False) -> Alert:
+def _engaged_alert(actor: str, reason: str, now: datetime, *, via_marker: bool = False) -> Alert:
     recorded = " (recorded from its marker file: the store could not be written when it was engaged)" \
         if via_marker else ""
     return Alert(kind="trigger", severity="critical", title=f"KILL SWITCH ENGAGED by {actor}",

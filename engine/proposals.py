@@ -9,18 +9,20 @@ never apply twice; the unique constraints on (proposal, role) and (proposal, app
 
 from __future__ import annotations
 
+import builtins
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from engine import access
 from engine.alerts import Alert
+from engine.breakers import require_initialised
 from engine.clock import Clock, isoformat
-from engine.domain import REQUIRED_APPROVALS, next_phase
+from engine.domain import REQUIRED_APPROVALS, BreakerAction, Phase, ProposalStatus, next_phase
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.metrics import CommandCounts
 from engine.readiness import READY_THRESHOLD, ReadinessPolicy, ReadinessReport, assess_in, at_l3_since
@@ -28,8 +30,8 @@ from storage import audit, breaker_repo, events_repo, identity_repo, proposals_r
 from storage.store import Store
 
 AGENT = "autonomy-governance-agent"
-VALIDATION_DAYS = {"L3+": 14, "L4": 30, "L4+": 30, "L5": 60}
-RISK_LEVEL = {"L3+": "low", "L4": "medium", "L4+": "high", "L5": "high"}
+VALIDATION_DAYS: dict[str, int] = {Phase.L3_PLUS: 14, Phase.L4: 30, Phase.L4_PLUS: 30, Phase.L5: 60}
+RISK_LEVEL: dict[str, str] = {Phase.L3_PLUS: "low", Phase.L4: "medium", Phase.L4_PLUS: "high", Phase.L5: "high"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class ProposalPolicy:
     warn_before: timedelta = timedelta(days=1)
 
 
-def select_commands(conn: Connection, now: datetime, policy: ProposalPolicy, state) -> tuple[list[str], list[dict]]:
+def select_commands(conn: Connection, now: datetime, policy: ProposalPolicy,
+                    state: Row) -> tuple[list[str], list[dict]]:
     """Choose the command types to whitelist from the evidence, explaining every choice."""
     start = now - policy.lookback
     by_type = {t: CommandCounts.from_status_counts(c)
@@ -86,7 +89,14 @@ def _pct(x: float | None) -> str:
     return "unknown" if x is None else f"{x:.2%}"
 
 
-def proposal_json(row, approvals: list) -> dict[str, Any]:
+def proposal_row(conn: Connection, proposal_id: str) -> Row:
+    row = proposals_repo.get(conn, proposal_id)
+    if row is None:
+        raise NotFound(f"no proposal {proposal_id!r}; see `govcon proposals list`")
+    return row
+
+
+def proposal_json(row: Row, approvals: Sequence[Row]) -> dict[str, Any]:
     required = list(row.required_approvals or [])
     done = {a.role for a in approvals}
     return {
@@ -111,7 +121,7 @@ def proposal_json(row, approvals: list) -> dict[str, Any]:
     }
 
 
-def draft(conn: Connection, *, now: datetime, actor: str, state, readiness: ReadinessReport,
+def draft(conn: Connection, *, now: datetime, actor: str, state: Row, readiness: ReadinessReport,
           metrics_json: dict[str, Any], policy: ProposalPolicy) -> tuple[str | None, list[dict], str]:
     """Insert a pending proposal when the evidence supports one; returns (id or None, choices, why)."""
     target = next_phase(state.current_phase)
@@ -127,7 +137,7 @@ def draft(conn: Connection, *, now: datetime, actor: str, state, readiness: Read
         level = "medium"
     enforcing = [r for r in breaker_repo.list_rules(conn, enabled_only=True) if not r.shadow]
     rules = [r.name for r in enforcing]
-    reverting = [r.name for r in enforcing if r.action == "revert_to_l3"]
+    reverting = [r.name for r in enforcing if r.action == BreakerAction.REVERT_TO_L3]
     drill = state_repo.last_drill(conn)
     proposal_id = "prop-" + uuid.uuid4().hex[:10]
     achievements = [f"readiness {readiness.score:.0%} with no blockers",
@@ -148,7 +158,7 @@ def draft(conn: Connection, *, now: datetime, actor: str, state, readiness: Read
     proposals_repo.insert(conn, id=proposal_id, created_at=now, proposed_by=actor, current_phase=state.current_phase,
                           target_phase=target, commands_to_whitelist=chosen, validation_period_days=days,
                           rationale=rationale, risk_assessment=risk, required_approvals=required,
-                          status="pending", expires_at=now + policy.ttl)
+                          status=ProposalStatus.PENDING, expires_at=now + policy.ttl)
     audit.append(conn, at=now, actor=actor, action="proposal.create", target=proposal_id,
                  details={"from": state.current_phase, "to": target, "commands": chosen, "required": required})
     return proposal_id, choices, f"proposed {state.current_phase} -> {target}"
@@ -178,15 +188,12 @@ class ProposalBook:
             row = self._get(conn, proposal_id)
             return proposal_json(row, proposals_repo.approvals(conn, proposal_id))
 
-    def _get(self, conn: Connection, proposal_id: str):
-        row = proposals_repo.get(conn, proposal_id)
-        if row is None:
-            raise NotFound(f"no proposal {proposal_id!r}; see `govcon proposals list`")
-        return row
+    def _get(self, conn: Connection, proposal_id: str) -> Row:
+        return proposal_row(conn, proposal_id)
 
-    def _pending(self, conn: Connection, proposal_id: str, now: datetime):
+    def _pending(self, conn: Connection, proposal_id: str, now: datetime) -> Row:
         row = self._get(conn, proposal_id)
-        if row.status != "pending":
+        if row.status != ProposalStatus.PENDING:
             raise Conflict(f"proposal {proposal_id} is {row.status}, not pending")
         if row.expires_at is not None and row.expires_at <= now:
             raise Conflict(f"proposal {proposal_id} expired at {isoformat(row.expires_at)}; "
@@ -198,7 +205,7 @@ class ProposalBook:
         now = self.clock.now()
         with self.store.write() as conn:
             row = self._pending(conn, proposal_id, now)
-            state = state_repo.get_state(conn)
+            state = require_initialised(conn)
             required = list(row.required_approvals or [])
             if role not in required:
                 raise InvalidInput(f"{role} is not among the roles this proposal needs ({', '.join(required)})")
@@ -233,9 +240,9 @@ class ProposalBook:
             done = {a.role for a in approvals} | {role}
             if set(required) <= done:
                 self._apply(conn, row, state, actor, now)
-            return proposal_json(proposals_repo.get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
+            return proposal_json(self._get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
 
-    def _apply(self, conn: Connection, row, state, actor: str, now: datetime) -> None:
+    def _apply(self, conn: Connection, row: Row, state: Row, actor: str, now: datetime) -> None:
         if state.current_phase != row.current_phase:
             raise Conflict(f"the phase is {state.current_phase} now, not {row.current_phase} as when proposal "
                            f"{row.id} was drafted: reject it and run the cycle again")
@@ -246,7 +253,8 @@ class ProposalBook:
                                 validation_proposal_id=row.id, updated_at=now)
         state_repo.start_phase(conn, phase=row.target_phase, at=now, actor=actor,
                                reason=f"proposal {row.id} approved", proposal_id=row.id)
-        proposals_repo.update(conn, row.id, status="approved", decided_at=now, decided_by=actor, applied_at=now)
+        proposals_repo.update(conn, row.id, status=ProposalStatus.APPROVED, decided_at=now, decided_by=actor,
+                              applied_at=now)
         audit.append(conn, at=now, actor=actor, action="proposal.apply", target=row.id,
                      details={"from": row.current_phase, "to": row.target_phase, "whitelist": whitelist,
                               "validationUntil": isoformat(until)})
@@ -268,11 +276,11 @@ class ProposalBook:
             if not held.intersection(required):
                 raise PermissionDenied(f"rejecting needs one of the roles this proposal needs "
                                        f"({', '.join(required)}); {actor} holds {', '.join(sorted(held)) or 'none'}")
-            proposals_repo.update(conn, proposal_id, status="rejected", decided_at=now, decided_by=actor,
+            proposals_repo.update(conn, proposal_id, status=ProposalStatus.REJECTED, decided_at=now, decided_by=actor,
                                   reason=reason.strip())
             audit.append(conn, at=now, actor=actor, action="proposal.reject", target=proposal_id,
                          reason=reason.strip())
-            return proposal_json(proposals_repo.get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
+            return proposal_json(self._get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
 
     def extend(self, actor: str, proposal_id: str, days: int, reason: str) -> dict[str, Any]:
         """The runbook's "Is the validation period sufficient? No: extend": a pending proposal's
@@ -292,13 +300,13 @@ class ProposalBook:
                                        f"({', '.join(required)}); {actor} holds {', '.join(sorted(held)) or 'none'}")
             current = row.validation_period_days
             details: dict[str, Any] = {"fromDays": current, "toDays": days}
-            if row.status == "pending":
+            if row.status == ProposalStatus.PENDING:
                 self._pending(conn, proposal_id, now)
                 if days <= current:
                     raise InvalidInput(f"proposal {proposal_id} asks for {current} days of validation already: "
                                        f"extending means more than {current}")
-            elif row.status == "approved":
-                state = state_repo.get_state(conn)
+            elif row.status == ProposalStatus.APPROVED:
+                state = require_initialised(conn)
                 until = state.validation_until
                 if state.validation_proposal_id != row.id or until is None or until <= now:
                     raise Conflict(f"proposal {proposal_id} is not being validated now (its validation period "
@@ -315,18 +323,19 @@ class ProposalBook:
             proposals_repo.update(conn, proposal_id, validation_period_days=days)
             audit.append(conn, at=now, actor=actor, action="proposal.extend", target=proposal_id,
                          reason=reason.strip(), details=details)
-            return proposal_json(proposals_repo.get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
+            return proposal_json(self._get(conn, proposal_id), proposals_repo.approvals(conn, proposal_id))
 
-    def expire_due(self) -> dict[str, list[str]]:
+    def expire_due(self) -> dict[str, builtins.list[str]]:  # (list: the method above)
         """Expire pending proposals past their time; warn once about those expiring soon."""
         now = self.clock.now()
         expired, warned = [], []
         with self.store.write() as conn:
-            for row in proposals_repo.list_proposals(conn, status="pending"):
+            for row in proposals_repo.list_proposals(conn, status=ProposalStatus.PENDING):
                 if row.expires_at is None:
                     continue
                 if row.expires_at <= now:
-                    proposals_repo.update(conn, row.id, status="expired", decided_at=now, decided_by="scheduler")
+                    proposals_repo.update(conn, row.id, status=ProposalStatus.EXPIRED, decided_at=now,
+                                          decided_by="scheduler")
                     audit.append(conn, at=now, actor="scheduler", action="proposal.expire", target=row.id)
                     expired.append(row.id)
                 elif row.expires_at - now <= self.policy.warn_before and row.expiry_warned_at is None:

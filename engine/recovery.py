@@ -18,16 +18,18 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from engine.alerts import Alert
+from engine.breakers import require_initialised
 from engine.clock import isoformat
-from engine.gate import ALLOW, NEEDS_APPROVAL, Ask, GateDecision
+from engine.domain import BreakerAction, CommandStatus, Decision
+from engine.gate import Ask, GateDecision
 from engine.rule_language import parse_window
 from storage import actions_repo, audit, breaker_repo, recovery_repo, state_repo
 
 DEFAULT_PROBES = 3
-FAILED = ("failed", "rolled_back")
+FAILED = (CommandStatus.FAILED, CommandStatus.ROLLED_BACK)
 AlertFn = Callable[[Connection, Alert], Any]
 
 
@@ -37,7 +39,7 @@ AlertFn = Callable[[Connection, Alert], Any]
 def judge(conn: Connection, ask: Ask, decision: GateDecision, now: datetime) -> GateDecision:
     """An allow of a half-open type becomes its probe, unless a probe is in flight already (then
     needs_approval). Anything but an allow, and types not half-open, pass unchanged."""
-    if decision.decision != ALLOW:
+    if decision.decision != Decision.ALLOW:
         return decision
     row = recovery_repo.get(conn, ask.command_type)
     if row is None:
@@ -45,13 +47,15 @@ def judge(conn: Connection, ask: Ask, decision: GateDecision, now: datetime) -> 
     if row.probe_grant_id is not None:
         probe = actions_repo.get_grant(conn, row.probe_grant_id)
         if probe is not None and probe.status == actions_repo.OPEN:
-            return GateDecision(NEEDS_APPROVAL, f"{ask.command_type} is half-open: probe {probe.id} is in flight "
-                                                f"({row.probes_left} succeeded probe(s) still needed); one probe "
-                                                "at a time", ask.command_type, decision.phase,
+            return GateDecision(Decision.NEEDS_APPROVAL,
+                                f"{ask.command_type} is half-open: probe {probe.id} is in flight "
+                                f"({row.probes_left} succeeded probe(s) still needed); one probe "
+                                "at a time", ask.command_type, decision.phase,
                                 {**decision.extra, "halfOpen": {"probesLeft": row.probes_left,
                                                                 "probeInFlight": probe.id}})
-    return GateDecision(ALLOW, f"{decision.reason}; half-open: this grant is a probe ({row.probes_left} succeeded "
-                               "probe(s) close it)", ask.command_type, decision.phase,
+    return GateDecision(Decision.ALLOW,
+                        f"{decision.reason}; half-open: this grant is a probe ({row.probes_left} succeeded "
+                        "probe(s) close it)", ask.command_type, decision.phase,
                         {**decision.extra, "probe": True, "halfOpen": {"probesLeft": row.probes_left}})
 
 
@@ -73,7 +77,7 @@ def recovery_of(conn: Connection, rule_name: str) -> tuple[str, int]:
     return rule.recovery or "half_open", rule.probes or DEFAULT_PROBES
 
 
-def enter(conn: Connection, event, now: datetime, *, probes: int) -> None:
+def enter(conn: Connection, event: Row, now: datetime, *, probes: int) -> None:
     """The type of this resolved pause event is half-open (already half-open: it stays as it is)."""
     if recovery_repo.get(conn, event.command_type) is None:
         recovery_repo.insert(conn, command_type=event.command_type, since=now, probes_left=probes,
@@ -117,7 +121,7 @@ def outcomes(conn: Connection, rows: Iterable[dict], now: datetime, alert: Alert
         failed = next((s for s in statuses if s in FAILED), None)
         if failed is not None:
             repause(conn, row, now, outcome=failed, alert=alert)
-        elif "succeeded" in statuses:
+        elif CommandStatus.SUCCEEDED in statuses:
             _succeeded(conn, row, now, alert)
 
 
@@ -128,7 +132,7 @@ def expired(conn: Connection, grants: Iterable, now: datetime, alert: AlertFn | 
         repause(conn, row, now, outcome="expired", alert=alert)
 
 
-def _succeeded(conn: Connection, row, now: datetime, alert: AlertFn | None) -> None:
+def _succeeded(conn: Connection, row: Row, now: datetime, alert: AlertFn | None) -> None:
     left = row.probes_left - 1
     if left > 0:
         recovery_repo.update(conn, row.command_type, probes_left=left, probe_grant_id=None)
@@ -150,13 +154,13 @@ def _succeeded(conn: Connection, row, now: datetime, alert: AlertFn | None) -> N
                           details={"commandType": row.command_type, "event": row.event_id}))
 
 
-def repause(conn: Connection, row, now: datetime, *, outcome: str, alert: AlertFn | None) -> str:
+def repause(conn: Connection, row: Row, now: datetime, *, outcome: str, alert: AlertFn | None) -> str:
     """A probe failed (or rolled back, or expired): a new breaker event pauses the type again."""
     rule = breaker_repo.get_rule(conn, row.rule_name)
     severity = rule.alert_severity if rule is not None else "high"
     event_id = "cbe-" + uuid.uuid4().hex[:12]
     ctype = row.command_type
-    state = state_repo.get_state(conn)
+    state = require_initialised(conn)
     paused = list(state.paused_command_types or [])
     if ctype not in paused:
         state_repo.update_state(conn, paused_command_types=paused + [ctype], updated_at=now)
@@ -165,10 +169,11 @@ def repause(conn: Connection, row, now: datetime, *, outcome: str, alert: AlertF
     observed = {"probe": row.probe_grant_id, "outcome": outcome, "previousEvent": row.event_id,
                 "probesLeft": row.probes_left, "effect": effect}
     breaker_repo.insert_event(conn, id=event_id, rule_name=row.rule_name, timestamp=now, severity=severity,
-                              action="pause_command_type", command_type=ctype, observed=observed, shadow=False)
+                              action=BreakerAction.PAUSE_COMMAND_TYPE, command_type=ctype, observed=observed,
+                              shadow=False)
     audit.append(conn, at=now, actor="circuit-breaker", action="breaker.trip", target=row.rule_name,
                  reason=f"half-open probe {row.probe_grant_id} of {ctype} {outcome}",
-                 details={"event": event_id, "action": "pause_command_type", "commandType": ctype,
+                 details={"event": event_id, "action": BreakerAction.PAUSE_COMMAND_TYPE, "commandType": ctype,
                           "effect": effect, "observed": observed})
     if alert is not None:
         alert(conn, Alert(kind="trigger", severity=severity,

@@ -37,7 +37,7 @@ import difflib
 import math
 import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import NamedTuple, Protocol
@@ -157,7 +157,7 @@ class _Token(NamedTuple):
     kind: str  # num str name cmp and or not ( ) true false null eof
     text: str
     pos: int
-    value: object = None
+    value: float | int | str | None = None  # of a num (int or float) or str token
 
 
 _NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -174,7 +174,8 @@ def _quote(s: str) -> str:
 
 
 def _string(text: str, start: int) -> tuple[_Token, int]:
-    quote, out, i = text[start], [], start + 1
+    quote, i = text[start], start + 1
+    out: list[str] = []
     while i < len(text):
         c = text[i]
         if c == quote:
@@ -189,7 +190,8 @@ def _string(text: str, start: int) -> tuple[_Token, int]:
 
 
 def _tokenize(text: str) -> list[_Token]:
-    tokens, i, n = [], 0, len(text)
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
     while i < n:
         c = text[i]
         if c.isspace():
@@ -271,7 +273,7 @@ class _Parser:
     def and_expr(self) -> Node:
         return self.chain("and", And, self.comparison)
 
-    def chain(self, kind: str, cls: type, operand) -> Node:
+    def chain(self, kind: str, cls: type[And] | type[Or], operand: Callable[[], Node]) -> Node:
         start, operands = self.tok.pos, [operand()]
         while self.tok.kind == kind:
             self.advance()
@@ -324,7 +326,7 @@ class _Parser:
             return Name(info.alias_of or tok.text, tok.text, tok.pos)
         if tok.kind in ("num", "str"):
             self.advance()
-            return Literal(tok.value, tok.text if tok.kind == "num" else _quote(tok.value), tok.pos)
+            return Literal(tok.value, _quote(tok.value) if isinstance(tok.value, str) else tok.text, tok.pos)
         if tok.kind in ("true", "false", "null"):
             self.advance()
             return Literal({"true": True, "false": False, "null": None}[tok.kind], tok.kind, tok.pos)
@@ -335,34 +337,50 @@ class _Parser:
 # --- type checking ------------------------------------------------------------
 
 def _start(node: Node) -> int:
-    return _start(node.left) if isinstance(node, Compare) else node.pos
+    match node:
+        case Compare(left=left):
+            return _start(left)
+    return node.pos
 
 
 def _example(node: Node) -> str:
-    if isinstance(node, Name) and NAMES[node.name].type == "string":
-        return f'e.g. {node.spelled} == "critical"'
-    return f"e.g. {node.spelled if isinstance(node, Name) else 'errorRate'} > 0.05"
+    match node:
+        case Name(name=name, spelled=spelled) if NAMES[name].type == "string":
+            return f'e.g. {spelled} == "critical"'
+        case Name(spelled=spelled):
+            return f"e.g. {spelled} > 0.05"
+    return "e.g. errorRate > 0.05"
 
 
 def _type(node: Node) -> str:
     """'number', 'string', 'bool' or 'null'; raises RuleError where types do not fit."""
-    if isinstance(node, Literal):
-        v = node.value
-        return "null" if v is None else "bool" if isinstance(v, bool) else "string" if isinstance(v, str) else "number"
-    if isinstance(node, Name):
-        return NAMES[node.name].type
-    if isinstance(node, Compare):
-        _check_compare(node)
-    elif isinstance(node, Not):
-        if _type(node.operand) != "bool":
-            raise RuleError("'not' needs a comparison or boolean expression", node.pos, "e.g. not (errorRate > 0.05)")
-    else:
-        for sub in node.operands:
-            if (t := _type(sub)) != "bool":
-                word = "and" if isinstance(node, And) else "or"
-                raise RuleError(f"'{word}' combines comparisons, but {_atom(sub)} is a {t}", _start(sub),
-                                _example(sub))
+    match node:
+        case Literal(value=None):
+            return "null"
+        case Literal(value=bool()):
+            return "bool"
+        case Literal(value=str()):
+            return "string"
+        case Literal():
+            return "number"
+        case Name(name=name):
+            return NAMES[name].type
+        case Compare():
+            _check_compare(node)
+        case Not(operand=operand, pos=pos):
+            if _type(operand) != "bool":
+                raise RuleError("'not' needs a comparison or boolean expression", pos, "e.g. not (errorRate > 0.05)")
+        case And(operands=operands):
+            _check_operands("and", operands)
+        case Or(operands=operands):
+            _check_operands("or", operands)
     return "bool"
+
+
+def _check_operands(word: str, operands: tuple[Node, ...]) -> None:
+    for sub in operands:
+        if (t := _type(sub)) != "bool":
+            raise RuleError(f"'{word}' combines comparisons, but {_atom(sub)} is a {t}", _start(sub), _example(sub))
 
 
 def _check_compare(node: Compare) -> None:
@@ -375,9 +393,12 @@ def _check_compare(node: Compare) -> None:
     for side, t in ((left, lt), (right, rt)):
         if t == "bool":
             raise RuleError("cannot compare a boolean", _start(side), "combine conditions with and, or and not")
-    if not isinstance(left, Name) and not isinstance(right, Name):
+    if isinstance(left, Name):
+        name, other, ntype, otype = left, right, lt, rt
+    elif isinstance(right, Name):
+        name, other, ntype, otype = right, left, rt, lt
+    else:
         raise RuleError("comparison needs a name on one side", node.pos, "e.g. errorRate > 0.05")
-    name, other, ntype, otype = (left, right, lt, rt) if isinstance(left, Name) else (right, left, rt, lt)
     severities = "severity must be one of " + ", ".join(map(_quote, SEVERITIES))
     if otype == "null":
         if ntype != "number":
@@ -392,10 +413,11 @@ def _check_compare(node: Compare) -> None:
     elif ntype == "string":
         if op not in ("==", "!="):
             raise RuleError(f"cannot order strings with {op}", node.pos, "strings can only be compared with == or !=")
-        if isinstance(other, Name):
-            raise RuleError("cannot compare two severities", other.pos, severities)
-        if other.value not in SEVERITIES:
-            raise RuleError(f"unknown severity {other.raw}", other.pos, severities)
+        match other:
+            case Name(pos=pos):
+                raise RuleError("cannot compare two severities", pos, severities)
+            case Literal(value=str() as severity, raw=raw, pos=pos) if severity not in SEVERITIES:
+                raise RuleError(f"unknown severity {raw}", pos, severities)
 
 
 # --- evaluation ---------------------------------------------------------------
@@ -424,40 +446,53 @@ _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le
 
 
 def _number(node: Node, scope: Scope) -> float | int | None:
-    if isinstance(node, Literal):
-        return node.value  # type: ignore[return-value]
-    assert isinstance(node, Name)
-    v = scope.value(node.name)
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-        raise TypeError(f"scope value for {node.name!r} must be a number or None, not {type(v).__name__}")
-    return None if isinstance(v, float) and math.isnan(v) else v
+    match node:
+        case Name():
+            v = scope.value(node.name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise TypeError(f"scope value for {node.name!r} must be a number or None, not {type(v).__name__}")
+            return None if isinstance(v, float) and math.isnan(v) else v
+        case Literal() if not isinstance(node.value, str):  # a number or null, after type checking
+            return node.value
+    raise AssertionError(f"not a number operand: {node!r}")  # type checking refuses it
 
 
 def _compare(node: Compare, scope: Scope) -> bool | None:
+    # after type checking: a severity name against a string; a number name against null, a number or a name
     name, other = (node.left, node.right) if isinstance(node.left, Name) else (node.right, node.left)
-    assert isinstance(name, Name)
-    if NAMES[name.name].type == "string":
-        present = frozenset(scope.severities())
-        if node.op == "==":
-            return other.value in present  # type: ignore[union-attr]
-        return bool(present) and other.value not in present  # type: ignore[union-attr]
-    if isinstance(other, Literal) and other.value is None:
-        return (_number(name, scope) is None) == (node.op == "==")
+    match other:
+        case Literal() if isinstance(other.value, str):
+            present = frozenset(scope.severities())
+            if node.op == "==":
+                return other.value in present
+            return bool(present) and other.value not in present
+        case Literal() if other.value is None:
+            return (_number(name, scope) is None) == (node.op == "==")
     a, b = _number(node.left, scope), _number(node.right, scope)
     return None if a is None or b is None else _OPS[node.op](a, b)
 
 
 def _eval(node: Node, scope: Scope) -> bool | None:
-    if isinstance(node, Literal):
-        return node.value  # type: ignore[return-value]  # a bool, after type checking
-    if isinstance(node, Compare):
-        return _compare(node, scope)
-    if isinstance(node, Not):
-        v = _eval(node.operand, scope)
-        return None if v is None else not v
-    decisive = isinstance(node, Or)  # the operand value that settles it: True for or, False for and
+    match node:
+        case Compare():
+            return _compare(node, scope)
+        case And():
+            return _kleene(node.operands, scope, decisive=False)
+        case Or():
+            return _kleene(node.operands, scope, decisive=True)
+        case Not():
+            v = _eval(node.operand, scope)
+            return None if v is None else not v
+        case Literal() if isinstance(node.value, bool):  # true or false
+            return node.value
+    raise AssertionError(f"not a boolean expression: {node!r}")  # type checking refuses it
+
+
+def _kleene(operands: tuple[Node, ...], scope: Scope, *, decisive: bool) -> bool | None:
+    """``and`` (decisive False) or ``or`` (decisive True): an operand with the decisive value settles it,
+    else an unknown operand makes it unknown."""
     result: bool | None = not decisive
-    for sub in node.operands:  # type: ignore[union-attr]
+    for sub in operands:
         v = _eval(sub, scope)
         if v is decisive:
             return decisive
@@ -467,16 +502,17 @@ def _eval(node: Node, scope: Scope) -> bool | None:
 
 
 def _names(node: Node) -> Iterator[str]:
-    if isinstance(node, Name):
-        yield node.name
-    elif isinstance(node, Compare):
-        yield from _names(node.left)
-        yield from _names(node.right)
-    elif isinstance(node, Not):
-        yield from _names(node.operand)
-    elif isinstance(node, (And, Or)):
-        for sub in node.operands:
-            yield from _names(sub)
+    match node:
+        case Name(name=name):
+            yield name
+        case Compare(left=left, right=right):
+            yield from _names(left)
+            yield from _names(right)
+        case Not(operand=operand):
+            yield from _names(operand)
+        case And(operands=operands) | Or(operands=operands):
+            for sub in operands:
+                yield from _names(sub)
 
 
 @dataclass(frozen=True)
@@ -523,17 +559,19 @@ def _atom(node: Node) -> str:
 
 
 def _render(node: Node) -> str:
-    if isinstance(node, Literal):
-        return node.raw
-    if isinstance(node, Name):
-        return node.spelled
-    if isinstance(node, Compare):
-        return f"{_atom(node.left)} {node.op} {_atom(node.right)}"
-    if isinstance(node, Not):
-        return f"not {_atom(node.operand)}"
-    if isinstance(node, And):
-        return " and ".join(f"({_render(s)})" if isinstance(s, Or) else _render(s) for s in node.operands)
-    return " or ".join(_render(s) for s in node.operands)
+    match node:
+        case Literal(raw=raw):
+            return raw
+        case Name(spelled=spelled):
+            return spelled
+        case Compare(op=op, left=left, right=right):
+            return f"{_atom(left)} {op} {_atom(right)}"
+        case Not(operand=operand):
+            return f"not {_atom(operand)}"
+        case And(operands=operands):
+            return " and ".join(f"({_render(s)})" if isinstance(s, Or) else _render(s) for s in operands)
+        case Or(operands=operands):
+            return " or ".join(_render(s) for s in operands)
 
 
 def explain(condition: Condition | str) -> str:
@@ -557,7 +595,7 @@ def parse_window(text: str) -> timedelta:
     body, start = text.strip(), len(text) - len(text.lstrip())
     if not body:
         raise RuleError("empty window", 0, _WINDOW_HINT)
-    digits = re.match(r"[0-9]*", body).group()  # type: ignore[union-attr]
+    digits = re.match(r"[0-9]*", body).group()  # type: ignore[union-attr]  # [0-9]* matches every string
     i, unit = len(digits), body[len(digits):len(digits) + 1]
     if body[0] == "-":
         raise RuleError("window must be positive", start, _WINDOW_HINT)

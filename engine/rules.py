@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import access
 from engine.clock import Clock, isoformat
-from engine.domain import BREAKER_ACTIONS, SEVERITIES
+from engine.domain import BREAKER_ACTIONS, SEVERITIES, BreakerAction
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.rule_language import RuleError, format_window, parse_condition, parse_window
 from storage import audit, breaker_repo
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Row
 
 RULE_FIELDS = ("condition", "window", "action", "alert_severity", "min_samples", "enabled", "shadow", "recovery",
                "cooldown", "probes")
@@ -39,7 +42,7 @@ def validate_rule(fields: dict[str, Any]) -> dict[str, Any]:
     out["window"] = format_window(window)
     if out.get("action") not in BREAKER_ACTIONS:
         raise InvalidInput(f"action: {out.get('action')!r} is not one of {', '.join(BREAKER_ACTIONS)}")
-    if out["action"] == "pause_command_type" and not condition.uses_command_type():
+    if out["action"] == BreakerAction.PAUSE_COMMAND_TYPE and not condition.uses_command_type():
         raise InvalidInput("action: pause_command_type needs a condition on commandType.* "
                            "(e.g. commandType.failures >= 3) so that it knows which type to pause")
     if out.get("alert_severity") not in SEVERITIES:
@@ -86,7 +89,7 @@ def _validate_recovery(out: dict[str, Any]) -> None:
     out["probes"] = probes
 
 
-def rule_json(row, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+def rule_json(row: Row, stats: dict[str, Any] | None = None) -> dict[str, Any]:
     s = stats or {}
     trips, fps, resolved = s.get("trips", 0), s.get("falsePositives", 0), s.get("resolved", 0)
     return {
@@ -112,10 +115,7 @@ class RuleBook:
 
     def show(self, name: str) -> dict[str, Any]:
         with self.store.read() as conn:
-            row = breaker_repo.get_rule(conn, name)
-            if row is None:
-                raise NotFound(_no_rule(name, [r.name for r in breaker_repo.list_rules(conn)]))
-            return rule_json(row, breaker_repo.rule_stats(conn).get(name))
+            return rule_json(_rule(conn, name), breaker_repo.rule_stats(conn).get(name))
 
     def add(self, actor: str, fields: dict[str, Any]) -> dict[str, Any]:
         rule = validate_rule(fields)
@@ -128,7 +128,7 @@ class RuleBook:
                                      updated_at=now)
             audit.append(conn, at=now, actor=actor, action="rule.add", target=rule["name"],
                          details={"after": {k: rule[k] for k in RULE_FIELDS}})
-            return rule_json(breaker_repo.get_rule(conn, rule["name"]))
+            return rule_json(_rule(conn, rule["name"]))
 
     def set(self, actor: str, name: str, changes: dict[str, Any], *, reason: str = "") -> dict[str, Any]:
         unknown = set(changes) - set(RULE_FIELDS)
@@ -141,9 +141,7 @@ class RuleBook:
         now = self.clock.now()
         with self.store.write() as conn:
             access.require_role(conn, actor, "rules.edit")
-            row = breaker_repo.get_rule(conn, name)
-            if row is None:
-                raise NotFound(_no_rule(name, [r.name for r in breaker_repo.list_rules(conn)]))
+            row = _rule(conn, name)
             before = {k: getattr(row, k) for k in RULE_FIELDS}
             merged = validate_rule({"name": name, **before, **changes})
             after = {k: merged[k] for k in RULE_FIELDS}
@@ -152,7 +150,14 @@ class RuleBook:
             breaker_repo.update_rule(conn, name, **after, updated_at=now)
             audit.append(conn, at=now, actor=actor, action="rule.set", target=name, reason=reason,
                          details={"before": before, "after": after})
-            return rule_json(breaker_repo.get_rule(conn, name), breaker_repo.rule_stats(conn).get(name))
+            return rule_json(_rule(conn, name), breaker_repo.rule_stats(conn).get(name))
+
+
+def _rule(conn: Connection, name: str) -> Row:
+    row = breaker_repo.get_rule(conn, name)
+    if row is None:
+        raise NotFound(_no_rule(name, [r.name for r in breaker_repo.list_rules(conn)]))
+    return row
 
 
 def _no_rule(name: str, names: list[str]) -> str:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.clock import isoformat
+from engine.domain import Decision, RequestStatus
 from engine.errors import InvalidInput
 from engine.redact import redact
 
@@ -471,14 +472,15 @@ class Runner:
         if decision.get("rollbackMandatory") and plan.rollback is None:
             why = f"policy {decision.get('policy')} makes a rollback mandatory: give --rollback CMD"
             return RunResult(EXIT_USAGE, "usage", why, decision=decision, problems=[why])
-        code = {"allow": EXIT_SUCCEEDED, "needs_approval": EXIT_NEEDS_APPROVAL}.get(decision["decision"], EXIT_DENIED)
+        code = {Decision.ALLOW: EXIT_SUCCEEDED, Decision.NEEDS_APPROVAL: EXIT_NEEDS_APPROVAL}.get(decision["decision"],
+                                                                                         EXIT_DENIED)
         steps = [{"name": n, "command": redact(shlex.join(a)),
                   **({"timeout": f"{plan.verify_interval:g}s", "every": f"{plan.verify_interval:g}s"} if n == "verify"
                      else {"timeout": f"{plan.timeout:g}s"}),
                   **({"when": "only if the command or a verify fails"} if n == "rollback" else {})}
                  for n, a in plan.steps()]
-        would = {"allow": "would run (no grant taken)",
-                 "needs_approval": f"would need a human's approval (a run waits {plan.wait:g}s for one)"
+        would = {Decision.ALLOW: "would run (no grant taken)",
+                 Decision.NEEDS_APPROVAL: f"would need a human's approval (a run waits {plan.wait:g}s for one)"
                  if plan.wait > 0 else "would need a human's approval (and --wait 0 queues no request)",
                  }.get(decision["decision"], "would be denied")
         report = {"dryRun": True, "commandType": plan.command_type, "service": plan.service, "agent": plan.agent,
@@ -523,16 +525,16 @@ class Runner:
         report["agent"] = decision.get("agent") or plan.agent
         verdict = decision["decision"]
         self.progress(f"gate: {verdict}: {decision['reason']}")
-        if verdict == "allow" and decision.get("grantId"):
+        if verdict == Decision.ALLOW and decision.get("grantId"):
             if decision.get("rollbackMandatory") and plan.rollback is None:  # a policy loaded since the check
                 self._release_quietly(decision["grantId"], "rollback mandatory but not given")
                 why = f"policy {decision.get('policy')} makes a rollback mandatory: give --rollback CMD"
                 return RunResult(EXIT_USAGE, "usage", why, decision=decision, problems=[why])
             return decision["grantId"]
-        if verdict == "allow":  # an allow without a grant: a gate that does not keep the books
+        if verdict == Decision.ALLOW:  # an allow without a grant: a gate that does not keep the books
             return RunResult(EXIT_DENIED, "denied", "the gate allowed without issuing a grant; not running",
                              decision=decision)
-        if verdict != "needs_approval":
+        if verdict != Decision.NEEDS_APPROVAL:
             return RunResult(EXIT_DENIED, "denied", f"denied: {decision['reason']}", decision=decision)
         request_id = decision.get("requestId")
         if not queue:
@@ -552,16 +554,16 @@ class Runner:
                              decision=decision, request_id=request_id)
         request = shown.get("request") or {}
         status = request.get("status")
-        if status == "approved" and (shown.get("grant") or {}).get("grantId"):
+        if status == RequestStatus.APPROVED and (shown.get("grant") or {}).get("grantId"):
             report["approvedBy"] = request.get("decidedBy")
             report["requestId"] = request_id
             self.progress(f"approved by {request.get('decidedBy')}: grant {shown['grant']['grantId']}")
             return shown["grant"]["grantId"]
-        if status == "rejected":
+        if status == RequestStatus.REJECTED:
             return RunResult(EXIT_DENIED, "rejected", f"action request {request_id} rejected by "
                              f"{request.get('decidedBy')}: {request.get('note')}", decision=decision,
                              request_id=request_id)
-        if status == "expired":
+        if status == RequestStatus.EXPIRED:
             return RunResult(EXIT_DENIED, "expired", f"action request {request_id} expired undecided (it counts as "
                              "rejected)", decision=decision, request_id=request_id)
         return RunResult(EXIT_NEEDS_APPROVAL, "undecided", f"action request {request_id} still undecided after "
@@ -607,6 +609,7 @@ class Runner:
         command = self._step(state, "command", plan.command, plan.timeout)
         state.command_ran = True
         if not command.ok:
+            failure: tuple[int | None, str, str]
             if command.timed_out:
                 failure = (EXIT_TIMEOUT, "timed_out", f"the command ran past {plan.timeout:g}s and was killed")
             else:
@@ -665,8 +668,8 @@ class Runner:
                 unreported.append(f"{what}: {_brief(exc)}")
                 return False
 
-        if state.outcome is not None:
-            attempt(f"outcome {state.outcome}", lambda: self.port.report_outcome(grant_id, plan, state.outcome))
+        if (outcome := state.outcome) is not None:
+            attempt(f"outcome {outcome}", lambda: self.port.report_outcome(grant_id, plan, outcome))
         elif not state.command_ran:
             attempt("release of the unused grant", lambda: self.port.release(grant_id, state.message))
         if state.escalate:

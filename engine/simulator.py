@@ -13,6 +13,8 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from engine.domain import CommandStatus
+
 COMMAND_TYPES: tuple[str, ...] = (
     "restart_service", "scale_deployment", "clear_cache", "rotate_logs",
     "renew_certificate", "drain_node", "rollback_deploy", "failover_database",
@@ -57,20 +59,20 @@ def _lifecycle(rng: random.Random, timeline: _Timeline, cid: str, ctype: str, at
         timeline.add(when, {"kind": "command", "id": cid, "type": ctype, "status": status,
                             "autonomous": autonomous})
 
-    event("proposed", at)
+    event(CommandStatus.PROPOSED, at)
     # the policy engine approves autonomous commands at once; humans take a while and sometimes refuse
     at += timedelta(seconds=rng.uniform(0.05, 0.5) if autonomous else rng.uniform(*review_seconds))
     if not autonomous and not force_failure and rng.random() < rejection_rate:
-        event("rejected", at)
+        event(CommandStatus.REJECTED, at)
         return
-    event("approved", at)
+    event(CommandStatus.APPROVED, at)
     at += timedelta(seconds=rng.uniform(*run_seconds))
     if force_failure or rng.random() < failure_rate:
-        event("failed", at)
+        event(CommandStatus.FAILED, at)
         return
-    event("succeeded", at)
+    event(CommandStatus.SUCCEEDED, at)
     if rng.random() < rollback_rate:
-        event("rolled_back", at + timedelta(seconds=rng.uniform(60, 1800)))
+        event(CommandStatus.ROLLED_BACK, at + timedelta(seconds=rng.uniform(60, 1800)))
 
 
 def generate_history(start: datetime, end: datetime, *, commands_per_hour: float = 75.0,
@@ -175,18 +177,19 @@ class AgentSimulator:
         self.bursts.append((at, command_type, n))
 
     def next_events(self, now: datetime) -> list[dict]:
-        if self.cursor is None:  # first call: start the agent one second ago
-            self.cursor = now - timedelta(seconds=1)
-            self.next_command = self.cursor + self._gap(self.rate)
-            self.next_incident = self.cursor + self._gap(self.incidents_per_hour / 3600)
-        if now < self.cursor:
-            raise ValueError(f"next_events: now {iso(now)} is before the previous call {iso(self.cursor)}")
-        while self.next_command <= now:
-            self._command(self.next_command)
-            self.next_command += self._gap(self.rate)
-        while self.next_incident <= now:
-            self._incident(self.next_incident, self.rng.choice(["low", "low", "medium"]))
-            self.next_incident += self._gap(self.incidents_per_hour / 3600)
+        cursor, next_command, next_incident = self.cursor, self.next_command, self.next_incident
+        if cursor is None or next_command is None or next_incident is None:  # first call: start one second ago
+            cursor = self.cursor = now - timedelta(seconds=1)
+            next_command = self.next_command = cursor + self._gap(self.rate)
+            next_incident = self.next_incident = cursor + self._gap(self.incidents_per_hour / 3600)
+        if now < cursor:
+            raise ValueError(f"next_events: now {iso(now)} is before the previous call {iso(cursor)}")
+        while next_command <= now:
+            self._command(next_command)
+            next_command = self.next_command = next_command + self._gap(self.rate)
+        while next_incident <= now:
+            self._incident(next_incident, self.rng.choice(["low", "low", "medium"]))
+            next_incident = self.next_incident = next_incident + self._gap(self.incidents_per_hour / 3600)
         for burst in [b for b in self.bursts if b[0] <= now]:
             self.bursts.remove(burst)
             self._burst(*burst)

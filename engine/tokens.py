@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import access
 from engine.clock import Clock, isoformat
@@ -31,6 +31,9 @@ from engine.gate import invalid_name
 from storage import audit, identity_repo
 from storage.db import StoreUnavailable
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ class TokenExpired(Exception):
         self.identity = identity
 
 
-def token_json(row, now: datetime | None = None) -> dict[str, Any]:
+def token_json(row: Row, now: datetime | None = None) -> dict[str, Any]:
     """A token as `tokens list` shows it: never the secret, never the hash."""
     expired = row.expires_at is not None and now is not None and now >= row.expires_at
     return {"id": row.id, "operator": row.operator, "createdAt": isoformat(row.created_at),
@@ -175,7 +178,7 @@ class TokenBook:
         with self.store.read() as conn:
             row = identity_repo.token_by_hash(conn, digest)
         ident = None if row is None else TokenIdentity(row.operator, row.agent, row.expires_at, row.id)
-        if row is not None and not ident.expired(self.clock.now()):
+        if row is not None and ident is not None and not ident.expired(self.clock.now()):
             self._note_use(row)
         with self._lock:
             if len(self._cache) > 10_000:  # someone is guessing: do not let the cache grow without bound
@@ -199,7 +202,7 @@ class TokenBook:
         ident = self.identify(secret)
         return ident.operator if ident is not None else None
 
-    def _note_use(self, row) -> None:
+    def _note_use(self, row: Row) -> None:
         at = self.clock.now()
         with self._lock:
             last = max((t for t in (row.last_used_at, self._uses_noted.get(row.id)) if t is not None), default=None)

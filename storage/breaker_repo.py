@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from storage.tables import breaker_events as EVENTS
 from storage.tables import breaker_rules as RULES
 
 
-def list_rules(conn: Connection, *, enabled_only: bool = False) -> list[Row]:
+def list_rules(conn: Connection, *, enabled_only: bool = False) -> Sequence[Row]:
     q = sa.select(RULES).order_by(RULES.c.id)
     if enabled_only:
         q = q.where(RULES.c.enabled.is_(True))
@@ -42,7 +43,7 @@ def count_unresolved(conn: Connection, *, include_shadow: bool = False,
 
 
 def list_events(conn: Connection, *, unresolved_only: bool = False, limit: int | None = None,
-                since: datetime | None = None) -> list[Row]:
+                since: datetime | None = None) -> Sequence[Row]:
     q = sa.select(EVENTS).order_by(EVENTS.c.timestamp.desc(), EVENTS.c.id)
     if unresolved_only:
         q = q.where(EVENTS.c.resolved.is_(False))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 log = logging.getLogger("govcon.store")
 
@@ -45,11 +46,11 @@ def install(engine: Engine) -> None:
             return
         do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
 
-        def committing(dbapi_connection) -> None:
+        def committing(dbapi_connection: PoolProxiedConnection) -> None:
             do_commit(dbapi_connection)  # raises when the COMMIT fails: the callbacks are not run
             _run(_take(dbapi_connection))
 
-        def rolling_back(dbapi_connection) -> None:
+        def rolling_back(dbapi_connection: PoolProxiedConnection) -> None:
             _take(dbapi_connection)
             do_rollback(dbapi_connection)
 
@@ -59,7 +60,7 @@ def install(engine: Engine) -> None:
         setattr(dialect, _FLAG, True)
 
 
-def _take(dbapi_connection) -> list[Callable[[], None]]:
+def _take(dbapi_connection: PoolProxiedConnection) -> list[Callable[[], None]]:
     try:  # the pool's proxy shares the Connection's info
         info = dbapi_connection.info
     except (AttributeError, NotImplementedError):  # the ad-hoc proxy of the dialect's first connect

@@ -26,13 +26,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from storage import commit_hooks
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: advisory lock key for store-wide write serialisation on PostgreSQL ("govcon" in ASCII, truncated)
 WRITE_LOCK_KEY = 0x676F76636F6E
@@ -123,7 +128,7 @@ def create_db_engine(url: str, *, echo: bool = False, lane: Lane = DEFAULT) -> E
 
 def _install_sqlite_hooks(engine: Engine) -> None:
     @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
+    def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:  # a sqlite3.Connection
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -133,7 +138,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection):
+    def _on_begin(conn: Connection) -> None:
         if conn.get_execution_options().get("govcon_write"):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
@@ -146,7 +151,7 @@ def _install_postgres_hooks(engine: Engine, lane: Lane) -> None:
                 if value is not None]
     if settings:
         @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn, record):
+        def _on_connect(dbapi_conn: psycopg.Connection[Any], record: ConnectionPoolEntry) -> None:
             with dbapi_conn.cursor() as cur:
                 for statement in settings:
                     cur.execute(statement)
@@ -156,7 +161,8 @@ def _install_postgres_hooks(engine: Engine, lane: Lane) -> None:
         return
 
     @sa.event.listens_for(engine, "do_connect")
-    def _connect_within_deadline(dialect, _record, cargs, cparams):
+    def _connect_within_deadline(dialect: Dialect, _record: ConnectionPoolEntry, cargs: tuple[Any, ...],
+                                 cparams: dict[str, Any]) -> DBAPIConnection | None:
         """A new connection within what is left of the caller's deadline (libpq waits at least 2 s)."""
         deadline = Deadline.current()
         if deadline is None:
@@ -170,11 +176,11 @@ def _install_postgres_hooks(engine: Engine, lane: Lane) -> None:
             raise StoreUnavailable(deadline.describe("connecting")) from None
 
     @sa.event.listens_for(engine, "connect")
-    def _mark_fresh(_dbapi_conn, record):
+    def _mark_fresh(_dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         record.info["govcon_fresh"] = True
 
     @sa.event.listens_for(engine, "checkout")
-    def _arm_and_ping(dbapi_conn, record, _proxy):
+    def _arm_and_ping(dbapi_conn: psycopg.Connection[Any], record: ConnectionPoolEntry, _proxy: object) -> None:
         """Replaces pool_pre_ping, whose ping would run before any deadline could be armed."""
         deadline = Deadline.current()
         if deadline is not None:
@@ -190,7 +196,7 @@ def _install_postgres_hooks(engine: Engine, lane: Lane) -> None:
             raise sa_exc.DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
-def _close_late_connection(future: concurrent.futures.Future) -> None:
+def _close_late_connection(future: concurrent.futures.Future[DBAPIConnection]) -> None:
     if not future.cancelled() and future.exception() is None:
         with contextlib.suppress(Exception):
             future.result().close()
@@ -248,7 +254,7 @@ class Deadline:
     def remaining(self) -> float:
         return self.at - time.monotonic()
 
-    def watch(self, dbapi_conn) -> None:
+    def watch(self, dbapi_conn: psycopg.Connection[Any]) -> None:
         self._watched.append(_WATCHDOG.watch(self, dbapi_conn))
 
     def describe(self, doing: str = "") -> str:
@@ -267,7 +273,7 @@ class _Watchdog:
         self._keys = itertools.count(1)
         self._thread: threading.Thread | None = None
 
-    def watch(self, deadline: Deadline, dbapi_conn) -> int:
+    def watch(self, deadline: Deadline, dbapi_conn: psycopg.Connection[Any]) -> int:
         with self._cond:
             key = next(self._keys)
             self._watched[key] = (deadline, dbapi_conn)
@@ -302,7 +308,7 @@ class _Watchdog:
                 _cut(dbapi_conn)  # under the lock: a connection forgotten before this is never cut
 
 
-def _cut(dbapi_conn) -> None:
+def _cut(dbapi_conn: psycopg.Connection[Any]) -> None:
     """Shut the connection's socket down: the thread blocked on it wakes with an error."""
     try:
         fd = dbapi_conn.pgconn.socket

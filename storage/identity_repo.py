@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ def roles_of(conn: Connection, operator: str) -> set[str]:
     return set(conn.execute(sa.select(GRANTS.c.role).where(GRANTS.c.operator == operator)).scalars())
 
 
-def all_grants(conn: Connection) -> list[Row]:
+def all_grants(conn: Connection) -> Sequence[Row]:
     return conn.execute(sa.select(GRANTS).order_by(GRANTS.c.operator, GRANTS.c.role)).all()
 
 
@@ -48,7 +49,7 @@ def token_by_hash(conn: Connection, token_hash: str) -> Row | None:
                                                 TOKENS.c.revoked_at.is_(None))).first()
 
 
-def list_tokens(conn: Connection) -> list[Row]:
+def list_tokens(conn: Connection) -> Sequence[Row]:
     return conn.execute(sa.select(TOKENS).order_by(TOKENS.c.created_at)).all()
 
 

@@ -8,16 +8,20 @@ checks that ``HEAD`` names the newest script.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: the newest revision in storage/migrations/versions (update it with every new migration)
 HEAD = "0022"
 
 
-def alembic_config(url: str | None = None):
+def alembic_config(url: str | None = None) -> Config:
     from alembic.config import Config
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -28,7 +32,10 @@ def alembic_config(url: str | None = None):
 
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migration scripts in {MIGRATIONS / 'versions'}")
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:

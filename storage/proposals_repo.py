@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
@@ -14,7 +17,7 @@ def count_pending(conn: Connection) -> int:
                         .where(PROPOSALS.c.status == "pending")).scalar_one()
 
 
-def list_proposals(conn: Connection, *, status: str | None = None) -> list[Row]:
+def list_proposals(conn: Connection, *, status: str | None = None) -> Sequence[Row]:
     q = sa.select(PROPOSALS).order_by(PROPOSALS.c.created_at.desc())
     if status:
         q = q.where(PROPOSALS.c.status == status)
@@ -25,15 +28,15 @@ def get(conn: Connection, proposal_id: str) -> Row | None:
     return conn.execute(sa.select(PROPOSALS).where(PROPOSALS.c.id == proposal_id)).first()
 
 
-def insert(conn: Connection, **fields) -> None:
+def insert(conn: Connection, **fields: Any) -> None:
     conn.execute(sa.insert(PROPOSALS).values(**fields))
 
 
-def update(conn: Connection, proposal_id: str, **fields) -> None:
+def update(conn: Connection, proposal_id: str, **fields: Any) -> None:
     conn.execute(sa.update(PROPOSALS).where(PROPOSALS.c.id == proposal_id).values(**fields))
 
 
-def approvals(conn: Connection, proposal_id: str) -> list[Row]:
+def approvals(conn: Connection, proposal_id: str) -> Sequence[Row]:
     return conn.execute(sa.select(APPROVALS).where(APPROVALS.c.proposal_id == proposal_id)
                         .order_by(APPROVALS.c.at, APPROVALS.c.id)).all()
 
@@ -47,5 +50,5 @@ def approvals_for(conn: Connection, proposal_ids: list[str]) -> dict[str, list[R
     return out
 
 
-def add_approval(conn: Connection, **fields) -> None:
+def add_approval(conn: Connection, **fields: Any) -> None:
     conn.execute(sa.insert(APPROVALS).values(**fields))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,11 +40,11 @@ def delete(conn: Connection, command_type: str) -> None:
     conn.execute(sa.delete(HALF_OPEN).where(HALF_OPEN.c.command_type == command_type))
 
 
-def all_rows(conn: Connection) -> list[Row]:
+def all_rows(conn: Connection) -> Sequence[Row]:
     return conn.execute(sa.select(HALF_OPEN).order_by(HALF_OPEN.c.command_type)).all()
 
 
-def probing(conn: Connection, grant_ids: Iterable[str]) -> list[Row]:
+def probing(conn: Connection, grant_ids: Iterable[str]) -> Sequence[Row]:
     """The half-open types whose probe in flight is one of these grants (the table is small: no index)."""
     ids = list(set(grant_ids))
     if not ids:
@@ -52,7 +52,7 @@ def probing(conn: Connection, grant_ids: Iterable[str]) -> list[Row]:
     return conn.execute(sa.select(HALF_OPEN).where(HALF_OPEN.c.probe_grant_id.in_(ids))).all()
 
 
-def open_pauses_with_cooldown(conn: Connection) -> list[Row]:
+def open_pauses_with_cooldown(conn: Connection) -> Sequence[Row]:
     """Every unresolved, enforced pause event whose rule re-opens it after a cooldown (``rule_cooldown``)."""
     rows = conn.execute(sa.select(EVENTS, RULES.c.cooldown.label("rule_cooldown"))
                         .join(RULES, RULES.c.name == EVENTS.c.rule_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ def start_phase(conn: Connection, *, phase: str, at: datetime, actor: str, reaso
                                           proposal_id=proposal_id, breaker_event_id=breaker_event_id))
 
 
-def phase_history(conn: Connection) -> list[Row]:
+def phase_history(conn: Connection) -> Sequence[Row]:
     return conn.execute(sa.select(PHASES).order_by(PHASES.c.started_at, PHASES.c.id)).all()
 
 

@@ -2,6 +2,7 @@
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
+from sqlalchemy.engine import Connection
 
 from storage import models  # noqa: F401  (registers every table on the metadata)
 from storage.db import normalise_url
@@ -10,7 +11,7 @@ target_metadata = models.ALL_TABLES
 config = context.config
 
 
-def _configure(connection) -> None:
+def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -26,7 +27,10 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    url = normalise_url(config.get_main_option("sqlalchemy.url"))
+    main_url = config.get_main_option("sqlalchemy.url")
+    if main_url is None:
+        raise SystemExit("govcon migrations need a connection or sqlalchemy.url in the Alembic config")
+    url = normalise_url(main_url)
     engine = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with engine.connect() as conn:
         _configure(conn)

@@ -7,7 +7,7 @@ Create Date: 2026-11-21 21:02:06.705157
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import storage.models
