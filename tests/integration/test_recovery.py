@@ -403,7 +403,12 @@ def test_requires_approval_is_a_policy_answer_not_a_store_failure(store, clock):
 
 
 def test_the_default_pool_tuning_policy_makes_govcon_run_refuse_without_rollback(rgov, cli, me, tmp_path):
-    """No config file, so no [policies]: seed 002's pool_tuning (rollback_mandatory) applies to `govcon run`."""
+    """No config file, so no [policies]: `db init` seeds seed 002's defaults into the store (done here as the
+    CLI does it), and their pool_tuning (rollback_mandatory) applies to `govcon run`."""
+    from engine.policies import DEFAULT_POLICIES, load_policies
+    from engine.store_config import import_config
+    import_config(rgov.store, rgov.clock, OPERATOR, policies=load_policies(DEFAULT_POLICIES), sinks=None,
+                  source="seed 002's default policies")
     rgov.grant_role(OPERATOR, me, "on-call")
     with rgov.store.write() as conn:
         state_repo.update_state(conn, command_whitelist=["pool_tuning"])
