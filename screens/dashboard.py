@@ -17,11 +17,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
 
+from engine.rule_status import RuleStatus
 from screens.base import GovScreen
 from screens.data import LiveData, SlowData
 from screens.fmt import SEVERITY_STYLE, STATE_STYLE, bar, matches, pct, safe, short_time
 from screens.plot import Plot, PlotSpec, Series, robust_top
-from screens.rule_status import RuleStatus
 from screens.widgets import Pane, Table
 
 CATEGORIES = ("technical", "process", "organizational")

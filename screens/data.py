@@ -16,11 +16,11 @@ from typing import Any
 
 from engine.breakers import event_json
 from engine.governance import Governance
+from engine.rule_status import RuleStatus, rule_statuses
+from engine.trends import TrendData, load_trends
 from screens.action_view import four_eyes_relaxed
 from screens.engine_api import EngineApi
 from screens.errors import describe_error
-from screens.rule_status import RuleStatus, rule_statuses
-from screens.trend_data import TrendData, load_trends
 from storage import breaker_repo, identity_repo, outbox_repo
 
 RECENT_EVENTS = 50
