@@ -5,6 +5,7 @@ second, and every change made through the Governance facade in a worker, its out
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -105,6 +106,8 @@ class GovconApp(ActionsMixin, App):
         self.slow: SlowData | None = None
         self.bells = 0                      # how often the bell rang (tests read it)
         self._busy: set[str] = set()
+        self._again: dict[str, Callable[[], None]] = {}  # one more read of a key once the running one ends
+        self._busy_lock = threading.Lock()
         self._ticks = 0
         self._seen_events: set[str] | None = None
         self._kill_switch_seen: bool | None = None
@@ -212,15 +215,29 @@ class GovconApp(ActionsMixin, App):
             screen.reload()
 
     def _in_thread(self, key: str, fn: Callable[[], None]) -> None:
-        if key in self._busy:
-            return  # the previous read is still running: never pile up threads on a slow store
-        self._busy.add(key)
+        """Run one read of ``key`` at a time: never pile up threads on a slow store. A read asked for
+        while one runs is not dropped but run once after it (the running one may have started before
+        an action committed; its result alone would leave the screen stale until the next tick)."""
+        with self._busy_lock:
+            if key in self._busy:
+                self._again[key] = fn
+                return
+            self._busy.add(key)
 
         def work() -> None:
-            try:
-                fn()
-            finally:
-                self._busy.discard(key)  # set.discard is atomic; the loop only adds and tests
+            job: Callable[[], None] | None = fn
+            failure: BaseException | None = None
+            while job is not None:
+                try:
+                    job()
+                except Exception as exc:  # noqa: BLE001 - reported below, after the queued read ran
+                    failure = exc
+                with self._busy_lock:
+                    job = self._again.pop(key, None)
+                    if job is None:
+                        self._busy.discard(key)
+            if failure is not None:
+                raise failure
 
         self.run_worker(work, thread=True, group=key, exit_on_error=False)
 

@@ -22,7 +22,7 @@ from screens.reports import ReportsScreen
 from screens.rules import RulesScreen
 from screens.widgets import Table
 from storage import outbox_repo, state_repo
-from tests.pilot.conftest import notifications, settle, text_of
+from tests.pilot.conftest import notifications, settle, text_of, until
 from tests.pilot.seed import OPEN_EVENT, OPERATOR, PENDING, SHADOW_EVENT, T0
 
 pytestmark = pytest.mark.anyio
@@ -157,8 +157,8 @@ async def test_a_approves_and_the_last_approval_applies_the_transition(calm_gov,
         assert status["commandWhitelist"] == ["clear_cache", "rotate_logs"]
         assert status["validationPeriod"]["daysLeft"] == 14
         assert any("approved and applied" in m for m in messages(app).splitlines())
-        await settle(pilot)
-        assert "L3+" in header_text(app) and "validation 14d left" in header_text(app)
+        await until(pilot, lambda: "L3+" in header_text(app) and "validation 14d left" in header_text(app),
+                    what="the header to show L3+ and the validation period")
 
 
 async def test_approve_without_a_needed_role_is_refused_before_any_dialog(calm_gov, make_console):
@@ -224,8 +224,7 @@ async def test_bang_enter_engages_the_kill_switch(console_gov, make_console):
         await settle(pilot)
         ks = console_gov.status(with_readiness=False)["killSwitch"]
         assert ks["engaged"] and ks["by"] == "alice" and ks["reason"] == "engaged from the console by alice"
-        await settle(pilot)
-        assert "KILL SWITCH ENGAGED" in header_text(app)
+        await until(pilot, lambda: "KILL SWITCH ENGAGED" in header_text(app), what="the header to show the switch")
 
 
 async def test_the_chord_works_from_inside_a_modal_with_a_text_field(console_gov, make_console):
@@ -555,8 +554,7 @@ async def test_the_console_works_on_postgresql(postgres_url, console_clock, make
             await pilot.press("r", *"pg", "enter")
             await settle(pilot)
             assert not gov.breaker_events(unresolved_only=True)
-            await settle(pilot)
-            assert "no open events" in header_text(app)
+            await until(pilot, lambda: "no open events" in header_text(app), what="the header to drop the event")
     finally:
         gov.store.dispose()
 
@@ -573,9 +571,26 @@ async def test_the_header_says_when_alerts_were_given_up_on(console_gov, make_co
             for row in outbox_repo.list_rows(conn):
                 outbox_repo.mark_dead(conn, row.id, attempts=1, error="HTTP 400")
         app.refresh_all()
-        await settle(pilot)
-        assert "2 alerts undelivered" in header_text(app)
+        await until(pilot, lambda: "2 alerts undelivered" in header_text(app), what="the undelivered count")
         console_gov.outbox.dismiss(OPERATOR, all_dead=True, reason="routing key rotated; paged by phone")
         app.refresh_all()
+        await until(pilot, lambda: "undelivered" not in header_text(app), what="the count to clear")
+
+
+async def test_a_refresh_asked_for_during_a_read_runs_after_it(console_gov, make_console):
+    """A read that started before an action committed must not be the last word: the refresh the action
+    asks for while it runs is queued, not dropped (else the header stays stale until the next tick)."""
+    import threading
+    app = make_console(console_gov)
+    async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        assert "undelivered" not in header_text(app)
+        release, ran = threading.Event(), []
+        app._in_thread("probe", lambda: (release.wait(10), ran.append("first")))
+        app._in_thread("probe", lambda: ran.append("second"))
+        app._in_thread("probe", lambda: ran.append("third"))  # replaces "second": one more read is enough
+        release.set()
+        await until(pilot, lambda: len(ran) == 2, what="the queued read")
+        assert ran == ["first", "third"]
+        await until(pilot, lambda: "probe" not in app._busy, what="the key to be free")
+        app._in_thread("probe", lambda: ran.append("fourth"))
+        await until(pilot, lambda: len(ran) == 3, what="a fresh read")
