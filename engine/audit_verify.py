@@ -25,12 +25,18 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.clock import isoformat
 from engine.domain import DEFAULT_RULES
 from engine.errors import InvalidInput
 from storage import audit, breaker_repo, identity_repo, policies_repo, sinks_repo, state_repo
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from engine.governance import Governance
+    from storage.store import Store
 
 UNKEYED_WARNING = "unkeyed: a database writer can rewrite it"
 
@@ -166,10 +172,10 @@ class _Replay:
         self.proposals[row.target] = d
 
     def _role_grant(self, row: Any, d: dict[str, Any]) -> None:
-        self.roles[(row.target, d.get("role"))] = row.seq
+        self.roles[(row.target, str(d.get("role", "")))] = row.seq
 
     def _role_revoke(self, row: Any, d: dict[str, Any]) -> None:
-        self.roles.pop((row.target, d.get("role")), None)
+        self.roles.pop((row.target, str(d.get("role", ""))), None)
 
     def _token_create(self, row: Any, d: dict[str, Any]) -> None:
         self.tokens[row.target] = {"operator": d.get("operator"), "fingerprint": d.get("fingerprint"),
@@ -229,7 +235,7 @@ def _meant(row: Any, before: dict[str, Any], proposals: dict[str, dict[str, Any]
     return {}
 
 
-def verify(store, *, expect_head: str | None = None, key: Any = True) -> VerifyReport:
+def verify(store: Store, *, expect_head: str | None = None, key: Any = True) -> VerifyReport:
     """The whole check (see the module's docstring); ``key``: True for the key registered for the store."""
     expected = parse_head(expect_head) if expect_head is not None else None
     replay = _Replay(expected[0] if expected else None)
@@ -273,7 +279,7 @@ def _check_expected_head(report: VerifyReport, replay: _Replay, seq: int, digest
                                f"{replay.expected_hash[:12]}…: the log was rewritten")
 
 
-def _check_state(conn, report: VerifyReport, replay: _Replay) -> None:
+def _check_state(conn: Connection, report: VerifyReport, replay: _Replay) -> None:
     state = state_repo.get_state(conn)
     if state is None:
         return
@@ -292,7 +298,7 @@ def _check_state(conn, report: VerifyReport, replay: _Replay) -> None:
                                    f"({replay.last_state_seq}) recorded {recorded!r}: changed without an audit entry")
 
 
-def _check_roles(conn, report: VerifyReport, replay: _Replay) -> None:
+def _check_roles(conn: Connection, report: VerifyReport, replay: _Replay) -> None:
     held = {(g.operator, g.role): g for g in identity_repo.all_grants(conn)}
     for (operator, role), g in sorted(held.items()):
         if (operator, role) not in replay.roles:
@@ -304,7 +310,7 @@ def _check_roles(conn, report: VerifyReport, replay: _Replay) -> None:
                                    "but the store has no such grant: revoked without an audit entry")
 
 
-def _check_tokens(conn, report: VerifyReport, replay: _Replay) -> None:
+def _check_tokens(conn: Connection, report: VerifyReport, replay: _Replay) -> None:
     old = 0
     for row in identity_repo.list_tokens(conn):
         logged = replay.tokens.get(row.id)
@@ -332,7 +338,7 @@ def _check_tokens(conn, report: VerifyReport, replay: _Replay) -> None:
         report.unchecked.append(f"the secrets of {old} API token(s) created before their fingerprint was audited")
 
 
-def _check_rules(conn, report: VerifyReport, replay: _Replay) -> None:
+def _check_rules(conn: Connection, report: VerifyReport, replay: _Replay) -> None:
     rows = {r.name: r for r in breaker_repo.list_rules(conn)}
     for name, row in sorted(rows.items()):
         if name not in replay.rules:
@@ -350,7 +356,7 @@ def _check_rules(conn, report: VerifyReport, replay: _Replay) -> None:
                                    "deleted without an audit entry")
 
 
-def _check_policies(conn, report: VerifyReport, replay: _Replay) -> None:
+def _check_policies(conn: Connection, report: VerifyReport, replay: _Replay) -> None:
     rows = {r.name: r for r in policies_repo.all_policies(conn)}
     for name, row in sorted(rows.items()):
         logged = replay.policies.get(name)
@@ -374,7 +380,7 @@ def _check_policies(conn, report: VerifyReport, replay: _Replay) -> None:
                                    "policy: deleted without an audit entry")
 
 
-def _check_sinks(conn, report: VerifyReport, replay: _Replay) -> None:
+def _check_sinks(conn: Connection, report: VerifyReport, replay: _Replay) -> None:
     from engine.store_config import sink_json
     rows = {r.name: r for r in sinks_repo.all_sinks(conn)}
     for name, row in sorted(rows.items()):
@@ -400,7 +406,7 @@ def _check_sinks(conn, report: VerifyReport, replay: _Replay) -> None:
                                    "sink: deleted without an audit entry")
 
 
-def enroll_key(gov, actor: str, key: audit.AuditKey) -> int | None:
+def enroll_key(gov: Governance, actor: str, key: audit.AuditKey) -> int | None:
     """Key the chain from now on (`govcon audit key init`, admin): the first keyed entry of an existing
     store is an ``audit.keyed`` entry naming the key. Returns its seq; None if the chain is keyed with it."""
     from engine import access

@@ -23,12 +23,12 @@ One answer, built here and only rendered by the console (Enter on an event), `go
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from engine.breakers import CLOCK_SKEW, event_json
 from engine.clock import isoformat
@@ -38,8 +38,10 @@ from engine.rule_language import (
     NAMES,
     And,
     Compare,
+    Condition,
     Literal,
     Name,
+    Node,
     Not,
     Or,
     RuleError,
@@ -86,7 +88,7 @@ class Metric:
                 "!=": value != self.threshold}[self.op]
 
 
-def _comparisons(node) -> Iterator[Compare]:
+def _comparisons(node: Node) -> Iterator[Compare]:
     if isinstance(node, Compare):
         yield node
     elif isinstance(node, Not):
@@ -96,7 +98,7 @@ def _comparisons(node) -> Iterator[Compare]:
             yield from _comparisons(operand)
 
 
-def metric_of(condition) -> Metric | None:
+def metric_of(condition: Condition) -> Metric | None:
     """The first comparison of a name with a number (or of incident.severity with a string)."""
     for c in _comparisons(condition.ast):
         name, lit, op = (c.left, c.right, c.op) if isinstance(c.left, Name) else (c.right, c.left, _FLIP[c.op])
@@ -132,12 +134,12 @@ def _statuses_for(names: frozenset[str]) -> tuple[tuple[str, ...] | None, bool]:
     return (tuple(sorted(statuses)) if statuses else None), commands
 
 
-def _command_json(r) -> dict[str, Any]:
+def _command_json(r: Row) -> dict[str, Any]:
     return {"id": r.command_id, "type": r.command_type, "status": r.status, "at": isoformat(r.at),
             "autonomous": bool(r.autonomous), "service": r.service}
 
 
-def _incident_json(r, metric: Metric | None) -> dict[str, Any]:
+def _incident_json(r: Row, metric: Metric | None) -> dict[str, Any]:
     return {"id": r.incident_id, "severity": r.severity, "commandId": r.command_id, "service": r.service,
             "at": isoformat(r.at), "commandType": r.command_type,
             "autonomous": None if r.command_type is None else bool(r.autonomous),
@@ -158,46 +160,50 @@ class _Steps:
         return self.start + timedelta(seconds=self.step * (i + 1))
 
 
-def _cumulative(per_step: list[float]) -> list[float]:
-    out, total = [], 0.0
+def _cumulative(per_step: list[float]) -> list[float | None]:
+    out: list[float | None] = []
+    total = 0.0
     for v in per_step:
         total += v
         out.append(total)
     return out
 
 
-def _series(conn: Connection, metric: Metric, w: Window, seen_by: datetime, steps: _Steps,
-            command_type: str | None, min_samples: int, incidents: list, safety: list) -> list[float | None]:
-    name = metric.name
-    if metric.severity is not None or name.startswith("incidents."):
-        def counts(r) -> bool:
-            if metric.severity is not None:
-                return r.severity == metric.severity
-            return {"incidents.total": True, "incidents.critical": r.severity == "critical",
-                    "incidents.fromAutonomousActions": bool(r.autonomous) and r.command_type is not None}[name]
-        per = [0.0] * steps.count
-        for r in incidents:
-            if counts(r):
-                per[steps.index(r.at)] += 1
-        return _cumulative(per)
-    if name.startswith("safety."):
-        kind = {"safety.constraintViolations": "constraint_violation", "safety.emergencyAborts": "emergency_abort",
-                "safety.safetyGateTriggers": "safety_gate_trigger"}[name]
-        per = [0.0] * steps.count
-        for r in safety:
-            if r.type == kind:
-                per[steps.index(r.at)] += 1
-        return _cumulative(per)
+def _counted(rows: Sequence[Row], steps: _Steps, counts: Callable[[Row], bool]) -> list[float | None]:
+    """The running count of the rows that ``counts``, per step."""
+    per = [0.0] * steps.count
+    for r in rows:
+        if counts(r):
+            per[steps.index(r.at)] += 1
+    return _cumulative(per)
+
+
+def _incident_counts(metric: Metric) -> Callable[[Row], bool]:
+    if metric.severity is not None:
+        severity = metric.severity
+        return lambda r: bool(r.severity == severity)
+    return {"incidents.total": lambda r: True,
+            "incidents.critical": lambda r: bool(r.severity == "critical"),
+            "incidents.fromAutonomousActions": lambda r: bool(r.autonomous) and r.command_type is not None,
+            }[metric.name]
+
+
+def _consecutive_failures(conn: Connection, w: Window, seen_by: datetime, steps: _Steps,
+                          command_type: str | None) -> list[float | None]:
+    values: list[float | None] = []
+    run, i = 0, 0
+    rows = drilldown_repo.outcome_sequence(conn, w, seen_by, command_type) if command_type else []
+    for k in range(steps.count):
+        while i < len(rows) and steps.index(rows[i].at) <= k:
+            run = 0 if rows[i].status == "succeeded" else run + 1
+            i += 1
+        values.append(float(run))
+    return values
+
+
+def _command_series(conn: Connection, name: str, w: Window, seen_by: datetime, steps: _Steps,
+                    command_type: str | None, min_samples: int) -> list[float | None]:
     scoped = command_type if name.startswith("commandType.") else None
-    if name == "commandType.consecutiveFailures":
-        values, run, i = [], 0, 0
-        rows = drilldown_repo.outcome_sequence(conn, w, seen_by, command_type) if command_type else []
-        for k in range(steps.count):
-            while i < len(rows) and steps.index(rows[i].at) <= k:
-                run = 0 if rows[i].status == "succeeded" else run + 1
-                i += 1
-            values.append(float(run))
-        return values
     by_status, new = drilldown_repo.command_buckets(conn, w, seen_by, steps.step, command_type=scoped,
                                                     autonomous_only=name.startswith("autonomous."))
     per: dict[str, list[int]] = {}
@@ -220,6 +226,21 @@ def _series(conn: Connection, metric: Metric, w: Window, seen_by: datetime, step
         else:
             values.append(float(getattr(counts, base)))
     return values
+
+
+def _series(conn: Connection, metric: Metric, w: Window, seen_by: datetime, steps: _Steps,
+            command_type: str | None, min_samples: int, incidents: Sequence[Row],
+            safety: Sequence[Row]) -> list[float | None]:
+    name = metric.name
+    if metric.severity is not None or name.startswith("incidents."):
+        return _counted(incidents, steps, _incident_counts(metric))
+    if name.startswith("safety."):
+        kind = {"safety.constraintViolations": "constraint_violation", "safety.emergencyAborts": "emergency_abort",
+                "safety.safetyGateTriggers": "safety_gate_trigger"}[name]
+        return _counted(safety, steps, lambda r: bool(r.type == kind))
+    if name == "commandType.consecutiveFailures":
+        return _consecutive_failures(conn, w, seen_by, steps, command_type)
+    return _command_series(conn, name, w, seen_by, steps, command_type, min_samples)
 
 
 def drilldown_in(conn: Connection, event_id: str) -> dict[str, Any]:
@@ -307,7 +328,7 @@ def drilldown_in(conn: Connection, event_id: str) -> dict[str, Any]:
     return doc
 
 
-def _effect(conn: Connection, row, observed: dict[str, Any]) -> dict[str, Any]:
+def _effect(conn: Connection, row: Row, observed: dict[str, Any]) -> dict[str, Any]:
     text = observed.get("effect") or ""
     effect: dict[str, Any] = {"action": row.action, "shadow": bool(row.shadow), "text": text,
                               "revertedFrom": None, "revertedAt": None, "pausedTypes": [], "stillPaused": None}

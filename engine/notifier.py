@@ -29,6 +29,9 @@ from urllib.parse import quote, urlsplit
 
 if TYPE_CHECKING:
     import httpx
+    from sqlalchemy.engine import Connection, Row
+
+    from storage.store import Store
 
 
 from engine.alerts import (
@@ -80,7 +83,7 @@ class Notifier:
     (storage/sinks_repo.py), read in the transaction that raises the alert and at each delivery run, so
     that what the local config says never decides; a list fixes them (tests)."""
 
-    def __init__(self, store, clock: Clock, sinks: list[SinkConfig] | None, *,
+    def __init__(self, store: Store, clock: Clock, sinks: list[SinkConfig] | None, *,
                  client: httpx.Client | None = None, max_attempts: int = 12, base_backoff: float = 5.0,
                  max_backoff: float = 600.0, fallback: list[SinkConfig] | None = None) -> None:
         if sinks is not None:
@@ -110,7 +113,7 @@ class Notifier:
         with self.store.read() as conn:
             return self.sinks_in(conn)
 
-    def sinks_in(self, conn) -> list[SinkConfig]:
+    def sinks_in(self, conn: Connection) -> list[SinkConfig]:
         """The sinks as of ``conn``. A stored sink that does not validate (edited behind govcon's back) is
         left out and logged, never raised: an alert (the kill switch's above all) must not fail for it."""
         if self._fixed is not None:
@@ -133,7 +136,7 @@ class Notifier:
 
     # --- into the outbox ------------------------------------------------------------------------
 
-    def enqueue(self, conn, alert: Alert, kill_switch_engaged: bool = False) -> int:
+    def enqueue(self, conn: Connection, alert: Alert, kill_switch_engaged: bool = False) -> int:
         """Queue ``alert`` for its sinks inside the caller's write transaction; returns the rows added.
 
         While the kill switch is engaged, a trigger other than the kill switch's own is folded into
@@ -208,7 +211,7 @@ class Notifier:
         """Seconds to wait after a failure when ``failures_before`` attempts had failed already."""
         return min(self.max_backoff, self.base_backoff * 2 ** min(failures_before, 62))
 
-    def attempt_timeout(self, sink: SinkConfig, row) -> float:
+    def attempt_timeout(self, sink: SinkConfig, row: Row) -> float:
         """The sink's timeout, doubled for each attempt that timed out before (up to TIMEOUT_GROWTH times)."""
         if not (row.last_error or "").startswith(TIMED_OUT):
             return sink.timeout
@@ -243,7 +246,7 @@ class Notifier:
         return _Outcome(False, retryable=retryable, error=error,
                         retry_after=_retry_after(response.headers.get("retry-after")))
 
-    def _dead(self, row, attempts: int, error: str) -> None:
+    def _dead(self, row: Row, attempts: int, error: str) -> None:
         error = redact(error)
         with self.store.write(serialise=False) as conn:
             outbox_repo.mark_dead(conn, row.id, attempts=attempts, error=error)
@@ -259,7 +262,7 @@ class Notifier:
     def __enter__(self) -> Notifier:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -278,9 +281,12 @@ def send_mail(sink: SinkConfig, stored: dict, *, timeout: float, key: str) -> _O
     parts = urlsplit(sink.url)
     tls = parts.scheme == "smtps"
     port = parts.port or (465 if tls else 587)
-    password = None
+    host = parts.hostname
+    if not host:
+        return _Outcome(False, retryable=False, error=f"smtp sink {sink.name!r}: its url names no host")
+    password = ""
     if sink.username:
-        password = os.environ.get(sink.password_env or "")
+        password = os.environ.get(sink.password_env or "", "")
         if not password:
             return _Outcome(False, retryable=False, error=f"smtp sink {sink.name!r}: the environment variable "
                                                           f"{sink.password_env} holding its password is not set")
@@ -296,14 +302,14 @@ def send_mail(sink: SinkConfig, stored: dict, *, timeout: float, key: str) -> _O
     context = ssl.create_default_context(cafile=sink.ca_file)
     try:
         if tls:
-            client: smtplib.SMTP = smtplib.SMTP_SSL(parts.hostname, port, timeout=timeout, context=context)
+            client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
         else:
-            client = smtplib.SMTP(parts.hostname, port, timeout=timeout)
+            client = smtplib.SMTP(host, port, timeout=timeout)
         with client:
             client.ehlo()
             if not tls:
                 if not client.has_extn("starttls"):
-                    return _Outcome(False, error=f"smtp sink {sink.name!r}: {parts.hostname}:{port} does not offer "
+                    return _Outcome(False, error=f"smtp sink {sink.name!r}: {host}:{port} does not offer "
                                                  "STARTTLS; refusing to send in clear")
                 client.starttls(context=context)
                 client.ehlo()

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy.engine import Row
+
 from engine import access
 from engine.clock import Clock, isoformat
 from engine.errors import InvalidInput, NotFound
@@ -22,6 +24,7 @@ from storage import audit, outbox_repo
 from storage.store import Store
 
 STATUSES = ("pending", "sent", "dead", "dismissed")
+AlertLists = dict[str, list[dict[str, Any]]]  # "changed"/"superseded" -> the alerts as alert_json shows them
 MAX_ID = 2**63 - 1  # the id column's range (BIGINT on PostgreSQL, INTEGER on SQLite)
 
 
@@ -31,7 +34,7 @@ def statuses_for(choice: str | None) -> tuple[str, ...]:
     return ("pending", "dead") if choice is None else STATUSES if choice == "all" else (choice,)
 
 
-def alert_json(row, *, superseded: bool = False) -> dict[str, Any]:
+def alert_json(row: Row, *, superseded: bool = False) -> dict[str, Any]:
     return {"id": row.id, "createdAt": isoformat(row.created_at), "sink": row.sink, "severity": row.severity,
             "kind": row.kind, "title": row.title or None, "dedupKey": row.dedup_key, "status": row.status,
             "attempts": row.attempts,
@@ -63,20 +66,20 @@ class OutboxBook:
             counts = outbox_repo.counts_by_status(conn)
         return {status: counts.get(status, 0) for status in STATUSES}
 
-    def retry(self, actor: str, ids: Iterable[int] = (), *, all_dead: bool = False) -> dict[str, list]:
+    def retry(self, actor: str, ids: Iterable[int] = (), *, all_dead: bool = False) -> AlertLists:
         """Dead alerts back in the queue, due now (``retried``); with ``all_dead``, superseded triggers are
         left out (``superseded``). One transaction, one audit entry."""
         return self._change(actor, ids, all_dead, action="alerts.retry", reason=None)
 
     def dismiss(self, actor: str, ids: Iterable[int] = (), *, all_dead: bool = False,
-                reason: str) -> dict[str, list]:
+                reason: str) -> AlertLists:
         """Dead alerts given up on for good, with the reason: they leave the header's count."""
         if not reason or not reason.strip():
             raise InvalidInput("dismissing alerts needs --reason: why they will never be sent")
         return self._change(actor, ids, all_dead, action="alerts.dismiss", reason=reason.strip())
 
     def _change(self, actor: str, ids: Iterable[int], all_dead: bool, *, action: str,
-                reason: str | None) -> dict[str, list]:
+                reason: str | None) -> AlertLists:
         ids = sorted(set(ids))
         out_of_range = [i for i in ids if not 1 <= i <= MAX_ID]
         if out_of_range:

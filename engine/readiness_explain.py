@@ -27,14 +27,18 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
 from engine.clock import isoformat
+from engine.errors import NotInitialised
 from engine.metrics import CommandCounts
 from engine.readiness import READY_THRESHOLD, ReadinessPolicy, ReadinessReport, at_l3_since
 from storage import breaker_repo, events_repo, readiness_repo, state_repo
+
+if TYPE_CHECKING:
+    from engine.governance import Governance
 
 LAPSE_HORIZON = timedelta(days=30)
 #: the thresholds of the rate items, exactly (engine/readiness.py decides them with these bounds)
@@ -64,6 +68,8 @@ def load_facts(conn: Connection, now: datetime, policy: ReadinessPolicy | None =
     policy = policy or ReadinessPolicy()
     start = now - policy.lookback
     state = state_repo.get_state(conn)
+    if state is None:
+        raise NotInitialised()
     counts = CommandCounts.from_status_counts(events_repo.command_counts(conn, start, now))
     critical = [(r.incident_id, r.at) for r in events_repo.incidents_between(conn, start, now)
                 if r.severity == "critical" and r.command_id is not None]
@@ -257,7 +263,7 @@ class ReadinessExplainer:
     """``explain()``: assess, read the facts, explain (the CLI and the API); the console explains the
     report it already has with ``explain_doc``."""
 
-    def __init__(self, gov) -> None:
+    def __init__(self, gov: Governance) -> None:
         self.gov = gov
 
     def facts(self) -> ExplainFacts:

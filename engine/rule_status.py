@@ -146,7 +146,7 @@ def rule_statuses(conn: Connection, now: datetime) -> list[RuleStatus]:
         reason = ""
         if row.name in open_rules and not (holds and open_rules[row.name]):
             state_name = TRIPPED
-        elif holds:
+        elif holds and shown is not None:
             state_name = FIRING
             if resolved is None:
                 resolved = breaker_repo.last_resolutions(conn)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
 
 from engine import access
 from engine.alerts import SinkConfig, load_sinks, secret_fingerprint, sink_entry, sink_view, split_secret, stored_sink
@@ -58,12 +59,12 @@ def relabel(message: str, name: str, labels: dict[str, str]) -> str:
     return message
 
 
-def _row_times(row) -> dict[str, Any]:
+def _row_times(row: Row) -> dict[str, Any]:
     return {"createdAt": isoformat(row.created_at), "createdBy": row.created_by,
             "updatedAt": isoformat(row.updated_at), "updatedBy": row.updated_by}
 
 
-def _require_own(conn, what: str, version) -> None:
+def _require_own(conn: Connection, what: str, version: int | None) -> None:
     if not version:
         raise InvalidInput(LEGACY.format(what=what))
 
@@ -71,7 +72,7 @@ def _require_own(conn, what: str, version) -> None:
 # --- policies ----------------------------------------------------------------------------------------
 
 
-def policy_json(row) -> dict[str, Any]:
+def policy_json(row: Row) -> dict[str, Any]:
     try:
         doc = load_stored([row])[0].to_json()
     except InvalidInput as exc:  # edited behind govcon's back: shown as such (the gate fails closed on it)
@@ -115,12 +116,14 @@ class PolicyBook:
                                    "types it covers)")
             merged = {**({} if replace or before is None else before), **changes}
             spec = policy_spec(load_policies({name: {k: v for k, v in merged.items() if v is not None}})[0])
-            if spec == before:
+            if row is not None and spec == before:
                 return {"changed": False, "created": False, "policy": policy_json(row)}
             created = policies_repo.upsert(conn, name=name, spec=spec, at=now, actor=actor)
             audit.append(conn, at=now, actor=actor, action="policy.set", target=name, reason=reason,
                          details={"before": before, "after": spec})
-            return {"changed": True, "created": created, "policy": policy_json(policies_repo.get(conn, name))}
+            stored = policies_repo.get(conn, name)
+            assert stored is not None  # written just above, in this transaction
+            return {"changed": True, "created": created, "policy": policy_json(stored)}
 
     def delete(self, actor: str, name: str, *, reason: str = "") -> dict[str, Any]:
         now = self.clock.now()
@@ -139,7 +142,7 @@ class PolicyBook:
 # --- sinks -------------------------------------------------------------------------------------------
 
 
-def sink_json(row) -> dict[str, Any]:
+def sink_json(row: Row) -> dict[str, Any]:
     try:
         view = sink_view(stored_sink(row.name, row.kind, row.settings, row.secret))
     except InvalidInput as exc:  # edited behind govcon's back: shown, never used (engine/notifier.py)
@@ -193,7 +196,9 @@ class SinkBook:
             after = sink_view(sink)
             audit.append(conn, at=now, actor=actor, action="sink.set", target=name, reason=reason,
                          details={"before": before, "after": after})
-            return {"changed": True, "created": created, "sink": sink_json(sinks_repo.get(conn, name))}
+            stored = sinks_repo.get(conn, name)
+            assert stored is not None  # written just above, in this transaction
+            return {"changed": True, "created": created, "sink": sink_json(stored)}
 
     def delete(self, actor: str, name: str, *, reason: str = "") -> dict[str, Any]:
         now = self.clock.now()
@@ -213,15 +218,15 @@ class SinkBook:
 # --- seeding and importing from the config file ------------------------------------------------------
 
 
-def _claim(conn) -> None:
+def _claim(conn: Connection) -> None:
     """The store keeps its own policies and sinks from now on (versions at least 1)."""
     conn.execute(sa.update(STATE).where(STATE.c.id == 1).values(
         policies_version=sa.case((STATE.c.policies_version < 1, 1), else_=STATE.c.policies_version),
         sinks_version=sa.case((STATE.c.sinks_version < 1, 1), else_=STATE.c.sinks_version)))
 
 
-def write_config(conn, *, actor: str, now: datetime, policies: list[Policy] | None, sinks: list[SinkConfig] | None,
-                 source: str, replace: bool = False, policies_from: str | None = None,
+def write_config(conn: Connection, *, actor: str, now: datetime, policies: list[Policy] | None,
+                 sinks: list[SinkConfig] | None, source: str, replace: bool = False, policies_from: str | None = None,
                  verb: str = "imported", audited: bool = True) -> dict[str, Any]:
     """Put the config file's policies and sinks into the store inside the caller's write transaction (the
     actor's role checked by the caller): one audit entry per policy or sink that changes, reason naming the
@@ -288,7 +293,7 @@ def write_config(conn, *, actor: str, now: datetime, policies: list[Policy] | No
     return report
 
 
-def _view_of(row) -> dict[str, Any]:
+def _view_of(row: Row) -> dict[str, Any]:
     return {k: v for k, v in sink_json(row).items() if k not in ("createdAt", "createdBy", "updatedAt", "updatedBy")}
 
 

@@ -4,7 +4,7 @@ and the predicted time at which a rate crosses a breaker threshold, so operators
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from engine.clock import isoformat
 from engine.metrics import CommandCounts
 from engine.readiness import READY_THRESHOLD
-from engine.rule_language import And, Compare, Literal, Name, Or, parse_condition
+from engine.rule_language import And, Compare, Literal, Name, Node, Or, parse_condition
 from storage import breaker_repo, events_repo, readiness_repo
 
 
@@ -100,7 +100,8 @@ def thresholds(rules: Sequence[Any]) -> list[Threshold]:
     return out
 
 
-def _comparisons(node):
+def _comparisons(node: Node) -> Iterator[Compare]:
+    """The comparisons joined by and/or (one under `not` draws no threshold line)."""
     if isinstance(node, Compare):
         yield node
     elif isinstance(node, (And, Or)):

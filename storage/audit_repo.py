@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
@@ -9,7 +11,7 @@ from storage.tables import audit_log as T
 
 
 def list_entries(conn: Connection, *, limit: int = 100, search: str | None = None,
-                 before_seq: int | None = None) -> list[Row]:
+                 before_seq: int | None = None) -> Sequence[Row]:
     q = sa.select(T).order_by(T.c.seq.desc()).limit(limit)
     if search:
         like = f"%{search}%"

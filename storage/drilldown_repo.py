@@ -47,7 +47,7 @@ def _command_where(conn: Connection, w: Window, seen_by: datetime, command_type:
 
 def command_rows(conn: Connection, w: Window, seen_by: datetime, *, command_type: str | None = None,
                  autonomous_only: bool = False, statuses: Sequence[str] | None = None,
-                 limit: int = 50) -> tuple[list[Row], int]:
+                 limit: int = 50) -> tuple[Sequence[Row], int]:
     """The newest ``limit`` command events of the window (of ``statuses`` when given), and how many
     there are in all."""
     where = _command_where(conn, w, seen_by, command_type, autonomous_only)
@@ -60,7 +60,8 @@ def command_rows(conn: Connection, w: Window, seen_by: datetime, *, command_type
     return rows, total
 
 
-def _bucket(conn: Connection, col, start: datetime, step_seconds: int):
+def _bucket(conn: Connection, col: sa.ColumnElement[Any], start: datetime,
+            step_seconds: int) -> sa.ColumnElement[Any]:
     """The index of the step-long bucket from ``start`` that holds each row, computed in SQL."""
     origin = int(start.timestamp())
     if conn.dialect.name == "sqlite":
@@ -84,14 +85,14 @@ def command_buckets(conn: Connection, w: Window, seen_by: datetime, step_seconds
     return by_status, new
 
 
-def outcome_sequence(conn: Connection, w: Window, seen_by: datetime, command_type: str) -> list[Row]:
+def outcome_sequence(conn: Connection, w: Window, seen_by: datetime, command_type: str) -> Sequence[Row]:
     """(at, status) of the type's succeeded, failed and rolled-back events in the window, oldest first."""
     where = _command_where(conn, w, seen_by, command_type, False)
     where.append(CMD.c.status.in_(("succeeded", "failed", "rolled_back")))
     return conn.execute(sa.select(CMD.c.at, CMD.c.status).where(*where).order_by(CMD.c.at, CMD.c.id)).all()
 
 
-def incident_rows(conn: Connection, w: Window, seen_by: datetime, *, limit: int = 50) -> tuple[list[Row], int]:
+def incident_rows(conn: Connection, w: Window, seen_by: datetime, *, limit: int = 50) -> tuple[Sequence[Row], int]:
     """The window's incidents, oldest first, each with the type of the command it names and whether that
     command was autonomous (None when it names none, or one the store has not seen)."""
     where = _in_window(conn, INC, w, seen_by)
@@ -105,7 +106,7 @@ def incident_rows(conn: Connection, w: Window, seen_by: datetime, *, limit: int 
     return rows, total
 
 
-def safety_rows(conn: Connection, w: Window, seen_by: datetime, *, limit: int = 50) -> tuple[list[Row], int]:
+def safety_rows(conn: Connection, w: Window, seen_by: datetime, *, limit: int = 50) -> tuple[Sequence[Row], int]:
     where = _in_window(conn, SAF, w, seen_by)
     total = conn.execute(sa.select(sa.func.count()).select_from(SAF).where(where)).scalar_one()
     rows = conn.execute(sa.select(SAF.c.type, SAF.c.at).where(where).order_by(SAF.c.at, SAF.c.id)
@@ -139,7 +140,7 @@ def as_dicts(rows: Sequence[Row]) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def commands_named(conn: Connection, command_ids: Sequence[str], *, limit: int = 50) -> list[Row]:
+def commands_named(conn: Connection, command_ids: Sequence[str], *, limit: int = 50) -> Sequence[Row]:
     """The events of the commands the window's incidents name (whenever they were stamped), newest first."""
     if not command_ids:
         return []

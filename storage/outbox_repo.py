@@ -7,7 +7,7 @@ Rows go ``pending`` -> ``sent`` or ``dead``; an operator sends a dead row back t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ def insert_many(conn: Connection, rows: Iterable[dict[str, Any]]) -> int:
     return len(rows)
 
 
-def due(conn: Connection, now: datetime, *, limit: int = 100) -> list[Row]:
+def due(conn: Connection, now: datetime, *, limit: int = 100) -> Sequence[Row]:
     """Pending rows whose time has come, oldest first."""
     q = (sa.select(OUTBOX).where(OUTBOX.c.status == "pending", OUTBOX.c.next_attempt_at <= now)
          .order_by(OUTBOX.c.id).limit(limit))
@@ -67,7 +67,7 @@ def count(conn: Connection, *, status: str | None = "pending") -> int:
 
 def list_rows(conn: Connection, *, status: str | None = None, statuses: Iterable[str] | None = None,
               dedup_key: str | None = None, sink: str | None = None, limit: int | None = None,
-              newest_first: bool = False) -> list[Row]:
+              newest_first: bool = False) -> Sequence[Row]:
     q = sa.select(OUTBOX).order_by(OUTBOX.c.id.desc() if newest_first else OUTBOX.c.id)
     if status is not None:
         q = q.where(OUTBOX.c.status == status)
@@ -87,7 +87,7 @@ def counts_by_status(conn: Connection) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
-def by_ids(conn: Connection, ids: Iterable[int]) -> list[Row]:
+def by_ids(conn: Connection, ids: Iterable[int]) -> Sequence[Row]:
     return conn.execute(sa.select(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).order_by(OUTBOX.c.id)).all()
 
 

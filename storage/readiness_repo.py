@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +30,7 @@ def add_snapshot(conn: Connection, **fields: Any) -> None:
     conn.execute(sa.insert(SNAP).values(**fields))
 
 
-def snapshots(conn: Connection, since: datetime, until: datetime | None = None) -> list[Row]:
+def snapshots(conn: Connection, since: datetime, until: datetime | None = None) -> Sequence[Row]:
     q = sa.select(SNAP).where(SNAP.c.taken_at >= since).order_by(SNAP.c.taken_at)
     if until is not None:
         q = q.where(SNAP.c.taken_at < until)
@@ -44,6 +45,6 @@ def add_assessment(conn: Connection, **fields: Any) -> None:
     conn.execute(sa.insert(ASSESS).values(**fields))
 
 
-def assessments(conn: Connection, since: datetime) -> list[Row]:
+def assessments(conn: Connection, since: datetime) -> Sequence[Row]:
     return conn.execute(sa.select(ASSESS.c.taken_at, ASSESS.c.score, ASSESS.c.ready)
                         .where(ASSESS.c.taken_at >= since).order_by(ASSESS.c.taken_at)).all()
