@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.breakers import CONSECUTIVE, WindowScope, _counts_values
 from engine.clock import Clock, isoformat
+from engine.domain import safety_totals
 from engine.metrics import CommandCounts
 from engine.rule_language import Condition, parse_condition, parse_window
 from storage import events_repo
@@ -167,9 +168,7 @@ class Backtester:
                   "incidents.total": len(incidents),
                   "incidents.critical": sum(1 for i in incidents if i.severity == "critical"),
                   "incidents.fromAutonomousActions": sum(1 for i in incidents if i.autonomous),
-                  "safety.constraintViolations": safety.get("constraint_violation", 0),
-                  "safety.emergencyAborts": safety.get("emergency_abort", 0),
-                  "safety.safetyGateTriggers": safety.get("safety_gate_trigger", 0)}
+                  **safety_totals(safety, "safety.")}
         severities = frozenset(i.severity for i in incidents)
         hits: dict[str | None, dict] = {}
         if not condition.uses_command_type():

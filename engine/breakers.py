@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from engine import access
 from engine.alerts import Alert
 from engine.clock import Clock, isoformat
+from engine.domain import safety_totals
 from engine.errors import Conflict, InvalidInput, NotFound, NotInitialised
 from engine.metrics import CommandCounts
 from engine.rule_language import Condition, RuleError, parse_condition, parse_window
@@ -134,9 +135,7 @@ class WindowData:
             values.update({f"incidents.{k}": v for k, v in self.incidents().items()})
         if any(n.startswith("safety.") for n in names):
             s = self.safety()
-            values.update({"safety.constraintViolations": s.get("constraint_violation", 0),
-                           "safety.emergencyAborts": s.get("emergency_abort", 0),
-                           "safety.safetyGateTriggers": s.get("safety_gate_trigger", 0)})
+            values.update(safety_totals(s, "safety."))
         severities = self.severities() if condition.uses_incident_severity() else frozenset()
         return WindowScope(values, severities)
 

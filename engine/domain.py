@@ -90,6 +90,18 @@ PHASES: tuple[str, ...] = _values(Phase)
 COMMAND_STATUSES: tuple[str, ...] = _values(CommandStatus)
 SEVERITIES: tuple[str, ...] = _values(Severity)
 SAFETY_TYPES: tuple[str, ...] = ("constraint_violation", "emergency_abort", "safety_gate_trigger")
+#: a safety event's stored type -> its name in metrics documents and rule conditions (``safety.<name>``):
+#: the one mapping metrics, breakers, backtests and drill-downs share
+SAFETY_NAMES: dict[str, str] = {"constraint_violation": "constraintViolations", "emergency_abort": "emergencyAborts",
+                                "safety_gate_trigger": "safetyGateTriggers"}
+#: ``safety.<name>`` (a rule's metric) -> the stored type it counts
+SAFETY_METRIC_TYPES: dict[str, str] = {f"safety.{name}": kind for kind, name in SAFETY_NAMES.items()}
+
+
+def safety_totals(counts_by_type: dict[str, int], prefix: str = "") -> dict[str, int]:
+    """Counts of safety events by stored type as named in documents (``prefix`` "safety." for rule
+    metrics), every name present (0 when none)."""
+    return {prefix + name: counts_by_type.get(kind, 0) for kind, name in SAFETY_NAMES.items()}
 EVENT_KINDS: tuple[str, ...] = ("command", "incident", "safety", "eval_coverage")
 
 BREAKER_ACTIONS: tuple[str, ...] = _values(BreakerAction)

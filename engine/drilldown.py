@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Row
 
 from engine.breakers import CLOCK_SKEW, event_json
 from engine.clock import isoformat
+from engine.domain import SAFETY_METRIC_TYPES
 from engine.errors import NotFound
 from engine.metrics import CommandCounts
 from engine.rule_language import (
@@ -235,8 +236,7 @@ def _series(conn: Connection, metric: Metric, w: Window, seen_by: datetime, step
     if metric.severity is not None or name.startswith("incidents."):
         return _counted(incidents, steps, _incident_counts(metric))
     if name.startswith("safety."):
-        kind = {"safety.constraintViolations": "constraint_violation", "safety.emergencyAborts": "emergency_abort",
-                "safety.safetyGateTriggers": "safety_gate_trigger"}[name]
+        kind = SAFETY_METRIC_TYPES[name]
         return _counted(safety, steps, lambda r: bool(r.type == kind))
     if name == "commandType.consecutiveFailures":
         return _consecutive_failures(conn, w, seen_by, steps, command_type)

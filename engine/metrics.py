@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from engine.clock import Clock, isoformat
+from engine.domain import SAFETY_NAMES, safety_totals
 from storage import events_repo, readiness_repo
 from storage.store import Store
 
@@ -70,8 +71,7 @@ class AutonomyMetrics:
             "commands": self.commands.to_json(),
             "rates": self.rates,
             "incidents": {k: self.incidents.get(k, 0) for k in ("total", "critical", "fromAutonomousActions")},
-            "safety": {k: self.safety.get(k, 0) for k in
-                       ("constraintViolations", "emergencyAborts", "safetyGateTriggers")},
+            "safety": {k: self.safety.get(k, 0) for k in SAFETY_NAMES.values()},
             "autonomous": {"commands": self.autonomous.to_json(), "rates": self.autonomous.rates()},
         }
 
@@ -111,7 +111,5 @@ def collect_in(conn: Connection, start: datetime, end: datetime) -> AutonomyMetr
     autonomous = CommandCounts.from_status_counts(autonomous_only)
     incidents = events_repo.incident_counts(conn, start, end)
     safety_raw = events_repo.safety_counts(conn, start, end)
-    safety = {"constraintViolations": safety_raw.get("constraint_violation", 0),
-              "emergencyAborts": safety_raw.get("emergency_abort", 0),
-              "safetyGateTriggers": safety_raw.get("safety_gate_trigger", 0)}
+    safety = safety_totals(safety_raw)
     return AutonomyMetrics(start, end, counts, incidents, safety, autonomous)
