@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, TextIO
 
+from console.gate_cli import ALLOW_EXIT, DENY_EXIT, WAIT_EXIT, print_decision
 from console.render import clean as _clean
 from engine.clock import isoformat
 from engine.errors import InvalidInput
 
-ALLOW_EXIT, WAIT_EXIT, DENY_EXIT = 0, 3, 4
 #: the word `govcon gate log` reserves: a command type cannot be called "log"
 LOG = "log"
 
@@ -116,20 +116,7 @@ def _after_wait(doc: dict[str, Any], shown: dict[str, Any]) -> tuple[dict[str, A
 
 
 def _print_decision(ctx, doc: dict[str, Any], code: int) -> int:
-    if ctx.args.json:
-        ctx.emit_json(doc)
-        return code
-    out: TextIO = ctx.out
-    out.write(f"{doc['decision']}: {_clean(doc['reason'])}\n")
-    if doc.get("grantId"):
-        out.write(f"grant {doc['grantId']} expires {doc.get('expiresAt')}: report the outcome as a command event "
-                  f"with id {doc['grantId']}\n")
-    if doc.get("requestId") and code == WAIT_EXIT:
-        out.write(f"action request {doc['requestId']} queued for approval (expires {doc.get('requestExpiresAt')}): "
-                  f"govcon actions approve {doc['requestId']}\n")
-    if doc.get("requestError"):
-        out.write(f"warning: {_clean(doc['requestError'])}\n")
-    return code
+    return print_decision(doc, code, ctx.out, as_json=ctx.args.json)
 
 
 def _gate_log(ctx) -> int:

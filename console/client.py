@@ -16,14 +16,17 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from console.rpc import ProtocolError, decode, dumps, encode, read_frame
 from engine.errors import GovconError
+
+TYPE_CHECKING = False  # not typing's: `govcon gate` (console/gate_cli.py) imports this module on its hot path
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
 
 INGEST_BATCH_LINES = 20_000
 INGEST_BATCH_BYTES = 4 * 1024 * 1024  # JSON-escaped, it stays under the HTTP API's 10 MiB body

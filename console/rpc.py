@@ -17,13 +17,15 @@ service never rebuilds a class from what a client sends: it decodes plain values
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import importlib
 import json
 import struct
-from datetime import datetime, timedelta
-from typing import Any, BinaryIO
+
+TYPE_CHECKING = False  # not typing's: importing typing costs `govcon gate` milliseconds (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
+# datetime, base64, dataclasses and importlib are imported where a tagged value needs them: `govcon gate`
+# (console/gate_cli.py) speaks frames of plain values and should not pay for them at start-up
 
 MAX_FRAME = 64 * 1024 * 1024  # a frame longer than this is not govcon talking: the connection is dropped
 _LEN = struct.Struct(">I")
@@ -48,11 +50,14 @@ def encode(value: Any) -> Any:
         return {"$tuple": [encode(v) for v in value]}
     if isinstance(value, (set, frozenset)):
         return {"$set": [encode(v) for v in value]}
+    import dataclasses
+    from datetime import datetime, timedelta
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
     if isinstance(value, timedelta):
         return {"$td": value.total_seconds()}
     if isinstance(value, bytes):
+        import base64
         return {"$b": base64.b64encode(value).decode("ascii")}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
@@ -69,14 +74,17 @@ def decode(value: Any, *, allow_classes: bool = False) -> Any:
     if len(value) == 1 or "$dc" in value:
         tag = next(iter(value))
         if tag == "$dt":
+            from datetime import datetime
             return datetime.fromisoformat(value[tag])
         if tag == "$td":
+            from datetime import timedelta
             return timedelta(seconds=value[tag])
         if tag == "$tuple":
             return tuple(decode(v, allow_classes=allow_classes) for v in value[tag])
         if tag == "$set":
             return frozenset(decode(v, allow_classes=allow_classes) for v in value[tag])
         if tag == "$b":
+            import base64
             return base64.b64decode(value[tag])
         if tag == "$dict":
             return {decode(k, allow_classes=allow_classes): decode(v, allow_classes=allow_classes)
@@ -89,6 +97,8 @@ def decode(value: Any, *, allow_classes: bool = False) -> Any:
 
 
 def _rebuild(name: str, fields: dict[str, Any]) -> Any:
+    import dataclasses
+    import importlib
     module, _, qualname = name.partition(":")
     if not module.startswith(CLASS_MODULES) or "." in qualname:
         raise ProtocolError(f"the service sent an object of an unexpected type {name!r}")
