@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 
 from console import api_models as m
 from console.api_auth import Auth
-from console.api_ingest import BadBody, IngestService
+from console.api_ingest import BadBody, IngestFastPath, IngestService
 from console.api_lanes import safety_route
 from console.evaluator import CoalescingEvaluator
 from console.limits import AfterChanges, BodyLimit, HostCheck, ReadRateLimit
@@ -176,6 +176,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
                               "bound to a loopback address.")
     app.openapi = lambda: _openapi(app)
     app.state.gov, app.state.tokens, app.state.metrics, app.state.evaluator = gov, tokens, metrics, evaluator
+    # POST /api/events without the router (console/api_ingest.py): inside every middleware below
+    app.add_middleware(IngestFastPath, auth=auth, service=ingest, metrics=metrics, respond=json_response)
     app.add_middleware(BodyLimit, default=max_json_body_bytes, per_path={"/api/events": max_body_bytes,
                                                                                    "/api/rpc": max_body_bytes})
     app.add_middleware(AfterChanges, on_change=lambda path: cached.invalidate(

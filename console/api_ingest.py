@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -258,3 +259,82 @@ class IngestService:
             loop.call_soon_threadsafe(resolve)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             log.warning("ingest results for %d requests had nobody to answer", len(results))
+
+
+# --- the route's fast path ------------------------------------------------------------------------
+
+
+class IngestFastPath:
+    """POST /api/events answered without FastAPI's routing and request handling (pure ASGI).
+
+    A single-event request spent about a third of the event loop's time in what sits between the
+    middlewares and the route (matching the path against every route, the exception and exit-stack
+    middlewares, building the request and the handler's dependencies: docs/performance.md, "HTTP ingest
+    and `govcon gate` from a shell"), which a bare server does not pay. Installed inside the API's own
+    middlewares (body limit, host check, after-changes), it does what the route does — the same
+    ``auth.ingester``, ``IngestService.submit``, metrics and ``json_response`` — and hands everything else
+    to the app: other paths, bodies without a Content-Length, a refused token (nothing read yet: the route
+    refuses it with its usual answer), and any request whose ingest raised (its body replayed, so the route
+    answers the error exactly as it always has; ingest is idempotent, so a retried store is safe)."""
+
+    def __init__(self, app, *, auth, service: IngestService, metrics, respond) -> None:
+        self.app = app
+        self.auth = auth
+        self.service = service
+        self.metrics = metrics
+        self.respond = respond  # console.api.json_response
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/api/events" or scope["method"] != "POST" \
+                or not _has_length(scope):
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+        started = time.perf_counter()
+        request = Request(scope)
+        try:
+            await self.auth.ingester(request)
+        except Exception:
+            await self.app(scope, receive, send)  # refused: the route says why, as ever
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            outcome = await self.service.submit(body, request.headers.get("content-type"))
+        except Exception:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        self.metrics.count_ingest(outcome.status_code, outcome.report)
+        self.metrics.ingest_latency.observe(time.perf_counter() - started)
+        await self.respond(outcome.to_json(), outcome.status_code)(scope, receive, send)
+
+
+def _has_length(scope) -> bool:
+    """A Content-Length and no Transfer-Encoding: the body limit (console/limits.py) has judged the declared
+    length already, so reading it here cannot run past the limit."""
+    length = False
+    for name, _value in scope["headers"]:
+        if name == b"content-length":
+            length = True
+        elif name == b"transfer-encoding":
+            return False
+    return length
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replayed():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replayed

@@ -269,3 +269,91 @@ def test_gate_p99_at_500_requests_per_second(big_sqlite, tmp_path, policy):
     if policy == "rate-limited policy" and p99 >= GATE_P99_TARGET:
         pytest.xfail(f"p99 {_ms(p99)}: {RATE_LIMIT_NOTE}")
     assert p99 < GATE_P99_TARGET
+
+
+#: the floor of single-event ingest (issue 16 "Speed": govcon >= 0.7x of it in the same run): a bare uvicorn
+#: (same loop and parser) whose one ASGI app decodes the event and stores it with sqlite3 — INSERT OR IGNORE
+#: into a table keyed like govcon's, each request its own transaction (WAL, synchronous=NORMAL, as govcon's
+#: store), and answers the same report document. No validation, no auth, no group commit, no detection.
+BARE_INGEST_APP = """
+import json, os, sqlite3
+conn = sqlite3.connect(os.environ["BARE_DB"], isolation_level=None, check_same_thread=False)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("PRAGMA synchronous=NORMAL")
+conn.execute("CREATE TABLE IF NOT EXISTS command_events (id INTEGER PRIMARY KEY, command_id TEXT NOT NULL, "
+             "status TEXT NOT NULL, command_type TEXT NOT NULL, autonomous INTEGER NOT NULL, at TEXT NOT NULL, "
+             "UNIQUE (command_id, status))")
+INSERT = "INSERT OR IGNORE INTO command_events (command_id, status, command_type, autonomous, at) VALUES (?, ?, ?, ?, ?)"
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    e = json.loads(body)
+    stored = conn.execute(INSERT, (e["id"], e["status"], e["type"], int(e["autonomous"]), e["at"])).rowcount
+    answer = json.dumps({"accepted": stored, "duplicate": 1 - stored, "rejected": 0, "conflict": 0,
+                         "errors": []}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
+    await send({"type": "http.response.body", "body": answer})
+"""
+COMPARE_SECONDS = 10.0
+BARE_RATIO_TARGET = 0.7
+
+
+def _bare_uvicorn_ingest(tmp_path, seconds: float, at: str):
+    import os
+    import subprocess
+    import sys
+
+    from tests.serve_process import free_port
+    (tmp_path / "bare_ingest.py").write_text(BARE_INGEST_APP)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_ingest:app", "--port", str(port), "--log-level",
+                             "warning", "--lifespan", "off"], cwd=tmp_path,
+                            env={**os.environ, "BARE_DB": str(tmp_path / "bare.db")})
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.post(f"http://127.0.0.1:{port}/api/events", content=dumps(command_event("warm", at=at)), timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the bare uvicorn did not start"
+                time.sleep(0.05)
+
+        def body(c: int, n: int):
+            key = f"bare-{c}-{n}"
+            return key, dumps(command_event(key, at=at))
+        return asyncio.run(load(port, clients=CLIENTS, seconds=seconds, make_body=body))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_single_event_ingest_against_a_bare_server(ingest_server, tmp_path):
+    """govcon serve and the bare uvicorn + sqlite3 server, one after the other in the same run, the same load."""
+    server, store, token = ingest_server
+    at = isoformat(datetime.now(UTC) - timedelta(hours=2))
+
+    def body(c: int, n: int):
+        key = f"cmp-{c}-{n}"
+        return key, dumps(command_event(key, at=at))
+
+    ours = asyncio.run(load(server.port, clients=CLIENTS, seconds=COMPARE_SECONDS, make_body=body, token=token))
+    bare = _bare_uvicorn_ingest(tmp_path, COMPARE_SECONDS, at)
+    rate, bare_rate = ours.requests / ours.seconds, bare.requests / bare.seconds
+    import os
+    report(f"POST /api/events, one event per request, {CLIENTS} clients, {COMPARE_SECONDS:.0f} s each, against a bare "
+           f"uvicorn + sqlite3 server (load average {os.getloadavg()[0]:.1f})",
+           target=f">= {BARE_RATIO_TARGET}x the bare server",
+           govcon=f"{rate:,.0f} requests/s, p50 {_ms(statistics.median(ours.latencies))}, "
+                  f"p99 {_ms(_pct(ours.latencies, 0.99))}",
+           bare=f"{bare_rate:,.0f} requests/s, p50 {_ms(statistics.median(bare.latencies))}, "
+                f"p99 {_ms(_pct(bare.latencies, 0.99))}",
+           ratio=f"{rate / bare_rate:.2f}x", statuses=ours.statuses, server=_stack())
+    assert set(ours.statuses) == {200} and set(bare.statuses) == {200}
+    assert rate >= BARE_RATIO_TARGET * bare_rate

@@ -7,6 +7,8 @@ of the same run:
   `python -c "import sqlite3"`;
 - client mode, the lean path (console/gate_cli.py): `govcon gate restart_service` (the installed script) with
   GOVCON_SERVER=unix://… of a real `govcon serve --socket`;
+- the lean path with no service at the socket (it fails closed at once: the client's own cost, without the
+  service's allow and grant write);
 - client mode through the full CLI (what it cost before the lean path: console.cli's main);
 - embedded mode (the CLI opens the SQLite store itself; the lean path does not apply).
 
@@ -76,6 +78,7 @@ def test_govcon_gate_whole_process(setup):
         "python -c pass": ([py, "-c", "pass"], client, 0),
         "python -c 'import sqlite3'": ([py, "-c", "import sqlite3"], client, 0),
         "gate, client mode, lean path": ([govcon, *ask], client, 0),
+        "gate, client mode, lean path, no service (deny)": ([govcon, *ask], {**client, "GOVCON_SERVER": "unix:///nonexistent.sock"}, 4),
         "gate, client mode, full CLI": ([py, "-c", FULL_CLI, *ask], client, 0),
         "gate, embedded (opens the store)": ([govcon, *ask], embedded, 0),
     }

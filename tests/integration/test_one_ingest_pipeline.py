@@ -120,3 +120,52 @@ def test_single_event_requests_grouped_in_one_commit_count_as_the_engine_counts(
         assert stored(store) == stored(twin)
     finally:
         twin.dispose()
+
+
+def test_groups_stored_together_report_as_groups_stored_one_by_one(store, twin_url, clock, ev):
+    """Ingestor.store_groups with groups of distinct command ids takes one insert per kind for all of them;
+    each group's report and the stored rows are those of storing the groups one after another: stored
+    before, duplicates within and across groups, incident conflicts across groups, bad events."""
+    twin = Store(twin_url)
+    try:
+        together, one_by_one = governed(store, clock), governed(twin, clock)
+        history = [ev.command("old", "proposed"), ev.incident("i-old", "low")]
+        for gov in (together, one_by_one):
+            gov.ingestor.ingest_objects(history)
+        groups = [
+            [(1, ev.command("a", "proposed")), (2, ev.command("a", "proposed")), (3, ev.incident("i1", "high"))],
+            [(1, ev.command("b", "failed")), (2, ev.incident("i1", "low")), (3, ev.incident("i-old", "low"))],
+            [(1, ev.incident("i-old", "critical")), (2, ev.command("c", "exploded")), (3, ev.command("c", "failed"))],
+            [(1, ev.command("old", "succeeded", type="scale_pool"))],  # the same id as stored: its type differs
+        ]
+        combined = together.ingestor.store_groups(groups)
+        alone = [one_by_one.ingestor.store_groups([group])[0] for group in groups]
+        assert [r.to_json() for r in combined] == [r.to_json() for r in alone]
+        assert [r.kinds for r in combined] == [r.kinds for r in alone]
+        assert [(r.accepted, r.duplicate, r.rejected, r.conflict) for r in combined] == [
+            (2, 1, 0, 0), (1, 1, 0, 1), (1, 0, 1, 1), (1, 0, 0, 0)]
+        assert stored(store) == stored(twin)
+    finally:
+        twin.dispose()
+
+
+def test_single_event_requests_with_distinct_ids_over_http_match_the_engine(store, twin_url, clock, ev):
+    """Requests the writer groups (distinct command ids: one insert for the group) answer each for itself."""
+    from concurrent.futures import ThreadPoolExecutor
+    twin = Store(twin_url)
+    try:
+        by_http, by_engine = governed(store, clock), governed(twin, clock)
+        events = [ev.command(f"d{i}", "proposed") for i in range(30)] + [ev.incident(f"j{i % 5}", "high")
+                                                                         for i in range(10)]
+        api = make_api(by_http)
+        with api.client:
+            headers = api.auth(OPERATOR)
+            with ThreadPoolExecutor(8) as pool:
+                docs = list(pool.map(lambda e: api.post("/api/events", json=e, headers=headers).json(), events))
+        reports = [by_engine.ingestor.ingest_objects([e]) for e in events]
+        assert sorted(map(str, docs)) == sorted(str(r.to_json()) for r in reports)
+        assert sum(d["accepted"] for d in docs) == 35 and sum(d["duplicate"] for d in docs) == 5
+        assert stored(store) == stored(twin)
+        assert api.client.app.state.gov is by_http
+    finally:
+        twin.dispose()
