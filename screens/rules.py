@@ -1,7 +1,8 @@
 """Rules (key 5): the circuit-breaker rules with their statistics and what each reads right now;
 `e` edits the selected rule, `n` adds one (validated as you type, backtested before saving). `p` shows the
-gate policies instead, as the store keeps them (read-only here: `govcon policies set` edits them), and `p`
-again the rules."""
+gate policies instead, as the store keeps them, and `p` again the rules; on the policies `e`, `n` and `d`
+edit, add and delete one (screens/policy_editor.py). `s` lists the alert sinks and their routing, secrets
+masked, with add, edit and delete (screens/sinks.py). Editing both needs admin or ops-lead."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from textual.containers import Container
 from textual.widgets import DataTable, Static
 
 from engine.policies import limits_text
+from screens import policy_editor
 from screens.base import GovScreen
 from screens.data import LiveData
 from screens.fmt import STATE_STYLE, matches, pct, plural, safe, short_time
@@ -55,7 +57,7 @@ def policy_detail(policy: dict[str, Any] | None) -> Text:
     t.append(f"requests notify {policy['notificationLevel']} · approvers {', '.join(policy['approverRoles'])}\n")
     t.append(f"grants expire after {policy['grantTtl']} · requests after {policy['requestTtl']}\n")
     t.append(f"\nchanged {short_time(policy['updatedAt'])} by {policy['updatedBy']}\n")
-    t.append("\nread-only here: govcon policies set NAME … (admin, ops-lead; audited)", "dim")
+    t.append("\ne edit · n new · d delete · s alert sinks (admin, ops-lead; audited)", "dim")
     return t
 
 
@@ -68,6 +70,10 @@ class RulesScreen(GovScreen):
         Binding("n", "new", "New rule", id="rules.new", tooltip="Add a rule (validated, backtest before saving)"),
         Binding("p", "policies", "Policies", id="rules.policies", show=False,
                 tooltip="Show the gate policies the store holds (p again: the rules)"),
+        Binding("d", "delete", "Delete policy", id="rules.policy-delete", show=False,
+                tooltip="On the policies (p): delete the selected policy, after a confirmation (admin, ops-lead)"),
+        Binding("s", "sinks", "Alert sinks", id="rules.sinks", show=False,
+                tooltip="The alert sinks and their routing (secrets masked): add, edit, delete (admin, ops-lead)"),
     ]
 
     def __init__(self) -> None:
@@ -82,7 +88,8 @@ class RulesScreen(GovScreen):
                        title="Circuit-breaker rules  (e edit · n new)", id="pane-rules", classes="list")
             yield DetailPane(Static("", id="rule-detail"), title="Rule", id="pane-rule", classes="detail")
             yield Pane(Table(("policy", "types", "limits"), id="policies"),
-                       title="Gate policies, from the store  (p rules)", id="pane-policies", classes="list")
+                       title="Gate policies (store)  e edit · n new · d delete · s sinks · p rules",
+                       id="pane-policies", classes="list")
             yield DetailPane(Static("", id="policy-detail"), title="Policy", id="pane-policy", classes="detail")
 
     def on_mount(self) -> None:
@@ -153,11 +160,33 @@ class RulesScreen(GovScreen):
         status = next((s for s in live.rules if rule and s.name == rule["name"]), None) if live else None
         self.query_one("#rule-detail", Static).update(safe(rule_detail(rule, status)))
 
+    def selected_policy(self) -> dict[str, Any] | None:
+        key = self.query_one("#policies", Table).selected_key
+        return next((p for p in self.policies if p["name"] == key), None)
+
+    @on(DataTable.RowSelected, "#policies")
+    def _edit_policy(self) -> None:
+        policy = self.selected_policy()
+        if policy is None:
+            self.notify("select a policy first (n adds one)", severity="warning")
+            return
+        policy_editor.edit_policy(self, policy, self.reload)
+
+    def action_delete(self) -> None:
+        policy = self.selected_policy() if self.showing_policies else None
+        if policy is None:
+            self.notify("d deletes a gate policy: p shows them, then select one", severity="warning")
+            return
+        policy_editor.delete_policy(self, policy)
+
+    def action_sinks(self) -> None:
+        from screens.sinks import SinksModal
+        self.app.push_screen(SinksModal())
+
     @on(DataTable.RowSelected, "#rules")
     def action_edit(self) -> None:
         if self.showing_policies:
-            self.notify("policies are read-only here: govcon policies set NAME … (admin, ops-lead)",
-                        severity="warning")
+            self._edit_policy()
             return
         rule = self.selected_rule()
         if rule is None:
@@ -167,7 +196,7 @@ class RulesScreen(GovScreen):
 
     def action_new(self) -> None:
         if self.showing_policies:
-            self.action_edit()
+            policy_editor.edit_policy(self, None, self.reload)
             return
         self.app.push_screen(RuleEditModal(None), self._saved)
 
