@@ -130,13 +130,16 @@ class SinkEditModal(ModalScreen[dict[str, Any] | None]):
                 yield Input("", placeholder="e.g. ops-webhook", id="sink-name")
             yield Static(FIELD_LABELS["type"], classes="field-label")
             yield Select([(k, k) for k in SINK_TYPES], value=s["kind"], allow_blank=False, id="sink-type")
-            kept = "empty keeps the stored one"
+            if self.sink:
+                stored = f"stored: URL {s.get('url') or '-'}" + (" · routing key set" if s.get("routingKey") else "")
+                yield Static(f"{escape(stored)} (masked; an empty field keeps the stored secret)",
+                             classes="field-label", id="sink-stored")
             with Horizontal(classes="row"):
                 with Vertical():
-                    yield from field("url", placeholder=(f"set: {s.get('url')} ({kept})" if self.sink
-                                                         else "https://hooks.example.com/…"), password=True)
+                    yield from field("url", placeholder="empty: keep it" if self.sink else "https://hooks.example.com/…",
+                                     password=True)
                 with Vertical():
-                    yield from field("routing_key", placeholder=(f"(set; {kept})" if s.get("routingKey")
+                    yield from field("routing_key", placeholder=("empty: keep it" if s.get("routingKey")
                                                                  else "pagerduty only"), password=True)
             with Horizontal(classes="row"):
                 with Vertical():
@@ -245,9 +248,8 @@ class SinksModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="sinks"):
-            yield Static("Alert sinks and routing, from the store  (n add · e edit · d delete · Esc back)",
-                         id="dialog-title")
-            yield Table(("sink", "kind", "severities", "reports", "URL (masked)"), id="sinks")
+            yield Static("Alert sinks and routing  n add · e edit · d delete · Esc back", id="dialog-title")
+            yield Table(("sink", "kind", "URL (masked)", "severities", "reports"), id="sinks")
             yield Static("", id="sink-detail")
 
     def on_mount(self) -> None:
@@ -268,9 +270,8 @@ class SinksModal(ModalScreen[None]):
             return
         self.sinks = message.sinks or []
         self.query_one("#sinks", Table).set_rows(
-            (s["name"], (s["name"], s["kind"], ",".join(s.get("severities") or []) or "-",
-                         "yes" if s.get("reports") else "no",
-                         "INVALID" if s.get("invalid") else (s.get("url") or "-")))
+            (s["name"], (s["name"], s["kind"], "INVALID" if s.get("invalid") else (s.get("url") or "-"),
+                         ",".join(s.get("severities") or []) or "-", "yes" if s.get("reports") else "no"))
             for s in self.sinks)
         self._show()
 
