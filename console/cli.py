@@ -581,6 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "edited, removed or reordered entry and every unaudited state change")
     av.add_argument("--expect-head", default=None, metavar="SEQ:HASH",
                     help="a head recorded earlier (`audit head`, the anchor file): the log must still hold it")
+    av.add_argument("--anchor-file", default=None, metavar="PATH",
+                    help="the audit-anchor job's file: the log must still hold the newest head anchored in it")
     av.add_argument("--json", action="store_true")
     ah = asub.add_parser("head", help="the newest entry's SEQ:HASH, to record outside the store")
     ah.add_argument("--json", action="store_true")

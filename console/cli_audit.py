@@ -58,13 +58,30 @@ def run_audit_command(ctx) -> int:
     return _verify(ctx)
 
 
+def _expected_head(ctx) -> str | None:
+    """--expect-head, or the newest head of --anchor-file (read here, with the caller's rights)."""
+    anchor_file = getattr(ctx.args, "anchor_file", None)
+    if anchor_file is None:
+        return ctx.args.expect_head
+    if ctx.args.expect_head is not None:
+        raise InvalidInput("give --expect-head or --anchor-file, not both")
+    from pathlib import Path
+
+    from engine.audit_anchor import last_anchored_head
+    head, at = last_anchored_head(Path(anchor_file).expanduser())
+    if not ctx.args.json:
+        print(f"expecting the head anchored at {at} in {anchor_file}: {head}", file=ctx.out)
+    return head
+
+
 def _verify(ctx) -> int:
+    expect_head = _expected_head(ctx)
     if getattr(ctx.gov, "remote", False):  # client mode: the service verifies with the key it holds
-        report, keyed = ctx.gov.audit_verify_report(ctx.args.expect_head)
+        report, keyed = ctx.gov.audit_verify_report(expect_head)
         key = True if keyed else None
     else:
         key = _strict_key(ctx)
-        report = verify(ctx.gov.store, expect_head=ctx.args.expect_head, key=key or False)
+        report = verify(ctx.gov.store, expect_head=expect_head, key=key or False)
     if ctx.args.json:
         ctx.emit_json(report.to_json())
         return 0 if report.ok else EXIT_TAMPERED

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.alerts import Alert
-from engine.audit_verify import format_head
+from engine.audit_verify import format_head, parse_head
 from engine.clock import isoformat
+from engine.errors import InvalidInput
 from storage import audit
 
 if TYPE_CHECKING:
@@ -62,3 +63,32 @@ def anchor(gov: Governance, settings: AnchorSettings) -> dict[str, Any]:
                      f"{head}` finds a log rewritten after it.",
                 dedup_key=f"govcon-audit-head-{seq}-{digest[:12]}", at=now, details=doc))
     return doc
+
+
+def last_anchored_head(path: Path) -> tuple[str, str]:
+    """(``SEQ:HASH``, when it was anchored) from the newest line of an anchor file the job wrote, for
+    `govcon audit verify --anchor-file PATH`. A missing or empty file, or a line that is not ``<at> SEQ:HASH
+    <store>``, is refused naming the file and the line: a check against nothing must not pass."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"--anchor-file {path}: no such file (the audit-anchor job writes it: [audit] "
+                           "anchor_file)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"--anchor-file {path}: cannot be read ({exc})") from None
+    newest: tuple[str, str] | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            if len(parts) < 2:
+                raise InvalidInput("too few fields")
+            seq, digest = parse_head(parts[1])
+        except InvalidInput:
+            raise InvalidInput(f"--anchor-file {path}, line {number}: not an anchor line (`<at> SEQ:HASH <store>` "
+                               "as the audit-anchor job writes them)") from None
+        newest = (format_head(seq, digest), parts[0])
+    if newest is None:
+        raise InvalidInput(f"--anchor-file {path}: holds no anchored head yet")
+    return newest
