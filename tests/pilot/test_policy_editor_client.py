@@ -81,3 +81,31 @@ async def test_a_policy_edited_through_the_socket_is_the_one_the_service_gate_de
         await pilot.press("enter")
         await until(pilot, lambda: side.policy_book.list() == [], what="the delete through the socket")
         assert remote.gate.decide("purge_cdn", confidence=0.9).decision == "allow"
+
+
+async def test_a_sink_added_through_the_socket_is_stored_and_never_shown_back(served, make_console):
+    from screens.sinks import SinkEditModal, SinksModal
+    remote, side = served
+    side.grant_role(OPERATOR, ME, "ops-lead")
+    secret = "/services/T9/B9/cl13ntS3cr3t"
+    app = make_console(remote, operator=ME)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.live is not None and app.live.ok, what="the first read through the socket")
+        await policies_view(pilot, app)
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, SinksModal), what="the sinks list")
+        sinks = app.screen
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, SinkEditModal), what="the sink editor")
+        editor = app.screen
+        await type_into(pilot, editor, "#sink-name", "chat")
+        await type_into(pilot, editor, "#sink-url", "https://chat.example.com" + secret)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is sinks, what="the editor to close on save")
+        await until(pilot, lambda: sinks.query_one("#sinks").row_count == 1, what="the sink listed")
+        shown = app.export_screenshot()
+        assert "https://chat.example.com/…" in shown and secret not in shown
+    stored = side.sink_book.show("chat")
+    assert stored["url"] == "https://chat.example.com/…" and stored["updatedBy"] == ME
+    entry = next(e for e in side.audit_entries(limit=20) if e["action"] == "sink.set")
+    assert entry["actor"] == ME and secret not in str(entry)
