@@ -12,22 +12,34 @@ import asyncio
 import json
 import logging
 import signal
-import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from console import (
+    api_actions,
+    api_agents,
+    api_breakers,
+    api_calibration,
+    api_drilldown,
+    api_events,
+    api_governance,
+    api_integrations,
+    api_overrides,
+    api_policies,
+    api_readiness,
+    api_rpc,
+    api_service,
+)
 from console import api_models as m
 from console.api_auth import Auth
 from console.api_ingest import BadBody, IngestFastPath, IngestService
-from console.api_lanes import safety_route
 from console.evaluator import CoalescingEvaluator
 from console.limits import AfterChanges, BodyLimit, HostCheck, ReadRateLimit
 from console.prometheus import ApiMetrics
@@ -42,8 +54,6 @@ from engine.errors import (
     NotInitialised,
     PermissionDenied,
 )
-from engine.rule_language import RuleError, parse_window
-from engine.rules import API_FIELDS
 from engine.tokens import TokenBook
 from storage.db import StoreUnavailable
 
@@ -187,231 +197,23 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     if allowed_hosts is not None:  # outermost: a rebinding page gets nothing at all
         app.add_middleware(HostCheck, extra=allowed_hosts)
     _install_error_handlers(app)
-    read = [Depends(auth.reader)]
-    change, reads = m.CHANGE_ERRORS, m.READ_ERRORS
-
-    # --- the API's own documents: open on loopback, behind a token otherwise -------------------
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=read)
-    def openapi_document():
-        return json_response(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=read)
-    def swagger_ui():
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="govcon API")
-
-    @app.get("/redoc", include_in_schema=False, dependencies=read)
-    def redoc():
-        return get_redoc_html(openapi_url="/openapi.json", title="govcon API")
-
-    # --- health and metrics -------------------------------------------------------------------
-
-    from storage.maintenance import WriteProbe
-    write_probe = WriteProbe(gov.store)  # probes at most every 5 s; remembers failed writes for 30 s
-
-    @app.get("/health", tags=["service"], summary="Is the service up, can it read the store, and write to it? "
-                                                  "200 healthy or degraded (cannot write), 503 unhealthy")
-    @safety_route
-    def health():
-        doc: dict[str, Any] = {"status": "healthy", "service": "governance", "version": _version(),
-                               "store": {"backend": gov.store.dialect, "reachable": True, "writable": True}}
-        marker = gov.kill_marker.engaged()
-        doc["killSwitchMarker"] = marker.to_json() if marker is not None else {
-            "path": str(gov.kill_marker.path), "engaged": False}
-        try:
-            state = gov.status(with_readiness=False)
-        except (StoreUnavailable, NotInitialised) as exc:
-            doc.update(status="unhealthy", detail=str(exc), killSwitchEngaged=marker is not None)
-            doc["store"].update(reachable=isinstance(exc, NotInitialised), writable=False)
-            return json_response(doc, 503)
-        problem = write_probe.check()
-        if problem is not None:  # still answering (the gate denies what it cannot record): 200, degraded
-            doc.update(status="degraded", detail=f"the store cannot take writes: {problem}")
-            doc["store"]["writable"] = False
-        doc.update(phase=state["currentPhase"], killSwitchEngaged=state["killSwitch"]["engaged"],
-                   leader=state["leader"], scheduler=_scheduler_json(scheduler))
-        return json_response(doc)
-
-    @app.get("/metrics", tags=["service"], dependencies=read, summary="Prometheus metrics",
-             response_class=Response, responses={**reads, 200: {"content": {"text/plain": {}}}})
-    def prometheus_metrics():
-        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    # --- governance ---------------------------------------------------------------------------
-
-    @app.get("/api/governance/state", tags=["governance"], dependencies=read, responses=reads,
-             summary="currentPhase, commandWhitelist, pausedCommandTypes, killSwitch, … (as `govcon status --json`)")
-    async def state():
-        return Response(await cached.state_body(), media_type="application/json")
-
-    @app.post("/api/governance/run-cycle", tags=["governance"], responses=change,
-              summary="Run the governance cycle now; returns the GovernanceReport")
-    def run_cycle(actor: str = Depends(auth.changer)):
-        return json_response(gov.cycle.run(actor))
-
-    @app.get("/api/governance/reports/latest", tags=["governance"], dependencies=read, responses=reads,
-             summary="The latest GovernanceReport (404 before the first cycle)")
-    def latest_report():
-        report = gov.reports.latest()
-        if report is None:
-            raise NotFound("no governance report yet: run the cycle (POST /api/governance/run-cycle)")
-        return json_response(report)
-
-    @app.get("/api/governance/proposals", tags=["proposals"], dependencies=read, responses=reads,
-             summary="Scope-expansion proposals, newest first")
-    def proposals(status: str | None = Query(None, pattern="^(pending|approved|rejected|expired)$")):
-        return json_response(gov.proposals.list(status=status))
-
-    @app.get("/api/governance/proposals/{proposal_id}", tags=["proposals"], dependencies=read, responses=reads)
-    def proposal(proposal_id: m.SafeId):
-        return json_response(gov.proposals.show(proposal_id))
-
-    @app.post("/api/governance/proposals/{proposal_id}/approve", tags=["proposals"], responses=change,
-              summary="Approve as the role in approvedBy (the token's operator must hold it)")
-    def approve(proposal_id: m.SafeId, body: m.ApproveBody, actor: str = Depends(auth.changer)):
-        return json_response(gov.proposals.approve(actor, proposal_id, body.approvedBy))
-
-    @app.post("/api/governance/proposals/{proposal_id}/reject", tags=["proposals"], responses=change)
-    def reject(proposal_id: m.SafeId, body: m.RejectBody, actor: str = Depends(auth.changer)):
-        return json_response(gov.proposals.reject(actor, proposal_id, body.reason))
-
-    @app.post("/api/governance/proposals/{proposal_id}/extend", tags=["proposals"], responses=change,
-              summary="A longer validation period: of a pending proposal, or of the one being validated")
-    def extend(proposal_id: m.SafeId, body: m.ExtendBody, actor: str = Depends(auth.changer)):
-        return json_response(gov.proposals.extend(actor, proposal_id, body.days, body.reason))
-
-    @app.get("/api/alerts", tags=["alerts"], dependencies=read, responses=reads,
-             summary="The alert outbox, newest first: waiting and dead-lettered alerts (status=all for every one)")
-    def alerts(status: str | None = Query(None, pattern="^(pending|sent|dead|dismissed|all)$"),
-               limit: int = Query(100, ge=1, le=10_000)):
-        from engine.outbox import statuses_for
-        return json_response(gov.outbox.list(statuses=statuses_for(status), limit=limit))
-
-    @app.post("/api/alerts/retry", tags=["alerts"], responses=change,
-              summary="Queue dead-lettered alerts again (superseded triggers are left dead)")
-    def retry_alerts(body: m.AlertsBody, actor: str = Depends(auth.changer)):
-        return json_response(gov.outbox.retry(actor, body.ids, all_dead=body.dead))
-
-    @app.post("/api/alerts/dismiss", tags=["alerts"], responses=change,
-              summary="Give up on dead-lettered alerts for good, with a reason")
-    def dismiss_alerts(body: m.AlertsBody, actor: str = Depends(auth.changer)):
-        return json_response(gov.outbox.dismiss(actor, body.ids, all_dead=body.dead, reason=body.reason or ""))
-
-    @app.post("/api/governance/revert", tags=["overrides"], responses=change, summary="Manual reversion to L3")
-    @safety_route
-    def revert(body: m.ReasonBody, actor: str = Depends(auth.changer)):
-        return json_response(gov.overrides.revert(actor, body.reason).to_json())
-
-    @app.post("/api/kill-switch", tags=["overrides"], responses=change,
-              summary="Engage, release or drill the kill switch")
-    @safety_route
-    def kill_switch(body: m.KillSwitchBody, actor: str = Depends(auth.changer)):
-        result = gov.overrides.kill_switch(body.action, actor, body.reason)  # the marker file when needed
-        return json_response({**result.to_json(), "killSwitch": gov.kill_switch_status()})
-
-    # --- readiness and metrics ----------------------------------------------------------------
-
-    @app.get("/api/readiness/score", tags=["readiness"], dependencies=read, responses=reads)
-    async def readiness_score():
-        r = await cached.readiness()
-        return json_response({"score": round(r.score, 4), "ready": r.ready, "blockers": r.blockers,
-                              "categories": {c: round(r.category_score(c), 4) for c in r.results},
-                              "recommendation": r.recommendation, "timestamp": r.to_json()["timestamp"]})
-
-    @app.get("/api/readiness/current", tags=["readiness"], dependencies=read, responses=reads,
-             summary="The ReadinessReport (as `govcon readiness --json`)")
-    async def readiness_current():
-        return Response(await cached.readiness_body(), media_type="application/json")
-
-    @app.get("/api/metrics/latest", tags=["readiness"], dependencies=read, responses=reads,
-             summary="AutonomyMetrics for the period ending now (as `govcon metrics --json`)")
-    def metrics_latest(since: str = Query("7d", description="30s, 5m, 1h, 7d …")):
-        try:
-            period = parse_window(since)
-        except RuleError as exc:
-            raise InvalidInput(f"since: {exc}") from None
-        return json_response(gov.metrics.collect_since(period).to_json())
-
-    # --- circuit breakers ---------------------------------------------------------------------
-
-    @app.get("/api/circuit-breaker/rules", tags=["circuit-breaker"], dependencies=read, responses=reads)
-    def rules():
-        return json_response(gov.rules.list())
-
-    @app.get("/api/circuit-breaker/rules/enabled", tags=["circuit-breaker"], dependencies=read,
-             responses=reads)
-    def enabled_rules():
-        return json_response(gov.rules.list(enabled_only=True))
-
-    @app.get("/api/circuit-breaker/rules/{name:path}", tags=["circuit-breaker"], dependencies=read,
-             responses=reads)
-    def rule(name: str):
-        return json_response(gov.rules.show(name))
-
-    @app.patch("/api/circuit-breaker/rules/{name:path}", tags=["circuit-breaker"], responses=change,
-               summary="Change a rule (camelCase fields; validated whole, audited with before and after)")
-    def patch_rule(name: str, body: m.RulePatch, actor: str = Depends(auth.changer)):
-        changes = {API_FIELDS[k]: v for k, v in body.model_dump(exclude_unset=True).items()}
-        return json_response(gov.rules.set(actor, name, changes))
-
-    @app.get("/api/circuit-breaker/events", tags=["circuit-breaker"], dependencies=read, responses=reads)
-    def events(limit: int = Query(100, ge=1, le=10_000)):
-        return json_response(gov.breaker_events(limit=limit))
-
-    @app.get("/api/circuit-breaker/events/unresolved", tags=["circuit-breaker"], dependencies=read,
-             responses=reads)
-    def unresolved_events():
-        return json_response(gov.breaker_events(unresolved_only=True))
-
-    @app.post("/api/circuit-breaker/events/{event_id}/resolve", tags=["circuit-breaker"], responses=change,
-              summary='Resolve an event with a note saying what was found and done (required, as on the '
-                      'console and the CLI)')
-    def resolve(event_id: m.SafeId, body: m.ResolveBody | None = None, actor: str = Depends(auth.changer)):
-        # the body stays optional in the signature so that a missing one gets this message, not pydantic's
-        note = (body.note or "").strip() if body is not None else ""
-        if not note:
-            raise InvalidInput('note required: send {"note": "what was found and done"} (it goes into the '
-                               "audit log; the console and `govcon events resolve --note` require one too)")
-        return json_response(gov.breakers.resolve(actor, event_id, note=note, false_positive=body.falsePositive))
-
-    # --- agents: ingest and the gate ----------------------------------------------------------
-
-    @app.post("/api/events", tags=["agents"],
-              openapi_extra={"requestBody": m.EVENTS_REQUEST_BODY, "security": [{"HTTPBearer": []}]},
-              summary="Ingest events: one object, a JSON array, or JSON Lines",
-              responses={**change, 200: {"description": "every event stored or a duplicate",
-                               "content": {"application/json": {"example": {**m.INGEST_REPORT_EXAMPLE,
-                                                                            "rejected": 0, "errors": []}}}},
-                         422: {"description": "some events rejected (the others stored)",
-                               "content": {"application/json": {"example": m.INGEST_REPORT_EXAMPLE}}},
-                         413: {"description": f"body over the limit ({max_body_bytes:,} bytes)"}})
-    async def ingest_events(request: Request):
-        started = time.perf_counter()
-        await auth.ingester(request)
-        body = await request.body()
-        try:
-            outcome = await ingest.submit(body, request.headers.get("content-type"))
-        except BadBody:
-            metrics.count_ingest(400, None)
-            raise
-        metrics.count_ingest(outcome.status_code, outcome.report)
-        metrics.ingest_latency.observe(time.perf_counter() - started)
-        return json_response(outcome.to_json(), outcome.status_code)
-
-    from console.api_actions import build_router  # the gate, action requests, the decision log, modes
-    app.include_router(build_router(gov, auth, metrics, json_response))
-    from console.api_calibration import build_router as calibration_router
-    app.include_router(calibration_router(gov, auth, json_response))
-    from console.api_integrations import build_router as integrations_router
-    app.include_router(integrations_router(gov, auth, ingest, json_response, alertmanager or AlertmanagerMapping()))
-    from console.api_agents import build_router as agents_router  # agents, leases, heartbeats
-    app.include_router(agents_router(gov, auth, json_response))
-    from console.api_rpc import build_router as rpc_router  # client mode over HTTP(S): GOVCON_SERVER=https://…
-    app.include_router(rpc_router(gov, auth))
-    from console.api_drilldown import build_router as drilldown_router  # GET …/events/{id}: the drill-down
-    app.include_router(drilldown_router(gov, auth, json_response))
-    from console.api_policies import build_router as policies_router  # policies, alert sinks (in the store)
-    app.include_router(policies_router(gov, auth, json_response))
+    # one router per area; each route is one call into the engine and declares what it answers
+    app.include_router(api_service.build_router(app, gov, auth, metrics, json_response, version=_version(),
+                                                scheduler=scheduler))  # /openapi.json, /health, /metrics
+    app.include_router(api_governance.build_router(gov, auth, cached, json_response))  # state, cycle, proposals
+    app.include_router(api_overrides.build_router(gov, auth, json_response))  # alerts, revert, kill switch
+    app.include_router(api_readiness.build_router(gov, auth, cached, json_response))  # readiness, metrics
+    app.include_router(api_breakers.build_router(gov, auth, json_response))  # rules and events
+    app.include_router(api_events.build_router(auth, ingest, metrics, json_response,
+                                               max_body_bytes=max_body_bytes))  # POST /api/events
+    app.include_router(api_actions.build_router(gov, auth, metrics, json_response))  # gate, actions, modes
+    app.include_router(api_calibration.build_router(gov, auth, json_response))
+    app.include_router(api_integrations.build_router(gov, auth, ingest, json_response,
+                                                     alertmanager or AlertmanagerMapping()))
+    app.include_router(api_agents.build_router(gov, auth, json_response))  # agents, leases, heartbeats
+    app.include_router(api_rpc.build_router(gov, auth))  # client mode over HTTP(S): GOVCON_SERVER=https://…
+    app.include_router(api_drilldown.build_router(gov, auth, json_response))  # GET …/events/{id}
+    app.include_router(api_policies.build_router(gov, auth, json_response))  # policies, alert sinks
 
     return app
 
@@ -426,9 +228,3 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     operation["security"] = [{}, {"HTTPBearer": []}]
         app.openapi_schema = schema
     return app.openapi_schema
-
-
-def _scheduler_json(scheduler) -> dict[str, Any] | None:
-    if scheduler is None:
-        return None
-    return {"holder": scheduler.holder, "leader": scheduler.is_leader}

@@ -33,17 +33,18 @@ def build_router(gov, auth, json_response) -> APIRouter:
     read = [Depends(auth.reader)]
     change, reads = m.CHANGE_ERRORS, m.READ_ERRORS
 
-    @router.get("/api/agents", tags=["agents"], dependencies=read, responses=reads,
+    @router.get("/api/agents", tags=["agents"], dependencies=read, responses=reads, response_model=m.Agents,
                 summary="Agents and their leases: live or lapsed, last beat, grants in flight")
     def agents():
         return json_response(gov.agents.list())
 
-    @router.get("/api/agents/{name}", tags=["agents"], dependencies=read, responses=reads,
+    @router.get("/api/agents/{name}", tags=["agents"], dependencies=read, responses=m.ONE_READ_ERRORS,
+                response_model=m.AgentDetail,
                 summary="One agent: its lease, last beat, token, and the grants it holds in flight")
     def agent(name: m.SafeId):
         return json_response(gov.agents.show(name))
 
-    @router.post("/api/agents/{name}/heartbeat", tags=["agents"], responses=change,
+    @router.post("/api/agents/{name}/heartbeat", tags=["agents"], responses=change, response_model=m.Heartbeat,
                  summary="Renew the agent's lease (its first beat registers it); the reply says whether it may "
                          "act: autonomy granted or suspended, reason, killSwitch, mode, leaseExpiresAt")
     async def heartbeat(name: m.SafeId, body: HeartbeatBody | None = None,

@@ -65,7 +65,7 @@ class Auth:
         hit = self._beats.get(key)
         # a revocation in this process empties TokenBook's cache (TokenBook.forget): a kept identity whose
         # token is no longer in it is looked up again, so the revoked token's next beat is refused
-        if hit is not None and hit[0] > time.monotonic() and key in self.tokens._cache:
+        if hit is not None and hit[0] > time.monotonic() and self.tokens.remembers(key):
             ident = hit[1]
         else:
             ident = self.tokens.cached(secret)

@@ -11,7 +11,7 @@ def build_router(gov, auth, json_response) -> APIRouter:
     router = APIRouter()
 
     @router.get("/api/agents/{name}/calibration", tags=["agents"], dependencies=[Depends(auth.reader)],
-                responses=m.READ_ERRORS,
+                responses=m.READ_ERRORS, response_model=m.Calibrations,
                 summary="Stated confidence against observed success per bin, Brier score and ECE (null figures "
                         "without outcomes); per command type unless byType=false")
     def calibration(name: m.SafeId, byType: bool = Query(True, description="one calibration per command type")):

@@ -3,15 +3,12 @@ document as `govcon events show ID --json`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
 
 from console import api_models as m
 
 
-class DrillRule(BaseModel):
+class DrillRule(m._Out):
     name: str
     condition: str
     window: str
@@ -20,7 +17,7 @@ class DrillRule(BaseModel):
     changedSinceTrip: bool
 
 
-class DrillWindow(BaseModel):
+class DrillWindow(m._Out):
     start: str
     end: str
     length: str
@@ -28,7 +25,7 @@ class DrillWindow(BaseModel):
     seenBy: str
 
 
-class DrillCommand(BaseModel):
+class DrillCommand(m._Out):
     id: str
     type: str
     status: str
@@ -37,7 +34,7 @@ class DrillCommand(BaseModel):
     service: str | None
 
 
-class DrillIncident(BaseModel):
+class DrillIncident(m._Out):
     id: str
     severity: str
     commandId: str | None
@@ -48,25 +45,25 @@ class DrillIncident(BaseModel):
     matches: bool
 
 
-class DrillSafety(BaseModel):
+class DrillSafety(m._Out):
     type: str
     at: str
 
 
-class CommandsAre(BaseModel):
+class CommandsAre(m._Out):
     statuses: list[str] | None
     commandType: str | None
     autonomousOnly: bool
     namedByIncidents: bool
 
 
-class SeriesPoint(BaseModel):
+class SeriesPoint(m._Out):
     at: str
     value: float | None
     breached: bool
 
 
-class DrillSeries(BaseModel):
+class DrillSeries(m._Out):
     metric: str
     label: str
     kind: str
@@ -77,7 +74,7 @@ class DrillSeries(BaseModel):
     points: list[SeriesPoint]
 
 
-class DrillEffect(BaseModel):
+class DrillEffect(m._Out):
     action: str
     shadow: bool
     text: str
@@ -88,29 +85,16 @@ class DrillEffect(BaseModel):
     stillPaused: bool | None
 
 
-class DrillResolution(BaseModel):
+class DrillResolution(m._Out):
     by: str | None
     at: str | None
     note: str | None
     falsePositive: bool
 
 
-class EventDrilldown(BaseModel):
+class EventDrilldown(m.BreakerEvent):
     """A breaker event (the fields of `events list --json`) and what made it trip."""
 
-    id: str
-    ruleName: str
-    timestamp: str
-    severity: str
-    action: str
-    commandType: str | None
-    observed: dict[str, Any]
-    shadow: bool
-    resolved: bool
-    resolvedBy: str | None
-    resolvedAt: str | None
-    note: str | None
-    falsePositive: bool
     rule: DrillRule | None
     window: DrillWindow
     incidents: list[DrillIncident]
@@ -130,7 +114,7 @@ def build_router(gov, auth, json_response) -> APIRouter:
 
     @router.get("/api/circuit-breaker/events/{event_id}", tags=["circuit-breaker"],
                 dependencies=[Depends(auth.reader)], response_model=EventDrilldown,
-                responses={**m.READ_ERRORS, 404: {"description": "no breaker event with this id"}},
+                responses=m.ONE_READ_ERRORS,
                 summary="A breaker event's drill-down: the commands and incidents in its window that made it "
                         "trip, the rule's metric against its threshold, the effect and the resolution")
     def event_drilldown(event_id: m.SafeId):

@@ -41,7 +41,11 @@ def mapping_from_config(config) -> AlertmanagerMapping:
 def build_router(gov, auth, ingest, json_response, mapping: AlertmanagerMapping) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/api/integrations/alertmanager", tags=["integrations"], responses=m.CHANGE_ERRORS,
+    @router.post("/api/integrations/alertmanager", tags=["integrations"], response_model=m.AlertmanagerReport,
+                 responses={**m.CHANGE_ERRORS, 409: {"model": m.AlertmanagerReport, "description": "an incident "
+                                                     "conflicts with a stored one (the others stored)"},
+                            422: {"model": m.ErrorBody | m.AlertmanagerReport, "description": "a malformed alert "
+                                  "(nothing stored), or a rejected event (the others stored)"}},
                  openapi_extra={"security": [{"HTTPBearer": []}]},
                  summary="Alertmanager webhook (version 4): each firing alert becomes an incident event, stored "
                          "once however often it is re-sent; resolved alerts are counted and ignored")

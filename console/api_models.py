@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 from engine.domain import COMMAND_STATUSES, SAFETY_TYPES, SEVERITIES
 
@@ -145,7 +155,7 @@ EVENT_SCHEMA: dict[str, Any] = {
     ],
 }
 
-INGEST_REPORT_EXAMPLE = {"accepted": 2, "duplicate": 0, "rejected": 1,
+INGEST_REPORT_EXAMPLE = {"accepted": 2, "duplicate": 0, "rejected": 1, "conflict": 0,
                          "errors": [{"line": 2, "field": "status",
                                      "message": "unknown status 'exploded'; expected one of proposed, approved, "
                                                 "rejected, succeeded, failed, rolled_back"}]}
@@ -195,3 +205,646 @@ CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 #: answers of the reads (a token is needed only when the server is not bound to loopback)
 READ_ERRORS: dict[int | str, dict[str, Any]] = {401: _error("off loopback, reads need a token too")}
+#: answers of the reads of one thing by its id or name
+ONE_READ_ERRORS: dict[int | str, dict[str, Any]] = {**READ_ERRORS, 404: _error("no such thing: the detail names it "
+                                                                            "(a rule's with a did-you-mean)")}
+
+
+# --- answers: what each endpoint returns on success ----------------------------------------------------
+#
+# The engine's documents, declared for the OpenAPI document. Endpoints answer with the engine's JSON as
+# it is (``json_response``: no per-request validation on the hot paths); tests/integration/test_api_schema.py
+# and test_api.py's schemathesis run check every answer against these models. ``extra="forbid"``: a field
+# the engine adds without declaring it here fails those checks, so the document stays complete.
+
+#: a number, text or a list of severities: what a breaker observed (``errorRate``, ``samples``, ``window``…)
+Observed = dict[str, float | str | list[str] | None]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Leader(_Out):
+    """The scheduler's leader lease (one leader among every console and server on the store)."""
+
+    holder: str
+    expiresAt: str
+    alive: bool
+
+
+class KillMarker(_Out):
+    """The kill-switch marker file (docs/safety.md): there, it holds the switch even without the store."""
+
+    path: str
+    engaged: bool
+    by: str | None = None
+    at: str | None = None
+    reason: str | None = None
+
+
+class KillSwitchState(_Out):
+    engaged: bool
+    by: str | None
+    at: str | None
+    reason: str | None
+    marker: KillMarker | None = Field(None, description="the marker file when it is there")
+    storeReadable: bool | None = Field(None, description="false: the store could not be read, the marker "
+                                                         "file alone answered")
+
+
+class HealthStore(_Out):
+    backend: str
+    reachable: bool
+    writable: bool
+
+
+class SchedulerInfo(_Out):
+    holder: str
+    leader: bool
+
+
+class Health(_Out):
+    """200 healthy or degraded (``detail`` says why), 503 unhealthy."""
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    service: str
+    version: str
+    store: HealthStore
+    killSwitchMarker: KillMarker
+    detail: str | None = None
+    killSwitchEngaged: bool | None = None
+    phase: str | None = None
+    leader: Leader | None = None
+    scheduler: SchedulerInfo | None = None
+
+
+class ValidationPeriod(_Out):
+    until: str
+    daysLeft: int
+    proposalId: str | None
+
+
+class DrainGrant(_Out):
+    grantId: str
+    agent: str
+    commandType: str
+    expiresAt: str
+
+
+class DrainAgent(_Out):
+    name: str
+    lastBeatAt: str
+    leaseExpiresAt: str | None = None
+    lapsedAt: str | None = None
+
+
+class Drain(_Out):
+    """After the kill switch: what is still in flight, which agents have not heard."""
+
+    since: str
+    grantsInFlight: int
+    grants: list[DrainGrant]
+    agentsNotBeaten: list[DrainAgent]
+    agentsLapsed: list[DrainAgent]
+    agentsAcknowledged: int
+    stopped: bool
+
+
+class GovernanceState(_Out):
+    """As `govcon status --json`."""
+
+    currentPhase: str
+    phaseStartDate: str
+    commandWhitelist: list[str]
+    pausedCommandTypes: list[str]
+    killSwitch: KillSwitchState
+    breakerMode: str
+    mode: Literal["normal", "minimal", "read_only"]
+    unresolvedEvents: int
+    grantsInFlight: int
+    pendingRequests: int
+    halfOpen: dict[str, int] = Field(description="half-open command type -> succeeded probes still needed")
+    readinessScore: float | None
+    validationPeriod: ValidationPeriod | None
+    leader: Leader | None
+    drain: Drain | None = None
+
+
+# --- metrics and readiness
+
+class Period(_Out):
+    start: str
+    end: str
+
+
+class CommandCounts(_Out):
+    total: int
+    proposed: int
+    approved: int
+    rejected: int
+    succeeded: int
+    failed: int
+    rolledBack: int
+
+
+class Rates(_Out):
+    """null while unknown (no commands to divide by)."""
+
+    successRate: float | None
+    approvalRate: float | None
+    rollbackRate: float | None
+    errorRate: float | None
+
+
+class IncidentCounts(_Out):
+    total: int
+    critical: int
+    fromAutonomousActions: int
+
+
+class SafetyCounts(_Out):
+    constraintViolations: int
+    emergencyAborts: int
+    safetyGateTriggers: int
+
+
+class AutonomousCounts(_Out):
+    commands: CommandCounts
+    rates: Rates
+
+
+class AutonomyMetrics(_Out):
+    """As `govcon metrics --json`."""
+
+    period: Period
+    commands: CommandCounts
+    rates: Rates
+    incidents: IncidentCounts
+    safety: SafetyCounts
+    autonomous: AutonomousCounts
+
+
+class ReadinessCategories(_Out):
+    technical: float
+    process: float
+    organizational: float
+
+
+class ReadinessScore(_Out):
+    score: float
+    ready: bool
+    blockers: list[str]
+    categories: ReadinessCategories
+    recommendation: str
+    timestamp: str
+
+
+class ReadinessOverall(_Out):
+    score: float
+    ready: bool
+    blockers: list[str]
+    points: int
+    possible: int
+
+
+class ChecklistResult(_Out):
+    name: str
+    slug: str
+    weight: int
+    required: bool
+    status: bool
+    details: str
+    decidedBy: str
+
+
+class ReadinessCategory(_Out):
+    score: float
+    items: list[ChecklistResult]
+
+
+class Recommendation(_Out):
+    type: str
+    priority: str
+    rationale: str
+    actions: list[str]
+
+
+class NextAction(_Out):
+    item: str
+    required: bool
+    points: int
+    action: str
+    command: str | None
+
+
+class ReadinessReport(_Out):
+    """As `govcon readiness --json`."""
+
+    timestamp: str
+    currentPhase: str
+    daysSincePhaseStart: int
+    overall: ReadinessOverall
+    technical: ReadinessCategory
+    process: ReadinessCategory
+    organizational: ReadinessCategory
+    recommendations: list[Recommendation]
+    nextActions: list[NextAction]
+
+
+# --- circuit breakers
+
+class RuleStatistics(_Out):
+    trips: int
+    resolved: int
+    falsePositives: int
+    falsePositiveRate: float | None
+    shadowTrips: int
+    lastTrip: str | None
+
+
+class Rule(_Out):
+    name: str
+    enabled: bool
+    condition: str
+    window: str
+    action: Literal["revert_to_l3", "pause_command_type", "alert_only"]
+    alertSeverity: Literal["critical", "high", "medium", "low"]
+    minSamples: int
+    shadow: bool
+    recovery: Literal["half_open", "manual"]
+    cooldown: str | None
+    probes: int
+    statistics: RuleStatistics
+
+
+class BreakerEvent(_Out):
+    """As `govcon events list --json`."""
+
+    id: str
+    ruleName: str
+    timestamp: str
+    severity: str
+    action: str
+    commandType: str | None
+    observed: Observed = Field(description="the values the rule judged, its samples, window and effect")
+    shadow: bool
+    resolved: bool
+    resolvedBy: str | None
+    resolvedAt: str | None
+    note: str | None
+    falsePositive: bool
+
+
+# --- proposals and the governance report
+
+class Expansion(_Out):
+    currentPhase: str
+    targetPhase: str
+    commandsToWhitelist: list[str]
+    validationPeriod: int = Field(description="days")
+
+
+class RationaleReadiness(_Out):
+    score: float
+    ready: bool
+    blockers: list[str]
+
+
+class CommandChoice(_Out):
+    commandType: str
+    chosen: bool
+    reason: str
+    humanApproved: int
+    successRate: float | None
+    rollbackRate: float | None
+
+
+class Rationale(_Out):
+    metrics: AutonomyMetrics
+    readiness: RationaleReadiness
+    keyAchievements: list[str]
+    commandChoices: list[CommandChoice]
+
+
+class RiskAssessment(_Out):
+    level: str
+    mitigations: list[str]
+    rollbackPlan: str
+
+
+class Approval(_Out):
+    role: str
+    approver: str
+    at: str
+
+
+class Proposal(_Out):
+    proposalId: str
+    timestamp: str
+    proposedBy: str
+    triggeredBy: str
+    expansion: Expansion
+    rationale: Rationale
+    riskAssessment: RiskAssessment
+    requiredApprovals: list[str]
+    status: Literal["pending", "approved", "rejected", "expired"]
+    approvals: list[Approval]
+    stillNeeded: list[str]
+    expiresAt: str
+    decidedAt: str | None
+    decidedBy: str | None
+    reason: str | None
+    appliedAt: str | None
+
+
+class Reversion(_Out):
+    at: str
+    proposalId: str
+    breakerEventId: str | None
+
+
+class GovernanceReport(_Out):
+    """As `govcon cycle --json`."""
+
+    id: str
+    timestamp: str
+    triggeredBy: str
+    metrics: AutonomyMetrics
+    previousMetrics: AutonomyMetrics | None
+    readiness: ReadinessReport
+    recommendation: str
+    circuitBreakerEvents: list[BreakerEvent]
+    validationReversions: list[Reversion]
+    proposal: Proposal | None
+    proposalNote: str | None
+
+
+class StoredReport(GovernanceReport):
+    markdown: str = Field(description="the report as Markdown (what `govcon report` prints)")
+
+
+# --- alerts and overrides
+
+class Alert(_Out):
+    """An alert of the outbox, as `govcon alerts list --json`."""
+
+    id: int
+    createdAt: str
+    sink: str
+    severity: str
+    kind: str
+    title: str | None
+    dedupKey: str
+    status: Literal["pending", "sent", "dead", "dismissed"]
+    attempts: int
+    nextAttemptAt: str | None
+    sentAt: str | None
+    lastError: str | None
+    superseded: bool
+    idempotencyKey: str
+
+
+class AlertsChanged(_Out):
+    changed: list[Alert]
+    superseded: list[Alert] = Field(description="dead triggers left dead: their incident is resolved already")
+
+
+class OverrideAnswer(_Out):
+    changed: bool
+    message: str
+
+
+class KillSwitchAnswer(_Out):
+    changed: bool
+    message: str
+    via: Literal["store", "marker"] | None = Field(None, description="marker: the store could not be written "
+                                                                     "and the marker file holds the switch")
+    passed: bool | None = Field(None, description="a drill: whether it passed")
+    killSwitch: KillSwitchState
+
+
+class ModeState(_Out):
+    mode: Literal["normal", "minimal", "read_only"]
+
+
+class ModeAnswer(_Out):
+    mode: Literal["normal", "minimal", "read_only"]
+    changed: bool
+    message: str
+
+
+# --- ingest
+
+class IngestProblem(_Out):
+    line: int = Field(description="the array index (from 1) or the JSON Lines line number")
+    field: str | None
+    message: str
+    conflict: bool | None = Field(None, description="a resend that differs from the stored event")
+
+
+class IngestReport(_Out):
+    accepted: int
+    duplicate: int
+    rejected: int
+    conflict: int
+    errors: list[IngestProblem]
+    detail: str | None = Field(None, description="with 422 or 409: how many, the first, and what was stored")
+
+
+class AlertmanagerReport(IngestReport):
+    conflict: int | None = Field(None, description="absent when no alert was firing (nothing was stored)")
+    firing: int
+    resolvedIgnored: int
+    defaultSeverity: list[str] = Field(description="fingerprints of alerts without the severity label")
+    unknownSeverity: dict[str, str] = Field(description="fingerprint -> the severity word not understood")
+
+
+# --- the gate, actions, agents
+
+class Budget(_Out):
+    used: int
+    limit: int
+    remaining: int
+
+
+class Budgets(_Out):
+    day: Budget | None = None
+    week: Budget | None = None
+    concurrent: Budget | None = None
+
+
+class HalfOpenProbe(_Out):
+    probesLeft: int
+    probeInFlight: str | None = None
+
+
+class GateAnswer(_Out):
+    """allow (with a grant), needs_approval (a request when asked to queue one) or deny, and why."""
+
+    decision: Literal["allow", "needs_approval", "deny"]
+    reason: str
+    commandType: str
+    phase: str | None
+    budget: Budgets | None = Field(description="the deciding policy's limits, used and left")
+    policy: str | None = None
+    notificationLevel: str | None = None
+    approverRoles: list[str] | None = None
+    rollbackMandatory: bool | None = None
+    calibration: str | None = None
+    grantId: str | None = None
+    expiresAt: str | None = None
+    agent: str | None = None
+    requestId: str | None = None
+    requestExpiresAt: str | None = None
+    requestError: str | None = None
+    probe: bool | None = None
+    halfOpen: HalfOpenProbe | None = None
+
+
+class Decision(_Out):
+    at: str
+    commandType: str
+    service: str | None
+    agent: str | None
+    confidence: float | None
+    actionClass: str | None
+    decision: Literal["allow", "needs_approval", "deny"]
+    reason: str
+    policy: str | None
+    grantId: str | None
+    requestId: str | None
+
+
+class Outcome(_Out):
+    id: str
+    commandType: str
+    status: str
+    at: str
+
+
+class DecisionLog(_Out):
+    decisions: list[Decision]
+    outcomesWithoutGrant: list[Outcome]
+
+
+class ActionRequest(_Out):
+    requestId: str
+    commandType: str
+    service: str | None
+    agent: str
+    confidence: float | None
+    actionClass: str | None
+    policy: str | None
+    reason: str
+    notificationLevel: str
+    approverRoles: list[str]
+    requestedBy: str | None
+    requestedAt: str
+    expiresAt: str
+    status: str
+    decidedBy: str | None
+    decidedAt: str | None
+    note: str | None
+    grantId: str | None
+
+
+class Grant(_Out):
+    grantId: str
+    commandType: str
+    service: str | None
+    agent: str
+    confidence: float | None
+    actionClass: str | None
+    policy: str | None
+    grantedAt: str
+    expiresAt: str
+    status: str
+    outcomeAt: str | None
+    requestId: str | None
+    approvedBy: str | None
+    requestedBy: str | None
+    report: dict[str, JsonValue] | None = Field(None, description="one action: what `govcon run` reported")
+
+
+class Actions(_Out):
+    requests: list[ActionRequest]
+    grants: list[Grant]
+
+
+class Action(_Out):
+    request: ActionRequest | None
+    grant: Grant | None
+    status: str
+
+
+class Agent(_Out):
+    name: str
+    live: bool
+    leaseExpiresAt: str
+    lapsedAt: str | None
+    lastBeatAt: str
+    firstSeenAt: str
+    ttl: int
+    beats: int
+    lastOperator: str | None
+    lastTokenId: str | None
+    inFlight: int
+
+
+class Agents(_Out):
+    at: str
+    requireLease: bool
+    agents: list[Agent]
+
+
+class AgentGrant(_Out):
+    grantId: str
+    commandType: str
+    expiresAt: str
+
+
+class AgentDetail(Agent):
+    grantsInFlight: list[AgentGrant]
+
+
+class Heartbeat(_Out):
+    agent: str
+    autonomy: Literal["granted", "suspended"]
+    reason: str
+    killSwitch: KillSwitchState
+    mode: Literal["normal", "minimal", "read_only"]
+    leaseExpiresAt: str
+    ttl: int
+    beatAt: str
+    beats: int
+    registered: bool
+
+
+class CalibrationBin(_Out):
+    low: float
+    high: float
+    count: int
+    statedMean: float | None
+    observed: float | None
+
+
+class Calibration(_Out):
+    agent: str
+    commandType: str | None
+    outcomes: int
+    succeeded: int
+    brier: float | None
+    ece: float | None
+    minOutcomes: int
+    bins: list[CalibrationBin]
+
+
+class Calibrations(_Out):
+    agent: str
+    calibrations: list[Calibration]
+
+
+#: a success answer that is not JSON, for ``responses=`` (the OpenAPI document still says what it is)
+def text_answer(media_type: str, description: str, **schema: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "content": {media_type: {"schema": {"type": "string", **schema}}}}}

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import Field, JsonValue, StrictBool, StrictFloat, StrictInt
 
 from console import api_models as m
 from engine.errors import InvalidInput
@@ -82,7 +82,37 @@ class SinkBody(m._Body):
     reason: m.SafeStr = Field("", max_length=m.TEXT_MAX, description="why; goes into the audit log")
 
 
-class PolicyOut(BaseModel):
+class PolicySpec(m._Out):
+    """A policy as the config file spells it ([policies.NAME])."""
+
+    command_types: list[str] | None = None
+    enabled: bool | None = None
+    max_per_day: int | None = None
+    max_per_week: int | None = None
+    min_interval: str | None = None
+    max_concurrent: int | None = None
+    per_service: bool | None = None
+    confidence_threshold: float | None = None
+    maintenance_window_required: bool | None = None
+    maintenance_window: str | None = None
+    notification_level: str | None = None
+    requires_approval: bool | None = None
+    rollback_mandatory: bool | None = None
+    approver_roles: list[str] | None = None
+    grant_ttl: str | None = None
+    request_ttl: str | None = None
+    stable_for: str | None = None
+    calibrated: bool | None = None
+
+
+class _Stamped(m._Out):
+    createdAt: str
+    createdBy: str
+    updatedAt: str
+    updatedBy: str
+
+
+class PolicyOut(_Stamped):
     name: str
     commandTypes: list[str]
     enabled: bool
@@ -102,24 +132,30 @@ class PolicyOut(BaseModel):
     requestTtl: str | None
     stableFor: str | None
     calibrated: bool
-    spec: dict[str, Any] = Field(description="the settings as the config file spells them")
-    createdAt: str
-    createdBy: str
-    updatedAt: str
-    updatedBy: str
+    spec: PolicySpec = Field(description="the settings as the config file spells them")
 
 
-class PolicyChange(BaseModel):
+class InvalidPolicy(_Stamped):
+    """A stored policy that no longer loads (edited behind govcon's back): the gate fails closed on it."""
+
+    name: str
+    commandTypes: list[str]
+    notificationLevel: str
+    invalid: str = Field(description="why it does not load")
+    spec: JsonValue = Field(description="what is stored")
+
+
+class PolicyChange(m._Out):
     changed: bool
     created: bool
     policy: PolicyOut
 
 
-class SinkOut(BaseModel):
+class SinkView(m._Out):
     name: str
     kind: str
-    url: str | None = Field(description="masked: scheme, host and port only")
-    routingKey: str | None = Field(description="\"(set, masked)\" or null")
+    url: str | None = Field(None, description="masked: scheme, host and port only")
+    routingKey: str | None = Field(None, description="\"(set, masked)\" or null")
     severities: list[str] = []
     reports: bool = False
     timeout: float = 5.0
@@ -129,21 +165,27 @@ class SinkOut(BaseModel):
     passwordEnv: str | None = None
     caFile: str | None = None
     secretFingerprint: str = Field(description="changes when the URL or routing key does; reveals neither")
-    createdAt: str
-    createdBy: str
-    updatedAt: str
-    updatedBy: str
+    invalid: str | None = Field(None, description="a stored sink that no longer loads: shown, never used")
 
 
-class SinkChange(BaseModel):
+class SinkOut(SinkView, _Stamped):
+    pass
+
+
+class SinkChange(m._Out):
     changed: bool
     created: bool
     sink: SinkOut
 
 
-class Deleted(BaseModel):
+class PolicyDeleted(m._Out):
     deleted: str
-    before: dict[str, Any]
+    before: PolicySpec
+
+
+class SinkDeleted(m._Out):
+    deleted: str
+    before: SinkView
 
 
 def policy_changes(body: PolicyBody, *, fields_set_only: bool) -> dict[str, Any]:
@@ -184,12 +226,13 @@ def build_router(gov, auth, json_response) -> APIRouter:
             raise InvalidInput(relabel(str(exc), name, labels)) from None
 
     @router.get("/api/policies", tags=["policies"], dependencies=read, responses=reads,
-                response_model=list[PolicyOut], summary="Every gate policy in the store")
+                response_model=list[PolicyOut | InvalidPolicy], summary="Every gate policy in the store")
     def policies():
         return json_response(gov.policy_book.list())
 
-    @router.get("/api/policies/{name}", tags=["policies"], dependencies=read, responses=reads,
-                response_model=PolicyOut, summary="One gate policy")
+    @router.get("/api/policies/{name}", tags=["policies"], dependencies=read, responses=m.ONE_READ_ERRORS,
+                response_model=PolicyOut | InvalidPolicy,
+                summary="One gate policy")
     def policy(name: m.SafeId):
         return json_response(gov.policy_book.show(name))
 
@@ -203,7 +246,7 @@ def build_router(gov, auth, json_response) -> APIRouter:
     def patch_policy(name: m.SafeId, body: PolicyBody, actor: str = Depends(auth.changer)):
         return json_response(set_policy(actor, name, body, replace=False))
 
-    @router.delete("/api/policies/{name}", tags=["policies"], responses=change, response_model=Deleted,
+    @router.delete("/api/policies/{name}", tags=["policies"], responses=change, response_model=PolicyDeleted,
                    summary="Delete a policy (audited)")
     def delete_policy(name: m.SafeId, actor: str = Depends(auth.changer)):
         return json_response(gov.policy_book.delete(actor, name))
@@ -213,7 +256,7 @@ def build_router(gov, auth, json_response) -> APIRouter:
     def sinks():
         return json_response(gov.sink_book.list())
 
-    @router.get("/api/alerts/sinks/{name}", tags=["alerts"], dependencies=read, responses=reads,
+    @router.get("/api/alerts/sinks/{name}", tags=["alerts"], dependencies=read, responses=m.ONE_READ_ERRORS,
                 response_model=SinkOut, summary="One alert sink; URL and key masked")
     def sink(name: m.SafeId):
         return json_response(gov.sink_book.show(name))
@@ -227,7 +270,7 @@ def build_router(gov, auth, json_response) -> APIRouter:
         except InvalidInput as exc:
             raise InvalidInput(_relabel_sink(str(exc))) from None
 
-    @router.delete("/api/alerts/sinks/{name}", tags=["alerts"], responses=change, response_model=Deleted,
+    @router.delete("/api/alerts/sinks/{name}", tags=["alerts"], responses=change, response_model=SinkDeleted,
                    summary="Delete a sink (audited)")
     def delete_sink(name: m.SafeId, actor: str = Depends(auth.changer)):
         return json_response(gov.sink_book.delete(actor, name))

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from console import api_models as m
 from console.rpc import dumps
 from console.rpc_server import RpcService, _remove
 
@@ -21,7 +22,10 @@ def build_router(gov, auth, address: str = "the HTTP API") -> APIRouter:
     router = APIRouter()
     service = RpcService(gov, address=address)
 
-    @router.post("/api/rpc", tags=["client mode"], include_in_schema=True,
+    @router.post("/api/rpc", tags=["client mode"], response_class=Response,
+                 responses={**m.CHANGE_ERRORS, **m.text_answer(
+                     "application/octet-stream", "one frame: a 4-byte big-endian length and that much JSON (the "
+                     "answer, or the error with its exit code), then any bytes it announces", format="binary")},
                  summary="A call of the CLI or console in client mode (GOVCON_SERVER=https://…): the token's "
                          "operator is the caller")
     async def rpc(request: Request, actor: str = Depends(auth.changer)):

@@ -166,6 +166,12 @@ class TokenBook:
         hit = self._cache.get(token_hash(secret))
         return MISS if hit is None or hit[0] <= time.monotonic() else hit[1]
 
+    def remembers(self, digest: str) -> bool:
+        """Whether the cache holds an answer for the token of this SHA-256 (``token_hash``), fresh or not. A
+        revocation in this process empties the cache (``forget``): a caller keeping identities longer than
+        this cache does (the heartbeat's) looks a token up again once this says False."""
+        return digest in self._cache
+
     def lookup(self, secret: str) -> TokenIdentity | None:
         """The identity of an unrevoked token, expired or not (callers judge expiry: ``identify`` does)."""
         if not secret or len(secret) > MAX_LENGTH:
