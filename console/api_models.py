@@ -192,6 +192,7 @@ def _error(description: str) -> dict[str, Any]:
 
 #: answers any endpoint may give
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("the body is not JSON at all (or, ingest: empty, undecodable, a JSON scalar)"),
     422: _error("a field or parameter is invalid (each named in errors)"),
     503: _error("the store cannot be reached, or has no governance state yet"),
 }
