@@ -42,7 +42,11 @@ TYPED := engine/access.py engine/alertmanager.py engine/audit_anchor.py engine/a
 	engine/tokens.py storage/breaker_repo.py storage/calibration_repo.py storage/commit_hooks.py storage/db.py \
 	storage/identity_repo.py storage/jobs_repo.py storage/kill_switch_repo.py storage/migrate.py \
 	storage/proposals_repo.py storage/recovery_repo.py storage/reports_repo.py storage/state_repo.py \
-	storage/store.py storage/types.py storage/migrations/env.py \
+	storage/store.py storage/types.py storage/migrations/env.py storage/named_rows.py storage/policies_repo.py \
+	storage/sinks_repo.py console/api.py console/api_actions.py console/api_auth.py console/api_breakers.py \
+	console/api_calibration.py console/api_drilldown.py console/api_events.py console/api_governance.py \
+	console/api_integrations.py console/api_lanes.py console/api_models.py console/api_overrides.py \
+	console/api_policies.py console/api_readiness.py console/api_rpc.py console/api_service.py console/cli_policies.py \
 	$(wildcard storage/migrations/versions/000[1-9]_*.py) $(wildcard storage/migrations/versions/001[0-2]_*.py)
 
 lint: install

@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -91,28 +91,30 @@ def _version() -> str:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    async def govcon_error(_request: Request, exc: GovconError) -> Response:
+    async def govcon_error(_request: Request, exc: Exception) -> Response:
         for cls, status, code in _ERRORS:
             if isinstance(exc, cls):
                 return json_response(error_body(code, str(exc)), status)
         return json_response(error_body("bad_request", str(exc)), 400)
 
-    async def store_unavailable(_request: Request, exc: StoreUnavailable) -> Response:
+    async def store_unavailable(_request: Request, exc: Exception) -> Response:
         log.warning("store unavailable: %s", exc)
         return json_response(error_body("store_unavailable", str(exc)), 503)
 
-    async def http_error(_request: Request, exc: HTTPException) -> Response:
+    async def http_error(_request: Request, error: Exception) -> Response:
+        exc = cast(HTTPException, error)
         return JSONResponse(error_body(_HTTP_CODES.get(exc.status_code, "error"), str(exc.detail)),
                             exc.status_code, headers=getattr(exc, "headers", None))
 
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    async def invalid_request(request: Request, error: Exception) -> Response:
+        exc = cast(RequestValidationError, error)
         problems = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         if "json" not in request.headers.get("content-type", "") and any(p["field"] == "body" for p in problems):
             detail = "the body must be JSON sent with Content-Type: application/json (" + detail + ")"
         return json_response(error_body("invalid_input", detail, errors=problems), 422)
 
-    async def bad_body(_request: Request, exc: BadBody) -> Response:
+    async def bad_body(_request: Request, exc: Exception) -> Response:
         return json_response(error_body("bad_request", str(exc)), 400)
 
     async def unexpected(_request: Request, exc: Exception) -> Response:
@@ -179,12 +181,11 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
             cached.close()
             log.info("stopped: leader lease released, breakers judged one last time")
 
-    app = FastAPI(title="govcon", version=_version(), lifespan=lifespan, responses=m.COMMON_ERRORS,
+    app = GovconAPI(title="govcon", version=_version(), lifespan=lifespan, responses=m.COMMON_ERRORS,
                   docs_url=None, redoc_url=None, openapi_url=None,  # served below, behind the read check
                   description="Autonomy governance: the runbook's API, ingest, the gate, health and metrics. "
                               "Changes need `Authorization: Bearer TOKEN`; reads too when the server is not "
                               "bound to a loopback address.")
-    app.openapi = lambda: _openapi(app)
     app.state.gov, app.state.tokens, app.state.metrics, app.state.evaluator = gov, tokens, metrics, evaluator
     # POST /api/events without the router (console/api_ingest.py): inside every middleware below
     app.add_middleware(IngestFastPath, auth=auth, service=ingest, metrics=metrics, respond=json_response)
@@ -218,13 +219,14 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, with the reads' token marked optional (needed only off loopback)."""
-    if app.openapi_schema is None:
-        schema = FastAPI.openapi(app)
-        for path, operations in schema["paths"].items():
-            for method, operation in operations.items():
-                if "security" in operation and (method == "get" or path == "/api/gate"):
-                    operation["security"] = [{}, {"HTTPBearer": []}]
-        app.openapi_schema = schema
-    return app.openapi_schema
+class GovconAPI(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with the reads' token marked optional (needed only off loopback)."""
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            for path, operations in schema["paths"].items():
+                for method, operation in operations.items():
+                    if "security" in operation and (method == "get" or path == "/api/gate"):
+                        operation["security"] = [{}, {"HTTPBearer": []}]
+            self.openapi_schema = schema
+        return self.openapi_schema

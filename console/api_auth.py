@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from console.api_lanes import run_safety
-from engine.tokens import MISS, TokenBook, TokenExpired, token_hash
+from engine.tokens import MISS, TokenBook, TokenExpired, TokenIdentity, token_hash
 
 #: how long a heartbeat's verified token is kept (``Auth.beater``): longer than an agent's beat interval
 BEAT_CACHE_SECONDS = 30.0
@@ -32,7 +32,7 @@ class Auth:
         self.tokens = tokens
         self.require_for_reads = require_for_reads
         self._may_ingest: dict[str, float] = {}  # operator -> monotonic expiry of a passed role check
-        self._beats: dict[str, tuple[float, object]] = {}  # sha256 of a heartbeat token -> (expiry, identity)
+        self._beats: dict[str, tuple[float, TokenIdentity | None]] = {}  # token sha256 -> (expiry, identity)
 
     async def _operator(self, secret: str | None, why: str, *, safety: bool = True) -> str:
         """The token's operator; a cache miss is verified on the safety executor for changes (so a
@@ -51,7 +51,7 @@ class Auth:
             raise _unauthorized("the bearer token is unknown or revoked")
         return ident.operator
 
-    async def beater(self, secret: str | None) -> object:
+    async def beater(self, secret: str | None) -> TokenIdentity:
         """The identity (engine.tokens.TokenIdentity) of a heartbeat's token. Verified tokens are kept for
         BEAT_CACHE_SECONDS, longer than an agent's beat interval (TokenBook's own cache of a few seconds
         misses every beat of an agent beating every 10 s, a store read each): a revoked token can keep
@@ -68,9 +68,8 @@ class Auth:
         if hit is not None and hit[0] > time.monotonic() and self.tokens.remembers(key):
             ident = hit[1]
         else:
-            ident = self.tokens.cached(secret)
-            if ident is MISS:
-                ident = await run_in_threadpool(self.tokens.lookup, secret)
+            cached = self.tokens.cached(secret)
+            ident = await run_in_threadpool(self.tokens.lookup, secret) if cached is MISS else cached
             if ident is not None:
                 if len(self._beats) > 100_000:
                     self._beats.clear()
@@ -84,11 +83,11 @@ class Auth:
         return ident
 
     async def changer(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str:
-        return await self._operator(creds and creds.credentials, "this call changes the store")
+        return await self._operator(creds.credentials if creds else None, "this call changes the store")
 
     async def reader(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str | None:
         if self.require_for_reads or creds is not None:
-            return await self._operator(creds and creds.credentials,
+            return await self._operator(creds.credentials if creds else None,
                                         "this server is not on loopback, so reads need a token too", safety=False)
         return None
 

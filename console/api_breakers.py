@@ -57,6 +57,7 @@ def build_router(gov, auth, json_response) -> APIRouter:
         if not note:
             raise InvalidInput('note required: send {"note": "what was found and done"} (it goes into the '
                                "audit log; the console and `govcon events resolve --note` require one too)")
-        return json_response(gov.breakers.resolve(actor, event_id, note=note, false_positive=body.falsePositive))
+        false_positive = body is not None and body.falsePositive
+        return json_response(gov.breakers.resolve(actor, event_id, note=note, false_positive=false_positive))
 
     return router

@@ -644,17 +644,20 @@ class IngestProblem(_Out):
     conflict: bool | None = Field(None, description="a resend that differs from the stored event")
 
 
-class IngestReport(_Out):
+class _IngestCounts(_Out):
     accepted: int
     duplicate: int
     rejected: int
-    conflict: int
     errors: list[IngestProblem]
     detail: str | None = Field(None, description="with 422 or 409: how many, the first, and what was stored")
 
 
-class AlertmanagerReport(IngestReport):
-    conflict: int | None = Field(None, description="absent when no alert was firing (nothing was stored)")
+class IngestReport(_IngestCounts):
+    conflict: int = Field(description="resends of a stored event that differ from it (nothing changed)")
+
+
+class AlertmanagerReport(_IngestCounts):
+    conflict: int | None = Field(None, description="as ingest's; absent when no alert was firing (nothing stored)")
     firing: int
     resolvedIgnored: int
     defaultSeverity: list[str] = Field(description="fingerprints of alerts without the severity label")

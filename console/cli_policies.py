@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from console.render import clean
@@ -129,56 +130,47 @@ def register_db(db_sub) -> None:
 
 
 def cmd_policies(ctx) -> int:
-    a = ctx.args
-    book = ctx.gov.policy_book
-    if a.policies_command == "show":
-        doc = book.show(a.name)
-        ctx.emit_json(doc) if a.json else print_policy(doc, ctx.out)
-    elif a.policies_command == "delete":
-        doc = book.delete(ctx.operator, a.name, reason=a.reason)
-        ctx.emit_json(doc) if a.json else print(f"deleted policy {clean(a.name)}", file=ctx.out)
-    elif a.policies_command == "set":
-        from engine.store_config import relabel
-        try:
-            doc = book.set(ctx.operator, a.name, policy_changes(a), replace=a.replace, reason=a.reason)
-        except InvalidInput as exc:
-            raise InvalidInput(relabel(str(exc), a.name, POLICY_FLAGS)) from None
-        if a.json:
-            ctx.emit_json(doc)
-        else:
-            verb = "created" if doc["created"] else "changed" if doc["changed"] else "unchanged:"
-            print(f"{verb} policy {clean(a.name)}", file=ctx.out)
-            print_policy(doc["policy"], ctx.out)
-    else:
-        docs = book.list()
-        ctx.emit_json(docs) if a.json else print_policies(docs, ctx.out)
-    return 0
+    from engine.store_config import relabel
+    a, book = ctx.args, ctx.gov.policy_book
+    return _book_command(ctx, book, a.policies_command, "policy", print_policy, print_policies,
+                         set_one=lambda: book.set(ctx.operator, a.name, policy_changes(a), replace=a.replace,
+                                                  reason=a.reason),
+                         relabel=lambda message: relabel(message, a.name, POLICY_FLAGS))
 
 
 def cmd_sinks(ctx) -> int:
+    a, book = ctx.args, ctx.gov.sink_book
+    return _book_command(ctx, book, a.sinks_command, "alert sink", print_sink, print_sinks,
+                         set_one=lambda: book.set(ctx.operator, a.name, sink_changes(a), reason=a.reason),
+                         relabel=_sink_labels)
+
+
+def _book_command(ctx, book, command: str, noun: str, print_one: Callable[[dict[str, Any], TextIO], None],
+                  print_all: Callable[[list[dict[str, Any]], TextIO], None], *,
+                  set_one: Callable[[], dict[str, Any]], relabel: Callable[[str], str]) -> int:
+    """`policies …` and `alerts sinks …`, which answer alike (engine/store_config.py): show, delete, set
+    (its errors in the flags' words) or list, each as text or with --json."""
     a = ctx.args
-    book = ctx.gov.sink_book
-    command = a.sinks_command
     if command == "show":
         doc = book.show(a.name)
-        ctx.emit_json(doc) if a.json else print_sink(doc, ctx.out)
+        ctx.emit_json(doc) if a.json else print_one(doc, ctx.out)
     elif command == "delete":
         doc = book.delete(ctx.operator, a.name, reason=a.reason)
-        ctx.emit_json(doc) if a.json else print(f"deleted alert sink {clean(a.name)}", file=ctx.out)
+        ctx.emit_json(doc) if a.json else print(f"deleted {noun} {clean(a.name)}", file=ctx.out)
     elif command == "set":
         try:
-            doc = book.set(ctx.operator, a.name, sink_changes(a), reason=a.reason)
+            doc = set_one()
         except InvalidInput as exc:
-            raise InvalidInput(_sink_labels(str(exc))) from None
+            raise InvalidInput(relabel(str(exc))) from None
         if a.json:
             ctx.emit_json(doc)
         else:
             verb = "created" if doc["created"] else "changed" if doc["changed"] else "unchanged:"
-            print(f"{verb} alert sink {clean(a.name)}", file=ctx.out)
-            print_sink(doc["sink"], ctx.out)
+            print(f"{verb} {noun} {clean(a.name)}", file=ctx.out)
+            print_one(doc["policy" if "policy" in doc else "sink"], ctx.out)
     else:
         docs = book.list()
-        ctx.emit_json(docs) if getattr(a, "json", False) else print_sinks(docs, ctx.out)
+        ctx.emit_json(docs) if getattr(a, "json", False) else print_all(docs, ctx.out)
     return 0
 
 

@@ -14,6 +14,7 @@ bound to an agent (``agent``: the one agent its heartbeats may renew). ``identif
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import queue
@@ -40,7 +41,14 @@ log = logging.getLogger(__name__)
 PREFIX = "gvc_"
 DEFAULT_CACHE_SECONDS = 5.0
 MAX_LENGTH = 512
-MISS = object()
+
+
+class _Miss(enum.Enum):
+    MISS = "miss"
+
+
+#: what ``TokenBook.cached`` answers for a token it holds no fresh answer for
+MISS = _Miss.MISS
 LAST_USED_EVERY = timedelta(minutes=1)
 
 
@@ -158,7 +166,7 @@ class TokenBook:
         with self.store.read() as conn:
             return [token_json(r, now) for r in identity_repo.list_tokens(conn)]
 
-    def cached(self, secret: str) -> object:
+    def cached(self, secret: str) -> TokenIdentity | None | _Miss:
         """The cached answer for a token (its TokenIdentity, expired or not, or None), else ``MISS``: lets an
         event loop answer without a store read and hand only the misses to a thread (``lookup``)."""
         if not secret or len(secret) > MAX_LENGTH:
