@@ -198,22 +198,23 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     if allowed_hosts is not None:  # outermost: a rebinding page gets nothing at all
         app.add_middleware(HostCheck, extra=allowed_hosts)
     _install_error_handlers(app)
-    # one router per area; each route is one call into the engine and declares what it answers
+    # one router per area; each route is one call into the engine and declares what it answers. The hot
+    # routes' routers first: FastAPI matches a request router by router, in this order
+    app.include_router(api_events.build_router(auth, ingest, metrics, json_response,
+                                               max_body_bytes=max_body_bytes))  # POST /api/events
+    app.include_router(api_actions.build_router(gov, auth, metrics, json_response))  # gate, actions, modes
+    app.include_router(api_agents.build_router(gov, auth, json_response))  # agents, leases, heartbeats
     app.include_router(api_service.build_router(app, gov, auth, metrics, json_response, version=_version(),
                                                 scheduler=scheduler))  # /openapi.json, /health, /metrics
     app.include_router(api_governance.build_router(gov, auth, cached, json_response))  # state, cycle, proposals
     app.include_router(api_overrides.build_router(gov, auth, json_response))  # alerts, revert, kill switch
     app.include_router(api_readiness.build_router(gov, auth, cached, json_response))  # readiness, metrics
     app.include_router(api_breakers.build_router(gov, auth, json_response))  # rules and events
-    app.include_router(api_events.build_router(auth, ingest, metrics, json_response,
-                                               max_body_bytes=max_body_bytes))  # POST /api/events
-    app.include_router(api_actions.build_router(gov, auth, metrics, json_response))  # gate, actions, modes
+    app.include_router(api_drilldown.build_router(gov, auth, json_response))  # GET …/events/{id}, after /unresolved
     app.include_router(api_calibration.build_router(gov, auth, json_response))
     app.include_router(api_integrations.build_router(gov, auth, ingest, json_response,
                                                      alertmanager or AlertmanagerMapping()))
-    app.include_router(api_agents.build_router(gov, auth, json_response))  # agents, leases, heartbeats
     app.include_router(api_rpc.build_router(gov, auth))  # client mode over HTTP(S): GOVCON_SERVER=https://…
-    app.include_router(api_drilldown.build_router(gov, auth, json_response))  # GET …/events/{id}
     app.include_router(api_policies.build_router(gov, auth, json_response))  # policies, alert sinks
 
     return app

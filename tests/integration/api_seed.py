@@ -53,6 +53,7 @@ def populate(api) -> dict[str, str]:
         _ok(api.post(f"/api/governance/proposals/{pid}/approve", json={"approvedBy": "tech-lead"}, headers=bob),
             200, 409)
         _ok(api.get(f"/api/governance/proposals/{pid}"))
+        _ok(api.get("/api/governance/state"))  # in its validation period
     _ok(api.post("/api/governance/run-cycle", headers=admin))
 
     # at L4 with a whitelist: stored policies and sinks, then the gate's answers of every kind
