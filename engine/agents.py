@@ -66,6 +66,8 @@ ROLE_CHECK_SECONDS = 5.0
 #: tokens as long: console/api_auth.py BEAT_CACHE_SECONDS); a revoked role can keep its lease alive that
 #: much longer, and never grants anything (the gate judges every ask)
 MEMORY_SECONDS = 30.0
+#: how often the flusher re-checks, in one read, the role of the operators whose beats are answered from memory
+ROLE_REFRESH_SECONDS = 10.0
 #: how old the state (kill switch, mode) behind a beat answered from memory may be
 STATE_SECONDS = 0.5
 #: a beat writes the lease when at most this fraction of its TTL is left (60 s: every beat from 30 s left)
@@ -280,6 +282,7 @@ class AgentBook:
 
     def _flush_loop(self) -> None:
         """Flush once a second while beats wait; the thread ends when none do (the next one starts it)."""
+        roles_checked = time.monotonic()
         while True:
             time.sleep(FLUSH_SECONDS)
             with self._lock:
@@ -290,6 +293,33 @@ class AgentBook:
                 self.flush()
             except Exception as exc:  # bookkeeping only: the leases themselves are written at once
                 log.warning("could not record heartbeats' last beat and count: %s", exc)
+            if time.monotonic() - roles_checked >= ROLE_REFRESH_SECONDS:
+                roles_checked = time.monotonic()
+                try:
+                    self.refresh_roles()
+                except Exception as exc:  # the checks age out: beats then check the role through the store
+                    log.warning("could not re-check the heartbeat role: %s", exc)
+
+    def refresh_roles(self) -> None:
+        """Re-check, in one read, the role of every operator whose beats were checked within
+        2 x MEMORY_SECONDS: holders stay answerable from memory, the others are forgotten (their next
+        beat goes through the store, which refuses it)."""
+        allowed = ACTION_ROLES.get("heartbeat")
+        started = time.monotonic()
+        with self._lock:
+            active = [op for op, at in self._may_beat.items() if at + 2 * MEMORY_SECONDS > started]
+            for op in [op for op in self._may_beat if op not in active]:
+                del self._may_beat[op]
+        if not active or allowed is None:
+            return
+        with self.store.read() as conn:
+            holders = identity_repo.holders_of(conn, allowed)
+        with self._lock:
+            for op in active:
+                if op in holders:
+                    self._may_beat[op] = max(self._may_beat.get(op, started), started)
+                else:
+                    self._may_beat.pop(op, None)
 
     def flush(self) -> int:
         """Record the waiting beats' last beat and count in one transaction; returns the agents written."""

@@ -16,6 +16,11 @@ def roles_of(conn: Connection, operator: str) -> set[str]:
     return set(conn.execute(sa.select(GRANTS.c.role).where(GRANTS.c.operator == operator)).scalars())
 
 
+def holders_of(conn: Connection, roles: Sequence[str]) -> set[str]:
+    """The operators holding any of ``roles`` (one statement)."""
+    return set(conn.execute(sa.select(GRANTS.c.operator).where(GRANTS.c.role.in_(list(roles)))).scalars())
+
+
 def all_grants(conn: Connection) -> Sequence[Row]:
     return conn.execute(sa.select(GRANTS).order_by(GRANTS.c.operator, GRANTS.c.role)).all()
 

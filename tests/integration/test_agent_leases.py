@@ -438,3 +438,21 @@ def test_beats_from_memory_need_a_recent_role_check_and_the_token_s_own_agent(lg
     assert book.beat_from_memory(BOT, BOT) is not None
     book.forget_state()
     assert book.beat_from_memory(BOT, BOT) is None
+
+
+def test_the_role_of_beats_answered_from_memory_is_re_checked_in_bulk(lgov, clock, monkeypatch):
+    """The flusher re-checks every active operator's role in one read: a holder's check is renewed (its
+    beats stay in memory past MEMORY_SECONDS), a revoked one is forgotten and its next beat refused."""
+    import engine.agents as agents_mod
+    monkeypatch.setattr(agents_mod, "STATE_SECONDS", 3600.0)
+    book = lgov.agents
+    book.beat(BOT, BOT)
+    book.beat("log-bot", "log-bot")
+    for op in (BOT, "log-bot"):
+        book._may_beat[op] -= agents_mod.MEMORY_SECONDS - 1  # about to age out
+    lgov.revoke_role(OPERATOR, "log-bot", "agent")
+    book.refresh_roles()
+    assert book.beat_from_memory(BOT, BOT) is not None
+    assert "log-bot" not in book._may_beat and book.beat_from_memory("log-bot", "log-bot") is None
+    with pytest.raises(PermissionDenied, match="heartbeats needs the role agent"):
+        book.beat("log-bot", "log-bot")
