@@ -242,6 +242,7 @@ class HeartbeatFastPath:
     def _refresh_loop(self, tokens) -> None:
         """Every REFRESH_SECONDS: re-verify the tokens used in the last minute in one read, forget the
         rest; the thread ends when none is left (the next miss starts it again)."""
+        failed = False
         while True:
             time.sleep(REFRESH_SECONDS)
             started = time.monotonic()
@@ -256,8 +257,10 @@ class HeartbeatFastPath:
             try:
                 live = tokens.verify_hashes(keys, used)
             except Exception as exc:  # entries age out after TRUST_SECONDS: beats then go through Auth.beater
-                log.warning("could not re-verify heartbeat tokens: %s", exc)
+                (log.debug if failed else log.warning)("could not re-verify heartbeat tokens: %s", exc)
+                failed = True
                 continue
+            failed = False
             with self._lock:
                 for key in keys:
                     entry = self._idents.get(key)

@@ -72,6 +72,9 @@ ROLE_REFRESH_SECONDS = 10.0
 STATE_SECONDS = 0.5
 #: a beat writes the lease when at most this fraction of its TTL is left (60 s: every beat from 30 s left)
 RENEW_FRACTION = 0.5
+#: after this many failed group commits in a row the waiting beats are dropped (said once in the log): a
+#: renewal dropped so leaves its lease to lapse, which fails safe
+GIVE_UP_FLUSHES = 30
 #: a renewal answered from memory joins the next group commit only while the stored lease has more than this
 #: many seconds left (else it is written at once)
 DEFER_MIN_SECONDS = 5.0
@@ -283,6 +286,7 @@ class AgentBook:
     def _flush_loop(self) -> None:
         """Flush once a second while beats wait; the thread ends when none do (the next one starts it)."""
         roles_checked = time.monotonic()
+        failures = 0
         while True:
             time.sleep(FLUSH_SECONDS)
             with self._lock:
@@ -291,8 +295,20 @@ class AgentBook:
                     return
             try:
                 self.flush()
-            except Exception as exc:  # bookkeeping only: the leases themselves are written at once
-                log.warning("could not record heartbeats' last beat and count: %s", exc)
+                failures = 0
+            except Exception as exc:  # bookkeeping, and renewals whose stored leases are still live
+                failures += 1
+                if failures == 1:
+                    log.warning("could not record heartbeats' last beat and count: %s", exc)
+                if failures >= GIVE_UP_FLUSHES:  # the store is gone: drop them (a lease not renewed lapses)
+                    with self._lock:
+                        dropped = len(self._pending) + len(self._renewals)
+                        self._pending.clear()
+                        self._renewals.clear()
+                        self._leases.clear()
+                    log.warning("gave up recording %d heartbeat(s) after %d failed group commits: %s", dropped,
+                                failures, exc)
+                    failures = 0
             if time.monotonic() - roles_checked >= ROLE_REFRESH_SECONDS:
                 roles_checked = time.monotonic()
                 try:
