@@ -193,6 +193,9 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
                                                                                    "/api/rpc": max_body_bytes})
     app.add_middleware(AfterChanges, on_change=lambda path: cached.invalidate(
         readiness=path not in ("/api/events", "/api/gate")))  # readiness judges days, not each event
+    from console.api_agents import HeartbeatFastPath  # beats without the router (outside AfterChanges)
+    app.add_middleware(HeartbeatFastPath, agents=gov.agents, auth=auth,
+                       on_write=lambda: cached.invalidate(readiness=False))
     if read_rate is not None:
         app.add_middleware(ReadRateLimit, rate=read_rate, burst=read_burst)
     if allowed_hosts is not None:  # outermost: a rebinding page gets nothing at all

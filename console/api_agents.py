@@ -10,9 +10,22 @@ judges the lease.
 Heartbeats run in the shared threadpool on the default lane, not on the safety lane the gate and the kill
 switch keep to themselves: a late beat fails safe (its lease lapses, the agent's asks need approval), and
 100 beats a second must not take the gate's connections.
+
+The fast path (``HeartbeatFastPath``, pure ASGI, installed by console/api.py outside the FastAPI router):
+a well-formed beat with a token known to the heartbeat cache is answered without FastAPI's routing,
+dependency solving and body model — from the engine's memory on the event loop when the beat would not
+be written (``AgentBook.beat_from_memory``), else by ``AgentBook.beat`` in the threadpool. Anything else
+(no or unknown token, a body that is not ``{}`` or ``{"ttl": N}``, a name that is not one, an error from
+the engine) is handed, body and all, to the route below, which answers as it always did. Any other change
+through this server (not GETs, not the gate) makes the engine forget the state it answers beats from.
 """
 
 from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
 
 from fastapi import APIRouter, Depends
 from fastapi.security import HTTPAuthorizationCredentials
@@ -21,6 +34,11 @@ from starlette.concurrency import run_in_threadpool
 
 from console import api_models as m
 from engine.agents import MAX_TTL, MIN_TTL
+from engine.errors import GovconError
+from engine.gate import invalid_name
+from engine.tokens import token_hash
+
+log = logging.getLogger("govcon.agents")
 
 
 class HeartbeatBody(m._Body):
@@ -76,3 +94,192 @@ async def _binding(tokens, secret: str | None, operator: str) -> tuple[str | Non
     if ident is None:
         return None, None
     return getattr(ident, "agent", None), getattr(ident, "token_id", None) or getattr(ident, "id", None)
+
+
+_PREFIX, _SUFFIX = "/api/agents/", "/heartbeat"
+_NO_STATE_CHANGE = frozenset({"/api/gate", "/api/events", "/api/integrations/alertmanager"})
+_MAX_BODY = 256  # a beat's body is {} or {"ttl": N}: anything longer goes to the route (and its limits)
+_HEADERS = [(b"content-type", b"application/json")]
+#: a verified heartbeat token is trusted this long (console/api_auth.py BEAT_CACHE_SECONDS) ...
+TRUST_SECONDS = 30.0
+#: ... and re-verified, all the tokens used in the last minute in one store read, this often: a token
+#: revoked by another process stops beating within about this long (one revoked through this server, at once)
+REFRESH_SECONDS = 10.0
+
+
+class HeartbeatFastPath:
+    """Pure ASGI middleware: ``POST /api/agents/{name}/heartbeat`` answered without the FastAPI route when
+    the beat is ordinary (module docstring); the rest of the app is passed through, and a change through
+    this server (not GET/HEAD/OPTIONS, not the gate, not a beat) makes the engine forget its state as the
+    answer starts. ``on_write()`` is called after a beat that went through the store (cached reads of
+    the state document show the drain's acknowledgements)."""
+
+    def __init__(self, app, *, agents, auth, on_write=None) -> None:
+        self.app = app
+        self.agents = agents
+        self.auth = auth
+        self.on_write = on_write
+        # sha256 of a token -> [identity, monotonic verified at, used since the last refresh, last used]
+        self._idents: dict[str, list] = {}
+        self._refresher: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if scope["method"] == "POST" and path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+            await self._beat(scope, receive, send, path[len(_PREFIX):-len(_SUFFIX)])
+            return
+        if path in _NO_STATE_CHANGE:  # asks and ingest change no kill switch and no mode
+            await self.app(scope, receive, send)
+            return
+        agents = self.agents
+
+        async def send_then_forget(message) -> None:
+            if message["type"] == "http.response.start":
+                agents.forget_state()  # before the answer leaves: a beat after it reads the state again
+            await send(message)
+
+        await self.app(scope, receive, send_then_forget)
+
+    async def _beat(self, scope, receive, send, name: str) -> None:
+        secret, length, json_type = None, None, False
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer":
+                    secret = token.strip()
+            elif key == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif key == b"content-type":
+                json_type = b"json" in value
+        if not secret or length is None or not 0 <= length <= _MAX_BODY or "/" in name or invalid_name(name, "agent"):
+            await self.app(scope, receive, send)  # the route says what is wrong (or streams a long body)
+            return
+        body, messages = b"", []
+        while True:  # at most _MAX_BODY bytes, as declared
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if len(body) > _MAX_BODY or not message.get("more_body", False):
+                break
+        reply = await self._answer(secret, name, body, json_type)
+        if reply is None:
+            await self.app(scope, _replay(messages, receive), send)
+            return
+        payload = json.dumps(reply, default=str).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_HEADERS, (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _answer(self, secret: str, name: str, body: bytes, json_type: bool) -> dict | None:
+        ttl = None
+        if body.strip() not in (b"", b"{}"):
+            if not json_type:
+                return None
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                return None
+            if not isinstance(doc, dict) or set(doc) - {"ttl"}:
+                return None
+            ttl = doc.get("ttl")
+            if ttl is not None and (type(ttl) is not int or not MIN_TTL <= ttl <= MAX_TTL):
+                return None
+        ident = await self._identity(secret)
+        if ident is None:
+            return None
+        operator = ident.operator
+        bound, token_id = getattr(ident, "agent", None), getattr(ident, "token_id", None)
+        reply = self.agents.beat_from_memory(operator, name, ttl=ttl, bound_agent=bound, token_id=token_id)
+        if reply is not None:
+            return reply
+        try:
+            reply = await run_in_threadpool(self.agents.beat, operator, name, ttl=ttl, bound_agent=bound,
+                                            token_id=token_id)
+        except GovconError:  # refused (403, 422, 503 ...): the route answers it as the app's handlers do
+            return None
+        if self.on_write is not None:
+            self.on_write()
+        return reply
+
+
+    async def _identity(self, secret: str):
+        """The token's identity from this path's cache (kept verified by ``_refresh``), else through
+        ``Auth.beater``; None when the route should answer (no such token, expired, revoked)."""
+        tokens = getattr(self.auth, "tokens", None)
+        beater = getattr(self.auth, "beater", None)
+        if tokens is None or beater is None:
+            return None
+        key = token_hash(secret)
+        mono = time.monotonic()
+        hit = self._idents.get(key)
+        # a revocation through this server empties TokenBook's cache (TokenBook.forget): not trusted then
+        if hit is not None and hit[1] + TRUST_SECONDS > mono and key in tokens._cache:
+            hit[2], hit[3] = True, mono
+            ident = hit[0]
+        else:
+            try:
+                ident = await beater(secret)
+            except Exception:  # 401: the route says so
+                return None
+            with self._lock:
+                if len(self._idents) > 100_000:
+                    self._idents.clear()
+                self._idents[key] = [ident, mono, False, mono]
+                if self._refresher is None:
+                    self._refresher = threading.Thread(target=self._refresh_loop, args=(tokens,), daemon=True,
+                                                       name="govcon-beat-tokens")
+                    self._refresher.start()
+        try:
+            return tokens.check(ident)  # expiry, judged on every beat by the injected clock
+        except Exception:
+            return None
+
+    def _refresh_loop(self, tokens) -> None:
+        """Every REFRESH_SECONDS: re-verify the tokens used in the last minute in one read, forget the
+        rest; the thread ends when none is left (the next miss starts it again)."""
+        failed = False
+        while True:
+            time.sleep(REFRESH_SECONDS)
+            started = time.monotonic()
+            with self._lock:
+                for key in [k for k, v in self._idents.items() if v[3] + 60.0 < started]:
+                    del self._idents[key]
+                if not self._idents:
+                    self._refresher = None
+                    return
+                keys = list(self._idents)
+                used = {k for k in keys if self._idents[k][2]}
+            try:
+                live = tokens.verify_hashes(keys, used)
+            except Exception as exc:  # entries age out after TRUST_SECONDS: beats then go through Auth.beater
+                (log.debug if failed else log.warning)("could not re-verify heartbeat tokens: %s", exc)
+                failed = True
+                continue
+            failed = False
+            with self._lock:
+                for key in keys:
+                    entry = self._idents.get(key)
+                    if entry is None:
+                        continue
+                    if key in live:
+                        entry[0], entry[1] = live[key], started
+                        entry[2] = entry[2] and key not in used
+                    else:  # revoked or gone: its next beat is refused by the route
+                        del self._idents[key]
+
+
+def _replay(messages: list, receive):
+    """A receive that gives the messages already read, then the real ones."""
+    pending = list(messages)
+
+    async def replayed():
+        if pending:
+            return pending.pop(0)
+        return await receive()
+    return replayed

@@ -21,6 +21,7 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -200,6 +201,23 @@ class TokenBook:
             self._cache[digest] = (now + self.cache_seconds, ident)
         return ident
 
+    def verify_hashes(self, digests: Sequence[str],
+                      used: frozenset[str] | set[str] = frozenset()) -> dict[str, TokenIdentity]:
+        """The identities of the unrevoked tokens among ``digests`` (sha256 hashes), in one store read per
+        500: what a cache of many tokens re-verifies at once (the heartbeats' fast path). The uses of the
+        live ones among ``used`` are noted (at most once a minute per token, as ``lookup`` does)."""
+        out: dict[str, TokenIdentity] = {}
+        now = self.clock.now()
+        for i in range(0, len(digests), 500):
+            with self.store.read() as conn:
+                rows = identity_repo.tokens_by_hashes(conn, list(digests[i:i + 500]))
+            for row in rows:
+                ident = TokenIdentity(row.operator, row.agent, row.expires_at, row.id)
+                out[row.token_hash] = ident
+                if row.token_hash in used and not ident.expired(now):
+                    self._note_use(row)
+        return out
+
     def identify(self, secret: str) -> TokenIdentity | None:
         """Who a live token speaks for, or None for an unknown, revoked or expired one."""
         ident = self.lookup(secret)
@@ -230,19 +248,31 @@ class TokenBook:
         self._uses.put((row.id, at))
 
     def _write_uses(self, uses: queue.SimpleQueue) -> None:
+        """Writes the uses waiting, all of them in one transaction (1,000 agents' tokens come back every
+        minute: one transaction each cost more CPU than their heartbeats)."""
         while True:
-            item = uses.get()
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            token_id, at = item
-            try:
-                with self.store.write(serialise=False) as conn:
-                    identity_repo.touch_token(conn, token_id, at)
-            except StoreUnavailable as exc:  # a read-only store: the token still works, its use goes unrecorded
-                log.debug("could not record the use of token %s: %s", token_id, exc)
-            except Exception as exc:
-                log.warning("could not record the use of token %s: %s", token_id, exc)
+            items = [uses.get()]
+            while True:
+                try:
+                    items.append(uses.get_nowait())
+                except queue.Empty:
+                    break
+            latest: dict[str, datetime] = {}
+            for item in items:
+                if not isinstance(item, threading.Event):
+                    token_id, at = item
+                    latest[token_id] = max(at, latest.get(token_id, at))
+            if latest:
+                try:
+                    with self.store.write(serialise=False) as conn:
+                        identity_repo.touch_tokens(conn, list(latest.items()))
+                except StoreUnavailable as exc:  # a read-only store: the tokens still work, their uses go unrecorded
+                    log.debug("could not record the use of %d token(s): %s", len(latest), exc)
+                except Exception as exc:
+                    log.warning("could not record the use of %d token(s): %s", len(latest), exc)
+            for item in items:  # drain() waits for the uses handed over before it: they are written now
+                if isinstance(item, threading.Event):
+                    item.set()
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until the uses handed to the writer so far are written (tests; a clean shutdown)."""

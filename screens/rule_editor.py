@@ -1,5 +1,10 @@
 """The rule editor: validated as you type (engine.rules.validate_rule), backtested against stored history
-before saving (ctrl+b), saved with ctrl+s through the rule book (audited, role-checked)."""
+before saving (ctrl+b), saved with ctrl+s through the rule book (audited, role-checked).
+
+The half-open recovery fields of a rule (DESIGN.md "Recovery"): ``recovery`` (half_open or manual),
+``cooldown`` (blank: none; else a duration after which a paused type is half-open by itself) and
+``probes`` (succeeded probes that close a half-open type). An edit keeps what the rule has; refusals
+(probes 0, a negative cooldown, a cooldown with recovery manual) are shown under the fields like any other."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from engine.domain import BREAKER_ACTIONS, SEVERITIES
 from engine.errors import GovconError
-from engine.rules import RULE_FIELDS, validate_rule
+from engine.rules import RECOVERIES, RULE_FIELDS, validate_rule
 from screens.errors import describe_error
 from screens.fmt import plural
 from screens.widgets import TickBox
@@ -39,6 +44,15 @@ def backtest_text(doc: dict[str, Any]) -> Text:
     return t
 
 
+def _whole(text: str) -> Any:
+    """A whole number typed in a field, or the text itself (the validation then names what is wrong)."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 class RuleEditModal(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="rule.cancel", tooltip="Close without saving"),
@@ -58,8 +72,9 @@ class RuleEditModal(ModalScreen[dict[str, Any] | None]):
         self.valid: dict[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
-        r = self.rule or {"name": "", "condition": "", "window": "5m", "action": "alert_only",
-                          "alertSeverity": "medium", "minSamples": 10, "enabled": True, "shadow": False}
+        r = {"recovery": "half_open", "cooldown": None, "probes": 3, **(self.rule or {
+            "name": "", "condition": "", "window": "5m", "action": "alert_only", "alertSeverity": "medium",
+            "minSamples": 10, "enabled": True, "shadow": False})}
         with VerticalScroll(id="dialog", classes="editor"):
             yield Static(f"Edit rule: {r['name']}" if self.rule else "New rule", id="dialog-title")
             yield Static("ctrl+s save · ctrl+b backtest the draft · Esc cancel · validated as you type",
@@ -85,6 +100,18 @@ class RuleEditModal(ModalScreen[dict[str, Any] | None]):
                     yield Static("Severity", classes="field-label")
                     yield Select([(s, s) for s in SEVERITIES], value=r["alertSeverity"], allow_blank=False,
                                  id="severity")
+            yield Static("Recovery of a paused type (pause_command_type rules)", classes="field-label")
+            with Horizontal(classes="row"):
+                with Vertical():
+                    yield Static("Recovery", classes="field-label")
+                    yield Select([(x, x) for x in RECOVERIES], value=r["recovery"] or "half_open",
+                                 allow_blank=False, id="recovery")
+                with Vertical():
+                    yield Static("Cooldown", classes="field-label")
+                    yield Input(r["cooldown"] or "", placeholder="none, or 30m 1h", id="cooldown")
+                with Vertical():
+                    yield Static("Probes", classes="field-label")
+                    yield Input(str(r["probes"] if r["probes"] is not None else 3), id="probes")
             with Horizontal(classes="row"):
                 yield TickBox("enabled", r["enabled"], id="enabled")
                 yield TickBox("shadow: records what it would do", r["shadow"], id="shadow")
@@ -100,18 +127,17 @@ class RuleEditModal(ModalScreen[dict[str, Any] | None]):
         self.validate()
 
     def fields(self) -> dict[str, Any]:
-        samples_text = self.query_one("#min-samples", Input).value.strip()
-        try:
-            samples: Any = int(samples_text)
-        except ValueError:
-            samples = samples_text
+        samples = _whole(self.query_one("#min-samples", Input).value)
+        cooldown = self.query_one("#cooldown", Input).value.strip()
         name = self.rule["name"] if self.rule else self.query_one("#name", Input).value
         return {"name": name, "condition": self.query_one("#condition", Input).value,
                 "window": self.query_one("#window", Input).value,
                 "action": self.query_one("#action", Select).value,
                 "alert_severity": self.query_one("#severity", Select).value,
                 "min_samples": samples, "enabled": self.query_one("#enabled", Checkbox).value,
-                "shadow": self.query_one("#shadow", Checkbox).value}
+                "shadow": self.query_one("#shadow", Checkbox).value,
+                "recovery": self.query_one("#recovery", Select).value, "cooldown": cooldown or None,
+                "probes": _whole(self.query_one("#probes", Input).value)}
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -125,9 +151,14 @@ class RuleEditModal(ModalScreen[dict[str, Any] | None]):
             out.update(Text(f"✗ {exc}", "red"))
             return
         v = self.valid
+        recovery = ""
+        if v["action"] == "pause_command_type":
+            recovery = ("; comes back by hand only" if v["recovery"] == "manual" else
+                        f"; half-open after resolution{' or ' + v['cooldown'] if v['cooldown'] else ''}, "
+                        f"closed after {plural(v['probes'], 'succeeded probe')}")
         out.update(Text(f"✓ valid: trips when {v['condition']} over {v['window']} "
-                        f"(judged on ≥{v['min_samples']} commands) → {v['action']}, {v['alert_severity']} alert",
-                        "green"))
+                        f"(judged on ≥{v['min_samples']} commands) → {v['action']}, {v['alert_severity']} alert"
+                        + recovery, "green"))
 
     def action_backtest(self) -> None:
         if self.valid is None:

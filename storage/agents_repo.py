@@ -39,6 +39,16 @@ def renew(conn: Connection, name: str, *, at: datetime, expires_at: datetime, tt
         last_operator=operator, last_token_id=token_id)).rowcount
 
 
+def renew_live(conn: Connection, name: str, *, at: datetime, expires_at: datetime, ttl_seconds: int, now: datetime,
+               operator: str, token_id: str | None) -> bool:
+    """A renewal group-committed after the beat at ``at``: applied only while the stored lease is still
+    live (now) — a lease that lapsed before it got here stays lapsed — and never shortening it."""
+    return conn.execute(sa.update(AG).where(AG.c.name == name, AG.c.lease_expires_at > now,
+                                            AG.c.lease_expires_at > at).values(
+        lease_expires_at=sa.case((AG.c.lease_expires_at < expires_at, expires_at), else_=AG.c.lease_expires_at),
+        ttl_seconds=ttl_seconds, last_operator=operator, last_token_id=token_id)).rowcount > 0
+
+
 def record_beats(conn: Connection, beats: list[tuple[str, datetime, int]]) -> None:
     """Beats that did not move a lease, group-committed: (name, last beat, how many). Never moves an
     agent's last beat back (a beat written at once since then is newer)."""

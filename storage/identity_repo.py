@@ -16,6 +16,11 @@ def roles_of(conn: Connection, operator: str) -> set[str]:
     return set(conn.execute(sa.select(GRANTS.c.role).where(GRANTS.c.operator == operator)).scalars())
 
 
+def holders_of(conn: Connection, roles: Sequence[str]) -> set[str]:
+    """The operators holding any of ``roles`` (one statement)."""
+    return set(conn.execute(sa.select(GRANTS.c.operator).where(GRANTS.c.role.in_(list(roles)))).scalars())
+
+
 def all_grants(conn: Connection) -> Sequence[Row]:
     return conn.execute(sa.select(GRANTS).order_by(GRANTS.c.operator, GRANTS.c.role)).all()
 
@@ -49,6 +54,14 @@ def token_by_hash(conn: Connection, token_hash: str) -> Row | None:
                                                 TOKENS.c.revoked_at.is_(None))).first()
 
 
+def tokens_by_hashes(conn: Connection, token_hashes: list[str]) -> Sequence[Row]:
+    """The unrevoked tokens among ``token_hashes`` (one statement)."""
+    if not token_hashes:
+        return []
+    return conn.execute(sa.select(TOKENS).where(TOKENS.c.token_hash.in_(token_hashes),
+                                                TOKENS.c.revoked_at.is_(None))).all()
+
+
 def list_tokens(conn: Connection) -> Sequence[Row]:
     return conn.execute(sa.select(TOKENS).order_by(TOKENS.c.created_at)).all()
 
@@ -58,6 +71,18 @@ def touch_token(conn: Connection, token_id: str, at: datetime) -> None:
     conn.execute(sa.update(TOKENS).where(TOKENS.c.id == token_id,
                                          sa.or_(TOKENS.c.last_used_at.is_(None), TOKENS.c.last_used_at < at))
                  .values(last_used_at=at))
+
+
+_TOUCH = sa.update(TOKENS).where(
+    TOKENS.c.id == sa.bindparam("t_id"),
+    sa.or_(TOKENS.c.last_used_at.is_(None), TOKENS.c.last_used_at < sa.bindparam("t_at"))).values(
+    last_used_at=sa.bindparam("t_at"))
+
+
+def touch_tokens(conn: Connection, uses: list[tuple[str, datetime]]) -> None:
+    """Record many tokens' uses in one statement (executemany; never moving lastUsedAt backwards)."""
+    if uses:
+        conn.execute(_TOUCH, [{"t_id": token_id, "t_at": at} for token_id, at in uses])
 
 
 def revoke_token(conn: Connection, token_id: str, at: datetime) -> bool:

@@ -25,8 +25,9 @@ from engine.governance import Governance
 from engine.tokens import TokenBook
 from storage import state_repo
 from storage.store import Store
+from tests.bench.bench_api import BARE_APP
 from tests.bench.figures import report
-from tests.serve_process import ServeProcess, _exchange, post_bytes
+from tests.serve_process import ServeProcess, _exchange, free_port, post_bytes
 
 AGENTS = 1_000
 BEAT_EVERY = 10.0  # seconds: 100 beats/s over all agents
@@ -87,6 +88,27 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _bare_uvicorn(tmp_path):
+    """The physical floor: a bare uvicorn (same loop and parser as `govcon serve`) whose one ASGI app
+    reads the body and answers a fixed JSON document (tests/bench/bench_api.py BARE_APP)."""
+    import subprocess
+    import sys
+
+    import httpx
+    (tmp_path / "bare_app.py").write_text(BARE_APP)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level",
+                             "warning"], cwd=tmp_path)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/x", content=b"{}", timeout=1)
+            return proc, port
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the bare uvicorn did not start"
+            time.sleep(0.05)
+
+
 def test_heartbeats_of_1000_agents_beside_the_gate(tmp_path):
     url = str(tmp_path / "governance.db")
     store = Store(url)
@@ -117,10 +139,17 @@ def test_heartbeats_of_1000_agents_beside_the_gate(tmp_path):
                 _open_loop(server.port, asks, connections=GATE_CONNECTIONS, rate=GATE_RATE, seconds=SECONDS / ROUNDS))
         # the baseline and the load interleaved (alone, beside, alone, beside ...): the shared machine's
         # load drifts, and both sides of the ratio should see the same drift
-        alone, beside, beat_lat = [], [], []
+        alone, beside, beat_lat, bare_lat = [], [], [], []
         gate_st, beside_st, beat_st = {}, {}, {}
-        cpu_alone = cpu_beside = 0.0
+        cpu_alone = cpu_beside = cpu_bare = 0.0
+        bare, bare_port = _bare_uvicorn(tmp_path)
         for _ in range(ROUNDS):
+            cpu = _cpu_seconds(bare.pid)  # the floor: the same beats, same rate, to a bare uvicorn
+            lat_f, st_f = asyncio.run(_open_loop(bare_port, beats, connections=BEAT_CONNECTIONS,
+                                                 rate=AGENTS / BEAT_EVERY, seconds=SECONDS / ROUNDS))
+            cpu_bare += _cpu_seconds(bare.pid) - cpu
+            bare_lat += lat_f
+            assert set(st_f) == {200}, st_f
             cpu = _cpu_seconds(server.proc.pid)
             lat_a, st_a = asyncio.run(_open_loop(server.port, asks, connections=GATE_CONNECTIONS, rate=GATE_RATE,
                                                  seconds=SECONDS / ROUNDS))
@@ -134,6 +163,8 @@ def test_heartbeats_of_1000_agents_beside_the_gate(tmp_path):
             for total, part in ((gate_st, st_a), (beat_st, st_b), (beside_st, st_g)):
                 for k, v in part.items():
                     total[k] = total.get(k, 0) + v
+        bare.terminate()
+        bare.wait(10)
     finally:
         assert server.stop() == 0
     check = Store(url)
@@ -151,11 +182,16 @@ def test_heartbeats_of_1000_agents_beside_the_gate(tmp_path):
            target=f"heartbeat p99 <= {_ms(BEAT_P99_TARGET)}; gate p99 beside beats <= {GATE_RATIO_TARGET:.2f} x alone",
            heartbeat=f"{len(beat_lat):,} beats, p50 {_ms(statistics.median(beat_lat))}, p90 "
                      f"{_ms(_pct(beat_lat, 0.90))}, p99 {_ms(beat_p99)}, max {_ms(max(beat_lat))}",
+           bare_uvicorn_same_beats=f"{len(bare_lat):,} beats, p50 {_ms(statistics.median(bare_lat))}, p99 "
+                                  f"{_ms(_pct(bare_lat, 0.99))}: heartbeat p99 {beat_p99 / _pct(bare_lat, 0.99):.1f}x, "
+                                  f"CPU {cpu_bare / max(len(bare_lat), 1) * 1000:.3f} ms per request",
            gate_alone=f"{len(alone):,} asks, p50 {_ms(statistics.median(alone))}, p99 {_ms(gate_alone)}",
            gate_beside_beats=f"{len(beside):,} asks, p50 {_ms(statistics.median(beside))}, p99 {_ms(gate_beside)}",
            gate_p99_ratio=f"{ratio:.2f}",
            server_cpu=f"{cpu_alone / SECONDS * 100:.0f}% of a core alone, {cpu_beside / SECONDS * 100:.0f}% beside "
-                      f"the beats: {(cpu_beside - cpu_alone) / max(len(beat_lat), 1) * 1000:.2f} ms CPU per beat",
+                      f"the beats: {(cpu_beside - cpu_alone) / max(len(beat_lat), 1) * 1000:.3f} ms CPU per beat "
+                      f"({(cpu_beside - cpu_alone) / max(cpu_bare, 1e-9):.1f}x the bare uvicorn's for the same beats)",
+           load_average=" ".join(f"{x:.1f}" for x in os.getloadavg()),
            statuses=f"beats {beat_st}, gate {gate_st} / {beside_st}",
            stored=f"{len(rows):,} agents, {sum(r.beats for r in rows):,} beats recorded")
     assert set(beat_st) == {200} and set(gate_st) == {200} and set(beside_st) == {200}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -38,9 +38,11 @@ def at_l4(gov: Governance) -> Governance:
 
 
 @pytest.fixture
-def lgov(store, clock) -> Governance:
+def lgov(store, clock):
     """At L4 with restart_service whitelisted, alerts going to a (never delivered) webhook's outbox."""
-    return at_l4(Governance(store, clock, sinks=SINKS))
+    gov = at_l4(Governance(store, clock, sinks=SINKS))
+    yield gov
+    gov.agents.flush()  # no beats left for the background flusher once the store is gone
 
 
 def ask(gov, agent: str | None = BOT, ctype: str = "restart_service"):
@@ -214,21 +216,57 @@ def test_the_heartbeat_reply_carries_autonomy_kill_switch_and_mode(api, lgov, cl
     assert (shown["live"], shown["beats"], shown["lastOperator"]) == (True, 1, BOT)
     assert [e.target for e in audited(lgov, "agent.register")] == [BOT]
 
-    lgov.modes.set(OPERATOR, "minimal", "degraded for the drill")
+    # changes through the server are in the very next reply (beats answered from memory included)
+    me = api.auth(OPERATOR)
+
+    def change(path: str, body: dict) -> None:
+        r = api.post(path, json=body, headers=me)
+        assert r.status_code == 200, r.text
+    doc = api.post(f"/api/agents/{BOT}/heartbeat", headers=bot).json()  # answered from memory
+    assert (doc["autonomy"], doc["beats"]) == ("granted", 2)
+    change("/api/mode", {"mode": "minimal", "reason": "degraded for the drill"})
     doc = api.post(f"/api/agents/{BOT}/heartbeat", json={"ttl": 30}, headers=bot).json()
     assert (doc["autonomy"], doc["mode"]) == ("granted", "minimal") and "minimal" in doc["reason"]
     assert doc["leaseExpiresAt"] == isoformat(clock.now() + timedelta(seconds=30))
-    lgov.modes.set(OPERATOR, "read_only", "observe only")
-    doc = api.post(f"/api/agents/{BOT}/heartbeat", headers=bot).json()
+    doc = api.post(f"/api/agents/{BOT}/heartbeat", json={"ttl": 30}, headers=bot).json()  # from memory
+    assert (doc["mode"], doc["beats"]) == ("minimal", 4)
+    change("/api/mode", {"mode": "read_only", "reason": "observe only"})
+    doc = api.post(f"/api/agents/{BOT}/heartbeat", json={"ttl": 30}, headers=bot).json()
     assert (doc["autonomy"], doc["mode"]) == ("suspended", "read_only")
-    lgov.modes.set(OPERATOR, "normal", "over")
-    lgov.overrides.engage_kill_switch(OPERATOR, "runaway agent")
-    doc = api.post(f"/api/agents/{BOT}/heartbeat", headers=bot).json()
+    change("/api/mode", {"mode": "normal", "reason": "over"})
+    change("/api/kill-switch", {"action": "engage", "reason": "runaway agent"})
+    doc = api.post(f"/api/agents/{BOT}/heartbeat", json={"ttl": 30}, headers=bot).json()
     assert doc["autonomy"] == "suspended" and "kill switch engaged by alice: runaway agent" in doc["reason"]
     assert doc["killSwitch"]["engaged"] is True and doc["killSwitch"]["by"] == OPERATOR
     assert len(audited(lgov, "agent.register")) == 1  # renewals are bookkeeping, not audit entries
     listed = api.get("/api/agents").json()["agents"]
-    assert [(a["name"], a["beats"], a["live"]) for a in listed] == [(BOT, 4, True)]
+    assert [(a["name"], a["beats"], a["live"]) for a in listed] == [(BOT, 6, True)]
+
+
+def test_a_change_made_outside_the_server_is_in_the_replies_within_state_seconds(api, lgov, clock, store):
+    """Another process engages the kill switch (here: straight into the store, past the server): beats
+    answered from memory may say "granted" for at most STATE_SECONDS, and none of them counts as the
+    drain's acknowledgement; the first beat that sees the engage is written and does."""
+    from engine.agents import STATE_SECONDS
+    bot = api.auth(BOT)
+    assert api.post(f"/api/agents/{BOT}/heartbeat", headers=bot).json()["registered"]
+    clock.advance(timedelta(seconds=10))
+    lgov.overrides.engage_kill_switch(OPERATOR, "from the CLI")
+    engaged = time.monotonic()
+    clock.advance(timedelta(seconds=1))
+    told = []
+    while True:
+        doc = api.post(f"/api/agents/{BOT}/heartbeat", headers=bot).json()
+        told.append(doc["autonomy"])
+        if doc["autonomy"] == "suspended":
+            break
+        assert time.monotonic() < engaged + STATE_SECONDS + 2.0, told  # a deadline, with room for a slow machine
+        lgov.agents.flush()  # the beats answered from memory, recorded
+        assert not lgov.status()["drain"]["agentsAcknowledged"]  # a "granted" is no acknowledgement
+    assert told[-1] == "suspended" and "from the CLI" in doc["reason"]
+    drain = lgov.status()["drain"]
+    assert drain["agentsAcknowledged"] == 1 and drain["agentsNotBeaten"] == []
+    lgov.agents.flush()
 
 
 def test_a_token_bound_to_another_agent_is_refused_naming_both(api, lgov):
@@ -337,3 +375,90 @@ def test_the_agents_config_table_is_checked(tmp_path):
 def test_the_default_ttl_from_the_config_applies(store, clock):
     gov = at_l4(Governance(store, clock, agent_options={"default_ttl": 20}))
     assert gov.agents.beat(BOT, BOT)["leaseExpiresAt"] == isoformat(clock.now() + timedelta(seconds=20))
+
+
+# --- beats answered from memory (the HTTP fast path's engine half) ---------------------------
+
+
+def test_beats_answered_from_memory_batch_their_renewals_and_never_revive_a_lapsed_lease(lgov, clock, store,
+                                                                                       monkeypatch):
+    """After one beat through the store, beats are answered from memory; the one that finds half the lease
+    gone renews it in the next group commit (the stored lease is live until then); a renewal that reaches
+    the store after the lease lapsed is dropped, and the agent's next beat is the audited return."""
+    import engine.agents as agents_mod
+    monkeypatch.setattr(agents_mod, "STATE_SECONDS", 3600.0)  # the state read by the first beat stays usable
+    book = lgov.agents
+    start = clock.now()
+
+    def stored() -> datetime:
+        with store.read() as conn:
+            return conn.execute(sa.select(tables.agents.c.lease_expires_at)
+                                .where(tables.agents.c.name == BOT)).scalar_one()
+    assert book.beat_from_memory(BOT, BOT) is None  # nothing known yet: through the store
+    book.beat(BOT, BOT)
+    expiries = []
+    for s in (10, 20, 30):
+        clock.set(start + timedelta(seconds=s))
+        reply = book.beat_from_memory(BOT, BOT)
+        assert reply is not None and reply["autonomy"] == "granted"
+        expiries.append(reply["leaseExpiresAt"])
+    assert expiries == [isoformat(start + timedelta(seconds=60))] * 2 + [isoformat(start + timedelta(seconds=90))]
+    assert stored() == start + timedelta(seconds=60)  # the renewal waits for the group commit ...
+    assert ask(lgov).decision == "allow"  # ... while the stored lease is live
+    book.flush()
+    assert stored() == start + timedelta(seconds=90)
+    assert book.show(BOT)["beats"] == 4
+
+    # a new TTL, or too little left to wait for the group commit: through the store
+    clock.set(start + timedelta(seconds=86))
+    assert book.beat_from_memory(BOT, BOT) is None
+    assert book.beat_from_memory(BOT, BOT, ttl=30) is None
+
+    # a renewal queued while live, stored only after the lease lapsed: not applied
+    clock.set(start + timedelta(seconds=70))
+    assert book.beat_from_memory(BOT, BOT)["leaseExpiresAt"] == isoformat(start + timedelta(seconds=130))
+    clock.set(start + timedelta(seconds=91))
+    book.flush()
+    assert stored() == start + timedelta(seconds=90)
+    assert ask(lgov).decision == "needs_approval"
+    assert book.beat_from_memory(BOT, BOT) is None  # forgotten: the next beat goes through the store
+    back = book.beat(BOT, BOT)
+    assert back["leaseExpiresAt"] == isoformat(start + timedelta(seconds=151))
+    assert [e.target for e in audited(lgov, "agent.return")] == [BOT]
+    book.flush()  # nothing left for the background flusher after the store is gone
+
+
+def test_beats_from_memory_need_a_recent_role_check_and_the_token_s_own_agent(lgov, clock, monkeypatch):
+    import engine.agents as agents_mod
+    monkeypatch.setattr(agents_mod, "STATE_SECONDS", 3600.0)
+    book = lgov.agents
+    book.beat(BOT, BOT)
+    assert book.beat_from_memory(BOT, "log-bot") is None  # not its agent: the store path refuses it
+    assert book.beat_from_memory("bot-owner", BOT, bound_agent=BOT) is None  # never role-checked here
+    assert book.beat_from_memory(BOT, BOT, ttl=True) is None and book.beat_from_memory(BOT, BOT, ttl=3601) is None
+    book._may_beat[BOT] -= agents_mod.MEMORY_SECONDS + 1  # the role check is too old
+    assert book.beat_from_memory(BOT, BOT) is None
+    book.beat(BOT, BOT)  # checks the role again
+    assert book.beat_from_memory(BOT, BOT) is not None
+    book.forget_state()
+    assert book.beat_from_memory(BOT, BOT) is None
+    book.flush()
+
+
+def test_the_role_of_beats_answered_from_memory_is_re_checked_in_bulk(lgov, clock, monkeypatch):
+    """The flusher re-checks every active operator's role in one read: a holder's check is renewed (its
+    beats stay in memory past MEMORY_SECONDS), a revoked one is forgotten and its next beat refused."""
+    import engine.agents as agents_mod
+    monkeypatch.setattr(agents_mod, "STATE_SECONDS", 3600.0)
+    book = lgov.agents
+    book.beat(BOT, BOT)
+    book.beat("log-bot", "log-bot")
+    for op in (BOT, "log-bot"):
+        book._may_beat[op] -= agents_mod.MEMORY_SECONDS - 1  # about to age out
+    lgov.revoke_role(OPERATOR, "log-bot", "agent")
+    book.refresh_roles()
+    assert book.beat_from_memory(BOT, BOT) is not None
+    assert "log-bot" not in book._may_beat and book.beat_from_memory("log-bot", "log-bot") is None
+    with pytest.raises(PermissionDenied, match="heartbeats needs the role agent"):
+        book.beat("log-bot", "log-bot")
+    book.flush()

@@ -293,3 +293,67 @@ def test_the_header_shows_a_degraded_mode_and_half_open_types():
     top, _ = header_lines(LiveData(status=normal, at=live.at), operator="alice", screen="1", demo=False,
                           scheduler="")
     assert "MODE" not in top.plain and "HALF-OPEN" not in top.plain
+
+
+async def test_screen_8_shows_an_agent_s_reliability_plot_with_counts(console_gov, make_console):
+    """Issue 14 pt 5: the console's reliability plot for the selected agent, from real grants and their
+    outcomes: stated against observed in the agent's bin, with its outcome count."""
+    from storage import state_repo
+    from tests.integration.test_governed_actions import outcome
+    gov = console_gov
+    with gov.store.write() as conn:
+        state_repo.update_state(conn, current_phase="L4", command_whitelist=["rotate_logs"])
+    gov.grant_role(OPERATOR, "bot-operator", "agent")
+    gov.agents.beat("bot-operator", "log-bot", ttl=600, bound_agent="log-bot")
+    for status in ["succeeded"] * 6 + ["failed", "rolled_back"]:
+        d = gov.gate.decide("rotate_logs", confidence=0.92, agent="log-bot")
+        assert d.decision == "allow", d.reason
+        outcome(gov, d.extra["grantId"], status, type="rotate_logs")
+        gov.clock.advance(timedelta(seconds=10))
+    gov.agents.flush()
+    app = make_console(gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_actions(pilot)
+        agents = screen.query_one("#aq-agents", Table)
+        agents.focus()
+        await until(pilot, lambda: "0.9–1.0" in text_of(screen.query_one("#action-detail")),
+                    what="the reliability plot")
+        detail = text_of(screen.query_one("#action-detail"))
+        assert "agent log-bot" in detail and "Calibration (stated vs observed, 8 outcomes" in detail
+        lines = detail.splitlines()
+        row = next(i for i, line in enumerate(lines) if line.startswith("0.9–1.0"))
+        assert lines[row].rstrip().endswith("0.92")  # stated
+        assert " 0.75" in lines[row + 1] and "8  too few: stated used" in lines[row + 1]  # observed, count
+
+
+async def test_the_drain_on_screen_8_counts_down_to_zero_grants_in_flight(console_gov, make_console):
+    """Issue 14 "Tests": kill switch drain — the grant in flight finishes, the agent acknowledges at its
+    beat, and the console shows zero in flight and automation STOPPED."""
+    from storage import state_repo
+    from tests.integration.test_governed_actions import outcome
+    gov = console_gov
+    with gov.store.write() as conn:
+        state_repo.update_state(conn, current_phase="L4", command_whitelist=["rotate_logs"])
+    gov.grant_role(OPERATOR, "bot-operator", "agent")
+    gov.agents.beat("bot-operator", "log-bot", ttl=600, bound_agent="log-bot")
+    d = gov.gate.decide("rotate_logs", confidence=0.95, agent="log-bot")
+    assert d.decision == "allow", d.reason
+    gov.clock.advance(timedelta(seconds=5))
+    gov.overrides.engage(OPERATOR, "INC-10 stop everything")
+    app = make_console(gov)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_actions(pilot)
+        title = text_of(screen.query_one("#aq-agents-title"))
+        assert "draining: 1 grant(s) in flight, 1 agent(s) not yet told (log-bot)" in title
+        gov.clock.advance(timedelta(seconds=5))
+        outcome(gov, d.extra["grantId"], "succeeded", type="rotate_logs")  # the grant finishes
+        screen.reload()
+        await until(pilot, lambda: "draining: 0 grant(s) in flight" in text_of(screen.query_one("#aq-agents-title")),
+                    what="the finished grant")
+        assert "STOPPED" not in text_of(screen.query_one("#aq-agents-title"))  # log-bot has not heard yet
+        reply = gov.agents.beat("bot-operator", "log-bot", ttl=600, bound_agent="log-bot")  # it acknowledges
+        assert reply["autonomy"] == "suspended"
+        gov.agents.flush()
+        screen.reload()
+        await until(pilot, lambda: "automation STOPPED (no grant in flight; 1 agent(s) told" in
+                    text_of(screen.query_one("#aq-agents-title")), what="the drain's end")
