@@ -356,3 +356,45 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
 
 def describe_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
+
+
+class ChangeWatch:
+    """Whether anything was committed to a SQLite store since a token was taken: ``token()`` is SQLite's
+    ``PRAGMA data_version`` on a connection of its own, which changes whenever any *other* connection, of
+    this process or another, commits to the database (and never for this connection, which only reads).
+    One statement on the driver, no transaction: a few microseconds. Callers take a token *before* they read,
+    keep what they read with it, and may use what they read again while ``token()`` still returns it.
+    None from ``token()``: the watch is broken (closed, or the file cannot be read): read the store."""
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                     timeout=BUSY_TIMEOUT_MS / 1000)
+        self._cur = self._conn.cursor()
+        self._lock = threading.Lock()
+
+    def token(self) -> int | None:
+        try:
+            with self._lock:
+                self._cur.execute("PRAGMA data_version")
+                return self._cur.fetchone()[0]
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def change_watch(engine: Engine) -> ChangeWatch | None:
+    """A ChangeWatch over the engine's SQLite file; None for PostgreSQL or an in-memory database (there is no
+    such cheap check there: callers read the store)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    try:
+        return ChangeWatch(path)
+    except Exception:
+        return None
