@@ -186,7 +186,9 @@ def test_a_refusal_is_judged_again_from_its_kept_snapshot_while_nothing_was_comm
     # an allow that takes a grant never comes from a kept snapshot: judged and written under the write lock
     statements.clear()
     granted = hgov.gate.decide("restart_service", agent="a0")
-    assert granted.grant_id and any("INSERT INTO grants" in s for s in statements)
+    assert granted.grant_id and any("BEGIN IMMEDIATE" in s or "pg_advisory_xact_lock" in s for s in statements)
+    with hgov.store.read() as conn:
+        assert actions_repo.get_grant(conn, granted.grant_id).status == "granted"
 
 
 def test_a_kept_snapshot_sees_another_process_engage_the_kill_switch_at_once(hgov, store_url, clock):
