@@ -117,7 +117,8 @@ class Precompiled:
             cursor.close()
         if raw is None:
             return None
-        return SnapRow({k: (f(v) if f is not None else v) for k, v, f in zip(self.columns, raw, self.results)})
+        return SnapRow({k: (f(v) if f is not None else v) for k, v, f in zip(self.columns, raw, self.results,
+                                                                            strict=True)})
 
 
 class SnapRow:
