@@ -314,10 +314,11 @@ def gate_snapshot(conn: Connection, *, command_type: str, now: datetime, agent: 
     ``audit_head`` the audit chain's newest entry (``a_seq``, ``a_hash``, ``a_key``) for
     ``storage.audit.append``. None when the store has no governance state. ``params``: the windows'
     ``seen``/``cu`` of CountSpec.more and ``until``, their end (now + the clock skew accepted)."""
-    stmt = _snapshot_stmt(agent is not None, audit_head, newest, specs)
-    return conn.execute(stmt, {"agent": agent, "ctype": command_type, "service": service, "now": now,
-                               "day_since": now - timedelta(days=1), "week_since": now - timedelta(days=7),
-                               "until": None, **(params or {})}).first()
+    shape = (agent is not None, audit_head, newest, specs)
+    stmt = precompiled(conn, ("snapshot", shape), lambda: _snapshot_stmt(*shape))
+    return stmt.first(conn, {"agent": agent, "ctype": command_type, "service": service, "now": now,
+                             "day_since": now - timedelta(days=1), "week_since": now - timedelta(days=7),
+                             "until": None, **(params or {})})
 
 
 def newest_grant_at(conn: Connection, types: Sequence[str], *, service: str | None = None) -> datetime | None:
