@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from storage import audit
+from storage.db import GENERIC_PLANS
 from storage.tables import action_requests as REQ
 from storage.tables import agents as AG
 from storage.tables import audit_log as AUDIT
@@ -299,7 +300,7 @@ def plan_once(conn: Connection) -> None:
     planning each execution again. The snapshot's plan takes ~2 ms to make and ~0.5 ms to run, and PostgreSQL
     would re-plan it for every ask (its custom plans are cheaper on paper); psycopg prepares the statement
     after a few executions, so with this it is planned once per connection. No-op on SQLite."""
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and not conn.info.get(GENERIC_PLANS):  # else set by the lock statement
         conn.execute(_GENERIC_PLANS)
 
 

@@ -262,3 +262,18 @@ def test_a_kept_snapshot_stores_no_count_it_did_not_read(hgov, clock):
     assert (statements == []) == (hgov.store.dialect == "sqlite")  # from the kept snapshot on SQLite
     if hgov.store.dialect == "sqlite":
         assert hgov.gate.policy._unasked == before
+
+
+def test_the_safety_lane_lock_sets_generic_plans_for_its_transaction_only(hgov):
+    """PostgreSQL: the safety lane's lock statement also sets plan_cache_mode for the transaction (one round trip
+    for both); other lanes' writes and the next transaction keep the server's setting."""
+    if hgov.store.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no plan cache mode")
+    import sqlalchemy as sa
+    show = sa.text("SHOW plan_cache_mode")
+    with hgov.store.write(lane="safety") as conn:
+        assert conn.execute(show).scalar_one() == "force_generic_plan"
+    with hgov.store.read(lane="safety") as conn:
+        assert conn.execute(show).scalar_one() == "auto"
+    with hgov.store.write() as conn:
+        assert conn.execute(show).scalar_one() == "auto"
