@@ -22,6 +22,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.clock import Clock
@@ -118,6 +119,9 @@ class Gate:
         self._refresh_lock = threading.Lock()
         self._refresher: threading.Thread | None = None
         self._refresh_wanted = threading.Event()
+        self._watch: Any = _UNSET  # storage.db.ChangeWatch on SQLite (made on first use), else None
+        #: per ask shape: (change token, when read, snapshot row, reused-count entries) (``_judge_read``)
+        self._kept: dict[tuple, tuple] = {}
 
     def decide(self, command_type: str, *, confidence: float | None = None, action_class: str | None = None,
                service: str | None = None, agent: str | None = None, request: bool = False,
@@ -177,14 +181,51 @@ class Gate:
             decision, logged = self._grant(ask, now, requested_by, request=request)
             self._note(ask.command_type, decision)
             return decision, logged
-        with self.store.read(lane="safety") as conn:
-            decision = self.judge(conn, ask, now)
+        decision = self._judge_read(ask, now)
         self._note(ask.command_type, decision)
         if decision.decision == ALLOW and take_grant and self.actions is not None:
             return self._grant(ask, now, requested_by)
         if decision.decision == NEEDS_APPROVAL and request and self.actions is not None:
             return self._request(ask, decision, now, requested_by)
         return decision, False
+
+    def _judge_read(self, ask: Ask, now) -> GateDecision:
+        """The decision on a read, changing nothing. On SQLite the snapshot it judges is kept with the store's
+        change token (``storage.db.ChangeWatch``, taken before the read) and judged again at a later ``now``
+        while nothing at all was committed to the store since — by any connection of any process: a kill switch,
+        a mode, a lease, a grant, an event — and for at most SNAPSHOT_LIFE. What time alone changes is judged
+        again from it (leases, min_interval, maintenance windows); counts can only have fallen since (grants and
+        runs aging out of a window, grants expiring), except runs stamped ahead of the clock entering the window,
+        which such a reused answer sees up to SNAPSHOT_LIFE late. Only answers that take no grant come from
+        here: an allow that takes one is always judged again in the serialised write."""
+        watch = self._change_watch()
+        token = watch.token() if watch is not None else None
+        key = (ask.command_type, ask.agent if self.leases is not None else None, ask.service, ask.action_class)
+        if token is not None:
+            kept = self._kept.get(key)
+            if kept is not None and kept[0] == token and kept[1] <= now < kept[1] + SNAPSHOT_LIFE:
+                try:
+                    return self._judge(_NO_STORE, ask, now, kept[2], kept[3], frozen=True)
+                except NeedsStore:  # the judgement needs a read the snapshot does not hold (stable_for, …)
+                    pass
+        with self.store.read(lane="safety") as conn:
+            snap, entries = self.snapshot(conn, ask, now)
+            decision = self._judge(conn, ask, now, snap, entries)
+        if token is not None:
+            if len(self._kept) > 10_000:
+                self._kept.clear()
+            self._kept[key] = (token, now, snap, entries)
+        return decision
+
+    def _change_watch(self) -> Any:
+        watch = self._watch
+        if watch is _UNSET:
+            from storage.db import change_watch
+            with self._refresh_lock:
+                if self._watch is _UNSET:
+                    self._watch = change_watch(self.store.engine)
+            watch = self._watch
+        return watch
 
     def _note(self, command_type: str, decision: GateDecision) -> None:
         """Remember whether the type was allowed: a read first only pays when the answer is a refusal."""
@@ -230,7 +271,8 @@ class Gate:
             newest=newest, audit_head=audit_head, params=params)
         return row, entries
 
-    def _judge(self, conn, ask: Ask, now, state, entries: dict | None = None) -> GateDecision:
+    def _judge(self, conn, ask: Ask, now, state, entries: dict | None = None, *,
+               frozen: bool = False) -> GateDecision:
         ctype = ask.command_type
         if state is None:
             return GateDecision(DENY, "the store has no governance state (not initialised)", ctype, None)
@@ -261,8 +303,14 @@ class Gate:
                 return lapsed
         extra: dict[str, Any] = {}
         if self.policy is not None:
-            refused, extra = (self.policy.check(conn, state, ask, now, snap=state, entries=entries)
-                              if hasattr(self.policy, "count_specs") else self.policy.check(conn, state, ask, now))
+            if not hasattr(self.policy, "count_specs"):
+                if frozen:
+                    raise NeedsStore("a policy without count_specs reads the store itself")
+                refused, extra = self.policy.check(conn, state, ask, now)
+            elif frozen:
+                refused, extra = self.policy.check(conn, state, ask, now, snap=state, entries=entries, frozen=True)
+            else:
+                refused, extra = self.policy.check(conn, state, ask, now, snap=state, entries=entries)
             if refused is not None:
                 return refused
         return GateDecision(ALLOW, f"{ctype} is whitelisted at {phase}", ctype, phase, extra)
@@ -367,6 +415,24 @@ class _Slot:
 
 
 _NO_LEASE_READ = object()
+_UNSET = object()
+#: how long after its read a snapshot may answer a decision that takes no grant (``Gate._judge_read``), while
+#: nothing was committed to the store since
+SNAPSHOT_LIFE = timedelta(seconds=1)
+
+
+class NeedsStore(Exception):
+    """A judgement from a kept snapshot needed a read of the store: judge on a fresh read instead."""
+
+
+class _NoStore:
+    """The connection a judgement from a kept snapshot gets: any use of it is a read it must not make."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise NeedsStore(f"the kept snapshot does not hold what {name} reads")
+
+
+_NO_STORE = _NoStore()
 
 
 def _lease_of(state: Any) -> Any:

@@ -426,7 +426,8 @@ class PolicyEngine:
                         counted_until=counted_until, service=service, memo=memo)
                 if more is not None:  # None: too many arrived, count the window again
                     value += more
-                    self._unasked[key] = (newest, counted_at, value, read_cap, max(until, counted_until))
+                    if not memo.get("frozen"):  # a snapshot reused at a later instant brings nothing up to date
+                        self._unasked[key] = (newest, counted_at, value, read_cap, max(until, counted_until))
                     if value < read_cap or cap <= read_cap:
                         return min(value, cap)
         used = actions_repo.executions_without_grant(conn, types, now - span, until, service=service, cap=cap)
@@ -478,14 +479,18 @@ class PolicyEngine:
         return tuple(out), params, entries
 
     def check(self, conn, state, ask: Ask, now: datetime, snap: Any = None,
-              entries: dict[tuple, tuple] | None = None) -> tuple[GateDecision | None, dict[str, Any]]:
+              entries: dict[tuple, tuple] | None = None, *, frozen: bool = False
+              ) -> tuple[GateDecision | None, dict[str, Any]]:
         """(a refusal or None, extra fields for the decision: the policy and its remaining budget).
         Budgets count grants issued (in flight and finished, expired included) plus autonomous runs
         reported without a grant; so N simultaneous asks against k left get k allows when this runs
         inside the gate's write transaction. ``snap``: the gate's snapshot row, read with
-        ``count_specs`` (its counts are used instead of reading them again; ``entries``: count_specs' third)."""
+        ``count_specs`` (its counts are used instead of reading them again; ``entries``: count_specs' third).
+        ``frozen``: the snapshot is one read earlier and reused (engine/gate.py, a decision that takes no grant):
+        the reused counts it brought up to date are not stored back (they were brought up to the instant it was
+        read, not to ``now``)."""
         extra: dict[str, Any] = {}
-        memo: dict = {}
+        memo: dict = {"frozen": True} if frozen else {}
         policies = self.sync(conn, state)
         if entries is not None and entries.get("policies", policies) is not policies:
             snap, entries = None, None  # counted for other policies (they changed since): count again here

@@ -202,7 +202,7 @@ def _insert(conn: Connection, seq: int, at: datetime, actor: str, action: str, t
 ENTRY_COLUMNS = ("seq", "at", "actor", "action", "target", "reason", "details", "prev_hash", "hash", "state",
                  "key_id")
 _INSERT_ENTRY = sa.insert(T)
-_SET_HEAD = (sa.update(STATE).where(STATE.c.id == 1)
+SET_HEAD = _SET_HEAD = (sa.update(STATE).where(STATE.c.id == 1)
              .values(audit_head_seq=sa.bindparam("head_seq"), audit_head_hash=sa.bindparam("head_hash")))
 
 

@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,12 @@ WRITE_LOCK_KEY = 0x676F76636F6E
 #: the statement that takes it: advisory locks are database-wide, so the key is mixed with the schema the
 #: store lives in, and two stores in one database (each in its own schema) do not serialise each other
 WRITE_LOCK_SQL = sa.text("SELECT pg_advisory_xact_lock(CAST(:k AS bigint) # hashtext(current_schema()))")
+#: the safety lane's lock statement also sets, for the transaction, one generic plan per prepared statement (the
+#: gate's snapshot, see storage/actions_repo.py ``plan_once``): one round trip instead of two
+WRITE_LOCK_GENERIC_SQL = sa.text("SELECT pg_advisory_xact_lock(CAST(:k AS bigint) # hashtext(current_schema())), "
+                                 "set_config('plan_cache_mode', 'force_generic_plan', true)")
+#: Connection.info key: this transaction has generic plans set already
+GENERIC_PLANS = "govcon_generic_plans"
 BUSY_TIMEOUT_MS = 10_000
 #: seconds to wait for a new PostgreSQL connection (libpq's minimum is 2)
 CONNECT_TIMEOUT_S = 2
@@ -119,11 +126,17 @@ def create_db_engine(url: str, *, echo: bool = False, lane: Lane = DEFAULT) -> E
         engine = sa.create_engine(url, echo=echo, pool_size=lane.pool_size, max_overflow=lane.max_overflow,
                                   pool_timeout=lane.pool_timeout, pool_pre_ping=lane.deadline is None,
                                   connect_args=connect_args)
+        if lane is SAFETY:
+            _GENERIC_PLAN_LOCK.add(engine)
         _install_postgres_hooks(engine, lane)
         commit_hooks.install(engine)
         return engine
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
                      "use a SQLite path or a postgresql+psycopg:// URL")
+
+
+#: the engines (PostgreSQL safety lanes) whose serialised writes take WRITE_LOCK_GENERIC_SQL
+_GENERIC_PLAN_LOCK: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
@@ -343,8 +356,15 @@ def write_connection(engine: Engine, *, serialise: bool = True) -> Iterator[Conn
         conn = conn.execution_options(govcon_write=True)
         with conn.begin():
             if serialise and engine.dialect.name == "postgresql":
-                conn.execute(WRITE_LOCK_SQL, {"k": WRITE_LOCK_KEY})
-            yield conn
+                if engine in _GENERIC_PLAN_LOCK:
+                    conn.execute(WRITE_LOCK_GENERIC_SQL, {"k": WRITE_LOCK_KEY})
+                    conn.info[GENERIC_PLANS] = True
+                else:
+                    conn.execute(WRITE_LOCK_SQL, {"k": WRITE_LOCK_KEY})
+            try:
+                yield conn
+            finally:
+                conn.info.pop(GENERIC_PLANS, None)
 
 
 @contextlib.contextmanager
@@ -356,3 +376,45 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
 
 def describe_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
+
+
+class ChangeWatch:
+    """Whether anything was committed to a SQLite store since a token was taken: ``token()`` is SQLite's
+    ``PRAGMA data_version`` on a connection of its own, which changes whenever any *other* connection, of
+    this process or another, commits to the database (and never for this connection, which only reads).
+    One statement on the driver, no transaction: a few microseconds. Callers take a token *before* they read,
+    keep what they read with it, and may use what they read again while ``token()`` still returns it.
+    None from ``token()``: the watch is broken (closed, or the file cannot be read): read the store."""
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                     timeout=BUSY_TIMEOUT_MS / 1000)
+        self._cur = self._conn.cursor()
+        self._lock = threading.Lock()
+
+    def token(self) -> int | None:
+        try:
+            with self._lock:
+                self._cur.execute("PRAGMA data_version")
+                return self._cur.fetchone()[0]
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def change_watch(engine: Engine) -> ChangeWatch | None:
+    """A ChangeWatch over the engine's SQLite file; None for PostgreSQL or an in-memory database (there is no
+    such cheap check there: callers read the store)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    try:
+        return ChangeWatch(path)
+    except Exception:
+        return None

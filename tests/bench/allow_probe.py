@@ -47,6 +47,15 @@ def main(url: str, n: int) -> None:
         if counting[0]:
             statements[" ".join(statement.split())[:100]] += 1
 
+    from storage import actions_repo  # the gate's precompiled statements run on the driver: count them here
+    plain_execute = actions_repo.Precompiled.execute
+
+    def counted_execute(self, conn, params):
+        if counting[0]:
+            statements["(driver) " + " ".join(self.sql.split())[:91]] += 1
+        return plain_execute(self, conn, params)
+    actions_repo.Precompiled.execute = counted_execute
+
     wall: list[float] = []
     cpu: list[float] = []
 
@@ -65,7 +74,7 @@ def main(url: str, n: int) -> None:
     counting[0] = True
     one()
     counting[0] = False
-    print(f"statements per allow (safety lane, besides BEGIN/COMMIT and the pool's ping): {sum(statements.values())}")
+    print(f"statements per allow (safety lane and the driver's, besides BEGIN/COMMIT and the pool's ping): {sum(statements.values())}")
     for text, count in statements.most_common():
         print(f"  {count} x {text}")
     wall.clear()

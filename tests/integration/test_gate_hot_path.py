@@ -140,3 +140,140 @@ def test_a_heartbeat_token_revoked_here_is_refused_at_its_next_beat(api, clock):
     api.tokens.revoke(OPERATOR, new.id)
     r = api.post("/api/agents/bot/heartbeat", headers=headers)
     assert r.status_code == 401 and "unknown or revoked" in r.json()["detail"]
+
+
+# --- a decision that takes no grant, from a kept snapshot (issue 16 "Speed": SQLite) -----------------------
+
+_ENGAGE = """
+import sys
+from storage import state_repo
+from storage.store import Store
+store = Store(sys.argv[1], apply_migrations=False)
+with store.write() as conn:
+    state_repo.update_state(conn, kill_switch_engaged=True, kill_switch_by="other", kill_switch_reason="drill")
+store.dispose()
+"""
+
+
+def _safety_statements(gov) -> list[str]:
+    seen: list[str] = []
+    engine = gov.store.engine_for("safety")
+
+    def count(conn, cursor, statement, params, context, many):
+        seen.append(statement)
+    import sqlalchemy as sa
+    sa.event.listen(engine, "before_cursor_execute", count)
+    return seen
+
+
+def test_a_refusal_is_judged_again_from_its_kept_snapshot_while_nothing_was_committed(hgov, clock):
+    kept = hgov.gate._change_watch() is not None
+    assert kept == (hgov.store.dialect == "sqlite")  # no such cheap check on PostgreSQL: it always reads
+    statements = _safety_statements(hgov)
+    hgov.gate.decide("restart_service", agent="a0", take_grant=False)  # counts the windows (kept for reuse)
+    clock.advance(timedelta(milliseconds=100))  # that snapshot holds no update of the reused counts: read again
+    first = hgov.gate.decide("restart_service", agent="a0", take_grant=False)
+    assert first.decision == "allow" and statements  # read from the store
+    statements.clear()
+    clock.advance(timedelta(milliseconds=300))  # time moves; nothing is committed
+    again = hgov.gate.decide("restart_service", agent="a0", take_grant=False)
+    assert again.decision == "allow" and again.extra["budget"] == first.extra["budget"]
+    assert (statements == []) == kept
+    clock.advance(timedelta(seconds=1))  # past the kept snapshot's life: read again
+    statements.clear()
+    hgov.gate.decide("restart_service", agent="a0", take_grant=False)
+    assert statements
+    # an allow that takes a grant never comes from a kept snapshot: judged and written under the write lock
+    statements.clear()
+    granted = hgov.gate.decide("restart_service", agent="a0")
+    assert granted.grant_id and any("BEGIN IMMEDIATE" in s or "pg_advisory_xact_lock" in s for s in statements)
+    with hgov.store.read() as conn:
+        assert actions_repo.get_grant(conn, granted.grant_id).status == "granted"
+
+
+def test_a_kept_snapshot_sees_another_process_engage_the_kill_switch_at_once(hgov, store_url, clock):
+    import subprocess
+    import sys
+    for _ in range(3):
+        assert hgov.gate.decide("restart_service", agent="a0", take_grant=False).decision == "allow"  # kept
+        clock.advance(timedelta(milliseconds=100))
+    subprocess.run([sys.executable, "-c", _ENGAGE, store_url], check=True, timeout=60)
+    denied = hgov.gate.decide("restart_service", agent="a0", take_grant=False)  # same instant, same shape
+    assert denied.decision == "deny" and "kill switch engaged by other" in denied.reason
+
+
+def test_a_kept_snapshot_sees_a_mode_a_lease_and_a_policy_change_made_elsewhere(hgov, store_url, clock):
+    from storage.store import Store
+    other = Governance(Store(store_url, apply_migrations=False), clock, evaluate_on_ingest=False)
+    try:
+        hgov.grant_role(OPERATOR, OPERATOR, "on-call")
+        hgov.grant_role(OPERATOR, OPERATOR, "incident-commander")
+        ask = {"command_type": "restart_service", "agent": "bot", "take_grant": False}
+        assert hgov.gate.decide(**ask).decision == "allow"
+        other.modes.set(OPERATOR, "read_only", "maintenance")
+        assert hgov.gate.decide(**ask).decision == "deny"
+        other.modes.set(OPERATOR, "normal", "done")
+        assert hgov.gate.decide(**ask).decision == "allow"
+        hgov.gate.decide(**ask)  # kept again
+        with other.store.write() as conn:  # a budget spent elsewhere (as another process's grants would)
+            actions_repo.insert_grant(conn, id="gr-elsewhere", command_type="restart_service", service=None,
+                                      agent="x", confidence=None, action_class=None, policy=None,
+                                      granted_at=clock.now(), expires_at=clock.now() + timedelta(minutes=5),
+                                      status="granted", request_id=None, approved_by=None, requested_by="x")
+        refused = hgov.gate.decide(**ask)  # min_interval 1s: the grant of another process counts at once
+        assert refused.decision == "needs_approval" and "the last grant" in refused.reason
+    finally:
+        other.close()
+
+
+def test_a_lease_lapses_on_a_kept_snapshot_as_time_alone_moves(store, clock):
+    g = Governance(store, clock, policies=load_policies(POLICIES), evaluate_on_ingest=False,
+                   agent_options={"require_lease": True})
+    g.init_store(OPERATOR, phase_started=clock.now() - timedelta(days=200))
+    try:
+        with store.write() as conn:
+            state_repo.update_state(conn, current_phase="L4", command_whitelist=["restart_service"])
+        g.grant_role(OPERATOR, OPERATOR, "agent")
+        g.agents.beat(OPERATOR, OPERATOR, ttl=30)
+        g.agents.flush()
+        assert g.gate.decide("restart_service", agent=OPERATOR, take_grant=False).decision == "allow"
+        clock.advance(timedelta(seconds=29, milliseconds=500))
+        assert g.gate.decide("restart_service", agent=OPERATOR, take_grant=False).decision == "allow"
+        clock.advance(timedelta(milliseconds=600))  # within the kept snapshot's life, past the lease
+        lapsed = g.gate.decide("restart_service", agent=OPERATOR, take_grant=False)
+        assert lapsed.decision == "needs_approval" and "lease lapsed" in lapsed.reason
+    finally:
+        g.actions.decision_log.flush()
+
+
+def test_a_kept_snapshot_stores_no_count_it_did_not_read(hgov, clock):
+    """Judged again at a later instant, a kept snapshot must not move the reused counts of runs without a grant
+    up to that instant (runs stamped ahead entering the window then would never be counted)."""
+    for i in range(2):
+        _report(hgov, f"u{i}", clock.now() - timedelta(hours=1))
+    statements = _safety_statements(hgov)
+    assert hgov.gate.decide("restart_service", take_grant=False).decision == "allow"  # the reused counts are made
+    clock.advance(timedelta(milliseconds=100))
+    assert hgov.gate.decide("restart_service", take_grant=False).decision == "allow"  # kept with their updates
+    before = dict(hgov.gate.policy._unasked)
+    statements.clear()
+    clock.advance(timedelta(milliseconds=500))
+    assert hgov.gate.decide("restart_service", take_grant=False).extra["budget"]["day"]["used"] == 2
+    assert (statements == []) == (hgov.store.dialect == "sqlite")  # from the kept snapshot on SQLite
+    if hgov.store.dialect == "sqlite":
+        assert hgov.gate.policy._unasked == before
+
+
+def test_the_safety_lane_lock_sets_generic_plans_for_its_transaction_only(hgov):
+    """PostgreSQL: the safety lane's lock statement also sets plan_cache_mode for the transaction (one round trip
+    for both); other lanes' writes and the next transaction keep the server's setting."""
+    if hgov.store.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no plan cache mode")
+    import sqlalchemy as sa
+    show = sa.text("SHOW plan_cache_mode")
+    with hgov.store.write(lane="safety") as conn:
+        assert conn.execute(show).scalar_one() == "force_generic_plan"
+    with hgov.store.read(lane="safety") as conn:
+        assert conn.execute(show).scalar_one() == "auto"
+    with hgov.store.write() as conn:
+        assert conn.execute(show).scalar_one() == "auto"
