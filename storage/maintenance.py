@@ -27,6 +27,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from storage import rollups
 from storage.tables import (
     action_requests,
     alert_outbox,
@@ -142,8 +143,16 @@ def _condition(table, column: str, extra, before: datetime):
 def prune(conn: Connection, before: datetime) -> dict[str, int]:
     """Delete raw events and snapshots older than ``before`` in the caller's one transaction (small
     stores and tests); ``prune_in_batches`` is what retention runs."""
-    return {table.name: conn.execute(sa.delete(table).where(_condition(table, column, extra, before))).rowcount
-            for table, column, extra in _PRUNABLE}
+    out = {}
+    for table, column, extra in _PRUNABLE:
+        cond = _condition(table, column, extra, before)
+        if table is command_events:  # the hourly rollups follow (storage/rollups.py)
+            ids = list(conn.execute(sa.select(table.c.id).where(cond)).scalars())
+            out[table.name] = rollups.delete_events(conn, ids)
+            rollups.drop_empty(conn)
+        else:
+            out[table.name] = conn.execute(sa.delete(table).where(cond)).rowcount
+    return out
 
 
 def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], dialect: str, before: datetime, *,
@@ -162,8 +171,12 @@ def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], di
             cond = _condition(table, column, extra, before)
             started = time.perf_counter()
             with write() as conn:
-                batch = sa.select(pk).where(cond).limit(size).scalar_subquery()
-                n = conn.execute(sa.delete(table).where(pk.in_(batch))).rowcount
+                if table is command_events:  # the hourly rollups follow (storage/rollups.py)
+                    ids = list(conn.execute(sa.select(pk).where(cond).limit(size)).scalars())
+                    n = rollups.delete_events(conn, ids)
+                else:
+                    batch = sa.select(pk).where(cond).limit(size).scalar_subquery()
+                    n = conn.execute(sa.delete(table).where(pk.in_(batch))).rowcount
             held = time.perf_counter() - started
             removed[table.name] += n
             if n < size:
@@ -175,6 +188,9 @@ def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], di
             sleep(gap)
         if removed[table.name] and gap:
             sleep(gap)
+        if table is command_events and removed[table.name]:
+            with write() as conn:
+                rollups.drop_empty(conn)
     return removed
 
 
