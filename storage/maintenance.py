@@ -15,7 +15,10 @@ file and holds the lock for as long, so it is not done at prune time: docs/deplo
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -47,11 +50,12 @@ class BackupNotSupported(RuntimeError):
     pass
 
 
-def backup_sqlite(engine: Engine, target: Path) -> int:
+def backup_sqlite(engine: Engine, target: Path, *, compress: bool = False) -> int:
     """Copy the live store with SQLite's online backup API; returns the copy's size in bytes.
 
     Writers may keep writing meanwhile: the copy is a consistent snapshot. The copy is written beside
     the target and renamed into place, so a failed backup never leaves a half-written file at PATH.
+    ``compress``: the checked copy is gzipped into PATH (`gunzip` restores the file; seed 001's runbook).
     """
     if engine.dialect.name != "sqlite":
         raise BackupNotSupported(
@@ -74,12 +78,53 @@ def backup_sqlite(engine: Engine, target: Path) -> int:
                 raise RuntimeError(f"the backup copy failed its integrity check: {ok}")
         finally:
             dst.close()
-        os.replace(partial, target)
+        if compress:
+            packed = target.with_name(target.name + ".partial.gz")
+            try:
+                with open(partial, "rb") as raw, gzip.open(packed, "wb", compresslevel=6) as out:
+                    shutil.copyfileobj(raw, out, 1 << 20)
+                os.replace(packed, target)
+            finally:
+                if packed.exists():
+                    packed.unlink()
+        else:
+            os.replace(partial, target)
     finally:
         src.close()
         if partial.exists():
             partial.unlink()
     return target.stat().st_size
+
+
+def _backup_family(name: str) -> tuple[str, str]:
+    """(prefix, suffix) of a backup's file name: what precedes its first digit, and its extensions
+    (``governance-20261206.db.gz`` -> ``governance-``, ``.db.gz``)."""
+    m = re.match(r"^([^0-9]*)", name)
+    prefix = m.group(1) if m else ""
+    suffix = "".join(Path(name).suffixes[-2:]) if name.endswith(".gz") else Path(name).suffix
+    return prefix, suffix
+
+
+def retire_backups(target: Path, keep: timedelta, now: float) -> list[Path]:
+    """Delete the older backups beside ``target``: regular files of the same family (the same name
+    prefix before the first digit and the same extensions) last modified more than ``keep`` before
+    ``now`` (epoch seconds) — seed 001's `find -name "governance-*.db.gz" -mtime +30 -delete`. Never the
+    new backup itself, never a directory or a symlink. Returns what it deleted."""
+    target = target.expanduser().resolve()
+    prefix, suffix = _backup_family(target.name)
+    if not prefix or not suffix:
+        raise ValueError(f"cannot tell which files are older backups of {target.name}: name backups like "
+                         "governance-20261206.db.gz (a prefix, a date, an extension)")
+    gone = []
+    for path in sorted(target.parent.iterdir()):
+        if path == target or path.is_symlink() or not path.is_file():
+            continue
+        if _backup_family(path.name) != (prefix, suffix) or not path.name[len(prefix):][:1].isdigit():
+            continue
+        if now - path.stat().st_mtime > keep.total_seconds():
+            path.unlink()
+            gone.append(path)
+    return gone
 
 
 def _dead_alert_with_same_key(t):
