@@ -192,8 +192,8 @@ def prune(conn: Connection, before: datetime) -> dict[str, int]:
     for table, column, extra in _PRUNABLE:
         cond = _condition(table, column, extra, before)
         if table is command_events:  # the hourly rollups follow (storage/rollups.py)
-            ids = list(conn.execute(sa.select(table.c.id).where(cond)).scalars())
-            out[table.name] = rollups.delete_events(conn, ids)
+            out[table.name] = rollups.delete_rows(conn, conn.execute(
+                sa.select(*rollups.DELETE_COLUMNS).where(cond)).all())
             rollups.drop_empty(conn)
         else:
             out[table.name] = conn.execute(sa.delete(table).where(cond)).rowcount
@@ -217,8 +217,8 @@ def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], di
             started = time.perf_counter()
             with write() as conn:
                 if table is command_events:  # the hourly rollups follow (storage/rollups.py)
-                    ids = list(conn.execute(sa.select(pk).where(cond).limit(size)).scalars())
-                    n = rollups.delete_events(conn, ids)
+                    n = rollups.delete_rows(conn, conn.execute(
+                        sa.select(*rollups.DELETE_COLUMNS).where(cond).limit(size)).all())
                 else:
                     batch = sa.select(pk).where(cond).limit(size).scalar_subquery()
                     n = conn.execute(sa.delete(table).where(pk.in_(batch))).rowcount

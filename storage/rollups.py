@@ -167,25 +167,50 @@ class InsertTracker:
         _apply(self.conn, delta)
 
 
-def delete_events(conn: Connection, ids: Sequence[int]) -> int:
-    """Delete these command_events rows and take them out of the rollups; returns the rows deleted."""
-    if not ids:
+#: what a prune selects of the rows it deletes (``delete_rows``)
+DELETE_COLUMNS = (CMD.c.id, CMD.c.command_id, CMD.c.status, CMD.c.at, CMD.c.command_type, CMD.c.autonomous)
+
+
+def delete_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
+    """Delete these command_events rows (``DELETE_COLUMNS`` of each) and take them out of the rollups;
+    returns the rows deleted. A command whose every stored event goes costs one look at the unique
+    index (a count); only a command keeping some events is read in full."""
+    if not rows:
         return 0
     lock_events(conn)
-    commands: list[str] = []
-    for i in range(0, len(ids), 500):
-        commands.extend(conn.execute(sa.select(CMD.c.command_id).where(CMD.c.id.in_(ids[i:i + 500]))).scalars())
-    before = _stored_events(conn, list(dict.fromkeys(commands)), with_ids=True)
+    going: dict[str, list] = {}
+    for r in rows:
+        going.setdefault(r[1], []).append((r[2], r[3], r[4], bool(r[5])))
+    commands = list(going)
+    stored: dict[str, int] = {}
+    for i in range(0, len(commands), 500):
+        stored.update(conn.execute(sa.select(CMD.c.command_id, sa.func.count())
+                                   .where(CMD.c.command_id.in_(commands[i:i + 500]))
+                                   .group_by(CMD.c.command_id)).all())
+    keeping = _stored_events(conn, [c for c in commands if stored.get(c, 0) > len(going[c])], with_ids=True)
+    ids = [r[0] for r in rows]
     gone = set(ids)
     deleted = 0
     for i in range(0, len(ids), 500):
         deleted += conn.execute(sa.delete(CMD).where(CMD.c.id.in_(ids[i:i + 500]))).rowcount
     delta: dict[tuple, int] = {}
-    for evs in before.values():
-        _contributions(delta, [e[:4] for e in evs], -1)
-        _contributions(delta, [e[:4] for e in evs if e[4] not in gone], +1)
+    for c, evs in going.items():
+        every = keeping.get(c)
+        if every is None:
+            _contributions(delta, evs, -1)
+        else:
+            _contributions(delta, [e[:4] for e in every], -1)
+            _contributions(delta, [e[:4] for e in every if e[4] not in gone], +1)
     _apply(conn, delta)
     return deleted
+
+
+def delete_events(conn: Connection, ids: Sequence[int]) -> int:
+    """``delete_rows`` of the rows with these ids."""
+    rows: list = []
+    for i in range(0, len(ids), 500):
+        rows.extend(conn.execute(sa.select(*DELETE_COLUMNS).where(CMD.c.id.in_(ids[i:i + 500]))).all())
+    return delete_rows(conn, rows)
 
 
 def drop_empty(conn: Connection) -> int:
