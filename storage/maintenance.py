@@ -233,9 +233,6 @@ def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], di
             sleep(gap)
         if removed[table.name] and gap:
             sleep(gap)
-        if table is command_events and removed[table.name]:
-            with write() as conn:
-                rollups.drop_empty(conn)
     return removed
 
 
