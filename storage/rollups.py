@@ -325,8 +325,8 @@ def _edges(conn: Connection, add, start: datetime, end: datetime, a: datetime, b
     g = CMD.alias("g")
     same = [g.c.command_id == CMD.c.command_id]
     filt = []
-    if by_type:
-        same.append(g.c.command_type == CMD.c.command_type)
+    if by_type:  # `|| ''`: the look-up goes by the command's id (a few rows), never by the type's index
+        same.append(g.c.command_type.op("||")(sa.literal_column("''")) == CMD.c.command_type)
     if autonomous_only:
         same.append(g.c.autonomous.is_(True))
         filt.append(CMD.c.autonomous.is_(True))
