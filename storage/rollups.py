@@ -55,9 +55,14 @@ _EVENTS_LOCK_SQL = sa.text("SELECT pg_advisory_xact_lock(CAST(:k AS bigint) # ha
 _EVENTS_LOCK_KEY = 0x726F6C6C757073
 
 
+_EPOCH_ORDINAL = EPOCH.toordinal()
+
+
 def hour_of(at: datetime) -> int:
     """The hour's number since the epoch (exact integer arithmetic, whatever the microseconds)."""
-    return (at - EPOCH) // HOUR
+    if at.utcoffset():
+        at = at.astimezone(UTC)
+    return (at.toordinal() - _EPOCH_ORDINAL) * 24 + at.hour
 
 
 def hour_start(hour: int) -> datetime:
@@ -101,16 +106,16 @@ def _contributions(out: dict[tuple, int], events: Iterable[Event], sign: int) ->
 
 
 def _apply(conn: Connection, delta: dict[tuple, int]) -> None:
-    rows = [{"t": k[0], "h": k[1], "a": k[2], "s": k[3], "p": k[4], "n": n} for k, n in delta.items() if n]
+    rows = sorted((*k, n) for k, n in delta.items() if n)  # sorted: one lock order on PostgreSQL
     if not rows:
         return
-    rows.sort(key=lambda r: (r["t"], r["h"], r["a"], r["s"], r["p"]))  # one lock order on PostgreSQL
-    conn.execute(_UPSERT, rows)
+    marks = "?" if conn.dialect.name == "sqlite" else "%s"
+    conn.exec_driver_sql(_UPSERT.replace("?", marks), rows)  # the driver's executemany: no per-row binding
 
 
-_UPSERT = sa.text(
+_UPSERT = (
     "INSERT INTO command_rollups (command_type, hour, autonomous, status, prev_hour, n) "
-    "VALUES (:t, :h, :a, :s, :p, :n) "
+    "VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (command_type, hour, autonomous, status, prev_hour) "
     "DO UPDATE SET n = command_rollups.n + excluded.n")
 
