@@ -27,6 +27,7 @@ of its own serialises the writers of command_events, so that what is read is wha
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -87,22 +88,58 @@ def lock_events(conn: Connection) -> None:
 
 # --- maintenance ------------------------------------------------------------------------------------
 
-Event = tuple[str, datetime, str, bool]  # (status, at, command_type, autonomous) of one command
+#: (status, hour, command_type, autonomous 0/1) of one event of a command: all that its rollup rows need
+#: (hours grow with ``at``, so a group's events in the order (at, status) have its hours in sorted order)
+Event = tuple[str, int, str, int]
 
 
 def _contributions(out: dict[tuple, int], events: Iterable[Event], sign: int) -> None:
-    """Add (sign +1) or take away (-1) the rollup rows that one command's events make."""
-    last: dict[tuple[str, int], int] = {}
+    """Add (sign +1) or take away (-1) the rollup rows that one command's events make (any mix of types
+    and autonomies: each group's chain apart)."""
     get = out.get
-    for status, at, ctype, autonomous in sorted(events, key=lambda e: (e[1], e[0])):
-        h = hour_of(at)
-        a = 1 if autonomous else 0
+    chains: dict[tuple[str, int], list[int]] = {}
+    for status, h, ctype, a in events:
         for key in ((ctype, h, a, status, NO_PREV), (ALL, h, a, status, NO_PREV)):
             out[key] = get(key, 0) + sign
         for group in ((ALL, ANY), (ALL, a), (ctype, ANY)):
-            key = (group[0], h, group[1], CHAIN, last.get(group, NO_PREV))
+            chains.setdefault(group, []).append(h)
+    for (gt, ga), hours in chains.items():
+        prev = NO_PREV
+        for h in sorted(hours):
+            key = (gt, h, ga, CHAIN, prev)
             out[key] = get(key, 0) + sign
-            last[group] = h
+            prev = h
+
+
+def _add_commands(out: dict[tuple, int], commands: Iterable[Sequence[Event]], sign: int) -> None:
+    """``_contributions`` of many commands' whole event lists, the common case cheaply: a command whose
+    events share one type and autonomy (all three of its chains are then one) costs two counter keys
+    per event, its (type, hour, autonomy, status) and its chain step (type, hour, autonomy, previous
+    hour); the five kinds of rollup rows are folded from those counters once per key."""
+    status_n: dict[tuple, int] = {}
+    chain_n: dict[tuple, int] = {}
+    sget, cget = status_n.get, chain_n.get
+    for evs in commands:
+        if len(evs) == 1:
+            s, h, t, a = evs[0]
+            k = (t, h, a, s)
+            status_n[k] = sget(k, 0) + 1
+            k = (t, h, a, NO_PREV)
+            chain_n[k] = cget(k, 0) + 1
+            continue
+        t, a = evs[0][2], evs[0][3]
+        if any(e[2] != t or e[3] != a for e in evs):
+            _contributions(out, evs, sign)
+            continue
+        prev = NO_PREV
+        for h in sorted([e[1] for e in evs]):
+            k = (t, h, a, prev)
+            chain_n[k] = cget(k, 0) + 1
+            prev = h
+        for s, h, _, _ in evs:
+            k = (t, h, a, s)
+            status_n[k] = sget(k, 0) + 1
+    _fold(out, status_n, chain_n, sign)
 
 
 def _apply(conn: Connection, delta: dict[tuple, int]) -> None:
@@ -120,102 +157,170 @@ _UPSERT = (
     "DO UPDATE SET n = command_rollups.n + excluded.n")
 
 
+def _in_chunks(conn: Connection, sql: str, values: Sequence[Any], size: int = 500):
+    """Run ``sql`` (with one ``{}`` for an IN list) through the driver over ``values``, ``size`` at a
+    time; yields each chunk's cursor result."""
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    for i in range(0, len(values), size):
+        part = tuple(values[i:i + size])
+        yield conn.exec_driver_sql(sql.format(", ".join([mark] * len(part))), part)
+
+
 def _stored_events(conn: Connection, command_ids: Sequence[str], *,
                    with_ids: bool = False) -> dict[str, list]:
-    """{command_id: [(status, at, command_type, autonomous[, id])]} of the stored events of these commands."""
-    cols = [CMD.c.command_id, CMD.c.status, CMD.c.at, CMD.c.command_type, CMD.c.autonomous]
-    if with_ids:
-        cols.append(CMD.c.id)
+    """{command_id: [(status, hour, command_type, autonomous 0/1[, id])]} of the stored events of these
+    commands, read through the driver by the unique (command_id, status) index, the hour computed by the
+    database (no typed result per row)."""
+    h = _hour_sql(conn.dialect.name)
+    sql = (f"SELECT command_id, status, {h}, command_type, autonomous{', id' if with_ids else ''} "
+           "FROM command_events WHERE command_id IN ({})")
     out: dict[str, list] = {}
-    for i in range(0, len(command_ids), 500):
-        for r in conn.execute(sa.select(*cols).where(CMD.c.command_id.in_(command_ids[i:i + 500]))):
-            out.setdefault(r[0], []).append(tuple(r[1:]))
+    for result in _in_chunks(conn, sql, command_ids):
+        for r in result:
+            out.setdefault(r[0], []).append((r[1], r[2], r[3], 1 if r[4] else 0, *r[5:]))
     return out
 
 
 class InsertTracker:
-    """Around an insert of command rows: ``before()`` reads what the batch's commands had stored,
+    """Around an insert of command rows: the constructor reads what the batch's commands had stored,
     ``after(stored)`` updates the rollups with what the insert added (``stored``: how many rows it
-    stored, a check; on a mismatch the commands are read again)."""
+    stored, a check; on a mismatch the commands are read again). Commands with nothing stored before
+    (the common case) cost ``_add_commands``; one with stored events is taken away and added again."""
 
     def __init__(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         self.conn = conn
         self.rows = rows
         lock_events(conn)
-        self.ids = list(dict.fromkeys(r["command_id"] for r in rows))
+        self.ids = list(dict.fromkeys([r["command_id"] for r in rows]))
         self.old = _stored_events(conn, self.ids)
 
     def after(self, stored: int) -> None:
+        if not self.old and stored == len(self.rows):  # every row stored, none of its commands seen before
+            delta: dict[tuple, int] = {}
+            _add_rows(delta, self.rows)
+            _apply(self.conn, delta)
+            return
         old = self.old
         seen = {(c, e[0]) for c, evs in old.items() for e in evs}
         new: dict[str, list[Event]] = {}
         count = 0
         for r in self.rows:
-            key = (r["command_id"], r["status"])
+            cid = r["command_id"]
+            status = r["status"]
+            key = (cid, status)
             if key in seen:
                 continue
             seen.add(key)
             count += 1
-            new.setdefault(key[0], []).append((r["status"], r["at"], r["command_type"], bool(r["autonomous"])))
+            at = r["at"]
+            if at.tzinfo is not UTC:
+                at = at.astimezone(UTC)
+            ev = (status, (at.toordinal() - _EPOCH_ORDINAL) * 24 + at.hour, r["command_type"],
+                  1 if r["autonomous"] else 0)
+            got = new.get(cid)
+            if got is None:
+                new[cid] = [ev]
+            else:
+                got.append(ev)
         if count != stored:  # not what the database did (it cannot be, but then be exact anyway)
             now = _stored_events(self.conn, self.ids)
             new = {c: [e for e in evs if e not in set(old.get(c, ()))] for c, evs in now.items()}
             new = {c: evs for c, evs in new.items() if evs}
         delta: dict[tuple, int] = {}
-        for c, evs in new.items():
-            had = old.get(c)
-            if had:
+        if old:
+            for c in [c for c in new if c in old]:
+                had = old[c]
                 _contributions(delta, had, -1)
-                _contributions(delta, had + evs, +1)
-            else:
-                _contributions(delta, evs, +1)
+                _contributions(delta, had + new.pop(c), +1)
+        _add_commands(delta, new.values(), +1)
         _apply(self.conn, delta)
 
 
-#: what a prune selects of the rows it deletes (``delete_rows``)
-DELETE_COLUMNS = (CMD.c.id, CMD.c.command_id, CMD.c.status, CMD.c.at, CMD.c.command_type, CMD.c.autonomous)
+def _add_rows(out: dict[tuple, int], rows: Sequence[dict[str, Any]]) -> None:
+    """``_add_commands`` of a batch of new rows (unique keys, commands with nothing stored before), a
+    column at a time: the counting in Counter's C loop, one sort of (command, hour) for the chains and
+    one Python step per event for the previous hour."""
+    ats = [r["at"] for r in rows]
+    if any(at.tzinfo is not UTC for at in ats):
+        ats = [at.astimezone(UTC) for at in ats]
+    hours = [(at.toordinal() - _EPOCH_ORDINAL) * 24 + at.hour for at in ats]
+    cids = [r["command_id"] for r in rows]
+    types = [r["command_type"] for r in rows]
+    autos = [1 if r["autonomous"] else 0 for r in rows]
+    statuses = [r["status"] for r in rows]
+    type_of = dict(zip(cids, types, strict=True))
+    auto_of = dict(zip(cids, autos, strict=True))
+    mixed = {c for c, t in zip(cids, types, strict=True) if type_of[c] != t}
+    mixed.update(c for c, a in zip(cids, autos, strict=True) if auto_of[c] != a)
+    events = zip(cids, hours, types, autos, statuses, strict=True)
+    if mixed:  # a command of several types or autonomies: each group's chain apart
+        events = list(events)
+        apart: dict[str, list[Event]] = {}
+        for c, h, t, a, s in events:
+            if c in mixed:
+                apart.setdefault(c, []).append((s, h, t, a))
+        for evs in apart.values():
+            _contributions(out, evs, +1)
+        events = [e for e in events if e[0] not in mixed]
+    chain: list[tuple] = []
+    step = chain.append
+    last_c, last_h = None, NO_PREV
+    for c, h, t, a, _ in sorted(events):
+        step((t, h, a, last_h if c == last_c else NO_PREV))
+        last_c, last_h = c, h
+    status_n = Counter((t, h, a, s) for _, h, t, a, s in events) if mixed else \
+        Counter(zip(types, hours, autos, statuses, strict=True))
+    _fold(out, status_n, Counter(chain), +1)
 
 
-def delete_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
-    """Delete these command_events rows (``DELETE_COLUMNS`` of each) and take them out of the rollups;
-    returns the rows deleted. A command whose every stored event goes costs one look at the unique
-    index (a count); only a command keeping some events is read in full."""
-    if not rows:
-        return 0
+def _fold(out: dict[tuple, int], status_n: dict[tuple, int], chain_n: dict[tuple, int], sign: int) -> None:
+    """The five kinds of rollup rows from per-(type, hour, autonomy, status) event counts and
+    per-(type, hour, autonomy, previous hour) chain steps of commands of one type and autonomy."""
+    get = out.get
+    for (t, h, a, s), n in status_n.items():
+        for k in ((t, h, a, s, NO_PREV), (ALL, h, a, s, NO_PREV)):
+            out[k] = get(k, 0) + sign * n
+    for (t, h, a, p), n in chain_n.items():
+        for k in ((ALL, h, ANY, CHAIN, p), (ALL, h, a, CHAIN, p), (t, h, ANY, CHAIN, p)):
+            out[k] = get(k, 0) + sign * n
+
+
+def delete_where(conn: Connection, cond: Any, limit: int | None = None) -> int:
+    """Delete the command_events rows matching ``cond`` (at most ``limit`` of them) and take them out
+    of the rollups, in the caller's transaction; returns the rows deleted. One DELETE … RETURNING says
+    what went; then one read by the unique (command_id, status) index of what those commands keep."""
     lock_events(conn)
-    going: dict[str, list] = {}
-    for r in rows:
-        going.setdefault(r[1], []).append((r[2], r[3], r[4], bool(r[5])))
-    commands = list(going)
-    stored: dict[str, int] = {}
-    for i in range(0, len(commands), 500):
-        stored.update(conn.execute(sa.select(CMD.c.command_id, sa.func.count())
-                                   .where(CMD.c.command_id.in_(commands[i:i + 500]))
-                                   .group_by(CMD.c.command_id)).all())
-    keeping = _stored_events(conn, [c for c in commands if stored.get(c, 0) > len(going[c])], with_ids=True)
-    ids = [r[0] for r in rows]
-    gone = set(ids)
-    deleted = 0
-    for i in range(0, len(ids), 500):
-        deleted += conn.execute(sa.delete(CMD).where(CMD.c.id.in_(ids[i:i + 500]))).rowcount
-    delta: dict[tuple, int] = {}
-    for c, evs in going.items():
-        every = keeping.get(c)
-        if every is None:
-            _contributions(delta, evs, -1)
+    which = sa.select(CMD.c.id).where(cond)
+    if limit is not None:
+        which = which.limit(limit)
+    hour = sa.literal_column(_hour_sql(conn.dialect.name), sa.Integer)
+    gone = conn.execute(sa.delete(CMD).where(CMD.c.id.in_(which.scalar_subquery()))
+                        .returning(CMD.c.command_id, CMD.c.status, hour, CMD.c.command_type, CMD.c.autonomous)
+                        ).all()
+    forget(conn, gone)
+    return len(gone)
+
+
+def forget(conn: Connection, gone: Sequence[Sequence[Any]]) -> None:
+    """Take rows just deleted from command_events ((command_id, status, hour, command_type, autonomous)
+    of each) out of the rollups: a command that kept none of its events costs ``_add_commands``; one
+    that kept some is taken away whole and its kept events added again."""
+    if not gone:
+        return
+    going: dict[str, list[Event]] = {}
+    for cid, status, h, ctype, autonomous in gone:
+        ev = (status, h, ctype, 1 if autonomous else 0)
+        got = going.get(cid)
+        if got is None:
+            going[cid] = [ev]
         else:
-            _contributions(delta, [e[:4] for e in every], -1)
-            _contributions(delta, [e[:4] for e in every if e[4] not in gone], +1)
+            got.append(ev)
+    delta: dict[tuple, int] = {}
+    for c, kept in _stored_events(conn, list(going)).items():
+        _contributions(delta, kept + going.pop(c), -1)
+        _contributions(delta, kept, +1)
+    _add_commands(delta, going.values(), -1)
     _apply(conn, delta)
-    return deleted
-
-
-def delete_events(conn: Connection, ids: Sequence[int]) -> int:
-    """``delete_rows`` of the rows with these ids."""
-    rows: list = []
-    for i in range(0, len(ids), 500):
-        rows.extend(conn.execute(sa.select(*DELETE_COLUMNS).where(CMD.c.id.in_(ids[i:i + 500]))).all())
-    return delete_rows(conn, rows)
 
 
 def drop_empty(conn: Connection) -> int:
