@@ -112,3 +112,25 @@ def test_a_command_spanning_hours_counts_once_in_a_window_over_them(gov, clock):
         # only the later event inside: the command still counts once
         every, _ = events_repo.command_counts_split(conn, start + timedelta(hours=2), start + timedelta(hours=6))
         assert every["total"] == 1
+
+
+# one batch of keys never seen before (the upkeep's column-at-a-time path): commands of one type and
+# autonomy and commands mixing them, statuses spread over hours in any order
+fresh_event = st.tuples(st.integers(0, 30), st.sampled_from(STATUSES), st.integers(0, 11 * 3600 * 1000),
+                        st.sampled_from(["restart", "scale"]), st.booleans())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(fresh_event, min_size=1, max_size=120, unique_by=lambda e: (e[0], e[1])),
+       uniform=st.booleans(), windows=st.lists(window, min_size=1, max_size=3))
+def test_a_batch_of_new_commands_keeps_the_rollups_a_rebuild_makes(gov, clock, events, uniform, windows):
+    store = gov.store
+    _reset(store)
+    if uniform:  # every command of one type and autonomy (its three chains are one)
+        events = [(c, s, ms, "restart" if c % 2 else "scale", c % 3 == 0) for c, s, ms, _, _ in events]
+    Ingestor(store, clock, batch_size=1000).ingest_objects(_objects(events))
+    incremental = _table(store)
+    with store.write() as conn:
+        rollups.rebuild(conn)
+    assert _table(store) == incremental
+    _check_windows(store, windows)
