@@ -169,8 +169,9 @@ PRUNE_LOCK_TARGET = 0.06
 #: the pause between batches on SQLite: longer than SQLite's longest busy-handler sleep (100 ms)
 SQLITE_PRUNE_GAP = 0.12
 PRUNE_BATCH_START, PRUNE_BATCH_MIN, PRUNE_BATCH_MAX = 500, 50, 20_000
-#: pages one incremental-vacuum step frees (4 MiB of 4 KiB pages: a few milliseconds)
+#: pages one incremental-vacuum step frees at most (4 MiB of 4 KiB pages), and the time it may take
 VACUUM_STEP_PAGES = 1024
+VACUUM_STEP_SECONDS = 0.04
 
 
 def _condition(table, column: str, extra, before: datetime):
@@ -249,8 +250,16 @@ def incremental_vacuum(write: Callable[[], AbstractContextManager[Connection]], 
             before = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
             if not before:
                 break
-            # returns no rows (a fetchall raised ResourceClosedError once a store had auto_vacuum=INCREMENTAL)
-            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})")
+            # Python's sqlite3 steps a statement without result columns once, and the pragma frees one page
+            # per step (a result row it does not declare): so one page per execute, up to the step's
+            # pages or time (measured: PRAGMA incremental_vacuum(1024) executed once freed 1 page)
+            cursor = conn.connection.cursor()
+            deadline = time.perf_counter() + VACUUM_STEP_SECONDS
+            for _ in range(VACUUM_STEP_PAGES):
+                cursor.execute("PRAGMA incremental_vacuum(1)")
+                if time.perf_counter() > deadline:
+                    break
+            cursor.close()
             step = before - (conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
         freed += step
         if step <= 0:  # nothing freed: never loop (10,000 gaps would be 20 minutes)

@@ -143,10 +143,13 @@ def _add_commands(out: dict[tuple, int], commands: Iterable[Sequence[Event]], si
 
 
 def _apply(conn: Connection, delta: dict[tuple, int]) -> None:
-    rows = sorted((*k, n) for k, n in delta.items() if n)  # sorted: one lock order on PostgreSQL
+    rows = [(*k, n) for k, n in delta.items() if n]
     if not rows:
         return
-    marks = "?" if conn.dialect.name == "sqlite" else "%s"
+    sqlite = conn.dialect.name == "sqlite"
+    if not sqlite:
+        rows.sort()  # one lock order for concurrent writers on PostgreSQL (SQLite has one writer)
+    marks = "?" if sqlite else "%s"
     conn.exec_driver_sql(_UPSERT.replace("?", marks), rows)  # the driver's executemany: no per-row binding
 
 
@@ -195,9 +198,22 @@ class InsertTracker:
         self.old = _stored_events(conn, self.ids)
 
     def after(self, stored: int) -> None:
-        if not self.old and stored == len(self.rows):  # every row stored, none of its commands seen before
+        if stored == len(self.rows):  # every row stored: no key repeated or stored before
             delta: dict[tuple, int] = {}
-            _add_rows(delta, self.rows)
+            rows = self.rows
+            if self.old:  # commands continued from earlier batches: taken away whole and added again
+                rows = [r for r in self.rows if r["command_id"] not in self.old]
+                more: dict[str, list[Event]] = {}
+                for r in self.rows:
+                    if r["command_id"] in self.old:
+                        more.setdefault(r["command_id"], []).append(
+                            (r["status"], hour_of(r["at"]), r["command_type"], 1 if r["autonomous"] else 0))
+                for c, evs in more.items():
+                    had = self.old[c]
+                    _contributions(delta, had, -1)
+                    _contributions(delta, had + evs, +1)
+            if rows:
+                _add_rows(delta, rows)
             _apply(self.conn, delta)
             return
         old = self.old
