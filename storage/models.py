@@ -64,11 +64,11 @@ class CommandRollup(SQLModel, table=True):
     """Hourly aggregates of command_events, kept as events arrive and leave (storage/rollups.py).
 
     ``hour`` is the hour's number since the epoch (seconds // 3600). Two kinds of row:
-    per-status event counts (``status`` a command status, ``prev_hour`` -1), at the level of each type
-    and of all types (``command_type`` '*'); and the rows that distinct-command totals are made of
-    (``status`` '*'): the events of a command (within a group: all, per autonomy, per type, per type and
-    autonomy; ``autonomous`` -1 and ``command_type`` '*' where not grouped) counted at the hour of each
-    event, under the hour of the group's previous event of that command (``prev_hour``, -1 for none).
+    per-status event counts (``status`` a command status, ``prev_hour`` -1), per type and autonomy and
+    over all types (``command_type`` ''); and the rows that distinct-command totals are made of
+    (``status`` '*'): the events of a command (within a group: all, per autonomy, per type;
+    ``autonomous`` -1 and ``command_type`` '' where not grouped) counted at the hour of each event,
+    under the hour of the group's previous event of that command (``prev_hour``, -1 for none).
     """
 
     __tablename__ = "command_rollups"
