@@ -201,7 +201,7 @@ def _backup(ctx: Context, target: Path) -> int:
     if not parent.is_dir():
         raise GovconError(f"cannot back up to {shown}: the directory {parent} does not exist (create it first)")
     try:
-        return ctx.gov.backup(target)
+        return ctx.gov.backup(target, compress=ctx.args.compress or target.name.endswith(".gz"))
     except FileExistsError:
         raise
     except (OSError, sqlite3.Error) as exc:
@@ -364,6 +364,16 @@ def cmd_db(ctx: Context) -> int:
     elif sub == "backup":
         size = _backup(ctx, Path(ctx.args.path))
         print(f"backed up {ctx.gov.store.display_url} to {ctx.args.path} ({size:,} bytes)", file=ctx.out)
+        if ctx.args.keep is not None:
+            import time
+
+            from storage import maintenance
+            try:
+                gone = maintenance.retire_backups(Path(ctx.args.path), ctx.args.keep, time.time())
+            except ValueError as exc:
+                raise GovconError(str(exc)) from None
+            print(f"removed {len(gone)} backup(s) older than {ctx.args.keep.days} days"
+                  + "".join(f"\n  {p.name}" for p in gone), file=ctx.out)
     elif sub == "prune":
         removed = ctx.gov.prune(ctx.operator, ctx.args.older_than)
         if ctx.args.json:
@@ -609,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("migrate", help="apply schema migrations")
     db = dsub.add_parser("backup", help="consistent online copy of a SQLite store")
     db.add_argument("path")
+    db.add_argument("--compress", action="store_true", help="gzip the copy (implied by a PATH ending in .gz)")
+    db.add_argument("--keep", type=_duration, default=None, metavar="DURATION",
+                    help="then delete older backups of the same name family in PATH's directory, e.g. 30d")
     dp = dsub.add_parser("prune", help="delete raw events and snapshots older than a duration")
     dp.add_argument("--older-than", type=_duration, default=timedelta(days=90))
     dp.add_argument("--json", action="store_true")

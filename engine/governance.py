@@ -422,6 +422,6 @@ class Governance:
                 audit.append(conn, at=now, actor=actor, action="db.prune", target="store", details=details)
         return removed
 
-    def backup(self, target: Path) -> int:
-        return maintenance.backup_sqlite(self.store.engine, target)
+    def backup(self, target: Path, *, compress: bool = False) -> int:
+        return maintenance.backup_sqlite(self.store.engine, target, compress=compress)
 

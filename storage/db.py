@@ -144,6 +144,9 @@ def _install_sqlite_hooks(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:  # a sqlite3.Connection
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
         cur = dbapi_conn.cursor()
+        # a new file returns the pages a prune frees to the filesystem, a step at a time (storage/maintenance.py
+        # incremental_vacuum); only takes effect before the first table exists, a no-op on an older file
+        cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from storage import rollups
 from storage.tables import command_events as CMD
 from storage.tables import eval_coverage as EVC
 from storage.tables import incidents as INC
@@ -30,9 +31,14 @@ def _insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: Sequenc
     """
     if not rows:
         return 0
+    tracker = rollups.InsertTracker(conn, rows) if table is CMD else None
     if conn.dialect.name == "sqlite":
-        return _sqlite_insert_ignoring_duplicates(conn, table, rows)
-    return len(_postgres_insert_ignoring_duplicates(conn, table, rows))
+        stored = _sqlite_insert_ignoring_duplicates(conn, table, rows)
+    else:
+        stored = len(_postgres_insert_ignoring_duplicates(conn, table, rows))
+    if tracker is not None:
+        tracker.after(stored)
+    return stored
 
 
 def _postgres_insert_ignoring_duplicates(conn: Connection, table: sa.Table,
@@ -107,6 +113,7 @@ def insert_classified(conn: Connection, table: sa.Table, rows: Sequence[dict[str
     if compared is None:
         stored = _insert_ignoring_duplicates(conn, table, rows)
         return Inserted(stored, len(rows) - stored)
+    tracker = rollups.InsertTracker(conn, rows) if table is CMD else None
     if conn.dialect.name == "sqlite":
         before = conn.exec_driver_sql(f"SELECT max(id) FROM {table.name}").scalar_one() or 0  # O(1), no compile
         stored = _sqlite_insert_ignoring_duplicates(conn, table, rows)
@@ -115,6 +122,8 @@ def insert_classified(conn: Connection, table: sa.Table, rows: Sequence[dict[str
         ids = set(_postgres_insert_ignoring_duplicates(conn, table, rows))
         stored = len(ids)
         is_new = ids.__contains__
+    if tracker is not None:
+        tracker.after(stored)
     if stored == len(rows):
         return Inserted(stored, new=list(range(len(rows))))
     key_cols = _KEYS[table.name]
@@ -196,7 +205,21 @@ def _status_columns(conn: Connection, only=None) -> list:
 
 def command_counts(conn: Connection, start: datetime, end: datetime, *, autonomous_only: bool = False,
                    command_type: str | None = None) -> dict[str, int]:
-    """Distinct commands per status in [start, end), plus ``total`` distinct commands."""
+    """Distinct commands per status in [start, end), plus ``total`` distinct commands (from the hourly
+    rollups when the period holds a whole hour: storage/rollups.py)."""
+    hours = rollups.whole_hours(start, end)
+    if hours is not None and not (autonomous_only and command_type is not None):
+        if command_type is None:
+            got = rollups.counts(conn, start, end, hours, autonomous_only=autonomous_only).get(rollups.ALL)
+        else:
+            got = rollups.counts(conn, start, end, hours, by_type=True).get(command_type)
+        return got or rollups._zero()
+    return scan_command_counts(conn, start, end, autonomous_only=autonomous_only, command_type=command_type)
+
+
+def scan_command_counts(conn: Connection, start: datetime, end: datetime, *, autonomous_only: bool = False,
+                        command_type: str | None = None) -> dict[str, int]:
+    """``command_counts`` by a scan of the raw events."""
     where = [_period(CMD.c.at, start, end)]
     if autonomous_only:
         where.append(CMD.c.autonomous.is_(True))
@@ -206,7 +229,16 @@ def command_counts(conn: Connection, start: datetime, end: datetime, *, autonomo
 
 
 def command_counts_split(conn: Connection, start: datetime, end: datetime) -> tuple[dict[str, int], dict[str, int]]:
-    """``command_counts`` of all commands and of autonomous ones, in one scan (metrics, readiness)."""
+    """``command_counts`` of all commands and of autonomous ones (metrics, readiness)."""
+    hours = rollups.whole_hours(start, end)
+    if hours is not None:
+        return rollups.split(conn, start, end, hours)
+    return scan_command_counts_split(conn, start, end)
+
+
+def scan_command_counts_split(conn: Connection, start: datetime,
+                              end: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    """``command_counts_split`` by one scan of the raw events."""
     row = conn.execute(sa.select(*_status_columns(conn), *_status_columns(conn, CMD.c.autonomous.is_(True)))
                        .where(_period(CMD.c.at, start, end))).one()
     return _status_counts(row[:len(STATUSES) + 1]), _status_counts(row[len(STATUSES) + 1:])
@@ -214,6 +246,15 @@ def command_counts_split(conn: Connection, start: datetime, end: datetime) -> tu
 
 def command_counts_by_type(conn: Connection, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
     """{command_type: {status: distinct commands, 'total': distinct commands}} in [start, end)."""
+    hours = rollups.whole_hours(start, end)
+    if hours is not None:
+        return {t: {k: n for k, n in d.items() if n or k == "total"}
+                for t, d in rollups.counts(conn, start, end, hours, by_type=True).items()}
+    return scan_command_counts_by_type(conn, start, end)
+
+
+def scan_command_counts_by_type(conn: Connection, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+    """``command_counts_by_type`` by a scan of the raw events."""
     where = _period(CMD.c.at, start, end)
     out: dict[str, dict[str, int]] = {}
     for ctype, status, n in conn.execute(
@@ -386,7 +427,23 @@ def _bucket(conn: Connection, col, step_seconds: int):
 
 
 def bucketed_commands(conn: Connection, start: datetime, end: datetime, step_seconds: int) -> list[tuple]:
-    """(bucket, command_type, autonomous, status, events) for backtests and volume plots."""
+    """(bucket, command_type, autonomous, status, events) for backtests and volume plots: a step of whole
+    hours reads the hourly rollups for the whole hours and the raw events of the partial ones."""
+    hours = rollups.whole_hours(start, end)
+    if hours is None or step_seconds % 3600:
+        return scan_bucketed_commands(conn, start, end, step_seconds)
+    merged: dict[tuple, int] = {}
+    edges = [(start, rollups.hour_start(hours[0])), (rollups.hour_start(hours[1]), end)]
+    parts = [rollups.bucketed(conn, start, end, hours, step_seconds),
+             *(scan_bucketed_commands(conn, lo, hi, step_seconds) for lo, hi in edges if lo < hi)]
+    for part in parts:
+        for *key, n in part:
+            merged[tuple(key)] = merged.get(tuple(key), 0) + n
+    return [(*k, n) for k, n in merged.items() if n]
+
+
+def scan_bucketed_commands(conn: Connection, start: datetime, end: datetime, step_seconds: int) -> list[tuple]:
+    """``bucketed_commands`` by a scan of the raw events."""
     b = _bucket(conn, CMD.c.at, step_seconds).label("b")
     rows = conn.execute(sa.select(b, CMD.c.command_type, CMD.c.autonomous, CMD.c.status, sa.func.count())
                         .where(_period(CMD.c.at, start, end))

@@ -15,7 +15,10 @@ file and holds the lock for as long, so it is not done at prune time: docs/deplo
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -27,6 +30,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from storage import rollups
 from storage.tables import (
     action_requests,
     alert_outbox,
@@ -46,11 +50,12 @@ class BackupNotSupported(RuntimeError):
     pass
 
 
-def backup_sqlite(engine: Engine, target: Path) -> int:
+def backup_sqlite(engine: Engine, target: Path, *, compress: bool = False) -> int:
     """Copy the live store with SQLite's online backup API; returns the copy's size in bytes.
 
     Writers may keep writing meanwhile: the copy is a consistent snapshot. The copy is written beside
     the target and renamed into place, so a failed backup never leaves a half-written file at PATH.
+    ``compress``: the checked copy is gzipped into PATH (`gunzip` restores the file; seed 001's runbook).
     """
     if engine.dialect.name != "sqlite":
         raise BackupNotSupported(
@@ -73,12 +78,53 @@ def backup_sqlite(engine: Engine, target: Path) -> int:
                 raise RuntimeError(f"the backup copy failed its integrity check: {ok}")
         finally:
             dst.close()
-        os.replace(partial, target)
+        if compress:
+            packed = target.with_name(target.name + ".partial.gz")
+            try:
+                with open(partial, "rb") as raw, gzip.open(packed, "wb", compresslevel=6) as out:
+                    shutil.copyfileobj(raw, out, 1 << 20)
+                os.replace(packed, target)
+            finally:
+                if packed.exists():
+                    packed.unlink()
+        else:
+            os.replace(partial, target)
     finally:
         src.close()
         if partial.exists():
             partial.unlink()
     return target.stat().st_size
+
+
+def _backup_family(name: str) -> tuple[str, str]:
+    """(prefix, suffix) of a backup's file name: what precedes its first digit, and its extensions
+    (``governance-20261206.db.gz`` -> ``governance-``, ``.db.gz``)."""
+    m = re.match(r"^([^0-9]*)", name)
+    prefix = m.group(1) if m else ""
+    suffix = "".join(Path(name).suffixes[-2:]) if name.endswith(".gz") else Path(name).suffix
+    return prefix, suffix
+
+
+def retire_backups(target: Path, keep: timedelta, now: float) -> list[Path]:
+    """Delete the older backups beside ``target``: regular files of the same family (the same name
+    prefix before the first digit and the same extensions) last modified more than ``keep`` before
+    ``now`` (epoch seconds) — seed 001's `find -name "governance-*.db.gz" -mtime +30 -delete`. Never the
+    new backup itself, never a directory or a symlink. Returns what it deleted."""
+    target = target.expanduser().resolve()
+    prefix, suffix = _backup_family(target.name)
+    if not prefix or not suffix:
+        raise ValueError(f"cannot tell which files are older backups of {target.name}: name backups like "
+                         "governance-20261206.db.gz (a prefix, a date, an extension)")
+    gone = []
+    for path in sorted(target.parent.iterdir()):
+        if path == target or path.is_symlink() or not path.is_file():
+            continue
+        if _backup_family(path.name) != (prefix, suffix) or not path.name[len(prefix):][:1].isdigit():
+            continue
+        if now - path.stat().st_mtime > keep.total_seconds():
+            path.unlink()
+            gone.append(path)
+    return gone
 
 
 def _dead_alert_with_same_key(t):
@@ -119,12 +165,13 @@ BUDGET_WINDOW = timedelta(days=7)
 
 
 #: how long one prune batch should hold the write lock (the hard bound is 100 ms: see the module doc)
-PRUNE_LOCK_TARGET = 0.04
+PRUNE_LOCK_TARGET = 0.06
 #: the pause between batches on SQLite: longer than SQLite's longest busy-handler sleep (100 ms)
 SQLITE_PRUNE_GAP = 0.12
 PRUNE_BATCH_START, PRUNE_BATCH_MIN, PRUNE_BATCH_MAX = 500, 50, 20_000
-#: pages one incremental-vacuum step frees (4 MiB of 4 KiB pages: a few milliseconds)
+#: pages one incremental-vacuum step frees at most (4 MiB of 4 KiB pages), and the time it may take
 VACUUM_STEP_PAGES = 1024
+VACUUM_STEP_SECONDS = 0.04
 
 
 def _condition(table, column: str, extra, before: datetime):
@@ -142,8 +189,15 @@ def _condition(table, column: str, extra, before: datetime):
 def prune(conn: Connection, before: datetime) -> dict[str, int]:
     """Delete raw events and snapshots older than ``before`` in the caller's one transaction (small
     stores and tests); ``prune_in_batches`` is what retention runs."""
-    return {table.name: conn.execute(sa.delete(table).where(_condition(table, column, extra, before))).rowcount
-            for table, column, extra in _PRUNABLE}
+    out = {}
+    for table, column, extra in _PRUNABLE:
+        cond = _condition(table, column, extra, before)
+        if table is command_events:  # the hourly rollups follow (storage/rollups.py)
+            out[table.name] = rollups.delete_where(conn, cond)
+            rollups.drop_empty(conn)
+        else:
+            out[table.name] = conn.execute(sa.delete(table).where(cond)).rowcount
+    return out
 
 
 def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], dialect: str, before: datetime, *,
@@ -162,13 +216,16 @@ def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], di
             cond = _condition(table, column, extra, before)
             started = time.perf_counter()
             with write() as conn:
-                batch = sa.select(pk).where(cond).limit(size).scalar_subquery()
-                n = conn.execute(sa.delete(table).where(pk.in_(batch))).rowcount
+                if table is command_events:  # the hourly rollups follow (storage/rollups.py)
+                    n = rollups.delete_where(conn, cond, size)
+                else:
+                    batch = sa.select(pk).where(cond).limit(size).scalar_subquery()
+                    n = conn.execute(sa.delete(table).where(pk.in_(batch))).rowcount
             held = time.perf_counter() - started
             removed[table.name] += n
             if n < size:
                 break
-            if held > lock_target * 1.5:
+            if held > lock_target * 1.4:  # 84 ms: shrink before the 100 ms bound
                 size = max(PRUNE_BATCH_MIN, int(size * lock_target / held))
             elif held < lock_target / 2:
                 size = min(PRUNE_BATCH_MAX, size * 2)
@@ -193,8 +250,16 @@ def incremental_vacuum(write: Callable[[], AbstractContextManager[Connection]], 
             before = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
             if not before:
                 break
-            # returns no rows (a fetchall raised ResourceClosedError once a store had auto_vacuum=INCREMENTAL)
-            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})")
+            # Python's sqlite3 steps a statement without result columns once, and the pragma frees one page
+            # per step (a result row it does not declare): so one page per execute, up to the step's
+            # pages or time (measured: PRAGMA incremental_vacuum(1024) executed once freed 1 page)
+            cursor = conn.connection.cursor()
+            deadline = time.perf_counter() + VACUUM_STEP_SECONDS
+            for _ in range(VACUUM_STEP_PAGES):
+                cursor.execute("PRAGMA incremental_vacuum(1)")
+                if time.perf_counter() > deadline:
+                    break
+            cursor.close()
             step = before - (conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
         freed += step
         if step <= 0:  # nothing freed: never loop (10,000 gaps would be 20 minutes)

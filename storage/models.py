@@ -60,6 +60,27 @@ class CommandEvent(SQLModel, table=True):
     judged_on_arrival: bool = False  # late (within the late horizon) or ahead: breakers judge its arrival too
 
 
+class CommandRollup(SQLModel, table=True):
+    """Hourly aggregates of command_events, kept as events arrive and leave (storage/rollups.py).
+
+    ``hour`` is the hour's number since the epoch (seconds // 3600). Two kinds of row:
+    per-status event counts (``status`` a command status, ``prev_hour`` -1), per type and autonomy and
+    over all types (``command_type`` ''); and the rows that distinct-command totals are made of
+    (``status`` '*'): the events of a command (within a group: all, per autonomy, per type;
+    ``autonomous`` -1 and ``command_type`` '' where not grouped) counted at the hour of each event,
+    under the hour of the group's previous event of that command (``prev_hour``, -1 for none).
+    """
+
+    __tablename__ = "command_rollups"
+
+    command_type: str = Field(primary_key=True, max_length=200)
+    hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    autonomous: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    status: str = Field(primary_key=True, max_length=20)
+    prev_hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    n: int = 0
+
+
 class Incident(SQLModel, table=True):
     __tablename__ = "incidents"
     __table_args__ = (sa.Index("ix_incidents_at", "at"),

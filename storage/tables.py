@@ -201,6 +201,17 @@ command_events = sa.Table(
     sa.Index("ix_command_events_type_at", "command_type", "at", "autonomous", "status", "command_id"),
 )
 
+command_rollups = sa.Table(
+    "command_rollups",
+    metadata,
+    sa.Column("command_type", sa.String(length=200), primary_key=True, nullable=False),
+    sa.Column("hour", sa.Integer(), primary_key=True, nullable=False, autoincrement=False),
+    sa.Column("autonomous", sa.Integer(), primary_key=True, nullable=False, autoincrement=False),
+    sa.Column("status", sa.String(length=20), primary_key=True, nullable=False),
+    sa.Column("prev_hour", sa.Integer(), primary_key=True, nullable=False, autoincrement=False),
+    sa.Column("n", sa.Integer(), nullable=False, default=0),
+)
+
 eval_coverage = sa.Table(
     "eval_coverage",
     metadata,

@@ -98,3 +98,31 @@ def test_a_good_backup_still_works(sqlite_cli, tmp_path):
     target = tmp_path / "copy.sqlite"
     r = sqlite_cli("db", "backup", str(target))
     assert r.code == 0 and target.stat().st_size > 0 and str(target) in r.out
+
+
+def test_a_compressed_backup_with_retention_of_older_ones(sqlite_cli, tmp_path):
+    """Seed 001's daily backup: a gzipped copy, and backups of the same family older than --keep go."""
+    import gzip
+    import sqlite3
+    import time
+
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    old, recent, other = (backups / "governance-20260101.db.gz", backups / "governance-20261201.db.gz",
+                          backups / "notes-20260101.txt")
+    for path in (old, recent, other):
+        path.write_bytes(b"x")
+    now = time.time()
+    os.utime(old, (now - 40 * 86400, now - 40 * 86400))
+    os.utime(other, (now - 40 * 86400, now - 40 * 86400))
+    target = backups / "governance-20261206.db.gz"
+    r = sqlite_cli("db", "backup", str(target), "--keep", "30d")
+    assert r.code == 0, r.err
+    assert "removed 1 backup(s) older than 30 days" in r.out and old.name in r.out
+    assert not old.exists() and recent.exists() and other.exists()
+    restored = tmp_path / "restored.db"
+    restored.write_bytes(gzip.decompress(target.read_bytes()))
+    with sqlite3.connect(restored) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM audit_log").fetchone()[0] >= 1
+    assert target.stat().st_size < restored.stat().st_size / 2  # compressed

@@ -3,6 +3,7 @@ SQLite store (a consistent copy while another connection writes)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import uuid
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from engine.errors import InvalidInput
 from engine.governance import Governance
 from engine.ingest import Ingestor
-from storage import events_repo, readiness_repo, tables
+from storage import events_repo, maintenance, readiness_repo, tables
 from storage.maintenance import BackupNotSupported
 from storage.store import Store
 from tests.conftest import OPERATOR, T0
@@ -104,7 +105,12 @@ def test_prune_removes_old_rows_and_keeps_what_it_must(gov, aged_store, clock):
     assert pending == ["pending"]
     entry = gov.audit_entries(limit=1)[0]
     assert (entry["action"], entry["actor"]) == ("db.prune", OPERATOR)
-    assert entry["details"] == {"olderThanDays": 90, "removed": removed}
+    details = dict(entry["details"])
+    if gov.store.dialect == "sqlite":  # a new SQLite file has auto_vacuum=INCREMENTAL: the prune frees pages
+        assert details.pop("pagesFreed") >= 0
+        with gov.store.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2
+    assert details == {"olderThanDays": 90, "removed": removed}
     assert gov.audit_verify()[1] is None
 
 
@@ -247,3 +253,20 @@ def test_prune_keeps_commands_that_kept_incidents_name(gov, clock):
     assert removed["command_events"] == 1
     after = gov.metrics.collect(recent - timedelta(days=1), clock.now()).incidents["fromAutonomousActions"]
     assert before == after == 1
+
+
+def test_a_prune_gives_the_freed_pages_back_to_the_filesystem(sqlite_gov, sqlite_url):
+    """auto_vacuum=INCREMENTAL: after a prune of most of the store a few vacuum steps leave the free list
+    empty and the file under half its size (a PRAGMA incremental_vacuum(N) executed once through Python's
+    sqlite3 frees one page only: 50 steps would free 50 pages)."""
+    old = Events(T0 - timedelta(days=100))
+    sqlite_gov.ingestor.ingest_objects([old.command(f"c{i}-{'x' * 150}", "succeeded") for i in range(20_000)])
+    before = os.path.getsize(sqlite_url)
+    store = sqlite_gov.store
+    with store.write() as conn:
+        assert maintenance.prune(conn, T0 - timedelta(days=90))["command_events"] == 20_000
+    freed = maintenance.incremental_vacuum(store.write, store.dialect, max_steps=50, sleep=lambda _s: None)
+    with store.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA freelist_count").scalar() == 0
+    assert freed > 1000
+    assert os.path.getsize(sqlite_url) < before / 2, (os.path.getsize(sqlite_url), before)
