@@ -197,7 +197,13 @@ def test_the_tokens_operator_is_the_actor_and_needs_the_role(api):
     engaged = api.post("/api/kill-switch", json={"action": "engage", "reason": "agent loops"},
                        headers=api.auth("dave"))
     assert engaged.status_code == 200 and engaged.json()["killSwitch"]["by"] == "dave"
-    entry = api.gov.audit_entries(limit=1)[0]
+    # on a loaded machine the store may miss the safety deadline: the engage then holds by the marker file
+    # and the scheduler's job records it (this same entry) once the store is back — done here by hand
+    deadline = time.monotonic() + 30
+    while (entry := api.gov.audit_entries(limit=1)[0])["action"] != "kill_switch.engage" \
+            and time.monotonic() < deadline:
+        api.gov.overrides.record_marker()
+        time.sleep(0.05)
     assert (entry["actor"], entry["action"], entry["reason"]) == ("dave", "kill_switch.engage", "agent loops")
     assert api.post("/api/gate", json={"commandType": "restart_service"}).json()["decision"] == "deny"
     # dave (on-call) may engage but not release
