@@ -31,7 +31,8 @@ class _Cached(Generic[T]):
         self.compute = compute
         self.seconds = seconds
         self.max_stale = max(max_stale, seconds)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"govcon-{name}")
+        self._name = name
+        self._executor: ThreadPoolExecutor | None = None  # made on first use, again after close (an app restarted)
         self._generation = 0  # bumped by invalidate (from any thread)
         self._lock = threading.Lock()
         self._value: T | None = None
@@ -45,7 +46,7 @@ class _Cached(Generic[T]):
 
     async def get(self) -> T:
         if self.seconds <= 0:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self.compute)
+            return await asyncio.get_running_loop().run_in_executor(self._pool(), self.compute)
         needed = self._generation  # a value computed from a start at or after this sees every change so far
         while True:
             if self._value_generation >= needed and self._value_generation >= 0:
@@ -62,7 +63,7 @@ class _Cached(Generic[T]):
             return self._inflight
         loop = asyncio.get_running_loop()
         generation = self._generation
-        inflight = loop.run_in_executor(self._executor, self.compute)
+        inflight = loop.run_in_executor(self._pool(), self.compute)
 
         def done(f: asyncio.Future) -> None:
             if not f.cancelled() and f.exception() is None:
@@ -72,8 +73,16 @@ class _Cached(Generic[T]):
         self._inflight = inflight
         return inflight
 
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"govcon-{self._name}")
+        return self._executor
+
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop the thread; a later ``get`` (the app started again: lifespan runs once per start) makes a new one."""
+        executor, self._executor, self._inflight = self._executor, None, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _encode(doc: Any) -> bytes:

@@ -637,3 +637,14 @@ def test_checking_a_token_never_waits_for_a_writer(gov, tmp_path):
         writer.close()
     assert tokens.drain()
     assert tokens.list()[-1]["lastUsedAt"] == isoformat(gov.clock.now())
+
+
+def test_the_state_read_works_after_the_app_is_started_again(gov):
+    """The read cache's thread is stopped at shut-down; a second start (lifespan runs once per start)
+    must make a new one, not answer 500 "cannot schedule new futures after shutdown"."""
+    api = make_api(gov)
+    for _ in range(2):
+        with api.client:
+            answer = api.get("/api/governance/state")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["currentPhase"] == "L3"
