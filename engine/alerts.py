@@ -203,8 +203,9 @@ SECRET_FIELDS = ("url", "routing_key")
 def sink_entry(sink: SinkConfig) -> dict[str, Any]:
     """The sink in the config file's spelling (``[[alerts.sinks]]``), secrets included: what load_sinks reads."""
     entry: dict[str, Any] = {"name": sink.name, "type": sink.type, "url": sink.url,
-                             "severities": [s for s in SEVERITIES if s in sink.severities],
                              "timeout": sink.timeout, "reports": sink.reports}
+    if sink.severities:  # none: an smtp sink for the reports only, its default (an empty list is refused)
+        entry["severities"] = [s for s in SEVERITIES if s in sink.severities]
     if sink.routing_key is not None:
         entry["routing_key"] = sink.routing_key
     if sink.type == "smtp":
@@ -257,7 +258,7 @@ def sink_view(sink: SinkConfig) -> dict[str, Any]:
     settings, secret = split_secret(sink)
     return {"name": sink.name, "kind": sink.type, "url": mask_url(sink.url),
             "routingKey": "(set, masked)" if sink.routing_key else None,
-            "severities": settings["severities"], "reports": sink.reports, "timeout": sink.timeout,
+            "severities": settings.get("severities", []), "reports": sink.reports, "timeout": sink.timeout,
             "from": sink.mail_from, "to": list(sink.mail_to), "username": sink.username,
             "passwordEnv": sink.password_env, "caFile": sink.ca_file,
             "secretFingerprint": secret_fingerprint(secret)}

@@ -189,6 +189,7 @@ class SinkBook:
             merged = {**base, **changes, "name": name}
             sink = load_sinks({"sinks": [{k: v for k, v in merged.items() if v is not None}]})[0]
             settings, secret = split_secret(sink)
+            stored_sink(name, sink.type, settings, secret)  # what delivery reads back: refused now, not skipped then
             if row is not None and (row.kind, row.settings, row.secret) == (sink.type, settings, secret):
                 return {"changed": False, "created": False, "sink": sink_json(row)}
             created = sinks_repo.upsert(conn, name=name, kind=sink.type, settings=settings, secret=secret,

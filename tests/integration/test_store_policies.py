@@ -114,6 +114,20 @@ def test_bad_sink_input_names_the_field_and_keeps_the_old_sink(gov, servers):  #
     assert gov.audit_entries(limit=1)[0]["seq"] == seq
 
 
+def test_a_reports_only_smtp_sink_is_stored_valid_and_a_sink_delivery_would_skip_is_refused(gov):
+    """An smtp sink with no severities (its default: the weekly report only) reads back valid from the
+    store; and what the store's reader would refuse at delivery is refused at save, not stored."""
+    book = gov.sink_book
+    saved = book.set(OPERATOR, "mail", {"type": "smtp", "url": "smtp://127.0.0.1:2525", "from": "govcon@example.com",
+                                        "to": ["ops@example.com"]})
+    assert "invalid" not in saved["sink"] and saved["sink"]["severities"] == [] and saved["sink"]["reports"]
+    assert [s.name for s in gov.notifier.sinks] == ["mail"]  # delivery reads it back, not skipped
+    seq = gov.audit_entries(limit=1)[0]["seq"]
+    with pytest.raises(InvalidInput, match="severities must be a non-empty list"):
+        book.set(OPERATOR, "mail", {"severities": []})
+    assert gov.audit_entries(limit=1)[0]["seq"] == seq and book.show("mail")["severities"] == []
+
+
 # --- every process answers the same ------------------------------------------------------------------
 
 
