@@ -13,7 +13,7 @@ from screens.keys import KEYS, SCREENS
 
 
 def _numbers(names: tuple[str, ...]) -> list[str]:
-    return [key for key, name, _ in SCREENS if name in names]
+    return [key for key, name, _ in SCREENS if name in names] + (["the drill-down"] if "drilldown" in names else [])
 
 
 def help_table(screen: Screen | None) -> Table:
