@@ -181,7 +181,7 @@ class DashboardScreen(GovScreen):
                 yield Pane(Static("loading…", id="breakers"), title="Circuit breakers", id="pane-breakers")
                 yield Pane(Table(("when", "rule / command type · action"), id="unresolved"),
                            Static("", id="unresolved-note"),
-                           title="Unresolved events  (r resolve)", id="pane-unresolved")
+                           title="Unresolved events  (Enter drill down · r resolve)", id="pane-unresolved")
                 yield Pane(Table(("proposal", "needs · expires", "whitelist +"), id="pending"),
                            Static("", id="pending-note"),
                            title="Pending proposals  (a approve · x reject)", id="pane-pending")

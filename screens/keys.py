@@ -60,7 +60,7 @@ KEYS: tuple[Key, ...] = (
         screens=("dashboard", "events", "drilldown")),
     Key("enter", "Enter", "drilldown", "Drill down", "event.drilldown",
         "Drill down into the selected breaker event: the commands and incidents that made it trip, the rule's "
-        "metric against its threshold, the effect and the resolution (Esc goes back)", screens=("dashboard", "events")),
+        "metric against its threshold, the effect and the resolution (Esc goes back)", screens=("events",)),
     Key("L", "L", "revert", "Revert L3", "phase.revert",
         "Revert to L3 now: phase L3, whitelist cleared (confirmation and reason first)"),
     Key("exclamation_mark", "!", "kill_switch", "Kill switch", "kill-switch",
