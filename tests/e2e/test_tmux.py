@@ -100,7 +100,7 @@ def test_console_in_tmux_sees_a_trip_engages_the_kill_switch_and_quits(store_env
     tmux.run("send-keys", "-t", "console", "Enter")
     drill = tmux.wait_for("Why it tripped")
     assert "drain_node  failed  autonomous" in drill and "e2e-11" in drill, drill
-    assert "r Resolve" in drill and "Esc Back" in drill, drill  # the drill-down's key bar offers r
+    assert "1-8 Screens  r Resolve" in drill, drill  # the drill-down's key bar offers r (a toast may cover its end)
     tmux.run("send-keys", "-t", "console", "Escape")
     tmux.wait_for("Unresolved events")
     assert "Why it tripped" not in tmux.screen()
