@@ -140,7 +140,7 @@ class TickBox(Checkbox):
 
 
 class FilterInput(Input):
-    """`/`'s text field, in the screen above its lists: each keystroke narrows them (GovScreen.filter_changed).
+    """`/`'s text field, in the screen above its lists: each keystroke narrows them (GovScreen._filter_typed).
     Esc clears the filter and gives the focus back to the list; Enter keeps it and does the same. A `!`
     typed here is a character (the app's `!` is not a priority binding; keys.KILL_CHORD is)."""
 
