@@ -69,8 +69,11 @@ class GovScreen(Screen):
         self.reload()
 
     def show_live(self, live: LiveData | None) -> None:
-        self.query_one(StatusHeader).show(live, operator=self.app.operator, screen=self.SCREEN_TITLE,
-                                          demo=self.app.demo, scheduler=self.app.scheduler_note)
+        header = next(iter(self.query(StatusHeader)), None)
+        if header is None or not header.is_attached:  # a read landing while the app exits (no widgets left)
+            return
+        header.show(live, operator=self.app.operator, screen=self.SCREEN_TITLE,
+                    demo=self.app.demo, scheduler=self.app.scheduler_note)
         if live is not None and live.ok:
             self.on_live(live)
 
