@@ -32,7 +32,7 @@ from screens.action_view import (
 from screens.base import GovScreen
 from screens.fmt import matches, safe, short_time
 from screens.modals import Ask, ConfirmModal
-from screens.widgets import Table
+from screens.widgets import DetailPane, Table
 
 OUTCOME_STYLE = {"succeeded": "green", "failed": "bold red", "rolled_back": "yellow", "expired": "yellow",
                  "rejected": "red", "approved": "green", "pending": "bold yellow", "granted": "cyan",
@@ -208,12 +208,10 @@ class ActionQueueScreen(GovScreen):
                 yield Table(("outcome", "type", "service", "agent", "when", "by"), id="aq-done")
                 yield Static("Agents", id="aq-agents-title", classes="aq-title")
                 yield Table(("agent", "lease", "until / lapsed", "last beat", "in flight"), id="aq-agents")
-            with VerticalScroll(id="pane-action", classes="detail"):
-                yield Static("loading…", id="action-detail")
+            yield DetailPane(Static("loading…", id="action-detail"), title="Detail", id="pane-action", classes="detail")
 
     def on_mount(self) -> None:
         self.query_one("#aq-lists").border_title = "Actions  (a approve · x reject · / filter)"
-        self.query_one("#pane-action").border_title = "Detail"
         self.query_one("#aq-pending", Table).focus()
 
     # --- data ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from screens.help import HelpModal
-from screens.modals import Ask, ConfirmModal, FilterModal
+from screens.modals import Ask, ConfirmModal
 from screens.request_keys import approve_request, reject_request
 
 KILL_SWITCH_MODAL = "kill-switch-modal"
@@ -228,16 +228,14 @@ class ActionsMixin:
         self.perform(lambda: cycle.run(actor), said, title="Cycle complete")
 
     def action_filter(self) -> None:
+        """`/`: the screen's filter line takes the focus; each keystroke narrows the list (GovScreen)."""
         screen = self.gov_screen
-        if screen is None or not screen.FILTER_WHAT:
+        if screen is None or screen is not self.screen:
+            return  # a dialog is open
+        if not screen.FILTER_WHAT:
             self.notify("nothing to filter on this screen", severity="warning")
             return
-
-        def done(text: str | None) -> None:
-            if text is not None:
-                screen.apply_filter(text)
-
-        self.push_screen(FilterModal(screen.filter_text, screen.FILTER_WHAT), done)
+        screen.open_filter()
 
     def action_help(self) -> None:
         self.push_screen(HelpModal(self.gov_screen))

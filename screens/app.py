@@ -245,7 +245,8 @@ class GovconApp(ActionsMixin, App):
     def _live_loaded(self, message: LiveLoaded) -> None:
         live = message.live
         if live.error is not None and self.live is not None and self.live.status is not None:
-            live = replace(self.live, at=live.at, error=live.error, marker=live.marker)  # the last known state
+            # the last known state, and when it was read (the header says how stale it is)
+            live = replace(self.live, error=live.error, marker=live.marker)
         self.live = live
         if live.ok:
             self._notice_changes(live)

@@ -45,6 +45,7 @@ class AuditScreen(GovScreen):
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[dict[str, Any]] = []
+        self.searched: str | None = None
         self.verdict: str = ""
 
     def compose_body(self) -> ComposeResult:
@@ -59,7 +60,7 @@ class AuditScreen(GovScreen):
 
     def reload(self) -> None:
         search = self.filter_text or None
-        self.load("entries", lambda: self.app.gov.audit_entries(limit=LIMIT, search=search))
+        self.load("entries", lambda: (search, self.app.gov.audit_entries(limit=LIMIT, search=search)))
 
     def loaded(self, key: str, value: Any) -> None:
         if key == "verify":
@@ -74,7 +75,7 @@ class AuditScreen(GovScreen):
                 self.app.ring_bell()
             self._note()
             return
-        self.entries = value
+        self.searched, self.entries = value  # what the shown entries match (the filter may have moved on)
         self.query_one("#entries", Table).set_rows(
             (str(e["seq"]), (str(e["seq"]), short_time(e["at"]), e["actor"], e["action"], e["target"]))
             for e in self.entries)
@@ -86,7 +87,7 @@ class AuditScreen(GovScreen):
             self.notify(error, title="Could not verify the audit log", severity="error")
 
     def _note(self) -> None:
-        shown = f"newest {len(self.entries)}" + (f" matching {self.filter_text!r}" if self.filter_text else "")
+        shown = f"newest {len(self.entries)}" + (f" matching {self.searched!r}" if self.searched else "")
         self.query_one("#audit-note", Static).update(shown + (f" · {self.verdict}" if self.verdict else ""))
 
     @on(DataTable.RowHighlighted, "#entries")

@@ -16,6 +16,7 @@ from screens.data import LiveData, SlowData
 from screens.errors import describe_error
 from screens.header import StatusHeader
 from screens.keybar import KeyBar
+from screens.widgets import FilterInput, FilterRow, Table
 
 
 class GovScreen(Screen):
@@ -32,12 +33,15 @@ class GovScreen(Screen):
         super().__init__()
         self.filter_text = ""
         self._busy: set[str] = set()
+        self._again: dict[str, Callable[[], Any]] = {}  # one more load of a key once the running one ends
 
     # --- layout -----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         self._breakpoint_classes_now()
         yield StatusHeader()
+        if self.FILTER_WHAT:
+            yield FilterRow(self.FILTER_WHAT)
         yield from self.compose_body()
         yield KeyBar([b for b in self.BINDINGS if isinstance(b, Binding)], self.SCREEN_NAME)
 
@@ -65,8 +69,11 @@ class GovScreen(Screen):
         self.reload()
 
     def show_live(self, live: LiveData | None) -> None:
-        self.query_one(StatusHeader).show(live, operator=self.app.operator, screen=self.SCREEN_TITLE,
-                                          demo=self.app.demo, scheduler=self.app.scheduler_note)
+        header = next(iter(self.query(StatusHeader)), None)
+        if header is None or not header.is_attached:  # a read landing while the app exits (no widgets left)
+            return
+        header.show(live, operator=self.app.operator, screen=self.SCREEN_TITLE,
+                    demo=self.app.demo, scheduler=self.app.scheduler_note)
         if live is not None and live.ok:
             self.on_live(live)
 
@@ -81,8 +88,10 @@ class GovScreen(Screen):
 
     def load(self, key: str, fn: Callable[[], Any]) -> None:
         """Run ``fn`` in a worker thread; its result comes back as ``loaded(key, value)``. A load still
-        running is not started twice (a slow store never piles up threads)."""
+        running is not started twice (a slow store never piles up threads): the newest one asked for
+        meanwhile runs once after it (the filter typed on 7 searches the store: its last keystroke counts)."""
         if key in self._busy:
+            self._again[key] = fn
             return
         self._busy.add(key)
 
@@ -98,6 +107,9 @@ class GovScreen(Screen):
     @on(Loaded)
     def _on_loaded(self, message: Loaded) -> None:
         self._busy.discard(message.key)
+        again = self._again.pop(message.key, None)
+        if again is not None:
+            self.load(message.key, again)
         if message.error is not None:
             self.load_failed(message.key, message.error)
         else:
@@ -120,3 +132,48 @@ class GovScreen(Screen):
     def apply_filter(self, text: str) -> None:
         self.filter_text = text
         self.reload()
+
+    # --- `/`: the filter, applied as it is typed -------------------------------------------------
+
+    def filter_table(self) -> Table | None:
+        """The list the filter narrows (the focus goes back to it): the first shown."""
+        return next((t for t in self.query(Table) if t.display), None)
+
+    def open_filter(self) -> None:
+        row = self.query_one(FilterRow)
+        row.disabled = False
+        row.add_class("-open")
+        field = row.query_one(FilterInput)
+        if field.value != self.filter_text:
+            field.value = self.filter_text
+        field.cursor_position = len(field.value)
+        field.focus()
+
+    def close_filter(self, *, clear: bool) -> None:
+        """Esc (clear) or Enter (keep): the focus goes back to the list; a cleared filter hides its line."""
+        row = self.query_one(FilterRow)
+        field = row.query_one(FilterInput)
+        if clear:
+            field.value = ""  # Input.Changed applies it
+            if self.filter_text:
+                self.apply_filter("")
+        table = self.filter_table()
+        if table is not None:
+            table.focus()
+        else:
+            self.focus_next()
+        if not self.filter_text:
+            row.remove_class("-open")
+            row.disabled = True
+
+    @on(FilterInput.Changed, "#filter")
+    def _filter_typed(self, event: FilterInput.Changed) -> None:
+        event.stop()
+        text = event.value.strip()
+        if text != self.filter_text:
+            self.apply_filter(text)
+
+    @on(FilterInput.Submitted, "#filter")
+    def _filter_submitted(self, event: FilterInput.Submitted) -> None:
+        event.stop()
+        self.close_filter(clear=False)

@@ -137,6 +137,29 @@ def volume_note(slow: SlowData) -> str:
     return f"busiest hour {t.volume[peak]} commands at {-t.hours[peak]:.0f}h ago (cut at {top:.0f}+)"
 
 
+def unresolved_cells(e: dict[str, Any]) -> tuple[Text, Text]:
+    """Two lines a row, so that a half-width pane (120 columns: 55 inside) shows it all: when and
+    severity; the rule, then the command type and what the trip did."""
+    when = Text(short_time(e["timestamp"]) + "\n")
+    when.append(e["severity"], SEVERITY_STYLE.get(e["severity"], ""))
+    what = Text(e["ruleName"] + "\n", "bold")
+    what.append(" · ".join(filter(None, (e["commandType"], e["action"] + (" (shadow)" if e["shadow"] else "")))),
+                "dim")
+    return when, what
+
+
+def pending_cells(p: dict[str, Any]) -> tuple[str, str, str]:
+    """Two lines a row (as unresolved_cells): id and phases; roles still needed and expiry; the command
+    types it would whitelist, half on each line."""
+    e = p["expansion"]
+    cmds = list(e["commandsToWhitelist"])
+    half = (len(cmds) + 1) // 2
+    return (f"{p['proposalId']}\n{e['currentPhase']}→{e['targetPhase']}",
+            f"{', '.join(p['stillNeeded']) or 'none'}\nexp {short_time(p.get('expiresAt'))}",
+            (", ".join(cmds[:half]) + ("," if cmds[half:] else "") + "\n" + ", ".join(cmds[half:])) if cmds
+            else "nothing")
+
+
 class DashboardScreen(GovScreen):
     SCREEN_NAME = "dashboard"
     SCREEN_TITLE = "1 Dashboard"
@@ -156,10 +179,10 @@ class DashboardScreen(GovScreen):
         with VerticalScroll(id="dash"):
             with Vertical(id="dash-left", classes="column"):
                 yield Pane(Static("loading…", id="breakers"), title="Circuit breakers", id="pane-breakers")
-                yield Pane(Table(("when", "severity", "rule · type", "action"), id="unresolved"),
+                yield Pane(Table(("when", "rule / command type · action"), id="unresolved"),
                            Static("", id="unresolved-note"),
-                           title="Unresolved events  (r resolve)", id="pane-unresolved")
-                yield Pane(Table(("proposal", "phases", "needs", "expires", "commands"), id="pending"),
+                           title="Unresolved events  (Enter drill down · r resolve)", id="pane-unresolved")
+                yield Pane(Table(("proposal", "needs · expires", "whitelist +"), id="pending"),
                            Static("", id="pending-note"),
                            title="Pending proposals  (a approve · x reject)", id="pane-pending")
             with Vertical(id="dash-right", classes="column"):
@@ -176,20 +199,12 @@ class DashboardScreen(GovScreen):
         self._update("#breakers", (live.rules, tuple(sorted(half_open.items()))),
                      lambda: breaker_table(live.rules, half_open) if live.rules else "no rules")
         events = [e for e in live.unresolved if self._match(e)]
-        self.query_one("#unresolved", Table).set_rows(
-            (e["id"], (short_time(e["timestamp"]), Text(e["severity"], SEVERITY_STYLE.get(e["severity"], "")),
-                       e["ruleName"] + (f" · {e['commandType']}" if e["commandType"] else ""),
-                       e["action"] + (" (shadow)" if e["shadow"] else "")))
-            for e in events)
+        self.query_one("#unresolved", Table).set_rows((e["id"], unresolved_cells(e)) for e in events)
         note = "none: every tripped breaker has been resolved" if not live.unresolved else \
             (f"filter {self.filter_text!r}: {len(events)} of {len(live.unresolved)}" if self.filter_text else "")
         self._update("#unresolved-note", note)
         pending = live.pending or ()
-        self.query_one("#pending", Table).set_rows(
-            (p["proposalId"], (p["proposalId"], f"{p['expansion']['currentPhase']}→{p['expansion']['targetPhase']}",
-                               ", ".join(p["stillNeeded"]), short_time(p.get("expiresAt")),
-                               ", ".join(p["expansion"]["commandsToWhitelist"])))
-            for p in pending)
+        self.query_one("#pending", Table).set_rows((p["proposalId"], pending_cells(p)) for p in pending)
         self._update("#pending-note",
                      "proposals are not available in this installation" if live.pending is None else
                      "" if pending else "none pending: the governance cycle (c) proposes when readiness allows")

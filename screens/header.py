@@ -57,6 +57,8 @@ def header_lines(live: LiveData | None, *, operator: str, screen: str, demo: boo
             top.append("  · SHADOW MODE", "bold yellow")
     if live is not None and live.error:
         bottom.append(" STORE UNREACHABLE ", "bold white on red")
+        # how stale what is shown is, before the error (at 80 columns the end of the line is cut)
+        bottom.append(f" shown: read {live.at:%H:%M:%S}Z ·" if s is not None else " nothing read yet ·", "bold")
         bottom.append(f" {live.error.splitlines()[0]}", "red")
         return top, bottom
     bottom.append(f"[{screen}] ", "bold")

@@ -13,7 +13,7 @@ from screens.keys import KEYS, SCREENS
 
 
 def _numbers(names: tuple[str, ...]) -> list[str]:
-    return [key for key, name, _ in SCREENS if name in names]
+    return [key for key, name, _ in SCREENS if name in names] + (["the drill-down"] if "drilldown" in names else [])
 
 
 def help_table(screen: Screen | None) -> Table:
@@ -22,6 +22,8 @@ def help_table(screen: Screen | None) -> Table:
     table.add_column("what it does", ratio=1)
     for k in KEYS:
         where = f" (on {', '.join(_numbers(k.screens))})" if k.screens else ""
+        if len(_numbers(k.screens)) == len(SCREENS) and "drilldown" not in k.screens:
+            where = " (on 1-8, not in the drill-down)"
         table.add_row(k.display, k.tooltip + where)
     table.add_row("ctrl+p", "Open the command palette (also :)")
     own = [b for b in getattr(screen, "BINDINGS", []) if isinstance(b, Binding) and b.show]

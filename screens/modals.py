@@ -1,5 +1,6 @@
 """Modal dialogs: a confirmation that names what will happen (optionally asking a reason, a choice,
-a yes/no flag), and the filter prompt. Enter confirms, Escape cancels; no mouse needed."""
+a yes/no flag). Enter confirms, Escape cancels; no mouse needed. (`/`'s filter is no dialog: it is a line
+in the screen, screens/base.py.)"""
 
 from __future__ import annotations
 
@@ -114,29 +115,3 @@ class ConfirmModal(ModalScreen[dict[str, Any] | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-
-class FilterModal(ModalScreen[str | None]):
-    """`/`: a filter for the current screen's list; empty clears it."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="filter.cancel", tooltip="Keep the current filter")]
-
-    def __init__(self, current: str, what: str) -> None:
-        super().__init__()
-        self.current, self.what = current, what
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static(f"Filter {self.what}", id="dialog-title")
-            yield Static("Enter applies; an empty filter shows everything; Esc keeps the current one.",
-                         id="dialog-body")
-            yield ReasonInput(value=self.current, placeholder="text to match", id="filter")
-
-    def on_mount(self) -> None:
-        self.query_one("#filter", Input).focus()
-
-    @on(Input.Submitted, "#filter")
-    def _apply(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -8,13 +8,13 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Container, VerticalScroll
+from textual.containers import Container
 from textual.widgets import DataTable, Static
 
 from screens.base import GovScreen
 from screens.data import LiveData
 from screens.fmt import matches, pct, safe, short_time
-from screens.widgets import Pane, Table
+from screens.widgets import DetailPane, Pane, Table
 
 STATUS_STYLE = {"pending": "bold yellow", "approved": "green", "rejected": "red", "expired": "dim"}
 
@@ -83,11 +83,9 @@ class ProposalsScreen(GovScreen):
             yield Pane(Table(("proposal", "created", "phases", "status", "still needed"), id="proposals"),
                        Static("loading…", id="proposals-note"),
                        title="Proposals  (a approve · x reject)", id="pane-proposals", classes="list")
-            with VerticalScroll(id="pane-proposal", classes="detail"):
-                yield Static("", id="proposal-detail")
+            yield DetailPane(Static("", id="proposal-detail"), title="Proposal", id="pane-proposal", classes="detail")
 
     def on_mount(self) -> None:
-        self.query_one("#pane-proposal").border_title = "Proposal"
         self.query_one("#proposals", Table).focus()
 
     def reload(self) -> None:

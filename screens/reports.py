@@ -6,12 +6,12 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Container, VerticalScroll
+from textual.containers import Container
 from textual.widgets import DataTable, Markdown, Static
 
 from screens.base import GovScreen
 from screens.fmt import matches, short_time
-from screens.widgets import Pane, Table
+from screens.widgets import DetailPane, Pane, Table
 
 LIMIT = 50
 
@@ -31,11 +31,9 @@ class ReportsScreen(GovScreen):
             yield Pane(Table(("report", "created", "recommendation"), id="reports"),
                        Static("loading…", id="reports-note"), title="Governance reports  (c runs a cycle)",
                        id="pane-reports", classes="list narrow-list")
-            with VerticalScroll(id="pane-report", classes="detail"):
-                yield Markdown("", id="report")
+            yield DetailPane(Markdown("", id="report"), title="Report", id="pane-report", classes="detail")
 
     def on_mount(self) -> None:
-        self.query_one("#pane-report").border_title = "Report"
         self.query_one("#reports", Table).focus()
 
     def reload(self) -> None:

@@ -8,10 +8,11 @@ from typing import Any, ClassVar
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import Checkbox, DataTable, Input
+from textual.widgets import Checkbox, DataTable, Input, Static
 
 from screens.fmt import clean, safe
 
@@ -56,6 +57,11 @@ class DetailPane(VerticalScroll):
         self.border_title = title
 
 
+def _width(cell: Text) -> int:
+    """The widest line of a cell."""
+    return max(cell_len(line) for line in cell.plain.split("\n"))
+
+
 class Table(DataTable):
     """A DataTable whose rows are replaced only when they differ from what is shown (keeps the main
     thread's work per refresh small and the cursor where the operator left it)."""
@@ -84,7 +90,7 @@ class Table(DataTable):
         that showed the header with the old widths over rows with the new ones."""
         for i, label in enumerate(self._columns):
             cells = [cells[i] for _, cells in rows if i < len(cells)]
-            self.add_column(label, width=max([cell_len(label), *(c.cell_len for c in cells)]))
+            self.add_column(label, width=max([cell_len(label), *(_width(c) for c in cells)]))
 
     def set_rows(self, rows: Iterable[tuple[str, tuple[Any, ...]]]) -> bool:
         """``rows``: (key, cells). Returns whether anything changed on screen."""
@@ -101,8 +107,8 @@ class Table(DataTable):
         # columns too: their widths are then measured on these rows only, not on rows shown before
         self.clear(columns=True)
         self._add_columns(rows)
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
+        for key, cells in rows:  # a cell of two lines (the dashboard's) makes its row two rows high
+            self.add_row(*cells, key=key, height=max([1, *(c.plain.count("\n") + 1 for c in cells)]))
         if selected in self._keys:
             self.move_cursor(row=self._keys.index(selected), animate=False)
         return True
@@ -131,3 +137,39 @@ class TickBox(Checkbox):
     def _button(self) -> Content:
         style = self.get_visual_style("toggle--button")
         return Content.assemble(self.BUTTON_LEFT, ("x" if self.value else " ", style), self.BUTTON_RIGHT)
+
+
+class FilterInput(Input):
+    """`/`'s text field, in the screen above its lists: each keystroke narrows them (GovScreen._filter_typed).
+    Esc clears the filter and gives the focus back to the list; Enter keeps it and does the same. A `!`
+    typed here is a character (the app's `!` is not a priority binding; keys.KILL_CHORD is)."""
+
+    DEFAULT_CSS = """
+    FilterInput { height: 1; border: none; padding: 0 1; width: 1fr; background: $boost; }
+    FilterInput:focus { border: none; background: $accent 30%; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "clear_filter", "Clear filter", id="filter.clear", key_display="Esc",
+                tooltip="Clear the filter and go back to the list"),
+    ]
+
+    def action_clear_filter(self) -> None:
+        self.screen.close_filter(clear=True)  # type: ignore[attr-defined]
+
+
+class FilterRow(Horizontal):
+    """The filter's line: what it filters, then the text field. Hidden until `/`."""
+
+    DEFAULT_CSS = """
+    FilterRow { height: 1; display: none; padding: 0 1; }
+    FilterRow.-open { display: block; }
+    FilterRow > Static { width: auto; color: $text-muted; }
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(id="filter-row", disabled=True)  # disabled while hidden: not in the focus chain
+        self.what = what
+
+    def compose(self) -> ComposeResult:
+        yield Static("Filter (Enter keeps, Esc clears): ", id="filter-what")
+        yield FilterInput(placeholder=self.what, id="filter")

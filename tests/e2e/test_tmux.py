@@ -100,9 +100,23 @@ def test_console_in_tmux_sees_a_trip_engages_the_kill_switch_and_quits(store_env
     tmux.run("send-keys", "-t", "console", "Enter")
     drill = tmux.wait_for("Why it tripped")
     assert "drain_node  failed  autonomous" in drill and "e2e-11" in drill, drill
+    assert "1-8 Screens  r Resolve" in drill, drill  # the drill-down's key bar offers r (a toast may cover its end)
     tmux.run("send-keys", "-t", "console", "Escape")
     tmux.wait_for("Unresolved events")
     assert "Why it tripped" not in tmux.screen()
+
+    # `/` filters as you type, in a line of the screen; a `!` typed there is a character; Esc clears it
+    tmux.run("send-keys", "-t", "console", "/")
+    tmux.wait_for("Filter (Enter keeps, Esc clears)")
+    tmux.run("send-keys", "-t", "console", "-l", "nomatch!")
+    filtered = tmux.wait_for("filter 'nomatch!': 0 of")
+    assert "ENGAGE THE KILL SWITCH" not in filtered
+    tmux.run("send-keys", "-t", "console", "Escape")
+    deadline = time.monotonic() + 10
+    while "filter 'nomatch!'" in tmux.screen() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "filter 'nomatch!'" not in tmux.screen() and "Filter (" not in tmux.screen(), tmux.screen()
+    assert json.loads(govcon(store_env, "status", "--json").stdout)["killSwitch"]["engaged"] is False
 
     # issue 15: "fixed!" in a resolve note engaged the kill switch; a `!` in a text field is a character
     tmux.run("send-keys", "-t", "console", "r")

@@ -21,8 +21,9 @@ async def tab_to(pilot, pane: DetailPane, presses: int = 8) -> None:
     assert pilot.app.focused is pane, f"Tab never reached #{pane.id}; focus is on {pilot.app.focused!r}"
 
 
-@pytest.mark.parametrize("digit,pane_id", [("2", "pane-detail"), ("3", "pane-item"), ("5", "pane-rule"),
-                                           ("7", "pane-entry")])
+@pytest.mark.parametrize("digit,pane_id", [("2", "pane-detail"), ("3", "pane-item"), ("4", "pane-proposal"),
+                                           ("5", "pane-rule"), ("6", "pane-report"), ("7", "pane-entry"),
+                                           ("8", "pane-action")])
 async def test_tab_reaches_the_detail_and_end_scrolls_to_its_bottom(console_gov, make_console, digit, pane_id):
     app = make_console(console_gov)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -34,6 +35,13 @@ async def test_tab_reaches_the_detail_and_end_scrolls_to_its_bottom(console_gov,
         await pilot.press("end")
         await settle(pilot)
         assert pane.scroll_y == pane.max_scroll_y
+        if pane.max_scroll_y:  # j/k scroll it as the arrows do
+            await pilot.press("k")
+            await settle(pilot)
+            assert pane.scroll_y == pane.max_scroll_y - 1
+            await pilot.press("j")
+            await settle(pilot)
+            assert pane.scroll_y == pane.max_scroll_y
         await pilot.press("home")
         await settle(pilot)
         assert pane.scroll_y == 0

@@ -75,9 +75,11 @@ async def test_tables_scroll_sideways_to_a_clipped_column(console_gov, make_cons
     app = make_console(console_gov)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, rounds=3)
-        table = app.screen.query_one("#unresolved")
-        await until(pilot, lambda: table.row_count > 0, what="the unresolved events")
-        assert table.max_scroll_x > 0  # the action column lies past the edge at 80 columns
+        await pilot.press("2")  # the dashboard's tables fit at 80 columns (two lines a row); screen 2's does not
+        await until(pilot, lambda: app.screen.query("#events") and app.screen.query_one("#events").row_count > 0,
+                    what="the breaker events")
+        table = app.screen.query_one("#events")
+        assert table.max_scroll_x > 0  # the type and action columns lie past the edge at 80 columns
         table.focus()
         await pilot.press("right", "right", "right")
         table.scroll_to(x=table.max_scroll_x, animate=False)

@@ -15,7 +15,7 @@ from screens.events import EventsScreen
 from screens.header import StatusHeader
 from screens.help import HelpModal
 from screens.keys import KILL_CHORD
-from screens.modals import ConfirmModal, FilterModal
+from screens.modals import ConfirmModal
 from screens.proposals import ProposalsScreen
 from screens.readiness import ReadinessScreen
 from screens.reports import ReportsScreen
@@ -244,19 +244,20 @@ async def test_the_chord_works_from_inside_a_modal_with_a_text_field(console_gov
         assert isinstance(resolve, ConfirmModal) and resolve.query_one("#reason").value == "half!"
 
 
-async def test_the_chord_from_the_filter_prompt_and_escape_cancels(console_gov, make_console):
+async def test_the_chord_from_the_filter_line_and_escape_cancels(console_gov, make_console):
     app = make_console(console_gov)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        await pilot.press("/")
+        await pilot.press("/", *"hi!")
         await settle(pilot)
-        assert isinstance(app.screen, FilterModal)
+        field = app.focused
+        assert field is not None and field.id == "filter" and field.value == "hi!"
         await pilot.press(KILL_CHORD)
         await settle(pilot)
         assert app.screen.id == KILL_SWITCH_MODAL
         await pilot.press("escape")
         await settle(pilot)
-        assert isinstance(app.screen, FilterModal)
+        assert app.screen is app.gov_screen and app.focused is field and field.value == "hi!"
         assert not console_gov.status(with_readiness=False)["killSwitch"]["engaged"]
 
 

@@ -12,7 +12,7 @@ from textual.widgets import Input
 from screens.actions import KILL_SWITCH_MODAL
 from screens.keybar import KeyBar
 from screens.keys import KILL_CHORD
-from screens.modals import ConfirmModal, FilterModal
+from screens.modals import ConfirmModal
 from screens.rule_editor import RuleEditModal
 from storage import state_repo
 from tests.pilot.conftest import settle, text_of
@@ -28,11 +28,12 @@ def engaged(gov) -> bool:
 
 
 async def type_into_every_field(pilot, where: str) -> list[str]:
-    """Focus each text field of the dialog on top, type TYPED, and check the `!` landed in the field and
-    nothing else happened. Returns the fields typed into, as "where#id"."""
+    """Focus each text field of the dialog on top (or of the screen: `/`'s filter line), type TYPED, and
+    check the `!` landed in the field and nothing else happened. Returns the fields typed into, as
+    "where#id"."""
     app = pilot.app
     dialog = app.screen
-    fields = [f for f in dialog.query(Input) if f.display and not f.disabled]
+    fields = [f for f in dialog.query(Input) if f.display and not f.disabled and f.region.height]
     assert fields, f"{where}: no text field in {dialog!r}"
     stack = list(app.screen_stack)
     done = []
@@ -93,10 +94,18 @@ async def test_bang_is_a_character_in_every_text_field_of_the_console(console_go
         await dialog(("L",), ConfirmModal, "revert reason")
         await dialog(("!",), ConfirmModal, "kill-switch reason")  # bare ! with no field focused: opens it
         await dialog((":",), CommandPalette, "palette")
-        for digit in "12345678":
+        for digit in "12345678":  # `/` filters as you type, in a line of the screen: no dialog opens
             await pilot.press(digit)
             await settle(pilot)
-            await dialog(("/",), FilterModal, f"filter on {digit}")
+            screen = app.screen
+            await pilot.press("/")
+            await settle(pilot)
+            assert app.focused is not None and app.focused.id == "filter", f"/ on {digit}: {app.focused!r}"
+            typed.extend(await type_into_every_field(pilot, f"filter on {digit}"))
+            assert screen.filter_text == TYPED, (digit, screen.filter_text)  # the list is filtered by it
+            await pilot.press("escape")
+            await settle(pilot)
+            assert app.screen is screen and screen.filter_text == "" and app.focused.id != "filter", digit
         await pilot.press("4")
         await settle(pilot)
         await dialog(("x",), ConfirmModal, "proposal reject reason")
