@@ -26,7 +26,8 @@ def help_table(screen: Screen | None) -> Table:
             where = " (on 1-8, not in the drill-down)"
         table.add_row(k.display, k.tooltip + where)
     table.add_row("ctrl+p", "Open the command palette (also :)")
-    own = [b for b in getattr(screen, "BINDINGS", []) if isinstance(b, Binding) and b.show]
+    # the screen's keys: those in its key bar, and those kept out of it for room but documented (an id)
+    own = [b for b in getattr(screen, "BINDINGS", []) if isinstance(b, Binding) and (b.show or b.id)]
     if own:
         table.add_row("", "")
         table.add_row("", f"[b]on this screen ({getattr(screen, 'SCREEN_TITLE', '')})[/]")

@@ -67,8 +67,9 @@ class RulesScreen(GovScreen):
     FILTER_WHAT = "rules"
     BINDINGS = [
         Binding("e", "edit", "Edit", id="rules.edit", tooltip="Edit the selected rule (validated as you type)"),
-        Binding("n", "new", "New rule", id="rules.new", tooltip="Add a rule (validated, backtest before saving)"),
-        Binding("p", "policies", "Policies", id="rules.policies", show=False,
+        Binding("n", "new", "New", id="rules.new",
+                tooltip="Add a rule (validated, backtest before saving); on the policies (p): a policy"),
+        Binding("p", "policies", "Policies", id="rules.policies",
                 tooltip="Show the gate policies the store holds (p again: the rules)"),
         Binding("d", "delete", "Delete policy", id="rules.policy-delete", show=False,
                 tooltip="On the policies (p): delete the selected policy, after a confirmation (admin, ops-lead)"),

@@ -33,7 +33,9 @@ async def test_help_scrolls_to_its_end_at_80x24(console_gov, make_console):
         await pilot.press("home", "j")
         await settle(pilot)
         assert body.scroll_y == 1
-        assert "Add a rule" in text_of(body.query("Static").last())  # the screen's own keys are in it
+        own = text_of(body.query("Static").last())
+        assert "Add a rule" in own  # the screen's own keys are in it, also those kept out of the key bar
+        assert "delete the selected policy" in own and "The alert sinks" in own and "gate policies" in own
 
 
 def titles(app) -> list[str]:
@@ -52,7 +54,7 @@ async def test_the_palette_offers_each_screens_actions_once(console_gov, make_co
         await pilot.press("5")
         await settle(pilot)
         on_rules = titles(app)
-        assert {"Edit (e)", "New rule (n)"} <= set(on_rules) and "Approve (a)" not in on_rules
+        assert {"Edit (e)", "New (n)", "Policies (p)"} <= set(on_rules) and "Approve (a)" not in on_rules
         await pilot.press("3")
         await settle(pilot)
         assert "Attest (t)" in titles(app) and "Resolve (r)" not in titles(app)
