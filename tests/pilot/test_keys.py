@@ -499,7 +499,7 @@ async def test_store_unreachable_the_header_says_so_and_the_kill_switch_engages_
             f.rename(aside / f.name)
         db.mkdir()  # the path is now a directory: every new connection fails
         console_gov.store.engine.dispose()
-        await until(pilot, lambda: "STORE UNREACHABLE" in header_text(app), timeout=15)
+        await until(pilot, lambda: "STORE UNREACHABLE" in header_text(app), timeout=30)
         assert "STORE UNREACHABLE" in header_text(app)
         assert "L3" in header_text(app)  # the last state read stays on screen
         await pilot.press("!", "enter")
@@ -507,13 +507,13 @@ async def test_store_unreachable_the_header_says_so_and_the_kill_switch_engages_
         title, message, severity = notifications(app)[-1]
         marker = console_gov.kill_marker.path
         assert message.startswith(f"store not writable: engaged by marker file {marker} only"), message
-        await until(pilot, lambda: "(marker file)" in header_text(app), timeout=15)
+        await until(pilot, lambda: "(marker file)" in header_text(app), timeout=30)
         assert "KILL SWITCH ENGAGED" in header_text(app) and "(marker file)" in header_text(app)
         assert marker.exists()
         db.rmdir()
         for f in aside.iterdir():
             f.rename(db.parent / f.name)
-        await until(pilot, lambda: "store ok" in header_text(app), timeout=15)
+        await until(pilot, lambda: "store ok" in header_text(app), timeout=30, what="the header to say store ok")
         assert "store ok" in header_text(app)
         console_gov.overrides.record_marker()  # the scheduler's tick, when this console leads
         with console_gov.store.read() as conn:
