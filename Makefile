@@ -25,13 +25,14 @@ run: install
 # starts is its own: a free port per server, a tmux socket per worker, a tmp dir and a PostgreSQL schema per
 # test. Each test is stopped after 600 s (pytest-timeout, pyproject.toml), so a hang fails instead of
 # eating CI's budget. `make test-serial` runs it in one process (what a failure that only shows in
-# parallel should be compared against).
+# parallel should be compared against). PYTEST_ARGS adds options: make test PYTEST_ARGS="-x tests/unit".
 TEST_WORKERS ?= 2
+PYTEST_ARGS  ?=
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-serial: install
-	$(BIN)/python -m pytest -q -n 0
+	$(BIN)/python -m pytest -q -n 0 $(PYTEST_ARGS)
 
 # kept for habit: `make test` is parallel now
 test-parallel: test
