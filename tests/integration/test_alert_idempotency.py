@@ -20,6 +20,7 @@ import pytest
 from engine.alerts import Alert, load_sinks
 from engine.notifier import Notifier, idempotency_key
 from storage import outbox_repo
+from tests.polling import wait_until
 
 
 class SlowSink:
@@ -60,13 +61,10 @@ class SlowSink:
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Until every request received has been answered (a slow one finishes at the sink too)."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def idle() -> bool:
             with self._lock:
-                if self.answered == len(self.received):
-                    return
-            assert time.monotonic() < deadline, f"the sink still holds requests after {timeout} s"
-            time.sleep(0.02)
+                return self.answered == len(self.received)
+        wait_until(idle, timeout=timeout, interval=0.02, what="the sink to answer every request")
 
     def stop(self) -> None:
         self.httpd.shutdown()

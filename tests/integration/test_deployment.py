@@ -21,6 +21,7 @@ from storage import jobs_repo, readiness_repo, state_repo
 from storage.store import Store
 from tests.conftest import OPERATOR
 from tests.e2e.test_tmux import REPO, Tmux
+from tests.polling import wait_until
 from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.postgres
@@ -67,9 +68,8 @@ def test_two_servers_and_a_console_on_one_postgresql(postgres_url, tmp_path):
         tmux.wait_for(f":{a.proc.pid}", timeout=15)  # the console shows who leads
         for server in (a, b):  # both servers answer from the same store
             assert httpx.get(server.base + "/api/governance/state").json()["currentPhase"] == "L3"
-        deadline = time.monotonic() + 60  # the leader's first hourly snapshot, a few seconds after it leads
-        while _snapshots(store, gov) == 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # the leader's first hourly snapshot, a few seconds after it leads
+        wait_until(lambda: _snapshots(store, gov), timeout=60, interval=0.2, what="the leader's first snapshot")
         assert _snapshots(store, gov) == 1
 
         os.kill(a.proc.pid, signal.SIGKILL)
