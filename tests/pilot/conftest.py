@@ -80,7 +80,7 @@ async def settle(pilot, rounds: int = 2) -> None:
         await pilot.pause()
 
 
-async def until(pilot, predicate, timeout: float = 10.0, what: str = "the console to catch up") -> None:
+async def until(pilot, predicate, timeout: float = 20.0, what: str = "the console to catch up") -> None:
     """Settle until ``predicate()`` holds, against a deadline (a loaded CI machine delivers worker
     results later than a quiet one; a fixed number of rounds is then too few). Between tries the loop
     lets 20 ms pass, so a timer-driven change (a poll, a toast) gets its turn without a busy wait."""
