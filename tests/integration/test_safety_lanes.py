@@ -142,8 +142,9 @@ def test_64_readers_do_not_slow_the_gate_the_kill_switch_or_ingest(busy_store, t
     assert len(latencies) >= 100 and decisions == {"allow"}
     # the bound holds as served (rate-limited); without the limit the one event loop is busy
     # answering ~5,000 cached reads a second and the gate queues behind them there (not for a thread or
-    # a connection): slower, never starved
-    bound = 0.050 if limit == "rate-limited" else 0.250
+    # a connection): slower, never starved. Its p99 was 195 ms alone at load 4 and went past 250 ms with a
+    # second test worker beside it (make test's two): the bound there is starvation, not speed
+    bound = 0.050 if limit == "rate-limited" else 1.0
     assert p99 < bound, f"gate p99 {p99 * 1000:.1f} ms under {READERS} readers ({limit})"
     assert engage_took < 1.0 and ingest_took < 1.0
     if limit == "unlimited":
