@@ -118,5 +118,10 @@ def ensure_python() -> Path:
 
 
 def users() -> Users:
-    ensure_users()
-    return Users(ensure_python(), GROUP, USERS[0], USERS[1])
+    """The users and the venv, made under a lock: xdist workers and other checkouts' test runs on the same
+    machine share both, and two builders of one venv would break each other's."""
+    import fcntl
+    with open("/tmp/govcon-multiuser.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_users()
+        return Users(ensure_python(), GROUP, USERS[0], USERS[1])

@@ -8,6 +8,7 @@ server must cost as little CPU as possible, or it measures itself.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import signal
@@ -27,6 +28,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_STARTED: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _reap() -> None:
+    """A server whose test died before stopping it (a fixture error) ends with the test process (an xdist
+    worker), instead of living on against a dropped schema and loading the machine for every later test."""
+    for proc in _STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 class ServeProcess:
@@ -49,8 +63,12 @@ class ServeProcess:
             [sys.executable, "-m", "console", "serve", "--host", host, "--port", str(self.port),
              "--log-file", str(self.log_file), "--pid-file", str(self.pid_file), *extra_args],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr_file.open("wb"))
+        _STARTED.append(self.proc)
 
-    def wait_ready(self, timeout: float = 30.0) -> ServeProcess:
+    def wait_ready(self, timeout: float = 90.0) -> ServeProcess:
+        """Until /health answers. On a loaded 2-core machine a start takes seconds (imports, migrations
+        check); a server that never answers is killed before the failure is raised (the caller's fixture
+        never reaches its stop())."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -60,7 +78,9 @@ class ServeProcess:
                     return self
             except httpx.TransportError:
                 time.sleep(0.05)
-        raise AssertionError(f"govcon serve did not answer within {timeout} s: {self.log()}")
+        self.proc.kill()
+        self.proc.wait()
+        raise AssertionError(f"govcon serve did not answer within {timeout} s: {self.stderr()}{self.log()}")
 
     def stop(self, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:

@@ -35,9 +35,9 @@ def test_console_as_a_client_of_the_socket(store_env, tmux, tmp_path):  # noqa: 
 
         engaged = govcon(store_env, "kill-switch", "engage", "--reason", "from another shell")
         assert engaged.returncode == 0, engaged.stderr
-        tmux.wait_for("KILL SWITCH ENGAGED", timeout=5)
+        tmux.wait_for("KILL SWITCH ENGAGED")
         assert govcon(store_env, "kill-switch", "release", "--reason", "over").returncode == 0
-        tmux.wait_for("released", timeout=5)
+        tmux.wait_for("released")
 
         tmux.run("send-keys", "-t", "console", "!")
         tmux.wait_for("ENGAGE THE KILL SWITCH")

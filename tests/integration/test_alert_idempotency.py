@@ -20,6 +20,7 @@ import pytest
 from engine.alerts import Alert, load_sinks
 from engine.notifier import Notifier, idempotency_key
 from storage import outbox_repo
+from tests.polling import wait_until
 
 
 class SlowSink:
@@ -27,6 +28,7 @@ class SlowSink:
 
     def __init__(self, delay: Callable[[int], float]) -> None:
         self.received: list[tuple[str | None, str]] = []
+        self.answered = 0  # requests whose handler has finished (answered or found the notifier gone)
         self._lock = threading.Lock()
         sink = self
 
@@ -43,6 +45,8 @@ class SlowSink:
                     self.end_headers()
                 except OSError:
                     pass  # the notifier timed out and hung up
+                with sink._lock:
+                    sink.answered += 1
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -54,6 +58,13 @@ class SlowSink:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until every request received has been answered (a slow one finishes at the sink too)."""
+        def idle() -> bool:
+            with self._lock:
+                return self.answered == len(self.received)
+        wait_until(idle, timeout=timeout, interval=0.02, what="the sink to answer every request")
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -95,7 +106,7 @@ def test_a_sink_slower_than_the_timeout_once_gets_at_most_two_sends_with_one_key
     with store.read() as conn:
         [row] = outbox_repo.list_rows(conn)
     _deliver_until_sent(store, clock, notifier, step=0.1)
-    time.sleep(1.0)  # let the first, slow request finish at the sink too
+    sink.wait_idle()  # let the first, slow request finish at the sink too
     assert 1 <= len(sink.received) <= 2, sink.received
     keys = {key for key, _ in sink.received}
     assert keys == {idempotency_key(row.id, "govcon-kill-switch")} == {f"govcon-{row.id}-govcon-kill-switch"}
@@ -119,7 +130,7 @@ def test_a_timed_out_attempt_waits_longer_than_its_timeout_and_the_next_one_may_
     assert row.last_error.startswith("timed out after 0.4s")
     assert row.next_attempt_at - start >= timedelta(seconds=0.8)  # twice the timeout, not the 0.1 s backoff
     _deliver_until_sent(store, clock, notifier, step=0.1)
-    time.sleep(1.0)
+    sink.wait_idle()
     assert len(sink.received) <= 3, sink.received  # 0.4 s, 0.8 s, then 1.6 s: the sink's 0.9 s fits
     assert len({key for key, _ in sink.received}) == 1
     with store.read() as conn:

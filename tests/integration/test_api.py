@@ -80,7 +80,7 @@ def stored_commands(store) -> set[tuple[str, str]]:
         return set(conn.execute(sa.select(t.c.command_id, t.c.status)).all())
 
 
-def wait_for(predicate, timeout: float = 5.0):
+def wait_for(predicate, timeout: float = 30.0):  # the deadline bounds a failure only
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -116,7 +116,7 @@ def test_the_runbooks_curl_commands_against_a_real_server(ready_store, server, t
     ingested = httpx.post(server.base + "/api/events", content=dumps(failures),
                           headers={"Authorization": f"Bearer {tokens['dave']}"}).json()
     assert ingested["accepted"] == 20
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while json.loads(sh("curl http://localhost:4007/api/circuit-breaker/events/unresolved | jq 'length'")) == 0:
         assert time.monotonic() < deadline, "the breaker did not trip"
         time.sleep(0.05)
@@ -205,7 +205,7 @@ gzip governance.log.$(date +%Y%m%d)
 touch governance.log
 kill -USR1 $(cat governance.pid)  # Reopen log file
 ''')
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while "SIGUSR1: log file reopened" not in server.log():
         assert time.monotonic() < deadline, server.stderr()
         time.sleep(0.05)
@@ -261,9 +261,9 @@ def test_tokens_cli_prints_the_token_once_and_revocation_takes_effect(ready_stor
     headers = {"Authorization": f"Bearer {secret}"}
     ok = httpx.post(server.base + "/api/kill-switch", json={"action": "engage", "reason": "test"}, headers=headers)
     assert ok.status_code == 200 and ok.json()["killSwitch"]["by"] == "erin"
-    deadline = time.monotonic() + 10  # the server records a use in the background
+    deadline = time.monotonic() + 30  # the server records a use in the background
     while not any(t["lastUsedAt"] for t in json.loads(cli("tokens", "list", "--json").stdout)):
-        assert time.monotonic() < deadline, "the token's use was not recorded within 10 s"
+        assert time.monotonic() < deadline, "the token's use was not recorded within 30 s"
         time.sleep(0.2)
     erin_lines = [line for line in cli("tokens", "list").stdout.splitlines() if " erin " in line]
     assert len(erin_lines) == 2 and sum("last used 20" in line for line in erin_lines) == 1, erin_lines

@@ -144,15 +144,16 @@ def test_kill_switch_works_while_a_scheduled_job_is_stuck(gov, clock, store_url,
     from engine.jobs import GovconScheduler
     sched = GovconScheduler(gov, "stuck-leader")
     assert sched.renew_lease()
-    release = threading.Event()
+    release, inside = threading.Event(), threading.Event()
 
     def stuck_job():
         with gov.store.read() as conn:
             state_repo.get_state(conn)
+            inside.set()
             release.wait(30)
     worker = threading.Thread(target=sched._guard("breaker-tick", stuck_job), daemon=True)
     worker.start()
-    time.sleep(0.3)
+    assert inside.wait(30), "the job never entered its read transaction"
     env = {**os.environ, "GOVCON_DATABASE_URL": store_url}
     started = time.time()
     done = subprocess.run([sys.executable, "-m", "console", "kill-switch", "engage", "--reason", "runaway"],

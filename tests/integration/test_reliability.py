@@ -20,6 +20,7 @@ from engine.clock import isoformat
 from engine.governance import Governance
 from storage.store import Store
 from tests.conftest import OPERATOR, T0
+from tests.polling import wait_until
 
 N = 100_000
 
@@ -213,14 +214,20 @@ def test_serve_stays_up_when_postgresql_turns_read_only(own_postgres_database, t
     server = ServeProcess(url, tmp_path / "serve").wait_ready()
 
     def drop_sessions(conn):
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": db})
+        """Terminates the server's sessions and waits until they are gone (termination is asynchronous)."""
+        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
+                            {"db": db}).scalars().all()
+        for pid in pids:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        gone = sa.text("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = ANY(:pids)")
+        if pids:
+            wait_until(lambda: conn.execute(gone, {"pids": list(pids)}).scalar(), interval=0.02,
+                       what="the terminated sessions to end")
     try:
         assert httpx.post(server.base + "/api/events", json=event, headers=auth).status_code == 200
         with admin.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{db}" SET default_transaction_read_only = on'))
             drop_sessions(conn)
-        time.sleep(0.5)
         refused = None
         for attempt in range(5):  # the first request may meet a terminated pooled connection
             r = httpx.post(server.base + "/api/events", timeout=30, headers=auth,

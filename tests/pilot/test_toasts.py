@@ -14,7 +14,7 @@ from screens.app import TOAST_ERROR_SECONDS, TOAST_SECONDS
 from screens.header import StatusHeader
 from screens.keybar import KeyBar
 from storage.store import Store
-from tests.pilot.conftest import notifications, settle
+from tests.pilot.conftest import notifications, settle, until
 from tests.pilot.seed import T0
 
 pytestmark = pytest.mark.anyio
@@ -69,15 +69,13 @@ async def test_trips_at_80x24_are_one_toast_over_the_key_bar_and_the_selected_ro
     async with app.run_test(size=(80, 24), notifications=True) as pilot:  # Textual's tests hide toasts
         await settle(pilot)
         burst(console_url, console_clock)
-        for _ in range(30):
-            await pilot.pause(0.1)
-            if any("tripped" in t for t, _, _ in notifications(app)):
-                break
+        await until(pilot, lambda: any("tripped" in t for t, _, _ in notifications(app)), timeout=15,
+                    what="the trip's toast")
         await settle(pilot)
         trips = [n for n in notifications(app) if "tripped" in n[0]]
         assert len(trips) == 1 and "drain_node" in trips[0][1], notifications(app)
         assert len(app._notifications) == 1 and list(app._notifications)[0].timeout <= TOAST_ERROR_SECONDS
-        await pilot.pause(0.2)
+        await until(pilot, lambda: [t for t in shown_toasts(app) if t.region.height], what="the toast drawn")
         toasts = shown_toasts(app)
         assert len(toasts) == 1
         toast = toasts[0].region

@@ -41,7 +41,7 @@ def test_a_one_shot_command_resumes_the_collector_with_the_imports_frozen(tmp_pa
     doc = _run(tmp_path, "db", "init")
     assert doc["during"] == {"enabled": False, "paused": True, "cli_imported": True}
     assert doc["code"] == 0 and doc["enabled"] and not doc["paused"]
-    assert doc["frozen"] > 10_000  # Textual-free, but SQLAlchemy and the engine: tens of thousands of objects
+    assert doc["frozen"] > 0  # what the imports made is frozen (how much is the start-up benchmark's business)
 
 
 def test_the_installed_command_is_the_pausing_entry_point():
