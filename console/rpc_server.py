@@ -203,9 +203,8 @@ class RpcService:
 
     def _console_live(self, operator: str) -> tuple[Any, None]:
         from screens.data import load_live
-        from screens.engine_api import EngineApi
         self._require(operator, "read")
-        return load_live(self.gov, EngineApi(self.gov), operator), None
+        return load_live(self.gov, operator), None
 
     def _console_slow(self, operator: str) -> tuple[Any, None]:
         from screens.data import load_slow

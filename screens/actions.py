@@ -42,9 +42,6 @@ class ActionsMixin:
             self.notify(f"{p['proposalId']} is {p['status']}; only a pending proposal can be {verb}d",
                         title="Refused", severity="warning")
             return None
-        if self.api.proposals is None:
-            self.notify("proposals are not available in this installation", severity="error")
-            return None
         return p
 
     # --- a, x: proposals ----------------------------------------------------------------------
@@ -88,7 +85,7 @@ class ActionsMixin:
             if result is None:
                 return
             role = result["choice"] or eligible[0]
-            book, actor = self.api.proposals, self.operator
+            book, actor = self.gov.proposals, self.operator
 
             def said(doc: dict[str, Any]) -> str:
                 if doc["status"] == "approved":
@@ -110,7 +107,7 @@ class ActionsMixin:
         def done(result: dict[str, Any] | None) -> None:
             if result is None:
                 return
-            book, actor, reason = self.api.proposals, self.operator, result["reason"]
+            book, actor, reason = self.gov.proposals, self.operator, result["reason"]
             self.perform(lambda: book.reject(actor, pid, reason), lambda doc: f"rejected {pid}", title="Rejected")
 
         self.push_screen(ConfirmModal(
@@ -211,10 +208,7 @@ class ActionsMixin:
     # --- c, /, ? ------------------------------------------------------------------------------
 
     def action_cycle(self) -> None:
-        cycle = self.api.cycle
-        if cycle is None:
-            self.notify("the governance cycle is not available in this installation", severity="error")
-            return
+        cycle = self.gov.cycle
         actor = self.operator
 
         def said(report: dict[str, Any]) -> str:

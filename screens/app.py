@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -24,7 +23,6 @@ from screens.actions import ActionsMixin
 from screens.base import GovScreen
 from screens.dashboard import DashboardScreen
 from screens.data import FirstReads, LiveData, SlowData, load_live, load_slow
-from screens.engine_api import EngineApi, make_scheduler
 from screens.errors import describe_error, error_title
 from screens.keys import KEYS, bindings
 from screens.logs import StderrLogsAside
@@ -57,6 +55,13 @@ def _import_screens(modules: Iterable[str]) -> None:
     for module in modules:
         importlib.import_module(module)
 
+
+
+def make_scheduler(gov: Governance, operator: str) -> Any:
+    """engine.jobs.GovconScheduler holding the lease as ``console:OPERATOR@HOST:PID`` (imported here, in the
+    scheduler's worker: APScheduler costs ~150 ms of imports the first paint need not wait for)."""
+    from engine.jobs import GovconScheduler, default_holder
+    return GovconScheduler(gov, default_holder("console", operator))
 
 class GovconApp(ActionsMixin, App):
     CSS_PATH = "app.tcss"
@@ -94,14 +99,12 @@ class GovconApp(ActionsMixin, App):
                  launched: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.gov = gov
-        self.api = EngineApi(gov)
         self.operator = operator
         self.demo = demo
         self.refresh_seconds = refresh_seconds
         self.want_scheduler = scheduler
         self.scheduler = None
         self._scheduler_missing: str | None = None  # why there is no scheduler, as the header says it
-        self.scheduler_started_at: float | None = None  # perf_counter() when the scheduler started (tests)
         self.live: LiveData | None = None
         self.slow: SlowData | None = None
         self.bells = 0                      # how often the bell rang (tests read it)
@@ -167,7 +170,6 @@ class GovconApp(ActionsMixin, App):
             try:
                 message.scheduler.start()
                 self.scheduler = message.scheduler
-                self.scheduler_started_at = time.perf_counter()
             except Exception as exc:
                 error = describe_error(exc)
         if self.scheduler is None:
@@ -201,7 +203,7 @@ class GovconApp(ActionsMixin, App):
 
     def refresh_data(self, *, slow: bool = False) -> None:
         first, self._first_reads = self._first_reads, None  # reads started before the app (run_console)
-        live = first.live.result if first else lambda: load_live(self.gov, self.api, self.operator)
+        live = first.live.result if first else lambda: load_live(self.gov, self.operator)
         self._in_thread("live", lambda: self.post_message(self.LiveLoaded(live())))
         if slow or first:
             slow_read = first.slow.result if first else lambda: load_slow(self.gov)

@@ -203,10 +203,9 @@ class DashboardScreen(GovScreen):
         note = "none: every tripped breaker has been resolved" if not live.unresolved else \
             (f"filter {self.filter_text!r}: {len(events)} of {len(live.unresolved)}" if self.filter_text else "")
         self._update("#unresolved-note", note)
-        pending = live.pending or ()
+        pending = live.pending
         self.query_one("#pending", Table).set_rows((p["proposalId"], pending_cells(p)) for p in pending)
         self._update("#pending-note",
-                     "proposals are not available in this installation" if live.pending is None else
                      "" if pending else "none pending: the governance cycle (c) proposes when readiness allows")
         slow = self.app.slow
         if slow is not None and slow.readiness is not None:

@@ -19,7 +19,6 @@ from engine.governance import Governance
 from engine.rule_status import RuleStatus, rule_statuses
 from engine.trends import TrendData, load_trends
 from screens.action_view import four_eyes_relaxed
-from screens.engine_api import EngineApi
 from screens.errors import describe_error
 from storage import breaker_repo, identity_repo, outbox_repo
 
@@ -34,7 +33,7 @@ class LiveData:
     unresolved: tuple[dict[str, Any], ...] = ()
     recent_ids: frozenset[str] = frozenset()      # newest breaker events, for noticing trips
     recent: tuple[dict[str, Any], ...] = ()
-    pending: tuple[dict[str, Any], ...] | None = None   # None: proposals not available
+    pending: tuple[dict[str, Any], ...] = ()
     roles: frozenset[str] = frozenset()
     error: str | None = None                     # the store could not be read
     dead_alerts: int = 0                         # alerts given up on: `govcon alerts list`
@@ -62,7 +61,7 @@ def _read_remotely(gov: Governance, what: str, kind: type) -> Any:
         return kind(gov.clock.now(), error=describe_error(exc))
 
 
-def load_live(gov: Governance, api: EngineApi, operator: str) -> LiveData:
+def load_live(gov: Governance, operator: str) -> LiveData:
     if getattr(gov, "remote", False):
         return _read_remotely(gov, "live", LiveData)
     now = gov.clock.now()
@@ -77,8 +76,7 @@ def load_live(gov: Governance, api: EngineApi, operator: str) -> LiveData:
             roles = frozenset(identity_repo.roles_of(conn, operator))
             dead_alerts = outbox_repo.count(conn, status="dead")
             relaxed = four_eyes_relaxed(conn)
-        book = api.proposals
-        pending = tuple(book.list(status="pending")) if book is not None else None
+        pending = tuple(gov.proposals.list(status="pending"))
     except Exception as exc:  # StoreUnavailable above all; the console keeps running either way
         return LiveData(now, error=describe_error(exc), marker=marker)
     return LiveData(now, status, rules, unresolved, frozenset(e["id"] for e in recent), recent, pending, roles,
@@ -106,8 +104,7 @@ class FirstReads:
     every later read is its own worker."""
 
     def __init__(self, gov: Governance, operator: str) -> None:
-        api = EngineApi(gov)
-        self.live: Future[LiveData] = self._start(lambda: load_live(gov, api, operator))
+        self.live: Future[LiveData] = self._start(lambda: load_live(gov, operator))
         self.slow: Future[SlowData] = self._start(lambda: load_slow(gov))
 
     @staticmethod

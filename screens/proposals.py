@@ -89,8 +89,8 @@ class ProposalsScreen(GovScreen):
         self.query_one("#proposals", Table).focus()
 
     def reload(self) -> None:
-        book = self.app.api.proposals
-        self.load("proposals", (lambda: book.list()) if book is not None else (lambda: None))
+        book = self.app.gov.proposals
+        self.load("proposals", lambda: book.list())
 
     def on_live(self, live: LiveData) -> None:
         pending_now = {p["proposalId"]: p for p in live.pending or ()}
@@ -104,8 +104,7 @@ class ProposalsScreen(GovScreen):
 
     def _redraw(self) -> None:
         if self.proposals is None:
-            self.query_one("#proposals-note", Static).update("proposals are not available in this installation")
-            return
+            return  # not read yet
         visible = [p for p in self.proposals if not self.filter_text or matches(
             self.filter_text, p["proposalId"], p["status"], p["expansion"]["targetPhase"],
             *p["expansion"]["commandsToWhitelist"])]

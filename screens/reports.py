@@ -37,8 +37,8 @@ class ReportsScreen(GovScreen):
         self.query_one("#reports", Table).focus()
 
     def reload(self) -> None:
-        reports = self.app.api.reports
-        self.load("reports", (lambda: reports.list(LIMIT)) if reports is not None else (lambda: None))
+        reports = self.app.gov.reports
+        self.load("reports", lambda: reports.list(LIMIT))
 
     def loaded(self, key: str, value: Any) -> None:
         self.reports = value
@@ -51,8 +51,7 @@ class ReportsScreen(GovScreen):
     def _redraw(self) -> None:
         note = self.query_one("#reports-note", Static)
         if self.reports is None:
-            note.update("reports are not available in this installation")
-            return
+            return  # not read yet
         visible = self._visible()
         self.query_one("#reports", Table).set_rows(
             (r["id"], (r["id"], short_time(r["createdAt"]), r["recommendation"])) for r in visible)

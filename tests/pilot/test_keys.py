@@ -184,7 +184,7 @@ async def test_x_rejects_with_a_reason(calm_gov, make_console):
         assert isinstance(app.screen, ConfirmModal) and app.screen.title_text.startswith(f"Reject {PENDING}")
         await pilot.press(*"nope", "enter")
         await settle(pilot)
-        proposal = app.api.proposals.show(PENDING)
+        proposal = app.gov.proposals.show(PENDING)
         assert proposal["status"] == "rejected" and proposal["reason"] == "nope"
         assert "Rejected" in titles(app)
 
@@ -299,7 +299,7 @@ async def test_c_runs_the_governance_cycle(console_gov, make_console):
         await settle(pilot, 3)
         done = [m for t, m, _ in notifications(app) if t == "Cycle complete"]
         assert done and "recommendation investigate" in done[0] and "no proposal" in done[0]
-        reports = app.api.reports.list(5)
+        reports = app.gov.reports.list(5)
         assert len(reports) == 2 and reports[0]["id"] in done[0]
         await pilot.press("6")
         await settle(pilot)

@@ -26,7 +26,7 @@ async def test_four_eyes_refuses_at_the_key_press_naming_why(calm_gov, make_cons
         title, message, severity = notifications(app)[-1]
         assert (title, severity) == ("Not allowed", "error")
         assert message.startswith(f"bob triggered {PENDING} and may not approve it too (four eyes)")
-        assert app.api.proposals.show(PENDING)["status"] == "pending"
+        assert app.gov.proposals.show(PENDING)["status"] == "pending"
 
 
 async def test_the_empty_note_error_is_cleared_once_a_note_is_typed(console_gov, make_console):
