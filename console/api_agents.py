@@ -219,7 +219,7 @@ class HeartbeatFastPath:
         mono = time.monotonic()
         hit = self._idents.get(key)
         # a revocation through this server empties TokenBook's cache (TokenBook.forget): not trusted then
-        if hit is not None and hit[1] + TRUST_SECONDS > mono and key in tokens._cache:
+        if hit is not None and hit[1] + TRUST_SECONDS > mono and tokens.remembers(key):
             hit[2], hit[3] = True, mono
             ident = hit[0]
         else:

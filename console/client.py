@@ -364,8 +364,9 @@ class RemoteGovernance:
         """Who the service says we are (connects now: an unreachable service is one clear error here)."""
         return self.call("hello")
 
-    def backup(self, target: Path) -> int:
-        """The service's consistent copy, written to ``target`` by this process (never by the service)."""
+    def backup(self, target: Path, *, compress: bool = False) -> int:
+        """The service's consistent copy, written to ``target`` by this process (never by the service);
+        gzip-compressed here with ``compress``."""
         target = target.expanduser().absolute()
         if target.exists():
             raise FileExistsError(f"{target} exists already: choose a new file name for the backup")
@@ -373,7 +374,12 @@ class RemoteGovernance:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as out:
-                self._call("backup", (), {}, sink=out.write)
+                if compress:
+                    import gzip
+                    with gzip.GzipFile(fileobj=out, mode="wb") as packed:
+                        self._call("backup", (), {}, sink=packed.write)
+                else:
+                    self._call("backup", (), {}, sink=out.write)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(partial, target)

@@ -176,10 +176,11 @@ class TokenBook:
         return MISS if hit is None or hit[0] <= time.monotonic() else hit[1]
 
     def remembers(self, digest: str) -> bool:
-        """Whether the cache holds an answer for the token of this SHA-256 (``token_hash``), fresh or not. A
+        """Whether the cache holds an identity for the token of this SHA-256 (``token_hash``), fresh or not. A
         revocation in this process empties the cache (``forget``): a caller keeping identities longer than
         this cache does (the heartbeat's) looks a token up again once this says False."""
-        return digest in self._cache
+        hit = self._cache.get(digest)
+        return hit is not None and hit[1] is not None  # a cached "no such token" (revoked) is no memory of it
 
     def lookup(self, secret: str) -> TokenIdentity | None:
         """The identity of an unrevoked token, expired or not (callers judge expiry: ``identify`` does)."""

@@ -146,7 +146,8 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         # a new file returns the pages a prune frees to the filesystem, a step at a time (storage/maintenance.py
         # incremental_vacuum); only takes effect before the first table exists, a no-op on an older file
-        cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        if cur.execute("PRAGMA page_count").fetchone()[0] == 0:  # only a new, empty file: setting it on an
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")          # existing one writes (fails on a full disk)
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
