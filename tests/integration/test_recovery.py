@@ -161,7 +161,10 @@ def test_only_one_probe_at_a_time_under_concurrent_asks(rgov, store_url, clock):
                 t.join()
             allowed = [d for d in answers if d.decision == "allow"]
             assert len(answers) == 16 and len(allowed) == 1, (round_, [d.reason for d in answers])
-            assert all(d.decision == "needs_approval" for d in answers if d is not allowed[0])
+            # the others wait for the probe; on a loaded machine one may miss the store's safety deadline and
+            # fail closed instead (a deny that names it): never a second allow, which the line above checks
+            assert all(d.decision == "needs_approval" or (d.decision == "deny" and "failing closed" in d.reason)
+                       for d in answers if d is not allowed[0]), [d.reason for d in answers]
             outcome(rgov, allowed[0].grant_id, "succeeded")
             clock.advance(timedelta(seconds=10))
         assert status(rgov)["halfOpen"] == {}
