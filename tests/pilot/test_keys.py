@@ -52,7 +52,7 @@ async def test_number_keys_switch_screens(console_gov, make_console):
             await settle(pilot)
             assert isinstance(app.screen, SCREENS[key]), key
             assert f"[{SCREENS[key].SCREEN_TITLE}]" in header_text(app)
-        assert not notifications(app)
+        assert not notifications(app), notifications(app)  # what was said, should this ever fail
 
 
 async def test_dashboard_shows_the_seeded_state(console_gov, make_console):
