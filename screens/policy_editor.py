@@ -114,19 +114,54 @@ def _shown(spec: dict[str, Any], key: str) -> str:
     return str(value)
 
 
-class PolicyEditModal(ModalScreen[dict[str, Any] | None]):
+class StoreEditModal(ModalScreen[dict[str, Any] | None]):
+    """What the policy and sink editors share: a save done in a worker answers by ``Saved``; a refusal is
+    shown at the top of the dialog (``#{ERROR_ID}``) and as a toast, nothing written; Esc or Cancel closes."""
+
+    ERROR_ID = ""
+    WHAT = ""
+
+    class Saved(Message):
+        def __init__(self, value: Any, error: str | None, title: str) -> None:
+            super().__init__()
+            self.value, self.error, self.title = value, error, title
+
+    def action_save(self) -> None:
+        raise NotImplementedError
+
+    @on(Saved)
+    def _saved(self, message: Saved) -> None:
+        if message.error is not None:
+            self._refused(message.error, message.title)
+        else:
+            self.dismiss(message.value)
+
+    def _refused(self, text: str, title: str = "Invalid input") -> None:
+        """Shown in the editor, where the field is (and as a toast): nothing was written."""
+        self.query_one(f"#{self.ERROR_ID}", Static).update(Text(f"✗ not saved: {text}", "bold red"))
+        self.query_one("#dialog", VerticalScroll).scroll_home(animate=False)
+        self.app.notify(text, title=f"{self.WHAT} not saved: {title}", severity="error", markup=False)
+
+    @on(Button.Pressed, "#save")
+    def _save_pressed(self) -> None:
+        self.action_save()
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class PolicyEditModal(StoreEditModal):
     """Dismisses with the policy book's answer ({changed, created, policy}) on save, None on cancel."""
+
+    ERROR_ID = "policy-error"
+    WHAT = "Policy"
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="policy.cancel", tooltip="Close without saving"),
         Binding("ctrl+s", "save", "Save", id="policy.save",
                 tooltip="Save the policy (validated, audited with before and after)"),
     ]
-
-    class Saved(Message):
-        def __init__(self, value: Any, error: str | None, title: str) -> None:
-            super().__init__()
-            self.value, self.error, self.title = value, error, title
 
     def __init__(self, policy: dict[str, Any] | None) -> None:
         super().__init__()
@@ -242,26 +277,6 @@ class PolicyEditModal(ModalScreen[dict[str, Any] | None]):
         except Exception as exc:
             self.post_message(self.Saved(None, refusal_text(describe_error(exc), name), error_title(exc)))
 
-    @on(Saved)
-    def _saved(self, message: Saved) -> None:
-        if message.error is not None:
-            self._refused(message.error, message.title)
-        else:
-            self.dismiss(message.value)
-
-    def _refused(self, text: str, title: str = "Invalid input") -> None:
-        """Shown in the editor, where the field is (and as a toast): nothing was written."""
-        self.query_one("#policy-error", Static).update(Text(f"✗ not saved: {text}", "bold red"))
-        self.query_one("#dialog", VerticalScroll).scroll_home(animate=False)
-        self.app.notify(text, title=f"Policy not saved: {title}", severity="error", markup=False)
-
-    @on(Button.Pressed, "#save")
-    def _save_pressed(self) -> None:
-        self.action_save()
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 # --- what screen 5 calls: the role first, then the dialog ------------------------------------------

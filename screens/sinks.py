@@ -28,7 +28,7 @@ from engine.errors import GovconError, InvalidInput
 from screens.errors import describe_error, error_title
 from screens.fmt import safe, short_time
 from screens.modals import Ask, ConfirmModal
-from screens.policy_editor import with_role
+from screens.policy_editor import StoreEditModal, with_role
 from screens.widgets import Table, TickBox
 
 EDIT_ACTION = "sinks.edit"  # engine/domain.py: editing alert sinks and their routing (admin, ops-lead)
@@ -94,18 +94,16 @@ def sink_changes(values: dict[str, Any], *, new: bool) -> dict[str, Any]:
     return out
 
 
-class SinkEditModal(ModalScreen[dict[str, Any] | None]):
+class SinkEditModal(StoreEditModal):
     """Dismisses with the sink book's answer on save, None on cancel."""
+
+    ERROR_ID = "sink-error"
+    WHAT = "Sink"
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="sink.cancel", tooltip="Close without saving"),
         Binding("ctrl+s", "save", "Save", id="sink.save", tooltip="Save the sink (audited; secrets masked)"),
     ]
-
-    class Saved(Message):
-        def __init__(self, value: Any, error: str | None, title: str) -> None:
-            super().__init__()
-            self.value, self.error, self.title = value, error, title
 
     def __init__(self, sink: dict[str, Any] | None) -> None:
         super().__init__()
@@ -200,25 +198,6 @@ class SinkEditModal(ModalScreen[dict[str, Any] | None]):
         except Exception as exc:
             self.post_message(self.Saved(None, refusal_text(describe_error(exc)), error_title(exc)))
 
-    @on(Saved)
-    def _saved(self, message: Saved) -> None:
-        if message.error is not None:
-            self._refused(message.error, message.title)
-        else:
-            self.dismiss(message.value)
-
-    def _refused(self, text: str, title: str = "Invalid input") -> None:
-        self.query_one("#sink-error", Static).update(Text(f"✗ not saved: {text}", "bold red"))
-        self.query_one("#dialog", VerticalScroll).scroll_home(animate=False)
-        self.app.notify(text, title=f"Sink not saved: {title}", severity="error", markup=False)
-
-    @on(Button.Pressed, "#save")
-    def _save_pressed(self) -> None:
-        self.action_save()
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class SinksModal(ModalScreen[None]):
