@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from engine import access
 from engine.alerts import Alert
@@ -49,7 +49,7 @@ class CompiledRule:
     shadow: bool = False  # this rule only records what it would have done
 
     @classmethod
-    def from_row(cls, row) -> CompiledRule:
+    def from_row(cls, row: Row) -> CompiledRule:
         return cls(row.name, parse_condition(row.condition), parse_window(row.window), row.window,
                    row.action, row.alert_severity, row.min_samples, bool(row.shadow))
 
@@ -61,7 +61,7 @@ class WindowScope:
         self.values = values
         self._severities = severities
 
-    def value(self, name: str):
+    def value(self, name: str) -> Any:
         return self.values.get(name)
 
     def severities(self) -> frozenset[str]:
@@ -91,6 +91,7 @@ class WindowData:
 
     def __init__(self, conn: Connection, window: events_repo.Window | datetime, end: datetime | None = None) -> None:
         if not isinstance(window, events_repo.Window):  # (start, now + CLOCK_SKEW)
+            assert end is not None, "a window given by its start needs its end"
             window = window_ending(end - CLOCK_SKEW, window)
         self.conn, self.window = conn, window
         self._cache: dict[str, Any] = {}
@@ -217,7 +218,7 @@ class Trip:
 AlertSink = Callable[[Connection, Alert, bool], Any]
 
 
-def _enforcing(state, rule: CompiledRule) -> bool:
+def _enforcing(state: Row, rule: CompiledRule) -> bool:
     """Whether a trip of ``rule`` acts now: neither the store nor the rule is in shadow."""
     return state.breaker_mode != "shadow" and not rule.shadow
 
@@ -296,7 +297,7 @@ class BreakerEngine:
         return kept
 
     def _trip(self, conn: Connection, verdict: Verdict, now: datetime) -> Trip | None:
-        state = state_repo.get_state(conn)
+        state = require_initialised(conn)
         rule = verdict.rule
         shadow = not _enforcing(state, rule)
         if breaker_repo.open_event(conn, rule.name, verdict.command_type, enforced_only=not shadow) is not None:
@@ -343,9 +344,10 @@ class BreakerEngine:
                                f"at {isoformat(event.resolved_at)}")
             self._resolve_in(conn, actor, event, note.strip(), now, false_positive=false_positive)
             row = breaker_repo.get_event(conn, event_id)
+        assert row is not None  # read back in the transaction that resolved it
         return event_json(row)
 
-    def _resolve_in(self, conn: Connection, actor: str, event, note: str, now: datetime, *,
+    def _resolve_in(self, conn: Connection, actor: str, event: Row, note: str, now: datetime, *,
                     false_positive: bool = False) -> None:
         """Resolve inside the caller's transaction. The paused type (when no other pause holds it) becomes
         half-open (engine/recovery.py), or unpaused at once under ``recovery = manual`` or when the
@@ -354,7 +356,7 @@ class BreakerEngine:
         unpaused = half_open = None
         if event.action == "pause_command_type" and not event.shadow and event.command_type:
             if not breaker_repo.other_open_pauses(conn, event.command_type, excluding=event.id):
-                state = state_repo.get_state(conn)
+                state = require_initialised(conn)
                 paused = [t for t in state.paused_command_types or [] if t != event.command_type]
                 if paused != list(state.paused_command_types or []):
                     state_repo.update_state(conn, paused_command_types=paused, updated_at=now)
@@ -401,7 +403,7 @@ def _describe_action(action: str, command_type: str | None) -> str:
             "alert_only": "alerted"}[action]
 
 
-def apply_action(conn: Connection, state, action: str, command_type: str | None, now: datetime, *,
+def apply_action(conn: Connection, state: Row, action: str, command_type: str | None, now: datetime, *,
                  reason: str, actor: str, event_id: str | None = None) -> str:
     """Perform a breaker action on the governance state (inside the caller's transaction)."""
     if action == "revert_to_l3":
@@ -417,7 +419,7 @@ def apply_action(conn: Connection, state, action: str, command_type: str | None,
     return "alert only"
 
 
-def revert_state(conn: Connection, state, now: datetime, *, actor: str, reason: str,
+def revert_state(conn: Connection, state: Row, now: datetime, *, actor: str, reason: str,
                  event_id: str | None = None) -> str:
     if state.current_phase == "L3" and not state.command_whitelist:
         return "already at L3 with an empty whitelist"
@@ -431,7 +433,7 @@ def revert_state(conn: Connection, state, now: datetime, *, actor: str, reason: 
     return f"reverted {previous} -> L3 and cleared the whitelist ({len(state.command_whitelist or [])} types)"
 
 
-def event_json(row) -> dict[str, Any]:
+def event_json(row: Row) -> dict[str, Any]:
     return {"id": row.id, "ruleName": row.rule_name, "timestamp": isoformat(row.timestamp),
             "severity": row.severity, "action": row.action, "commandType": row.command_type,
             "observed": row.observed, "shadow": bool(row.shadow), "resolved": bool(row.resolved),
@@ -439,7 +441,7 @@ def event_json(row) -> dict[str, Any]:
             "falsePositive": bool(row.false_positive)}
 
 
-def require_initialised(conn: Connection):
+def require_initialised(conn: Connection) -> Row:
     state = state_repo.get_state(conn)
     if state is None:
         raise NotInitialised()

@@ -6,9 +6,10 @@ Every state change here is one write transaction holding the change and its audi
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from engine import access
 from engine.breakers import BreakerEngine, event_json
@@ -38,13 +39,16 @@ from storage.db import StoreUnavailable
 from storage.store import Store
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from engine.actions import ActionBook
     from engine.agents import AgentBook
+    from engine.alerts import Alert
     from engine.backtest import Backtester
     from engine.calibration import CalibrationBook
     from engine.drilldown import Drilldown
     from engine.gate import Gate
-    from engine.ingest import Ingestor
+    from engine.ingest import Ingestor, IngestReport
     from engine.modes import ModeSwitch
     from engine.outbox import OutboxBook
     from engine.policies import Policy, PolicyEngine
@@ -54,20 +58,28 @@ if TYPE_CHECKING:
     from engine.tokens import TokenBook
 
 
-class _BuiltOnFirstUse:
+_Part = TypeVar("_Part")
+
+
+class _BuiltOnFirstUse(Generic[_Part]):
     """A Governance part built the first time it is used, under the facade's lock: like
     functools.cached_property, which has no lock of its own from Python 3.12 (two threads could then
     build a part twice, and the gate end up with another PolicyEngine than gov.policies)."""
 
-    def __init__(self, build) -> None:
+    def __init__(self, build: Callable[[Governance], _Part]) -> None:
         self.build = build
         self.name = build.__name__
         self.__doc__ = build.__doc__
 
-    def __set_name__(self, owner, name: str) -> None:
+    def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, gov, owner=None):
+    @overload
+    def __get__(self, gov: None, owner: type | None = None) -> _BuiltOnFirstUse[_Part]: ...
+    @overload
+    def __get__(self, gov: Governance, owner: type | None = None) -> _Part: ...
+
+    def __get__(self, gov: Governance | None, owner: type | None = None) -> _BuiltOnFirstUse[_Part] | _Part:
         if gov is None:
             return self
         with gov._build_lock:  # reentrant: the gate builds the policies
@@ -201,7 +213,9 @@ class Governance:
         ingestor = Ingestor(self.store, self.clock, timing=self.event_timing)
         ingestor.command_hooks.append(self.actions)  # outcomes close their grants; contradicting ones refused
         if self._evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
-            ingestor.listeners.append(lambda _report: self.breakers.evaluate())
+            def judge(_report: IngestReport) -> None:
+                self.breakers.evaluate()
+            ingestor.listeners.append(judge)
         return ingestor
 
     def close(self) -> None:
@@ -215,7 +229,7 @@ class Governance:
         self.notifier.close()
         self.store.dispose()
 
-    def _enqueue_alert(self, conn, alert, kill_switch_engaged: bool) -> None:
+    def _enqueue_alert(self, conn: Connection, alert: Alert, kill_switch_engaged: bool) -> None:
         self.notifier.enqueue(conn, alert, kill_switch_engaged=kill_switch_engaged)
 
     # --- creating a store ---------------------------------------------------------------------

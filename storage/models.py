@@ -14,6 +14,7 @@ change here, run ``python tools/generate_tables.py`` (tests/unit/test_tables.py 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ def _ts(**kw: Any) -> Any:
     return Field(sa_type=UTCDateTime, **kw)
 
 
-def _json(default_factory=None, **kw: Any) -> Any:
+def _json(default_factory: Callable[[], Any] | None = None, **kw: Any) -> Any:
     if default_factory is not None:
         kw["default_factory"] = default_factory
     return Field(sa_type=sa.JSON, **kw)
