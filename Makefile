@@ -56,7 +56,7 @@ TYPED := engine/access.py engine/alertmanager.py engine/audit_anchor.py engine/a
 	console/api_calibration.py console/api_drilldown.py console/api_events.py console/api_governance.py \
 	console/api_integrations.py console/api_lanes.py console/api_models.py console/api_overrides.py \
 	console/api_policies.py console/api_readiness.py console/api_rpc.py console/api_service.py console/cli_policies.py \
-	engine/alerts.py engine/breakers.py engine/ingest.py storage/audit_key.py storage/models.py storage/tables.py \
+	engine/alerts.py engine/breakers.py engine/ingest.py storage/audit_key.py storage/models.py storage/tables.py screens/actions.py \
 	$(wildcard storage/migrations/versions/00[0-2][0-9]_*.py)
 
 lint: install

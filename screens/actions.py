@@ -4,7 +4,8 @@ that names what will happen, and runs the change through the Governance facade i
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from screens.help import HelpModal
 from screens.modals import Ask, ConfirmModal
@@ -17,8 +18,31 @@ NOT_RECORDED = ("KILL SWITCH NOT ENGAGED: neither the store nor its marker file 
                 "header shows the store is back.")
 
 
-class ActionsMixin:
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from engine.governance import Governance
+    from screens.base import GovScreen
+    from screens.data import LiveData
+
+    _AppBase = App[Any]
+else:
+    _AppBase = object
+
+
+class ActionsMixin(_AppBase):
     """Mixed into GovconApp (self is the App)."""
+
+    if TYPE_CHECKING:  # what GovconApp (screens/app.py) provides
+        gov: Governance
+        operator: str
+        live: LiveData | None
+
+        @property
+        def gov_screen(self) -> GovScreen | None: ...
+
+        def perform(self, fn: Callable[[], Any], done: Callable[[Any], str], *, title: str = "Done",
+                    unavailable: str | None = None) -> None: ...
 
     # --- helpers ------------------------------------------------------------------------------
 
