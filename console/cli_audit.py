@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.audit_verify import UNKEYED_WARNING, format_head, verify
+from engine.audit_verify import UNKEYED_WARNING, format_head
 from engine.errors import InvalidInput
 from storage import audit
 from storage.audit_key import AuditKeyError, load_or_create
@@ -81,7 +81,7 @@ def _verify(ctx) -> int:
         key = True if keyed else None
     else:
         key = _strict_key(ctx)
-        report = verify(ctx.gov.store, expect_head=expect_head, key=key or False)
+        report, _ = ctx.gov.audit_verify_report(expect_head, key=key or False)
     if ctx.args.json:
         ctx.emit_json(report.to_json())
         return 0 if report.ok else EXIT_TAMPERED

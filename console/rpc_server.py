@@ -190,12 +190,9 @@ class RpcService:
             return audit.head(conn), None
 
     def _audit_check(self, operator: str, expect_head: str | None = None) -> tuple[Any, None]:
-        from engine.audit_verify import verify
-        from storage import audit
         self._require(operator, "read")
-        with self.gov.store.read() as conn:
-            keyed = audit.key_for(conn) is not None
-        return {"report": verify(self.gov.store, expect_head=expect_head), "keyed": keyed}, None
+        report, keyed = self.gov.audit_verify_report(expect_head)
+        return {"report": report, "keyed": keyed}, None
 
     def _sink_names(self, operator: str) -> tuple[Any, None]:
         self._require(operator, "read")

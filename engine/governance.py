@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from engine.actions import ActionBook
     from engine.agents import AgentBook
     from engine.alerts import Alert
+    from engine.audit_verify import VerifyReport
     from engine.backtest import Backtester
     from engine.calibration import CalibrationBook
     from engine.drilldown import Drilldown
@@ -411,6 +412,17 @@ class Governance:
     def audit_verify(self) -> tuple[int, audit.AuditProblem | None]:
         with self.store.read() as conn:
             return audit.verify(conn)
+
+    def audit_verify_report(self, expect_head: str | None = None, *,
+                            key: Any = True) -> tuple[VerifyReport, bool]:
+        """`audit verify` as the CLI, the service and the console's `v` run it: the chain (and an expected
+        head), then the state, roles, tokens, rules, policies and sinks against what the log says they
+        are (engine/audit_verify.py); and whether the store has an audit key registered."""
+        from engine.audit_verify import verify
+        report = verify(self.store, expect_head=expect_head, key=key)
+        with self.store.read() as conn:
+            keyed = audit.key_for(conn) is not None
+        return report, keyed
 
     # --- maintenance --------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Audit (key 7): the hash-chained audit log, newest first; `/` searches it in the store, `v` verifies
-the whole chain."""
+the whole chain and the state against it (as `govcon audit verify`)."""
 
 from __future__ import annotations
 
@@ -35,12 +35,27 @@ def entry_detail(e: dict[str, Any] | None) -> Text:
     return t
 
 
+def verdict(report: Any, keyed: bool, shown: int = 3) -> tuple[str, list[str]]:
+    """The one-line verdict of `v` (what `govcon audit verify` checks: the chain, then the state, roles,
+    tokens, rules, policies and sinks against the log) and the problems to show, at most ``shown``."""
+    if report.ok:
+        how = "keyed" if keyed else "UNKEYED"
+        return (f"intact: {report.checked} entries ({how}); state, roles, tokens, rules, policies and sinks "
+                "match the log"), []
+    problems = list(report.problems[:shown])
+    if len(report.problems) > shown:
+        problems.append(f"… {len(report.problems) - shown} more: run `govcon audit verify`")
+    first = report.problems[0]
+    more = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+    return f"NOT VERIFIED: {first}{more}", problems
+
+
 class AuditScreen(GovScreen):
     SCREEN_NAME = "audit"
     SCREEN_TITLE = "7 Audit"
     FILTER_WHAT = "the audit log (actor, action, target, reason)"
     BINDINGS = [Binding("v", "verify", "Verify", id="audit.verify",
-                        tooltip="Verify the hash chain: names the first edited, removed or reordered entry")]
+                        tooltip="Verify the hash chain and the state against it, as `govcon audit verify` does")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,15 +79,12 @@ class AuditScreen(GovScreen):
 
     def loaded(self, key: str, value: Any) -> None:
         if key == "verify":
-            checked, problem = value
-            if problem is None:
-                self.verdict = f"chain intact: {checked} entries verified"
-                self.notify(self.verdict, title="Audit log verified")
-            else:
-                self.verdict = f"TAMPERED: {problem} ({checked} entries before it verified)"
-                self.notify(self.verdict, title="Audit log tampered", severity="error", timeout=30)
-            if problem is not None:
+            self.verdict, problems = verdict(*value)
+            if problems:
+                self.notify("\n".join(problems), title="Audit log NOT verified", severity="error", timeout=30)
                 self.app.ring_bell()
+            else:
+                self.notify(self.verdict, title="Audit log verified")
             self._note()
             return
         self.searched, self.entries = value  # what the shown entries match (the filter may have moved on)
@@ -97,4 +109,4 @@ class AuditScreen(GovScreen):
         self.query_one("#entry-detail", Static).update(safe(entry_detail(entry)))
 
     def action_verify(self) -> None:
-        self.load("verify", self.app.gov.audit_verify)
+        self.load("verify", lambda: self.app.gov.audit_verify_report(None))

@@ -13,7 +13,7 @@ from engine.clock import ManualClock
 from engine.governance import Governance
 from engine.readiness import CHECKLISTS
 from engine.simulator import generate_history
-from storage import actions_repo, breaker_repo, proposals_repo, readiness_repo, reports_repo, state_repo
+from storage import actions_repo, audit, breaker_repo, proposals_repo, readiness_repo, reports_repo, state_repo
 from storage.store import Store
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
@@ -72,6 +72,10 @@ def _seed_events(conn) -> None:
         observed={"commandType.failed": 4, "samples": 12, "window": "5m",
                   "effect": "paused restart_service: the gate refuses it autonomy until the event is resolved"})
     state_repo.update_state(conn, paused_command_types=["restart_service"])
+    audit.append(conn, at=T0 - timedelta(minutes=3), actor="circuit-breaker", action="breaker.trip",
+                 target="Repeated Command Failures", reason="commandType.failed >= 3",
+                 details={"event": OPEN_EVENT, "action": "pause_command_type", "commandType": "restart_service",
+                          "mode": "enforce", "ruleShadow": False, "observed": {"commandType.failed": 4}})
     breaker_repo.insert_event(
         conn, id=RESOLVED_EVENT, rule_name="High Error Rate", timestamp=T0 - timedelta(days=1, minutes=10),
         severity="critical", action="revert_to_l3", command_type=None, shadow=False,

@@ -467,14 +467,22 @@ async def test_rule_editor_puts_one_rule_in_shadow(console_gov, make_console):
         assert "SHADOW: records what it would have done" in text_of(app.screen.query_one("#rule-detail"))
 
 
-async def test_audit_v_verifies_the_chain(console_gov, make_console):
+async def test_audit_v_verifies_the_chain_and_the_state_against_it(console_gov, make_console):
+    from storage import state_repo
     app = make_console(console_gov)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("7", "v")
-        await settle(pilot, 3)
+        await until(pilot, lambda: notifications(app), what="the verdict of v")
         title, message, _ = notifications(app)[-1]
-        assert title == "Audit log verified" and "chain intact" in message
+        assert title == "Audit log verified", message
+        assert "intact" in message and "state, roles, tokens, rules, policies and sinks match" in message
+        with console_gov.store.write() as conn:  # a database writer widens the whitelist behind the log's back
+            state_repo.update_state(conn, command_whitelist=["restart_service", "drain_node"])
+        await pilot.press("v")
+        await until(pilot, lambda: len(notifications(app)) >= 2, what="the second verdict of v")
+        title, message, _ = notifications(app)[-1]
+        assert title == "Audit log NOT verified" and "whitelist" in message and "without an audit entry" in message
 
 
 async def test_q_quits(console_gov, make_console):
