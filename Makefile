@@ -65,7 +65,7 @@ TYPED_CORE :=
 
 TYPED_UI :=
 
-TYPED_GATE :=
+TYPED_GATE := engine/gate.py storage/actions_repo.py
 
 TYPED_SPEED :=
 

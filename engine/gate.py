@@ -22,18 +22,22 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.clock import Clock
+from engine.domain import Decision
 from storage import actions_repo
 from storage.store import Store
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from engine.actions import ActionBook
 
-ALLOW, NEEDS_APPROVAL, DENY = "allow", "needs_approval", "deny"
-EXIT_CODES = {ALLOW: 0, NEEDS_APPROVAL: 3, DENY: 4}
+#: the gate's answers (engine/domain.py ``Decision``, a StrEnum: JSON and stored values stay the plain strings)
+ALLOW, NEEDS_APPROVAL, DENY = Decision.ALLOW, Decision.NEEDS_APPROVAL, Decision.DENY
+EXIT_CODES: dict[str, int] = {ALLOW: 0, NEEDS_APPROVAL: 3, DENY: 4}
 MODES: tuple[str, ...] = ("normal", "minimal", "read_only")
 #: the action class that read_only mode still lets through (seed 003: "read-only: observe, never act")
 READ_CLASS = "read"
@@ -82,7 +86,18 @@ class GateDecision:
 
 
 class PolicyCheck(Protocol):
-    def check(self, conn, state, ask: Ask, now) -> tuple[GateDecision | None, dict[str, Any]]: ...
+    """What the gate asks of its policies (engine/policies.py ``PolicyEngine``)."""
+
+    def check(self, conn: Any, state: Any, ask: Any, now: datetime, snap: Any = None,
+              entries: dict[tuple[Any, ...], tuple[Any, ...]] | None = None, *,
+              frozen: bool = False) -> tuple[GateDecision | None, dict[str, Any]]: ...
+
+
+class LeaseCheck(Protocol):
+    """What the gate asks of the agents' leases (engine/agents.py ``AgentBook``)."""
+
+    def check(self, conn: Connection, state: Any, ask: Any, now: datetime, *,
+              expiry: datetime | bool | None = None) -> GateDecision | None: ...
 
 
 class KillMarkerLike(Protocol):
@@ -105,7 +120,7 @@ class Gate:
                  actions: ActionBook | None = None, kill_marker: KillMarkerLike | None = None,
                  minimal_allowed: frozenset[str] = DEFAULT_MINIMAL_ALLOWED,
                  on_decision: Callable[[GateDecision], None] | None = None,
-                 leases: PolicyCheck | None = None) -> None:
+                 leases: LeaseCheck | None = None) -> None:
         self.store = store
         self.clock = clock
         self.policy = policy
@@ -121,7 +136,7 @@ class Gate:
         self._refresh_wanted = threading.Event()
         self._watch: Any = _UNSET  # storage.db.ChangeWatch on SQLite (made on first use), else None
         #: per ask shape: (change token, when read, snapshot row, reused-count entries) (``_judge_read``)
-        self._kept: dict[tuple, tuple] = {}
+        self._kept: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def decide(self, command_type: str, *, confidence: float | None = None, action_class: str | None = None,
                service: str | None = None, agent: str | None = None, request: bool = False,
@@ -141,7 +156,8 @@ class Gate:
             self.actions.log_decision_later(ask, decision, now)
         if self.on_decision is not None:
             self.on_decision(decision)
-        if self.policy is not None and getattr(self.policy, "stale_counts", None) and self.policy.stale_counts():
+        stale = getattr(self.policy, "stale_counts", None)
+        if stale is not None and stale():
             self._refresh_counts()
         return decision
 
@@ -163,11 +179,11 @@ class Gate:
             self._refresh_wanted.clear()
             try:
                 with self.store.read() as conn:
-                    self.policy.refresh_stale(conn, self.clock.now())
+                    getattr(self.policy, "refresh_stale")(conn, self.clock.now())  # noqa: B009 (not in the protocol)
             except Exception:  # an ask counts the window itself then, as before
                 pass
 
-    def _decide(self, ask: Ask, now, *, request: bool, requested_by: str | None,
+    def _decide(self, ask: Ask, now: datetime, *, request: bool, requested_by: str | None,
                 take_grant: bool) -> tuple[GateDecision, bool]:
         """(the decision, whether it was logged already)."""
         refusal = self._refuse_input(ask)
@@ -189,7 +205,7 @@ class Gate:
             return self._request(ask, decision, now, requested_by)
         return decision, False
 
-    def _judge_read(self, ask: Ask, now) -> GateDecision:
+    def _judge_read(self, ask: Ask, now: datetime) -> GateDecision:
         """The decision on a read, changing nothing. On SQLite the snapshot it judges is kept with the store's
         change token (``storage.db.ChangeWatch``, taken before the read) and judged again at a later ``now``
         while nothing at all was committed to the store since — by any connection of any process: a kill switch,
@@ -250,20 +266,24 @@ class Gate:
                 return GateDecision(DENY, f"confidence {c} is outside 0..1", ctype, None)
         return None
 
-    def judge(self, conn, ask: Ask, now) -> GateDecision:
+    def judge(self, conn: Connection, ask: Ask, now: datetime) -> GateDecision:
         """The decision over one connection, changing nothing (the write path calls it again under the lock)."""
         return self._judge(conn, ask, now, *self.snapshot(conn, ask, now))
 
-    def snapshot(self, conn, ask: Ask, now, *, audit_head: bool = False) -> tuple[Any, dict]:
+    def snapshot(self, conn: Connection, ask: Ask, now: datetime, *,
+                 audit_head: bool = False) -> tuple[Any, dict[Any, Any]]:
         """What judging ``ask`` reads, in one statement (``actions_repo.gate_snapshot``): the state row with
         the agent's lease, the half-open flag, the policies' grant counts and the update of their reused
         counts of runs without a grant (and with ``audit_head`` the audit chain's newest entry, for the
         grant's audit entry); and the reused entries those updates start from. The row is None when the
         store has no state."""
         actions_repo.plan_once(conn)
-        specs, params, entries = ((), {}, {})
-        if self.policy is not None and hasattr(self.policy, "count_specs"):
-            specs, params, entries = self.policy.count_specs(ask, now)
+        specs: tuple[Any, ...] = ()
+        params: dict[str, Any] = {}
+        entries: dict[Any, Any] = {}
+        count_specs = getattr(self.policy, "count_specs", None)
+        if count_specs is not None:
+            specs, params, entries = count_specs(ask, now)
         newest = any(s is not None and (s.day_cap is not None or s.week_cap is not None) for s in specs)
         row = actions_repo.gate_snapshot(
             conn, command_type=ask.command_type, now=now,
@@ -271,7 +291,7 @@ class Gate:
             newest=newest, audit_head=audit_head, params=params)
         return row, entries
 
-    def _judge(self, conn, ask: Ask, now, state, entries: dict | None = None, *,
+    def _judge(self, conn: Any, ask: Ask, now: datetime, state: Any, entries: dict[Any, Any] | None = None, *,
                frozen: bool = False) -> GateDecision:
         ctype = ask.command_type
         if state is None:
@@ -315,15 +335,17 @@ class Gate:
                 return refused
         return GateDecision(ALLOW, f"{ctype} is whitelisted at {phase}", ctype, phase, extra)
 
-    def _grant(self, ask: Ask, now, requested_by: str | None, *, request: bool = False) -> tuple[GateDecision, bool]:
+    def _grant(self, ask: Ask, now: datetime, requested_by: str | None, *,
+               request: bool = False) -> tuple[GateDecision, bool]:
         """Judge under the store's write lock and issue the grant in the same transaction. Called after an
         allow on a read (judged again here), or directly when the type was allowed last (``request``: a
         needs_approval answer queues its action request in the same transaction). Concurrent callers are
         group-committed (``GroupCommit``): each ask is judged in turn, seeing the grants before it."""
         assert self.actions is not None
-        return self._group.submit((ask, now, requested_by, request))
+        result: tuple[GateDecision, bool] = self._group.submit((ask, now, requested_by, request))
+        return result
 
-    def _write_group(self, items: list[tuple]) -> list[tuple[GateDecision, bool]]:
+    def _write_group(self, items: list[tuple[Any, ...]]) -> list[tuple[GateDecision, bool]]:
         """One serialised write transaction for the asks of a group, answered only once it has committed.
         With several asks each runs in a savepoint: one that fails is denied alone. If the commit fails,
         every ask of the group is denied (nothing of it was stored)."""
@@ -343,7 +365,7 @@ class Gate:
             return [(_cannot_grant(item[0], exc), False) for item in items]
         return results
 
-    def _judge_in_write(self, conn, ask: Ask, now, requested_by: str | None,
+    def _judge_in_write(self, conn: Connection, ask: Ask, now: datetime, requested_by: str | None,
                         request: bool) -> tuple[GateDecision, bool]:
         assert self.actions is not None
         snap, entries = self.snapshot(conn, ask, now, audit_head=True)  # one statement: state, lease, counts…
@@ -358,7 +380,7 @@ class Gate:
             return decision, True
         return self.actions.issue_grant(conn, ask, decision, now, requested_by=requested_by, head=snap), True
 
-    def _request(self, ask: Ask, decision: GateDecision, now,
+    def _request(self, ask: Ask, decision: GateDecision, now: datetime,
                  requested_by: str | None) -> tuple[GateDecision, bool]:
         assert self.actions is not None
         try:
@@ -377,7 +399,7 @@ class GroupCommit:
     waiting, in one call of ``write_group`` (a list in, a result per item out, in order), and hands each
     caller its own result. One caller alone is a group of one; callers never wait for a timer."""
 
-    def __init__(self, write_group: Callable[[list], list], *, max_group: int = 64) -> None:
+    def __init__(self, write_group: Callable[[list[Any]], list[Any]], *, max_group: int = 64) -> None:
         self._write_group = write_group
         self._max_group = max_group
         self._leader = threading.Lock()

@@ -22,8 +22,12 @@ from storage.tables import governance_state as STATE
 from storage.tables import grants as GR
 from storage.tables import half_open as HALF_OPEN
 
+#: a grant in flight, the outcomes of a run, an undecided request: the values of engine/domain.py's
+#: ``GrantStatus`` and ``RequestStatus`` (storage may not import the engine, .importlinter's layers; a unit test
+#: holds them equal)
 OPEN = "granted"
-EXECUTED = ("succeeded", "failed", "rolled_back")
+EXECUTED: tuple[str, ...] = ("succeeded", "failed", "rolled_back")
+PENDING = "pending"
 
 
 def _one_of(column: sa.Column, values: Sequence[str]) -> sa.ColumnElement:
@@ -106,7 +110,8 @@ class Precompiled:
         return {k: (procs[k](v) if k in procs else v) for k, v in merged.items()}
 
     def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
-        cursor = conn.connection.driver_connection.cursor()
+        driver: Any = conn.connection.driver_connection  # the sqlite3 / psycopg connection under the pool's
+        cursor = driver.cursor()
         cursor.execute(self.sql, self.params(params))
         return cursor
 
@@ -306,7 +311,7 @@ def plan_once(conn: Connection) -> None:
 
 def gate_snapshot(conn: Connection, *, command_type: str, now: datetime, agent: str | None = None,
                   service: str | None = None, specs: tuple[CountSpec | None, ...] = (), newest: bool = False,
-                  audit_head: bool = False, params: dict[str, Any] | None = None) -> Row | None:
+                  audit_head: bool = False, params: dict[str, Any] | None = None) -> SnapRow | None:
     """One statement for what the gate reads to judge an ask: the governance state row (its columns by
     name), the agent's lease expiry (``g_lease``, None: never beaten), whether the type is half-open
     (``g_half_open``), the newest command event id (``g_newest``), per CountSpec ``i`` the grants of the
@@ -346,7 +351,7 @@ def _unasked_more_cols(prefix: str, types: tuple[str, ...], by_service: bool, si
     command reported before must not be counted twice, and that check is no job for one statement);
     ``{prefix}arrived`` is the command events stored since, read up to ARRIVALS_READ + 1 (more than
     ARRIVALS_READ: count the window again)."""
-    seen = sa.bindparam(f"{prefix}seen")
+    seen: sa.BindParameter[Any] = sa.bindparam(f"{prefix}seen")
     cols = [CMD.c.id, CMD.c.command_id, CMD.c.command_type, CMD.c.autonomous, CMD.c.status, CMD.c.at]
     if by_service and "service" in CMD.c:
         cols.append(CMD.c.service)
@@ -459,12 +464,12 @@ def list_grants(conn: Connection, *, status: str | None = None, in_flight_at: da
         q = q.where(GR.c.status == OPEN, GR.c.expires_at > in_flight_at)
     if since is not None:
         q = q.where(GR.c.granted_at >= since)
-    return conn.execute(q.order_by(GR.c.granted_at.desc(), GR.c.id).limit(limit)).all()
+    return list(conn.execute(q.order_by(GR.c.granted_at.desc(), GR.c.id).limit(limit)).all())
 
 
 def due_grants(conn: Connection, now: datetime, *, limit: int = 500) -> list[Row]:
-    return conn.execute(sa.select(GR).where(GR.c.status == OPEN, GR.c.expires_at <= now)
-                        .order_by(GR.c.expires_at).limit(limit)).all()
+    return list(conn.execute(sa.select(GR).where(GR.c.status == OPEN, GR.c.expires_at <= now)
+                             .order_by(GR.c.expires_at).limit(limit)).all())
 
 
 def count_grants_by_status(conn: Connection, now: datetime) -> dict[str, int]:
@@ -493,17 +498,17 @@ def list_requests(conn: Connection, *, status: str | None = None, limit: int = 1
     q = sa.select(REQ)
     if status is not None:
         q = q.where(REQ.c.status == status)
-    return conn.execute(q.order_by(REQ.c.requested_at.desc(), REQ.c.id).limit(limit)).all()
+    return list(conn.execute(q.order_by(REQ.c.requested_at.desc(), REQ.c.id).limit(limit)).all())
 
 
 def due_requests(conn: Connection, now: datetime, *, limit: int = 500) -> list[Row]:
-    return conn.execute(sa.select(REQ).where(REQ.c.status == "pending", REQ.c.expires_at <= now)
-                        .order_by(REQ.c.expires_at).limit(limit)).all()
+    return list(conn.execute(sa.select(REQ).where(REQ.c.status == PENDING, REQ.c.expires_at <= now)
+                             .order_by(REQ.c.expires_at).limit(limit)).all())
 
 
 def count_pending_requests(conn: Connection, now: datetime) -> int:
     return conn.execute(sa.select(sa.func.count()).select_from(REQ)
-                        .where(REQ.c.status == "pending", REQ.c.expires_at > now)).scalar_one()
+                        .where(REQ.c.status == PENDING, REQ.c.expires_at > now)).scalar_one()
 
 
 # --- the decision log -------------------------------------------------------------------------
@@ -520,13 +525,13 @@ def list_decisions(conn: Connection, *, since: datetime | None = None, limit: in
     q = sa.select(DEC)
     if since is not None:
         q = q.where(DEC.c.at >= since)
-    return conn.execute(q.order_by(DEC.c.at.desc(), DEC.c.id.desc()).limit(limit)).all()
+    return list(conn.execute(q.order_by(DEC.c.at.desc(), DEC.c.id.desc()).limit(limit)).all())
 
 
 def outcomes_naming_no_grant(conn: Connection, since: datetime, *, prefix: str, limit: int = 100) -> list[Row]:
     """Command events whose id looks like a grant's but names none: an agent reporting against a grant
     that never existed (flagged in `govcon gate log`)."""
-    return conn.execute(sa.select(CMD.c.command_id, CMD.c.command_type, CMD.c.status, CMD.c.at)
+    return list(conn.execute(sa.select(CMD.c.command_id, CMD.c.command_type, CMD.c.status, CMD.c.at)
                         .where(CMD.c.at >= since, CMD.c.command_id.startswith(prefix),
                                ~sa.exists().where(GR.c.id == CMD.c.command_id))
-                        .order_by(CMD.c.at.desc()).limit(limit)).all()
+                        .order_by(CMD.c.at.desc()).limit(limit)).all())
