@@ -67,7 +67,7 @@ TYPED_UI :=
 
 TYPED_GATE := engine/gate.py storage/actions_repo.py
 
-TYPED_SPEED :=
+TYPED_SPEED := screens/plot.py screens/drilldown_text.py screens/explain_text.py
 
 TYPED_SCALE :=
 

@@ -215,7 +215,9 @@ class DashboardScreen(GovScreen):
     def _show_readiness(self, doc: dict[str, Any], live: LiveData | None) -> None:
         """The readiness pane: a ready checklist with enforced events open says they block expansion."""
         n = sum(1 for e in live.unresolved if not e["shadow"]) if live is not None and live.ok else 0
-        self._update("#readiness", (id(doc), n), lambda: readiness_text(doc, open_events=n))
+        # keyed by the content, not the object: each slow refresh reads a new dict, mostly equal to the last one,
+        # and an unchanged pane is not rebuilt nor laid out again
+        self._update("#readiness", (doc, n), lambda: readiness_text(doc, open_events=n))
 
     def on_slow(self, slow: SlowData) -> None:
         if slow.readiness is not None:

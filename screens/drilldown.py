@@ -26,6 +26,13 @@ def load_drilldown(gov, event_id: str) -> dict[str, Any]:
     return gov.drilldown.show(event_id)
 
 
+def _load_drawn(gov, event_id: str) -> tuple[dict[str, Any], Text]:
+    """The answer and its text, both built in the worker: the main thread only hands the text over."""
+    from screens.drilldown_text import drilldown_text
+    doc = load_drilldown(gov, event_id)
+    return doc, safe(drilldown_text(doc))
+
+
 class DrilldownScreen(GovScreen):
     SCREEN_NAME = "drilldown"
     SCREEN_TITLE = "Breaker event drill-down"
@@ -54,19 +61,18 @@ class DrilldownScreen(GovScreen):
 
     def reload(self) -> None:
         if self.doc is None:  # the window does not change; a resolution is noticed in on_live
-            self.load("drill", lambda: load_drilldown(self.app.gov, self.event_id))
+            self.load("drill", lambda: _load_drawn(self.app.gov, self.event_id))
 
     def on_live(self, live: LiveData) -> None:
         if self.doc is None:
             return
         now = next((e for e in live.recent if e["id"] == self.event_id), None)
         if now is not None and now["resolved"] != self.doc["resolved"]:
-            self.load("drill", lambda: load_drilldown(self.app.gov, self.event_id))
+            self.load("drill", lambda: _load_drawn(self.app.gov, self.event_id))
 
     def loaded(self, key: str, value: Any) -> None:
-        self.doc = value
-        from screens.drilldown_text import drilldown_text
-        self.query_one("#drill", Static).update(safe(drilldown_text(value)))
+        self.doc, text = value
+        self.query_one("#drill", Static).update(text)
 
     def load_failed(self, key: str, error: str) -> None:
         self.query_one("#drill", Static).update(Text(f"cannot show {self.event_id}: {error}", "bold red"))
