@@ -71,7 +71,8 @@ TYPED_SPEED := screens/plot.py screens/drilldown_text.py screens/explain_text.py
 
 TYPED_SCALE :=
 
-TYPED_AGENTS :=
+TYPED_AGENTS := engine/agents.py storage/agents_repo.py console/api_agents.py console/rpc.py console/rpc_server.py \
+	console/client.py console/agent_client.py console/gate_cli.py
 
 TYPED_PG :=
 

@@ -26,7 +26,8 @@ import os
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 import httpx
 
@@ -305,7 +306,8 @@ class Action:
                     pass
         threading.Thread(target=beat, name="govcon-heartbeat", daemon=True).start()
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         if self._beating is not None:
             self._beating.set()
         status = "rolled_back" if self._rolled_back else ("failed" if exc_type is not None else "succeeded")

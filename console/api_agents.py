@@ -22,10 +22,13 @@ through this server (not GETs, not the gate) makes the engine forget the state i
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Depends
 from fastapi.security import HTTPAuthorizationCredentials
@@ -199,8 +202,9 @@ class HeartbeatFastPath:
         if reply is not None:
             return reply
         try:
-            reply = await run_in_threadpool(self.agents.beat, operator, name, ttl=ttl, bound_agent=bound,
-                                            token_id=token_id)
+            reply = await asyncio.get_running_loop().run_in_executor(
+                _beat_executor(), functools.partial(self.agents.beat, operator, name, ttl=ttl, bound_agent=bound,
+                                                    token_id=token_id))
         except GovconError:  # refused (403, 422, 503 ...): the route answers it as the app's handlers do
             return None
         if self.on_write is not None:
@@ -231,10 +235,12 @@ class HeartbeatFastPath:
                 if len(self._idents) > 100_000:
                     self._idents.clear()
                 self._idents[key] = [ident, mono, False, mono]
+                start = None
                 if self._refresher is None:
-                    self._refresher = threading.Thread(target=self._refresh_loop, args=(tokens,), daemon=True,
-                                                       name="govcon-beat-tokens")
-                    self._refresher.start()
+                    start = self._refresher = threading.Thread(target=self._refresh_loop, args=(tokens,),
+                                                               daemon=True, name="govcon-beat-tokens")
+            if start is not None:  # started from a pool thread: Thread.start() waits until the new thread runs
+                _beat_executor().submit(start.start)
         try:
             return tokens.check(ident)  # expiry, judged on every beat by the injected clock
         except Exception:
@@ -272,6 +278,20 @@ class HeartbeatFastPath:
                         entry[2] = entry[2] and key not in used
                     else:  # revoked or gone: its next beat is refused by the route
                         del self._idents[key]
+
+
+_executor: ThreadPoolExecutor | None = None
+#: threads for beats that go through the store: a pool whose threads never end, unlike anyio's (which end after
+#: 10 s idle and are started again on the event loop — a thread's start waits there until the OS runs it, on a
+#: loaded machine for tens of milliseconds)
+BEAT_THREADS = 4
+
+
+def _beat_executor() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(BEAT_THREADS, thread_name_prefix="govcon-beat")
+    return _executor
 
 
 def _replay(messages: list, receive):

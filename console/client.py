@@ -250,8 +250,8 @@ class _RemoteIngestor:
     def ingest_lines(self, lines: Iterable[str | bytes], *, progress: Callable[[int], None] | None = None):
         """Read here (the client's rights), store there, in batches; one report, line numbers as in the file."""
         from engine.ingest import MAX_LINE_BYTES, IngestReport, Overlong, capped_lines
-        if hasattr(lines, "readline"):
-            lines = capped_lines(lines, MAX_LINE_BYTES)
+        if hasattr(lines, "readline"):  # a file: its lines capped, an overlong one as Overlong
+            lines = capped_lines(lines, MAX_LINE_BYTES)  # type: ignore[arg-type, assignment]
         report = IngestReport()
         batch: list[Any] = []
         size, first = 0, 1

@@ -47,7 +47,7 @@ def _clean(value: Any, keep: str = "") -> str:
     return clean(text, keep=keep)
 
 
-def print_decision(doc: dict[str, Any], code: int, out: TextIO, *, as_json: bool) -> int:
+def print_decision(doc: dict[str, Any], code: int, out: TextIO | _Clean, *, as_json: bool) -> int:
     """A gate answer as `govcon gate` prints it (``out`` escapes control characters, as the CLI's does)."""
     if as_json:
         json.dump(doc, out, indent=2, sort_keys=False, default=str)
@@ -143,8 +143,8 @@ def run(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
     server = _server()
     if server is None:
         return None
-    out = _Clean(out or sys.stdout)
-    err = _Clean(err or sys.stderr)
+    clean_out = _Clean(out or sys.stdout)
+    clean_err = _Clean(err or sys.stderr)
     from console.client import ServiceUnavailable, transport_for
     from console.rpc import decode, encode
     command_type = args["type"]
@@ -155,8 +155,8 @@ def run(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
             raise ServiceUnavailable(str(hello["e"].get("message")))
         operator = decode(hello.get("r"))["operator"]
     except Exception as exc:  # as the full CLI: a service we cannot reach allows nothing
-        return print_decision(deny_doc(command_type, f"store unreachable, failing closed: {exc}"), DENY_EXIT, out,
-                              as_json=args["json"])
+        return print_decision(deny_doc(command_type, f"store unreachable, failing closed: {exc}"), DENY_EXIT,
+                              clean_out, as_json=args["json"])
     kwargs = {"confidence": args["confidence"], "action_class": args["action_class"], "service": args["service"],
               "agent": args["agent"] or operator, "request": args["request"], "requested_by": operator}
     try:
@@ -164,21 +164,22 @@ def run(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
             answer = transport.request({"m": "gate.decide", "a": encode([command_type]), "k": encode(kwargs)})
         except ServiceUnavailable as exc:
             doc = deny_doc(command_type, f"govcon service unreachable, failing closed: {exc}")
-            return print_decision(doc, DENY_EXIT, out, as_json=args["json"])
+            return print_decision(doc, DENY_EXIT, clean_out, as_json=args["json"])
         finally:
             transport.close()
         if "e" in answer:  # refused (a role, a bad name …): as the full CLI prints a GovconError
             error = answer["e"]
-            print(f"govcon: {error.get('message', 'the govcon service refused the call')}", file=err)
+            print(f"govcon: {error.get('message', 'the govcon service refused the call')}", file=clean_err)
             return _exit_code(error)
         decision = answer.get("r")
         if not (isinstance(decision, dict) and decision.get("$dc") == "engine.gate:GateDecision"):
-            print(f"govcon: the service sent an object of an unexpected type {str(decision)[:80]!r}", file=err)
+            print(f"govcon: the service sent an object of an unexpected type {str(decision)[:80]!r}",
+                  file=clean_err)
             return 1
         fields = decode(decision["f"])
         doc = {"decision": fields["decision"], "reason": fields["reason"], "commandType": fields["command_type"],
                "phase": fields["phase"], **(fields.get("extra") or {})}
-        return print_decision(doc, EXIT_CODES[doc["decision"]], out, as_json=args["json"])
+        return print_decision(doc, EXIT_CODES[doc["decision"]], clean_out, as_json=args["json"])
     except BrokenPipeError:  # `govcon gate … | head`
         sys.stderr.close()
         return 0

@@ -22,6 +22,7 @@ import struct
 
 TYPE_CHECKING = False  # not typing's: importing typing costs `govcon gate` milliseconds (mypy knows the name)
 if TYPE_CHECKING:
+    from io import BufferedIOBase
     from typing import Any, BinaryIO
 
 # datetime, base64, dataclasses and importlib are imported where a tagged value needs them: `govcon gate`
@@ -116,7 +117,7 @@ def dumps(doc: dict[str, Any]) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
-def read_frame(stream: BinaryIO) -> dict[str, Any] | None:
+def read_frame(stream: BinaryIO | BufferedIOBase) -> dict[str, Any] | None:
     """The next frame's JSON; None at a clean end of the connection."""
     head = stream.read(4)
     if not head:

@@ -138,8 +138,9 @@ class RpcService:
             raise InvalidInput(f"the govcon service offers no run step {method!r}")
         self._require(operator, "gate.ask")
         if plan is not None:
-            fields = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-                      for k, v in plan.items()}
+            fields: dict[str, Any] = {
+                k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                for k, v in plan.items()}
             kwargs["plan"] = RunPlan(**fields)
         port = GovernancePort(self.gov, operator)
         if method in ("decide",):

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.engine import Connection
 
@@ -55,6 +55,11 @@ from engine.gate import NEEDS_APPROVAL, Ask, GateDecision, invalid_name
 from engine.overrides import kill_switch_json
 from storage import agents_repo, audit, identity_repo, state_repo
 from storage.store import Store
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
+
+    from engine.kill_marker import KillMarker
 
 DEFAULT_TTL = 60  # seconds
 MIN_TTL = 5
@@ -80,6 +85,8 @@ GIVE_UP_FLUSHES = 30
 DEFER_MIN_SECONDS = 5.0
 #: how often the beats that did not move a lease have their last beat and count recorded (one transaction)
 FLUSH_SECONDS = 1.0
+#: the group commit's thread ends after this long without a beat waiting
+IDLE_SECONDS = 30.0
 
 log = logging.getLogger("govcon.agents")
 
@@ -94,7 +101,7 @@ def check_ttl(ttl: Any) -> int:
     return int(ttl)
 
 
-def agent_json(row, now: datetime, in_flight: int = 0) -> dict[str, Any]:
+def agent_json(row: Row, now: datetime, in_flight: int = 0) -> dict[str, Any]:
     live = row.lease_expires_at > now
     return {"name": row.name, "live": live, "leaseExpiresAt": isoformat(row.lease_expires_at),
             "lapsedAt": None if live else isoformat(row.lease_expires_at),
@@ -114,7 +121,8 @@ class _Lease:
 
 class AgentBook:
     def __init__(self, store: Store, clock: Clock, *, require_lease: bool = False, default_ttl: int = DEFAULT_TTL,
-                 enqueue_alert: Callable | None = None, kill_marker=None) -> None:
+                 enqueue_alert: Callable[..., None] | None = None,
+                 kill_marker: KillMarker | None = None) -> None:
         self.store = store
         self.clock = clock
         self.require_lease = require_lease
@@ -123,11 +131,12 @@ class AgentBook:
         self.kill_marker = kill_marker
         self._may_beat: dict[str, float] = {}  # operator -> monotonic time of its last passed role check
         self._leases: dict[str, _Lease] = {}  # agent -> its stored lease as this process last read or wrote it
-        self._state: tuple[float, datetime, Any] | None = None  # (monotonic read, clock read, state row)
+        self._state: tuple[float, datetime, Row] | None = None  # (monotonic read, clock read, state row)
         self._pending: dict[str, tuple[datetime, int]] = {}  # agent -> (last beat, beats) not yet recorded
         # agent -> (beat at, new expiry, ttl, operator, token id): renewals answered from memory, not yet stored
         self._renewals: dict[str, tuple[datetime, datetime, int, str, str | None]] = {}
         self._flusher: threading.Thread | None = None
+        self.idle_seconds = IDLE_SECONDS  # the group commit's thread ends after this long with nothing to do
         self._lock = threading.Lock()
 
     # --- heartbeats ---------------------------------------------------------------------------
@@ -163,11 +172,10 @@ class AgentBook:
             return self._reply(state, kill, name, now, row.lease_expires_at, row.ttl_seconds, row.beats + pending,
                                registered=False)
         expires = now + timedelta(seconds=ttl_seconds)
-        beat = {"at": now, "expires_at": expires, "ttl_seconds": ttl_seconds, "operator": operator,
-                "token_id": token_id}
         if row is not None and row.lease_expires_at > now:
             with self.store.write(serialise=False) as conn:  # a live lease renewed: one single-row UPDATE
-                if agents_repo.renew(conn, name, **beat):
+                if agents_repo.renew(conn, name, at=now, expires_at=expires, ttl_seconds=ttl_seconds,
+                                     operator=operator, token_id=token_id):
                     beats = row.beats + 1 + self._waiting(name)
                     self._remember(name, expires, ttl_seconds, now, beats)
                     return self._reply(state, kill, name, now, expires, ttl_seconds, beats, registered=False)
@@ -181,7 +189,8 @@ class AgentBook:
                                       "tokenId": token_id})
                 self._remember(name, expires, ttl_seconds, now, 1)
                 return self._reply(state, kill, name, now, expires, ttl_seconds, 1, registered=True)
-            agents_repo.renew(conn, name, **beat)
+            agents_repo.renew(conn, name, at=now, expires_at=expires, ttl_seconds=ttl_seconds,
+                                  operator=operator, token_id=token_id)
             if row.lease_expires_at <= now:
                 audit.append(conn, at=now, actor=operator, action="agent.return", target=name,
                              reason=f"lease lapsed at {isoformat(row.lease_expires_at)}",
@@ -222,13 +231,16 @@ class AgentBook:
         # recorded as of the state's read: a reply from a state read before an engage is no acknowledgement
         pending_at = min(now, state_at)
         with self._lock:
+            if self._flusher is None:  # starting a thread would wait on the event loop: ``beat`` starts it
+                return None
             if why == "renew":  # the renewal joins the next group commit; the stored lease is live until then
                 lease.lease_expires_at = now + timedelta(seconds=ttl_seconds)
                 self._renewals[name] = (now, lease.lease_expires_at, ttl_seconds, operator, token_id)
             lease.beats += 1
             lease.last_beat_at = max(lease.last_beat_at, pending_at)
             beats, expires = lease.beats, lease.lease_expires_at
-        self._note_beat(name, pending_at)
+            last, n = self._pending.get(name, (pending_at, 0))  # for the group commit (as ``_note_beat``)
+            self._pending[name] = (max(last, pending_at), n + 1)
         return self._reply(state, kill, name, now, expires, lease.ttl_seconds, beats, registered=False)
 
     def forget_state(self) -> None:
@@ -241,9 +253,16 @@ class AgentBook:
             if len(self._leases) > 100_000:
                 self._leases.clear()
             self._leases[name] = lease
+            self._start_flusher()  # here, on ``beat``'s thread: beats from memory need it running
+
+    def _start_flusher(self) -> None:
+        """Start the group commit's thread if it is not running (``self._lock`` held)."""
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="govcon-agent-beats", daemon=True)
+            self._flusher.start()
 
     @staticmethod
-    def _must_write(row, now: datetime, ttl: int, state, kill: dict[str, Any]) -> bool:
+    def _must_write(row: Row | _Lease, now: datetime, ttl: int, state: Row, kill: dict[str, Any]) -> bool:
         """Whether this beat must move the stored lease now. It need not while the stored lease is live,
         has this TTL, has more than RENEW_FRACTION of it left, and — with the kill switch engaged — the agent
         has beaten since the engage already (the drain counts that beat as its acknowledgement). A beat not
@@ -252,7 +271,7 @@ class AgentBook:
         return AgentBook._why_write(row, now, ttl, state, kill) is not None
 
     @staticmethod
-    def _why_write(row, now: datetime, ttl: int, state, kill: dict[str, Any]) -> str | None:
+    def _why_write(row: Row | _Lease, now: datetime, ttl: int, state: Row, kill: dict[str, Any]) -> str | None:
         """None (no write), "renew" (only because at most RENEW_FRACTION of a live lease is left) or
         "now" (lapsed, a new TTL, or the drain's acknowledgement)."""
         if row.lease_expires_at <= now or row.ttl_seconds != ttl:
@@ -273,9 +292,7 @@ class AgentBook:
         with self._lock:
             last, n = self._pending.get(name, (at, 0))
             self._pending[name] = (max(last, at), n + 1)
-            if self._flusher is None:
-                self._flusher = threading.Thread(target=self._flush_loop, name="govcon-agent-beats", daemon=True)
-                self._flusher.start()
+            self._start_flusher()
             return n + 1
 
     def _waiting(self, name: str) -> int:
@@ -284,15 +301,22 @@ class AgentBook:
             return self._pending.get(name, (None, 0))[1]
 
     def _flush_loop(self) -> None:
-        """Flush once a second while beats wait; the thread ends when none do (the next one starts it)."""
+        """Flush once a second while beats wait; the thread ends after IDLE_SECONDS without any (the next
+        beat through ``beat``, on a worker thread, starts it again: never the event loop, where starting a
+        thread waits for it to run — on a loaded machine, for the OS to schedule it)."""
         roles_checked = time.monotonic()
         failures = 0
+        idle_since: float | None = None
         while True:
             time.sleep(FLUSH_SECONDS)
             with self._lock:
                 if not self._pending and not self._renewals:
-                    self._flusher = None
-                    return
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= self.idle_seconds:
+                        self._flusher = None
+                        return
+                    continue
+            idle_since = None
             try:
                 self.flush()
                 failures = 0
@@ -344,15 +368,10 @@ class AgentBook:
             renewals, self._renewals = self._renewals, {}
         if not pending and not renewals:
             return 0
-        lost: list[str] = []
         try:
             with self.store.write(serialise=False) as conn:
                 agents_repo.record_beats(conn, [(name, at, n) for name, (at, n) in pending.items()])
-                now = self.clock.now()
-                for name, (at, expires, ttl, operator, token_id) in renewals.items():
-                    if not agents_repo.renew_live(conn, name, at=at, expires_at=expires, ttl_seconds=ttl, now=now,
-                                                  operator=operator, token_id=token_id):
-                        lost.append(name)
+                lost = agents_repo.renew_live_many(conn, list(renewals.items()), now=self.clock.now())
         except Exception:
             with self._lock:  # put them back for the next try
                 for name, (at, n) in pending.items():
@@ -388,7 +407,7 @@ class AgentBook:
         with self._lock:
             self._may_beat[operator] = time.monotonic()
 
-    def _reply(self, state, kill: dict[str, Any], name: str, now: datetime, expires: datetime, ttl: int,
+    def _reply(self, state: Row, kill: dict[str, Any], name: str, now: datetime, expires: datetime, ttl: int,
                beats: int, *, registered: bool) -> dict[str, Any]:
         mode = state.mode or "normal"
         if kill["engaged"]:
@@ -407,8 +426,8 @@ class AgentBook:
 
     # --- the gate's hook ----------------------------------------------------------------------
 
-    def check(self, conn: Connection, state, ask: Ask, now: datetime, *,
-              expiry: datetime | bool | None = None) -> GateDecision | None:
+    def check(self, conn: Connection, state: Row, ask: Ask, now: datetime, *,
+              expiry: datetime | Literal[False] | None = None) -> GateDecision | None:
         """needs_approval when the ask names an agent whose lease is in force and not live; else None.
         One primary-key read on the gate's own connection, unless the gate's snapshot read ``expiry``
         already (False: the agent never beat)."""

@@ -127,6 +127,7 @@ def test_beats_far_from_the_lease_s_end_are_not_written_and_never_lengthen_it(lg
 
 
 def test_beats_answered_from_a_read_are_recorded_within_seconds(lgov, clock, store):
+    lgov.agents.idle_seconds = 1.0  # 30 s in a server: its thread is not started again on the event loop
     lgov.agents.beat(BOT, BOT)
     clock.advance(timedelta(seconds=10))
     lgov.agents.beat(BOT, BOT)  # answered from a read; recorded by the background group commit
