@@ -61,7 +61,8 @@ TYPED := engine/access.py engine/alertmanager.py engine/audit_anchor.py engine/a
 
 # modules made clean this session, one list per helper branch so their merges do not collide; folded into TYPED
 # above at the end of the session
-TYPED_CORE :=
+TYPED_CORE := storage/audit.py storage/rollups.py engine/metrics.py engine/__init__.py storage/__init__.py \
+	storage/migrations/__init__.py
 
 TYPED_UI :=
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from storage.tables import audit_log as T
 from storage.tables import governance_state as STATE
@@ -149,6 +149,7 @@ def next_entry(conn: Connection, *, at: datetime, actor: str, action: str, targe
     the chain becomes keyed here, the ``audit.keyed`` entry before it is inserted now. ``head``: as for
     ``append``."""
     details = json.loads(json.dumps(details or {}, default=str))  # what the JSON column gives back
+    last: _Last | Row[*tuple[Any, ...]] | None  # the newest entry (seq, hash, key_id), or None
     if head is not None and "a_seq" in head._mapping:
         state = state_snapshot(head)
         last = _Last(head.a_seq, head.a_hash, head.a_key) if head.a_seq is not None else None

@@ -28,12 +28,13 @@ of its own serialises the writers of command_events, so that what is read is wha
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.sql.functions import FunctionElement
 
 from storage.tables import command_events as CMD
 from storage.tables import command_rollups as R
@@ -124,8 +125,8 @@ def _add_commands(out: dict[tuple, int], commands: Iterable[Sequence[Event]], si
             s, h, t, a = evs[0]
             k = (t, h, a, s)
             status_n[k] = sget(k, 0) + 1
-            k = (t, h, a, NO_PREV)
-            chain_n[k] = cget(k, 0) + 1
+            ck = (t, h, a, NO_PREV)
+            chain_n[ck] = cget(ck, 0) + 1
             continue
         t, a = evs[0][2], evs[0][3]
         if any(e[2] != t or e[3] != a for e in evs):
@@ -133,8 +134,8 @@ def _add_commands(out: dict[tuple, int], commands: Iterable[Sequence[Event]], si
             continue
         prev = NO_PREV
         for h in sorted([e[1] for e in evs]):
-            k = (t, h, a, prev)
-            chain_n[k] = cget(k, 0) + 1
+            ck = (t, h, a, prev)
+            chain_n[ck] = cget(ck, 0) + 1
             prev = h
         for s, h, _, _ in evs:
             k = (t, h, a, s)
@@ -160,7 +161,8 @@ _UPSERT = (
     "DO UPDATE SET n = command_rollups.n + excluded.n")
 
 
-def _in_chunks(conn: Connection, sql: str, values: Sequence[Any], size: int = 500):
+def _in_chunks(conn: Connection, sql: str, values: Sequence[Any],
+               size: int = 500) -> Iterator[CursorResult[*tuple[Any, ...]]]:
     """Run ``sql`` (with one ``{}`` for an IN list) through the driver over ``values``, ``size`` at a
     time; yields each chunk's cursor result."""
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
@@ -242,7 +244,7 @@ class InsertTracker:
             now = _stored_events(self.conn, self.ids)
             new = {c: [e for e in evs if e not in set(old.get(c, ()))] for c, evs in now.items()}
             new = {c: evs for c, evs in new.items() if evs}
-        delta: dict[tuple, int] = {}
+        delta = {}
         if old:
             for c in [c for c in new if c in old]:
                 had = old[c]
@@ -268,7 +270,8 @@ def _add_rows(out: dict[tuple, int], rows: Sequence[dict[str, Any]]) -> None:
     auto_of = dict(zip(cids, autos, strict=True))
     mixed = {c for c, t in zip(cids, types, strict=True) if type_of[c] != t}
     mixed.update(c for c, a in zip(cids, autos, strict=True) if auto_of[c] != a)
-    events = zip(cids, hours, types, autos, statuses, strict=True)
+    # (command_id, hour, command_type, autonomous 0/1, status) of each row
+    events: Iterable[tuple[str, int, str, int, str]] = zip(cids, hours, types, autos, statuses, strict=True)
     if mixed:  # a command of several types or autonomies: each group's chain apart
         events = list(events)
         apart: dict[str, list[Event]] = {}
@@ -384,7 +387,7 @@ def rebuild(conn: Connection) -> None:
 # --- answers ----------------------------------------------------------------------------------------
 
 
-def _distinct(conn: Connection, col):
+def _distinct(conn: Connection, col: sa.ColumnElement[Any]) -> FunctionElement[int]:
     if conn.dialect.name == "postgresql":
         col = col.collate("C")
     return sa.func.count(sa.distinct(col))
@@ -438,8 +441,8 @@ def _types(conn: Connection) -> list[str]:
     return out
 
 
-def _edges(conn: Connection, add, start: datetime, end: datetime, a: datetime, b: datetime, *,
-           by_type: bool, autonomous_only: bool) -> None:
+def _edges(conn: Connection, add: Callable[[str, str, int], None], start: datetime, end: datetime, a: datetime,
+           b: datetime, *, by_type: bool, autonomous_only: bool) -> None:
     """The partial hours [start, a) and [b, end): their per-status counts, and the distinct commands
     whose first event in [start, end) lies in them, minus those the whole hours counted although their
     first event in the window lies in the leading edge:
