@@ -63,7 +63,7 @@ TYPED := engine/access.py engine/alertmanager.py engine/audit_anchor.py engine/a
 # above at the end of the session
 TYPED_CORE :=
 
-TYPED_UI :=
+TYPED_UI := console/__main__.py console/app.py console/startup.py
 
 TYPED_GATE := engine/gate.py storage/actions_repo.py
 
