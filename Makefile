@@ -64,7 +64,7 @@ TYPED := engine/access.py engine/alertmanager.py engine/audit_anchor.py engine/a
 TYPED_CORE := storage/audit.py storage/rollups.py engine/metrics.py engine/__init__.py storage/__init__.py \
 	storage/migrations/__init__.py
 
-TYPED_UI :=
+TYPED_UI := console/__main__.py console/app.py console/startup.py
 
 TYPED_GATE := engine/gate.py storage/actions_repo.py
 
