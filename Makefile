@@ -70,7 +70,7 @@ TYPED_GATE := engine/gate.py storage/actions_repo.py
 
 TYPED_SPEED := screens/plot.py screens/drilldown_text.py screens/explain_text.py
 
-TYPED_SCALE :=
+TYPED_SCALE := engine/backtest.py storage/backtest_repo.py
 
 TYPED_AGENTS := engine/agents.py storage/agents_repo.py console/api_agents.py console/rpc.py console/rpc_server.py \
 	console/client.py console/agent_client.py console/gate_cli.py

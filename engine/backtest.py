@@ -11,9 +11,13 @@ events' own times (not buckets): in each window, the type's failures after its l
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+import heapq
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from engine.breakers import CONSECUTIVE, WindowScope, _counts_values
@@ -21,7 +25,7 @@ from engine.clock import Clock, isoformat
 from engine.domain import safety_totals
 from engine.metrics import CommandCounts
 from engine.rule_language import Condition, parse_condition, parse_window
-from storage import events_repo
+from storage import backtest_repo, events_repo
 from storage.store import Store
 
 STATUS_KEYS = {"proposed": "proposed", "approved": "approved", "rejected": "rejected",
@@ -65,6 +69,19 @@ def _empty() -> dict[str, int]:
     return defaultdict(int)
 
 
+#: {(command type, autonomous): {status or "total": n}}
+Counts = dict[tuple[str, bool], dict[str, int]]
+
+
+def _buckets(rows: Iterable[tuple[int, str, bool, str, int]]) -> Iterator[tuple[int, Counts]]:
+    """Group rows ordered by bucket into (bucket, counts), one bucket at a time."""
+    for b, group in groupby(rows, key=itemgetter(0)):
+        counts: Counts = defaultdict(_empty)
+        for _, ctype, auto, name, n in group:
+            counts[(ctype, auto)][name] += n
+        yield b, counts
+
+
 class Backtester:
     def __init__(self, store: Store, clock: Clock, *, nearby: timedelta = timedelta(minutes=30)) -> None:
         self.store = store
@@ -81,80 +98,81 @@ class Backtester:
         step_s = int(step.total_seconds())
         until = end + step  # through the step holding now, as live evaluation counts events at now
         with self.store.read() as conn:
-            statuses = events_repo.bucketed_commands(conn, start - window, until, step_s)
-            totals = events_repo.bucketed_command_totals(conn, start - window, until, step_s)
             incidents = events_repo.incidents_between(conn, start - window, end + self.nearby)
             safety = events_repo.safety_between(conn, start - window, until)
             outcomes = _Outcomes(events_repo.outcome_times(conn, start - window, until)) \
                 if CONSECUTIVE in condition.names else None
-        return self._replay(condition, window_text, window, start, end, step, statuses, totals, incidents,
-                            safety, min_samples, outcomes)
+            # both streams are ordered by bucket: merged, they give each bucket's counts in turn
+            rows = heapq.merge(backtest_repo.stream_bucketed_commands(conn, start - window, until, step_s),
+                               backtest_repo.stream_bucketed_totals(conn, start - window, until, step_s),
+                               key=itemgetter(0))
+            return self._replay(condition, window_text, window, start, end, step, rows, incidents,
+                                safety, min_samples, outcomes)
 
     def _replay(self, condition: Condition, window_text: str, window: timedelta, start: datetime, end: datetime,
-                step: timedelta, statuses, totals, incidents, safety, min_samples: int,
-                outcomes: _Outcomes | None = None) -> BacktestResult:
+                step: timedelta, rows: Iterable[tuple[int, str, bool, str, int]], incidents: Sequence[Any],
+                safety: Sequence[Any], min_samples: int, outcomes: _Outcomes | None = None) -> BacktestResult:
+        """Slide the window over ``rows`` (bucket, type, autonomous, status or "total", n), ordered by
+        bucket: only the buckets of the current window are held (a deque), whatever the history's length."""
         step_s = int(step.total_seconds())
         k = max(1, round(window / step))
-        # per bucket: {(type, autonomous): {status/total: n}}
-        buckets: dict[int, dict[tuple[str, bool], dict[str, int]]] = defaultdict(lambda: defaultdict(_empty))
-        for b, ctype, auto, status, n in statuses:
-            buckets[b][(ctype, auto)][status] += n
-        for b, ctype, auto, n in totals:
-            buckets[b][(ctype, auto)]["total"] += n
-        inc_by_bucket: dict[int, list] = defaultdict(list)
+        inc_by_bucket: dict[int, list[Any]] = defaultdict(list)
         for inc in incidents:
             inc_by_bucket[_epoch(inc.at) // step_s * step_s].append(inc)
         saf_by_bucket: dict[int, dict[str, int]] = defaultdict(_empty)
         for s in safety:
             saf_by_bucket[_epoch(s.at) // step_s * step_s][s.type] += 1
+        buckets = _buckets(rows)
+        pending = next(buckets, None)
+        held: deque[tuple[int, Counts]] = deque()  # the buckets of the current window, oldest first
 
         first = _epoch(start) // step_s * step_s + step_s
         last = _epoch(end) // step_s * step_s + step_s  # the last window holds the current step
         # every window of the range is judged (no cap on points: the range reported is the range covered);
         # a window with no command, incident or safety bucket is judged once and the answer reused
         points = (last - first) // step_s + 1
-        occupied = set(buckets) | set(inc_by_bucket) | set(saf_by_bucket)
-        empty_answer: dict[str | None, dict] | None = None
+        empty_answer: dict[str | None, dict[str, Any]] | None = None
         trips: list[BacktestTrip] = []
         was_true: set[str | None] = set()
         for i in range(points):
             t_end = first + i * step_s  # the window covers the k buckets before t_end
+            lo = t_end - k * step_s
+            while pending is not None and pending[0] < t_end:
+                if pending[0] >= lo:
+                    held.append(pending)
+                pending = next(buckets, None)
+            while held and held[0][0] < lo:
+                held.popleft()
             keys = [t_end - (j + 1) * step_s for j in range(k)]
-            if not any(key in occupied for key in keys):
+            when = datetime.fromtimestamp(t_end, tz=UTC)
+            if not held and not any(key in inc_by_bucket or key in saf_by_bucket for key in keys):
                 if empty_answer is None:
                     empty_answer = self._judge(condition, {}, [], _empty(), min_samples,
                                                {} if outcomes is not None else None)
                 now_true = empty_answer
-                when = datetime.fromtimestamp(t_end, tz=UTC)
-                for scope, observed in now_true.items():
-                    if scope not in was_true:
-                        trips.append(BacktestTrip(when, scope, observed, self._nearby(incidents, when)))
-                was_true = set(now_true)
-                continue
-            agg: dict[tuple[str, bool], dict[str, int]] = defaultdict(_empty)
-            for key in keys:
-                for scope_key, counts in buckets.get(key, {}).items():
-                    for name, n in counts.items():
-                        agg[scope_key][name] += n
-            window_incidents = [inc for key in keys for inc in inc_by_bucket.get(key, [])]
-            window_safety = _empty()
-            for key in keys:
-                for name, n in saf_by_bucket.get(key, {}).items():
-                    window_safety[name] += n
-            span = (datetime.fromtimestamp(t_end - k * step_s, tz=UTC), datetime.fromtimestamp(t_end, tz=UTC))
-            now_true = self._judge(condition, agg, window_incidents, window_safety, min_samples,
-                                   outcomes.window(*span) if outcomes is not None else None)
-            when = datetime.fromtimestamp(t_end, tz=UTC)
+            else:
+                agg: Counts = defaultdict(_empty)
+                for _, counts_by_scope in held:
+                    for scope_key, counts in counts_by_scope.items():
+                        for name, n in counts.items():
+                            agg[scope_key][name] += n
+                window_incidents = [inc for key in keys for inc in inc_by_bucket.get(key, [])]
+                window_safety = _empty()
+                for key in keys:
+                    for name, n in saf_by_bucket.get(key, {}).items():
+                        window_safety[name] += n
+                span = (datetime.fromtimestamp(lo, tz=UTC), when)
+                now_true = self._judge(condition, agg, window_incidents, window_safety, min_samples,
+                                       outcomes.window(*span) if outcomes is not None else None)
             for scope, observed in now_true.items():
                 if scope not in was_true:
-                    trips.append(BacktestTrip(when, scope, observed,
-                                              self._nearby(incidents, when)))
+                    trips.append(BacktestTrip(when, scope, observed, self._nearby(incidents, when)))
             was_true = set(now_true)
         return BacktestResult(condition.text, window_text, start, end, step, points, trips)
 
-    def _judge(self, condition: Condition, agg, incidents, safety, min_samples,
-               consecutive: dict[str, int] | None = None) -> dict[str | None, dict]:
-        def counts_of(pairs) -> CommandCounts:
+    def _judge(self, condition: Condition, agg: Counts, incidents: Sequence[Any], safety: dict[str, int],
+               min_samples: int, consecutive: dict[str, int] | None = None) -> dict[str | None, dict[str, Any]]:
+        def counts_of(pairs: Iterable[dict[str, int]]) -> CommandCounts:
             merged = _empty()
             for c in pairs:
                 for name, n in c.items():
@@ -170,7 +188,7 @@ class Backtester:
                   "incidents.fromAutonomousActions": sum(1 for i in incidents if i.autonomous),
                   **safety_totals(safety, "safety.")}
         severities = frozenset(i.severity for i in incidents)
-        hits: dict[str | None, dict] = {}
+        hits: dict[str | None, dict[str, Any]] = {}
         if not condition.uses_command_type():
             scope = WindowScope(values, severities)
             if condition.evaluate(scope):
@@ -186,7 +204,7 @@ class Backtester:
                 hits[ctype] = {n: scope.value(n) for n in sorted(condition.names) if n != "incident.severity"}
         return hits
 
-    def _nearby(self, incidents, when: datetime) -> list[str]:
+    def _nearby(self, incidents: Sequence[Any], when: datetime) -> list[str]:
         return [f"{i.incident_id} ({i.severity})" for i in incidents
                 if abs(i.at - when) <= self.nearby]
 
