@@ -15,6 +15,7 @@ worked) are not; ``released`` grants never acted and are left out. No outcomes â
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -114,7 +115,11 @@ def calibrate(agent: str, command_type: str | None, outcomes: Iterable[tuple[flo
         mean: float | None = None
         observed: float | None = None
         if count:
-            mean, observed = sum(stated[i]) / count, hits[i] / count
+            # the mean of the bin's values lies between their least and greatest; float summing can land a
+            # hair outside (three 0.7s average to 0.6999999999999998, below the bin): clamp it back
+            values = stated[i]
+            mean = min(max(math.fsum(values) / count, min(values)), max(values))
+            observed = hits[i] / count
             gap += count * abs(observed - mean)
         made.append(CalibrationBin(i / bins, (i + 1) / bins, count, mean, observed))
     return Calibration(agent, command_type, n, succeeded, tuple(made), squared / n if n else None,

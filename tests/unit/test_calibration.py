@@ -62,3 +62,10 @@ def test_properties(pairs):
             assert b.low <= b.stated_mean <= b.high and 0.0 <= b.observed <= 1.0
     perfect = calibrate("a", None, [(1.0, True)] * len(pairs))
     assert perfect.brier == 0.0 and perfect.ece == 0.0
+
+
+def test_a_bins_stated_mean_stays_inside_the_bin_despite_float_sums():
+    # found by hypothesis: three 0.7s summed and divided came out 0.6999999999999998, below the bin's 0.7
+    cal = calibrate("a", None, [(0.7, False)] * 3)
+    (b,) = [b for b in cal.bins if b.count]
+    assert b.low <= b.stated_mean <= b.high and b.stated_mean == 0.7
