@@ -57,27 +57,13 @@ TYPED := engine/access.py engine/alertmanager.py engine/audit_anchor.py engine/a
 	console/api_integrations.py console/api_lanes.py console/api_models.py console/api_overrides.py \
 	console/api_policies.py console/api_readiness.py console/api_rpc.py console/api_service.py console/cli_policies.py \
 	engine/alerts.py engine/breakers.py engine/ingest.py storage/audit_key.py storage/models.py storage/tables.py screens/actions.py \
+	storage/audit.py storage/rollups.py engine/metrics.py engine/__init__.py storage/__init__.py \
+	storage/migrations/__init__.py console/__main__.py console/app.py console/startup.py engine/gate.py \
+	storage/actions_repo.py screens/plot.py screens/drilldown_text.py screens/explain_text.py engine/backtest.py \
+	storage/backtest_repo.py engine/agents.py storage/agents_repo.py console/api_agents.py console/rpc.py \
+	console/rpc_server.py console/client.py console/agent_client.py console/gate_cli.py \
 	$(wildcard storage/migrations/versions/00[0-9][0-9]_*.py)
 
-# modules made clean this session, one list per helper branch so their merges do not collide; folded into TYPED
-# above at the end of the session
-TYPED_CORE := storage/audit.py storage/rollups.py engine/metrics.py engine/__init__.py storage/__init__.py \
-	storage/migrations/__init__.py
-
-TYPED_UI := console/__main__.py console/app.py console/startup.py
-
-TYPED_GATE := engine/gate.py storage/actions_repo.py
-
-TYPED_SPEED := screens/plot.py screens/drilldown_text.py screens/explain_text.py
-
-TYPED_SCALE := engine/backtest.py storage/backtest_repo.py
-
-TYPED_AGENTS := engine/agents.py storage/agents_repo.py console/api_agents.py console/rpc.py console/rpc_server.py \
-	console/client.py console/agent_client.py console/gate_cli.py
-
-TYPED_PG :=
-
-TYPED += $(TYPED_CORE) $(TYPED_UI) $(TYPED_GATE) $(TYPED_SPEED) $(TYPED_SCALE) $(TYPED_AGENTS) $(TYPED_PG)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,5 +1,6 @@
 """The backtest as it was before it streamed (issue 16 pt 3), kept verbatim as the reference the streamed
-replay must equal: it reads the whole history's buckets into memory, then slides the window over them."""
+replay must equal (its result types are the engine's): it reads the whole history's buckets into memory,
+then slides the window over them."""
 # ruff: noqa
 # mypy: ignore-errors
 
@@ -7,10 +8,10 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from engine.backtest import STATUS_KEYS, BacktestResult, BacktestTrip, _empty
 from engine.breakers import CONSECUTIVE, WindowScope, _counts_values
 from engine.clock import Clock, isoformat
 from engine.domain import safety_totals
@@ -18,46 +19,6 @@ from engine.metrics import CommandCounts
 from engine.rule_language import Condition, parse_condition, parse_window
 from storage import events_repo
 from storage.store import Store
-
-STATUS_KEYS = {"proposed": "proposed", "approved": "approved", "rejected": "rejected",
-               "succeeded": "succeeded", "failed": "failed", "rolled_back": "rolled_back"}
-
-
-@dataclass
-class BacktestTrip:
-    at: datetime
-    command_type: str | None
-    observed: dict[str, Any]
-    incidents_nearby: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"at": isoformat(self.at), "commandType": self.command_type, "observed": self.observed,
-                "incidentsNearby": self.incidents_nearby}
-
-
-@dataclass
-class BacktestResult:
-    condition: str
-    window: str
-    start: datetime
-    end: datetime
-    step: timedelta
-    points: int
-    trips: list[BacktestTrip]
-
-    def to_json(self) -> dict[str, Any]:
-        with_incident = sum(1 for t in self.trips if t.incidents_nearby)
-        return {"condition": self.condition, "window": self.window, "from": isoformat(self.start),
-                "to": isoformat(self.end), "stepSeconds": int(self.step.total_seconds()),
-                "windowsJudged": self.points, "trips": len(self.trips),
-                "tripsWithIncidentNearby": with_incident,
-                "tripsWithoutIncident": len(self.trips) - with_incident,
-                "tripTimes": [t.to_json() for t in self.trips],
-                "note": "total counts a command once per step it was active in; status counts are exact"}
-
-
-def _empty() -> dict[str, int]:
-    return defaultdict(int)
 
 
 class Backtester:
