@@ -46,7 +46,9 @@ def kgov(store, clock, key_file):
 def normal_life(gov, clock) -> str:
     """init (the fixture), roles, a proposal approved by bob, a revert, the kill switch, a token, a rule."""
     make_ready(gov, clock)
-    pid = gov.cycle.run(OPERATOR)["proposal"]["proposalId"]
+    report = gov.cycle.run(OPERATOR)
+    assert report["proposal"] is not None, report  # names the blocker if the store was not ready
+    pid = report["proposal"]["proposalId"]
     gov.proposals.approve("bob", pid, "tech-lead")
     assert gov.status(with_readiness=False)["currentPhase"] == "L3+"
     clock.advance(timedelta(hours=1))

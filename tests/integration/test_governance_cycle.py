@@ -40,7 +40,13 @@ def make_ready(gov, clock, *, per_type: int = 30, extra_types: dict | None = Non
         if item.decided_by == "attestation":
             gov.attest(OPERATOR, item.slug, passed=True, evidence=f"wiki/{item.slug}")
     gov.grant_role(OPERATOR, OPERATOR, "incident-commander")
-    gov.overrides.drill(OPERATOR, gov.gate)
+    # a drill is a real gate ask: on a loaded machine the gate can fail closed on its safety deadline, which
+    # the drill rightly records as failed; this is set-up, so drill again (the newest drill is what counts)
+    for _ in range(3):
+        drilled = gov.overrides.drill(OPERATOR, gov.gate)
+        if not drilled.failed:
+            break
+    assert not drilled.failed, drilled.message
     with gov.store.write() as conn:
         state_repo.try_acquire_lease(conn, name="scheduler", holder="test-leader", now=now,
                                      expires_at=now + timedelta(days=60))
