@@ -65,6 +65,11 @@ TYPED := engine/access.py engine/alertmanager.py engine/audit_anchor.py engine/a
 	storage/backtest_repo.py engine/agents.py storage/agents_repo.py console/api_agents.py console/rpc.py \
 	console/rpc_server.py console/client.py console/agent_client.py console/gate_cli.py \
 	$(wildcard storage/migrations/versions/00[0-9][0-9]_*.py)
+TYPED += engine/actions.py engine/policies.py engine/governance.py engine/readiness.py
+TYPED += console/__init__.py console/api_ingest.py console/cli.py console/cli_actions.py console/cli_agents.py \
+	console/cli_audit.py console/cli_drilldown.py console/cli_run.py console/cli_serve.py console/config.py \
+	console/config_schema.py console/demo.py console/evaluator.py console/identity.py console/limits.py \
+	console/log_format.py console/prometheus.py console/read_cache.py console/render.py
 
 
 lint: install

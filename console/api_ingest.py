@@ -128,6 +128,12 @@ class _Request:
     decoded: Decoded | None = None
     report: IngestReport = field(default_factory=IngestReport)
 
+    @property
+    def body_decoded(self) -> Decoded:
+        """``decoded``, for the writer's steps after ``IngestService._store`` decoded the body."""
+        assert self.decoded is not None  # _store decodes every request before it stores or answers it
+        return self.decoded
+
 
 class IngestService:
     def __init__(self, ingestor: Ingestor) -> None:
@@ -217,7 +223,7 @@ class IngestService:
         return [result for r in small for result in self._store_small([r])]
 
     def _store_alone(self, request: _Request) -> tuple[asyncio.Future, Any, BaseException | None]:
-        decoded = request.decoded
+        decoded = request.body_decoded
         try:
             report = self.ingestor.ingest_objects(obj for _, obj in decoded.items)
         except Exception as exc:
@@ -229,14 +235,14 @@ class IngestService:
 
     def _store_together(self, group: list[_Request]) -> None:
         """Every request of the group in one transaction, by the engine: one pipeline for all ingest."""
-        reports = self.ingestor.store_groups([r.decoded.items for r in group])
+        reports = self.ingestor.store_groups([r.body_decoded.items for r in group])
         for request, report in zip(group, reports, strict=False):
             request.report = report
         self.groups += 1
 
     @staticmethod
     def _outcome(request: _Request) -> IngestOutcome:
-        decoded, report = request.decoded, request.report
+        decoded, report = request.body_decoded, request.report
         report.rejected += len(decoded.errors)
         report.errors = sorted([*decoded.errors, *report.errors], key=lambda e: e.line)[:MAX_REPORTED_ERRORS]
         return IngestOutcome(report, len(decoded.items) + len(decoded.errors), decoded.unit)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from console import startup
 from console.config import Config, ConfigError, build_governance, load_config
@@ -74,7 +74,10 @@ class Context:
     def gov(self) -> Governance:
         if self._gov is None and self.server is not None:
             from console.client import connect
-            self._gov, self.operator = connect(self.server, self.clock)
+            remote, self.operator = connect(self.server, self.clock)
+            # RemoteGovernance has the facade's shape over the service (console/client.py), duck-typed: the
+            # commands' code is the same in both modes
+            self._gov = cast(Governance, remote)
         if self._gov is None:
             url = getattr(self.args, "database_url", None) or self.config.database_url
             creating = (self.args.command, getattr(self.args, "db_command", None)) == ("db", "init")
@@ -478,8 +481,8 @@ def cmd_rules(ctx: Context) -> int:
     from engine.rules import validate_rule
     validate_rule({"name": "backtest", "condition": condition, "window": window, "action": "alert_only",
                    "alert_severity": "low", "min_samples": samples})
-    result = ctx.gov.backtester.run(condition, window, days=a.days, min_samples=samples)
-    ctx.emit_json(result.to_json()) if a.json else print_backtest(result.to_json(), ctx.out)
+    backtest = ctx.gov.backtester.run(condition, window, days=a.days, min_samples=samples)
+    ctx.emit_json(backtest.to_json()) if a.json else print_backtest(backtest.to_json(), ctx.out)
     return 0
 
 
@@ -779,8 +782,10 @@ def setup_logging(level: int = logging.WARNING) -> None:
 
 def main(argv: list[str] | None = None, *, clock: Clock | None = None,
          out: TextIO | None = None, err: TextIO | None = None) -> int:
-    out = CleanStream(out or sys.stdout)  # control characters in stored values print escaped (render.clean)
-    err = CleanStream(err or sys.stderr)
+    # control characters in stored values print escaped (render.clean); a CleanStream stands in for the TextIO
+    # it wraps (what it does not define itself it takes from that stream)
+    out = cast(TextIO, CleanStream(out or sys.stdout))
+    err = cast(TextIO, CleanStream(err or sys.stderr))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.handler is not cmd_console:

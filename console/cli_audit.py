@@ -76,6 +76,7 @@ def _expected_head(ctx) -> str | None:
 
 def _verify(ctx) -> int:
     expect_head = _expected_head(ctx)
+    key: audit.AuditKey | bool | None  # the service's (client mode: only whether it holds one) or ours
     if getattr(ctx.gov, "remote", False):  # client mode: the service verifies with the key it holds
         report, keyed = ctx.gov.audit_verify_report(expect_head)
         key = True if keyed else None

@@ -121,7 +121,7 @@ def build_plan(args: argparse.Namespace):
 
 def cmd_run(ctx) -> int:
     from engine.redact import redact
-    from engine.runner import EXIT_STORE, GovernancePort, Runner, RunResult
+    from engine.runner import EXIT_STORE, ActionsPort, GovernancePort, Runner, RunResult
     plan = build_plan(ctx.args)
     err: TextIO = ctx.err
 
@@ -139,7 +139,7 @@ def cmd_run(ctx) -> int:
         return _print(ctx, result)
     if getattr(gov, "remote", False):  # client mode: the steps run here, the books are the service's
         from console.client import RemoteRunPort
-        port = RemoteRunPort(gov)
+        port: ActionsPort = RemoteRunPort(gov)
     else:
         port = GovernancePort(gov, ctx.operator)
     runner = Runner(port, progress=progress, on_output=output)

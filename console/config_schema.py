@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class Kind:
             return False  # TOML's true is not a number
         if not isinstance(value, self.types):
             return False
-        return self.item is None or all(isinstance(v, self.item) and not isinstance(v, bool) for v in value)
+        items = cast("list[Any]", value)  # only arrays' kinds name an item type
+        return self.item is None or all(isinstance(v, self.item) and not isinstance(v, bool) for v in items)
 
 
 TEXT = Kind("a string", (str,))

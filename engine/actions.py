@@ -12,6 +12,7 @@ Every grant, approval, rejection and expiry is an audit entry in the transaction
 
 from __future__ import annotations
 
+import builtins
 import collections
 import logging
 import secrets
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from engine.alerts import Alert
 from engine.clock import Clock, isoformat
@@ -32,6 +33,7 @@ from storage import actions_repo, audit, identity_repo, state_repo
 from storage.store import Store
 
 if TYPE_CHECKING:
+    from engine.kill_marker import KillMarker
     from engine.policies import PolicyEngine
 
 log = logging.getLogger("govcon.actions")
@@ -52,7 +54,7 @@ def new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(8)
 
 
-def grant_json(row, *, with_report: bool = False) -> dict[str, Any]:
+def grant_json(row: Row[Any], *, with_report: bool = False) -> dict[str, Any]:
     doc = {"grantId": row.id, "commandType": row.command_type, "service": row.service, "agent": row.agent,
            "confidence": row.confidence, "actionClass": row.action_class, "policy": row.policy,
            "grantedAt": isoformat(row.granted_at), "expiresAt": isoformat(row.expires_at), "status": row.status,
@@ -63,7 +65,7 @@ def grant_json(row, *, with_report: bool = False) -> dict[str, Any]:
     return doc
 
 
-def request_json(row) -> dict[str, Any]:
+def request_json(row: Row[Any]) -> dict[str, Any]:
     return {"requestId": row.id, "commandType": row.command_type, "service": row.service, "agent": row.agent,
             "confidence": row.confidence, "actionClass": row.action_class, "policy": row.policy,
             "reason": row.reason, "notificationLevel": row.notification_level,
@@ -73,7 +75,7 @@ def request_json(row) -> dict[str, Any]:
             "note": row.note, "grantId": row.grant_id}
 
 
-def decision_json(row) -> dict[str, Any]:
+def decision_json(row: Row[Any]) -> dict[str, Any]:
     return {"at": isoformat(row.at), "commandType": row.command_type, "service": row.service, "agent": row.agent,
             "confidence": row.confidence, "actionClass": row.action_class, "decision": row.decision,
             "reason": row.reason, "policy": row.policy, "grantId": row.grant_id, "requestId": row.request_id}
@@ -139,7 +141,7 @@ class DecisionLogWriter:
             self._hurry.wait(BATCH_WAIT)  # gather (a flush cuts it short)
             self._hurry.clear()
             while self._rows:
-                rows = []
+                rows: list[dict[str, Any]] = []
                 while self._rows and len(rows) < 1000:
                     rows.append(self._rows.popleft())
                 try:
@@ -170,7 +172,7 @@ class OutcomeProblem:
 
 class ActionBook:
     def __init__(self, store: Store, clock: Clock, *, policies: PolicyEngine,
-                 enqueue_alert: AlertSink | None = None, kill_marker=None) -> None:
+                 enqueue_alert: AlertSink | None = None, kill_marker: KillMarker | None = None) -> None:
         self.store = store
         self.clock = clock
         self.policies = policies
@@ -264,6 +266,9 @@ class ActionBook:
             else:
                 self._require_approver(conn, actor, row)
                 state = state_repo.get_state(conn)
+                if state is None:  # no governance state (a store `govcon db init` never ran on): refuse, as engaged
+                    raise Conflict("the store has no governance state: no action may be approved "
+                                   "(govcon db init)")
                 if state.kill_switch_engaged:
                     raise Conflict(f"the kill switch is engaged (by {state.kill_switch_by}: "
                                    f"{state.kill_switch_reason}): no action may be approved until it is released")
@@ -309,7 +314,7 @@ class ActionBook:
             raise Conflict(f"action request {request_id} expired before it was decided (it counts as rejected)")
         return self.show(request_id)
 
-    def _pending(self, conn: Connection, request_id: str, now: datetime, actor: str, verb: str):
+    def _pending(self, conn: Connection, request_id: str, now: datetime, actor: str, verb: str) -> Row[Any] | None:
         """The pending request; None when it has just expired (recorded as such); else refuses."""
         row = actions_repo.get_request(conn, request_id)
         if row is None:
@@ -322,7 +327,7 @@ class ActionBook:
             return None
         return row
 
-    def _require_approver(self, conn: Connection, actor: str, row, *, check_four_eyes: bool = True) -> None:
+    def _require_approver(self, conn: Connection, actor: str, row: Row[Any], *, check_four_eyes: bool = True) -> None:
         roles = tuple(row.approver_roles or ()) or ("on-call", "incident-commander", "ops-lead")
         held = identity_repo.roles_of(conn, actor)
         if not held.intersection(roles):
@@ -335,7 +340,7 @@ class ActionBook:
                 raise PermissionDenied(f"{actor} asked for this action and cannot approve it too: "
                                        "another approver must")
 
-    def _resolve_alert(self, conn: Connection, row, now: datetime, what: str) -> None:
+    def _resolve_alert(self, conn: Connection, row: Row[Any], now: datetime, what: str) -> None:
         self._alert(conn, Alert(kind="resolve", severity=REQUEST_SEVERITY.get(row.notification_level, "low"),
                                 title=f"Action request {row.id} {what}",
                                 body=f"{row.command_type} by {row.agent}: {what}",
@@ -404,7 +409,7 @@ class ActionBook:
 
     # --- outcomes, from ingest (the Ingestor's command hook) -----------------------------------
 
-    def screen(self, conn: Connection, rows: list[tuple[int, dict]]) -> dict[int, tuple[str, str]]:
+    def screen(self, conn: Connection, rows: builtins.list[tuple[int, dict[str, Any]]]) -> dict[int, tuple[str, str]]:
         """Refuse outcome events that contradict their grant: another type, or a second outcome that
         cannot follow the first (the first stands)."""
         ids = [r["command_id"] for _, r in rows if r["command_id"].startswith(GRANT_PREFIX)]
@@ -432,7 +437,7 @@ class ActionBook:
                                         f"stands, {new} is refused")
         return problems
 
-    def stored(self, conn: Connection, rows: list[dict]) -> None:
+    def stored(self, conn: Connection, rows: builtins.list[dict[str, Any]]) -> None:
         """Close the grants these outcome events name (inside the ingest transaction)."""
         outcomes = [r for r in rows if r["status"] in EXECUTED and r["command_id"].startswith(GRANT_PREFIX)]
         if not outcomes:
@@ -447,7 +452,11 @@ class ActionBook:
             if grant.status not in (actions_repo.OPEN, "expired") and row["status"] not in _LATER.get(grant.status, ()):
                 continue
             actions_repo.update_grant(conn, grant.id, status=row["status"], outcome_at=row["at"])
-            grants[grant.id] = actions_repo.get_grant(conn, grant.id)
+            updated = actions_repo.get_grant(conn, grant.id)
+            if updated is None:  # (updated in this transaction, so it is there) later outcomes for it are skipped
+                grants.pop(grant.id, None)
+            else:
+                grants[grant.id] = updated
 
     # --- expiry (the scheduler's job) --------------------------------------------------------
 
@@ -483,7 +492,7 @@ class ActionBook:
                 self._expire_request(conn, r, now)
         return {"grants": len(grants), "requests": len(requests)}
 
-    def _expire_request(self, conn: Connection, row, now: datetime) -> None:
+    def _expire_request(self, conn: Connection, row: Row[Any], now: datetime) -> None:
         actions_repo.update_request(conn, row.id, status="expired", decided_at=now)
         audit.append(conn, at=now, actor="scheduler", action="action.expire", target=row.id,
                      reason="nobody decided the action request before it expired (it counts as rejected)",

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from engine.clock import Clock
 from engine.domain import Decision
@@ -97,7 +97,7 @@ class LeaseCheck(Protocol):
     """What the gate asks of the agents' leases (engine/agents.py ``AgentBook``)."""
 
     def check(self, conn: Connection, state: Any, ask: Any, now: datetime, *,
-              expiry: datetime | bool | None = None) -> GateDecision | None: ...
+              expiry: datetime | Literal[False] | None = None) -> GateDecision | None: ...
 
 
 class KillMarkerLike(Protocol):

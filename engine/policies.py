@@ -35,12 +35,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInput
-from engine.gate import NEEDS_APPROVAL, GateDecision
+from engine.gate import NEEDS_APPROVAL, Ask, GateDecision
 from engine.rule_language import RuleError, parse_window
 from storage import actions_repo, events_repo, policies_repo
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sqlalchemy.engine import Connection, Row
 
 NOTIFICATION_LEVELS = ("info", "alert", "approval_required")
 DEFAULT_GRANT_TTL = timedelta(minutes=15)
@@ -129,7 +134,7 @@ def _window(text: Any, where: str) -> tuple[time, time]:
         raise InvalidInput(f"{where}.maintenance_window: {text!r} is not HH:MM-HH:MM (UTC)") from None
 
 
-def _duration(raw: dict, key: str, where: str) -> timedelta | None:
+def _duration(raw: dict[str, Any], key: str, where: str) -> timedelta | None:
     if key not in raw:
         return None
     try:
@@ -138,14 +143,14 @@ def _duration(raw: dict, key: str, where: str) -> timedelta | None:
         raise InvalidInput(f"{where}.{key}: {exc}") from None
 
 
-def _whole(raw: dict, key: str, where: str, *, minimum: int) -> int | None:
+def _whole(raw: dict[str, Any], key: str, where: str, *, minimum: int) -> int | None:
     v = raw.get(key)
     if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < minimum):
         raise InvalidInput(f"{where}.{key}: must be a whole number >= {minimum}")
     return v
 
 
-def _flag(raw: dict, key: str, where: str) -> bool:
+def _flag(raw: dict[str, Any], key: str, where: str) -> bool:
     v = raw.get(key, False)
     if not isinstance(v, bool):
         raise InvalidInput(f"{where}.{key}: must be true or false")
@@ -231,7 +236,7 @@ def _clock_text(t: time) -> str:
     return t.isoformat(timespec="minutes" if not t.second and not t.microsecond else "seconds")
 
 
-def load_stored(rows) -> list[Policy]:
+def load_stored(rows: Iterable[Row[Any]]) -> list[Policy]:
     """The policies of the store's rows (name, spec), validated as the config file's are: a row that does
     not validate (edited behind govcon's back) raises InvalidInput, and the gate then fails closed."""
     return load_policies({row.name: dict(row.spec or {}) for row in rows})
@@ -244,23 +249,13 @@ def configured_policies(raw_config: dict[str, Any]) -> list[Policy]:
     return load_policies(raw_config["policies"])
 
 
-def calibrated_confidence(conn, ask: Ask, now: datetime) -> tuple[float, str]:
-    """The confidence a ``calibrated`` policy judges, and the sentence that says which it is."""
+def calibrated_confidence(conn: Connection, ask: Ask, stated: float, now: datetime) -> tuple[float, str]:
+    """The confidence a ``calibrated`` policy judges for the ask's ``stated`` one (its ``confidence``, checked
+    present by the caller), and the sentence that says which it is."""
     from engine.calibration import calibrated_in
     if ask.agent is None:
-        return ask.confidence, "no agent named: the stated confidence is used"
-    return calibrated_in(conn, ask.agent, ask.command_type, ask.confidence, now)
-
-
-@dataclass(frozen=True)
-class Ask:
-    """What an agent asks the gate: the inputs of one decision."""
-
-    command_type: str
-    confidence: float | None = None
-    action_class: str | None = None
-    service: str | None = None
-    agent: str | None = None
+        return stated, "no agent named: the stated confidence is used"
+    return calibrated_in(conn, ask.agent, ask.command_type, stated, now)
 
 
 class _SnapCounts:
@@ -268,7 +263,7 @@ class _SnapCounts:
 
     __slots__ = ("snap", "prefix", "index", "entries")
 
-    def __init__(self, snap: Any, index: int, entries: dict[tuple, tuple] | None = None) -> None:
+    def __init__(self, snap: Any, index: int, entries: dict[Any, Any] | None = None) -> None:
         self.snap, self.prefix, self.index, self.entries = snap, f"p{index}_", index, entries or {}
 
     def unasked(self, window: str) -> tuple[tuple, int | None] | None:
@@ -328,7 +323,7 @@ class PolicyEngine:
         """Whether a reused count is due to be counted again (``refresh_stale``)."""
         return bool(self._stale)
 
-    def refresh_stale(self, conn, now: datetime) -> int:
+    def refresh_stale(self, conn: Connection, now: datetime) -> int:
         """Count again, on a read of their own (a background thread of the gate, off the asks' path), the
         windows whose reused count is older than COUNT_REFRESH. Each new count is an entry like the one an
         ask would have taken itself: the newest command event id read first, then the window counted (an
@@ -353,7 +348,7 @@ class PolicyEngine:
 
     # --- where the policies come from -----------------------------------------------------------
 
-    def sync(self, conn, state=None) -> list[Policy]:
+    def sync(self, conn: Connection, state: Any = None) -> list[Policy]:
         """The policies as of ``conn``'s snapshot. ``state`` (the governance state row the caller has read
         already) carries ``policies_version``: then a decision costs one comparison, and a reload happens only
         after a change. Without it the version is read (one primary-key select)."""
@@ -370,7 +365,7 @@ class PolicyEngine:
         self._synced_conn = conn  # a Connection is one transaction of store.read()/write(): see _in
         return loaded[1]
 
-    def _in(self, conn) -> list[Policy]:
+    def _in(self, conn: Connection | None) -> list[Policy]:
         """The policies for a caller inside a transaction: as the check earlier in the same transaction
         synced them, else synced here."""
         if self.store is None:
@@ -396,8 +391,8 @@ class PolicyEngine:
         with self.store.read() as conn:
             return self.sync(conn)
 
-    def _unasked_runs(self, conn, types: tuple[str, ...], service: str | None, span: timedelta, now: datetime,
-                      cap: int, memo: dict) -> int:
+    def _unasked_runs(self, conn: Connection, types: tuple[str, ...], service: str | None, span: timedelta,
+                      now: datetime, cap: int, memo: dict[Any, Any]) -> int:
         """Autonomous runs reported without a grant in the window, read at most ``cap`` of them. The window's
         scan is shared by the asks of COUNT_REUSE: until then a count is reused while no command event has
         arrived, and brought up to date by a seek over the events stored since (by primary key) otherwise —
@@ -417,7 +412,7 @@ class PolicyEngine:
             if value >= read_cap and cap <= read_cap:  # saturated at a cap at least as high: stays spent
                 return cap
             if value < read_cap and newest >= seen:  # exact then: add what arrived since
-                more = 0
+                more: int | None = 0
                 if pre is not None:
                     more = pre[1]  # None: too many arrived, count the window again
                 elif newest != seen or until > counted_until:
@@ -441,7 +436,8 @@ class PolicyEngine:
         found = self.applicable(command_type, action_class)
         return found[0] if found else None
 
-    def applicable(self, command_type: str, action_class: str | None = None, *, conn=None) -> list[Policy]:
+    def applicable(self, command_type: str, action_class: str | None = None, *,
+                   conn: Connection | None = None) -> list[Policy]:
         """Every policy covering the command type, plus the one the action class names: all of them
         must agree before an allow, so naming a class can only add limits. (The store's policies now, or
         as of ``conn``.)"""
@@ -478,8 +474,8 @@ class PolicyEngine:
                                               p.max_concurrent, p.min_interval is not None, tuple(more)))
         return tuple(out), params, entries
 
-    def check(self, conn, state, ask: Ask, now: datetime, snap: Any = None,
-              entries: dict[tuple, tuple] | None = None, *, frozen: bool = False
+    def check(self, conn: Connection, state: Any, ask: Ask, now: datetime, snap: Any = None,
+              entries: dict[Any, Any] | None = None, *, frozen: bool = False
               ) -> tuple[GateDecision | None, dict[str, Any]]:
         """(a refusal or None, extra fields for the decision: the policy and its remaining budget).
         Budgets count grants issued (in flight and finished, expired included) plus autonomous runs
@@ -490,7 +486,7 @@ class PolicyEngine:
         the reused counts it brought up to date are not stored back (they were brought up to the instant it was
         read, not to ``now``)."""
         extra: dict[str, Any] = {}
-        memo: dict = {"frozen": True} if frozen else {}
+        memo: dict[Any, Any] = {"frozen": True} if frozen else {}
         policies = self.sync(conn, state)
         if entries is not None and entries.get("policies", policies) is not policies:
             snap, entries = None, None  # counted for other policies (they changed since): count again here
@@ -505,15 +501,16 @@ class PolicyEngine:
                 return refused, extra_p
         return None, extra
 
-    def _check_one(self, conn, state, policy: Policy, ask: Ask, now: datetime, *, snap: Any = None,
-                   index: int = 0, memo: dict | None = None, entries: dict[tuple, tuple] | None = None):
+    def _check_one(self, conn: Connection, state: Any, policy: Policy, ask: Ask, now: datetime, *, snap: Any = None,
+                   index: int = 0, memo: dict[Any, Any] | None = None, entries: dict[Any, Any] | None = None
+                   ) -> tuple[GateDecision | None, dict[str, Any]]:
         phase = state.current_phase
         extra: dict[str, Any] = {"policy": policy.name, "notificationLevel": policy.notification_level,
                                  "approverRoles": list(policy.approver_roles)}
         if policy.rollback_mandatory:
             extra["rollbackMandatory"] = True
 
-        def refuse(reason: str) -> tuple[GateDecision, dict]:
+        def refuse(reason: str) -> tuple[GateDecision, dict[str, Any]]:
             decision = GateDecision(NEEDS_APPROVAL, f"policy {policy.name}: {reason}", ask.command_type, phase, extra)
             return decision, extra
 
@@ -577,7 +574,7 @@ class PolicyEngine:
                 return refuse(f"confidence required (threshold {policy.confidence_threshold:.0%})")
             confidence, word = ask.confidence, "confidence"
             if policy.calibrated:
-                confidence, extra["calibration"] = calibrated_confidence(conn, ask, now)
+                confidence, extra["calibration"] = calibrated_confidence(conn, ask, ask.confidence, now)
                 word = "calibrated confidence" if confidence != ask.confidence else "confidence"
             if confidence < policy.confidence_threshold:
                 why = f"{word} {confidence:.0%} below threshold {policy.confidence_threshold:.0%}"
@@ -586,12 +583,12 @@ class PolicyEngine:
             return refuse(f"outside the maintenance window {policy.to_json()['maintenanceWindow']}")
         return None, extra
 
-    def grant_ttl(self, ask: Ask, conn=None) -> timedelta:
+    def grant_ttl(self, ask: Ask, conn: Connection | None = None) -> timedelta:
         """The shortest grant_ttl of the policies the ask answers to (as of ``conn``'s transaction)."""
         return min((p.grant_ttl for p in self.applicable(ask.command_type, ask.action_class, conn=conn)),
                    default=DEFAULT_GRANT_TTL)
 
-    def request_terms(self, ask: Ask, conn=None) -> tuple[timedelta, str, tuple[str, ...]]:
+    def request_terms(self, ask: Ask, conn: Connection | None = None) -> tuple[timedelta, str, tuple[str, ...]]:
         """(request ttl, notification level, approver roles) for an action request: the loudest level and
         the shortest ttl of the policies that apply; approver roles of the covering policy."""
         found = self.applicable(ask.command_type, ask.action_class, conn=conn)

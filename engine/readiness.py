@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from engine.clock import Clock, isoformat
 from engine.domain import next_phase
@@ -209,7 +209,7 @@ def assess_in(conn: Connection, now: datetime, policy: ReadinessPolicy) -> Readi
     return report
 
 
-def _attested(item: ChecklistItem, att, now: datetime) -> ItemResult:
+def _attested(item: ChecklistItem, att: Row[Any] | None, now: datetime) -> ItemResult:
     if att is None:
         return ItemResult(item, False, f"not attested yet: `govcon attest {item.slug} --pass --evidence TEXT`")
     when = f"by {att.operator} on {att.at:%Y-%m-%d}"
@@ -221,7 +221,7 @@ def _attested(item: ChecklistItem, att, now: datetime) -> ItemResult:
                       f"{verdict} {when}, valid until {att.expires_at:%Y-%m-%d}: {att.evidence}")
 
 
-def at_l3_since(conn: Connection, state) -> datetime:
+def at_l3_since(conn: Connection, state: Row[Any]) -> datetime:
     """When governance last entered L3: its adoption, or the latest reversion after it. A reversion (manual
     or by a breaker) restarts the time at L3 (runbook: the phase start resets), so a revert is never
     followed at once by a proposal counting the days from before it."""
@@ -232,7 +232,8 @@ def at_l3_since(conn: Connection, state) -> datetime:
 class _Facts:
     """The data-decided items; each method returns (status, details)."""
 
-    def __init__(self, conn: Connection, now: datetime, policy: ReadinessPolicy, state, metrics: AutonomyMetrics):
+    def __init__(self, conn: Connection, now: datetime, policy: ReadinessPolicy, state: Row[Any],
+                 metrics: AutonomyMetrics) -> None:
         self.conn, self.now, self.policy, self.state, self.metrics = conn, now, policy, state, metrics
         self.rates = metrics.rates
         self.lookback_days = policy.lookback.days
@@ -363,7 +364,7 @@ def recommend(report: ReadinessReport, metrics: AutonomyMetrics, unresolved_even
 
 
 def next_actions(report: ReadinessReport) -> list[dict[str, Any]]:
-    actions = []
+    actions: list[dict[str, Any]] = []
     for results in report.results.values():
         for r in sorted(results, key=lambda r: (not r.item.required, -r.item.weight)):
             if r.status:
