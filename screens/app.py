@@ -107,7 +107,6 @@ class GovconApp(ActionsMixin, App):
         self._scheduler_missing: str | None = None  # why there is no scheduler, as the header says it
         self.live: LiveData | None = None
         self.slow: SlowData | None = None
-        self.bells = 0                      # how often the bell rang (tests read it)
         self._busy: set[str] = set()
         self._again: dict[str, Callable[[], None]] = {}  # one more read of a key once the running one ends
         self._busy_lock = threading.Lock()
@@ -115,7 +114,6 @@ class GovconApp(ActionsMixin, App):
         self._seen_events: set[str] | None = None
         self._kill_switch_seen: bool | None = None
         self._kill_switch_mine: bool | None = None  # the state this console's own engage/release will show
-        self.toasts: list[tuple[str, str, str]] = []  # every (title, message, severity) shown (tests read it)
         self._jobs: list[tuple[str, Callable[[], None]]] = []
         self._logs = StderrLogsAside(self)
         self._first_reads = first_reads
@@ -284,7 +282,7 @@ class GovconApp(ActionsMixin, App):
                 self.notify(f"{names}. 2 lists the events, r resolves.", title=title,
                             severity="error" if real else "warning", markup=False)
             if new:
-                self.ring_bell()
+                self.bell()
         ks = live.status["killSwitch"]
         changed = self._kill_switch_seen is not None and ks["engaged"] != self._kill_switch_seen
         if changed and ks["engaged"] == self._kill_switch_mine:
@@ -293,7 +291,7 @@ class GovconApp(ActionsMixin, App):
             if ks["engaged"]:
                 self.notify(f"by {ks['by']}: {ks['reason']}", title="KILL SWITCH ENGAGED", severity="error",
                             timeout=30, markup=False)
-                self.ring_bell()
+                self.bell()
             else:
                 self.notify("the gate allows autonomous actions again (within phase and whitelist)",
                             title="Kill switch released")
@@ -303,16 +301,11 @@ class GovconApp(ActionsMixin, App):
                timeout: float | None = None, markup: bool = True) -> None:
         """One toast at a time (the newest replaces the last), title and message on one line, gone after
         TOAST_SECONDS; app.tcss keeps it to two rows over the key bar, so it never covers a list's row."""
-        self.toasts.append((title, message, severity))
         self.clear_notifications()
         limit = TOAST_ERROR_SECONDS if severity == "error" else TOAST_SECONDS
         head = (escape(title) if markup else title) + ": " if title else ""
         super().notify(head + message, severity=severity, timeout=min(timeout or limit, limit),  # type: ignore[arg-type]
                        markup=markup)
-
-    def ring_bell(self) -> None:
-        self.bells += 1
-        self.bell()
 
     # --- screens ------------------------------------------------------------------------------
 
@@ -386,7 +379,7 @@ class GovconApp(ActionsMixin, App):
             self._kill_switch_mine = None  # a refused change changes nothing: a later one is someone else's
             self.notify(message.error, title=message.title, severity="error", timeout=15, markup=False)
             if message.bell:
-                self.ring_bell()
+                self.bell()
         else:
             self.notify(message.message or "done", title=message.title, markup=False)
         self.refresh_all()
