@@ -63,6 +63,11 @@ TYPED := engine/access.py engine/alertmanager.py engine/audit_anchor.py engine/a
 	storage/backtest_repo.py engine/agents.py storage/agents_repo.py console/api_agents.py console/rpc.py \
 	console/rpc_server.py console/client.py console/agent_client.py console/gate_cli.py \
 	$(wildcard storage/migrations/versions/00[0-9][0-9]_*.py)
+TYPED += screens/__init__.py screens/action_queue.py screens/action_view.py screens/app.py screens/audit.py \
+	screens/base.py screens/data.py screens/drilldown.py screens/errors.py screens/events.py screens/fmt.py \
+	screens/help.py screens/keybar.py screens/keys.py screens/logs.py screens/modals.py screens/policy_editor.py \
+	screens/proposals.py screens/reports.py screens/request_keys.py screens/rule_editor.py screens/rules.py \
+	screens/sinks.py screens/widgets.py
 
 
 lint: install
