@@ -70,6 +70,11 @@ TYPED += console/__init__.py console/api_ingest.py console/cli.py console/cli_ac
 	console/cli_audit.py console/cli_drilldown.py console/cli_run.py console/cli_serve.py console/config.py \
 	console/config_schema.py console/demo.py console/evaluator.py console/identity.py console/limits.py \
 	console/log_format.py console/prometheus.py console/read_cache.py console/render.py
+TYPED += screens/__init__.py screens/action_queue.py screens/action_view.py screens/app.py screens/audit.py \
+	screens/base.py screens/data.py screens/drilldown.py screens/errors.py screens/events.py screens/fmt.py \
+	screens/help.py screens/keybar.py screens/keys.py screens/logs.py screens/modals.py screens/policy_editor.py \
+	screens/proposals.py screens/reports.py screens/request_keys.py screens/rule_editor.py screens/rules.py \
+	screens/sinks.py screens/widgets.py
 
 
 lint: install

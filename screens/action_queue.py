@@ -193,7 +193,7 @@ class ActionQueueScreen(GovScreen):
         super().__init__()
         self.view: ActionsView | None = None
         self.section = SECTIONS[0]
-        self._shown: dict[str, tuple[str, dict[str, Any]]] = {}   # grant id -> (its status, ActionBook.show)
+        self._shown: dict[str, tuple[str | None, dict[str, Any]]] = {}   # grant id -> (its status, ActionBook.show)
         self._calibration: dict[str, list[dict[str, Any]]] = {}  # agent -> its calibration (read once per visit)
 
     def compose_body(self) -> ComposeResult:
@@ -337,20 +337,21 @@ class ActionQueueScreen(GovScreen):
     def _agent_detail(self) -> Text:
         table = self.query_one("#aq-agents", Table)
         key = table.selected_key if table.display else None
-        agent = next((a for a in self.view.agents if f"agent:{a['name']}" == key), None) if self.view else None
-        if agent is None:
+        view = self.view
+        agent = next((a for a in view.agents if f"agent:{a['name']}" == key), None) if view else None
+        if agent is None or view is None:  # (no agent without a view: the second test is for mypy)
             return Text("nothing selected", "dim")
         t = Text()
         t.append(f"agent {agent['name']}  ", "bold")
         t.append("LEASE LIVE" if agent["live"] else "LEASE LAPSED", "bold green" if agent["live"] else "bold red")
         t.append(f"\nlease {'until' if agent['live'] else 'lapsed at'} {short_time(agent['leaseExpiresAt'])} · "
-                 f"last beat {ago(self.view.now, agent['lastBeatAt'])} · ttl {agent['ttl']} s · {agent['beats']} beats "
+                 f"last beat {ago(view.now, agent['lastBeatAt'])} · ttl {agent['ttl']} s · {agent['beats']} beats "
                  f"since {short_time(agent['firstSeenAt'])}\n")
         t.append(f"token of {agent['lastOperator']} · {agent['inFlight']} grant(s) in flight\n")
         if not agent["live"]:
             t.append("its asks get needs_approval until it beats again\n", "yellow")
-        if self.view.drain is not None:
-            t.append(drain_line(self.view.drain) + "\n", "bold")
+        if view.drain is not None:
+            t.append(drain_line(view.drain) + "\n", "bold")
         name = agent["name"]
         if name not in self._calibration:
             book = self.app.gov.calibration

@@ -37,6 +37,7 @@ class ActionsMixin(_AppBase):
         gov: Governance
         operator: str
         live: LiveData | None
+        _kill_switch_mine: bool | None
 
         @property
         def gov_screen(self) -> GovScreen | None: ...

@@ -66,7 +66,7 @@ def make_scheduler(gov: Governance, operator: str) -> Any:
 class GovconApp(ActionsMixin, App):
     CSS_PATH = "app.tcss"
     TITLE = "govcon"
-    MODES: ClassVar[dict[str, type[Screen] | Callable[[], Screen]]] = {
+    MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
         "dashboard": DashboardScreen,
         "events": _lazy_screen("screens.events", "EventsScreen"),
         "readiness": _lazy_screen("screens.readiness", "ReadinessScreen"),
@@ -77,7 +77,7 @@ class GovconApp(ActionsMixin, App):
         "actions": _lazy_screen("screens.action_queue", "ActionQueueScreen"),
     }
     BINDINGS: ClassVar[list[BindingType]] = bindings()
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
     class LiveLoaded(Message):
         def __init__(self, live: LiveData) -> None:
@@ -107,15 +107,13 @@ class GovconApp(ActionsMixin, App):
         self._scheduler_missing: str | None = None  # why there is no scheduler, as the header says it
         self.live: LiveData | None = None
         self.slow: SlowData | None = None
-        self.bells = 0                      # how often the bell rang (tests read it)
         self._busy: set[str] = set()
-        self._again: dict[str, Callable[[], None]] = {}  # one more read of a key once the running one ends
+        self._again: dict[str, Callable[[], object]] = {}  # one more read of a key once the running one ends
         self._busy_lock = threading.Lock()
         self._ticks = 0
         self._seen_events: set[str] | None = None
         self._kill_switch_seen: bool | None = None
         self._kill_switch_mine: bool | None = None  # the state this console's own engage/release will show
-        self.toasts: list[tuple[str, str, str]] = []  # every (title, message, severity) shown (tests read it)
         self._jobs: list[tuple[str, Callable[[], None]]] = []
         self._logs = StderrLogsAside(self)
         self._first_reads = first_reads
@@ -216,7 +214,7 @@ class GovconApp(ActionsMixin, App):
         if screen is not None:
             screen.reload()
 
-    def _in_thread(self, key: str, fn: Callable[[], None]) -> None:
+    def _in_thread(self, key: str, fn: Callable[[], object]) -> None:
         """Run one read of ``key`` at a time: never pile up threads on a slow store. A read asked for
         while one runs is not dropped but run once after it (the running one may have started before
         an action committed; its result alone would leave the screen stale until the next tick)."""
@@ -227,7 +225,7 @@ class GovconApp(ActionsMixin, App):
             self._busy.add(key)
 
         def work() -> None:
-            job: Callable[[], None] | None = fn
+            job: Callable[[], object] | None = fn
             failure: BaseException | None = None
             while job is not None:
                 try:
@@ -284,7 +282,8 @@ class GovconApp(ActionsMixin, App):
                 self.notify(f"{names}. 2 lists the events, r resolves.", title=title,
                             severity="error" if real else "warning", markup=False)
             if new:
-                self.ring_bell()
+                self.bell()
+        assert live.status is not None  # called only for a read that is ok (_live_loaded)
         ks = live.status["killSwitch"]
         changed = self._kill_switch_seen is not None and ks["engaged"] != self._kill_switch_seen
         if changed and ks["engaged"] == self._kill_switch_mine:
@@ -293,7 +292,7 @@ class GovconApp(ActionsMixin, App):
             if ks["engaged"]:
                 self.notify(f"by {ks['by']}: {ks['reason']}", title="KILL SWITCH ENGAGED", severity="error",
                             timeout=30, markup=False)
-                self.ring_bell()
+                self.bell()
             else:
                 self.notify("the gate allows autonomous actions again (within phase and whitelist)",
                             title="Kill switch released")
@@ -303,16 +302,11 @@ class GovconApp(ActionsMixin, App):
                timeout: float | None = None, markup: bool = True) -> None:
         """One toast at a time (the newest replaces the last), title and message on one line, gone after
         TOAST_SECONDS; app.tcss keeps it to two rows over the key bar, so it never covers a list's row."""
-        self.toasts.append((title, message, severity))
         self.clear_notifications()
         limit = TOAST_ERROR_SECONDS if severity == "error" else TOAST_SECONDS
         head = (escape(title) if markup else title) + ": " if title else ""
         super().notify(head + message, severity=severity, timeout=min(timeout or limit, limit),  # type: ignore[arg-type]
                        markup=markup)
-
-    def ring_bell(self) -> None:
-        self.bells += 1
-        self.bell()
 
     # --- screens ------------------------------------------------------------------------------
 
@@ -345,8 +339,8 @@ class GovconApp(ActionsMixin, App):
                 seen.add(k.action)
                 yield SystemCommand(f"{k.label} ({k.footer or k.display})", k.tooltip,
                                     partial(self.run_action, k.action))
-        for b in getattr(under, "BINDINGS", []):  # this screen's own: attest on 3, edit on 5, verify on 7
-            if isinstance(b, Binding) and b.show and b.action not in seen:
+        for b in under.BINDINGS if under is not None else []:  # this screen's own: attest on 3, edit on 5, verify on 7
+            if under is not None and isinstance(b, Binding) and b.show and b.action not in seen:  # (under: for mypy)
                 seen.add(b.action)
                 yield SystemCommand(f"{b.description} ({b.key_display or b.key})", b.tooltip or b.description,
                                     partial(under.run_action, b.action))
@@ -386,7 +380,7 @@ class GovconApp(ActionsMixin, App):
             self._kill_switch_mine = None  # a refused change changes nothing: a later one is someone else's
             self.notify(message.error, title=message.title, severity="error", timeout=15, markup=False)
             if message.bell:
-                self.ring_bell()
+                self.bell()
         else:
             self.notify(message.message or "done", title=message.title, markup=False)
         self.refresh_all()

@@ -82,7 +82,7 @@ class AuditScreen(GovScreen):
             self.verdict, problems = verdict(*value)
             if problems:
                 self.notify("\n".join(problems), title="Audit log NOT verified", severity="error", timeout=30)
-                self.app.ring_bell()
+                self.app.bell()
             else:
                 self.notify(self.verdict, title="Audit log verified")
             self._note()

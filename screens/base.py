@@ -4,7 +4,7 @@ in worker threads with results back by message, and the hooks the app-level keys
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -18,8 +18,16 @@ from screens.header import StatusHeader
 from screens.keybar import KeyBar
 from screens.widgets import FilterInput, FilterRow, Table
 
+if TYPE_CHECKING:
+    from textual import getters
+
+    from screens.app import GovconApp
+
 
 class GovScreen(Screen):
+    if TYPE_CHECKING:  # for mypy only: the console's screens run in GovconApp (Textual's typed `app`)
+        app = getters.app(GovconApp)
+
     SCREEN_NAME: ClassVar[str] = ""
     SCREEN_TITLE: ClassVar[str] = ""
     FILTER_WHAT: ClassVar[str] = ""          # "" = this screen has nothing to filter

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 SCREENS: tuple[tuple[str, str, str], ...] = (
     ("1", "dashboard", "Dashboard"),
@@ -81,5 +81,5 @@ KEYS: tuple[Key, ...] = (
 )
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     return [k.binding() for k in KEYS]

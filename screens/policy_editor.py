@@ -11,7 +11,7 @@ saves the whole policy (``replace``): a field left empty is the setting's defaul
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.text import Text
@@ -29,6 +29,11 @@ from engine.store_config import check_name, relabel
 from screens.errors import describe_error, error_title
 from screens.modals import Ask, ConfirmModal
 from screens.widgets import TickBox
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from screens.app import GovconApp
 
 #: the config file's keys (what the store keeps) -> the editor's labels, which name a refused value
 FIELD_LABELS: dict[str, str] = {
@@ -117,6 +122,9 @@ def _shown(spec: dict[str, Any], key: str) -> str:
 class StoreEditModal(ModalScreen[dict[str, Any] | None]):
     """What the policy and sink editors share: a save done in a worker answers by ``Saved``; a refusal is
     shown at the top of the dialog (``#{ERROR_ID}``) and as a toast, nothing written; Esc or Cancel closes."""
+
+    if TYPE_CHECKING:  # for mypy only: the console's screens run in GovconApp (Textual's typed `app`)
+        app = getters.app(GovconApp)
 
     ERROR_ID = ""
     WHAT = ""
@@ -282,7 +290,7 @@ class PolicyEditModal(StoreEditModal):
 # --- what screen 5 calls: the role first, then the dialog ------------------------------------------
 
 
-def with_role(screen, action: str, then: Callable[[], None]) -> None:
+def with_role(screen, action: str, then: Callable[[], object]) -> None:
     """Ask (in a worker thread) whether the operator holds a role ``action`` needs; ``then()`` opens the
     dialog on the event loop, or the refusal — naming the roles — is a toast and no dialog opens."""
     app = screen.app

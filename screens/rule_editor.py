@@ -8,7 +8,7 @@ The half-open recovery fields of a rule (DESIGN.md "Recovery"): ``recovery`` (ha
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -25,6 +25,11 @@ from engine.rules import RECOVERIES, RULE_FIELDS, validate_rule
 from screens.errors import describe_error
 from screens.fmt import plural
 from screens.widgets import TickBox
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from screens.app import GovconApp
 
 BACKTEST_DAYS = 30
 
@@ -54,6 +59,9 @@ def _whole(text: str) -> Any:
 
 
 class RuleEditModal(ModalScreen[dict[str, Any] | None]):
+    if TYPE_CHECKING:  # for mypy only: the console's screens run in GovconApp (Textual's typed `app`)
+        app = getters.app(GovconApp)
+
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="rule.cancel", tooltip="Close without saving"),
         Binding("ctrl+b", "backtest", "Backtest", id="rule.backtest",

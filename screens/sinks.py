@@ -11,7 +11,7 @@ stored secret) and mask what is typed, so a secret never appears on the screen."
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.text import Text
@@ -30,6 +30,11 @@ from screens.fmt import safe, short_time
 from screens.modals import Ask, ConfirmModal
 from screens.policy_editor import StoreEditModal, with_role
 from screens.widgets import Table, TickBox
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from screens.app import GovconApp
 
 EDIT_ACTION = "sinks.edit"  # engine/domain.py: editing alert sinks and their routing (admin, ops-lead)
 #: the config file's keys -> the editor's labels, which name a refused value
@@ -202,6 +207,9 @@ class SinkEditModal(StoreEditModal):
 
 class SinksModal(ModalScreen[None]):
     """The store's alert sinks (secrets masked), with add, edit and delete."""
+
+    if TYPE_CHECKING:  # for mypy only: the console's screens run in GovconApp (Textual's typed `app`)
+        app = getters.app(GovconApp)
 
     DEFAULT_CSS = """
     SinksModal #dialog.sinks { width: 110; max-width: 98%; height: auto; max-height: 95%; }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 import pytest
 
@@ -109,10 +110,41 @@ def palette_offers(app, text: str) -> bool:
     return text.lower() in str(getattr(prompt, "plain", prompt)).lower()
 
 
+# What the console asked to show, per app, recorded on the test side (_record_toasts_and_bells): the
+# production code keeps no list for tests to read.
+_TOASTS: WeakKeyDictionary[object, list[tuple[str, str, str]]] = WeakKeyDictionary()
+_BELLS: WeakKeyDictionary[object, int] = WeakKeyDictionary()
+
+
+@pytest.fixture(autouse=True)
+def _record_toasts_and_bells(monkeypatch):
+    """Wraps GovconApp.notify and App.bell (for every console a test makes) so that `notifications`
+    and `bells` can tell what was shown and rung; each wrapper calls the real method."""
+    from screens.app import GovconApp
+
+    notify, bell = GovconApp.notify, GovconApp.bell
+
+    def recording_notify(self, message: str, *, title: str = "", severity: str = "information", **kw) -> None:
+        _TOASTS.setdefault(self, []).append((title, message, severity))
+        notify(self, message, title=title, severity=severity, **kw)
+
+    def recording_bell(self) -> None:
+        _BELLS[self] = _BELLS.get(self, 0) + 1
+        bell(self)
+
+    monkeypatch.setattr(GovconApp, "notify", recording_notify)
+    monkeypatch.setattr(GovconApp, "bell", recording_bell)
+
+
 def notifications(app) -> list[tuple[str, str, str]]:
     """Every toast the console showed, in order, as (title, message, severity): one is on screen at a
     time (GovconApp.notify), so Textual's own list holds only the last."""
-    return list(app.toasts)
+    return list(_TOASTS.get(app, []))
+
+
+def bells(app) -> int:
+    """How often the console rang the terminal's bell (App.bell: a no-op in a headless test)."""
+    return _BELLS.get(app, 0)
 
 
 @pytest.fixture

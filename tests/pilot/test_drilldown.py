@@ -8,7 +8,7 @@ import pytest
 from screens.drilldown import DrilldownScreen
 from screens.events import EventsScreen
 from screens.widgets import DetailPane, Table
-from tests.pilot.conftest import settle, until
+from tests.pilot.conftest import notifications, settle, until
 from tests.pilot.drill_seed import FAILED, add_drilldown_evidence
 from tests.pilot.seed import OPEN_EVENT, RESOLVED_EVENT
 
@@ -117,7 +117,7 @@ async def test_enter_elsewhere_does_nothing(console_gov, make_console):
         await settle(pilot)
         await pilot.press("tab", "enter")
         await settle(pilot)
-        assert app.screen.SCREEN_NAME == "readiness" and not any(t == "Nothing selected" for t, _, _ in app.toasts)
+        assert app.screen.SCREEN_NAME == "readiness" and not any(t == "Nothing selected" for t, _, _ in notifications(app))
 
 
 @pytest.mark.parametrize("key,name", [("2", "events"), ("3", "readiness")])

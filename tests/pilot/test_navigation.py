@@ -10,7 +10,7 @@ from screens.help import HelpModal, HelpScroll
 from screens.keybar import KeyBar
 from screens.rule_editor import RuleEditModal
 from screens.widgets import Table, TickBox
-from tests.pilot.conftest import palette_offers, settle, text_of, until
+from tests.pilot.conftest import notifications, palette_offers, settle, text_of, until
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +63,7 @@ async def test_the_palette_offers_each_screens_actions_once(console_gov, make_co
         await pilot.press("enter")
         await settle(pilot)
         assert app.screen.title_text.startswith(("Attest: ",)) or "Not attestable" in [
-            t for t, _, _ in app.toasts]
+            t for t, _, _ in notifications(app)]
 
 
 async def test_j_and_k_move_in_tables(console_gov, make_console):

@@ -14,7 +14,7 @@ from screens.app import TOAST_ERROR_SECONDS, TOAST_SECONDS
 from screens.header import StatusHeader
 from screens.keybar import KeyBar
 from storage.store import Store
-from tests.pilot.conftest import notifications, settle, until
+from tests.pilot.conftest import bells, notifications, settle, until
 from tests.pilot.seed import T0
 
 pytestmark = pytest.mark.anyio
@@ -60,7 +60,7 @@ async def test_an_engage_elsewhere_is_announced_once(console_gov, make_console):
             app.refresh_all()
             await settle(pilot)
         assert [t for t, _, _ in notifications(app)] == ["KILL SWITCH ENGAGED"]
-        assert app.bells == 1
+        assert bells(app) == 1
 
 
 async def test_trips_at_80x24_are_one_toast_over_the_key_bar_and_the_selected_row_stays_visible(
