@@ -110,6 +110,15 @@ def test_prune_removes_old_rows_and_keeps_what_it_must(gov, aged_store, clock):
         assert details.pop("pagesFreed") >= 0
         with gov.store.read() as conn:
             assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2
+    else:  # PostgreSQL: the months of command_events made (the clock's and the next two; the migration made
+        # those of the real date) and dropped (none whole here: tests/integration/test_partitions.py)
+        from storage import partitions
+        month = partitions.month_of(clock.now())
+        ahead = [month, partitions.next_month(month), partitions.next_month(partitions.next_month(month))]
+        made = details.pop("partitions")
+        assert made["dropped"] == [] and set(made["made"]) <= {partitions.name_of(m) for m in ahead}
+        with gov.store.read() as conn:
+            assert {partitions.name_of(m) for m in ahead} <= set(partitions.partitions(conn))
     assert details == {"olderThanDays": 90, "removed": removed}
     assert gov.audit_verify()[1] is None
 
