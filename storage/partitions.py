@@ -243,7 +243,7 @@ def drop_month(conn: Connection, name: str, month: datetime, before: datetime) -
     rows = ex(f"SELECT count(*) FROM {name}").scalar_one()
     kept = set(ex(f"SELECT DISTINCT i.command_id FROM incidents i WHERE i.at >= %s AND i.command_id IS NOT NULL "
                   f"AND EXISTS (SELECT 1 FROM {name} p WHERE p.command_id = i.command_id)",
-                  (_bound(before),)).scalars())
+                  (before.astimezone(UTC).replace(tzinfo=None),)).scalars())
     change = _rollup_change(conn, name, month, kept)
     ha, hb = _hours(month)
     # the strong lock last, so that readers wait for it only for the few statements to the commit
