@@ -167,6 +167,9 @@ def ensure_months(write: Write, now: datetime, *, ahead: int = AHEAD, attempts: 
     """Make the partitions of the current month and the next ``ahead`` ones, each in a transaction of
     its own; returns the names made (a month whose locks stayed busy is left for the next run: its
     events wait in the DEFAULT meanwhile)."""
+    with write() as conn:
+        if not is_partitioned(conn):  # SQLite, or a store not migrated yet
+            return []
     made = []
     month = month_of(now)
     for _ in range(ahead + 1):

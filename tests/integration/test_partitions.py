@@ -305,3 +305,27 @@ def test_an_engage_during_a_partition_drop_succeeds_within_a_second(pg_gov, pg_s
     entry = pg_gov.audit_entries(limit=1, search="db.prune")[0]
     assert [d["partition"] for d in entry["details"]["partitions"]["dropped"]] == ["command_events_p2026_07"]
     assert _rollups(pg_store) == set()
+
+
+def test_a_drop_that_never_gets_its_lock_gives_way_and_leaves_the_month_to_the_batched_deletes(pg_gov, pg_store):
+    july = datetime(2026, 7, 1, tzinfo=UTC)
+    partitions.ensure_months(_unserialised(pg_store), july, ahead=0)
+    pg_gov.ingestor.ingest_objects(Events(july + timedelta(days=3)).lifecycle("c1", ["proposed", "succeeded"]))
+    stored = _events(pg_store)
+    with pg_store.read() as reader:  # holds command_events (ACCESS SHARE) until the end of the block
+        reader.execute(sa.select(sa.func.count()).select_from(CMD)).scalar_one()
+        t0 = time.perf_counter()
+        got = partitions.drop_older(_unserialised(pg_store), datetime(2026, 8, 1, tzinfo=UTC), attempts=3,
+                                    sleep=lambda _s: None)
+        waited = time.perf_counter() - t0
+        assert got == []
+        assert waited < 3 * (partitions.LOCK_TIMEOUT_MS / 1000) + 2.0
+    assert _events(pg_store) == stored and _rollups(pg_store) == _rebuilt(pg_store)
+    with pg_store.read() as conn:
+        assert "command_events_p2026_07" in partitions.partitions(conn)
+    # the reader gone, the next prune drops it
+    assert pg_gov.prune(OPERATOR, timedelta(days=90))["command_events"] == 2
+    with pg_store.read() as conn:
+        assert "command_events_p2026_07" not in partitions.partitions(conn)
+    assert _rollups(pg_store) == _rebuilt(pg_store) == set()
+
