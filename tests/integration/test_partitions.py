@@ -329,3 +329,38 @@ def test_a_drop_that_never_gets_its_lock_gives_way_and_leaves_the_month_to_the_b
         assert "command_events_p2026_07" not in partitions.partitions(conn)
     assert _rollups(pg_store) == _rebuilt(pg_store) == set()
 
+
+
+def test_ingest_while_a_prune_makes_and_drops_months_loses_nothing(pg_gov, pg_store, clock):
+    """Ingest of this month's events runs while the prune makes this month's partition (moving the rows
+    the DEFAULT holds of it) and drops two old months: every event is stored once, in its month's
+    partition, and the rollups equal a rebuild."""
+    partitions.ensure_months(_unserialised(pg_store), datetime(2026, 6, 1, tzinfo=UTC), ahead=1)
+    old = Events(datetime(2026, 6, 20, tzinfo=UTC))
+    pg_gov.ingestor.ingest_objects([e for i in range(1500) for e in old.lifecycle(
+        f"old-{i}", ["proposed", "succeeded"], at=old.base + timedelta(minutes=40 * i))])
+    recent = Events(T0 - timedelta(hours=3))
+    pg_gov.ingestor.ingest_objects([recent.command(f"first-{i}", "proposed") for i in range(200)])
+    failed: list[BaseException] = []
+    batches = 40
+
+    def ingest() -> None:
+        try:
+            for b in range(batches):
+                pg_gov.ingestor.ingest_objects([e for i in range(25) for e in recent.lifecycle(
+                    f"live-{b}-{i}", ["proposed", "approved"], at=recent.base + timedelta(seconds=b * 25 + i))])
+        except BaseException as exc:  # pragma: no cover - reported below
+            failed.append(exc)
+
+    worker = threading.Thread(target=ingest)
+    worker.start()
+    removed = pg_gov.prune(OPERATOR, timedelta(days=90))
+    worker.join(120)
+    assert not failed, failed
+    assert removed["command_events"] == 3000
+    with pg_store.read() as conn:
+        left = partitions.partitions(conn)
+        assert "command_events_p2026_11" in left and "command_events_p2026_06" not in left
+        assert conn.exec_driver_sql("SELECT count(*) FROM command_events").scalar() == 200 + batches * 50
+        assert conn.exec_driver_sql("SELECT count(*) FROM command_events_p2026_11").scalar() == 200 + batches * 50
+    assert _rollups(pg_store) == _rebuilt(pg_store)
