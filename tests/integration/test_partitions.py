@@ -364,3 +364,19 @@ def test_ingest_while_a_prune_makes_and_drops_months_loses_nothing(pg_gov, pg_st
         assert conn.exec_driver_sql("SELECT count(*) FROM command_events").scalar() == 200 + batches * 50
         assert conn.exec_driver_sql("SELECT count(*) FROM command_events_p2026_11").scalar() == 200 + batches * 50
     assert _rollups(pg_store) == _rebuilt(pg_store)
+
+
+def test_the_daily_retention_job_makes_the_coming_months_and_drops_old_ones(pg_gov, pg_store, clock):
+    from engine.jobs import GovconScheduler
+    partitions.ensure_months(_unserialised(pg_store), datetime(2026, 6, 1, tzinfo=UTC), ahead=0)
+    pg_gov.ingestor.ingest_objects(Events(datetime(2026, 6, 9, tzinfo=UTC)).lifecycle("c1", ["proposed", "failed"]))
+    clock.advance(timedelta(days=70))  # 2027-01-29: January to March are made; June is past 90 days
+    assert GovconScheduler(pg_gov, "test", retention_days=90).prune()["command_events"] == 2
+    with pg_store.read() as conn:
+        made = set(partitions.partitions(conn))
+    assert {"command_events_p2027_01", "command_events_p2027_02", "command_events_p2027_03"} <= made
+    assert "command_events_p2026_06" not in made
+    entry = pg_gov.audit_entries(limit=1, search="db.prune")[0]
+    assert entry["actor"] == "scheduler"
+    assert [d["partition"] for d in entry["details"]["partitions"]["dropped"]] == ["command_events_p2026_06"]
+    assert "command_events_p2027_03" in entry["details"]["partitions"]["made"]
