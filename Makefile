@@ -75,6 +75,7 @@ TYPED += screens/__init__.py screens/action_queue.py screens/action_view.py scre
 	screens/help.py screens/keybar.py screens/keys.py screens/logs.py screens/modals.py screens/policy_editor.py \
 	screens/proposals.py screens/reports.py screens/request_keys.py screens/rule_editor.py screens/rules.py \
 	screens/sinks.py screens/widgets.py
+TYPED += storage/partitions.py
 
 
 lint: install

@@ -435,8 +435,13 @@ class Governance:
         # short batches, each its own transaction (storage/maintenance.py): an engage never waits long
         removed: dict[str, int] = {}
         details: dict[str, Any] = {"olderThanDays": older_than.days, "removed": removed}
+        partitions: dict[str, Any] = {}  # PostgreSQL: the months of command_events made and dropped
+        if self.store.dialect == "postgresql":
+            details["partitions"] = partitions
         try:
-            maintenance.prune_in_batches(self.store.write, self.store.dialect, now - older_than, removed=removed)
+            maintenance.prune_in_batches(self.store.write, self.store.dialect, now - older_than, removed=removed,
+                                         events_write=lambda: self.store.write(serialise=False), now=now,
+                                         partitions=partitions)
             freed = maintenance.incremental_vacuum(self.store.write, self.store.dialect)
             if freed is not None:  # a SQLite store with auto_vacuum=INCREMENTAL
                 details["pagesFreed"] = freed

@@ -188,6 +188,9 @@ class GovconScheduler:
         return self.gov.cycle.run("scheduler", system=True)
 
     def prune(self) -> Any:
+        """retention-prune, daily. On PostgreSQL it also keeps command_events' monthly partitions: it
+        makes this month's and the next two, and drops the months older than retention whole
+        (storage/partitions.py)."""
         return self.gov.prune("scheduler", timedelta(days=self.retention_days), system=True)
 
     def anchor_audit(self) -> Any:

@@ -35,18 +35,29 @@ def _insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: Sequenc
     if conn.dialect.name == "sqlite":
         stored = _sqlite_insert_ignoring_duplicates(conn, table, rows)
     else:
-        stored = len(_postgres_insert_ignoring_duplicates(conn, table, rows))
+        stored = len(_postgres_insert_ignoring_duplicates(conn, table, rows, tracker))
     if tracker is not None:
         tracker.after(stored)
     return stored
 
 
-def _postgres_insert_ignoring_duplicates(conn: Connection, table: sa.Table,
-                                         rows: Sequence[dict[str, Any]]) -> list[int]:
-    """The ids of the rows inserted (a row whose key is stored already returns nothing)."""
+def _postgres_insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
+                                         tracker: rollups.InsertTracker | None = None) -> list[int]:
+    """The ids of the rows inserted (a row whose key is stored already returns nothing).
+
+    command_events is partitioned by month (storage/partitions.py): no unique constraint on the parent
+    can name (command_id, status), so the rows whose key the tracker read as stored (or that repeat
+    one earlier in the batch) are left out first; the conflict clause without a target then only
+    guards the per-partition unique indexes."""
     from sqlalchemy.dialects import postgresql  # 15 ms of imports that a SQLite store never needs
-    stmt = (postgresql.insert(table).on_conflict_do_nothing(index_elements=_KEYS[table.name])
-            .returning(table.c.id))
+    if tracker is not None:
+        rows = tracker.unstored()
+        if not rows:
+            return []
+        stmt = postgresql.insert(table).on_conflict_do_nothing().returning(table.c.id)
+    else:
+        stmt = (postgresql.insert(table).on_conflict_do_nothing(index_elements=_KEYS[table.name])
+                .returning(table.c.id))
     return list(conn.execute(stmt, list(rows)).scalars())
 
 
@@ -119,7 +130,7 @@ def insert_classified(conn: Connection, table: sa.Table, rows: Sequence[dict[str
         stored = _sqlite_insert_ignoring_duplicates(conn, table, rows)
         is_new = lambda row_id: row_id > before  # noqa: E731
     else:
-        ids = set(_postgres_insert_ignoring_duplicates(conn, table, rows))
+        ids = set(_postgres_insert_ignoring_duplicates(conn, table, rows, tracker))
         stored = len(ids)
         is_new = ids.__contains__
     if tracker is not None:

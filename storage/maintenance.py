@@ -26,6 +26,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -202,22 +203,41 @@ def prune(conn: Connection, before: datetime) -> dict[str, int]:
 
 def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], dialect: str, before: datetime, *,
                      lock_target: float = PRUNE_LOCK_TARGET, sleep: Callable[[float], None] = time.sleep,
-                     removed: dict[str, int] | None = None) -> dict[str, int]:
+                     removed: dict[str, int] | None = None,
+                     events_write: Callable[[], AbstractContextManager[Connection]] | None = None,
+                     now: datetime | None = None, partitions: dict[str, Any] | None = None) -> dict[str, int]:
     """What ``prune`` deletes, in short write transactions (``write()`` opens one) of adaptive size;
     never open events, proposals, unsent alerts or audit. Returns the rows removed per table (also
-    counted into ``removed`` as it goes, so a caller knows what an interrupted prune did)."""
+    counted into ``removed`` as it goes, so a caller knows what an interrupted prune did).
+
+    PostgreSQL, given ``events_write`` (a transaction without the store-wide write lock): first the
+    partitions of command_events for ``now``'s month and the next two are made, then every month wholly
+    older than ``before`` is dropped whole (storage/partitions.py); what was made and dropped goes into
+    ``partitions``. The boundary month and the DEFAULT partition are deleted from in batches as before."""
     gap = SQLITE_PRUNE_GAP if dialect == "sqlite" else 0.0
     removed = {} if removed is None else removed
+    removed[command_events.name] = 0
+    if dialect == "postgresql" and events_write is not None:
+        from storage import partitions as parts
+        info = {} if partitions is None else partitions
+        if now is not None:
+            info["made"] = parts.ensure_months(events_write, now, sleep=sleep)
+        info["dropped"] = []
+        for dropped in parts.drop_older(events_write, before, sleep=sleep):
+            info["dropped"].append(dropped)
+            removed[command_events.name] += dropped["rows"]
     size = PRUNE_BATCH_START
     for table, column, extra in _PRUNABLE:
-        removed[table.name] = 0
+        if table is not command_events:
+            removed[table.name] = 0
         pk = table.primary_key.columns.values()[0]
         while True:
             cond = _condition(table, column, extra, before)
             started = time.perf_counter()
             with write() as conn:
                 if table is command_events:  # the hourly rollups follow (storage/rollups.py)
-                    n = rollups.delete_where(conn, cond, size)
+                    n = rollups.delete_where(conn, cond, size,
+                                             outer=command_events.c.at < before if dialect == "postgresql" else None)
                 else:
                     batch = sa.select(pk).where(cond).limit(size).scalar_subquery()
                     n = conn.execute(sa.delete(table).where(pk.in_(batch))).rowcount

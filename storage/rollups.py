@@ -199,6 +199,20 @@ class InsertTracker:
         self.ids = list(dict.fromkeys([r["command_id"] for r in rows]))
         self.old = _stored_events(conn, self.ids)
 
+    def unstored(self) -> list[dict[str, Any]]:
+        """The batch's rows whose (command_id, status) is neither stored already nor repeated earlier in
+        the batch: what a PostgreSQL insert into the partitioned table may store. There the key cannot be
+        unique over all months (storage/partitions.py), so this read, taken under the events lock that
+        every writer of command_events takes, is what keeps a resend stamped in another month out."""
+        seen = {(c, e[0]) for c, evs in self.old.items() for e in evs}
+        out = []
+        for r in self.rows:
+            key = (r["command_id"], r["status"])
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
+        return out
+
     def after(self, stored: int) -> None:
         if stored == len(self.rows):  # every row stored: no key repeated or stored before
             delta: dict[tuple, int] = {}
@@ -304,16 +318,21 @@ def _fold(out: dict[tuple, int], status_n: dict[tuple, int], chain_n: dict[tuple
             out[k] = get(k, 0) + sign * n
 
 
-def delete_where(conn: Connection, cond: Any, limit: int | None = None) -> int:
+def delete_where(conn: Connection, cond: Any, limit: int | None = None, *, outer: Any = None) -> int:
     """Delete the command_events rows matching ``cond`` (at most ``limit`` of them) and take them out
     of the rollups, in the caller's transaction; returns the rows deleted. One DELETE … RETURNING says
-    what went; then one read by the unique (command_id, status) index of what those commands keep."""
+    what went; then one read by the unique (command_id, status) index of what those commands keep.
+    ``outer``: a condition the DELETE itself repeats (on PostgreSQL the time bound, so that the
+    ``id IN (…)`` probes only the partitions that can hold such rows)."""
     lock_events(conn)
     which = sa.select(CMD.c.id).where(cond)
     if limit is not None:
         which = which.limit(limit)
     hour = sa.literal_column(_hour_sql(conn.dialect.name), sa.Integer)
-    gone = conn.execute(sa.delete(CMD).where(CMD.c.id.in_(which.scalar_subquery()))
+    where = [CMD.c.id.in_(which.scalar_subquery())]
+    if outer is not None:
+        where.append(outer)
+    gone = conn.execute(sa.delete(CMD).where(*where)
                         .returning(CMD.c.command_id, CMD.c.status, hour, CMD.c.command_type, CMD.c.autonomous)
                         ).all()
     forget(conn, gone)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from engine.errors import InvalidInput
 from engine.governance import Governance
 from engine.ingest import Ingestor
-from storage import events_repo, maintenance, readiness_repo, tables
+from storage import events_repo, maintenance, partitions, readiness_repo, tables
 from storage.maintenance import BackupNotSupported
 from storage.store import Store
 from tests.conftest import OPERATOR, T0
@@ -110,6 +110,14 @@ def test_prune_removes_old_rows_and_keeps_what_it_must(gov, aged_store, clock):
         assert details.pop("pagesFreed") >= 0
         with gov.store.read() as conn:
             assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2
+    else:  # PostgreSQL: the months of command_events made (the clock's and the next two; the migration made
+        # those of the real date) and dropped (none whole here: tests/integration/test_partitions.py)
+        month = partitions.month_of(clock.now())
+        ahead = [month, partitions.next_month(month), partitions.next_month(partitions.next_month(month))]
+        made = details.pop("partitions")
+        assert made["dropped"] == [] and set(made["made"]) <= {partitions.name_of(m) for m in ahead}
+        with gov.store.read() as conn:
+            assert {partitions.name_of(m) for m in ahead} <= set(partitions.partitions(conn))
     assert details == {"olderThanDays": 90, "removed": removed}
     assert gov.audit_verify()[1] is None
 
@@ -270,3 +278,15 @@ def test_a_prune_gives_the_freed_pages_back_to_the_filesystem(sqlite_gov, sqlite
         assert conn.exec_driver_sql("PRAGMA freelist_count").scalar() == 0
     assert freed > 1000
     assert os.path.getsize(sqlite_url) < before / 2, (os.path.getsize(sqlite_url), before)
+
+
+def test_partition_upkeep_is_a_no_op_on_sqlite(sqlite_url, clock):
+    store = Store(sqlite_url)
+    try:
+        write = store.write
+        assert partitions.ensure_months(write, T0) == []
+        assert partitions.drop_older(write, T0) == []
+        with store.read() as conn:
+            assert partitions.partitions(conn) == {} and not partitions.is_partitioned(conn)
+    finally:
+        store.dispose()
