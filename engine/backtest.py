@@ -5,12 +5,12 @@ the window is then slid one step at a time over the buckets. A trip is counted w
 becomes true after being false (as if each event had been resolved once the condition cleared).
 Approximation, stated in the result: a command whose events span two steps counts once per step in
 ``total``; per-status counts are exact. ``commandType.consecutiveFailures`` is replayed from the outcome
-events' own times (not buckets): in each window, the type's failures after its last success in it.
+events' own times (not buckets), streamed in time order: in each window, the type's failures after its
+last success in it.
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -100,7 +100,8 @@ class Backtester:
         with self.store.read() as conn:
             incidents = events_repo.incidents_between(conn, start - window, end + self.nearby)
             safety = events_repo.safety_between(conn, start - window, until)
-            outcomes = _Outcomes(events_repo.outcome_times(conn, start - window, until)) \
+            # streamed too: the replay holds only the outcomes its current window needs
+            outcomes = _Outcomes(backtest_repo.stream_outcome_times(conn, start - window, until)) \
                 if CONSECUTIVE in condition.names else None
             # both streams are ordered by bucket: merged, they give each bucket's counts in turn
             rows = heapq.merge(backtest_repo.stream_bucketed_commands(conn, start - window, until, step_s),
@@ -210,24 +211,54 @@ class Backtester:
 
 
 class _Outcomes:
-    """Outcome times per type, for the consecutive failures of any window in O(log n)."""
+    """The consecutive failures per type of windows that slide forward, from the outcome rows
+    (type, status, at) ordered by at. Holds per type only the failures after its last success that are
+    not older than the current window, and the time of that success: memory bounded by the window.
 
-    def __init__(self, rows: list[tuple[str, str, datetime]]) -> None:
-        self.ok: dict[str, list[datetime]] = defaultdict(list)
-        self.bad: dict[str, list[datetime]] = defaultdict(list)
-        for ctype, status, at in rows:  # by at
-            (self.ok if status == "succeeded" else self.bad)[ctype].append(_aware(at))
+    Same answer as bisecting the whole range's outcome times (tests/integration/backtest_reference.py):
+    for each type, the failures in [start, end) after the last success before ``end`` when that success
+    is in the window, else all the failures in [start, end) (a failure at the success's very time does
+    not count)."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, datetime]]) -> None:
+        self._rows = iter(rows)
+        self._pending: tuple[str, str, datetime] | None = None
+        self._last_ok: dict[str, datetime] = {}
+        self._bad: dict[str, deque[datetime]] = {}
+        self._end: datetime | None = None
+        self._next()
+
+    def _next(self) -> None:
+        row = next(self._rows, None)
+        self._pending = None if row is None else (row[0], row[1], _aware(row[2]))
 
     def window(self, start: datetime, end: datetime) -> dict[str, int]:
+        """The counts for [start, end); successive calls must not move ``start`` or ``end`` back."""
+        if self._end is not None and end < self._end:
+            raise ValueError("windows must slide forward")
+        self._end = end
+        while self._pending is not None and self._pending[2] < end:
+            ctype, status, at = self._pending
+            if status == "succeeded":
+                # every failure held is at or before it: none counts in this or any later window
+                self._last_ok[ctype] = at
+                self._bad.pop(ctype, None)
+            else:
+                last_ok = self._last_ok.get(ctype)
+                if last_ok is None or at > last_ok:
+                    self._bad.setdefault(ctype, deque()).append(at)
+            self._next()
         out = {}
-        for ctype, bad in self.bad.items():
-            ok = self.ok.get(ctype, [])
-            i = bisect.bisect_left(ok, end)  # successes before end; the last of them, if in the window
-            last_ok = ok[i - 1] if i and ok[i - 1] >= start else None
-            lo = bisect.bisect_right(bad, last_ok) if last_ok is not None else bisect.bisect_left(bad, start)
-            n = bisect.bisect_left(bad, end) - lo
-            if n > 0:
-                out[ctype] = n
+        for ctype in list(self._bad):
+            bad = self._bad[ctype]
+            while bad and bad[0] < start:  # older than the window: never counts again
+                bad.popleft()
+            if bad:
+                out[ctype] = len(bad)
+            else:
+                del self._bad[ctype]
+        for ctype in [t for t, at in self._last_ok.items() if at < start]:
+            del self._last_ok[ctype]  # only ever before the window from now on: no longer needed
         return out
 
 

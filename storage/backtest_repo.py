@@ -1,6 +1,6 @@
-"""Streamed reads for backtests (issue 16 pt 3): the bucketed command counts in bucket order, fetched in
-chunks (an iterating cursor on SQLite, a server-side cursor on PostgreSQL), so a replay holds only the
-buckets of one window instead of the whole history."""
+"""Streamed reads for backtests (issue 16 pt 3): the bucketed command counts in bucket order and the outcome
+events in time order, fetched in chunks (an iterating cursor on SQLite, a server-side cursor on PostgreSQL),
+so a replay holds only what one window needs instead of the whole history."""
 
 from __future__ import annotations
 
@@ -54,3 +54,15 @@ def stream_bucketed_totals(conn: Connection, start: datetime, end: datetime,
          .group_by(b, CMD.c.command_type, CMD.c.autonomous).order_by(b))
     for r in _stream(conn, q):
         yield int(r[0]), r[1], bool(r[2]), "total", int(r[3])
+
+
+def stream_outcome_times(conn: Connection, start: datetime,
+                         end: datetime) -> Iterator[tuple[str, str, datetime]]:
+    """``events_repo.outcome_times`` as an iterator: (command_type, status, at) of every succeeded, failed
+    and rolled-back event in [start, end), ordered by at (what a consecutive-failures replay slides over)."""
+    q = (sa.select(CMD.c.command_type, CMD.c.status, CMD.c.at)
+         .where(events_repo._period(CMD.c.at, start, end),
+                CMD.c.status.in_(("succeeded", *events_repo.FAILURE_STATUSES)))
+         .order_by(CMD.c.at))
+    for r in _stream(conn, q):
+        yield r[0], r[1], r[2]
