@@ -4,6 +4,7 @@ second, and every change made through the Governance facade in a worker, its out
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import threading
 from collections.abc import Callable, Iterable
@@ -372,7 +373,11 @@ class GovconApp(ActionsMixin, App):
                 text = f"done ({type(exc).__name__} while describing it)"
             self.post_message(self.Performed(text, None, title, False))
 
-        self.run_worker(work, thread=True, group="perform", exit_on_error=False)
+        # the thread starts now: a thread worker would start only when the event loop next runs its task,
+        # after the repaint of what the closed dialog uncovered (~25-50 ms; docs/performance.md, Console
+        # keys). The worker awaits it, so `workers.wait_for_complete()` and the app's exit still see it.
+        started = asyncio.get_running_loop().run_in_executor(None, work)
+        self.run_worker(started, group="perform", exit_on_error=False)
 
     @on(Performed)
     def _performed(self, message: Performed) -> None:
