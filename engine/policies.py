@@ -306,6 +306,11 @@ class _SnapCounts:
         return mapping[key] if key in mapping else missing
 
 
+#: a policy whose day or week cap is higher than this has its grants counted in the store on every ask (the kept
+#: times would be up to the cap's number of datetimes, and their first read as long as the count)
+KEPT_GRANTS_MAX = 50_000
+
+
 class _GrantTimes:
     """The times of the newest grants of one policy's scope (types, service), kept in memory so that an ask does
     not count the day's and the week's grants again (issue 12 "Speed"), and the audit head (``audit_head_hash``
@@ -553,7 +558,8 @@ class PolicyEngine:
                 more.append(window)
                 params[f"p{i}_{window}_seen"], params[f"p{i}_{window}_lo"] = cached[0], max(cached[4], now - span)
                 entries[(i, window)] = cached
-            if p.max_per_day is not None or p.max_per_week is not None:  # the day's and week's grants: kept?
+            caps = [c for c in (p.max_per_day, p.max_per_week) if c is not None]
+            if caps and max(caps) <= KEPT_GRANTS_MAX:  # the day's and week's grants: kept in memory?
                 key = (p.command_types, service, p.max_per_day, p.max_per_week)
                 kept = self._grant_times.get(key)
                 if kept is not None and kept.usable(now):

@@ -169,3 +169,21 @@ def test_a_failed_write_forgets_the_kept_times(kgov, clock, monkeypatch):
     clock.advance(timedelta(seconds=1))
     again = kgov.gate.decide("restart_service")
     assert again.decision == "allow" and _budget(again) == (1, 1)
+
+
+def test_caps_above_the_bound_are_counted_in_the_store(store, clock, monkeypatch):
+    from engine import policies
+    monkeypatch.setattr(policies, "KEPT_GRANTS_MAX", 8)  # the week's cap of 9 is above it
+    g = Governance(store, clock, policies=load_policies(POLICIES), evaluate_on_ingest=False)
+    g.init_store(OPERATOR, phase_started=clock.now() - timedelta(days=200))
+    with store.write() as conn:
+        state_repo.update_state(conn, current_phase="L4", command_whitelist=["restart_service"])
+    try:
+        for i in range(6):
+            assert g.gate.decide("restart_service", agent=f"k{i}").decision == "allow"
+            clock.advance(timedelta(seconds=1))
+        refused = g.gate.decide("restart_service")
+        assert refused.decision == "needs_approval" and _budget(refused) == (6, 6)
+        assert not any(key[0] == ("restart_service",) for key in g.gate.policy._grant_times)
+    finally:
+        g.actions.decision_log.flush()
