@@ -311,6 +311,10 @@ class _SnapCounts:
 KEPT_GRANTS_MAX = 50_000
 
 
+#: at most this many policy scopes (types, service) keep grant times; the others (past it) are counted in the store
+KEPT_SCOPES_MAX = 1000
+
+
 class _GrantTimes:
     """The times of the newest grants of one policy's scope (types, service), kept in memory so that an ask does
     not count the day's and the week's grants again (issue 12 "Speed"), and the audit head (``audit_head_hash``
@@ -390,7 +394,7 @@ class PolicyEngine:
         generation = actions_repo.RAW_GRANT_WRITES
         kept: dict[tuple, _GrantTimes] = {}
         for key, times in self._grant_times.items():
-            if times.hash == before and times.generation == generation:
+            if times.hash == before and times.generation == generation and len(kept) < KEPT_SCOPES_MAX:
                 types, service = key[0], key[1]
                 mine = ask.command_type in types and (service is None or service == ask.service)
                 kept[key] = times.plus(after, now if mine else None, now)
@@ -401,8 +405,6 @@ class PolicyEngine:
                 n = max(day or 0, week or 0)
                 at = actions_repo.grant_times(conn, types, now - span, n, service=service)
                 kept[key] = _GrantTimes(after, at, n, now, span, generation)
-            if len(kept) > 1000:
-                break
         self._grant_times = kept
 
     def forget_grant_times(self) -> None:
