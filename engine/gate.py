@@ -360,10 +360,19 @@ class Gate:
                         with conn.begin_nested():
                             results.append(self._judge_in_write(conn, *item))
                     except Exception as exc:
+                        self._forget_grant_times()
                         results.append((_cannot_grant(item[0], exc), False))
         except Exception as exc:
+            self._forget_grant_times()
             return [(_cannot_grant(item[0], exc), False) for item in items]
         return results
+
+    def _forget_grant_times(self) -> None:
+        """A write that failed may have moved the policies' kept grant times to a head that was never stored:
+        drop them (they could not match a stored head anyway; the next ask reads them again)."""
+        forget = getattr(self.policy, "forget_grant_times", None)
+        if forget is not None:
+            forget()
 
     def _judge_in_write(self, conn: Connection, ask: Ask, now: datetime, requested_by: str | None,
                         request: bool) -> tuple[GateDecision, bool]:
@@ -378,7 +387,12 @@ class Gate:
         if decision.decision != ALLOW:  # e.g. the budget went to a concurrent ask
             self.actions.log_decision(conn, ask, decision, now)
             return decision, True
-        return self.actions.issue_grant(conn, ask, decision, now, requested_by=requested_by, head=snap), True
+        granted = self.actions.issue_grant(conn, ask, decision, now, requested_by=requested_by, head=snap)
+        after = conn.info.pop(actions_repo.HEAD_WRITTEN, None)
+        written = getattr(self.policy, "grant_written", None)  # the policies' kept grant times move with the head
+        if written is not None and after is not None and snap is not None:
+            written(conn, ask, now, snap.audit_head_hash, after, entries)
+        return granted, True
 
     def _request(self, ask: Ask, decision: GateDecision, now: datetime,
                  requested_by: str | None) -> tuple[GateDecision, bool]:

@@ -33,6 +33,7 @@ that policy's limits; it never replaces the covering ones (it can narrow, never 
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -284,12 +285,70 @@ class _SnapCounts:
             return None
         return entry, mapping[key]
 
+    def kept_grants(self, window: str, span: timedelta, now: datetime, cap: int) -> int | None:
+        """The grants of a window counted from the engine's kept grant times (``_GrantTimes``), when the
+        snapshot's audit head is the one they were kept at (the snapshot then did not count them); else None."""
+        entry = self.entries.get(("grants", self.index))
+        if entry is None or self.snap is None or self.snap._mapping.get("audit_head_hash") != entry.hash:
+            return None
+        return entry.count(now - span, cap)
+
     def get(self, name: str, *, missing: Any = None) -> Any:
         if self.snap is None:
             return missing
         mapping = self.snap._mapping
         key = self.prefix + name
         return mapping[key] if key in mapping else missing
+
+
+#: a policy whose day or week cap is higher than this has its grants counted in the store on every ask (the kept
+#: times would be up to the cap's number of datetimes, and their first read as long as the count)
+KEPT_GRANTS_MAX = 50_000
+
+
+#: at most this many policy scopes (types, service) keep grant times; the others (past it) are counted in the store
+KEPT_SCOPES_MAX = 1000
+
+
+class _GrantTimes:
+    """The times of the newest grants of one policy's scope (types, service), kept in memory so that an ask does
+    not count the day's and the week's grants again (issue 12 "Speed"), and the audit head (``audit_head_hash``
+    of the governance state) they are exact at. Every grant is written with its audit entry in the same
+    transaction, which moves that head (``actions_repo.write_grant``: the only writer of grants besides
+    ``insert_grant``, which drops these in its process), whichever process writes it; so while the head a
+    snapshot reads is this one, no grant was written since. The gate's snapshot reads the head in the same
+    statement as its other counts and counts the grants itself when the head differs (a CASE in
+    ``actions_repo._snapshot_stmt``). The head is a hash of the whole chain: a rolled-back or restored store
+    never shows a kept head again with other grants behind it.
+
+    ``times``: oldest first, the newest ``n`` (the policy's larger cap) of those granted since ``since`` (the
+    load's ``now`` less the longest window): a count from any later start, up to a cap <= n, is exact."""
+
+    __slots__ = ("hash", "times", "n", "loaded_at", "span", "generation")
+
+    def __init__(self, hash_: str, times: list[datetime], n: int, loaded_at: datetime, span: timedelta,
+                 generation: int) -> None:
+        self.hash, self.times, self.n, self.loaded_at, self.span = hash_, times, n, loaded_at, span
+        self.generation = generation
+
+    def usable(self, now: datetime) -> bool:
+        # a window starting before the load's would miss grants it did not read (a clock set back)
+        return self.loaded_at <= now and self.generation == actions_repo.RAW_GRANT_WRITES
+
+    def count(self, since: datetime, cap: int) -> int:
+        return min(len(self.times) - bisect.bisect_left(self.times, since), cap)
+
+    def plus(self, hash_: str, at: datetime | None, now: datetime) -> _GrantTimes:
+        """These times at the next audit head, with one more grant at ``at`` (None: the grant was not of this
+        scope); the times before the longest window of ``now`` are let go, and these times then serve asks
+        at ``now`` or later only (an ask at an earlier instant counts in the store)."""
+        start = max(self.loaded_at, now)
+        times = self.times[bisect.bisect_left(self.times, start - self.span):]
+        if at is not None:
+            bisect.insort(times, at)
+            if len(times) > self.n:
+                times = times[-self.n:]
+        return _GrantTimes(hash_, times, self.n, start, self.span, self.generation)
 
 
 #: a count of runs reported without a grant is reused while no command event has arrived since, for at most
@@ -318,6 +377,34 @@ class PolicyEngine:
     fallback: list[Policy] = field(default_factory=list)
     _unasked: dict[tuple, tuple[int, datetime, int, int, datetime]] = field(default_factory=dict, repr=False)
     _stale: dict[tuple, int] = field(default_factory=dict, repr=False)  # window key -> cap, to count again
+    #: (types, service, max_per_day, max_per_week) -> the grant times kept at an audit head (``_GrantTimes``)
+    _grant_times: dict[tuple, _GrantTimes] = field(default_factory=dict, repr=False)
+
+    def grant_written(self, conn: Connection, ask: Ask, now: datetime, before: Any, after: Any,
+                      entries: dict[Any, Any]) -> None:
+        """After the gate wrote a grant at ``now`` in ``conn``'s transaction, moving the audit head from
+        ``before`` to ``after``: the kept grant times exact at ``before`` are moved to ``after`` (with this grant
+        where it is of their scope); those of the ask's scopes kept at another head (or never) are read again,
+        in this transaction (so with this grant). Others are let go. Called under the gate's write lock; the
+        gate forgets them all if the transaction then fails (``forget_grant_times``)."""
+        generation = actions_repo.RAW_GRANT_WRITES
+        kept: dict[tuple, _GrantTimes] = {}
+        for key, times in self._grant_times.items():
+            if times.hash == before and times.generation == generation and len(kept) < KEPT_SCOPES_MAX:
+                types, service = key[0], key[1]
+                mine = ask.command_type in types and (service is None or service == ask.service)
+                kept[key] = times.plus(after, now if mine else None, now)
+        for key in entries.get("grant_keys", ()):
+            if key not in kept:
+                types, service, day, week = key
+                span = timedelta(days=7) if week is not None else timedelta(days=1)
+                n = max(day or 0, week or 0)
+                at = actions_repo.grant_times(conn, types, now - span, n, service=service)
+                kept[key] = _GrantTimes(after, at, n, now, span, generation)
+        self._grant_times = kept
+
+    def forget_grant_times(self) -> None:
+        self._grant_times = {}
 
     def stale_counts(self) -> bool:
         """Whether a reused count is due to be counted again (``refresh_stale``)."""
@@ -470,6 +557,14 @@ class PolicyEngine:
                 more.append(window)
                 params[f"p{i}_{window}_seen"], params[f"p{i}_{window}_lo"] = cached[0], max(cached[4], now - span)
                 entries[(i, window)] = cached
+            caps = [c for c in (p.max_per_day, p.max_per_week) if c is not None]
+            if caps and max(caps) <= KEPT_GRANTS_MAX:  # the day's and week's grants: kept in memory?
+                key = (p.command_types, service, p.max_per_day, p.max_per_week)
+                kept = self._grant_times.get(key)
+                if kept is not None and kept.usable(now):
+                    params[f"p{i}_known"] = kept.hash
+                    entries[("grants", i)] = kept
+                entries.setdefault("grant_keys", []).append(key)
             out.append(actions_repo.CountSpec(p.command_types, p.per_service, p.max_per_day, p.max_per_week,
                                               p.max_concurrent, p.min_interval is not None, tuple(more)))
         return tuple(out), params, entries
@@ -530,6 +625,8 @@ class PolicyEngine:
             if limit is None:
                 continue
             used = read.get(key)
+            if used is None:  # the snapshot did not count them: kept at its audit head, or not read at all
+                used = read.kept_grants(key, span, now, limit)
             if used is None:
                 used = actions_repo.grants_since(conn, policy.command_types, now - span, service=service, cap=limit)
             if used < limit:  # runs reported without asking count too

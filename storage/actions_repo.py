@@ -53,7 +53,19 @@ _GRANT_ID = sa.select(GR.c.id).where(GR.c.id == sa.bindparam("id"))
 
 
 def insert_grant(conn: Connection, **row: Any) -> None:
+    """A grant row without its audit entry (tests, imports): the gate's kept grant times (engine/policies.py,
+    checked against the audit head, which this does not move) are forgotten in this process."""
     conn.execute(_INSERT_GRANT, row)  # a prebuilt statement with the row as parameters: no .values() per call
+    global RAW_GRANT_WRITES
+    RAW_GRANT_WRITES += 1
+
+
+#: grants written in this process without moving the audit head (``insert_grant``): kept grant times made
+#: before such a write are dropped (engine/policies.py ``_GrantTimes``)
+RAW_GRANT_WRITES = 0
+#: ``Connection.info`` key: the audit head hash ``write_grant`` set in this transaction (the governance state's
+#: ``audit_head_hash`` once it commits)
+HEAD_WRITTEN = "govcon_gate_head_written"
 
 
 #: the columns the gate writes for a grant and its decision row (``write_grant``)
@@ -171,12 +183,14 @@ def write_grant(conn: Connection, grant: dict[str, Any], decision: dict[str, Any
             precompiled(conn, key, build).execute(conn, row).close()
         precompiled(conn, "head", lambda: audit.SET_HEAD).execute(
             conn, {"head_seq": entry["seq"], "head_hash": entry["hash"]}).close()
+        conn.info[HEAD_WRITTEN] = entry["hash"]
         return
     params = {f"g_{c}": grant.get(c) for c in GRANT_COLUMNS}
     params.update({f"d_{c}": decision.get(c) for c in DECISION_COLUMNS})
     params.update({f"a_{c}": entry[c] for c in audit.ENTRY_COLUMNS})
     params["head_seq"], params["head_hash"] = entry["seq"], entry["hash"]
     precompiled(conn, "grant_write", _grant_write_stmt).execute(conn, params).close()
+    conn.info[HEAD_WRITTEN] = entry["hash"]
 
 
 def get_grant(conn: Connection, grant_id: str) -> Row | None:
@@ -280,9 +294,10 @@ def _snapshot_stmt(agent: bool, audit_head: bool, newest: bool, specs: tuple[Cou
         if spec.by_service:
             scope.append(GR.c.service == sa.bindparam("service"))
         for name, cap in (("day", spec.day_cap), ("week", spec.week_cap)):
-            if cap is not None:
-                cols.append(_grant_count([*scope, GR.c.granted_at >= sa.bindparam(f"{name}_since")], cap)
-                            .label(f"p{i}_{name}"))
+            if cap is not None:  # NULL, not read, while the audit head is the one of the caller's kept times
+                count = _grant_count([*scope, GR.c.granted_at >= sa.bindparam(f"{name}_since")], cap)
+                cols.append(sa.case((STATE.c.audit_head_hash == sa.bindparam(f"p{i}_known", type_=sa.String),
+                                     sa.null()), else_=count).label(f"p{i}_{name}"))
         if spec.flying_cap is not None:
             cols.append(_grant_count([GR.c.status == _OPEN_LITERAL, GR.c.expires_at > sa.bindparam("now"), *scope],
                                      spec.flying_cap).label(f"p{i}_flying"))
@@ -319,12 +334,35 @@ def gate_snapshot(conn: Connection, *, command_type: str, now: datetime, agent: 
     ``p{i}_last``: the same counts as ``grants_since``, ``in_flight`` and ``newest_grant_at``), and with
     ``audit_head`` the audit chain's newest entry (``a_seq``, ``a_hash``, ``a_key``) for
     ``storage.audit.append``. None when the store has no governance state. ``params``: the windows'
-    ``seen``/``cu`` of CountSpec.more and ``until``, their end (now + the clock skew accepted)."""
+    ``seen``/``cu`` of CountSpec.more and ``until``, their end (now + the clock skew accepted); ``p{i}_known``: the
+    audit head at which the caller keeps the day's and week's grants of CountSpec ``i`` (engine/policies.py
+    ``_GrantTimes``): while the state's head is that one, ``p{i}_day`` and ``p{i}_week`` are NULL, not counted."""
     shape = (agent is not None, audit_head, newest, specs)
     stmt = precompiled(conn, ("snapshot", shape), lambda: _snapshot_stmt(*shape))
-    return stmt.first(conn, {"agent": agent, "ctype": command_type, "service": service, "now": now,
-                             "day_since": now - timedelta(days=1), "week_since": now - timedelta(days=7),
-                             "until": None, **(params or {})})
+    given = {"agent": agent, "ctype": command_type, "service": service, "now": now,
+             "day_since": now - timedelta(days=1), "week_since": now - timedelta(days=7), "until": None}
+    for i, spec in enumerate(specs):  # no kept grant times: the snapshot counts the day's and week's grants
+        if spec is not None and (spec.day_cap is not None or spec.week_cap is not None):
+            given[f"p{i}_known"] = None
+    given.update(params or {})
+    return stmt.first(conn, given)
+
+
+@functools.lru_cache(maxsize=512)
+def _grant_times_stmt(types: tuple[str, ...], by_service: bool) -> sa.Select:
+    where = [_one_of(GR.c.command_type, types), GR.c.granted_at >= sa.bindparam("since")]
+    if by_service:
+        where.append(GR.c.service == sa.bindparam("service"))
+    return sa.select(GR.c.granted_at).where(*where).order_by(GR.c.granted_at.desc()).limit(sa.bindparam("n"))
+
+
+def grant_times(conn: Connection, types: Sequence[str], since: datetime, n: int, *,
+                service: str | None = None) -> list[datetime]:
+    """The times of the newest ``n`` grants of these types issued since ``since`` (whatever became of them),
+    oldest first: a count of them from any later ``since`` up to ``n`` is ``grants_since``'s."""
+    rows = conn.execute(_grant_times_stmt(tuple(types), service is not None),
+                        {"since": since, "service": service, "n": n}).scalars().all()
+    return [_aware(at, since) for at in reversed(rows)]
 
 
 def newest_grant_at(conn: Connection, types: Sequence[str], *, service: str | None = None) -> datetime | None:

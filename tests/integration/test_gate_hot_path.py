@@ -8,12 +8,13 @@ import time
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from engine.clock import isoformat
 from engine.gate import Ask
 from engine.governance import Governance
 from engine.policies import CLOCK_SKEW, COUNT_REFRESH, load_policies
-from storage import actions_repo, state_repo
+from storage import actions_repo, state_repo, tables
 from tests.conftest import OPERATOR
 from tests.integration.test_api import api, make_api  # noqa: F401 (the api fixture)
 
@@ -60,6 +61,20 @@ def test_the_snapshot_reads_what_the_single_queries_read(hgov, clock):
 
     def snapshot_agrees() -> object:
         with hgov.store.read() as conn:
+            # the gate keeps the day's and week's grant times at this audit head: the snapshot does not count them
+            with hgov.store.write(lane="safety") as wconn:  # as a grant's write leaves them
+                hgov.gate.policy.grant_written(wconn, ask, now, None, wconn.execute(
+                    sa.select(tables.governance_state.c.audit_head_hash)).scalar_one(), {"grant_keys": [
+                        (("restart_service",), None, 50, 80)]})
+            snap, entries = hgov.gate.snapshot(conn, ask, now, audit_head=True)
+            assert snap.p0_day is None and snap.p0_week is None
+            kept = entries[("grants", 0)]
+            assert kept.hash == snap.audit_head_hash
+            assert kept.count(now - DAY, 50) == actions_repo.grants_since(conn, ["restart_service"], now - DAY,
+                                                                          cap=50) == 3
+            assert kept.count(now - WEEK, 80) == actions_repo.grants_since(conn, ["restart_service"], now - WEEK,
+                                                                           cap=80)
+            hgov.gate.policy.forget_grant_times()  # not kept: the snapshot counts them
             snap, entries = hgov.gate.snapshot(conn, ask, now, audit_head=True)
             assert snap.p0_day == actions_repo.grants_since(conn, ["restart_service"], now - DAY, cap=50) == 3
             assert snap.p0_week == actions_repo.grants_since(conn, ["restart_service"], now - WEEK, cap=80)
