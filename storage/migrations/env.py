@@ -1,26 +1,22 @@
 """Alembic environment: the models' metadata, batch mode on SQLite, a connection handed in by govcon."""
 
-from typing import Any
-
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection
 
 from storage import models  # noqa: F401  (registers every table on the metadata)
 from storage.db import normalise_url
-from storage.migrate import partition_aware
 
 target_metadata = models.ALL_TABLES
 config = context.config
 
 
-def _configure(connection: Connection, **options: Any) -> None:
+def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        **options,
     )
 
 
@@ -37,9 +33,7 @@ def run_migrations_online() -> None:
     url = normalise_url(main_url)
     engine = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with engine.connect() as conn:
-        # `alembic revision --autogenerate` by hand: the monthly partitions of command_events on PostgreSQL
-        # are not tables of the models (storage/partitions.py)
-        _configure(conn, include_object=partition_aware(conn))
+        _configure(conn)
         with context.begin_transaction():
             context.run_migrations()
 
