@@ -13,6 +13,10 @@ from storage.migrate import alembic_config, current_revision, head_revision
 from storage.models import ALL_TABLES
 from storage.store import Store
 
+# these tests are about the migrations themselves: their stores are migrated from scratch, not copied from
+# the per-worker template (tests/store_template.py)
+pytestmark = pytest.mark.migrate_from_scratch
+
 
 def schema_diff(store: Store) -> list:
     with store.engine.connect() as conn:
