@@ -16,6 +16,8 @@ from hypothesis import settings
 from engine.clock import ManualClock
 from engine.governance import Governance
 from storage.store import Store
+from tests.store_template import ENABLED as TEMPLATE_ENABLED
+from tests.store_template import StoreTemplate
 
 # hypothesis: no per-example deadline (a loaded 2-core machine makes any example slow now and then: a
 # deadline would fail a correct property); in CI the examples are derandomized, the same on every run, so
@@ -26,6 +28,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "govcon"))
 PG_URL = os.environ.get("GOVCON_TEST_POSTGRES_URL")
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 OPERATOR = "alice"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "migrate_from_scratch: the `store` fixture runs the real migrations instead of copying the "
+        "per-worker migrated template (tests/store_template.py)")
 
 
 @pytest.fixture(autouse=True)
@@ -98,8 +106,22 @@ def store_url(request) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> StoreTemplate:
+    """This process's migrated stores to copy (each xdist worker has its own basetemp)."""
+    return StoreTemplate(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture
-def store(store_url):
+def store(store_url, request):
+    """A store at the newest schema: a copy of the worker's migrated template (tests/store_template.py),
+    or migrated from scratch in tests marked ``migrate_from_scratch`` (and with GOVCON_TEST_STORE_TEMPLATE=0)."""
+    if TEMPLATE_ENABLED and request.node.get_closest_marker("migrate_from_scratch") is None:
+        template = request.getfixturevalue("store_template")
+        if store_url.startswith("postgresql"):
+            template.fill_postgres(PG_URL, _postgres_schema_url, store_url)
+        else:
+            template.fill_sqlite(store_url)
     s = Store(store_url)
     yield s
     s.dispose()

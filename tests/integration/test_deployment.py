@@ -51,10 +51,7 @@ def test_two_servers_and_a_console_on_one_postgresql(postgres_url, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = ServeProcess(postgres_url, tmp_path / "a").wait_ready()
-    deadline = time.time() + 15
-    while _holder(store) is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert _pid(_holder(store)) == a.proc.pid
+    assert _pid(wait_until(lambda: _holder(store), timeout=15, interval=0.05, what="a leader")) == a.proc.pid
     b = ServeProcess(postgres_url, tmp_path / "b").wait_ready()
     tmux = Tmux(f"govcon-deploy-{os.getpid()}")
     env = {k: v for k, v in os.environ.items() if k.startswith(("XDG_", "LC_", "TZ", "PATH", "HOME"))}
@@ -73,17 +70,14 @@ def test_two_servers_and_a_console_on_one_postgresql(postgres_url, tmp_path):
         assert _snapshots(store, gov) == 1
 
         os.kill(a.proc.pid, signal.SIGKILL)
-        killed = time.time()
+        killed = time.monotonic()
         a.proc.wait()
-        new = None
-        while time.time() - killed < 30:
+
+        def taken_over() -> str | None:
             holder = _holder(store)
-            if holder and _pid(holder) != a.proc.pid:
-                new = holder
-                break
-            time.sleep(0.5)
-        assert new is not None, "nobody took over within 30 s"
-        took = time.time() - killed
+            return holder if holder and _pid(holder) != a.proc.pid else None
+        new = wait_until(taken_over, timeout=30, interval=0.1, what="another server to take over the lease")
+        took = time.monotonic() - killed
         assert took < 30
         tmux.wait_for(f":{_pid(new)}", timeout=15)  # the console shows the new leader
         # the new leader's snapshot job next runs minutes from now (and then finds this hour's slot taken:

@@ -14,6 +14,10 @@ from storage.models import ALL_TABLES
 from storage.partitions import partition_names
 from storage.store import Store
 
+# these tests are about the migrations themselves: their stores are migrated from scratch, not copied from
+# the per-worker template (tests/store_template.py)
+pytestmark = pytest.mark.migrate_from_scratch
+
 
 def schema_diff(store: Store) -> list:
     """What autogenerate would add or drop; on PostgreSQL it is told about command_events' partitions."""

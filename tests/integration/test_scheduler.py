@@ -12,6 +12,7 @@ from datetime import timedelta
 from engine.jobs import TTL, GovconScheduler
 from storage import jobs_repo, readiness_repo, state_repo
 from tests.conftest import OPERATOR
+from tests.polling import wait_until
 
 
 def test_lease_is_exclusive_and_taken_over_after_expiry(gov, clock):
@@ -89,26 +90,18 @@ def test_two_processes_one_leader_and_failover_within_30s(store, store_url):
     first = _scheduler(store_url, env)
     second = None
     try:
-        deadline = time.time() + 15
-        while _holder(store) is None and time.time() < deadline:
-            time.sleep(0.1)
+        leader = wait_until(lambda: _holder(store), timeout=15, interval=0.05, what="the first to lead")
         second = _scheduler(store_url, env)  # started once the first holds the lease, so the first leads
-        leader_pid = int(_holder(store).rsplit(":", 1)[1])
-        assert leader_pid == first.pid
+        assert int(leader.rsplit(":", 1)[1]) == first.pid
         # the leader takes its first metrics snapshot a few seconds after start
-        deadline = time.time() + 20
-        while _snapshots(store, gov) == 0 and time.time() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: _snapshots(store, gov), timeout=20, interval=0.1, what="the leader's first snapshot")
         assert _snapshots(store, gov) == 1
         os.kill(first.pid, signal.SIGKILL)
-        killed_at = time.time()
+        killed_at = time.monotonic()
         first.wait()
-        while time.time() - killed_at < 30:
-            holder = _holder(store)
-            if holder and int(holder.rsplit(":", 1)[1]) == second.pid:
-                break
-            time.sleep(0.5)
-        took = time.time() - killed_at
+        wait_until(lambda: (_holder(store) or "").endswith(f":{second.pid}"), timeout=30, interval=0.1,
+                   what="the second to take over")
+        took = time.monotonic() - killed_at
         assert int(_holder(store).rsplit(":", 1)[1]) == second.pid, "no takeover within 30 s"
         assert took < 30
         # that a taken-over slot does not run twice is shown with an injected clock by
