@@ -22,6 +22,7 @@ from screens.base import GovScreen
 from screens.data import LiveData, SlowData
 from screens.fmt import SEVERITY_STYLE, STATE_STYLE, bar, matches, pct, safe, short_time
 from screens.plot import Plot, PlotSpec, Series, robust_top
+from screens.repaint import update_in_place
 from screens.widgets import Pane, Table
 
 CATEGORIES = ("technical", "process", "organizational")
@@ -242,11 +243,12 @@ class DashboardScreen(GovScreen):
 
     def _update(self, selector: str, key: Any, content: Callable[[], Any] | None = None) -> None:
         """Update a Static only when what it shows changed (``key``; the content itself when no builder
-        is given): every update costs the event loop a layout of the whole screen."""
+        is given), and lay the screen out again only when its height changed (repaint.update_in_place):
+        a layout of the whole screen is most of what a refresh costs the event loop."""
         if self._shown.get(selector, _NOTHING) == key:
             return
         self._shown[selector] = key
-        self.query_one(selector, Static).update(safe(content() if content is not None else key))
+        update_in_place(self.query_one(selector, Static), safe(content() if content is not None else key))
 
     # --- the first complete dashboard (benchmarks measure launch up to it) ----------------------
 

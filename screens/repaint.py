@@ -1,0 +1,37 @@
+"""Updating a Static without laying out the whole screen again when its height does not change.
+
+Textual's ``Static.update`` asks for a layout of the screen on every call (``refresh(layout=True)``): the
+compositor then arranges every widget again and measures every auto-height pane (rendering the Rich tables
+inside them to count their lines). The console's panes that change every second (the status header's read
+time, the breakers' readings) keep their height almost always, so for them that layout is wasted: here
+the new content is measured once, at the widget's width, and the layout asked for only when its height
+differs from the last one measured (or the width changed since). What is drawn is the same either way.
+"""
+
+from __future__ import annotations
+
+from textual.visual import VisualType
+from textual.widgets import Static
+
+_MEASURED = "_govcon_measured"  # (content width, content height) of the content last set through here
+
+
+def update_in_place(static: Static, content: VisualType) -> bool:
+    """``static.update(content)``, with a layout only when the content's height (at the widget's present
+    content width) differs from the last one measured here. Returns whether a layout was asked for.
+
+    Only for widgets whose width does not depend on their content (a ``width: auto`` widget is always laid
+    out) and that are laid out already (before, there is no width to measure at)."""
+    width = static.content_region.width
+    declared = static.styles.width  # None: as wide as its container
+    if width <= 0 or not static.is_mounted or (declared is not None and declared.is_auto):
+        static.update(content)
+        setattr(static, _MEASURED, None)
+        return True
+    static.update(content, layout=False)
+    measured = (width, static.visual.get_height(static.styles, width))
+    layout = getattr(static, _MEASURED, None) != measured
+    setattr(static, _MEASURED, measured)
+    if layout:
+        static.refresh(layout=True)
+    return layout
