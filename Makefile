@@ -63,6 +63,7 @@ TYPED := engine/access.py engine/alertmanager.py engine/audit_anchor.py engine/a
 	storage/backtest_repo.py engine/agents.py storage/agents_repo.py console/api_agents.py console/rpc.py \
 	console/rpc_server.py console/client.py console/agent_client.py console/gate_cli.py \
 	$(wildcard storage/migrations/versions/00[0-9][0-9]_*.py)
+TYPED += screens/repaint.py
 
 
 lint: install

@@ -61,7 +61,8 @@ def update_in_place(static: Static, content: VisualType) -> bool:
         setattr(static, _MEASURED, None)
         return True
     static.update(content, layout=False)
-    measured = (width, static.visual.get_height(static.styles, width))
+    # as Widget.get_content_height measures it (Textual passes the styles where its stub says RulesMap)
+    measured = (width, static.visual.get_height(static.styles, width))  # type: ignore[arg-type]
     layout = getattr(static, _MEASURED, None) != measured
     setattr(static, _MEASURED, measured)
     if layout:
