@@ -224,8 +224,12 @@ class DashboardScreen(GovScreen):
         """The readiness pane: a ready checklist with enforced events open says they block expansion."""
         n = sum(1 for e in live.unresolved if not e["shadow"]) if live is not None and live.ok else 0
         # keyed by the content, not the object: each slow refresh reads a new dict, mostly equal to the last one,
-        # and an unchanged pane is not rebuilt nor laid out again
-        self._update("#readiness", (doc, n), lambda: readiness_text(doc, open_events=n))
+        # and an unchanged pane is not rebuilt; nor redrawn when a changed dict shows the same text (the report's
+        # fields that the pane does not show change with every read)
+        if self._shown.get("#readiness-doc", _NOTHING) == (doc, n):
+            return
+        self._shown["#readiness-doc"] = (doc, n)
+        self._update("#readiness", readiness_text(doc, open_events=n))
 
     def on_slow(self, slow: SlowData) -> None:
         """Readiness and the trends. The plots that changed are rendered together in one worker, and
