@@ -43,7 +43,7 @@ class RenderedOnce:
         yield from self._segments
 
 
-_MEASURED = "_govcon_measured"  # (content width, content height) of the content last set through here
+_MEASURED = "_govcon_measured"  # (content width, content height, visual) of the content last set through here
 
 
 def update_in_place(static: Static, content: VisualType) -> bool:
@@ -60,11 +60,15 @@ def update_in_place(static: Static, content: VisualType) -> bool:
         static.update(content)
         setattr(static, _MEASURED, None)
         return True
+    last = getattr(static, _MEASURED, None)
+    if last is not None and last[2] is not static.visual:  # set by a plain update since: its height is unknown
+        last = None
     static.update(content, layout=False)
     # as Widget.get_content_height measures it (Textual passes the styles where its stub says RulesMap)
-    measured = (width, static.visual.get_height(static.styles, width))  # type: ignore[arg-type]
-    layout = getattr(static, _MEASURED, None) != measured
-    setattr(static, _MEASURED, measured)
+    visual = static.visual
+    measured = (width, visual.get_height(static.styles, width))  # type: ignore[arg-type]
+    layout = last is None or last[:2] != measured
+    setattr(static, _MEASURED, (*measured, visual))
     if layout:
         static.refresh(layout=True)
     return layout

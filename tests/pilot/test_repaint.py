@@ -65,6 +65,12 @@ async def test_same_height_repaints_without_layout_and_a_taller_one_is_laid_out(
         assert update_in_place(a, Text("a\nb\nc"))  # text: measured the same way
         await pilot.pause()
         assert a.size.height == 3
+        a.update("one\ntwo\nthree\nfour")  # a plain update in between: what it set is not trusted
+        await pilot.pause()
+        assert a.size.height == 4
+        assert update_in_place(a, Text("x\ny\nz"))
+        await pilot.pause()
+        assert a.size.height == 3
 
 
 async def test_rendered_once_draws_what_the_table_draws_and_renders_it_once(monkeypatch):
