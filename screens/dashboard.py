@@ -22,6 +22,7 @@ from screens.base import GovScreen
 from screens.data import LiveData, SlowData
 from screens.fmt import SEVERITY_STYLE, STATE_STYLE, bar, matches, pct, safe, short_time
 from screens.plot import Plot, PlotSpec, Series, robust_top
+from screens.repaint import update_in_place
 from screens.widgets import Pane, Table
 
 CATEGORIES = ("technical", "process", "organizational")
@@ -168,6 +169,13 @@ class DashboardScreen(GovScreen):
     class Completed(Message):
         """The first complete dashboard (live panes, readiness, the plots) has been painted."""
 
+    class PlotsRendered(Message):
+        """The plots of one slow refresh, rendered together in a worker: (plot, key, rendering)."""
+
+        def __init__(self, done: tuple[tuple[Plot, tuple, Text], ...]) -> None:
+            super().__init__()
+            self.done = done
+
     def __init__(self) -> None:
         super().__init__()
         self.completed_at: float | None = None   # perf_counter() when the first complete dashboard was painted
@@ -216,21 +224,58 @@ class DashboardScreen(GovScreen):
         """The readiness pane: a ready checklist with enforced events open says they block expansion."""
         n = sum(1 for e in live.unresolved if not e["shadow"]) if live is not None and live.ok else 0
         # keyed by the content, not the object: each slow refresh reads a new dict, mostly equal to the last one,
-        # and an unchanged pane is not rebuilt nor laid out again
-        self._update("#readiness", (doc, n), lambda: readiness_text(doc, open_events=n))
+        # and an unchanged pane is not rebuilt; nor redrawn when a changed dict shows the same text (the report's
+        # fields that the pane does not show change with every read)
+        if self._shown.get("#readiness-doc", _NOTHING) == (doc, n):
+            return
+        self._shown["#readiness-doc"] = (doc, n)
+        self._update("#readiness", readiness_text(doc, open_events=n))
 
     def on_slow(self, slow: SlowData) -> None:
+        """Readiness and the trends. The plots that changed are rendered together in one worker, and
+        readiness and the notes shown with them when they are done: the slow refresh reaches the screen in
+        one frame (not one for the texts and one per plot), and each frame costs the event loop its
+        compositing."""
+        if slow.trends is None:
+            self._show_slow(slow)
+            return
+        specs = trend_specs(slow)
+        if slow.readiness is not None and self.completed_at is None:
+            self._plot_specs = set(specs)
+            self._part_done("slow")
+        jobs = []
+        for selector, spec in zip(("#plot-rates", "#plot-volume", "#plot-readiness"), specs, strict=True):
+            plot = self.query_one(selector, Plot)
+            key = plot.wanted(spec)
+            if key is not None:
+                jobs.append((plot, key))
+        if not jobs:
+            self._show_slow(slow)
+            return
+
+        def work() -> None:
+            done: list[tuple[Plot, tuple, Text]] = []
+            try:
+                for plot, key in jobs:
+                    done.append((plot, key, Plot.render_key(key)))
+            finally:  # the texts wait for this message: it comes even when a plot failed
+                self.post_message(self.PlotsRendered(tuple(done)))
+
+        self.run_worker(work, thread=True, group="plot", exit_on_error=False)
+
+    @on(PlotsRendered)
+    def _plots_rendered(self, message: PlotsRendered) -> None:
+        for plot, key, visual in message.done:
+            if plot.apply(key, visual):
+                self._plot_shown(key[0])
+        if self.app.slow is not None:  # the newest read (a later one may have arrived meanwhile)
+            self._show_slow(self.app.slow)
+
+    def _show_slow(self, slow: SlowData) -> None:
         if slow.readiness is not None:
             self._show_readiness(slow.readiness, self.app.live)
         if slow.trends is None:
             return
-        rates, volume, readiness = trend_specs(slow)
-        if slow.readiness is not None and self.completed_at is None:
-            self._plot_specs = {rates, volume, readiness}
-            self._part_done("slow")
-        self.query_one("#plot-rates", Plot).show(rates)
-        self.query_one("#plot-volume", Plot).show(volume)
-        self.query_one("#plot-readiness", Plot).show(readiness)
         notes = Text()
         cut = volume_note(slow)
         if cut:
@@ -242,18 +287,22 @@ class DashboardScreen(GovScreen):
 
     def _update(self, selector: str, key: Any, content: Callable[[], Any] | None = None) -> None:
         """Update a Static only when what it shows changed (``key``; the content itself when no builder
-        is given): every update costs the event loop a layout of the whole screen."""
+        is given), and lay the screen out again only when its height changed (repaint.update_in_place):
+        a layout of the whole screen is most of what a refresh costs the event loop."""
         if self._shown.get(selector, _NOTHING) == key:
             return
         self._shown[selector] = key
-        self.query_one(selector, Static).update(safe(content() if content is not None else key))
+        update_in_place(self.query_one(selector, Static), safe(content() if content is not None else key))
 
     # --- the first complete dashboard (benchmarks measure launch up to it) ----------------------
 
     @on(Plot.Rendered)
-    def _plot_rendered(self, message: Plot.Rendered) -> None:
-        if message.key[0] in self._plot_specs:
-            self._plot_specs.discard(message.key[0])
+    def _plot_rendered(self, message: Plot.Rendered) -> None:  # a plot rendered on its own (a resize)
+        self._plot_shown(message.key[0])
+
+    def _plot_shown(self, spec: PlotSpec) -> None:
+        if spec in self._plot_specs:
+            self._plot_specs.discard(spec)
             if not self._plot_specs:
                 self._part_done("plots")
 

@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from screens.data import LiveData
 from screens.fmt import safe
+from screens.repaint import update_in_place
 
 PHASE_STYLE = {"L3": "bold black on green", "L3+": "bold black on yellow", "L4": "bold black on dark_orange",
                "L4+": "bold white on red", "L5": "bold white on magenta"}
@@ -90,10 +91,17 @@ class StatusHeader(Static):
     }
     """
 
+    _shown: Text | None = None
+
     def show(self, live: LiveData | None, *, operator: str, screen: str, demo: bool, scheduler: str) -> None:
         top, bottom = header_lines(live, operator=operator, screen=screen, demo=demo, scheduler=scheduler)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append_text(top)
         text.append("\n")
         text.append_text(bottom)
-        self.update(safe(text))  # paused types and the kill switch's reason come from agents and operators
+        if text == self._shown:  # Text equality: the same characters and styles
+            return
+        self._shown = text
+        # paused types and the kill switch's reason come from agents and operators; the read time changes
+        # every second, the height (two lines, three in the demo) almost never: no layout for it
+        update_in_place(self, safe(text))

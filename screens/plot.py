@@ -126,7 +126,9 @@ def render_plot(spec: PlotSpec, width: int, height: int, *, color: bool = True) 
 class Plot(Static):
     """Shows a PlotSpec, re-rendered when the spec or the widget's size changes. plotext runs in a worker
     thread (one at a time, it has one global figure): a plot costs tens of milliseconds, which the event
-    loop never pays."""
+    loop never pays. ``show`` renders in a worker of its own; a screen showing several plots at once can
+    instead ask each for its key (``wanted``), render them together (``render_key``) and ``apply`` the
+    results in one handler, so that they reach the terminal in one frame."""
 
     DEFAULT_CSS = """
     Plot { height: 1fr; min-height: 6; }
@@ -149,23 +151,43 @@ class Plot(Static):
     def on_resize(self) -> None:
         self._request()
 
-    def _request(self) -> None:
-        spec, width, height = self._spec, self.content_region.width, self.content_region.height
-        color = not self.app.no_color  # NO_COLOR (Textual reads it when the app starts)
-        key = (spec, width, height)
+    def wanted(self, spec: PlotSpec) -> tuple | None:
+        """Ask for ``spec``: the key to render it by (spec, width, height, colour) when that differs from
+        the last one asked for, else None (nothing to render: unchanged, or not laid out yet)."""
+        self._spec = spec
+        width, height = self.content_region.width, self.content_region.height
+        key = (spec, width, height, not self.app.no_color)  # NO_COLOR (Textual reads it when the app starts)
         if key == self._wanted or width <= 0 or height <= 0:
-            return
+            return None
         self._wanted = key
+        return key
+
+    @staticmethod
+    def render_key(key: tuple) -> Text:
+        """The plot a ``wanted`` key stands for, as a Text (in a worker thread: plotext is slow)."""
+        spec, width, height, color = key
+        with PLOTEXT_LOCK:
+            text = render_plot(spec, width, height, color=color)
+        return Text.from_ansi(text, no_wrap=True) if "\x1b" in text else Text(text, style="dim")
+
+    def apply(self, key: tuple, visual: Text) -> bool:
+        """Show a rendering of ``key`` unless a newer one has been asked for since (an older rendering
+        arriving late is dropped). A plot's size never depends on its text: no layout."""
+        if key != self._wanted:
+            return False
+        self.update(visual, layout=False)
+        return True
+
+    def _request(self) -> None:
+        key = self.wanted(self._spec)
+        if key is None:
+            return
 
         def work() -> None:
-            with PLOTEXT_LOCK:
-                text = render_plot(spec, width, height, color=color)
-            visual = Text.from_ansi(text, no_wrap=True) if "\x1b" in text else Text(text, style="dim")
-            self.post_message(self.Rendered(key, visual))
+            self.post_message(self.Rendered(key, self.render_key(key)))
 
         self.run_worker(work, thread=True, group="plot", exit_on_error=False)
 
     @on(Rendered)
     def _rendered(self, message: Rendered) -> None:
-        if message.key == self._wanted:  # an older rendering arriving late is dropped
-            self.update(message.visual, layout=False)  # a plot's size never depends on its text
+        self.apply(message.key, message.visual)

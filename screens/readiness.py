@@ -22,6 +22,7 @@ from screens.data import SlowData
 from screens.explain_text import headline_text, missing_text
 from screens.fmt import matches, pct
 from screens.modals import Ask, ConfirmModal
+from screens.repaint import update_in_place
 from screens.widgets import DetailPane, Pane, Table
 
 
@@ -134,7 +135,7 @@ class ReadinessScreen(GovScreen):
     def _redraw(self) -> None:
         if self.doc is None:
             return
-        self.query_one("#readiness-summary", Static).update(summary_text(self.doc, self.explained))
+        self._show("#readiness-summary", summary_text(self.doc, self.explained))
         then = {m["slug"]: f"{m['scoreIfPassed']:.0%}" for m in self.explained["missing"]} if self.explained else {}
         items = [i for i in ordered_items(self.doc)
                  if not self.filter_text or matches(self.filter_text, i["name"], i["category"], i["details"],
@@ -151,7 +152,14 @@ class ReadinessScreen(GovScreen):
 
     @on(DataTable.RowHighlighted, "#items")
     def _show_detail(self) -> None:
-        self.query_one("#item-detail", Static).update(item_detail(self.selected_item(), self.explained))
+        self._show("#item-detail", item_detail(self.selected_item(), self.explained))
+
+    def _show(self, selector: str, text: Text) -> None:
+        """Each slow refresh redraws this screen, mostly unchanged: an unchanged text is not set again, a
+        changed one of the same height is repainted without a layout (repaint.update_in_place)."""
+        static = self.query_one(selector, Static)
+        if static.content != text:  # Text equality: the same characters and styles
+            update_in_place(static, text)
 
     def apply_filter(self, text: str) -> None:
         self.filter_text = text
