@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,14 +62,10 @@ def _postgres_schema_url(schema: str) -> str:
     return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh schema on the real PostgreSQL server, dropped afterwards."""
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("GOVCON_TEST_POSTGRES_URL is not set in CI: .ci/run must start PostgreSQL")
-        pytest.skip("GOVCON_TEST_POSTGRES_URL not set (source .ci/postgres.sh && start_postgres)")
-    schema = "t_" + uuid.uuid4().hex[:12]
+@contextmanager
+def postgres_schema(prefix: str = "t_") -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL server (its URL), dropped afterwards."""
+    schema = prefix + uuid.uuid4().hex[:12]
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
@@ -76,6 +74,33 @@ def postgres_url():
     finally:
         _drop_schema(admin, schema)
         admin.dispose()
+
+
+@contextmanager
+def migrated_to(store: Store, revision: str) -> Iterator[sa.Connection]:
+    """``store`` (opened with apply_migrations=False) upgraded to ``revision`` by Alembic, and the same
+    transaction for the caller to fill it as a store of that revision would be."""
+    from alembic import command
+
+    from storage.migrate import alembic_config
+    cfg = alembic_config()
+    with store.engine.connect() as conn:
+        conn = conn.execution_options(govcon_write=True)
+        with conn.begin():
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            yield conn
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh schema on the real PostgreSQL server, dropped afterwards."""
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("GOVCON_TEST_POSTGRES_URL is not set in CI: .ci/run must start PostgreSQL")
+        pytest.skip("GOVCON_TEST_POSTGRES_URL not set (source .ci/postgres.sh && start_postgres)")
+    with postgres_schema() as url:
+        yield url
 
 
 def _drop_schema(admin: sa.Engine, schema: str, attempts: int = 10) -> None:

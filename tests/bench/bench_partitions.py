@@ -22,7 +22,7 @@ from engine.clock import ManualClock
 from engine.governance import Governance
 from storage import partitions, rollups
 from storage.store import Store
-from tests.conftest import OPERATOR, PG_URL, _drop_schema, _postgres_schema_url
+from tests.conftest import OPERATOR, PG_URL, _drop_schema, _postgres_schema_url, migrated_to, postgres_schema
 
 EVENTS = 1_000_000
 START = datetime(2026, 6, 1, tzinfo=UTC)  # four months: June and July are the older half
@@ -122,31 +122,24 @@ def test_prune_half_of_a_million_events_partition_drop_against_batched_delete():
 @pytest.mark.skipif(not PG_URL, reason="GOVCON_TEST_POSTGRES_URL not set")
 def test_migration_0023_of_a_million_event_store():
     """How long the upgrade converting command_events takes (the store is unavailable meanwhile)."""
-    from alembic import command
+    with postgres_schema("b_") as url:
+        _migrate_a_million(url)
 
-    from storage.migrate import alembic_config, head_revision
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    schema = "b_" + uuid.uuid4().hex[:12]
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = _postgres_schema_url(schema)
+
+def _migrate_a_million(url: str) -> None:
+    from storage.migrate import head_revision
     store = Store(url, apply_migrations=False)
     try:
-        cfg = alembic_config()
-        with store.engine.connect() as conn:
-            conn = conn.execution_options(govcon_write=True)
-            with conn.begin():
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "0022")
-                conn.exec_driver_sql(
-                    "INSERT INTO command_events (command_id, command_type, status, autonomous, at, ingested_at, "
-                    "judged_on_arrival) SELECT 'c' || (g / 3), 't' || ((g / 3) %% 7), "
-                    "(ARRAY['proposed', 'approved', 'succeeded'])[g %% 3 + 1], (g / 3) %% 2 = 0, "
-                    "%(start)s + make_interval(secs => (g / 3) * %(step)s), "
-                    "%(start)s + make_interval(secs => (g / 3) * %(step)s), false "
-                    "FROM generate_series(0, %(n)s - 1) g",
-                    {"start": START.replace(tzinfo=None), "step": (180 * 86400) / (EVENTS // 3), "n": EVENTS})
-                rollups.rebuild(conn)
+        with migrated_to(store, "0022") as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO command_events (command_id, command_type, status, autonomous, at, ingested_at, "
+                "judged_on_arrival) SELECT 'c' || (g / 3), 't' || ((g / 3) %% 7), "
+                "(ARRAY['proposed', 'approved', 'succeeded'])[g %% 3 + 1], (g / 3) %% 2 = 0, "
+                "%(start)s + make_interval(secs => (g / 3) * %(step)s), "
+                "%(start)s + make_interval(secs => (g / 3) * %(step)s), false "
+                "FROM generate_series(0, %(n)s - 1) g",
+                {"start": START.replace(tzinfo=None), "step": (180 * 86400) / (EVENTS // 3), "n": EVENTS})
+            rollups.rebuild(conn)
         t0 = time.perf_counter()
         assert store.migrate() == ("0022", head_revision())
         took = time.perf_counter() - t0
@@ -159,18 +152,13 @@ def test_migration_0023_of_a_million_event_store():
         assert n == EVENTS
     finally:
         store.dispose()
-        _drop_schema(admin, schema)
-        admin.dispose()
 
 
 @pytest.mark.skipif(not PG_URL, reason="GOVCON_TEST_POSTGRES_URL not set")
 def test_ingest_into_the_partitioned_table_against_the_plain_one():
     """The same events through the Ingestor (batches of 1,000, a tenth of them resent), into a store at
     0022 (command_events one table) and one at head (partitioned), interleaved rounds, the same code."""
-    from alembic import command
-
     from engine.ingest import Ingestor
-    from storage.migrate import alembic_config
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     schemas, stores = [], {}
     try:
@@ -182,12 +170,8 @@ def test_ingest_into_the_partitioned_table_against_the_plain_one():
             url = _postgres_schema_url(schema)
             store = Store(url, apply_migrations=kind == "partitioned")
             if kind == "plain":
-                cfg = alembic_config()
-                with store.engine.connect() as conn:
-                    conn = conn.execution_options(govcon_write=True)
-                    with conn.begin():
-                        cfg.attributes["connection"] = conn
-                        command.upgrade(cfg, "0022")
+                with migrated_to(store, "0022"):
+                    pass
             else:  # the events' month has its partition, as the retention job makes it
                 partitions.ensure_months(lambda store=store: store.write(serialise=False), NOW, ahead=0)
             stores[kind] = store

@@ -13,6 +13,7 @@ from storage.migrate import alembic_config, current_revision, head_revision, par
 from storage.models import ALL_TABLES
 from storage.partitions import partition_names
 from storage.store import Store
+from tests.conftest import migrated_to
 
 # these tests are about the migrations themselves: their stores are migrated from scratch, not copied from
 # the per-worker template (tests/store_template.py)
@@ -111,15 +112,10 @@ def test_upgrading_from_the_first_revision_keeps_the_rows(store_url):
     first = list(ScriptDirectory.from_config(alembic_config()).walk_revisions())[-1].revision
     store = Store(store_url, apply_migrations=False)
     try:
-        cfg = alembic_config()
-        with store.engine.connect() as conn:
-            conn = conn.execution_options(govcon_write=True)
-            with conn.begin():
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, first)
-                conn.execute(sa.text(
-                    "INSERT INTO command_events (command_id, command_type, status, autonomous, at, ingested_at) "
-                    "VALUES ('c1', 'restart', 'succeeded', true, '2026-11-20 10:00:00', '2026-11-20 10:00:00')"))
+        with migrated_to(store, first) as conn:
+            conn.execute(sa.text(
+                "INSERT INTO command_events (command_id, command_type, status, autonomous, at, ingested_at) "
+                "VALUES ('c1', 'restart', 'succeeded', true, '2026-11-20 10:00:00', '2026-11-20 10:00:00')"))
         assert current_revision(store.engine) == first
         assert store.migrate() == (first, head_revision())
         with store.read() as conn:

@@ -14,14 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
 from engine.clock import ManualClock
 from engine.governance import Governance
 from storage import events_repo, partitions, rollups, tables
-from storage.migrate import alembic_config, current_revision, head_revision
+from storage.migrate import current_revision, head_revision
 from storage.store import Store
-from tests.conftest import OPERATOR, T0
+from tests.conftest import OPERATOR, T0, migrated_to
 from tests.integration.conftest import Events
 from tests.integration.test_migrations import schema_diff
 
@@ -89,26 +88,21 @@ def _month(y: int, m: int) -> datetime:
 def test_migrating_a_populated_store_keeps_every_event_and_rollup(postgres_url):
     store = Store(postgres_url, apply_migrations=False)
     try:
-        cfg = alembic_config()
-        with store.engine.connect() as conn:
-            conn = conn.execution_options(govcon_write=True)
-            with conn.begin():
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "0022")
-                rows = []
-                for i in range(600):  # four months, commands spanning a month's end, one far back
-                    at = datetime(2026, 8, 29, tzinfo=UTC) + timedelta(hours=5 * i)
-                    for j, status in enumerate(("proposed", "approved", "succeeded")):
-                        rows.append({"command_id": f"c{i}", "command_type": f"t{i % 3}", "status": status,
-                                     "autonomous": i % 2 == 0, "at": at + timedelta(hours=j * 20),
-                                     "ingested_at": at, "service": "api" if i % 4 else None,
-                                     "judged_on_arrival": i % 5 == 0})
-                rows.append({"command_id": "ancient", "command_type": "t0", "status": "succeeded",
-                             "autonomous": True, "at": datetime(2019, 3, 3, tzinfo=UTC),
-                             "ingested_at": datetime(2026, 9, 1, tzinfo=UTC), "service": None,
-                             "judged_on_arrival": False})
-                conn.execute(sa.insert(CMD), rows)
-                rollups.rebuild(conn)
+        with migrated_to(store, "0022") as conn:
+            rows = []
+            for i in range(600):  # four months, commands spanning a month's end, one far back
+                at = datetime(2026, 8, 29, tzinfo=UTC) + timedelta(hours=5 * i)
+                for j, status in enumerate(("proposed", "approved", "succeeded")):
+                    rows.append({"command_id": f"c{i}", "command_type": f"t{i % 3}", "status": status,
+                                 "autonomous": i % 2 == 0, "at": at + timedelta(hours=j * 20),
+                                 "ingested_at": at, "service": "api" if i % 4 else None,
+                                 "judged_on_arrival": i % 5 == 0})
+            rows.append({"command_id": "ancient", "command_type": "t0", "status": "succeeded",
+                         "autonomous": True, "at": datetime(2019, 3, 3, tzinfo=UTC),
+                         "ingested_at": datetime(2026, 9, 1, tzinfo=UTC), "service": None,
+                         "judged_on_arrival": False})
+            conn.execute(sa.insert(CMD), rows)
+            rollups.rebuild(conn)
         assert current_revision(store.engine) == "0022"
         before_events, before_rollups = _events(store), _rollups(store)
         assert len(before_events) == 1801

@@ -3,14 +3,12 @@ the same tables, columns, indexes, constraints, sequences and rows, on both dial
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 
 from storage.migrate import current_revision, head_revision
 from storage.store import Store
-from tests.conftest import PG_URL, _drop_schema, _postgres_schema_url
+from tests.conftest import PG_URL, _postgres_schema_url, postgres_schema
 from tests.store_template import StoreTemplate, _is_plain_read
 
 
@@ -71,15 +69,8 @@ def second_url(request, tmp_path):
     if "postgres" not in request.node.callspec.id:
         yield str(tmp_path / "second.db")
         return
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield _postgres_schema_url(schema)
-    finally:
-        _drop_schema(admin, schema)
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 def test_a_copy_of_the_template_is_the_migrated_schema(store_url, second_url, store_template):
