@@ -78,6 +78,7 @@ TYPED += screens/__init__.py screens/action_queue.py screens/action_view.py scre
 	screens/proposals.py screens/reports.py screens/request_keys.py screens/rule_editor.py screens/rules.py \
 	screens/sinks.py screens/widgets.py
 TYPED += storage/partitions.py
+TYPED += console/asgi_fast.py
 
 
 lint: install
