@@ -79,6 +79,7 @@ TYPED += screens/__init__.py screens/action_queue.py screens/action_view.py scre
 	screens/sinks.py screens/widgets.py
 TYPED += storage/partitions.py
 TYPED += screens/repaint.py
+TYPED += console/asgi_fast.py
 
 
 lint: install

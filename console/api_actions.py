@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from console import api_models as m
 from console.api_lanes import run_safety
+from console.asgi_fast import read_body, replay
 from engine.errors import InvalidInput
 from engine.rule_language import RuleError, parse_window
 
@@ -125,17 +126,10 @@ class _FastGate:
         self.fallback = fallback
 
     async def __call__(self, scope, receive, send) -> None:
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away: let the route see it
-                return await self.fallback(scope, _replay(None, message, receive), send)
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = self._plain(scope, b"".join(chunks))
-        if body is None:
-            return await self.fallback(scope, _replay(chunks, None, receive), send)
+        raw, ended = await read_body(receive)
+        body = None if raw is None else self._plain(scope, raw)
+        if body is None:  # the client went away, or not the plain ask: the route answers
+            return await self.fallback(scope, replay(raw, ended, receive), send)
         started = time.perf_counter()  # from here as the route: operator None, request False
         decision = await run_safety(self.gov.gate.decide, body.commandType, confidence=body.confidence,
                                     action_class=body.actionClass, service=body.service, agent=body.agent or None,
@@ -162,18 +156,6 @@ class _FastGate:
         except Exception:  # the route answers it (422 with its own words)
             return None
         return None if body.request else body
-
-
-def _replay(chunks: list[bytes] | None, last, receive):
-    """A ``receive`` that gives what was read already (the whole body, or the message that ended it) once, then
-    hands on to the connection's own ``receive``."""
-    pending = [last] if chunks is None else [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-
-    async def replayed():
-        if pending:
-            return pending.pop(0)
-        return await receive()
-    return replayed
 
 
 def _period(text: str, field: str) -> timedelta:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from console.asgi_fast import read_body, replay
 from engine.ingest import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, IngestError, Ingestor, IngestReport, overlong_message
 from storage.db import StoreUnavailable
 
@@ -269,6 +271,10 @@ class IngestService:
 
 # --- the route's fast path ------------------------------------------------------------------------
 
+#: answer POST /api/events with ``IngestFastPath``; False: every request goes through the FastAPI route (the
+#: tests compare the two; ``GOVCON_FAST_INGEST=0`` in a server's environment turns it off, for the benchmark)
+FAST_INGEST = os.environ.get("GOVCON_FAST_INGEST", "1") != "0"
+
 
 class IngestFastPath:
     """POST /api/events answered without FastAPI's routing and request handling (pure ASGI).
@@ -281,7 +287,9 @@ class IngestFastPath:
     ``auth.ingester``, ``IngestService.submit``, metrics and ``json_response`` — and hands everything else
     to the app: other paths, bodies without a Content-Length, a refused token (nothing read yet: the route
     refuses it with its usual answer), and any request whose ingest raised (its body replayed, so the route
-    answers the error exactly as it always has; ingest is idempotent, so a retried store is safe)."""
+    answers the error exactly as it always has; ingest is idempotent, so a retried store is safe).
+    ``FAST_INGEST`` when it is built (the app's first request) says whether it answers at all
+    (tests/integration/test_ingest_fast_path.py compares both, byte for byte)."""
 
     def __init__(self, app, *, auth, service: IngestService, metrics, respond) -> None:
         self.app = app
@@ -289,10 +297,11 @@ class IngestFastPath:
         self.service = service
         self.metrics = metrics
         self.respond = respond  # console.api.json_response
+        self.enabled = FAST_INGEST
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/api/events" or scope["method"] != "POST" \
-                or not _has_length(scope):
+        if not self.enabled or scope["type"] != "http" or scope["path"] != "/api/events" \
+                or scope["method"] != "POST" or not _has_length(scope):
             await self.app(scope, receive, send)
             return
         from starlette.requests import Request
@@ -303,19 +312,13 @@ class IngestFastPath:
         except Exception:
             await self.app(scope, receive, send)  # refused: the route says why, as ever
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body, _ended = await read_body(receive)
+        if body is None:
+            return  # the client went away
         try:
             outcome = await self.service.submit(body, request.headers.get("content-type"))
         except Exception:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, None, receive), send)
             return
         self.metrics.count_ingest(outcome.status_code, outcome.report)
         self.metrics.ingest_latency.observe(time.perf_counter() - started)
@@ -332,15 +335,3 @@ def _has_length(scope) -> bool:
         elif name == b"transfer-encoding":
             return False
     return length
-
-
-def _replay(body: bytes, receive):
-    sent = False
-
-    async def replayed():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-    return replayed

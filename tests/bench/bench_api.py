@@ -357,3 +357,56 @@ def test_single_event_ingest_against_a_bare_server(ingest_server, tmp_path):
            ratio=f"{rate / bare_rate:.2f}x", statuses=ours.statuses, server=_stack())
     assert set(ours.statuses) == {200} and set(bare.statuses) == {200}
     assert rate >= BARE_RATIO_TARGET * bare_rate
+
+
+FAST_PATH_ROUNDS = 2
+
+
+def test_single_event_ingest_fast_path_off_and_on(tmp_path_factory, tmp_path, monkeypatch):
+    """The same comparison, ``FAST_INGEST`` off and on (console/api_ingest.py; ``GOVCON_FAST_INGEST=0`` in the
+    server's environment), alternating: route, bare, fast path, bare, … each govcon run against the bare run
+    right after it. Both servers are started first, each on its own store, and stay up the whole test."""
+    import os
+    servers = {}
+    for flag in ("0", "1"):
+        workdir = tmp_path_factory.mktemp(f"serve-fast{flag}")
+        url = str(workdir / "governance.db")
+        store = Store(url)
+        clock = ManualClock(datetime.now(UTC))
+        Governance(store, clock).init_store("bench")
+        token = TokenBook(store, clock).create("bench", "bench").secret
+        monkeypatch.setenv("GOVCON_FAST_INGEST", flag)
+        servers[flag] = (ServeProcess(url, workdir).wait_ready(), store, token)
+    at = isoformat(datetime.now(UTC) - timedelta(hours=2))
+    ratios: dict[str, list[float]] = {"0": [], "1": []}
+    try:
+        for round_ in range(FAST_PATH_ROUNDS):
+            for flag, name in (("0", "route (FAST_INGEST off)"), ("1", "fast path (FAST_INGEST on)")):
+                server, store, token = servers[flag]
+
+                def body(c: int, n: int, prefix=f"fp{flag}-{round_}"):
+                    key = f"{prefix}-{c}-{n}"
+                    return key, dumps(command_event(key, at=at))
+                load_before = os.getloadavg()[0]
+                ours = asyncio.run(load(server.port, clients=CLIENTS, seconds=COMPARE_SECONDS, make_body=body,
+                                        token=token))
+                bare = _bare_uvicorn_ingest(tmp_path, COMPARE_SECONDS, at)
+                rate, bare_rate = ours.requests / ours.seconds, bare.requests / bare.seconds
+                ratios[flag].append(rate / bare_rate)
+                report(f"POST /api/events, one event per request, {name}, round {round_ + 1}, {CLIENTS} clients, "
+                       f"{COMPARE_SECONDS:.0f} s, then the bare server (load average {load_before:.1f} -> "
+                       f"{os.getloadavg()[0]:.1f})",
+                       target=f">= {BARE_RATIO_TARGET}x the bare server",
+                       govcon=f"{rate:,.0f} requests/s, p50 {_ms(statistics.median(ours.latencies))}, "
+                              f"p99 {_ms(_pct(ours.latencies, 0.99))}",
+                       bare=f"{bare_rate:,.0f} requests/s, p50 {_ms(statistics.median(bare.latencies))}, "
+                            f"p99 {_ms(_pct(bare.latencies, 0.99))}",
+                       ratio=f"{rate / bare_rate:.2f}x", statuses=ours.statuses)
+                assert set(ours.statuses) == {200} and set(bare.statuses) == {200}
+                rows, distinct = _stored(store, f"fp{flag}-{round_}-")
+                assert rows == distinct == len(set(ours.acknowledged)) == ours.requests
+    finally:
+        for server, store, _ in servers.values():
+            assert server.stop() == 0
+            store.dispose()
+    assert max(ratios["1"]) >= BARE_RATIO_TARGET, ratios

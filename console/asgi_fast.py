@@ -1,0 +1,34 @@
+"""What the plain-ASGI fast paths share (POST /api/gate in console/api_actions.py, POST /api/events in
+console/api_ingest.py): read a request's whole body, and hand the request on — with what was read — to the
+FastAPI route (or the app) that answers everything a fast path does not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Message = dict[str, Any]
+
+
+async def read_body(receive) -> tuple[bytes | None, Message | None]:
+    """``(body, None)``, or ``(None, message)`` when a message other than the body's (the client went away)
+    ended it: that message is for whoever answers the request."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None, message
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
+def replay(body: bytes | None, last: Message | None, receive):
+    """A ``receive`` that gives what ``read_body`` read (the whole body, or the message that ended it) once,
+    then hands on to the connection's own ``receive``."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}] if last is None else [last]
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+    return replayed
