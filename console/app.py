@@ -8,24 +8,21 @@ from engine.governance import Governance
 
 
 def make_app(gov: Governance, *, operator: str, demo: bool = False, clock: Clock | None = None,
-             scheduler: bool = True, refresh_seconds: float | None = None, first_reads=None, launched=None):
+             scheduler: bool = True, refresh_seconds: float | None = None, launched=None):
     """The console on ``gov``'s store. ``clock`` (default: the governance clock) must be the one ``gov``
     reads; tests pass a ManualClock-driven gov and ``scheduler=False``."""
     from screens.app import GovconApp
     if clock is not None and clock is not gov.clock:
         raise ValueError("make_app: clock must be the Governance's own clock (build the Governance with it)")
     extra = {} if refresh_seconds is None else {"refresh_seconds": refresh_seconds}
-    return GovconApp(gov, operator=operator, demo=demo, scheduler=scheduler, first_reads=first_reads,
-                     launched=launched, **extra)
+    return GovconApp(gov, operator=operator, demo=demo, scheduler=scheduler, launched=launched, **extra)
 
 
 def console_app(gov: Governance, *, operator: str, demo: bool = False):
-    """The console as `govcon` runs it: the first reads start before Textual is imported, and the
-    garbage collector (paused by the entry point) resumes once the first dashboard is on the screen."""
-    from screens.data import FirstReads  # headless: the store is read while Textual is imported
-    first_reads = FirstReads(gov, operator)
+    """The console as `govcon` runs it: the garbage collector (paused by the entry point) resumes once the
+    first dashboard is on the screen."""
     # client mode (console/client.py): the service runs the scheduled jobs; this console only reads and acts
-    return make_app(gov, operator=operator, demo=demo, first_reads=first_reads, launched=startup.resume,
+    return make_app(gov, operator=operator, demo=demo, launched=startup.resume,
                     scheduler=not getattr(gov, "remote", False))
 
 

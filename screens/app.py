@@ -23,7 +23,7 @@ from engine.governance import Governance
 from screens.actions import ActionsMixin
 from screens.base import GovScreen
 from screens.dashboard import DashboardScreen
-from screens.data import FirstReads, LiveData, SlowData, load_live, load_slow
+from screens.data import LiveData, SlowData, load_live, load_slow
 from screens.errors import describe_error, error_title
 from screens.keys import KEYS, bindings
 from screens.logs import StderrLogsAside
@@ -96,7 +96,7 @@ class GovconApp(ActionsMixin, App):
             self.scheduler, self.error = scheduler, error
 
     def __init__(self, gov: Governance, *, operator: str, demo: bool = False, scheduler: bool = True,
-                 refresh_seconds: float = REFRESH_SECONDS, first_reads: FirstReads | None = None,
+                 refresh_seconds: float = REFRESH_SECONDS,
                  launched: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.gov = gov
@@ -117,7 +117,6 @@ class GovconApp(ActionsMixin, App):
         self._kill_switch_mine: bool | None = None  # the state this console's own engage/release will show
         self._jobs: list[tuple[str, Callable[[], None]]] = []
         self._logs = StderrLogsAside(self)
-        self._first_reads = first_reads
         self._launched = launched  # called once the first dashboard is on the screen (run_console: the GC)
         self._after_launch_done = False
 
@@ -201,12 +200,9 @@ class GovconApp(ActionsMixin, App):
         self._jobs.append((name, job))
 
     def refresh_data(self, *, slow: bool = False) -> None:
-        first, self._first_reads = self._first_reads, None  # reads started before the app (run_console)
-        live = first.live.result if first else lambda: load_live(self.gov, self.operator)
-        self._in_thread("live", lambda: self.post_message(self.LiveLoaded(live())))
-        if slow or first:
-            slow_read = first.slow.result if first else lambda: load_slow(self.gov)
-            self._in_thread("slow", lambda: self.post_message(self.SlowLoaded(slow_read())))
+        self._in_thread("live", lambda: self.post_message(self.LiveLoaded(load_live(self.gov, self.operator))))
+        if slow:
+            self._in_thread("slow", lambda: self.post_message(self.SlowLoaded(load_slow(self.gov))))
 
     def refresh_all(self) -> None:
         """After an action: everything now, not at the next tick."""

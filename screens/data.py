@@ -7,9 +7,6 @@ Textual: the caller posts the result to the event loop as a message.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,28 +92,3 @@ def load_slow(gov: Governance) -> SlowData:
     except Exception as exc:
         return SlowData(now, error=describe_error(exc))
     return SlowData(now, readiness, trend)
-
-
-class FirstReads:
-    """The console's first live and slow reads, started in threads before Textual is imported: the
-    store's queries (sqlite3 and psycopg release the GIL while the database works) then overlap the
-    imports and the first compose instead of following them. The app takes each result once, at mount;
-    every later read is its own worker."""
-
-    def __init__(self, gov: Governance, operator: str) -> None:
-        self.live: Future[LiveData] = self._start(lambda: load_live(gov, operator))
-        self.slow: Future[SlowData] = self._start(lambda: load_slow(gov))
-
-    @staticmethod
-    def _start(read: Callable[[], Any]) -> Future:
-        future: Future = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(read())
-            except BaseException as exc:  # the loaders return errors as .error: only the rare rest gets here,
-                # to be re-raised in the app's worker; the next refresh then reads afresh
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name="govcon-first-read", daemon=True).start()
-        return future

@@ -6,8 +6,6 @@ tests/bench/bench_startup.py (issue 17 pt 4: keep an optimisation only if it sti
 VARIANT is one of:
 - ``as-is``: govcon unchanged (the baseline each variant is compared with, launched the same way);
 - ``no-gc-pause``: the collector stays on during start-up (console/startup.py's pause is not taken);
-- ``no-first-reads``: the console's first store reads start at mount, in its workers, instead of in
-  threads before Textual is imported (screens/data.py FirstReads);
 - ``eager-parts``: every Governance part is built in the constructor instead of on first use
   (engine/governance.py _BuiltOnFirstUse), importing what each part needs;
 - ``eager-imports``: every module of console/, screens/, engine/ and storage/ (but the alembic migrations) is imported first, as if
@@ -24,7 +22,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-VARIANTS = ("as-is", "no-gc-pause", "no-first-reads", "eager-parts", "eager-imports")
+VARIANTS = ("as-is", "no-gc-pause", "eager-parts", "eager-imports")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,13 +45,6 @@ def main() -> int:
         startup.pause()  # what console/__main__.py does first; the patches below import heavy modules
     if variant == "eager-imports":
         _import_everything()
-    elif variant == "no-first-reads":
-        import console.app as console_app_module
-
-        def console_app(gov, *, operator, demo=False):
-            return console_app_module.make_app(gov, operator=operator, demo=demo, launched=startup.resume,
-                                               scheduler=not getattr(gov, "remote", False))
-        console_app_module.console_app = console_app
     elif variant == "eager-parts":
         from engine import governance
         built_later = [name for name, attr in vars(governance.Governance).items()

@@ -1,6 +1,6 @@
-"""How the console starts: its first reads begin before Textual is imported and are shown once; the
-embedded scheduler starts only once the first dashboard is on the screen (its imports would otherwise
-delay the operator's first look) and then takes part in the leader lease like any holder."""
+"""How the console starts: the embedded scheduler starts only once the first dashboard is on the screen
+(its imports would otherwise delay the operator's first look) and then takes part in the leader lease like
+any holder."""
 
 from __future__ import annotations
 
@@ -59,23 +59,6 @@ async def test_the_console_takes_a_free_lease_once_its_scheduler_starts(console_
         await _until(pilot, lambda: "this console leads the scheduler" in text_of(app.screen.query_one(StatusHeader)))
     with console_gov.store.read() as conn:  # quitting releases it for the next holder
         assert state_repo.get_lease(conn, "scheduler") is None
-
-
-async def test_the_reads_started_before_the_app_are_shown_once_then_fresh_reads_follow(console_gov):
-    """run_console starts the first reads before Textual is imported; the app shows what they read (even
-    if the store changed since) and reads afresh from then on."""
-    from screens.data import FirstReads
-    first = FirstReads(console_gov, OPERATOR)
-    assert first.live.result(10).ok and first.slow.result(10).error is None
-    console_gov.overrides.engage_kill_switch(OPERATOR, "after the first read")
-    app = make_app(console_gov, operator=OPERATOR, scheduler=False, refresh_seconds=3600, first_reads=first)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await _until(pilot, lambda: app.live is not None and app.slow is not None)
-        assert app.live is first.live.result() and app.slow is first.slow.result()
-        assert "kill switch off" in text_of(app.screen.query_one(StatusHeader))
-        app.refresh_all()
-        await _until(pilot, lambda: app.live.status["killSwitch"]["engaged"])
-        assert "KILL SWITCH" in text_of(app.screen.query_one(StatusHeader))
 
 
 async def test_what_waits_for_the_first_dashboard_runs_once_after_it(console_gov, monkeypatch):
