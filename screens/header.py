@@ -34,7 +34,8 @@ def header_lines(live: LiveData | None, *, operator: str, screen: str, demo: boo
         ks = s["killSwitch"]
         if ks["engaged"] or marker is not None:
             top.append("  KILL SWITCH ENGAGED", "bold white on red")
-            top.append(f" by {(ks['by'] if ks['engaged'] else marker['by']) or 'unknown'}", "bold red")
+            by = ks["by"] if ks["engaged"] or marker is None else marker["by"]
+            top.append(f" by {by or 'unknown'}", "bold red")
             if marker is not None:
                 top.append(" (marker file)", "bold red")
         else:

@@ -120,8 +120,10 @@ class ReadinessScreen(GovScreen):
         return tuple((i["slug"], i["status"]) for c in CATEGORIES for i in self.doc[c]["items"])
 
     def _explain_if_due(self) -> None:
+        doc = self.doc
+        if doc is None:
+            return
         if self._report_key() != self._explained_for or time.monotonic() - self._explained_at > EXPLAIN_EVERY:
-            doc = self.doc
             self.load("explain", lambda: explain_for(self.app.gov, doc))
 
     def loaded(self, key: str, value: Any) -> None:

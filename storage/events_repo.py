@@ -147,6 +147,7 @@ def insert_classified(conn: Connection, table: sa.Table, rows: Sequence[dict[str
         if have is None:  # skipped, then deleted by a concurrent prune: nothing to compare it with
             out.duplicate += 1
         elif key not in seen and is_new(have["id"]):
+            assert out.new is not None  # made a list above
             out.new.append(i)
         else:
             differing = next((f for f in compared if row.get(f) != have[f]), None)
@@ -188,7 +189,7 @@ def insert_eval_coverage(conn: Connection, rows: Sequence[dict[str, Any]]) -> in
     return _insert_ignoring_duplicates(conn, EVC, rows)
 
 
-def _period(col, start: datetime, end: datetime):
+def _period(col: sa.ColumnElement[Any], start: datetime, end: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(col >= start, col < end)
 
 
@@ -202,12 +203,12 @@ def _status_counts(row: Sequence[int]) -> dict[str, int]:
     return counts
 
 
-def _status_columns(conn: Connection, only=None) -> list:
+def _status_columns(conn: Connection, only: sa.ColumnElement[bool] | None = None) -> list[Any]:
     """Per status: rows (``(command_id, status)`` is unique, so rows are distinct commands); then
     ``total`` distinct commands. Conditional aggregates: one scan of the period, no GROUP BY sort."""
-    def count(cond):
+    def count(cond: sa.ColumnElement[bool]) -> Any:
         return sa.func.count().filter(cond if only is None else sa.and_(cond, only))
-    command_id = CMD.c.command_id
+    command_id: sa.ColumnElement[Any] = CMD.c.command_id
     if conn.dialect.name == "postgresql":  # the same distinct values, sorted bytewise, not by locale
         command_id = command_id.collate("C")
     total = sa.func.count(sa.distinct(command_id))
@@ -321,7 +322,7 @@ class Window:
     arrived_from: datetime | None = None
 
 
-def _window_rows(conn: Connection, table: sa.Table, names: Sequence[str], w: Window):
+def _window_rows(conn: Connection, table: sa.Table, names: Sequence[str], w: Window) -> sa.Subquery:
     """The window's rows as a subquery of columns ``names``. Usually no row judged on arrival arrived in
     the window with its ``at`` outside it — one seek of the (judged_on_arrival, ingested_at, at) index,
     which never reads the table, says so — and the subquery is the rows that happened in it, which the
@@ -337,7 +338,7 @@ def _window_rows(conn: Connection, table: sa.Table, names: Sequence[str], w: Win
     return happened.subquery("w")
 
 
-def _distinct_ids(conn: Connection, col):
+def _distinct_ids(conn: Connection, col: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
     if conn.dialect.name == "postgresql":  # as _status_columns: bytewise, not by locale
         col = col.collate("C")
     return sa.func.count(sa.distinct(col))
@@ -424,13 +425,13 @@ def window_safety_counts(conn: Connection, w: Window) -> dict[str, int]:
     return {t: n for t, n in conn.execute(sa.select(src.c.type, sa.func.count()).group_by(src.c.type)).all()}
 
 
-def latest_eval_coverage(conn: Connection, start: datetime, end: datetime):
+def latest_eval_coverage(conn: Connection, start: datetime, end: datetime) -> Row[*tuple[Any, ...]] | None:
     return conn.execute(sa.select(EVC.c.covered, EVC.c.total, EVC.c.at)
                         .where(_period(EVC.c.at, start, end))
                         .order_by(EVC.c.at.desc(), EVC.c.id.desc()).limit(1)).first()
 
 
-def _bucket(conn: Connection, col, step_seconds: int):
+def _bucket(conn: Connection, col: sa.ColumnElement[Any], step_seconds: int) -> sa.ColumnElement[int]:
     """The start (epoch seconds) of the step-long bucket holding each row, computed in SQL."""
     if conn.dialect.name == "sqlite":
         return (sa.cast(sa.func.strftime("%s", col), sa.Integer) // step_seconds) * step_seconds
@@ -471,7 +472,7 @@ def bucketed_command_totals(conn: Connection, start: datetime, end: datetime, st
     return [(int(r[0]), r[1], bool(r[2]), r[3]) for r in rows]
 
 
-def incidents_between(conn: Connection, start: datetime, end: datetime) -> list:
+def incidents_between(conn: Connection, start: datetime, end: datetime) -> Sequence[Row[*tuple[Any, ...]]]:
     """Incidents with whether they name an autonomous command (few rows: incidents are rare)."""
     autonomous_cmd = sa.exists().where(CMD.c.command_id == INC.c.command_id, CMD.c.autonomous.is_(True))
     return conn.execute(sa.select(INC.c.incident_id, INC.c.severity, INC.c.command_id, INC.c.at,
@@ -479,7 +480,7 @@ def incidents_between(conn: Connection, start: datetime, end: datetime) -> list:
                         .where(_period(INC.c.at, start, end)).order_by(INC.c.at)).all()
 
 
-def safety_between(conn: Connection, start: datetime, end: datetime) -> list:
+def safety_between(conn: Connection, start: datetime, end: datetime) -> Sequence[Row[*tuple[Any, ...]]]:
     return conn.execute(sa.select(SAF.c.type, SAF.c.at).where(_period(SAF.c.at, start, end))
                         .order_by(SAF.c.at)).all()
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -46,6 +46,9 @@ from storage.tables import (
     safety_events,
 )
 
+if TYPE_CHECKING:
+    from storage.store import Store
+
 
 class BackupNotSupported(RuntimeError):
     pass
@@ -64,6 +67,8 @@ def backup_sqlite(engine: Engine, target: Path, *, compress: bool = False) -> in
             "  pg_dump --format=custom --file=governance.dump \"$GOVCON_DATABASE_URL\"\n"
             "(with the URL's scheme written postgresql://) and restore with pg_restore.")
     source = engine.url.database
+    if source is None:
+        raise BackupNotSupported("this SQLite store has no file to copy (an in-memory database)")
     target = target.expanduser().resolve()
     if target.exists():
         raise FileExistsError(f"{target} exists already: choose a new file name for the backup")
@@ -128,17 +133,17 @@ def retire_backups(target: Path, keep: timedelta, now: float) -> list[Path]:
     return gone
 
 
-def _dead_alert_with_same_key(t):
+def _dead_alert_with_same_key(t: sa.Table) -> sa.ColumnElement[bool]:
     dead = alert_outbox.alias("dead")
     return sa.exists().where(dead.c.status == "dead", dead.c.sink == t.c.sink, dead.c.dedup_key == t.c.dedup_key)
 
 
 #: (table, time column, extra condition) — what retention may delete
-def _not_named_by_a_kept_incident(before: datetime):
+def _not_named_by_a_kept_incident(before: datetime) -> Callable[[sa.Table], sa.ColumnElement[bool]]:
     """A command an incident still in the store names is kept: it attributes that incident."""
     inc = incidents
 
-    def condition(t):
+    def condition(t: sa.Table) -> sa.ColumnElement[bool]:
         return ~sa.exists().where(inc.c.command_id == t.c.command_id, inc.c.at >= before)
     return condition
 
@@ -175,7 +180,7 @@ VACUUM_STEP_PAGES = 1024
 VACUUM_STEP_SECONDS = 0.04
 
 
-def _condition(table, column: str, extra, before: datetime):
+def _condition(table: sa.Table, column: str, extra: Any, before: datetime) -> sa.ColumnElement[bool]:
     cond = table.c[column] < before
     if extra == "budget-window":
         cond = sa.and_(table.c[column] < before - BUDGET_WINDOW, table.c.status != "granted")
@@ -304,7 +309,7 @@ class WriteProbe:
     (a standby, default_transaction_read_only). Both: a write that failed for want of the store in the
     last ``remember`` seconds (on PostgreSQL the only sign of a full disk)."""
 
-    def __init__(self, store, *, every: float = 5.0, remember: float = 30.0, busy_timeout: float = 1.0,
+    def __init__(self, store: Store, *, every: float = 5.0, remember: float = 30.0, busy_timeout: float = 1.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.every = every
@@ -319,7 +324,7 @@ class WriteProbe:
         for engine in _engines(store):
             sa.event.listen(engine, "handle_error", self._on_error)
 
-    def _on_error(self, context) -> None:
+    def _on_error(self, context: Any) -> None:
         conn = context.connection
         writing = conn is not None and conn.get_execution_options().get("govcon_write")
         orig = context.original_exception
@@ -380,7 +385,7 @@ class WriteProbe:
         return None
 
 
-def _engines(store) -> list[Engine]:
+def _engines(store: Store) -> list[Engine]:
     """The store's engine and, where the store has connection lanes, each lane's."""
     engines = [store.engine]
     engine_for = getattr(store, "engine_for", None)
