@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from typing import Any, cast
 
 from fastapi import FastAPI, Request
@@ -38,6 +39,7 @@ from console import (
     api_service,
 )
 from console import api_models as m
+from console.api_agents import HeartbeatFastPath
 from console.api_auth import Auth
 from console.api_ingest import BadBody, IngestFastPath, IngestService
 from console.evaluator import CoalescingEvaluator
@@ -84,7 +86,6 @@ def json_response(doc: Any, status_code: int = 200) -> Response:
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
         return version("govcon")
     except Exception:
         return "unknown"
@@ -193,7 +194,7 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
                                                                                    "/api/rpc": max_body_bytes})
     app.add_middleware(AfterChanges, on_change=lambda path: cached.invalidate(
         readiness=path not in ("/api/events", "/api/gate")))  # readiness judges days, not each event
-    from console.api_agents import HeartbeatFastPath  # beats without the router (outside AfterChanges)
+    # heartbeats without the router (outside AfterChanges)
     app.add_middleware(HeartbeatFastPath, agents=gov.agents, auth=auth,
                        on_write=lambda: cached.invalidate(readiness=False))
     if read_rate is not None:

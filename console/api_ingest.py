@@ -23,6 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from starlette.requests import Request
+
 from console.asgi_fast import read_body, replay
 from engine.ingest import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, IngestError, Ingestor, IngestReport, overlong_message
 from storage.db import StoreUnavailable
@@ -304,7 +306,6 @@ class IngestFastPath:
                 or scope["method"] != "POST" or not _has_length(scope):
             await self.app(scope, receive, send)
             return
-        from starlette.requests import Request
         started = time.perf_counter()
         request = Request(scope)
         try:

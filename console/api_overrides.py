@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query
 
 from console import api_models as m
 from console.api_lanes import safety_route
+from engine.outbox import statuses_for
 
 
 def build_router(gov, auth, json_response) -> APIRouter:
@@ -18,7 +19,6 @@ def build_router(gov, auth, json_response) -> APIRouter:
                 summary="The alert outbox, newest first: waiting and dead-lettered alerts (status=all for every one)")
     def alerts(status: str | None = Query(None, pattern="^(pending|sent|dead|dismissed|all)$"),
                limit: int = Query(100, ge=1, le=10_000)):
-        from engine.outbox import statuses_for
         return json_response(gov.outbox.list(statuses=statuses_for(status), limit=limit))
 
     @router.post("/api/alerts/retry", tags=["alerts"], responses=change, response_model=m.AlertsChanged,

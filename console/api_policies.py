@@ -17,6 +17,7 @@ masked, with a fingerprint.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
@@ -24,6 +25,7 @@ from pydantic import Field, JsonValue, StrictBool, StrictFloat, StrictInt
 
 from console import api_models as m
 from engine.errors import InvalidInput
+from engine.store_config import relabel
 
 #: the config file's keys as this API spells them (camelCase, as Policy.to_json)
 POLICY_FIELDS = {"commandTypes": "command_types", "enabled": "enabled", "maxPerDay": "max_per_day",
@@ -204,7 +206,6 @@ def sink_changes(body: SinkBody) -> dict[str, Any]:
 
 
 def _relabel_sink(message: str) -> str:
-    import re
     for field, key in SINK_FIELDS.items():
         if field != key:
             message = re.sub(rf"(?<![\w-]){key}(?![\w-])", field, message)
@@ -218,7 +219,6 @@ def build_router(gov, auth, json_response) -> APIRouter:
     labels = {v: k for k, v in POLICY_FIELDS.items()}
 
     def set_policy(actor: str, name: str, body: PolicyBody, *, replace: bool):
-        from engine.store_config import relabel
         try:
             return gov.policy_book.set(actor, name, policy_changes(body, fields_set_only=not replace),
                                        replace=replace, reason=body.reason)

@@ -13,6 +13,7 @@ from console import api_models as m
 from console.api_lanes import safety_route
 from engine.errors import NotInitialised
 from storage.db import StoreUnavailable
+from storage.maintenance import WriteProbe
 
 
 def build_router(app: FastAPI, gov, auth, metrics, json_response, *, version: str, scheduler=None) -> APIRouter:
@@ -31,7 +32,6 @@ def build_router(app: FastAPI, gov, auth, metrics, json_response, *, version: st
     def redoc():
         return get_redoc_html(openapi_url="/openapi.json", title="govcon API")
 
-    from storage.maintenance import WriteProbe
     write_probe = WriteProbe(gov.store)  # probes at most every 5 s; remembers failed writes for 30 s
 
     @router.get("/health", tags=["service"], response_model=m.Health,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from console import startup
 from engine.clock import Clock
+from engine.errors import NotInitialised
 from engine.governance import Governance
 
 
@@ -11,7 +12,7 @@ def make_app(gov: Governance, *, operator: str, demo: bool = False, clock: Clock
              scheduler: bool = True, refresh_seconds: float | None = None, launched=None):
     """The console on ``gov``'s store. ``clock`` (default: the governance clock) must be the one ``gov``
     reads; tests pass a ManualClock-driven gov and ``scheduler=False``."""
-    from screens.app import GovconApp
+    from screens.app import GovconApp  # deferred: Textual and Rich only when the console runs
     if clock is not None and clock is not gov.clock:
         raise ValueError("make_app: clock must be the Governance's own clock (build the Governance with it)")
     extra = {} if refresh_seconds is None else {"refresh_seconds": refresh_seconds}
@@ -28,7 +29,6 @@ def console_app(gov: Governance, *, operator: str, demo: bool = False):
 
 def run_console(gov: Governance, *, operator: str, demo: bool = False) -> int:
     if not gov.is_initialised():
-        from engine.errors import NotInitialised
         raise NotInitialised()
     console_app(gov, operator=operator, demo=demo).run()
     return 0

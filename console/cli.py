@@ -1,4 +1,11 @@
-"""`govcon …`: the command line for scripts and runbooks (DESIGN.md, "Command line")."""
+"""`govcon …`: the command line for scripts and runbooks (DESIGN.md, "Command line").
+
+Three imports are deferred to the commands that need them, so that `govcon status` and `govcon gate` do not
+load what they never use (tests/unit/test_lean_imports.py): engine.ingest (orjson) for `ingest`,
+console.cli_audit (the audit key's secrets) for `audit verify|head|key` and `db init`, engine.jobs
+(APScheduler) for `scheduler`. The console's own frameworks are deferred inside console/app.py, the
+service's inside console/cli_serve.py.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,24 @@ import argparse
 import json
 import logging
 import os
+import sqlite3
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from console import startup
+from sqlalchemy.engine import make_url
+
+from console import cli_actions, cli_agents, cli_drilldown, cli_policies, cli_run, cli_serve, startup
+from console.app import run_console
+from console.client import connect
 from console.config import Config, ConfigError, build_governance, load_config
+from console.demo import run_demo
 from console.identity import current_operator
+from console.log_format import setup_logging as log_to
 from console.render import (
     CleanFormatter,
     CleanStream,
@@ -33,10 +49,14 @@ from console.render import (
 from engine.clock import Clock, SystemClock
 from engine.errors import GovconError, InvalidInput, NotInitialised
 from engine.governance import Governance
+from engine.outbox import STATUSES as ALERT_STATUSES
+from engine.outbox import statuses_for
 from engine.redact import RedactingFilter
 from engine.report_markdown import render as report_markdown
 from engine.rule_language import RuleError, parse_window
-from storage.db import StoreUnavailable
+from engine.rules import validate_rule
+from storage import maintenance
+from storage.db import StoreUnavailable, normalise_url
 from storage.maintenance import BackupNotSupported
 from storage.store import Store
 
@@ -73,7 +93,6 @@ class Context:
     @property
     def gov(self) -> Governance:
         if self._gov is None and self.server is not None:
-            from console.client import connect
             remote, self.operator = connect(self.server, self.clock)
             # RemoteGovernance has the facade's shape over the service (console/client.py), duck-typed: the
             # commands' code is the same in both modes
@@ -122,9 +141,6 @@ def create_private_sqlite_file(url: str) -> None:
     """`db init` creates a SQLite store readable and writable by its owner only (0600, whatever the umask):
     on a shared host the service's user owns it and everyone else goes through the service. SQLite gives
     the -wal and -shm files the same mode."""
-    from sqlalchemy.engine import make_url
-
-    from storage.db import normalise_url
     parsed = make_url(normalise_url(url))
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return
@@ -139,9 +155,6 @@ def create_private_sqlite_file(url: str) -> None:
 
 def refuse_missing_sqlite_store(url: str) -> None:
     """Only `db init` creates a store: a mistyped path must not quietly start a second, empty one."""
-    from sqlalchemy.engine import make_url
-
-    from storage.db import normalise_url
     parsed = make_url(normalise_url(url))
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not Path(parsed.database).exists():
@@ -192,8 +205,6 @@ def _date(text: str) -> datetime:
 def _backup(ctx: Context, target: Path) -> int:
     """`db backup PATH`: a missing directory, a directory as PATH or a place that cannot be written is a
     one-line error naming the path (exit 1), never a traceback; nothing is left behind."""
-    import sqlite3
-
     shown = str(target)
     if target.is_dir():
         raise GovconError(f"cannot back up to {shown}: it is a directory; name a new file in it, "
@@ -228,8 +239,6 @@ def cmd_status(ctx: Context) -> int:
 
 
 def cmd_ingest(ctx: Context) -> int:
-    from dataclasses import replace
-
     from engine.ingest import open_event_source, readable_source_size
     ctx.gov.require(ctx.operator, "ingest")
     source = ctx.args.file
@@ -294,7 +303,6 @@ def cmd_metrics(ctx: Context) -> int:
 
 def cmd_readiness(ctx: Context) -> int:
     if ctx.args.explain:
-        from console import cli_drilldown  # why not ready: what earns each missing point, and when
         return cli_drilldown.readiness_explained(ctx, print_readiness)
     report = ctx.gov.readiness.assess()
     doc = report.to_json()
@@ -368,9 +376,6 @@ def cmd_db(ctx: Context) -> int:
         size = _backup(ctx, Path(ctx.args.path))
         print(f"backed up {ctx.gov.store.display_url} to {ctx.args.path} ({size:,} bytes)", file=ctx.out)
         if ctx.args.keep is not None:
-            import time
-
-            from storage import maintenance
             try:
                 gone = maintenance.retire_backups(Path(ctx.args.path), ctx.args.keep, time.time())
             except ValueError as exc:
@@ -393,7 +398,6 @@ def cmd_db(ctx: Context) -> int:
 
 def cmd_events(ctx: Context) -> int:
     if ctx.args.events_command == "show":
-        from console import cli_drilldown  # the drill-down: what made it trip, its effect, its resolution
         return cli_drilldown.show_event(ctx)
     if ctx.args.events_command == "resolve":
         doc = ctx.gov.breakers.resolve(ctx.operator, ctx.args.id, note=ctx.args.note,
@@ -433,7 +437,6 @@ def cmd_alerts(ctx: Context) -> int:
                 print(f"govcon: warning: sink {sink!r} is not among the store's alert sinks: it will be "
                       f"dead-lettered again (`govcon alerts sinks list`)", file=ctx.err)
         return 0
-    from engine.outbox import statuses_for
     docs = ctx.gov.outbox.list(statuses=statuses_for(a.status), limit=a.limit)
     ctx.emit_json(docs) if a.json else print_alerts(docs, ctx.out)
     return 0
@@ -478,7 +481,6 @@ def cmd_rules(ctx: Context) -> int:
         condition, window, samples = a.condition, a.window or "5m", a.min_samples or 10
     else:
         raise InvalidInput("backtest needs a rule NAME or --condition C [--window W]")
-    from engine.rules import validate_rule
     validate_rule({"name": "backtest", "condition": condition, "window": window, "action": "alert_only",
                    "alert_severity": "low", "min_samples": samples})
     backtest = ctx.gov.backtester.run(condition, window, days=a.days, min_samples=samples)
@@ -531,7 +533,6 @@ def cmd_proposals(ctx: Context) -> int:
 def cmd_scheduler(ctx: Context) -> int:
     from engine.jobs import default_holder, run_headless
     if ctx.args.log_file or ctx.args.log_format != "text":
-        from console.log_format import setup_logging as log_to
         log_to(ctx.args.log_file, ctx.args.log_format)
     gov = ctx.gov
     print(f"scheduler candidate {default_holder('scheduler', ctx.operator)} on {gov.store.display_url}",
@@ -542,12 +543,10 @@ def cmd_scheduler(ctx: Context) -> int:
 
 
 def cmd_console(ctx: Context) -> int:
-    from console.app import run_console
     return run_console(ctx.gov, operator=ctx.operator)
 
 
 def cmd_demo(ctx: Context) -> int:
-    from console.demo import run_demo
     return run_demo(operator=ctx.operator, path=ctx.args.path)
 
 
@@ -628,8 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp = dsub.add_parser("prune", help="delete raw events and snapshots older than a duration")
     dp.add_argument("--older-than", type=_duration, default=timedelta(days=90))
     dp.add_argument("--json", action="store_true")
-    from console import cli_policies as _cp
-    _cp.register_db(dsub)
+    cli_policies.register_db(dsub)
 
     sp = command("events", cmd_events, "circuit-breaker events: list, show (drill down) and resolve")
     esub = sp.add_subparsers(dest="events_command", metavar="list|show|resolve")
@@ -651,7 +649,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("alerts", cmd_alerts, "the alert outbox: list; retry or dismiss dead-lettered alerts")
     asub = sp.add_subparsers(dest="alerts_command", metavar="list|retry|dismiss|sinks")
     al = asub.add_parser("list", help="waiting and dead-lettered alerts, newest first (--status to choose)")
-    from engine.outbox import STATUSES as ALERT_STATUSES
     al.add_argument("--status", choices=(*ALERT_STATUSES, "all"), default=None)
     al.add_argument("--limit", type=_limit, default=100)
     al.add_argument("--json", action="store_true")
@@ -664,7 +661,6 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "dismiss":
             ap.add_argument("--reason", required=True, help="why they will never be sent")
         ap.add_argument("--json", action="store_true")
-    from console import cli_policies  # `alerts sinks`, `policies`, `db import-config`: in the store
     cli_policies.register_sinks(asub)
     sp.set_defaults(alerts_command="list", status=None, limit=100, ids=[], dead=False)
     cli_policies.register(command, _duration)
@@ -720,9 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("kill-switch", cmd_kill_switch, "engage or release the kill switch, or drill it")
     sp.add_argument("action", choices=("engage", "release", "drill"))
     sp.add_argument("--reason", default=None)
-    from console import cli_actions  # `govcon gate`, `actions`, `mode`: governed actions
     cli_actions.register(command, _duration, _limit)  # its int arguments are --limit
-    from console import cli_agents  # `govcon agents list|show`: agents and their leases
     cli_agents.register(command)
 
     command("cycle", cmd_cycle, "run the governance cycle now: report, and a proposal when ready")
@@ -756,9 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--log-format", choices=("text", "json"), default="text",
                     help="text lines (default) or json: one object per line (time, level, logger, message, fields)")
 
-    from console import cli_serve  # `govcon serve` and `govcon tokens` live in their own module
     cli_serve.register(command)
-    from console import cli_run  # `govcon run`: the governed runner
     cli_run.register(command, _positive_int)
 
     sp = command("demo", cmd_demo, "the console on a scratch store with history and a live agent",

@@ -10,8 +10,10 @@ from typing import Any, TextIO
 
 from console.gate_cli import ALLOW_EXIT, DENY_EXIT, WAIT_EXIT, print_decision
 from console.render import clean as _clean
+from console.render import print_policies
 from engine.clock import isoformat
 from engine.errors import InvalidInput
+from engine.gate import DENY, GateDecision
 
 #: the word `govcon gate log` reserves: a command type cannot be called "log"
 LOG = "log"
@@ -69,7 +71,6 @@ def register(command, duration, positive_int) -> None:
 
 
 def cmd_gate(ctx) -> int:
-    from engine.gate import DENY, GateDecision
     a = ctx.args
     if a.type == LOG:
         return _gate_log(ctx)
@@ -87,7 +88,6 @@ def cmd_gate(ctx) -> int:
         if a.json:
             ctx.emit_json(doc)
         else:
-            from console.render import print_policies
             print_policies(doc, ctx.out)
         return 0
     decision = gov.gate.decide(a.type, confidence=a.confidence, action_class=a.action_class, service=a.service,

@@ -3,9 +3,11 @@ checking; storage/audit_key.py holds the key's file)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from engine.audit_verify import UNKEYED_WARNING, format_head
+from engine.audit_anchor import last_anchored_head
+from engine.audit_verify import UNKEYED_WARNING, enroll_key, format_head
 from engine.errors import InvalidInput
 from storage import audit
 from storage.audit_key import AuditKeyError, load_or_create
@@ -65,9 +67,6 @@ def _expected_head(ctx) -> str | None:
         return ctx.args.expect_head
     if ctx.args.expect_head is not None:
         raise InvalidInput("give --expect-head or --anchor-file, not both")
-    from pathlib import Path
-
-    from engine.audit_anchor import last_anchored_head
     head, at = last_anchored_head(Path(anchor_file).expanduser())
     if not ctx.args.json:
         print(f"expecting the head anchored at {at} in {anchor_file}: {head}", file=ctx.out)
@@ -120,7 +119,6 @@ def _key(ctx) -> int:
     except AuditKeyError as exc:
         raise InvalidInput(str(exc)) from None
     audit.use_key(ctx.gov.store.engine.url, key)
-    from engine.audit_verify import enroll_key
     seq = enroll_key(ctx.gov, ctx.operator, key)
     verb = "created" if created else "found"
     msg = (f"{verb} the audit key {path} (key {key.id}); " +

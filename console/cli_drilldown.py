@@ -1,5 +1,8 @@
 """`govcon events show ID` (a breaker event's drill-down) and `govcon readiness --explain` (why not ready):
-each a one-line call into the engine, rendered by the same text the console shows."""
+each a one-line call into the engine, rendered by the same text the console shows.
+
+The text renderers (screens.drilldown_text, screens.explain_text) are imported only to print text: they
+bring Rich, which --json and every other command never need."""
 
 from __future__ import annotations
 

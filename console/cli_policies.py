@@ -10,12 +10,15 @@ out of the process list and the shell's history.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from console.render import clean
 from engine.errors import InvalidInput
+from engine.policies import limits_text
+from engine.store_config import import_config, relabel
 
 #: the config file's policy keys, as `policies set` names them in errors
 POLICY_FLAGS = {"command_types": "--command-types", "max_per_day": "--max-per-day", "max_per_week": "--max-per-week",
@@ -130,7 +133,6 @@ def register_db(db_sub) -> None:
 
 
 def cmd_policies(ctx) -> int:
-    from engine.store_config import relabel
     a, book = ctx.args, ctx.gov.policy_book
     return _book_command(ctx, book, a.policies_command, "policy", print_policy, print_policies,
                          set_one=lambda: book.set(ctx.operator, a.name, policy_changes(a), replace=a.replace,
@@ -175,7 +177,6 @@ def _book_command(ctx, book, command: str, noun: str, print_one: Callable[[dict[
 
 
 def cmd_import_config(ctx) -> int:
-    from engine.store_config import import_config
     config = ctx.config
     if config.path is None:
         raise InvalidInput("there is no config file to import (set GOVCON_CONFIG or create "
@@ -296,7 +297,6 @@ def sink_changes(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _sink_labels(message: str) -> str:
-    import re
     for key, flag in SINK_FLAGS.items():
         message = re.sub(rf"(?<![\w-]){re.escape(key)}(?![\w-])(?= (must|is|has|and|go))", flag, message)
     return message
@@ -313,7 +313,6 @@ def print_policies(docs: list[dict[str, Any]], out: TextIO) -> None:
     types_w = max(len("COMMAND TYPES"), *(len(clean(",".join(d["commandTypes"]))) for d in docs))
     types_w = min(types_w, 32)
     out.write(f"{'POLICY':<{width}}  {'COMMAND TYPES':<{types_w}}  {'NOTIFY':<17}  LIMITS\n")
-    from engine.policies import limits_text
     for d in docs:
         types = clean(",".join(d["commandTypes"]))
         out.write(f"{clean(d['name']):<{width}}  {types:<{types_w}}  {d['notificationLevel']:<17}  "
@@ -321,7 +320,6 @@ def print_policies(docs: list[dict[str, Any]], out: TextIO) -> None:
 
 
 def print_policy(doc: dict[str, Any], out: TextIO) -> None:
-    from engine.policies import limits_text
     out.write(f"policy {clean(doc['name'])}: {limits_text(doc)}\n")
     for key, value in doc.items():
         if key in ("name", "spec"):

@@ -7,7 +7,23 @@ import argparse
 import json
 from typing import Any, TextIO
 
+from console.client import RemoteRunPort
 from engine.errors import InvalidInput
+from engine.redact import redact, redact_obj
+from engine.runner import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_VERIFY_INTERVAL,
+    DEFAULT_WAIT,
+    EXIT_CODES,
+    EXIT_STORE,
+    ActionsPort,
+    GovernancePort,
+    Runner,
+    RunPlan,
+    RunResult,
+    parse_seconds,
+    split_command,
+)
 
 USAGE = ("govcon run TYPE [--service S] [--agent NAME] [--confidence X] [--wait D] [--check CMD]... "
          "[--backup CMD] [--verify CMD [--verify-checks N] [--verify-interval D]] [--rollback CMD] "
@@ -28,13 +44,11 @@ would split words (shlex), but no shell runs them: write sh -c '...' for pipes. 
 
 
 def _epilog() -> str:
-    from engine.runner import EXIT_CODES
     codes = [*EXIT_CODES, (5, "permission denied: you hold no role that may report outcomes (govcon roles grant …)")]
     return "\n".join(["exit codes:"] + [f"  {code:>3}  {text}" for code, text in sorted(codes)])
 
 
 def _seconds(text: str) -> float:
-    from engine.runner import parse_seconds
     try:
         return parse_seconds(text)
     except InvalidInput as exc:
@@ -54,7 +68,6 @@ def _confidence(text: str) -> float:
 def register(command, positive_int) -> None:
     """``command(name, handler, help, json_flag=True)`` adds a subcommand and returns its parser;
     ``positive_int`` is the CLI's argument type for counts."""
-    from engine.runner import DEFAULT_TIMEOUT, DEFAULT_VERIFY_INTERVAL, DEFAULT_WAIT
     sp = command("run", cmd_run, "run one command as a governed action: gate, checks, backup, verify, rollback, "
                  "report (exit codes: govcon run --help)")
     sp.usage = USAGE
@@ -103,7 +116,6 @@ def _split_at_double_dash(sp: argparse.ArgumentParser) -> None:
 
 
 def build_plan(args: argparse.Namespace):
-    from engine.runner import DEFAULT_VERIFY_INTERVAL, RunPlan, split_command
     argv = list(args.argv)
     if args.verify is None and (args.verify_checks is not None or args.verify_interval is not None):
         raise InvalidInput("--verify-checks and --verify-interval need --verify CMD")
@@ -120,8 +132,6 @@ def build_plan(args: argparse.Namespace):
 
 
 def cmd_run(ctx) -> int:
-    from engine.redact import redact
-    from engine.runner import EXIT_STORE, ActionsPort, GovernancePort, Runner, RunResult
     plan = build_plan(ctx.args)
     err: TextIO = ctx.err
 
@@ -138,7 +148,6 @@ def cmd_run(ctx) -> int:
         result = RunResult(EXIT_STORE, "store_error", f"cannot open the store, so nothing runs: {exc}")
         return _print(ctx, result)
     if getattr(gov, "remote", False):  # client mode: the steps run here, the books are the service's
-        from console.client import RemoteRunPort
         port: ActionsPort = RemoteRunPort(gov)
     else:
         port = GovernancePort(gov, ctx.operator)
@@ -148,7 +157,6 @@ def cmd_run(ctx) -> int:
 
 
 def _print(ctx, result) -> int:
-    from engine.redact import redact_obj
     if ctx.args.json:
         ctx.emit_json(redact_obj(result.to_json()))
         return result.exit_code

@@ -1,7 +1,11 @@
-"""`govcon serve` and `govcon tokens` (registered into the main parser by console/cli.py)."""
+"""`govcon serve` and `govcon tokens` (registered into the main parser by console/cli.py).
+
+Heavy imports are deferred to cmd_serve: uvicorn, FastAPI (console.api), APScheduler (engine.jobs) and the
+RPC server only for `govcon serve`, never for the other commands, which all import this module."""
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import logging
 import logging.handlers
@@ -12,6 +16,8 @@ import sys
 from pathlib import Path
 
 from console.log_format import FORMATS, reopener, setup_logging
+from console.render import clean
+from engine.clock import isoformat
 from engine.errors import InvalidInput, NotInitialised
 
 
@@ -42,7 +48,7 @@ def register(command) -> None:
     tsub = sp.add_subparsers(dest="tokens_command", metavar="create|list|revoke", required=True)
     tc = tsub.add_parser("create", help="create a token for USER; prints it once, alone on stdout")
     tc.add_argument("user")
-    from console.cli import _duration
+    from console.cli import _duration  # deferred: import cycle with console.cli, which registers these commands
     tc.add_argument("--expires-in", type=_duration, default=None, metavar="DURATION",
                     help="the token stops working this long from now (e.g. 30d, 12h); default: never")
     tc.add_argument("--agent", default=None, metavar="NAME",
@@ -56,7 +62,6 @@ def register(command) -> None:
 
 
 def _octal_mode(text: str) -> int:
-    import argparse
     try:
         mode = int(text, 8)
     except ValueError:
@@ -70,9 +75,6 @@ def _octal_mode(text: str) -> int:
 
 
 def cmd_tokens(ctx) -> int:
-    from console.render import clean
-    from engine.clock import isoformat
-
     book = ctx.gov.tokens
     sub = ctx.args.tokens_command
     if sub == "create":

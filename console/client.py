@@ -9,6 +9,10 @@ console's rendering code is the same in both modes, and so are their output and 
 
 Files named on the command line stay the client's: ``ingest FILE`` is read here, with the client's
 rights, and sent in batches; ``db backup PATH`` receives the service's copy and writes it here.
+
+Imports beyond the socket and the frames are deferred to the methods that use them: `govcon gate`
+(console/gate_cli.py) imports this module on its hot path (tests/integration/test_gate_cli_lean.py), and
+httpx is needed only for an https:// server.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ file in the user's data directory.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,20 @@ import platformdirs
 
 from console.config_schema import SchemaError
 from console.config_schema import check as check_schema
+from engine.agents import MAX_TTL, MIN_TTL
+from engine.alerts import load_sinks
+from engine.audit_anchor import DEFAULT_INTERVAL, AnchorSettings
+from engine.errors import InvalidInput
+from engine.events import DEFAULT_TIMING, EventTiming
+from engine.governance import Governance
+from engine.kill_marker import KillMarker
+from engine.policies import DEFAULT_POLICIES, load_policies
+from engine.proposals import ProposalPolicy
+from engine.rule_language import RuleError, parse_window
+from engine.store_config import drift
+from storage import audit, policies_repo
+from storage.audit_key import AuditKeyError
+from storage.audit_key import load as load_audit_key
 
 APP = "govcon"
 
@@ -83,14 +99,12 @@ class Config:
     def audit_key(self):
         """The audit key (storage/audit.py AuditKey) from its file, or None when there is no file;
         AuditKeyError (naming the path) when the file cannot be used."""
-        from storage import audit_key
-        return audit_key.load(self.audit_key_path())
+        return load_audit_key(self.audit_key_path())
 
     def audit_anchor(self):
         """[audit] anchor_file = PATH, anchor_alert = true, anchor_interval = "1h": the scheduler's
         audit-anchor job (engine/audit_anchor.py); None when neither a file nor the alert is asked for."""
         sec = self.section("audit")
-        from engine.audit_anchor import DEFAULT_INTERVAL, AnchorSettings
         path = sec.get("anchor_file")
         if path is not None and (not isinstance(path, str) or not path.strip()):
             raise ConfigError(f"{self.path}: [audit] anchor_file must be a file path (a non-empty string)")
@@ -99,7 +113,6 @@ class Config:
             raise ConfigError(f"{self.path}: [audit] anchor_alert = {alert!r}: use true or false")
         interval = DEFAULT_INTERVAL
         if "anchor_interval" in sec:
-            from engine.rule_language import RuleError, parse_window
             try:
                 interval = parse_window(sec["anchor_interval"])
             except RuleError as exc:
@@ -114,10 +127,8 @@ class Config:
         "1h" (an event at most this late is judged by the breakers on arrival): durations as rule
         windows spell them (30s, 5m, 1h, 1d). Without the table, engine.events.DEFAULT_TIMING."""
         sec = self.section("ingest")
-        from engine.events import DEFAULT_TIMING, EventTiming
         if not sec:
             return DEFAULT_TIMING
-        from engine.rule_language import RuleError, parse_window
         known = ("max_clock_skew", "late_horizon")
         values = {}
         for key in known:
@@ -138,7 +149,6 @@ class Config:
         if "require_lease" in sec:  # its type is checked with the file (console/config_schema.py)
             opts["require_lease"] = sec["require_lease"]
         if "default_ttl" in sec:
-            from engine.agents import MAX_TTL, MIN_TTL
             ttl = sec["default_ttl"]
             if isinstance(ttl, bool) or not isinstance(ttl, int) or not MIN_TTL <= ttl <= MAX_TTL:
                 raise ConfigError(f"{self.path}: [agents] default_ttl = {ttl!r}: use whole seconds from "
@@ -184,14 +194,12 @@ class Config:
         """The file's [policies] (engine.policies.Policy list), or None when it has no [policies] table.
         They seed a new store (`db init`) and are imported by `db import-config`; at runtime the store's
         decide. InvalidInput names the policy and key."""
-        from engine.policies import load_policies
         if "policies" not in self.raw:
             return None
         return load_policies(self.section("policies"))
 
     def seed_policies(self):
         """(policies, where they come from) for `db init`: the file's [policies], else seed 002's defaults."""
-        from engine.policies import DEFAULT_POLICIES, load_policies
         found = self.file_policies()
         if found is None:
             return load_policies(DEFAULT_POLICIES), "seed 002's default policies (the config file has no [policies])"
@@ -199,7 +207,6 @@ class Config:
 
     def file_sinks(self):
         """The file's [[alerts.sinks]] (engine.alerts.SinkConfig list), or None when it names none."""
-        from engine.alerts import load_sinks
         section = self.section("alerts")
         if "sinks" not in section:
             return None
@@ -230,11 +237,6 @@ def build_governance(store, config: Config, clock=None, *, warn_drift: bool = Tr
     [alerts] sinks are used only while the store has none of its own (a store from before they moved there,
     until `govcon db import-config`). ``warn_drift``: say on stderr (logger govcon.config) when they differ
     from the store's, naming the file."""
-    from datetime import timedelta
-
-    from engine.governance import Governance
-    from engine.proposals import ProposalPolicy
-
     gov_cfg = config.section("governance")
     try:
         ttl = timedelta(days=float(gov_cfg.get("proposal_ttl_days", 7)))
@@ -244,7 +246,6 @@ def build_governance(store, config: Config, clock=None, *, warn_drift: bool = Tr
     file_policies, file_sinks = _file_policies_and_sinks(store, config)
     if warn_drift:
         warn_config_drift(store, config, file_policies, file_sinks)
-    from engine.policies import DEFAULT_POLICIES, load_policies
     legacy = file_policies if file_policies is not None else load_policies(DEFAULT_POLICIES)
     return Governance(store, clock, config_policies=legacy, config_sinks=file_sinks or [],
                       proposal_policy=ProposalPolicy(ttl=ttl), event_timing=config.event_timing(),
@@ -256,9 +257,6 @@ def _file_policies_and_sinks(store, config: Config):
     """The file's policies and sinks (None where it has no such section). A section that does not validate is
     an error while the store has none of its own (they would decide, as before), and only a warning once the
     store's decide: a stale file must not stop a kill switch."""
-    import logging
-
-    from engine.errors import InvalidInput
     log = logging.getLogger("govcon.config")
     out = []
     for read in (config.file_policies, config.file_sinks):
@@ -275,7 +273,6 @@ def _file_policies_and_sinks(store, config: Config):
 def _store_is_legacy(store) -> bool:
     """True when the store has no policies and sinks of its own yet (or cannot be read: then the file's
     error is the one to show)."""
-    from storage import policies_repo
     try:
         with store.read() as conn:
             return not policies_repo.version(conn)
@@ -286,9 +283,6 @@ def _store_is_legacy(store) -> bool:
 def warn_config_drift(store, config: Config, file_policies=None, file_sinks=None) -> list[str]:
     """Warn (logger govcon.config) when the file's [policies] / [alerts] sinks differ from the store's, which
     decide; never fails the caller. Returns the warnings."""
-    import logging
-
-    from engine.store_config import drift
     log = logging.getLogger("govcon.config")
     try:
         found = drift(store, policies=file_policies, sinks=file_sinks, source=config.path)
@@ -303,10 +297,6 @@ def warn_config_drift(store, config: Config, file_policies=None, file_sinks=None
 def _use_audit_key(store, config: Config) -> None:
     """Append with the configured audit key. A key file that cannot be used is logged, not fatal here (the
     kill switch must work whatever the key file's mode); `audit verify` and `audit head` refuse it."""
-    import logging
-
-    from storage import audit
-    from storage.audit_key import AuditKeyError
     try:
         key = config.audit_key()
     except AuditKeyError as exc:
@@ -316,6 +306,5 @@ def _use_audit_key(store, config: Config) -> None:
 
 
 def _kill_marker(config: Config):
-    from engine.kill_marker import KillMarker
     path = config.kill_switch_marker()
     return KillMarker(path) if path is not None else None

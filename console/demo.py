@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from console.app import make_app
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.domain import ROLES
 from engine.errors import InvalidInput
@@ -116,7 +117,6 @@ def run_demo(operator: str, path: str | None = None) -> int:
     print(f"govcon demo: building a scratch store at {target} with {HISTORY_DAYS} days of history…",
           file=sys.stderr, flush=True)
     gov = build_demo_store(str(target), operator)
-    from console.app import make_app
     app = make_app(gov, operator=operator, demo=True)
     app.add_background_job("demo-agent", LiveAgent(gov).step)
     try:

@@ -8,10 +8,14 @@ HTTP the bearer token's operator). A method not in ``ROUTES``, a keyword not lis
 on `prune` or `cycle.run`, ``record=True`` on `readiness.assess`), or an object where a plain value is
 expected is refused before anything runs. Reads need a role too (any): on a shared store the socket's
 group admits OS users, the store's roles decide what they may see and do.
+
+The console's reads (screens.data, screens.action_view) are imported when a console client first asks:
+they bring Rich, which a service without console clients never needs.
 """
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import pwd
@@ -21,12 +25,17 @@ import struct
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from console.rpc import ProtocolError, decode, dumps, encode, error_doc, read_frame
 from engine.errors import GovconError, InvalidInput, NotFound
+from engine.ingest import Overlong
+from engine.runner import GovernancePort, RunPlan
+from storage import audit
+from storage.db import StoreUnavailable
+from storage.maintenance import BackupNotSupported, backup_sqlite
 
 log = logging.getLogger("govcon.rpc")
 
@@ -133,7 +142,6 @@ class RpcService:
     def _run_port(self, operator: str, method: str, *args: Any, plan: dict[str, Any] | None = None,
                   **kwargs: Any) -> tuple[Any, None]:
         """One call of `govcon run`'s port; the plan comes as plain fields and is rebuilt here."""
-        from engine.runner import GovernancePort, RunPlan
         if method not in RUN_PORT:
             raise InvalidInput(f"the govcon service offers no run step {method!r}")
         self._require(operator, "gate.ask")
@@ -155,9 +163,6 @@ class RpcService:
 
     def _ingest_lines(self, operator: str, lines: list[Any], first_line: int = 1) -> tuple[Any, None]:
         """One batch of a file the client reads (with its own rights); line numbers as in the file."""
-        from dataclasses import replace
-
-        from engine.ingest import Overlong
         self._require(operator, "ingest")
         items = [Overlong(item["overlong"]) if isinstance(item, dict) and "overlong" in item else item
                  for item in lines]
@@ -173,7 +178,6 @@ class RpcService:
     def _backup(self, operator: str) -> tuple[Any, Any]:
         """A consistent copy, made in the service's private temporary directory and streamed to the client,
         which writes it where it asked with its own rights (the service never writes a client's path)."""
-        from storage.maintenance import backup_sqlite
         self._require(operator, "db.backup")
         tmp = Path(tempfile.mkdtemp(prefix="govcon-backup-"))
         path = tmp / "copy.sqlite"
@@ -185,7 +189,6 @@ class RpcService:
         return {"size": size}, path
 
     def _audit_head(self, operator: str) -> tuple[Any, None]:
-        from storage import audit
         self._require(operator, "read")
         with self.gov.store.read() as conn:
             return audit.head(conn), None
@@ -231,8 +234,6 @@ class RpcService:
         except (GovconError, ProtocolError, FileExistsError) as exc:
             return {"e": error_doc(exc)}, None
         except Exception as exc:
-            from storage.db import StoreUnavailable
-            from storage.maintenance import BackupNotSupported
             if isinstance(exc, (StoreUnavailable, BackupNotSupported, NotFound)):
                 return {"e": error_doc(exc)}, None
             if type(exc).__name__ in ("RuleError", "ConfigError", "MarkerError"):
@@ -326,7 +327,6 @@ class SocketListener:
             os.umask(old)
         self.server.service = service  # type: ignore[attr-defined]
         if group is not None:
-            import grp
             try:
                 gid = grp.getgrnam(group).gr_gid
             except KeyError:

@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, Row
 
+from engine import recovery
 from engine.alerts import Alert
 from engine.clock import Clock, isoformat
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.gate import ALLOW, Ask, GateDecision
+from engine.redact import redact_obj
 from storage import actions_repo, audit, identity_repo, state_repo
 from storage.store import Store
 
@@ -197,7 +199,6 @@ class ActionBook:
         agent = ask.agent or requested_by or AGENT_UNKNOWN
         decision = decision.with_extra(grantId=grant_id, expiresAt=isoformat(expires), agent=agent)
         if decision.extra.get("probe"):  # a half-open type's probe (engine/recovery.py)
-            from engine import recovery
             recovery.bind(conn, ask.command_type, grant_id)
         entry = audit.next_entry(
             conn, at=now, actor=approved_by or "gate", action="action.grant", target=grant_id,
@@ -442,7 +443,7 @@ class ActionBook:
         outcomes = [r for r in rows if r["status"] in EXECUTED and r["command_id"].startswith(GRANT_PREFIX)]
         if not outcomes:
             return
-        from engine import recovery  # half-open probes among these grants count down or pause again
+        # half-open probes among these grants count down or pause again
         recovery.outcomes(conn, outcomes, self.clock.now(), self._alert)
         grants = actions_repo.grants_by_id(conn, [r["command_id"] for r in outcomes])
         for row in sorted(outcomes, key=lambda r: EXECUTED.index(r["status"]) if r["status"] != "rolled_back" else 9):
@@ -485,7 +486,6 @@ class ActionBook:
                     dedup_key=f"govcon-grant-expired-{g.id}", at=now,
                     details={"grantId": g.id, "agent": g.agent, "commandType": g.command_type}))
             if grants:  # an expired probe of a half-open type counts as a failed one
-                from engine import recovery
                 recovery.expired(conn, grants, now, self._alert)
             requests = actions_repo.due_requests(conn, now)
             for r in requests:
@@ -518,7 +518,6 @@ class ActionBook:
     # --- reports from the governed runner ----------------------------------------------------
 
     def attach_report(self, actor: str, grant_id: str, report: dict[str, Any]) -> None:
-        from engine.redact import redact_obj
         now = self.clock.now()
         with self.store.write() as conn:
             grant = actions_repo.get_grant(conn, grant_id)

@@ -28,7 +28,7 @@ from engine.domain import safety_totals
 from engine.errors import Conflict, InvalidInput, NotFound, NotInitialised
 from engine.metrics import CommandCounts
 from engine.rule_language import Condition, RuleError, parse_condition, parse_window
-from storage import audit, breaker_repo, events_repo, state_repo
+from storage import audit, breaker_repo, events_repo, recovery_repo, state_repo
 from storage.store import Store
 
 #: events stamped a little in the future (agents' clocks drift) still count as "now"
@@ -413,7 +413,6 @@ def apply_action(conn: Connection, state: Row, action: str, command_type: str | 
         if command_type in paused:
             return f"{command_type} was paused already"
         state_repo.update_state(conn, paused_command_types=paused + [command_type], updated_at=now)
-        from storage import recovery_repo
         recovery_repo.delete(conn, command_type)  # a pause ends probing: its resolution starts it afresh
         return f"paused {command_type}: the gate refuses it autonomy until the event is resolved"
     return "alert only"

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from engine.clock import Clock
 from engine.domain import Decision
 from storage import actions_repo
+from storage.db import change_watch
 from storage.store import Store
 
 if TYPE_CHECKING:
@@ -236,7 +237,6 @@ class Gate:
     def _change_watch(self) -> Any:
         watch = self._watch
         if watch is _UNSET:
-            from storage.db import change_watch
             with self._refresh_lock:
                 if self._watch is _UNSET:
                     self._watch = change_watch(self.store.engine)

@@ -11,19 +11,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from engine import access
+from engine import access, recovery
+from engine.audit_verify import verify
 from engine.breakers import BreakerEngine, event_json
 from engine.clock import Clock, SystemClock, isoformat
 from engine.cycle import GovernanceCycle, Reports
 from engine.domain import DEFAULT_RULES
 from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
 from engine.events import DEFAULT_TIMING, EventTiming
+from engine.gate import DEFAULT_MINIMAL_ALLOWED, Gate
 from engine.kill_marker import KillMarker, marker_path_for
 from engine.metrics import MetricsCollector
 from engine.notifier import Notifier
+from engine.outbox import OutboxBook
 from engine.overrides import Overrides, kill_switch_json
 from engine.proposals import ProposalBook, ProposalPolicy
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
+from engine.rules import RuleBook
+from engine.store_config import write_config
 from engine.trends import predictions, rate_series, trend
 from storage import (
     actions_repo,
@@ -48,13 +53,10 @@ if TYPE_CHECKING:
     from engine.backtest import Backtester
     from engine.calibration import CalibrationBook
     from engine.drilldown import Drilldown
-    from engine.gate import Gate
     from engine.ingest import Ingestor, IngestReport
     from engine.modes import ModeSwitch
-    from engine.outbox import OutboxBook
     from engine.policies import Policy, PolicyEngine
     from engine.readiness_explain import ReadinessExplainer
-    from engine.rules import RuleBook
     from engine.store_config import PolicyBook, SinkBook
     from engine.tokens import TokenBook
 
@@ -106,7 +108,6 @@ class Governance:
         that every process on a store decides and routes the same; a list fixes them. ``config_policies`` and
         ``config_sinks``: the config file's, used only while the store has none of its own (a store from
         before revision 0019 until `govcon db import-config`)."""
-        from engine.gate import DEFAULT_MINIMAL_ALLOWED
         self.store = store
         self._minimal_allowed = DEFAULT_MINIMAL_ALLOWED if minimal_allowed is None else minimal_allowed
         self.clock = clock or SystemClock()
@@ -134,12 +135,10 @@ class Governance:
 
     @_BuiltOnFirstUse
     def outbox(self) -> OutboxBook:
-        from engine.outbox import OutboxBook
         return OutboxBook(self.store, self.clock)
 
     @_BuiltOnFirstUse
     def rules(self) -> RuleBook:
-        from engine.rules import RuleBook
         return RuleBook(self.store, self.clock)
 
     @_BuiltOnFirstUse
@@ -198,7 +197,6 @@ class Governance:
 
     @_BuiltOnFirstUse
     def gate(self) -> Gate:
-        from engine.gate import Gate
         return Gate(self.store, self.clock, policy=self.policies, actions=self.actions,
                     kill_marker=getattr(self, "kill_marker", None), minimal_allowed=self._minimal_allowed,
                     leases=self.agents)
@@ -260,7 +258,6 @@ class Governance:
                 breaker_repo.insert_rule(conn, **rule, created_at=now, updated_at=now)
             for role in ("admin", *extra_roles):
                 identity_repo.grant(conn, operator=actor, role=role, by=actor, at=now)
-            from engine.store_config import write_config
             seeded = write_config(conn, actor=actor, now=now, policies=policies or [], sinks=sinks or [],
                                   source=config_path or "(none)", audited=False)
             details: dict[str, Any] = {"phase": "L3", "phaseStarted": isoformat(started),
@@ -289,7 +286,6 @@ class Governance:
             lease = state_repo.get_lease(conn)
             grants_in_flight = actions_repo.in_flight(conn, None, now)
             pending_requests = actions_repo.count_pending_requests(conn, now)
-            from engine import recovery
             half_open = recovery.summary(conn)  # type -> succeeded probes still needed
             marker = self.kill_marker.engaged()
             drain = None  # after the kill switch: what is still in flight, which agents have not heard
@@ -418,7 +414,6 @@ class Governance:
         """`audit verify` as the CLI, the service and the console's `v` run it: the chain (and an expected
         head), then the state, roles, tokens, rules, policies and sinks against what the log says they
         are (engine/audit_verify.py); and whether the store has an audit key registered."""
-        from engine.audit_verify import verify
         report = verify(self.store, expect_head=expect_head, key=key)
         with self.store.read() as conn:
             keyed = audit.key_for(conn) is not None

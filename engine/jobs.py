@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from engine.alerts import Alert
+from engine.audit_anchor import anchor
 from engine.clock import isoformat
 from storage import jobs_repo, state_repo
 
@@ -195,7 +196,6 @@ class GovconScheduler:
 
     def anchor_audit(self) -> Any:
         """The audit head, out of the store: to the anchor file and/or as a low info alert."""
-        from engine.audit_anchor import anchor
         if self.audit_anchor is None:  # scheduled only when [audit] anchoring is configured
             return None
         return anchor(self.gov, self.audit_anchor)

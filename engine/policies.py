@@ -36,8 +36,11 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from difflib import get_close_matches
 from typing import TYPE_CHECKING, Any
 
+from engine.calibration import calibrated_in
+from engine.domain import GOVERNANCE_ROLES as ROLES  # an agent never approves an action
 from engine.errors import InvalidInput
 from engine.gate import NEEDS_APPROVAL, Ask, GateDecision
 from engine.rule_language import RuleError, parse_window
@@ -159,7 +162,6 @@ def _flag(raw: dict[str, Any], key: str, where: str) -> bool:
 
 
 def load_policies(section: dict[str, Any] | None) -> list[Policy]:
-    from engine.domain import GOVERNANCE_ROLES as ROLES  # an agent never approves an action
     out = []
     for name, raw in (section or {}).items():
         where = f"[policies.{name}]"
@@ -167,7 +169,6 @@ def load_policies(section: dict[str, Any] | None) -> list[Policy]:
             raise InvalidInput(f"{where} must be a table")
         unknown = set(raw) - _KEYS
         if unknown:
-            from difflib import get_close_matches
             hints = [f"{k} (did you mean {m[0]}?)" if (m := get_close_matches(k, _KEYS, n=1)) else k
                      for k in sorted(unknown)]
             raise InvalidInput(f"{where}: unknown keys {', '.join(hints)}")
@@ -253,7 +254,6 @@ def configured_policies(raw_config: dict[str, Any]) -> list[Policy]:
 def calibrated_confidence(conn: Connection, ask: Ask, stated: float, now: datetime) -> tuple[float, str]:
     """The confidence a ``calibrated`` policy judges for the ask's ``stated`` one (its ``confidence``, checked
     present by the caller), and the sentence that says which it is."""
-    from engine.calibration import calibrated_in
     if ask.agent is None:
         return stated, "no agent named: the stated confidence is used"
     return calibrated_in(conn, ask.agent, ask.command_type, stated, now)

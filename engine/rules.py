@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Any
 
 from engine import access
@@ -161,7 +162,6 @@ def _rule(conn: Connection, name: str) -> Row:
 
 
 def _no_rule(name: str, names: list[str]) -> str:
-    import difflib
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f"; rules: {', '.join(names)}"
     return f"no rule named {name!r}{hint}"

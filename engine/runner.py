@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.clock import isoformat
 from engine.domain import Decision, RequestStatus
-from engine.errors import InvalidInput
+from engine.errors import GovconError, InvalidInput
 from engine.redact import redact
 
 if TYPE_CHECKING:
@@ -450,7 +450,6 @@ class Runner:
                 self.port.require_reporter()
             mandatory = plan.rollback is None and self.port.rollback_mandatory(plan.command_type, plan.action_class)
         except Exception as exc:
-            from engine.errors import GovconError
             if isinstance(exc, GovconError):
                 return RunResult(exc.exit_code, "refused", str(exc))
             return RunResult(EXIT_STORE, "store_error", f"cannot read governance: {_brief(exc)}")

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine import access
+from engine.audit_verify import token_fingerprint  # `audit verify` checks the stored secret with it
 from engine.clock import Clock, isoformat
 from engine.errors import InvalidInput, NotFound
 from engine.gate import invalid_name
@@ -140,7 +141,6 @@ class TokenBook:
             access.require_role(conn, actor, "tokens.manage")
             identity_repo.add_token(conn, token_id=new.id, operator=operator, token_hash=token_hash(new.secret),
                                     by=actor, at=now, expires_at=expires_at, agent=agent)
-            from engine.audit_verify import token_fingerprint  # `audit verify` checks the stored secret with it
             audit.append(conn, at=now, actor=actor, action="token.create", target=new.id,
                          details={"operator": operator, "expiresAt": isoformat(expires_at), "agent": agent,
                                   "fingerprint": token_fingerprint(token_hash(new.secret))})

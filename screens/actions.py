@@ -272,7 +272,7 @@ class ActionsMixin(_AppBase):
             self.notify("select a breaker event first (2 lists them all)", title="Nothing selected",
                         severity="warning")
             return
-        from screens.drilldown import DrilldownScreen
+        from screens.drilldown import DrilldownScreen  # deferred: loaded after launch (screens/app.py _lazy_screen)
         self.push_screen(DrilldownScreen(event["id"]))
 
     def on_data_table_row_selected(self, message) -> None:

@@ -14,6 +14,7 @@ from textual.widgets import Static
 
 from screens.base import GovScreen
 from screens.data import LiveData
+from screens.drilldown_text import drilldown_text
 from screens.fmt import safe
 from screens.keys import SCREENS
 from screens.widgets import DetailPane
@@ -28,7 +29,6 @@ def load_drilldown(gov, event_id: str) -> dict[str, Any]:
 
 def _load_drawn(gov, event_id: str) -> tuple[dict[str, Any], Text]:
     """The answer and its text, both built in the worker: the main thread only hands the text over."""
-    from screens.drilldown_text import drilldown_text
     doc = load_drilldown(gov, event_id)
     return doc, safe(drilldown_text(doc))
 

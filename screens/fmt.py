@@ -1,4 +1,6 @@
-"""Small formatting helpers shared by the screens."""
+"""Small formatting helpers shared by the screens.
+
+Imported by `govcon gate`'s lean path (console/gate_cli.py): Rich is imported only inside ``safe``."""
 
 from __future__ import annotations
 

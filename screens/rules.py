@@ -21,6 +21,7 @@ from screens.base import GovScreen
 from screens.data import LiveData
 from screens.fmt import STATE_STYLE, matches, pct, plural, safe, short_time
 from screens.rule_editor import RuleEditModal
+from screens.sinks import SinksModal
 from screens.widgets import DetailPane, Pane, Table
 
 
@@ -181,7 +182,6 @@ class RulesScreen(GovScreen):
         policy_editor.delete_policy(self, policy)
 
     def action_sinks(self) -> None:
-        from screens.sinks import SinksModal
         self.app.push_screen(SinksModal())
 
     @on(DataTable.RowSelected, "#rules")

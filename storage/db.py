@@ -21,6 +21,7 @@ import heapq
 import itertools
 import os
 import socket
+import sqlite3
 import threading
 import time
 import weakref
@@ -391,7 +392,6 @@ class ChangeWatch:
     None from ``token()``: the watch is broken (closed, or the file cannot be read): read the store."""
 
     def __init__(self, path: str) -> None:
-        import sqlite3
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                      timeout=BUSY_TIMEOUT_MS / 1000)
         self._cur = self._conn.cursor()

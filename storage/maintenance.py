@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from storage import partitions as parts
 from storage import rollups
+from storage.db import LANES
 from storage.tables import (
     action_requests,
     alert_outbox,
@@ -223,7 +225,6 @@ def prune_in_batches(write: Callable[[], AbstractContextManager[Connection]], di
     removed = {} if removed is None else removed
     removed[command_events.name] = 0
     if dialect == "postgresql" and events_write is not None:
-        from storage import partitions as parts
         info = {} if partitions is None else partitions
         if now is not None:
             info["made"] = parts.ensure_months(events_write, now, sleep=sleep)
@@ -390,7 +391,6 @@ def _engines(store: Store) -> list[Engine]:
     engines = [store.engine]
     engine_for = getattr(store, "engine_for", None)
     if engine_for is not None:
-        from storage.db import LANES
         for name in LANES:
             engine = engine_for(name)
             if all(engine is not e for e in engines):

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from storage.partitions import is_partitioned, partition_names
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -67,7 +69,6 @@ def partition_aware(conn: sa.engine.Connection) -> Callable[..., bool]:
     """An Alembic ``include_object`` for comparing a store's schema with the models: on PostgreSQL the
     partitions of command_events are tables the models do not list, and the parent cannot hold the
     models' unique (command_id, status) (each partition holds it: storage/partitions.py)."""
-    from storage.partitions import is_partitioned, partition_names
     parts = partition_names(conn)
     partitioned = is_partitioned(conn)
 

@@ -51,12 +51,12 @@ def _env(tmp_path: Path) -> dict[str, str]:
             "GOVCON_CONFIG": str(tmp_path / "absent.toml"), "TERM": "xterm-256color"}
 
 
-def _modules(tmp_path: Path, script: str, *argv: str) -> set[str]:
+def _modules(tmp_path: Path, script: str, *argv: str, code: int = 0) -> set[str]:
     out = subprocess.run([sys.executable, "-c", script, *argv], cwd=ROOT, env=_env(tmp_path),
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     doc = json.loads(out.stdout.strip().splitlines()[-1])
-    assert doc["code"] == 0
+    assert doc["code"] == code
     return set(doc["modules"])
 
 
@@ -70,6 +70,13 @@ def store_at_head(tmp_path: Path) -> Path:
 def test_a_cli_command_leaves_the_service_and_the_console_unimported(tmp_path, store_at_head, command):
     loaded = _modules(tmp_path, STATUS, *command)
     assert {"sqlalchemy", "engine", "storage"} <= loaded  # it did run against the store
+    assert not loaded & (SERVICE_ONLY | CONSOLE_ONLY), sorted(loaded & (SERVICE_ONLY | CONSOLE_ONLY))
+
+
+def test_govcon_gate_in_embedded_mode_leaves_the_service_and_the_console_unimported(tmp_path, store_at_head):
+    # no GOVCON_SERVER: the full CLI decides on the store (at L3 the ask needs approval: exit 3)
+    loaded = _modules(tmp_path, STATUS, "gate", "shell", "--service", "api", "--agent", "bot", code=3)
+    assert {"sqlalchemy", "engine", "storage"} <= loaded
     assert not loaded & (SERVICE_ONLY | CONSOLE_ONLY), sorted(loaded & (SERVICE_ONLY | CONSOLE_ONLY))
 
 
