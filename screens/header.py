@@ -92,17 +92,12 @@ class StatusHeader(Static):
     }
     """
 
-    _shown: Text | None = None
-
     def show(self, live: LiveData | None, *, operator: str, screen: str, demo: bool, scheduler: str) -> None:
         top, bottom = header_lines(live, operator=operator, screen=screen, demo=demo, scheduler=scheduler)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append_text(top)
         text.append("\n")
         text.append_text(bottom)
-        if text == self._shown:  # Text equality: the same characters and styles
-            return
-        self._shown = text
         # paused types and the kill switch's reason come from agents and operators; the read time changes
         # every second, the height (two lines, three in the demo) almost never: no layout for it
         update_in_place(self, safe(text))

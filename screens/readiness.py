@@ -159,9 +159,7 @@ class ReadinessScreen(GovScreen):
     def _show(self, selector: str, text: Text) -> None:
         """Each slow refresh redraws this screen, mostly unchanged: an unchanged text is not set again, a
         changed one of the same height is repainted without a layout (repaint.update_in_place)."""
-        static = self.query_one(selector, Static)
-        if static.content != text:  # Text equality: the same characters and styles
-            update_in_place(static, text)
+        update_in_place(self.query_one(selector, Static), text)
 
     def apply_filter(self, text: str) -> None:
         self.filter_text = text

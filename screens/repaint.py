@@ -51,7 +51,10 @@ def update_in_place(static: Static, content: VisualType) -> bool:
     content width) differs from the last one measured here. Returns whether a layout was asked for.
 
     Only for widgets whose width does not depend on their content (a ``width: auto`` widget is always laid
-    out) and that are laid out already (before, there is no width to measure at)."""
+    out) and that are laid out already (before, there is no width to measure at). A text equal to the one
+    shown (the same characters and styles) is not set again: nothing to repaint."""
+    if isinstance(content, (str, Text)) and content == static.content:
+        return False
     if is_renderable(content) and not isinstance(content, (str, Text, Visual)):
         content = RenderedOnce(content)
     width = static.content_region.width
