@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from storage import commit_hooks
+from storage import checkpoint, commit_hooks
 
 if TYPE_CHECKING:
     import psycopg
@@ -153,6 +153,8 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        for pragma in checkpoint.CONNECT_PRAGMAS:  # checkpoints run off the request path (storage/checkpoint.py)
+            cur.execute(pragma)
         cur.close()
 
     @sa.event.listens_for(engine, "begin")

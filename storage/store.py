@@ -21,6 +21,7 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from storage import migrate
+from storage.checkpoint import CHECKPOINTER
 from storage.db import (
     Deadline,
     StoreUnavailable,
@@ -55,6 +56,11 @@ class Store:
         self.engine = create_db_engine(url)
         self._lane_engines: dict[str, Engine] = {"default": self.engine}
         self._lanes_lock = threading.Lock()
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        #: the SQLite file whose log the process's checkpointer watches while this store is open
+        self._checkpointed = database if database and database != ":memory:" else None
+        if self._checkpointed:
+            CHECKPOINTER.watch(self._checkpointed)
         if apply_migrations:
             self.migrate()
 
@@ -128,6 +134,9 @@ class Store:
             for engine in self._lane_engines.values():
                 engine.dispose()
             self._lane_engines = {"default": self.engine}
+            if self._checkpointed:
+                CHECKPOINTER.forget(self._checkpointed)
+                self._checkpointed = None
 
     def __enter__(self) -> Store:
         return self
