@@ -95,8 +95,7 @@ class Governance:
     """The parts every caller uses, and the ones the kill switch, reversion and alerting depend on, are
     built here; the others (gate, ingest, rules admin, backtests, tokens, the outbox view) on first use,
     so that a process pays only for the modules it needs: the console's launch and a one-shot CLI
-    command do not import what they never call (`govcon status` takes 1.20x the CPU with every part built
-    at once: docs/performance.md, "Parts built on first use")."""
+    command do not import what they never call."""
 
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
