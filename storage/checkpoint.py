@@ -3,7 +3,7 @@
 By default SQLite checkpoints inside a writer's COMMIT once the write-ahead log passes 1,000 pages: that one
 commit copies the log into the database and syncs it, and takes ~10 ms where a gate allow otherwise takes ~1.4
 ms. At 100 allows between checkpoints that was every allow's p99 (measured: p99 12.0 ms with it, 2.4 ms
-without, docs/performance.md "WAL checkpoints off the path").
+without: docs/performance.md, "WAL checkpoints off the request path").
 
 So every connection raises its automatic checkpoint to ``CEILING_PAGES`` (a backstop: a store whose
 checkpointer has stopped still bounds its log, at 64 MiB) and truncates a log it restarts to ``LIMIT_BYTES``
@@ -49,7 +49,7 @@ class Checkpointer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.checkpoints = 0  #: checkpoints run, for tests and the benchmark's report
-        self.restarts = 0  #: of which the checkpointer restarted the log itself
+        self.restarts = 0  #: of which the checkpointer restarted the log itself (RESTART not busy)
 
     def watch(self, path: str) -> None:
         with self._lock:
@@ -100,8 +100,9 @@ class Checkpointer:
                     # for the writer lock. Almost every frame is copied already, so writers wait for a few
                     # frames' copy and one sync, once per RESTART_FRAMES
                     conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                    self.restarts += 1
+                    busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+                    if not busy:  # busy: a writer or a reader outlasted the wait; tried again at the next look
+                        self.restarts += 1
             finally:
                 conn.close()
         except sqlite3.Error as exc:
