@@ -92,15 +92,38 @@ def migrated_to(store: Store, revision: str) -> Iterator[sa.Connection]:
             yield conn
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh schema on the real PostgreSQL server, dropped afterwards."""
+def require_postgres() -> str:
+    """The test server's URL; skips the test without one, and fails it in CI (where .ci/run starts one)."""
     if not PG_URL:
         if os.environ.get("CI"):
             pytest.fail("GOVCON_TEST_POSTGRES_URL is not set in CI: .ci/run must start PostgreSQL")
         pytest.skip("GOVCON_TEST_POSTGRES_URL not set (source .ci/postgres.sh && start_postgres)")
+    return PG_URL
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh schema on the real PostgreSQL server, dropped afterwards."""
+    require_postgres()
     with postgres_schema() as url:
         yield url
+
+
+@pytest.fixture
+def own_postgres_database():
+    """(admin engine, name, URL) of a database of its own on the test server, not a schema in the shared one:
+    for tests that change database-wide settings (read-only). Dropped afterwards."""
+    server = require_postgres()
+    name = "govcon_own_" + uuid.uuid4().hex[:10]
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin, name, server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _drop_schema(admin: sa.Engine, schema: str, attempts: int = 10) -> None:

@@ -17,7 +17,6 @@ import logging
 import os
 import subprocess
 import sys
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from storage import audit_repo, outbox_repo, state_repo
 from storage.db import StoreUnavailable
 from storage.maintenance import WriteProbe
 from storage.store import Store
-from tests.conftest import OPERATOR, PG_URL, T0
+from tests.conftest import OPERATOR, T0
 
 MARKER_ONLY = "store not writable: engaged by marker file {path} only; it will be recorded when the store is back"
 
@@ -149,24 +148,6 @@ def _unfill(mnt: Path) -> None:
         (mnt / name).unlink(missing_ok=True)
 
 
-@pytest.fixture
-def own_database():
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("GOVCON_TEST_POSTGRES_URL is not set in CI")
-        pytest.skip("GOVCON_TEST_POSTGRES_URL not set")
-    name = "govcon_ks_" + uuid.uuid4().hex[:10]
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin, name, PG_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def _read_only(admin, db: str, on: bool, store: Store) -> None:
     with admin.connect() as conn:
         setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
@@ -182,7 +163,7 @@ def unwritable(request, clock, tmp_path):
         gov = Governance(Store(url), clock)
         refuse, allow = (lambda: _fill(mnt)), (lambda: _unfill(mnt))
     else:
-        admin, db, url = request.getfixturevalue("own_database")
+        admin, db, url = request.getfixturevalue("own_postgres_database")
         gov = Governance(Store(url), clock, kill_marker=KillMarker(tmp_path / "run" / "kill-switch"))
         refuse = lambda: _read_only(admin, db, True, gov.store)  # noqa: E731
         allow = lambda: _read_only(admin, db, False, gov.store)  # noqa: E731

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -172,26 +171,6 @@ def test_serve_stays_up_on_a_full_disk(small_mount, clock, tmp_path):
     db = str(small_mount / "governance.db")
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert Governance(Store(url), clock).audit_verify()[1] is None
-
-
-@pytest.fixture
-def own_postgres_database():
-    """A database of its own (not a schema in the shared one): this test makes it read-only."""
-    from tests.conftest import PG_URL
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("GOVCON_TEST_POSTGRES_URL is not set in CI")
-        pytest.skip("GOVCON_TEST_POSTGRES_URL not set")
-    name = "govcon_ro_" + uuid.uuid4().hex[:10]
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin, name, PG_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.mark.postgres
