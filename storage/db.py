@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,9 +76,46 @@ class Lane:
 
 #: ordinary reads and writes: the CLI, the console, the API's reads, the scheduler, maintenance
 DEFAULT = Lane("default", pool_size=5, max_overflow=10, pool_timeout=10.0)
+#: the environment variable that sets the safety lane's deadline in seconds (default 1.5): a store over a
+#: slow link may need more; the gate fails closed, and /health reports unhealthy, once it passes
+SAFETY_DEADLINE_ENV = "GOVCON_SAFETY_DEADLINE"
+SAFETY_DEADLINE_DEFAULT = 1.5
+SAFETY_DEADLINE_RANGE = (0.5, 30.0)
+
+
+def safety_lane(deadline: float = SAFETY_DEADLINE_DEFAULT) -> Lane:
+    """The safety lane with a deadline of ``deadline`` seconds; its pool wait, statement and lock timeouts
+    keep their proportions to it (1.0 s, 1.5 s and 1.0 s for the default 1.5 s)."""
+    return Lane("safety", pool_size=3, max_overflow=2, pool_timeout=round(deadline * 2 / 3, 3), deadline=deadline,
+                statement_timeout_ms=round(deadline * 1000), lock_timeout_ms=round(deadline * 2000 / 3))
+
+
+def safety_deadline_from(environ: Mapping[str, str]) -> float:
+    """The deadline ``$GOVCON_SAFETY_DEADLINE`` asks for, or the default; a bad value is refused by name."""
+    raw = environ.get(SAFETY_DEADLINE_ENV, "").strip()
+    if not raw:
+        return SAFETY_DEADLINE_DEFAULT
+    low, high = SAFETY_DEADLINE_RANGE
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not low <= seconds <= high:  # NaN fails both comparisons
+        raise ValueError(f"${SAFETY_DEADLINE_ENV} = {raw!r}: expected a number of seconds from {low:g} to {high:g}")
+    return seconds
+
+
+def _safety_lane_from_environment() -> tuple[Lane, str | None]:
+    """The lane ``$GOVCON_SAFETY_DEADLINE`` asks for; a bad value keeps the default and is remembered, and
+    every Store then refuses to open naming it (storage/store.py), so the mistake is seen, not ignored."""
+    try:
+        return safety_lane(safety_deadline_from(os.environ)), None
+    except ValueError as exc:
+        return safety_lane(), str(exc)
+
+
 #: the gate, the kill switch, revert, /health: small, and fast to fail (a hung store -> deny within 2 s)
-SAFETY = Lane("safety", pool_size=3, max_overflow=2, pool_timeout=1.0, deadline=1.5,
-              statement_timeout_ms=1_500, lock_timeout_ms=1_000)
+SAFETY, LANE_SETTING_ERROR = _safety_lane_from_environment()
 #: ingest: isolated from reads like the safety lane, with room for a 10 MiB batch
 INGEST = Lane("ingest", pool_size=2, max_overflow=1, pool_timeout=5.0, deadline=30.0,
               statement_timeout_ms=30_000, lock_timeout_ms=5_000)
@@ -127,7 +164,7 @@ def create_db_engine(url: str, *, echo: bool = False, lane: Lane = DEFAULT) -> E
         engine = sa.create_engine(url, echo=echo, pool_size=lane.pool_size, max_overflow=lane.max_overflow,
                                   pool_timeout=lane.pool_timeout, pool_pre_ping=lane.deadline is None,
                                   connect_args=connect_args)
-        if lane is SAFETY:
+        if lane.name == SAFETY.name:
             _GENERIC_PLAN_LOCK.add(engine)
         _install_postgres_hooks(engine, lane)
         commit_hooks.install(engine)

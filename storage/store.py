@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from storage import migrate
+from storage import db, migrate
 from storage.checkpoint import CHECKPOINTER
 from storage.db import (
     Deadline,
@@ -52,6 +52,8 @@ def current_lane() -> str:
 
 class Store:
     def __init__(self, url: str, *, apply_migrations: bool = True) -> None:
+        if db.LANE_SETTING_ERROR is not None:
+            raise StoreUnavailable(f"cannot open the store: {db.LANE_SETTING_ERROR}")
         self.url = url
         self.engine = create_db_engine(url)
         self._lane_engines: dict[str, Engine] = {"default": self.engine}

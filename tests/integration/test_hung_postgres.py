@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from engine.clock import ManualClock
 from engine.governance import Governance
 from engine.tokens import TokenBook
-from storage import state_repo
-from storage.db import SAFETY, StoreUnavailable
+from storage import db, state_repo
+from storage.db import SAFETY_DEADLINE_DEFAULT, SAFETY_DEADLINE_ENV, StoreUnavailable
 from storage.store import Store, use_lane
 from tests import pg_cluster
 from tests.serve_process import ServeProcess
@@ -27,6 +27,14 @@ pytestmark = [pytest.mark.postgres,
                                  reason=pg_cluster.unavailable_reason() or "")]
 ADMIN = "alice"
 WITHIN = 2.0  # seconds: the bound for a deny and a 503
+#: the production lane: tests/conftest.py gives the functional tests a longer deadline for a loaded machine
+SAFETY = db.safety_lane(SAFETY_DEADLINE_DEFAULT)
+
+
+@pytest.fixture(autouse=True)
+def production_deadline(monkeypatch):
+    monkeypatch.setitem(db.LANES, "safety", SAFETY)
+    monkeypatch.setenv(SAFETY_DEADLINE_ENV, str(SAFETY_DEADLINE_DEFAULT))
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +103,7 @@ def test_a_real_server_denies_and_reports_unhealthy_within_2s_on_a_hung_store(pa
     with store.write() as conn:
         state_repo.update_state(conn, current_phase="L3+", command_whitelist=["restart_service"])
     store.dispose()
-    server = ServeProcess(url, tmp_path).wait_ready()
+    server = ServeProcess(url, tmp_path).wait_ready()  # the fixture's environment gives it the 1.5 s lane
     try:
         client = httpx.Client(base_url=server.base, timeout=30)
         for _ in range(3):  # warm: pooled connections on every lane, the token cached
