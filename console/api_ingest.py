@@ -26,7 +26,15 @@ from typing import Any
 from starlette.requests import Request
 
 from console.asgi_fast import read_body, replay
-from engine.ingest import MAX_LINE_BYTES, MAX_REPORTED_ERRORS, IngestError, Ingestor, IngestReport, overlong_message
+from engine.ingest import (
+    MAX_LINE_BYTES,
+    MAX_REPORTED_ERRORS,
+    IngestError,
+    Ingestor,
+    IngestReport,
+    cyclic_gc_paused,
+    overlong_message,
+)
 from storage.db import StoreUnavailable
 
 log = logging.getLogger("govcon.serve.ingest")
@@ -189,7 +197,8 @@ class IngestService:
                     group.append(request)
                     size += len(request.body) // 100 + 1  # a cheap guess; decoding tells the truth
             try:
-                self._store(group)
+                with cyclic_gc_paused():  # decoding too makes many objects and no cycles (store_groups says why)
+                    self._store(group)
             except Exception as exc:  # a bug, not bad input: answer the group, and keep the writer alive
                 log.exception("ingest writer failed on a group of %d requests", len(group))
                 self._answer([(r.future, None, exc) for r in group])

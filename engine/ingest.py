@@ -126,7 +126,7 @@ class Ingestor:
         source: Iterable[Any] = lines  # str | bytes, or Overlong from capped_lines (checked by type() per line)
         if hasattr(lines, "readline"):
             source = capped_lines(lines, limit)  # type: ignore[arg-type]  # a file object: hasattr above
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             for number, line in enumerate(source, start=1):
                 if type(line) is Overlong or (len(line) > limit and len(line.rstrip()) > limit):
                     size = line.size if type(line) is Overlong else len(line)
@@ -158,7 +158,7 @@ class Ingestor:
         1-based index. Streams: a generator of any length is stored batch by batch."""
         report = IngestReport()
         numbered = enumerate(objects, start=1)
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             while batch := list(itertools.islice(numbered, self.batch_size)):
                 report.merge(self._store_batch(batch))
         return report
@@ -170,7 +170,13 @@ class Ingestor:
         """Validate and store several groups of numbered events in ONE write transaction, each group with
         its own report (the HTTP API's group commit: one group per request). The listeners run once,
         after the commit, when anything was stored. If the transaction fails, nothing of any group is
-        stored and the exception propagates."""
+        stored and the exception propagates. The collector is paused here too, for the HTTP API's writer:
+        its collections ran many times per group (1.2-1.4x batch ingest: docs/performance.md, "Eleventh
+        session"); a paused collector catches up once, at the first allocation after the group."""
+        with cyclic_gc_paused():
+            return self._store_groups(groups)
+
+    def _store_groups(self, groups: Sequence[Sequence[tuple[int, Any]]]) -> list[IngestReport]:
         now = self.clock.now()
         timing = self.timing
         parsed_groups: list[tuple[IngestReport, dict[str, list[tuple[int, dict[str, Any]]]]]] = []
@@ -416,7 +422,7 @@ _gc_was_enabled = False
 
 
 @contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
+def cyclic_gc_paused() -> Iterator[None]:
     """Bulk ingest allocates hundreds of thousands of short-lived, acyclic objects (decoded JSON, rows)
     that the cyclic garbage collector scans again and again and never frees: 17% of ingest CPU time
     (docs/performance.md). Reference counting still frees them; the few cycles made meanwhile are
