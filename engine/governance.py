@@ -5,30 +5,38 @@ Every state change here is one write transaction holding the change and its audi
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any
 
 from engine import access, recovery
+from engine.actions import ActionBook
+from engine.agents import AgentBook
 from engine.audit_verify import verify
+from engine.backtest import Backtester
 from engine.breakers import BreakerEngine, event_json
+from engine.calibration import CalibrationBook
 from engine.clock import Clock, SystemClock, isoformat
 from engine.cycle import GovernanceCycle, Reports
 from engine.domain import DEFAULT_RULES
+from engine.drilldown import Drilldown
 from engine.errors import AlreadyInitialised, InvalidInput, NotFound, NotInitialised
 from engine.events import DEFAULT_TIMING, EventTiming
 from engine.gate import DEFAULT_MINIMAL_ALLOWED, Gate
+from engine.ingest import Ingestor, IngestReport
 from engine.kill_marker import KillMarker, marker_path_for
 from engine.metrics import MetricsCollector
+from engine.modes import ModeSwitch
 from engine.notifier import Notifier
 from engine.outbox import OutboxBook
 from engine.overrides import Overrides, kill_switch_json
+from engine.policies import PolicyEngine
 from engine.proposals import ProposalBook, ProposalPolicy
 from engine.readiness import ReadinessAssessor, ReadinessPolicy, find_item
+from engine.readiness_explain import ReadinessExplainer
 from engine.rules import RuleBook
-from engine.store_config import write_config
+from engine.store_config import PolicyBook, SinkBook, write_config
+from engine.tokens import TokenBook
 from engine.trends import predictions, rate_series, trend
 from storage import (
     actions_repo,
@@ -46,56 +54,14 @@ from storage.store import Store
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from engine.actions import ActionBook
-    from engine.agents import AgentBook
     from engine.alerts import Alert
     from engine.audit_verify import VerifyReport
-    from engine.backtest import Backtester
-    from engine.calibration import CalibrationBook
-    from engine.drilldown import Drilldown
-    from engine.ingest import Ingestor, IngestReport
-    from engine.modes import ModeSwitch
-    from engine.policies import Policy, PolicyEngine
-    from engine.readiness_explain import ReadinessExplainer
-    from engine.store_config import PolicyBook, SinkBook
-    from engine.tokens import TokenBook
-
-
-_Part = TypeVar("_Part")
-
-
-class _BuiltOnFirstUse(Generic[_Part]):
-    """A Governance part built the first time it is used, under the facade's lock: like
-    functools.cached_property, which has no lock of its own from Python 3.12 (two threads could then
-    build a part twice, and the gate end up with another PolicyEngine than gov.policies)."""
-
-    def __init__(self, build: Callable[[Governance], _Part]) -> None:
-        self.build = build
-        self.name = build.__name__
-        self.__doc__ = build.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, gov: None, owner: type | None = None) -> _BuiltOnFirstUse[_Part]: ...
-    @overload
-    def __get__(self, gov: Governance, owner: type | None = None) -> _Part: ...
-
-    def __get__(self, gov: Governance | None, owner: type | None = None) -> _BuiltOnFirstUse[_Part] | _Part:
-        if gov is None:
-            return self
-        with gov._build_lock:  # reentrant: the gate builds the policies
-            if self.name not in gov.__dict__:
-                gov.__dict__[self.name] = self.build(gov)
-        return gov.__dict__[self.name]
+    from engine.policies import Policy
 
 
 class Governance:
-    """The parts every caller uses, and the ones the kill switch, reversion and alerting depend on, are
-    built here; the others (gate, ingest, rules admin, backtests, tokens, the outbox view) on first use,
-    so that a process pays only for the modules it needs: the console's launch and a one-shot CLI
-    command do not import what they never call."""
+    """Every part, built here, in the order their dependencies need: the gate asks the policies, the
+    actions and the agents; the overrides ask the gate (through a lambda: it is built after them)."""
 
     def __init__(self, store: Store, clock: Clock | None = None, *,
                  readiness_policy: ReadinessPolicy | None = None, sinks: list | None = None,
@@ -109,14 +75,8 @@ class Governance:
         ``config_sinks``: the config file's, used only while the store has none of its own (a store from
         before revision 0019 until `govcon db import-config`)."""
         self.store = store
-        self._minimal_allowed = DEFAULT_MINIMAL_ALLOWED if minimal_allowed is None else minimal_allowed
         self.clock = clock or SystemClock()
-        self._policies = policies
-        self._config_policies = list(config_policies or [])
-        self._agent_options = agent_options or {}  # [agents] require_lease, default_ttl (engine/agents.py)
-        self._evaluate_on_ingest = evaluate_on_ingest
         self.event_timing = event_timing  # [ingest] max_clock_skew, late_horizon: how the ingestor judges stamps
-        self._build_lock = threading.RLock()
         self.metrics = MetricsCollector(store, self.clock)
         self.readiness = ReadinessAssessor(store, self.clock, readiness_policy)
         # httpx itself loads on the first delivery
@@ -129,102 +89,42 @@ class Governance:
                                    gate=lambda: self.gate)
         self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue,
                                       readiness_policy=self.readiness.policy)
-        self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals,
-                                     enqueue_alert=self._enqueue_alert)
+        self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals, enqueue_alert=enqueue)
         self.reports = Reports(store)
+        self.outbox = OutboxBook(store, self.clock)
+        self.rules = RuleBook(store, self.clock)
+        self.backtester = Backtester(store, self.clock)
+        self.policies = (PolicyEngine(list(policies)) if policies is not None
+                         else PolicyEngine(store=store, fallback=list(config_policies or [])))
+        self.policy_book = PolicyBook(store, self.clock)
+        self.sink_book = SinkBook(store, self.clock)
+        self.modes = ModeSwitch(store, self.clock, enqueue_alert=enqueue)
+        self.actions = ActionBook(store, self.clock, policies=self.policies, enqueue_alert=enqueue,
+                                  kill_marker=self.kill_marker)
+        self.drilldown = Drilldown(store)
+        self.explainer = ReadinessExplainer(self)
+        self.calibration = CalibrationBook(store, self.clock)
+        #: [agents] require_lease, default_ttl (engine/agents.py)
+        self.agents = AgentBook(store, self.clock, enqueue_alert=enqueue, kill_marker=self.kill_marker,
+                                **(agent_options or {}))
+        self.gate = Gate(store, self.clock, policy=self.policies, actions=self.actions, kill_marker=self.kill_marker,
+                         minimal_allowed=DEFAULT_MINIMAL_ALLOWED if minimal_allowed is None else minimal_allowed,
+                         leases=self.agents)
+        self.tokens = TokenBook(store, self.clock)
+        self.ingestor = Ingestor(store, self.clock, timing=event_timing)
+        self.ingestor.command_hooks.append(self.actions)  # outcomes close their grants; contradicting ones refused
+        if evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
+            self.ingestor.listeners.append(self._judge_after_ingest)
 
-    @_BuiltOnFirstUse
-    def outbox(self) -> OutboxBook:
-        return OutboxBook(self.store, self.clock)
-
-    @_BuiltOnFirstUse
-    def rules(self) -> RuleBook:
-        return RuleBook(self.store, self.clock)
-
-    @_BuiltOnFirstUse
-    def backtester(self) -> Backtester:
-        from engine.backtest import Backtester
-        return Backtester(self.store, self.clock)
-
-    @_BuiltOnFirstUse
-    def policies(self) -> PolicyEngine:
-        from engine.policies import PolicyEngine
-        if self._policies is not None:
-            return PolicyEngine(list(self._policies))
-        return PolicyEngine(store=self.store, fallback=self._config_policies)
-
-    @_BuiltOnFirstUse
-    def policy_book(self) -> PolicyBook:
-        from engine.store_config import PolicyBook
-        return PolicyBook(self.store, self.clock)
-
-    @_BuiltOnFirstUse
-    def sink_book(self) -> SinkBook:
-        from engine.store_config import SinkBook
-        return SinkBook(self.store, self.clock)
-
-    @_BuiltOnFirstUse
-    def modes(self) -> ModeSwitch:
-        from engine.modes import ModeSwitch
-        return ModeSwitch(self.store, self.clock, enqueue_alert=self._enqueue_alert)
-
-    @_BuiltOnFirstUse
-    def actions(self) -> ActionBook:
-        from engine.actions import ActionBook
-        return ActionBook(self.store, self.clock, policies=self.policies, enqueue_alert=self._enqueue_alert,
-                          kill_marker=getattr(self, "kill_marker", None))
-
-    @_BuiltOnFirstUse
-    def drilldown(self) -> Drilldown:
-        from engine.drilldown import Drilldown
-        return Drilldown(self.store)
-
-    @_BuiltOnFirstUse
-    def explainer(self) -> ReadinessExplainer:
-        from engine.readiness_explain import ReadinessExplainer
-        return ReadinessExplainer(self)
-
-    @_BuiltOnFirstUse
-    def calibration(self) -> CalibrationBook:
-        from engine.calibration import CalibrationBook
-        return CalibrationBook(self.store, self.clock)
-
-    @_BuiltOnFirstUse
-    def agents(self) -> AgentBook:
-        from engine.agents import AgentBook
-        return AgentBook(self.store, self.clock, enqueue_alert=self._enqueue_alert,
-                         kill_marker=getattr(self, "kill_marker", None), **self._agent_options)
-
-    @_BuiltOnFirstUse
-    def gate(self) -> Gate:
-        return Gate(self.store, self.clock, policy=self.policies, actions=self.actions,
-                    kill_marker=getattr(self, "kill_marker", None), minimal_allowed=self._minimal_allowed,
-                    leases=self.agents)
-
-    @_BuiltOnFirstUse
-    def tokens(self) -> TokenBook:
-        from engine.tokens import TokenBook
-        return TokenBook(self.store, self.clock)
-
-    @_BuiltOnFirstUse
-    def ingestor(self) -> Ingestor:
-        from engine.ingest import Ingestor
-        ingestor = Ingestor(self.store, self.clock, timing=self.event_timing)
-        ingestor.command_hooks.append(self.actions)  # outcomes close their grants; contradicting ones refused
-        if self._evaluate_on_ingest:  # breakers judge as events arrive, in the ingesting process
-            def judge(_report: IngestReport) -> None:
-                self.breakers.evaluate()
-            ingestor.listeners.append(judge)
-        return ingestor
+    def _judge_after_ingest(self, _report: IngestReport) -> None:
+        self.breakers.evaluate()
 
     def close(self) -> None:
-        if "agents" in self.__dict__:  # heartbeats' last beat and count, group-committed (engine/agents.py)
-            try:
-                self.agents.flush()
-            except Exception:  # bookkeeping only; the store may be gone already
-                pass
-        if "actions" in self.__dict__:  # the decision log writes what the gate decided, then the store goes
-            self.actions.decision_log.flush()
+        try:  # heartbeats' last beat and count, group-committed (engine/agents.py)
+            self.agents.flush()
+        except Exception:  # bookkeeping only; the store may be gone already
+            pass
+        self.actions.decision_log.flush()  # the decision log writes what the gate decided, then the store goes
         self.notifier.close()
         self.store.dispose()
 

@@ -32,7 +32,7 @@ from tests.bench.figures import ms, p50, report
 
 VARIANT = Path(__file__).with_name("startup_variant.py")
 RUNS = 7
-TAKEN_OUT = ("no-gc-pause", "eager-parts", "eager-imports")
+TAKEN_OUT = ("no-gc-pause", "eager-imports")
 
 
 def _children_cpu() -> float:

@@ -6,8 +6,6 @@ tests/bench/bench_startup.py (issue 17 pt 4: keep an optimisation only if it sti
 VARIANT is one of:
 - ``as-is``: govcon unchanged (the baseline each variant is compared with, launched the same way);
 - ``no-gc-pause``: the collector stays on during start-up (console/startup.py's pause is not taken);
-- ``eager-parts``: every Governance part is built in the constructor instead of on first use
-  (engine/governance.py _BuiltOnFirstUse), importing what each part needs;
 - ``eager-imports``: every module of console/, screens/, engine/ and storage/ (but the alembic migrations) is imported first, as if
   the function-level imports were at the top of their modules.
 
@@ -22,7 +20,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-VARIANTS = ("as-is", "no-gc-pause", "eager-parts", "eager-imports")
+VARIANTS = ("as-is", "no-gc-pause", "eager-imports")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,17 +43,6 @@ def main() -> int:
         startup.pause()  # what console/__main__.py does first; the patches below import heavy modules
     if variant == "eager-imports":
         _import_everything()
-    elif variant == "eager-parts":
-        from engine import governance
-        built_later = [name for name, attr in vars(governance.Governance).items()
-                       if isinstance(attr, governance._BuiltOnFirstUse)]
-        original_init = governance.Governance.__init__
-
-        def eager_init(self, *args, **kwargs):
-            original_init(self, *args, **kwargs)
-            for name in built_later:
-                getattr(self, name)
-        governance.Governance.__init__ = eager_init  # type: ignore[method-assign]
     from console.__main__ import run
     return run()
 
