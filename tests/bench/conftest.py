@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from engine import simulator
 from engine.clock import ManualClock
 from engine.governance import Governance
 from engine.simulator import generate_history
+from storage import db
 from storage.migrate import head_revision
 from storage.store import Store
 from tests.bench.figures import report, timed
@@ -53,6 +55,16 @@ def compiled_bytecode() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(ROOT / p) for p in
                                                               ("console", "engine", "screens", "storage"))],
                    check=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def production_safety_deadline() -> Iterator[None]:
+    """Figures with the production safety lane: tests/conftest.py gives the functional tests a longer
+    deadline (GOVCON_SAFETY_DEADLINE) for a loaded machine; in process and in every process started here."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(db.LANES, "safety", db.safety_lane(db.SAFETY_DEADLINE_DEFAULT))
+        patch.setenv(db.SAFETY_DEADLINE_ENV, str(db.SAFETY_DEADLINE_DEFAULT))
+        yield
 
 
 @dataclass
