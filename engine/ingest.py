@@ -171,8 +171,9 @@ class Ingestor:
         its own report (the HTTP API's group commit: one group per request). The listeners run once,
         after the commit, when anything was stored. If the transaction fails, nothing of any group is
         stored and the exception propagates. The collector is paused here too, for the HTTP API's writer:
-        its collections ran many times per group (1.2-1.4x batch ingest: docs/performance.md, "Eleventh
-        session"); a paused collector catches up once, at the first allocation after the group."""
+        its collections ran many times per group, a fifth of the server's CPU under batch load
+        (docs/performance.md, "Eleventh session"); a paused collector catches up once, at the first allocation
+        after the group."""
         with cyclic_gc_paused():
             return self._store_groups(groups)
 
