@@ -24,10 +24,10 @@ from engine import simulator
 from engine.clock import ManualClock
 from engine.governance import Governance
 from engine.simulator import generate_history
-from storage import db
 from storage.migrate import head_revision
 from storage.store import Store
 from tests.bench.figures import report, timed
+from tests.safety_lane import use_production_lane
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 HISTORY_DAYS = 180
@@ -59,11 +59,9 @@ def compiled_bytecode() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def production_safety_deadline() -> Iterator[None]:
-    """Figures with the production safety lane: tests/conftest.py gives the functional tests a longer
-    deadline (GOVCON_SAFETY_DEADLINE) for a loaded machine; in process and in every process started here."""
+    """Figures with the production safety lane, not the functional tests' longer one (tests/safety_lane.py)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(db.LANES, "safety", db.safety_lane(db.SAFETY_DEADLINE_DEFAULT))
-        patch.setenv(db.SAFETY_DEADLINE_ENV, str(db.SAFETY_DEADLINE_DEFAULT))
+        use_production_lane(patch)
         yield
 
 

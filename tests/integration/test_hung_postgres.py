@@ -16,10 +16,12 @@ import sqlalchemy as sa
 from engine.clock import ManualClock
 from engine.governance import Governance
 from engine.tokens import TokenBook
-from storage import db, state_repo
-from storage.db import SAFETY_DEADLINE_DEFAULT, SAFETY_DEADLINE_ENV, StoreUnavailable
+from storage import state_repo
+from storage.db import StoreUnavailable
 from storage.store import Store, use_lane
 from tests import pg_cluster
+from tests.safety_lane import PRODUCTION as SAFETY
+from tests.safety_lane import use_production_lane
 from tests.serve_process import ServeProcess
 
 pytestmark = [pytest.mark.postgres,
@@ -27,14 +29,11 @@ pytestmark = [pytest.mark.postgres,
                                  reason=pg_cluster.unavailable_reason() or "")]
 ADMIN = "alice"
 WITHIN = 2.0  # seconds: the bound for a deny and a 503
-#: the production lane: tests/conftest.py gives the functional tests a longer deadline for a loaded machine
-SAFETY = db.safety_lane(SAFETY_DEADLINE_DEFAULT)
 
 
 @pytest.fixture(autouse=True)
 def production_deadline(monkeypatch):
-    monkeypatch.setitem(db.LANES, "safety", SAFETY)
-    monkeypatch.setenv(SAFETY_DEADLINE_ENV, str(SAFETY_DEADLINE_DEFAULT))
+    use_production_lane(monkeypatch)
 
 
 @pytest.fixture(scope="module")
