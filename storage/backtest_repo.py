@@ -5,19 +5,17 @@ so a replay holds only what one window needs instead of the whole history."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from storage import events_repo, rollups
+from storage import events_repo
 from storage.tables import command_events as CMD
 
 #: rows fetched per round trip
 CHUNK = 5000
-
-Row5 = tuple[int, str, bool, str, int]
 
 
 def _stream(conn: Connection, query: Any) -> Iterator[Any]:
@@ -28,32 +26,49 @@ def _stream(conn: Connection, query: Any) -> Iterator[Any]:
         result.close()
 
 
-def stream_bucketed_commands(conn: Connection, start: datetime, end: datetime,
-                             step_seconds: int) -> Iterator[Row5]:
-    """``events_repo.bucketed_commands`` ordered by bucket, as an iterator. A step of whole hours reads
-    the hourly rollups (a few thousand rows, sorted in memory); a shorter step streams a scan."""
-    hours = rollups.whole_hours(start, end)
-    if hours is not None and step_seconds % 3600 == 0:
-        yield from sorted(events_repo.bucketed_commands(conn, start, end, step_seconds),
-                          key=lambda r: r[0])
-        return
-    b = events_repo._bucket(conn, CMD.c.at, step_seconds).label("b")
-    q = (sa.select(b, CMD.c.command_type, CMD.c.autonomous, CMD.c.status, sa.func.count())
-         .where(events_repo._period(CMD.c.at, start, end))
-         .group_by(b, CMD.c.command_type, CMD.c.autonomous, CMD.c.status).order_by(b))
-    for r in _stream(conn, q):
-        yield int(r[0]), r[1], bool(r[2]), r[3], int(r[4])
+#: the counts of a bucket, in this order: distinct commands, then events per status
+FIELDS: tuple[str, ...] = ("total", *events_repo.STATUSES)
+
+#: seconds of history one query covers: each sorts a day of events, not the whole range at once
+CHUNK_SECONDS = 86_400
+
+Bucket = tuple[int, str, tuple[int, ...], tuple[int, ...] | None]
 
 
-def stream_bucketed_totals(conn: Connection, start: datetime, end: datetime,
-                           step_seconds: int) -> Iterator[Row5]:
-    """``events_repo.bucketed_command_totals`` ordered by bucket, each row as (b, type, auto, "total", n)."""
+def bucket_count_chunks(conn: Connection, start: datetime, end: datetime, step_seconds: int, *,
+                        by_type: bool, autonomous: bool) -> Iterator[list[Bucket]]:
+    """The command counts of [start, end) per step-long bucket, in bucket order, a day's buckets at a time:
+    (bucket, command type or "" when not ``by_type``, counts in FIELDS order, the autonomous commands'
+    counts in FIELDS order or None when not ``autonomous``). One scan, grouped in SQL a day at a time, so
+    each sort stays small and the caller holds only the days it is using.
+
+    A command counts once in a bucket's total (once per type, ``by_type``), however many of its events
+    lie there; the autonomous total counts the commands with an autonomous event there."""
     b = events_repo._bucket(conn, CMD.c.at, step_seconds).label("b")
-    q = (sa.select(b, CMD.c.command_type, CMD.c.autonomous, sa.func.count(sa.distinct(CMD.c.command_id)))
-         .where(events_repo._period(CMD.c.at, start, end))
-         .group_by(b, CMD.c.command_type, CMD.c.autonomous).order_by(b))
-    for r in _stream(conn, q):
-        yield int(r[0]), r[1], bool(r[2]), "total", int(r[3])
+    keys: list[sa.ColumnElement[Any]] = [b, CMD.c.command_type] if by_type else [b]
+    auto = CMD.c.autonomous.is_(True)
+    columns: list[sa.ColumnElement[Any]] = [sa.func.count(sa.distinct(CMD.c.command_id))]
+    columns += [sa.func.count().filter(CMD.c.status == s) for s in events_repo.STATUSES]
+    if autonomous:
+        columns.append(sa.func.count(sa.distinct(CMD.c.command_id)).filter(auto))
+        columns += [sa.func.count().filter(sa.and_(auto, CMD.c.status == s)) for s in events_repo.STATUSES]
+    n, width = len(keys), len(FIELDS)
+    for lo, hi in _chunks(start, end, step_seconds):
+        q = (sa.select(*keys, *columns).where(events_repo._period(CMD.c.at, lo, hi))
+             .group_by(*keys).order_by(b))
+        yield [(int(r[0]), r[1] if by_type else "", tuple(r[n:n + width]),
+                tuple(r[n + width:]) if autonomous else None) for r in conn.execute(q)]
+
+
+def _chunks(start: datetime, end: datetime, step_seconds: int) -> Iterator[tuple[datetime, datetime]]:
+    """[start, end) cut at bucket edges about a day apart, so no bucket is split between two queries."""
+    span = max(1, CHUNK_SECONDS // step_seconds) * step_seconds
+    edge = (int(start.timestamp()) // span + 1) * span
+    lo = start
+    while lo < end:
+        hi = min(datetime.fromtimestamp(edge, tz=UTC), end)
+        yield lo, hi
+        lo, edge = hi, edge + span
 
 
 def stream_outcome_times(conn: Connection, start: datetime,

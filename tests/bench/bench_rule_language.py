@@ -12,11 +12,10 @@ import importlib.util
 import subprocess
 import sys
 import timeit
-from collections import defaultdict
 from pathlib import Path
 from types import ModuleType
 
-from engine import rule_language
+from engine import backtest, rule_language
 from engine.backtest import Backtester
 from tests.bench.figures import report
 
@@ -46,8 +45,9 @@ def _best_us(fn, number: int) -> float:
 
 def test_evaluate_match_against_isinstance_chains(tmp_path: Path):
     old = _baseline(tmp_path)
-    agg = {(t, a): defaultdict(int, {"proposed": 30, "approved": 28, "succeeded": 25, "failed": 2, "rolled_back": 1})
-           for t in ("restart_service", "scale_up", "clear_cache", "rotate_logs") for a in (True, False)}
+    sums = backtest._WindowSums()  # a window of four types, autonomous and not
+    sums.apply([(0, t, (30, 30, 28, 0, 25, 2, 1), (30, 30, 28, 0, 25, 2, 1) if a else None)
+                for t in ("restart_service", "scale_up", "clear_cache", "rotate_logs") for a in (True, False)], 1)
     backtester = Backtester.__new__(Backtester)  # _judge reads nothing of the instance
     for text in CONDITIONS:
         figures = {}
@@ -55,7 +55,7 @@ def test_evaluate_match_against_isinstance_chains(tmp_path: Path):
             condition = module.parse_condition(text)
             scope = module.MappingScope(VALUES, ["high"])
             figures[f"evaluate_{name}"] = _best_us(lambda c=condition, s=scope: c.evaluate(s), 20_000)
-            figures[f"step_{name}"] = _best_us(lambda c=condition: backtester._judge(c, agg, [], {}, 10), 1_000)
+            figures[f"step_{name}"] = _best_us(lambda c=condition: backtester._judge(c, backtest._Reads.of(c), sums, [], {}, 10), 1_000)
             assert condition.evaluate(scope) == old.parse_condition(text).evaluate(old.MappingScope(VALUES, ["high"]))
         report(f"rule language {text!r}",
                evaluate=f"{figures['evaluate_match']:.2f} us vs {figures['evaluate_before']:.2f} us before "

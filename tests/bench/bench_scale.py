@@ -185,6 +185,58 @@ def _status(size: str, events: int, env: dict[str, str], clock: str) -> None:
            wall_runs=", ".join(ms(w) for w in wall), cpu_runs=", ".join(ms(c) for c in cpu))
 
 
+#: the backtest in its own process, so its peak RSS is its own: (wall s, CPU s of all threads, max RSS MB,
+#: windows judged, trips)
+_BACKTEST = """
+import resource, sys, time
+from engine.backtest import Backtester
+from engine.clock import ManualClock
+from storage.store import Store
+from tests.bench.conftest import END
+store = Store(f"sqlite:///{sys.argv[1]}")
+wall, cpu = time.perf_counter(), time.process_time()
+result = Backtester(store, ManualClock(END)).run(sys.argv[2], sys.argv[3], days=int(sys.argv[4]))
+print(time.perf_counter() - wall, time.process_time() - cpu,
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, result.points, len(result.trips))
+"""
+BACKTEST_DAYS = 180
+BACKTEST_RULES = (("High Error Rate", "errorRate > 0.05", "5m"),
+                  ("per type", "commandType.failures >= 3", "5m"))
+
+
+def test_backtest_at_scale(scale):
+    """`rules backtest` over 180 days (issue 16: <= 30 s and <= 300 MB at 10M for High Error Rate), against
+    raw sqlite3 reading the same range's (at, status, command_id) rows into Python in the same run: the
+    least any replay of the raw events must read."""
+    size, path, events, _ = scale
+    start = END - timedelta(days=BACKTEST_DAYS, minutes=5)
+    raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        started = time.perf_counter()
+        rows = sum(1 for _ in raw.execute("SELECT at, status, command_id FROM command_events WHERE at >= ? "
+                                          "AND at < ?", (_iso(start), _iso(END + timedelta(minutes=1)))))
+        baseline = time.perf_counter() - started
+    finally:
+        raw.close()
+    root = Path(__file__).resolve().parents[2]
+    figures = {}
+    for name, condition, window in BACKTEST_RULES:
+        done = subprocess.run([sys.executable, "-c", _BACKTEST, str(path), condition, window, str(BACKTEST_DAYS)],
+                              cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        wall, cpu, rss, points, trips = (float(x) for x in done.stdout.split())
+        assert points == BACKTEST_DAYS * 24 * 60 + 1
+        bar = (" (bar <= 30 s and <= 300 MB: " + ("holds" if wall <= 30 and rss <= 300 else "NOT held") + ")"
+               if name == "High Error Rate" else "")
+        figures[name.replace(" ", "_")] = (f"{condition!r} {window}: wall {wall:.1f} s, CPU {cpu:.1f} s (all threads), "
+                                           f"max RSS {rss:.0f} MB, {points:,.0f} windows, {trips:.0f} trips, "
+                                           f"{wall / baseline:.1f}x the raw read{bar}")
+    report(f"issue 16 at scale: backtest over {BACKTEST_DAYS} days, {size}, {events:,} events (SQLite)",
+           raw_read=f"{baseline:.2f} s for {rows:,} rows (sqlite3, (at, status, command_id) into Python)",
+           **figures)
+
+
 def test_stores_counted(scale):
     """The store's size by table (command_events is the bulk)."""
     size, path, events, _ = scale
