@@ -22,15 +22,16 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/govcon demo
 
-# the suite on TEST_WORKERS pytest-xdist workers (2: the CI machine's cores; 3 and 4 bought no wall time on a
-# loaded 2-core machine and put more neighbours beside the timing-bound tests: docs/performance.md, ninth
-# session). Each worker migrates one template store and copies it per test (tests/store_template.py).
+# the suite on TEST_WORKERS pytest-xdist workers. 3 on CI's 2 cores: with 2 the workers left 40 % of the CPU idle
+# (waiting for servers, subprocesses, leases), and 3 took 11 min 10 s against 13 min 43 s, green, twice on a quiet
+# machine (docs/performance.md, twelfth session); on a machine loaded by others, more workers bought nothing
+# (ninth session). Each worker migrates one template store and copies it per test (tests/store_template.py).
 # --dist loadgroup keeps the tests marked with one xdist_group on one worker (those that must not run beside
 # each other); everything a test starts is its own: a free port per server, a tmux socket per worker, a tmp
 # dir and a PostgreSQL schema per test. Each test is stopped after 600 s (pytest-timeout, pyproject.toml),
 # so a hang fails instead of eating CI's budget. `make test-serial` runs it in one process (what a failure
 # that only shows in parallel should be compared against). PYTEST_ARGS adds options: make test PYTEST_ARGS="-x tests/unit".
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 PYTEST_ARGS  ?=
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
