@@ -181,14 +181,8 @@ def hourly_counts(conn: Connection, now: datetime) -> list[tuple[datetime, Comma
     """CommandCounts per hourly bucket over RATE_SPAN (every bucket, empty ones too): the status events
     of each bucket, with the contract's total (distinct commands active in it)."""
     start = now - RATE_SPAN
-    step = int(RATE_STEP.total_seconds())
-    per: dict[int, dict[str, int]] = {}
-    for bucket, _ctype, _auto, status, n in events_repo.bucketed_commands(conn, start, now, step):
-        counts = per.setdefault(bucket // step * step, {})  # floored here too: the SQL may not floor
-        counts[status] = counts.get(status, 0) + n
-    for bucket, _ctype, _auto, n in events_repo.bucketed_command_totals(conn, start, now, step):
-        counts = per.setdefault(bucket // step * step, {})
-        counts["total"] = counts.get("total", 0) + n
+    step = int(RATE_STEP.total_seconds())  # an hour: the buckets are the hourly rollups' hours
+    per = events_repo.hourly_command_counts(conn, start, now)
     first = int(start.timestamp()) // step * step
     return [(datetime.fromtimestamp(b, UTC), CommandCounts.from_status_counts(per.get(b, {})))
             for b in range(first, int(now.timestamp()) + 1, step)]

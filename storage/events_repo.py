@@ -463,6 +463,36 @@ def scan_bucketed_commands(conn: Connection, start: datetime, end: datetime, ste
     return [(int(r[0]), r[1], bool(r[2]), r[3], r[4]) for r in rows]
 
 
+def hourly_command_counts(conn: Connection, start: datetime, end: datetime) -> dict[int, dict[str, int]]:
+    """{start of the hour (epoch seconds): {status: events, 'total': distinct commands}} of the events in
+    [start, end), per hour, over every type and autonomy (hours with none left out): the whole hours from
+    the rollups, the parts of hours at the edges from the raw events."""
+    hours = rollups.whole_hours(start, end)
+    out = {} if hours is None else {h * 3600: c for h, c in rollups.hourly(conn, hours).items()}
+    edges = [(start, end)] if hours is None else \
+        [(start, rollups.hour_start(hours[0])), (rollups.hour_start(hours[1]), end)]
+    for lo, hi in edges:
+        if lo < hi:
+            for hour, counts in scan_hourly_command_counts(conn, lo, hi).items():
+                into = out.setdefault(hour, {})
+                for key, n in counts.items():
+                    into[key] = into.get(key, 0) + n
+    return out
+
+
+def scan_hourly_command_counts(conn: Connection, start: datetime, end: datetime) -> dict[int, dict[str, int]]:
+    """``hourly_command_counts`` by a scan of the raw events."""
+    b = _bucket(conn, CMD.c.at, 3600).label("b")
+    period = _period(CMD.c.at, start, end)
+    out: dict[int, dict[str, int]] = {}
+    for h, status, n in conn.execute(sa.select(b, CMD.c.status, sa.func.count()).where(period)
+                                     .group_by(b, CMD.c.status)):
+        out.setdefault(int(h), {})[status] = int(n)
+    for h, n in conn.execute(sa.select(b, rollups._distinct(conn, CMD.c.command_id)).where(period).group_by(b)):
+        out.setdefault(int(h), {})["total"] = int(n)
+    return out
+
+
 def bucketed_command_totals(conn: Connection, start: datetime, end: datetime, step_seconds: int) -> list[tuple]:
     """(bucket, command_type, autonomous, distinct commands active in the bucket)."""
     b = _bucket(conn, CMD.c.at, step_seconds).label("b")

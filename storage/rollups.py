@@ -494,6 +494,25 @@ def _edges(conn: Connection, add: Callable[[str, str, int], None], start: dateti
             add(t, "total", n_all + sign * n_else)
 
 
+def hourly(conn: Connection, hours: tuple[int, int]) -> dict[int, dict[str, int]]:
+    """{hour: {status: events, 'total': distinct commands with an event in the hour}} for the whole hours
+    [ha, hb), over every type and autonomy: a command's first event in an hour is the one whose previous
+    event (over all its events) lies in an earlier hour."""
+    ha, hb = hours
+    out: dict[int, dict[str, int]] = {}
+    in_hours = [R.c.command_type == ALL, R.c.hour >= ha, R.c.hour < hb]
+    for h, status, n in conn.execute(sa.select(R.c.hour, R.c.status, sa.func.sum(R.c.n))
+                                     .where(*in_hours, R.c.status != CHAIN).group_by(R.c.hour, R.c.status)):
+        if n:
+            out.setdefault(int(h), {})[status] = int(n)
+    for h, n in conn.execute(sa.select(R.c.hour, sa.func.sum(R.c.n))
+                             .where(*in_hours, R.c.autonomous == ANY, R.c.status == CHAIN,
+                                    R.c.prev_hour < R.c.hour).group_by(R.c.hour)):
+        if n:
+            out.setdefault(int(h), {})["total"] = int(n)
+    return out
+
+
 def split(conn: Connection, start: datetime, end: datetime,
           hours: tuple[int, int]) -> tuple[dict[str, int], dict[str, int]]:
     """(all commands, autonomous commands): per status and total, as events_repo.command_counts_split."""

@@ -63,6 +63,8 @@ def _check_windows(store, windows):
             for step in (3600, 7200):
                 assert sorted(events_repo.bucketed_commands(conn, start, end, step)) == \
                     sorted(events_repo.scan_bucketed_commands(conn, start, end, step)), (start, end, step)
+            assert events_repo.hourly_command_counts(conn, start, end) == \
+                events_repo.scan_hourly_command_counts(conn, start, end), (start, end)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
