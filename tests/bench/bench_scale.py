@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +256,36 @@ def _per_hour(path: Path) -> int:
     return int(tail) if path.stem.startswith("scale-") and tail.isdigit() else 78
 
 
+#: the last stretch of a top-up is stored as a live fleet would have sent it: each event within ON_TIME of
+#: its stamp (the store's clock moved along), so no breaker window of the console opens on a backlog
+LIVE_TAIL = timedelta(minutes=20)
+LIVE_STEP = timedelta(seconds=4)
+
+
+def _top_up(store: Store, start, now, per_hour: int) -> tuple[float, int]:
+    """History from ``start`` to ``now``: up to LIVE_TAIL before now in one go (stored LIVE_TAIL ago:
+    older than every rule window, so late evidence among it has left them), then the tail in LIVE_STEP
+    slices, each stored at its end. (Stored all at ``now``, the last hour's ~2,000 events arrived late in
+    every window the console judged, which measured a backlog being judged, not a console idling.)"""
+    clock = ManualClock(now - LIVE_TAIL)
+    loader = Governance(store, clock, evaluate_on_ingest=False)
+    history = list(generate_history(start, now, commands_per_hour=per_hour, seed=2, id_prefix="gap"))
+    started = time.perf_counter()
+    cut = now - LIVE_TAIL
+    added = loader.ingestor.ingest_objects(e for e in history if _at(e) < cut).accepted
+    tail = [e for e in history if _at(e) >= cut]
+    edge = cut
+    while edge < now:
+        lo, edge = edge, min(edge + LIVE_STEP, now)
+        clock.set(edge)
+        added += loader.ingestor.ingest_objects(e for e in tail if lo <= _at(e) < edge).accepted
+    return time.perf_counter() - started, added
+
+
+def _at(event: dict):
+    return datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
+
+
 @pytest.fixture(scope="module")
 def console_copy(tmp_path_factory):
     """A private copy of the store named in GOVCON_SCALE_CONSOLE, topped up from END to now through the real
@@ -274,11 +304,7 @@ def console_copy(tmp_path_factory):
     now = SystemClock().now()
     store = Store(f"sqlite:///{path}")
     try:
-        loader = Governance(store, ManualClock(now), evaluate_on_ingest=False)
-        started = time.perf_counter()
-        added = loader.ingestor.ingest_objects(generate_history(END, now, commands_per_hour=_per_hour(src),
-                                                                seed=2, id_prefix="gap")).accepted
-        topped = time.perf_counter() - started
+        topped, added = _top_up(store, END, now, _per_hour(src))
     finally:
         store.dispose()
     events = _events(path)
