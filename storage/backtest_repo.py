@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from storage import events_repo
+from storage import events_repo, rollups
 from storage.tables import command_events as CMD
 
 #: rows fetched per round trip
@@ -47,10 +47,11 @@ def bucket_count_chunks(conn: Connection, start: datetime, end: datetime, step_s
     b = events_repo._bucket(conn, CMD.c.at, step_seconds).label("b")
     keys: list[sa.ColumnElement[Any]] = [b, CMD.c.command_type] if by_type else [b]
     auto = CMD.c.autonomous.is_(True)
-    columns: list[sa.ColumnElement[Any]] = [sa.func.count(sa.distinct(CMD.c.command_id))]
+    distinct = rollups.distinct_ids(conn, CMD.c.command_id)
+    columns: list[sa.ColumnElement[Any]] = [distinct]
     columns += [sa.func.count().filter(CMD.c.status == s) for s in events_repo.STATUSES]
     if autonomous:
-        columns.append(sa.func.count(sa.distinct(CMD.c.command_id)).filter(auto))
+        columns.append(distinct.filter(auto))
         columns += [sa.func.count().filter(sa.and_(auto, CMD.c.status == s)) for s in events_repo.STATUSES]
     n, width = len(keys), len(FIELDS)
     for lo, hi in _chunks(start, end, step_seconds):

@@ -208,10 +208,7 @@ def _status_columns(conn: Connection, only: sa.ColumnElement[bool] | None = None
     ``total`` distinct commands. Conditional aggregates: one scan of the period, no GROUP BY sort."""
     def count(cond: sa.ColumnElement[bool]) -> Any:
         return sa.func.count().filter(cond if only is None else sa.and_(cond, only))
-    command_id: sa.ColumnElement[Any] = CMD.c.command_id
-    if conn.dialect.name == "postgresql":  # the same distinct values, sorted bytewise, not by locale
-        command_id = command_id.collate("C")
-    total = sa.func.count(sa.distinct(command_id))
+    total = rollups.distinct_ids(conn, CMD.c.command_id)
     return [count(CMD.c.status == s) for s in STATUSES] + [total if only is None else total.filter(only)]
 
 
@@ -338,17 +335,12 @@ def _window_rows(conn: Connection, table: sa.Table, names: Sequence[str], w: Win
     return happened.subquery("w")
 
 
-def _distinct_ids(conn: Connection, col: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
-    if conn.dialect.name == "postgresql":  # as _status_columns: bytewise, not by locale
-        col = col.collate("C")
-    return sa.func.count(sa.distinct(col))
-
-
 def window_command_counts(conn: Connection, w: Window, *, autonomous_only: bool = False) -> dict[str, int]:
     """``command_counts`` over a breaker window."""
     # (at, status, command_id) covers the rows that happened: autonomous only read when asked for
     src = _window_rows(conn, CMD, ["command_id", "status", *(["autonomous"] if autonomous_only else [])], w)
-    cols = [sa.func.count().filter(src.c.status == s) for s in STATUSES] + [_distinct_ids(conn, src.c.command_id)]
+    cols: list[Any] = [sa.func.count().filter(src.c.status == s) for s in STATUSES]
+    cols.append(rollups.distinct_ids(conn, src.c.command_id))
     stmt = sa.select(*cols)
     if autonomous_only:
         stmt = stmt.where(src.c.autonomous.is_(True))
@@ -488,7 +480,7 @@ def scan_hourly_command_counts(conn: Connection, start: datetime, end: datetime)
     for h, status, n in conn.execute(sa.select(b, CMD.c.status, sa.func.count()).where(period)
                                      .group_by(b, CMD.c.status)):
         out.setdefault(int(h), {})[status] = int(n)
-    for h, n in conn.execute(sa.select(b, rollups._distinct(conn, CMD.c.command_id)).where(period).group_by(b)):
+    for h, n in conn.execute(sa.select(b, rollups.distinct_ids(conn, CMD.c.command_id)).where(period).group_by(b)):
         out.setdefault(int(h), {})["total"] = int(n)
     return out
 

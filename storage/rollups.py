@@ -406,7 +406,9 @@ def rebuild(conn: Connection) -> None:
 # --- answers ----------------------------------------------------------------------------------------
 
 
-def _distinct(conn: Connection, col: sa.ColumnElement[Any]) -> FunctionElement[int]:
+def distinct_ids(conn: Connection, col: sa.ColumnElement[Any]) -> FunctionElement[int]:
+    """``count(DISTINCT col)``; on PostgreSQL bytewise (COLLATE "C"): the same distinct values under any
+    deterministic collation, without sorting by the locale's rules."""
     if conn.dialect.name == "postgresql":
         col = col.collate("C")
     return sa.func.count(sa.distinct(col))
@@ -488,7 +490,7 @@ def _edges(conn: Connection, add: Callable[[str, str, int], None], start: dateti
                                          .group_by(*group, CMD.c.status)):
             add(t, status, n)
         elsewhere = sa.exists().where(*same, g.c.at >= seen_from, g.c.at < seen_to)
-        ids = _distinct(conn, CMD.c.command_id)
+        ids = distinct_ids(conn, CMD.c.command_id)
         for t, n_all, n_else in conn.execute(sa.select(ctype, ids, ids.filter(elsewhere)).where(*period)
                                              .group_by(*group)):
             add(t, "total", n_all + sign * n_else)
