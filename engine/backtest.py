@@ -161,7 +161,7 @@ class Backtester:
     def _replay(self, condition: Condition, reads: _Reads, window_text: str, window: timedelta, start: datetime,
                 end: datetime, step: timedelta, rows: Iterable[backtest_repo.Bucket], incidents: Sequence[Any],
                 safety: Sequence[Any], min_samples: int, outcomes: _Outcomes | None = None) -> BacktestResult:
-        """Slide the window over ``rows`` (backtest_repo.stream_bucket_counts), ordered by bucket: only the
+        """Slide the window over ``rows`` (backtest_repo.bucket_count_chunks' rows), ordered by bucket: only the
         buckets of the current window are held (a deque) and their sums kept as they enter and leave, so a
         step costs the buckets that changed, whatever the history's length. A window whose inputs did not
         change since the last step keeps the last step's answer."""

@@ -1,6 +1,7 @@
-"""Streamed reads for backtests (issue 16 pt 3): the bucketed command counts in bucket order and the outcome
-events in time order, fetched in chunks (an iterating cursor on SQLite, a server-side cursor on PostgreSQL),
-so a replay holds only what one window needs instead of the whole history."""
+"""Reads for backtests (issue 16 pt 3), in time order and a piece at a time, so a replay holds only what
+its window needs instead of the whole history: the command counts per bucket grouped in SQL a day at a
+time; the outcome events streamed in chunks (an iterating cursor on SQLite, a server-side cursor on
+PostgreSQL)."""
 
 from __future__ import annotations
 

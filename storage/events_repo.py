@@ -430,31 +430,6 @@ def _bucket(conn: Connection, col: sa.ColumnElement[Any], step_seconds: int) -> 
     return sa.cast(sa.func.floor(sa.func.extract("epoch", col) / step_seconds), sa.BigInteger) * step_seconds
 
 
-def bucketed_commands(conn: Connection, start: datetime, end: datetime, step_seconds: int) -> list[tuple]:
-    """(bucket, command_type, autonomous, status, events) for backtests and volume plots: a step of whole
-    hours reads the hourly rollups for the whole hours and the raw events of the partial ones."""
-    hours = rollups.whole_hours(start, end)
-    if hours is None or step_seconds % 3600:
-        return scan_bucketed_commands(conn, start, end, step_seconds)
-    merged: dict[tuple, int] = {}
-    edges = [(start, rollups.hour_start(hours[0])), (rollups.hour_start(hours[1]), end)]
-    parts = [rollups.bucketed(conn, start, end, hours, step_seconds),
-             *(scan_bucketed_commands(conn, lo, hi, step_seconds) for lo, hi in edges if lo < hi)]
-    for part in parts:
-        for *key, n in part:
-            merged[tuple(key)] = merged.get(tuple(key), 0) + n
-    return [(*k, n) for k, n in merged.items() if n]
-
-
-def scan_bucketed_commands(conn: Connection, start: datetime, end: datetime, step_seconds: int) -> list[tuple]:
-    """``bucketed_commands`` by a scan of the raw events."""
-    b = _bucket(conn, CMD.c.at, step_seconds).label("b")
-    rows = conn.execute(sa.select(b, CMD.c.command_type, CMD.c.autonomous, CMD.c.status, sa.func.count())
-                        .where(_period(CMD.c.at, start, end))
-                        .group_by(b, CMD.c.command_type, CMD.c.autonomous, CMD.c.status))
-    return [(int(r[0]), r[1], bool(r[2]), r[3], r[4]) for r in rows]
-
-
 def hourly_command_counts(conn: Connection, start: datetime, end: datetime) -> dict[int, dict[str, int]]:
     """{start of the hour (epoch seconds): {status: events, 'total': distinct commands}} of the events in
     [start, end), per hour, over every type and autonomy (hours with none left out): the whole hours from
@@ -483,15 +458,6 @@ def scan_hourly_command_counts(conn: Connection, start: datetime, end: datetime)
     for h, n in conn.execute(sa.select(b, rollups.distinct_ids(conn, CMD.c.command_id)).where(period).group_by(b)):
         out.setdefault(int(h), {})["total"] = int(n)
     return out
-
-
-def bucketed_command_totals(conn: Connection, start: datetime, end: datetime, step_seconds: int) -> list[tuple]:
-    """(bucket, command_type, autonomous, distinct commands active in the bucket)."""
-    b = _bucket(conn, CMD.c.at, step_seconds).label("b")
-    rows = conn.execute(sa.select(b, CMD.c.command_type, CMD.c.autonomous,
-                                  sa.func.count(sa.distinct(CMD.c.command_id)))
-                        .where(_period(CMD.c.at, start, end)).group_by(b, CMD.c.command_type, CMD.c.autonomous))
-    return [(int(r[0]), r[1], bool(r[2]), r[3]) for r in rows]
 
 
 def incidents_between(conn: Connection, start: datetime, end: datetime) -> Sequence[Row[*tuple[Any, ...]]]:

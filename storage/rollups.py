@@ -525,19 +525,3 @@ def split(conn: Connection, start: datetime, end: datetime,
 
 def _zero() -> dict[str, int]:
     return {**dict.fromkeys(STATUSES, 0), "total": 0}
-
-
-def bucketed(conn: Connection, start: datetime, end: datetime, hours: tuple[int, int],
-             step_seconds: int) -> list[tuple]:
-    """(bucket, command_type, autonomous, status, events) per step-long bucket (step a whole number of
-    hours), as events_repo.bucketed_commands: the whole hours from the rollups; the caller adds the edges."""
-    ha, hb = hours
-    per = step_seconds // 3600
-    rows = conn.execute(sa.select(R.c.hour, R.c.command_type, R.c.autonomous, R.c.status, R.c.n)
-                        .where(R.c.command_type.in_(_types(conn)), R.c.hour >= ha, R.c.hour < hb, R.c.status != CHAIN,
-                               R.c.n != 0))
-    out: dict[tuple, int] = {}
-    for h, t, a, s, n in rows:
-        key = ((h // per) * step_seconds, t, bool(a), s)
-        out[key] = out.get(key, 0) + n
-    return [(*k, n) for k, n in out.items()]

@@ -17,7 +17,10 @@ from engine.clock import Clock, isoformat
 from engine.domain import safety_totals
 from engine.metrics import CommandCounts
 from engine.rule_language import Condition, parse_condition, parse_window
+import sqlalchemy as sa
+
 from storage import events_repo
+from storage.tables import command_events as CMD
 from storage.store import Store
 
 
@@ -37,8 +40,8 @@ class Backtester:
         step_s = int(step.total_seconds())
         until = end + step  # through the step holding now, as live evaluation counts events at now
         with self.store.read() as conn:
-            statuses = events_repo.bucketed_commands(conn, start - window, until, step_s)
-            totals = events_repo.bucketed_command_totals(conn, start - window, until, step_s)
+            statuses = _bucketed_commands(conn, start - window, until, step_s)
+            totals = _bucketed_command_totals(conn, start - window, until, step_s)
             incidents = events_repo.incidents_between(conn, start - window, end + self.nearby)
             safety = events_repo.safety_between(conn, start - window, until)
             outcomes = _Outcomes(events_repo.outcome_times(conn, start - window, until)) \
@@ -175,3 +178,24 @@ def _aware(at: datetime) -> datetime:
 
 def _epoch(when: datetime) -> int:
     return int(when.timestamp())
+
+
+# what storage/events_repo.py had for the backtest before it streamed (raw scans; the rollups gave the same)
+
+
+def _bucketed_commands(conn, start, end, step_seconds):
+    """(bucket, command_type, autonomous, status, events)."""
+    b = events_repo._bucket(conn, CMD.c.at, step_seconds).label("b")
+    rows = conn.execute(sa.select(b, CMD.c.command_type, CMD.c.autonomous, CMD.c.status, sa.func.count())
+                        .where(events_repo._period(CMD.c.at, start, end))
+                        .group_by(b, CMD.c.command_type, CMD.c.autonomous, CMD.c.status))
+    return [(int(r[0]), r[1], bool(r[2]), r[3], r[4]) for r in rows]
+
+
+def _bucketed_command_totals(conn, start, end, step_seconds):
+    """(bucket, command_type, autonomous, distinct commands active in the bucket)."""
+    b = events_repo._bucket(conn, CMD.c.at, step_seconds).label("b")
+    rows = conn.execute(sa.select(b, CMD.c.command_type, CMD.c.autonomous,
+                                  sa.func.count(sa.distinct(CMD.c.command_id)))
+                        .where(events_repo._period(CMD.c.at, start, end)).group_by(b, CMD.c.command_type, CMD.c.autonomous))
+    return [(int(r[0]), r[1], bool(r[2]), r[3]) for r in rows]

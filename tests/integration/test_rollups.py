@@ -60,9 +60,6 @@ def _check_windows(store, windows):
             for kw in ({"autonomous_only": True}, {"command_type": "scale"}):
                 assert events_repo.command_counts(conn, start, end, **kw) == \
                     events_repo.scan_command_counts(conn, start, end, **kw), (start, end, kw)
-            for step in (3600, 7200):
-                assert sorted(events_repo.bucketed_commands(conn, start, end, step)) == \
-                    sorted(events_repo.scan_bucketed_commands(conn, start, end, step)), (start, end, step)
             assert events_repo.hourly_command_counts(conn, start, end) == \
                 events_repo.scan_hourly_command_counts(conn, start, end), (start, end)
 
