@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import chain, groupby
@@ -150,13 +151,13 @@ class Backtester:
             # streamed too: the replay holds only the outcomes its current window needs
             outcomes = _Outcomes(backtest_repo.stream_outcome_times(conn, start - window, until)) \
                 if CONSECUTIVE in condition.names else None
-            # the bucket counts are read on a connection of their own, a few days ahead of the replay
-            chunks = read_ahead(self.store, lambda c: backtest_repo.bucket_count_chunks(
-                c, start - window, until, step_s, by_type=reads.types, autonomous=reads.autonomous),
-                name="backtest-read-ahead")
-            rows = chain.from_iterable(chunks)
-            return self._replay(condition, reads, window_text, window, start, end, step, rows, incidents,
-                                safety, min_samples, outcomes)
+            # the bucket counts are read on a connection of their own, a few days ahead of the replay; closed
+            # (the reader stopped, its transaction ended) however the replay ends
+            with closing(read_ahead(self.store, lambda c: backtest_repo.bucket_count_chunks(
+                    c, start - window, until, step_s, by_type=reads.types, autonomous=reads.autonomous),
+                    name="backtest-read-ahead")) as chunks:
+                return self._replay(condition, reads, window_text, window, start, end, step,
+                                    chain.from_iterable(chunks), incidents, safety, min_samples, outcomes)
 
     def _replay(self, condition: Condition, reads: _Reads, window_text: str, window: timedelta, start: datetime,
                 end: datetime, step: timedelta, rows: Iterable[backtest_repo.Bucket], incidents: Sequence[Any],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection
@@ -26,7 +26,7 @@ class _Failed:
 
 
 def read_ahead(store: Store, produce: Callable[[Connection], Iterator[T]], *, depth: int = 4,
-               name: str = "read-ahead") -> Iterator[T]:
+               name: str = "read-ahead") -> Generator[T, None, None]:
     """The items of ``produce(conn)``, read in a thread on a read transaction of its own (the caller's
     lane: the context is copied). An error in the thread is raised here; closing the iterator early stops
     the thread after at most the chunk it is reading."""

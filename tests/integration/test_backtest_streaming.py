@@ -6,6 +6,7 @@ consecutive-failures replay, which streams the outcome events and holds only its
 from __future__ import annotations
 
 import random
+import threading
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
@@ -41,6 +42,8 @@ def test_streamed_backtest_equals_the_one_that_held_the_history(gov, clock, cond
     new = Backtester(gov.store, clock).run(condition, window, days=7).to_json()
     old = backtest_reference.Backtester(gov.store, clock).run(condition, window, days=7).to_json()
     assert new == old
+    # its read-ahead ended with it (the replay stops before the last bucket read: closed, not left waiting)
+    assert "backtest-read-ahead" not in {t.name for t in threading.enumerate()}
     if window in ("5m", "1m"):
         assert new["trips"] >= 1  # the bursts and the critical incident trip these rules
 
