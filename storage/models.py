@@ -440,6 +440,10 @@ class Grant(SQLModel, table=True):
         sa.Index("ix_grants_type_granted", "command_type", "granted_at"),
         sa.Index("ix_grants_service_type_granted", "service", "command_type", "granted_at"),
         sa.Index("ix_grants_status_expires", "status", "expires_at"),
+        # the grants in flight of a type (the gate's max_concurrent): only open grants, so a count reads the few
+        # in flight instead of intersecting every grant of the type with every open one (migration 0024)
+        sa.Index("ix_grants_open_type_expires", "command_type", "expires_at",
+                 postgresql_where=sa.text("status = 'granted'"), sqlite_where=sa.text("status = 'granted'")),
     )
 
     id: str = Field(primary_key=True, max_length=40)

@@ -299,6 +299,13 @@ grants = sa.Table(
     sa.Column("approved_by", sa.String(length=200), nullable=True),
     sa.Column("requested_by", sa.String(length=200), nullable=True),
     sa.Column("report", sa.JSON(), nullable=True),
+    sa.Index(
+        "ix_grants_open_type_expires",
+        "command_type",
+        "expires_at",
+        postgresql_where=sa.text("status = 'granted'"),
+        sqlite_where=sa.text("status = 'granted'"),
+    ),
     sa.Index("ix_grants_service_type_granted", "service", "command_type", "granted_at"),
     sa.Index("ix_grants_status_expires", "status", "expires_at"),
     sa.Index("ix_grants_type_granted", "command_type", "granted_at"),

@@ -214,12 +214,29 @@ def _column_names(cols: Iterable[Any], where: str) -> list[str]:
     return names
 
 
-def _check_plain(obj: Any, where: str) -> None:
+def _check_plain(obj: Any, where: str, *, allowed: Iterable[str] = ()) -> None:
     for attr in ("deferrable", "initially", "comment"):
         if getattr(obj, attr, None) is not None:
             raise UnsupportedSchema(f"{where}: {attr} is not supported")
-    if obj.info or obj.dialect_kwargs:
+    if obj.info or set(obj.dialect_kwargs) - set(allowed):
         raise UnsupportedSchema(f"{where}: info or dialect options are not supported")
+
+
+#: a partial index's predicate, per dialect, as plain SQL text
+PARTIAL_OPTIONS = ("postgresql_where", "sqlite_where")
+
+
+def _partial(index: sa.Index, where: str) -> dict[str, str]:
+    """The index's ``postgresql_where`` / ``sqlite_where`` predicates (``sa.text`` only), by option name."""
+    found = {}
+    for option in PARTIAL_OPTIONS:
+        value = index.dialect_kwargs.get(option)
+        if value is None:
+            continue
+        if not isinstance(value, sa.TextClause):
+            raise UnsupportedSchema(f"{where}: {option} must be sa.text(...), not {type(value).__name__}")
+        found[option] = value.text
+    return found
 
 
 def _constraints(table: sa.Table) -> list[str]:
@@ -257,11 +274,13 @@ def _indexes(table: sa.Table) -> list[str]:
     out = []
     for index in sorted(table.indexes, key=key):
         where = f"table {table.name!r}, index {_name(index.name) or '(unnamed)'}"
-        _check_plain(index, where)
+        partial = _partial(index, where)
+        _check_plain(index, where, allowed=set(partial))
         args = [_str(_name(index.name)) if _name(index.name) is not None else "None"]
         args += _column_names(index.expressions, where)
         if index.unique:
             args.append("unique=True")
+        args += [f"{option}=sa.text({_str(text)})" for option, text in partial.items()]
         out.append(_call("sa.Index", args, INDENT, ","))
     return out
 

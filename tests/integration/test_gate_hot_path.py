@@ -294,3 +294,51 @@ def test_the_safety_lane_lock_sets_generic_plans_for_its_transaction_only(hgov):
         assert conn.execute(show).scalar_one() == "auto"
     with hgov.store.write() as conn:
         assert conn.execute(show).scalar_one() == "auto"
+
+
+def test_a_precompiled_statement_past_the_drivers_cache_limits_binds_every_parameter(hgov, clock):
+    """The gate's statements run precompiled on the driver's cursor (on PostgreSQL ``$n`` placeholders on a
+    RawCursor, which psycopg does not parse again per execution): a statement of more than 50 parameters and
+    4 KiB — the snapshot's size — with repeated, typed (UTC datetime) and inlined values binds each one where
+    it belongs."""
+    now = clock.now()
+    values = [sa.bindparam(f"v{i}", type_=sa.Integer) + i for i in range(60)]
+    padding = sa.literal_column("'" + "x" * 4200 + "'", sa.String).label("pad")
+    stmt_at = sa.bindparam("at", type_=tables.grants.c.granted_at.type)
+    build = lambda: sa.select(*(v.label(f"c{i}") for i, v in enumerate(values)),  # noqa: E731
+                              (sa.bindparam("v3", type_=sa.Integer) * 2).label("again"),
+                              stmt_at.label("at"),
+                              sa.literal("granted").label("inlined"), padding)
+    with hgov.store.read(lane="safety") as conn:
+        pre = actions_repo.precompiled(conn, ("test", "wide"), build)
+        assert len(pre.sql) > 4096
+        for round_ in range(8):  # past psycopg's prepare threshold (5): prepared and unprepared alike
+            params = {f"v{i}": 1000 * round_ + i for i in range(60)} | {"at": now + timedelta(seconds=round_)}
+            row = pre.first(conn, params)
+            assert [getattr(row, f"c{i}") for i in range(60)] == [1000 * round_ + 2 * i for i in range(60)]
+            assert row.again == 2 * (1000 * round_ + 3)
+            assert row.at == now + timedelta(seconds=round_)
+            assert row.inlined == "granted" and len(row.pad) == 4200
+
+
+def test_the_in_flight_count_takes_only_open_unexpired_grants_of_the_type(hgov, clock):
+    """max_concurrent counts grants in flight (the partial index of open grants, migration 0024): a grant whose
+    outcome came, one that expires at this very instant, and one of another type do not count."""
+    now = clock.now()
+    rows = [("g-open", "restart_service", "granted", now + timedelta(minutes=5)),
+            ("g-edge", "restart_service", "granted", now),  # expires now: no longer in flight
+            ("g-done", "restart_service", "succeeded", now + timedelta(minutes=5)),
+            ("g-other", "scale_pool", "granted", now + timedelta(minutes=5))]
+    with hgov.store.write() as conn:
+        conn.execute(sa.insert(tables.grants), [
+            {"id": gid, "command_type": ctype, "service": None, "agent": "a", "confidence": 0.9, "action_class": None,
+             "policy": None, "granted_at": now - timedelta(minutes=1), "expires_at": expires, "status": status,
+             "outcome_at": None, "request_id": None, "approved_by": None, "requested_by": None, "report": None}
+            for gid, ctype, status, expires in rows])
+    with hgov.store.read() as conn:
+        assert actions_repo.in_flight(conn, ["restart_service"], now) == 1
+        assert actions_repo.in_flight(conn, ["restart_service", "scale_pool"], now) == 2
+        assert actions_repo.in_flight(conn, ["restart_service"], now - timedelta(seconds=1)) == 2
+        snap = actions_repo.gate_snapshot(conn, command_type="restart_service", now=now, specs=(
+            actions_repo.CountSpec(types=("restart_service",), by_service=False, flying_cap=10),))
+        assert snap.p0_flying == 1

@@ -175,3 +175,24 @@ def test_the_generator_renders_a_plain_table():
 def test_the_generator_refuses_what_it_cannot_render(item, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         _render_one(item)
+
+
+def test_the_generator_renders_a_partial_index():
+    text = _render_one(sa.Column("status", sa.String(10)), sa.Column("at", sa.Integer()),
+                       sa.Index("ix_things_open", "at", postgresql_where=sa.text("status = 'open'"),
+                                sqlite_where=sa.text("status = 'open'")))
+    assert ('sa.Index(\n        "ix_things_open",\n        "at",\n        postgresql_where=sa.text("status = \'open\'"),'
+            in text)
+    namespace: dict = {}
+    exec(compile(text, "tables.py", "exec"), namespace)
+    index = next(iter(namespace["things"].indexes))
+    for dialect in ("postgresql", "sqlite"):
+        ddl = str(CreateIndex(index).compile(dialect=DIALECTS[dialect]))
+        assert ddl.endswith("WHERE status = 'open'"), ddl
+
+
+@pytest.mark.parametrize("option", [{"postgresql_where": sa.column("status") == "open"},
+                                    {"postgresql_using": "gin"}])
+def test_the_generator_refuses_a_partial_index_it_cannot_render(option):
+    with pytest.raises(ValueError, match="table 'things', index ix_things_odd: "):
+        _render_one(sa.Column("status", sa.String(10)), sa.Index("ix_things_odd", "status", **option))
