@@ -107,11 +107,21 @@ def check_not_ahead(when: datetime, now: datetime, max_skew: timedelta, field: s
 
 
 def _text(obj: dict, field: str, *, required: bool = True) -> str | None:
-    if field not in obj or obj[field] is None:
+    value = obj.get(field)
+    # the common case in a few C calls (ingest's hot loop): an ASCII string cannot hold a lone surrogate, and
+    # a non-empty one that is not all whitespace is what ``_checked_text``'s ``strip()`` lets through
+    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and value.isascii() and "\x00" not in value \
+            and not value.isspace():
+        return value
+    return _checked_text(value, field, required)
+
+
+def _checked_text(value: Any, field: str, required: bool) -> str | None:
+    """``_text`` of any value, naming what is wrong with it."""
+    if value is None:
         if required:
             raise EventError(field, "is missing")
         return None
-    value = obj[field]
     if not isinstance(value, str) or not value.strip():
         raise EventError(field, "must be a non-empty string")
     if len(value) > MAX_ID_LENGTH:
@@ -126,6 +136,9 @@ def _text(obj: dict, field: str, *, required: bool = True) -> str | None:
 
 
 def _choice(obj: dict, field: str, allowed: tuple[str, ...]) -> str:
+    value = obj.get(field)
+    if type(value) is str and value in allowed:  # every allowed value is a valid text
+        return value
     value = _text(obj, field)
     if value not in allowed:
         raise EventError(field, f"unknown {field} {value!r}; expected one of {', '.join(allowed)}")

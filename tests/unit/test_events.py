@@ -3,7 +3,10 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from engine import events
 from engine.events import EventError, EventTiming, parse_event, parse_timestamp
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -146,3 +149,22 @@ def test_whether_breakers_judge_the_arrival_is_decided_as_the_event_arrives(age,
     assert "judged_on_arrival" not in parse_event({"kind": "eval_coverage", "covered": 1, "total": 2, "at": at}, NOW).row
     tight = EventTiming(late_horizon=timedelta(minutes=10))
     assert parse_event(cmd(at=(NOW - timedelta(minutes=11)).isoformat()), NOW, tight).row["judged_on_arrival"] is False
+
+
+_ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.lists(st.integers(), max_size=2),
+    st.text(max_size=5), st.text(alphabet=st.sampled_from(" \t\n\x00a\u00e9\ud800\u3000"), max_size=4),
+    st.builds(lambda n, c: c * n, st.integers(min_value=195, max_value=205), st.sampled_from("a é")))
+
+
+@given(value=_ANY_VALUE, required=st.booleans())
+def test_the_fast_text_check_agrees_with_the_full_one(value, required):
+    """``_text``'s common-case shortcut (ASCII, in length, no NUL, not blank) lets through exactly what the
+    full check does, and everything else gets the full check's own error."""
+    def outcome(check):
+        try:
+            return ("ok", check())
+        except events.EventError as exc:
+            return ("error", str(exc))
+    assert outcome(lambda: events._text({"f": value}, "f", required=required)) == \
+        outcome(lambda: events._checked_text(value, "f", required))
