@@ -16,6 +16,12 @@ def _rows(conn: sa.Connection, table: str) -> list[tuple]:
     return sorted(tuple(map(repr, row)) for row in conn.execute(sa.text(f'SELECT * FROM "{table}"')))
 
 
+def _plain_index(index: dict) -> dict:
+    """A reflected index with its dialect options as text: a partial index's predicate is reflected as a
+    TextClause, which compares by identity."""
+    return {**index, "dialect_options": {k: str(v) for k, v in index.get("dialect_options", {}).items()}}
+
+
 def fingerprint(engine: sa.Engine) -> dict:
     """Everything a migration makes, with the schema's own name left out (it differs by construction)."""
     with engine.connect() as conn:
@@ -27,7 +33,7 @@ def fingerprint(engine: sa.Engine) -> dict:
                              c.get("autoincrement"), str(c.get("identity"))) for c in insp.get_columns(table)],
                 "pk": insp.get_pk_constraint(table),
                 "fks": insp.get_foreign_keys(table),
-                "indexes": sorted(insp.get_indexes(table), key=lambda i: i["name"] or ""),
+                "indexes": sorted(map(_plain_index, insp.get_indexes(table)), key=lambda i: i["name"] or ""),
                 "unique": sorted(insp.get_unique_constraints(table), key=lambda u: u["name"] or ""),
                 "checks": sorted(insp.get_check_constraints(table), key=lambda c: c["name"] or ""),
                 "rows": _rows(conn, table),
