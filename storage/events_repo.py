@@ -321,7 +321,7 @@ class Window:
 
 def _window_rows(conn: Connection, table: sa.Table, names: Sequence[str], w: Window) -> sa.Subquery:
     """The window's rows as a subquery of columns ``names``. Usually no row judged on arrival arrived in
-    the window with its ``at`` outside it — one seek of the (judged_on_arrival, ingested_at, at) index,
+    the window with its ``at`` outside it — one seek of the arrivals index (partial: only those rows),
     which never reads the table, says so — and the subquery is the rows that happened in it, which the
     database flattens into the query it ran before late evidence was judged. Otherwise it is a UNION
     ALL of the two disjoint parts, so that each row is counted exactly once."""

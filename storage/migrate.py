@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: the newest revision in storage/migrations/versions (update it with every new migration)
-HEAD = "0024"
+HEAD = "0025"
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -37,6 +37,17 @@ def _json(default_factory: Callable[[], Any] | None = None, **kw: Any) -> Any:
 # --- events in -------------------------------------------------------------------------------
 
 
+def _arrivals_index(table: str) -> sa.Index:
+    """The rows judged on arrival, by arrival (``events_repo._window_rows``, ``drilldown_repo._in_window``: one
+    seek says whether any arrived in a window). Partial: almost every event is on time or backfill, and a full
+    index cost every insert an entry no query reads (migration 0025). Each predicate is spelled as SQLAlchemy
+    renders ``judged_on_arrival.is_(True)`` for that dialect: SQLite uses a partial index only for a WHERE term
+    the same as its own, and PostgreSQL proves ``IS TRUE`` from ``IS TRUE`` (not from the bare column)."""
+    return sa.Index(f"ix_{table}_arrivals", "ingested_at", "at",
+                    postgresql_where=sa.text("judged_on_arrival IS TRUE"),
+                    sqlite_where=sa.text("judged_on_arrival IS 1"))
+
+
 class CommandEvent(SQLModel, table=True):
     """One status of one command; ``(command_id, status)`` is the idempotency key."""
 
@@ -47,7 +58,7 @@ class CommandEvent(SQLModel, table=True):
         # covers the gate's rate-limit counts (autonomous executions of a type in a day or week)
         sa.Index("ix_command_events_type_at", "command_type", "at", "autonomous", "status", "command_id"),
         # breakers judge late arrivals in a window too: a seek to the late rows arrived since its start
-        sa.Index("ix_command_events_arrivals", "judged_on_arrival", "ingested_at", "at"),
+        _arrivals_index("command_events"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -85,7 +96,7 @@ class CommandRollup(SQLModel, table=True):
 class Incident(SQLModel, table=True):
     __tablename__ = "incidents"
     __table_args__ = (sa.Index("ix_incidents_at", "at"),
-                      sa.Index("ix_incidents_arrivals", "judged_on_arrival", "ingested_at", "at"))
+                      _arrivals_index("incidents"))
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: str = Field(max_length=200, unique=True)
@@ -102,7 +113,7 @@ class SafetyEvent(SQLModel, table=True):
 
     __tablename__ = "safety_events"
     __table_args__ = (sa.Index("ix_safety_events_at", "at"),
-                      sa.Index("ix_safety_events_arrivals", "judged_on_arrival", "ingested_at", "at"))
+                      _arrivals_index("safety_events"))
 
     id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(max_length=300, unique=True)

@@ -196,7 +196,13 @@ command_events = sa.Table(
     sa.Column("service", sa.String(length=200), nullable=True),
     sa.Column("judged_on_arrival", sa.Boolean(), nullable=False, default=False),
     sa.UniqueConstraint("command_id", "status", name="uq_command_events_id_status"),
-    sa.Index("ix_command_events_arrivals", "judged_on_arrival", "ingested_at", "at"),
+    sa.Index(
+        "ix_command_events_arrivals",
+        "ingested_at",
+        "at",
+        postgresql_where=sa.text("judged_on_arrival IS TRUE"),
+        sqlite_where=sa.text("judged_on_arrival IS 1"),
+    ),
     sa.Index("ix_command_events_at_status", "at", "status", "command_id"),
     sa.Index("ix_command_events_type_at", "command_type", "at", "autonomous", "status", "command_id"),
 )
@@ -334,7 +340,13 @@ incidents = sa.Table(
     sa.Column("service", sa.String(length=200), nullable=True),
     sa.Column("judged_on_arrival", sa.Boolean(), nullable=False, default=False),
     sa.UniqueConstraint("incident_id"),
-    sa.Index("ix_incidents_arrivals", "judged_on_arrival", "ingested_at", "at"),
+    sa.Index(
+        "ix_incidents_arrivals",
+        "ingested_at",
+        "at",
+        postgresql_where=sa.text("judged_on_arrival IS TRUE"),
+        sqlite_where=sa.text("judged_on_arrival IS 1"),
+    ),
     sa.Index("ix_incidents_at", "at"),
     sa.Index("ix_incidents_command_id", "command_id"),
 )
@@ -474,7 +486,13 @@ safety_events = sa.Table(
     sa.Column("ingested_at", UTCDateTime(), nullable=False),
     sa.Column("judged_on_arrival", sa.Boolean(), nullable=False, default=False),
     sa.UniqueConstraint("event_key"),
-    sa.Index("ix_safety_events_arrivals", "judged_on_arrival", "ingested_at", "at"),
+    sa.Index(
+        "ix_safety_events_arrivals",
+        "ingested_at",
+        "at",
+        postgresql_where=sa.text("judged_on_arrival IS TRUE"),
+        sqlite_where=sa.text("judged_on_arrival IS 1"),
+    ),
     sa.Index("ix_safety_events_at", "at"),
 )
 

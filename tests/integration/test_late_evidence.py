@@ -9,13 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from console.config import ConfigError, build_governance, load_config
 from engine.breakers import window_ending
 from engine.clock import isoformat
 from engine.events import EventTiming
 from engine.governance import Governance
-from storage import events_repo, state_repo
+from storage import events_repo, state_repo, tables
 from tests.conftest import OPERATOR
 
 
@@ -194,3 +195,28 @@ def test_ingest_config_is_read_and_strict(tmp_path: Path, store, clock, monkeypa
     path.write_text('[ingest]\nlate_horizon = "an hour"\n')
     with pytest.raises(ConfigError, match=r"\[ingest\] late_horizon = 'an hour': .*use a duration such as"):
         load_config(path).event_timing()
+
+
+@pytest.mark.parametrize("table", ["command_events", "incidents", "safety_events"])
+def test_the_arrivals_check_seeks_the_partial_arrivals_index(gov, clock, table):
+    """The seek for rows judged on arrival in a window reads the partial index of those rows (migration 0025):
+    each store uses a partial index only when the query's condition matches the index's own predicate, so a
+    query spelled otherwise (``== True`` instead of ``IS TRUE``) would scan every event of the window."""
+    t = tables.metadata.tables[table]
+    now = clock.now()
+    w = window_ending(now, now - timedelta(minutes=5))
+    arrived = sa.select(sa.exists().where(t.c.judged_on_arrival.is_(True), t.c.ingested_at >= w.start,
+                                          t.c.ingested_at <= w.arrived_by, sa.or_(t.c.at < w.start, t.c.at >= w.end)))
+    with gov.store.read() as conn:
+        compiled = arrived.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        sql = str(compiled)
+        if conn.dialect.name == "sqlite":
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + sql, tuple(compiled.params[k] for k in compiled.positiontup)))
+            assert f"USING COVERING INDEX ix_{table}_arrivals" in plan or f"USING INDEX ix_{table}_arrivals" in plan, plan
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # near-empty tables: judge the use, not the cost
+            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, compiled.params))
+            # command_events is partitioned: each month's partition has its own copy of the index
+            names = (f"ix_{table}_arrivals", "_ingested_at_at_idx" if table == "command_events" else "-")
+            assert "Index" in plan and any(n in plan for n in names), plan
