@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage.events_repo import Window
+from storage.events_repo import Window, arrived_outside
 from storage.tables import breaker_events as EVENTS
 from storage.tables import command_events as CMD
 from storage.tables import incidents as INC
@@ -27,9 +27,7 @@ def _in_window(conn: Connection, table: sa.Table, w: Window, seen_by: datetime) 
     in it; stored by ``seen_by``. The OR (which costs the timestamp index its use on SQLite) only when
     a row judged on arrival is there at all (one seek of the arrivals index, as events_repo does)."""
     happened = sa.and_(table.c.at >= w.start, table.c.at < w.end)
-    arrived_from = w.start if w.arrived_from is None else w.arrived_from
-    arrived = sa.and_(table.c.judged_on_arrival.is_(True), table.c.ingested_at >= arrived_from,
-                      table.c.ingested_at <= w.arrived_by, sa.or_(table.c.at < w.start, table.c.at >= w.end))
+    arrived = sa.and_(*arrived_outside(table, w))
     if conn.execute(sa.select(sa.exists().where(arrived))).scalar_one():
         return sa.and_(sa.or_(happened, arrived), table.c.ingested_at <= seen_by)
     return sa.and_(happened, table.c.ingested_at <= seen_by)

@@ -319,6 +319,15 @@ class Window:
     arrived_from: datetime | None = None
 
 
+def arrived_outside(table: sa.Table, w: Window) -> list[sa.ColumnElement]:
+    """The conditions of a window's rows judged on arrival that arrived in it with their ``at`` outside it. The
+    arrivals index is partial (migration 0025): it serves them only while the flag's test is spelled
+    ``is_(True)``, as its predicate is (tests/integration/test_late_evidence.py checks the plans)."""
+    arrived_from = w.start if w.arrived_from is None else w.arrived_from
+    return [table.c.judged_on_arrival.is_(True), table.c.ingested_at >= arrived_from,
+            table.c.ingested_at <= w.arrived_by, sa.or_(table.c.at < w.start, table.c.at >= w.end)]
+
+
 def _window_rows(conn: Connection, table: sa.Table, names: Sequence[str], w: Window) -> sa.Subquery:
     """The window's rows as a subquery of columns ``names``. Usually no row judged on arrival arrived in
     the window with its ``at`` outside it — one seek of the arrivals index (partial: only those rows),
@@ -327,9 +336,7 @@ def _window_rows(conn: Connection, table: sa.Table, names: Sequence[str], w: Win
     ALL of the two disjoint parts, so that each row is counted exactly once."""
     cols = [table.c[n] for n in names]
     happened = sa.select(*cols).where(table.c.at >= w.start, table.c.at < w.end)
-    arrived_from = w.start if w.arrived_from is None else w.arrived_from
-    arrived_only = [table.c.judged_on_arrival.is_(True), table.c.ingested_at >= arrived_from,
-                    table.c.ingested_at <= w.arrived_by, sa.or_(table.c.at < w.start, table.c.at >= w.end)]
+    arrived_only = arrived_outside(table, w)
     if conn.execute(sa.select(sa.exists().where(*arrived_only))).scalar_one():
         return sa.union_all(happened, sa.select(*cols).where(*arrived_only)).subquery("w")
     return happened.subquery("w")
