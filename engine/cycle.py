@@ -63,7 +63,9 @@ class GovernanceCycle:
             reversions = [{"at": isoformat(r.started_at), "proposalId": r.proposal_id,
                            "breakerEventId": r.breaker_event_id}
                           for r in reports_repo.reversions_during_validation(conn, now - WEEK)]
-            report_id = "rep-" + now.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+            # 32 random bits: cycles run at one instant (a test's fixed clock, several operators at once) must
+            # not collide (16 bits did, in the API's generated-request test: a 500 on reports.id)
+            report_id = "rep-" + now.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
             report = {"id": report_id, "timestamp": isoformat(now), "triggeredBy": actor,
                       "metrics": metrics, "previousMetrics": previous, "readiness": readiness.to_json(),
                       "recommendation": readiness.recommendation, "circuitBreakerEvents": week_events,
