@@ -43,7 +43,7 @@ from console.api_agents import HeartbeatFastPath
 from console.api_auth import Auth
 from console.api_ingest import BadBody, IngestFastPath, IngestService
 from console.evaluator import CoalescingEvaluator
-from console.limits import AfterChanges, BodyLimit, HostCheck, ReadRateLimit
+from console.limits import AfterChanges, BodyLimit, HostCheck, ReadRateLimit, allowed_host_names
 from console.prometheus import ApiMetrics
 from console.read_cache import ReadCache
 from engine.alertmanager import AlertmanagerMapping
@@ -188,8 +188,12 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
                               "Changes need `Authorization: Bearer TOKEN`; reads too when the server is not "
                               "bound to a loopback address.")
     app.state.gov, app.state.tokens, app.state.metrics, app.state.evaluator = gov, tokens, metrics, evaluator
-    # POST /api/events without the router (console/api_ingest.py): inside every middleware below
-    app.add_middleware(IngestFastPath, auth=auth, service=ingest, metrics=metrics, respond=json_response)
+    # POST /api/events at the front door, ahead of FastAPI and every middleware below (console/api_ingest.py):
+    # it does their Host check, body limit and refresh itself, and hands every other request to the stack
+    app.front_door = IngestFastPath(
+        app.behind_front_door, auth=auth, service=ingest, metrics=metrics, max_body=max_body_bytes,
+        allowed_hosts=None if allowed_hosts is None else allowed_host_names(allowed_hosts),
+        on_change=lambda: cached.invalidate(readiness=False))
     app.add_middleware(BodyLimit, default=max_json_body_bytes, per_path={"/api/events": max_body_bytes,
                                                                                    "/api/rpc": max_body_bytes})
     app.add_middleware(AfterChanges, on_change=lambda path: cached.invalidate(
@@ -225,6 +229,20 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
 
 
 class GovconAPI(FastAPI):
+    """FastAPI with a front door: ``front_door`` (an ASGI app, set by create_app) gets every request first and
+    hands what it does not answer itself to ``behind_front_door`` — FastAPI with its middleware."""
+
+    front_door: Callable[..., Any] | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.front_door is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front_door(scope, receive, send)
+
+    async def behind_front_door(self, scope, receive, send) -> None:
+        await super().__call__(scope, receive, send)
+
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document, with the reads' token marked optional (needed only off loopback)."""
         if self.openapi_schema is None:

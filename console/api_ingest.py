@@ -23,9 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from starlette.requests import Request
-
-from console.asgi_fast import read_body, replay
+from console.asgi_fast import read_body, replay, send_json
+from console.limits import host_allowed
 from engine.ingest import (
     MAX_LINE_BYTES,
     MAX_REPORTED_ERRORS,
@@ -288,37 +287,59 @@ FAST_INGEST = os.environ.get("GOVCON_FAST_INGEST", "1") != "0"
 
 
 class IngestFastPath:
-    """POST /api/events answered without FastAPI's routing and request handling (pure ASGI).
+    """POST /api/events answered at the app's front door (``GovconAPI.__call__``), ahead of FastAPI and every
+    middleware (pure ASGI).
 
-    A single-event request spent about a third of the event loop's time in what sits between the
-    middlewares and the route (matching the path against every route, the exception and exit-stack
-    middlewares, building the request and the handler's dependencies: docs/performance.md, "HTTP ingest
-    and `govcon gate` from a shell"), which a bare server does not pay. Installed inside the API's own
-    middlewares (body limit, host check, after-changes), it does what the route does — the same
-    ``auth.ingester``, ``IngestService.submit``, metrics and ``json_response`` — and hands everything else
-    to the app: other paths, bodies without a Content-Length, a refused token (nothing read yet: the route
-    refuses it with its usual answer), and any request whose ingest raised (its body replayed, so the route
-    answers the error exactly as it always has; ingest is idempotent, so a retried store is safe).
-    ``FAST_INGEST`` when it is built (the app's first request) says whether it answers at all
+    A single-event request spent most of the server's CPU outside ingest: FastAPI's own layers (its body limit,
+    telemetry, the error middleware), govcon's five middlewares — each wrapping ``send`` again —, routing,
+    and building a Request and a Response (docs/performance.md, "Fourteenth session"), none of which a bare
+    server pays. So this does, for the one request shape that is hot, what those layers would have done:
+    the Host check of a loopback bind (``limits.host_allowed``), the body limit (a declared Content-Length
+    within ``max_body``), the token (``auth.ingest_operator``), ``IngestService.submit``, the metrics, the
+    cached reads' refresh before the answer leaves (``on_change``, as ``limits.AfterChanges``), and the
+    answer ``json_response`` would give (``respond``). Everything else goes to ``app``, the whole stack, which
+    answers it as it always has: other paths, a Host it does not serve, a body without a Content-Length or over
+    the limit, a refused token (nothing read yet: the route refuses it with its usual answer), and a request
+    whose ingest raised (its body replayed, so the route answers the error; ingest is idempotent, so a retried
+    store is safe). ``FAST_INGEST`` when it is built says whether it answers at all
     (tests/integration/test_ingest_fast_path.py compares both, byte for byte)."""
 
-    def __init__(self, app, *, auth, service: IngestService, metrics, respond) -> None:
+    def __init__(self, app, *, auth, service: IngestService, metrics, respond=send_json, max_body: int,
+                 allowed_hosts: frozenset[str] | None = None, on_change=None) -> None:
         self.app = app
         self.auth = auth
         self.service = service
         self.metrics = metrics
-        self.respond = respond  # console.api.json_response
+        self.respond = respond  # (send, doc, status): console.asgi_fast.send_json
+        self.max_body = max_body
+        self.allowed_hosts = allowed_hosts  # None: no Host check (a server not bound to loopback)
+        self.on_change = on_change
         self.enabled = FAST_INGEST
 
     async def __call__(self, scope, receive, send) -> None:
         if not self.enabled or scope["type"] != "http" or scope["path"] != "/api/events" \
-                or scope["method"] != "POST" or not _has_length(scope):
+                or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        authorization = content_type = None
+        length = -1
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"transfer-encoding":
+                length = -1
+                break
+        if authorization is None or not 0 <= length <= self.max_body \
+                or (self.allowed_hosts is not None and not host_allowed(scope, self.allowed_hosts)):
+            await self.app(scope, receive, send)  # the whole stack answers it (401, 413, 421, chunked …)
+            return
         started = time.perf_counter()
-        request = Request(scope)
         try:
-            await self.auth.ingester(request)
+            await self.auth.ingest_operator(authorization.decode("latin-1"))
         except Exception:
             await self.app(scope, receive, send)  # refused: the route says why, as ever
             return
@@ -326,22 +347,12 @@ class IngestFastPath:
         if body is None:
             return  # the client went away
         try:
-            outcome = await self.service.submit(body, request.headers.get("content-type"))
+            outcome = await self.service.submit(body, None if content_type is None else content_type.decode("latin-1"))
         except Exception:
             await self.app(scope, replay(body, None, receive), send)
             return
         self.metrics.count_ingest(outcome.status_code, outcome.report)
         self.metrics.ingest_latency.observe(time.perf_counter() - started)
-        await self.respond(outcome.to_json(), outcome.status_code)(scope, receive, send)
-
-
-def _has_length(scope) -> bool:
-    """A Content-Length and no Transfer-Encoding: the body limit (console/limits.py) has judged the declared
-    length already, so reading it here cannot run past the limit."""
-    length = False
-    for name, _value in scope["headers"]:
-        if name == b"content-length":
-            length = True
-        elif name == b"transfer-encoding":
-            return False
-    return length
+        if self.on_change is not None:
+            self.on_change()  # before the answer leaves: a read after it is fresh
+        await self.respond(send, outcome.to_json(), outcome.status_code)

@@ -155,6 +155,17 @@ def host_name(value: str) -> str:
     return name if name and port.isdigit() else value
 
 
+def allowed_host_names(extra: frozenset[str]) -> frozenset[str]:
+    """The Host names a loopback bind serves: the loopback names and ``extra`` ([serve] allowed_hosts)."""
+    return LOOPBACK_HOSTS | {host_name(h) for h in extra}
+
+
+def host_allowed(scope: Scope, allowed: frozenset[str]) -> bool:
+    """Whether HostCheck serves this request: no Host header (HTTP/1.0, no browser), or one of ``allowed``."""
+    raw = _header(scope, b"host")
+    return raw is None or host_name(raw.decode("latin-1")) in allowed
+
+
 class HostCheck:
     """On a server bound to loopback, only requests naming a loopback host (any port) are served, and
     the names in ``extra``: a web page that rebinds its own DNS name to 127.0.0.1 sends its own name,
@@ -162,20 +173,13 @@ class HostCheck:
 
     def __init__(self, app: ASGIApp, *, extra: frozenset[str] = frozenset()) -> None:
         self.app = app
-        self.allowed = LOOPBACK_HOSTS | {host_name(h) for h in extra}
+        self.allowed = allowed_host_names(extra)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or host_allowed(scope, self.allowed):
             await self.app(scope, receive, send)
             return
-        raw = _header(scope, b"host")
-        if raw is None:
-            await self.app(scope, receive, send)
-            return
-        shown = raw.decode("latin-1")
-        if host_name(shown) in self.allowed:
-            await self.app(scope, receive, send)
-            return
+        shown = (_header(scope, b"host") or b"").decode("latin-1")
         names = ", ".join(sorted(self.allowed))
         await _send_json(send, 421, {"error": "misdirected_request",
                                      "detail": f"Host {shown[:200]!r} is not served here: this server is bound to "

@@ -154,17 +154,23 @@ class ApiMetrics:
                                             buckets=_LATENCY_BUCKETS, registry=r)
         for decision in ("allow", "needs_approval", "deny"):
             self.gate_decisions.labels(decision)
-        for result in ("accepted", "duplicate", "rejected"):
-            self.ingest_events.labels(result)
+        self._ingest_by_result = [(result, self.ingest_events.labels(result))
+                                  for result in ("accepted", "duplicate", "rejected")]
+        self._ingest_by_code: dict[int, Any] = {}
         r.register(GovernanceCollector(gov, cache_seconds=cache_seconds))
 
     def count_ingest(self, code: int, report: Any | None) -> None:
-        self.ingest_requests.labels(str(code)).inc()
+        """Per request on the hot path: the labelled children are looked up once (``labels`` builds a key
+        and takes a lock each time)."""
+        requests = self._ingest_by_code.get(code)
+        if requests is None:
+            requests = self._ingest_by_code[code] = self.ingest_requests.labels(str(code))
+        requests.inc()
         if report is not None:
-            for result in ("accepted", "duplicate", "rejected"):
+            for result, events in self._ingest_by_result:
                 n = getattr(report, result)
                 if n:
-                    self.ingest_events.labels(result).inc(n)
+                    events.inc(n)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

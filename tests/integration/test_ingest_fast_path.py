@@ -143,3 +143,55 @@ def test_what_was_stored_is_the_same(two_apps, gov):
     fast = sorted((cid.replace(FAST, "ID"), status) for cid, status in rows if cid.startswith(FAST))
     route = sorted((cid.replace(ROUTE, "ID"), status) for cid, status in rows if cid.startswith(ROUTE))
     assert fast == route and len(fast) == 6
+
+
+# --- the front door does what the middleware it skips would have done --------------------------------------
+
+
+def _spied(api) -> list[int]:
+    """The statuses the front door answered itself (console.api.GovconAPI.front_door)."""
+    door, answered = api.client.app.front_door, []
+    respond = door.respond
+
+    async def noting(send, doc, status):
+        answered.append(status)
+        await respond(send, doc, status)
+    door.respond = noting
+    return answered
+
+
+def test_a_host_a_loopback_bind_does_not_serve_is_refused_and_nothing_is_stored(gov):
+    api = make_api(gov, allowed_hosts=frozenset({"testserver"}))  # TestClient's own Host
+    with api.client:
+        answered, token = _spied(api), api.auth("alice")["Authorization"]
+        refused = api.post("/api/events", content=_one()("rebound"),
+                           headers={**JSON, "Authorization": token, "Host": "rebound.example:4007"})
+        assert (refused.status_code, refused.json()["error"], answered) == (421, "misdirected_request", [])
+        assert api.post("/api/events", content=_one()("served"), headers={**JSON, "Authorization": token}
+                        ).status_code == 200
+        assert answered == [200]
+    with gov.store.read() as conn:
+        import sqlalchemy as sa
+        ids = [r[0] for r in conn.execute(sa.text("SELECT command_id FROM command_events"))]
+    assert ids == ["served-1"]
+
+
+def test_an_outcome_through_the_front_door_shows_in_the_cached_state_at_once(gov):
+    """The state document is cached (a minute here); an ingest answered at the front door refreshes it before its
+    answer leaves, as limits.AfterChanges does for every other change."""
+    from engine.clock import isoformat
+    from storage import state_repo
+    with gov.store.write() as conn:
+        state_repo.update_state(conn, current_phase="L4", command_whitelist=["restart_service"])
+    api = make_api(gov, read_cache_seconds=60)
+    with api.client:
+        api.client.app.state.evaluator.stop(final=False)  # its evaluations refresh the cache too: not this test's
+        answered, token = _spied(api), api.auth("alice")["Authorization"]
+        granted = gov.gate.decide("restart_service")
+        assert granted.decision == "allow"
+        assert api.get("/api/governance/state").json()["grantsInFlight"] == 1
+        outcome = {"kind": "command", "id": granted.grant_id, "type": "restart_service", "status": "succeeded",
+                   "autonomous": True, "at": isoformat(gov.clock.now())}
+        assert api.post("/api/events", json=outcome, headers={"Authorization": token}).status_code == 200
+        assert answered == [200]
+        assert api.get("/api/governance/state").json()["grantsInFlight"] == 0
