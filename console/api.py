@@ -184,6 +184,9 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
 
     app = GovconAPI(title="govcon", version=_version(), lifespan=lifespan, responses=m.COMMON_ERRORS,
                   docs_url=None, redoc_url=None, openapi_url=None,  # served below, behind the read check
+                  # govcon exports its own metrics (/metrics); FastAPI's OpenTelemetry hooks asked for their
+                  # providers (environment variables included) on every request: ~10 µs each, for nothing
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Autonomy governance: the runbook's API, ingest, the gate, health and metrics. "
                               "Changes need `Authorization: Bearer TOKEN`; reads too when the server is not "
                               "bound to a loopback address.")
