@@ -39,10 +39,12 @@ from console import (
     api_service,
 )
 from console import api_models as m
-from console.api_agents import HeartbeatFastPath
+from console.api_actions import GateFastPath
+from console.api_agents import ForgetStateOnChange, HeartbeatFastPath
 from console.api_auth import Auth
 from console.api_ingest import BadBody, IngestFastPath, IngestService
 from console.evaluator import CoalescingEvaluator
+from console.front_door import FrontDoor
 from console.limits import AfterChanges, BodyLimit, HostCheck, ReadRateLimit, allowed_host_names
 from console.prometheus import ApiMetrics
 from console.read_cache import ReadCache
@@ -191,19 +193,22 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
                               "Changes need `Authorization: Bearer TOKEN`; reads too when the server is not "
                               "bound to a loopback address.")
     app.state.gov, app.state.tokens, app.state.metrics, app.state.evaluator = gov, tokens, metrics, evaluator
-    # POST /api/events at the front door, ahead of FastAPI and every middleware below (console/api_ingest.py):
-    # it does their Host check, body limit and refresh itself, and hands every other request to the stack
-    app.front_door = IngestFastPath(
-        app.behind_front_door, auth=auth, service=ingest, metrics=metrics, max_body=max_body_bytes,
-        allowed_hosts=None if allowed_hosts is None else allowed_host_names(allowed_hosts),
-        on_change=lambda: cached.invalidate(readiness=False))
+    # the hot requests at the front door, ahead of FastAPI and every middleware below (console/front_door.py):
+    # it and the fast paths do the Host check, body limits and refreshes of those layers for them
+    stack = app.behind_front_door
+    refresh = lambda: cached.invalidate(readiness=False)  # noqa: E731 - readiness judges days, not each event
+    app.front_door = FrontDoor(
+        stack,
+        ingest=IngestFastPath(stack, auth=auth, service=ingest, metrics=metrics, max_body=max_body_bytes,
+                              on_change=refresh),
+        gate=GateFastPath(gov, auth, metrics, fallback=stack, on_change=refresh) if api_actions.FAST_GATE else None,
+        beats=HeartbeatFastPath(agents=gov.agents, auth=auth, on_write=refresh), gate_max_body=max_json_body_bytes,
+        allowed_hosts=None if allowed_hosts is None else allowed_host_names(allowed_hosts))
     app.add_middleware(BodyLimit, default=max_json_body_bytes, per_path={"/api/events": max_body_bytes,
                                                                                    "/api/rpc": max_body_bytes})
     app.add_middleware(AfterChanges, on_change=lambda path: cached.invalidate(
         readiness=path not in ("/api/events", "/api/gate")))  # readiness judges days, not each event
-    # heartbeats without the router (outside AfterChanges)
-    app.add_middleware(HeartbeatFastPath, agents=gov.agents, auth=auth,
-                       on_write=lambda: cached.invalidate(readiness=False))
+    app.add_middleware(ForgetStateOnChange, agents=gov.agents)  # outside AfterChanges, as the beats were
     if read_rate is not None:
         app.add_middleware(ReadRateLimit, rate=read_rate, burst=read_burst)
     if allowed_hosts is not None:  # outermost: a rebinding page gets nothing at all

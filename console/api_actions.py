@@ -13,14 +13,12 @@ import time
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
 
 from console import api_models as m
 from console.api_lanes import run_safety
-from console.asgi_fast import read_body, replay
+from console.asgi_fast import read_body, replay, send_json
 from engine.errors import InvalidInput
 from engine.rule_language import RuleError, parse_window
 
@@ -47,12 +45,6 @@ def build_router(gov, auth, metrics, json_response) -> APIRouter:
         metrics.gate_decisions.labels(decision.decision).inc()
         metrics.gate_latency.observe(time.perf_counter() - started)
         return json_response({"budget": None, **decision.to_json()})
-
-    if FAST_GATE:  # matched before the route above: the plain ask is answered without FastAPI's request handling
-        at, route = next((i, r) for i, r in enumerate(router.routes)
-                         if isinstance(r, APIRoute) and r.path == "/api/gate")
-        fast = _FastGate(gov, auth, metrics, json_response, fallback=route.app)
-        router.routes.insert(at, Route("/api/gate", endpoint=fast, methods=["POST"], include_in_schema=False))
 
     @router.get("/api/gate/decisions", tags=["agents"], dependencies=read, responses=reads,
                 response_model=m.DecisionLog,
@@ -106,24 +98,25 @@ def build_router(gov, auth, metrics, json_response) -> APIRouter:
 
 
 #: answer POST /api/gate's plain asks (loopback reads without a token, a JSON body, no ``request``) with
-#: ``_FastGate``; False: every ask goes through the FastAPI route (tests compare the two)
+#: ``GateFastPath`` at the front door; False: every ask goes through the FastAPI route (tests compare the two)
 FAST_GATE = True
 
 
-class _FastGate:
-    """POST /api/gate as a plain ASGI endpoint for the plain ask (issue 12 "Speed"): an agent on loopback without
-    a token, ``Content-Type: application/json``, a body GateBody accepts, no ``request``. It parses and validates
-    the body as the route does (``json.loads``, then ``GateBody`` — strict, no extra fields) and answers with the
-    same call and the same ``json_response``, so the answer is byte for byte the route's (a test compares them);
-    it skips FastAPI's per-request work (the request object, dependency solving, the body field's validation
-    wrapper). Anything else — a token, another content type, a body the model refuses, ``request: true``, a
-    server that needs tokens for reads — is handed, with its body, to the route itself (``fallback``), which
-    answers it (401, 422 …) as before. The middleware around the router (request ids, headers, errors) is the
-    same for both."""
+class GateFastPath:
+    """POST /api/gate's plain ask answered at the app's front door (console/front_door.py, issue 12 "Speed"): an
+    agent on loopback without a token, ``Content-Type: application/json``, a body GateBody accepts, no
+    ``request``. It parses and validates the body as the route does (``json.loads``, then ``GateBody`` — strict,
+    no extra fields) and answers with the same call and the same document, so the answer is byte for byte the
+    route's (a test compares them); it skips FastAPI, its middleware and govcon's (the front door has done their
+    Host check and body limit; ``on_change`` is their refresh of cached reads) and the route's per-request work
+    (the request object, dependency solving, the body field's validation wrapper). Anything else — a token,
+    another content type, a body the model refuses, ``request: true``, a server that needs tokens for reads —
+    is handed, with its body, to ``fallback`` (the whole stack), which answers it (401, 422 …) as before."""
 
-    def __init__(self, gov, auth, metrics, json_response, *, fallback) -> None:
-        self.gov, self.auth, self.metrics, self.json_response = gov, auth, metrics, json_response
+    def __init__(self, gov, auth, metrics, *, fallback, on_change=None) -> None:
+        self.gov, self.auth, self.metrics = gov, auth, metrics
         self.fallback = fallback
+        self.on_change = on_change
 
     async def __call__(self, scope, receive, send) -> None:
         raw, ended = await read_body(receive)
@@ -136,7 +129,9 @@ class _FastGate:
                                     request=body.request, requested_by=None)
         self.metrics.gate_decisions.labels(decision.decision).inc()
         self.metrics.gate_latency.observe(time.perf_counter() - started)
-        await self.json_response({"budget": None, **decision.to_json()})(scope, receive, send)
+        if self.on_change is not None:
+            self.on_change()  # before the answer leaves (an allow's grant is in the state document)
+        await send_json(send, {"budget": None, **decision.to_json()})
 
     def _plain(self, scope, raw: bytes) -> m.GateBody | None:
         if self.auth.require_for_reads:

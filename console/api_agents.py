@@ -11,13 +11,14 @@ Heartbeats run in the shared threadpool on the default lane, not on the safety l
 switch keep to themselves: a late beat fails safe (its lease lapses, the agent's asks need approval), and
 100 beats a second must not take the gate's connections.
 
-The fast path (``HeartbeatFastPath``, pure ASGI, installed by console/api.py outside the FastAPI router):
-a well-formed beat with a token known to the heartbeat cache is answered without FastAPI's routing,
-dependency solving and body model — from the engine's memory on the event loop when the beat would not
-be written (``AgentBook.beat_from_memory``), else by ``AgentBook.beat`` in the threadpool. Anything else
-(no or unknown token, a body that is not ``{}`` or ``{"ttl": N}``, a name that is not one, an error from
-the engine) is handed, body and all, to the route below, which answers as it always did. Any other change
-through this server (not GETs, not the gate) makes the engine forget the state it answers beats from.
+The fast path (``HeartbeatFastPath``, pure ASGI, called by the API's front door, console/front_door.py,
+ahead of FastAPI and its middleware): a well-formed beat with a token known to the heartbeat cache is
+answered without FastAPI's routing, dependency solving and body model — from the engine's memory on the
+event loop when the beat would not be written (``AgentBook.beat_from_memory``), else by ``AgentBook.beat``
+in the threadpool. Anything else (no or unknown token, a body that is not ``{}`` or ``{"ttl": N}``, a name
+that is not one, an error from the engine) is handed, body and all, to the whole stack, whose route answers
+as it always did. Any other change through this server (not GETs, not the gate, not ingest, not a beat) makes
+the engine forget the state it answers beats from (``ForgetStateOnChange``, a middleware).
 """
 
 from __future__ import annotations
@@ -110,33 +111,26 @@ TRUST_SECONDS = 30.0
 REFRESH_SECONDS = 10.0
 
 
-class HeartbeatFastPath:
-    """Pure ASGI middleware: ``POST /api/agents/{name}/heartbeat`` answered without the FastAPI route when
-    the beat is ordinary (module docstring); the rest of the app is passed through, and a change through
-    this server (not GET/HEAD/OPTIONS, not the gate, not a beat) makes the engine forget its state as the
-    answer starts. ``on_write()`` is called after a beat that went through the store (cached reads of
-    the state document show the drain's acknowledgements)."""
+def beat_name(scope) -> str | None:
+    """The agent's name of a ``POST /api/agents/{name}/heartbeat``; None for any other request."""
+    path = scope["path"]
+    if scope["method"] == "POST" and path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+        return path[len(_PREFIX):-len(_SUFFIX)]
+    return None
 
-    def __init__(self, app, *, agents, auth, on_write=None) -> None:
+
+class ForgetStateOnChange:
+    """Pure ASGI middleware: a change through this server (not GET/HEAD/OPTIONS, not the gate, not ingest, not a
+    beat) makes the engine forget the state (kill switch, mode) it answers beats from, as the answer starts."""
+
+    def __init__(self, app, *, agents) -> None:
         self.app = app
         self.agents = agents
-        self.auth = auth
-        self.on_write = on_write
-        # sha256 of a token -> [identity, monotonic verified at, used since the last refresh, last used]
-        self._idents: dict[str, list] = {}
-        self._refresher: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        if scope["method"] == "POST" and path.startswith(_PREFIX) and path.endswith(_SUFFIX):
-            await self._beat(scope, receive, send, path[len(_PREFIX):-len(_SUFFIX)])
-            return
-        if path in _NO_STATE_CHANGE:  # asks and ingest change no kill switch and no mode
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") \
+                or scope["path"] in _NO_STATE_CHANGE or beat_name(scope) is not None:
+            await self.app(scope, receive, send)  # asks, ingest and beats change no kill switch and no mode
             return
         agents = self.agents
 
@@ -147,7 +141,24 @@ class HeartbeatFastPath:
 
         await self.app(scope, receive, send_then_forget)
 
-    async def _beat(self, scope, receive, send, name: str) -> None:
+
+class HeartbeatFastPath:
+    """``POST /api/agents/{name}/heartbeat`` answered without the FastAPI route when the beat is ordinary
+    (module docstring): ``beat``, called by the front door. ``on_write()`` is called after a beat that went
+    through the store (cached reads of the state document show the drain's acknowledgements)."""
+
+    def __init__(self, *, agents, auth, on_write=None) -> None:
+        self.agents = agents
+        self.auth = auth
+        self.on_write = on_write
+        # sha256 of a token -> [identity, monotonic verified at, used since the last refresh, last used]
+        self._idents: dict[str, list] = {}
+        self._refresher: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def beat(self, scope, receive, send, name: str, fallback) -> None:
+        """Answer the beat of agent ``name`` from memory or through ``AgentBook.beat``; anything else, with what
+        was read of it, goes to ``fallback`` (the whole stack, whose route answers it)."""
         secret, length, json_type = None, None, False
         for key, value in scope["headers"]:
             if key == b"authorization":
@@ -159,7 +170,7 @@ class HeartbeatFastPath:
             elif key == b"content-type":
                 json_type = b"json" in value
         if not secret or length is None or not 0 <= length <= _MAX_BODY or "/" in name or invalid_name(name, "agent"):
-            await self.app(scope, receive, send)  # the route says what is wrong (or streams a long body)
+            await fallback(scope, receive, send)  # the route says what is wrong (or streams a long body)
             return
         body, messages = b"", []
         while True:  # at most _MAX_BODY bytes, as declared
@@ -172,7 +183,7 @@ class HeartbeatFastPath:
                 break
         reply = await self._answer(secret, name, body, json_type)
         if reply is None:
-            await self.app(scope, _replay(messages, receive), send)
+            await fallback(scope, _replay(messages, receive), send)
             return
         payload = json.dumps(reply, default=str).encode()
         await send({"type": "http.response.start", "status": 200,

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from console.asgi_fast import read_body, replay, send_json
-from console.limits import host_allowed
 from engine.ingest import (
     MAX_LINE_BYTES,
     MAX_REPORTED_ERRORS,
@@ -287,38 +286,30 @@ FAST_INGEST = os.environ.get("GOVCON_FAST_INGEST", "1") != "0"
 
 
 class IngestFastPath:
-    """POST /api/events answered at the app's front door (``GovconAPI.__call__``), ahead of FastAPI and every
-    middleware (pure ASGI).
-
-    A single-event request spent most of the server's CPU outside ingest: FastAPI's own layers (its body limit,
-    telemetry, the error middleware), govcon's five middlewares — each wrapping ``send`` again —, routing,
-    and building a Request and a Response (docs/performance.md, "Fourteenth session"), none of which a bare
-    server pays. So this does, for the one request shape that is hot, what those layers would have done:
-    the Host check of a loopback bind (``limits.host_allowed``), the body limit (a declared Content-Length
-    within ``max_body``), the token (``auth.ingest_operator``), ``IngestService.submit``, the metrics, the
-    cached reads' refresh before the answer leaves (``on_change``, as ``limits.AfterChanges``), and the
-    answer ``json_response`` would give (``respond``). Everything else goes to ``app``, the whole stack, which
-    answers it as it always has: other paths, a Host it does not serve, a body without a Content-Length or over
-    the limit, a refused token (nothing read yet: the route refuses it with its usual answer), and a request
-    whose ingest raised (its body replayed, so the route answers the error; ingest is idempotent, so a retried
-    store is safe). ``FAST_INGEST`` when it is built says whether it answers at all
+    """POST /api/events answered at the app's front door (console/front_door.py), ahead of FastAPI and every
+    middleware (pure ASGI): the token (``auth.ingest_operator``), the body limit (a declared Content-Length
+    within ``max_body``), ``IngestService.submit``, the metrics, the cached reads' refresh before the answer
+    leaves (``on_change``, as ``limits.AfterChanges``) and the answer ``json_response`` would give
+    (``respond``). Everything else goes to ``app``, the whole stack, which answers it as it always has: a body
+    without a Content-Length or over the limit, a refused token (nothing read yet: the route refuses it with its
+    usual answer), and a request whose ingest raised (its body replayed, so the route answers the error; ingest
+    is idempotent, so a retried store is safe). ``FAST_INGEST`` when it is built says whether it answers at all
     (tests/integration/test_ingest_fast_path.py compares both, byte for byte)."""
 
     def __init__(self, app, *, auth, service: IngestService, metrics, respond=send_json, max_body: int,
-                 allowed_hosts: frozenset[str] | None = None, on_change=None) -> None:
+                 on_change=None) -> None:
         self.app = app
         self.auth = auth
         self.service = service
         self.metrics = metrics
         self.respond = respond  # (send, doc, status): console.asgi_fast.send_json
         self.max_body = max_body
-        self.allowed_hosts = allowed_hosts  # None: no Host check (a server not bound to loopback)
         self.on_change = on_change
         self.enabled = FAST_INGEST
 
     async def __call__(self, scope, receive, send) -> None:
-        if not self.enabled or scope["type"] != "http" or scope["path"] != "/api/events" \
-                or scope["method"] != "POST":
+        """POST /api/events (the front door sends no other request here)."""
+        if not self.enabled:
             await self.app(scope, receive, send)
             return
         authorization = content_type = None
@@ -333,9 +324,8 @@ class IngestFastPath:
             elif name == b"transfer-encoding":
                 length = -1
                 break
-        if authorization is None or not 0 <= length <= self.max_body \
-                or (self.allowed_hosts is not None and not host_allowed(scope, self.allowed_hosts)):
-            await self.app(scope, receive, send)  # the whole stack answers it (401, 413, 421, chunked …)
+        if authorization is None or not 0 <= length <= self.max_body:
+            await self.app(scope, receive, send)  # the whole stack answers it (401, 413, chunked …)
             return
         started = time.perf_counter()
         try:

@@ -1,4 +1,4 @@
-"""POST /api/gate's plain-ASGI fast path (issue 12 "Speed", console/api_actions.py ``_FastGate``) answers byte for
+"""POST /api/gate's plain-ASGI fast path (issue 12 "Speed", console/api_actions.py ``GateFastPath``) answers byte for
 byte as the FastAPI route: the same status, headers and body for allows, refusals, denials, bodies the model
 refuses, asks that need a token, other content types — each sent to an app with the fast path and to one
 without it, on the same store."""
@@ -32,13 +32,13 @@ def two_apps(store, clock, monkeypatch):
     with store.write() as conn:
         state_repo.update_state(conn, current_phase="L4", command_whitelist=["restart_service", "scale_pool"])
     taken: list[bool] = []
-    plain = api_actions._FastGate._plain
+    plain = api_actions.GateFastPath._plain
 
     def noting(self, scope, raw):
         body = plain(self, scope, raw)
         taken.append(body is not None)
         return body
-    monkeypatch.setattr(api_actions._FastGate, "_plain", noting)
+    monkeypatch.setattr(api_actions.GateFastPath, "_plain", noting)
     monkeypatch.setattr(api_actions, "FAST_GATE", True)
     fast = make_api(gov)
     monkeypatch.setattr(api_actions, "FAST_GATE", False)

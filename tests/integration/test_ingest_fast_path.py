@@ -149,8 +149,8 @@ def test_what_was_stored_is_the_same(two_apps, gov):
 
 
 def _spied(api) -> list[int]:
-    """The statuses the front door answered itself (console.api.GovconAPI.front_door)."""
-    door, answered = api.client.app.front_door, []
+    """The statuses the front door's ingest answered itself (console/front_door.py)."""
+    door, answered = api.client.app.front_door.ingest, []
     respond = door.respond
 
     async def noting(send, doc, status):

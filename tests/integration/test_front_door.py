@@ -1,0 +1,88 @@
+"""The API's front door (console/front_door.py) answers plain gate asks and heartbeats ahead of FastAPI and its
+middleware, so it must do what that middleware would have done for them: refuse a Host a loopback bind does not
+serve (nothing decided, nothing recorded), leave a body over the limit to the stack's 413, and refresh the cached
+state document before an allow's answer leaves. Ingest's share is in test_ingest_fast_path.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from storage import state_repo
+from tests.conftest import OPERATOR
+from tests.integration.test_api import make_api
+
+JSON = {"Content-Type": "application/json"}
+ASK = json.dumps({"commandType": "restart_service", "agent": "bot"})
+
+
+@pytest.fixture
+def at_l4(gov):
+    with gov.store.write() as conn:
+        state_repo.update_state(conn, current_phase="L4", command_whitelist=["restart_service"])
+    return gov
+
+
+def _answered_by_the_door(api) -> list[str]:
+    """What the front door's gate and beat paths answered themselves (their fallback is not counted)."""
+    door, seen = api.client.app.front_door, []
+    gate, beats = door.gate, door.beats
+    decide = gate.gov.gate.decide
+
+    def noting_decide(*args, **kwargs):
+        seen.append("gate")
+        return decide(*args, **kwargs)
+    gate.gov = type("Gov", (), {"gate": type("Gate", (), {"decide": staticmethod(noting_decide)})()})()
+    answer = beats._answer
+
+    async def noting_answer(*args, **kwargs):
+        reply = await answer(*args, **kwargs)
+        if reply is not None:
+            seen.append("beat")
+        return reply
+    beats._answer = noting_answer
+    return seen
+
+
+def _decisions(gov) -> int:
+    gov.actions.decision_log.flush()
+    return len(gov.actions.decisions(since=gov.clock.now() - timedelta(days=1), limit=1000)["decisions"])
+
+
+def test_a_host_a_loopback_bind_does_not_serve_gets_no_decision_and_no_beat(at_l4):
+    gov = at_l4
+    api = make_api(gov, allowed_hosts=frozenset({"testserver"}))  # TestClient's own Host
+    with api.client:
+        seen = _answered_by_the_door(api)
+        beat = api.tokens.create(OPERATOR, "bot", agent="bot").secret
+        gov.grant_role(OPERATOR, "bot", "agent")
+        rebound = {"Host": "rebound.example:4007"}
+        asked = api.post("/api/gate", content=ASK, headers={**JSON, **rebound})
+        beaten = api.post("/api/agents/bot/heartbeat", headers={"Authorization": "Bearer " + beat, **rebound})
+        assert [asked.status_code, beaten.status_code] == [421, 421] and seen == []
+        assert _decisions(gov) == 0 and gov.agents.list()["agents"] == []
+        assert api.post("/api/gate", content=ASK, headers=JSON).json()["decision"] == "allow"
+        assert api.post("/api/agents/bot/heartbeat", headers={"Authorization": "Bearer " + beat}).status_code == 200
+        assert seen == ["gate", "beat"]
+
+
+def test_a_gate_body_over_the_limit_is_the_stacks_413(at_l4):
+    api = make_api(at_l4, max_json_body_bytes=64)
+    with api.client:
+        seen = _answered_by_the_door(api)
+        big = json.dumps({"commandType": "restart_service", "agent": "b" * 100})
+        answer = api.post("/api/gate", content=big, headers=JSON)
+        assert answer.status_code == 413 and answer.json()["error"] == "content_too_large" and seen == []
+        assert _decisions(at_l4) == 0
+
+
+def test_an_allow_at_the_front_door_shows_in_the_cached_state_at_once(at_l4):
+    api = make_api(at_l4, read_cache_seconds=60)  # a cached state would be served a minute unless refreshed
+    with api.client:
+        seen = _answered_by_the_door(api)
+        assert api.get("/api/governance/state").json()["grantsInFlight"] == 0
+        assert api.post("/api/gate", content=ASK, headers=JSON).json()["decision"] == "allow"
+        assert seen == ["gate"]
+        assert api.get("/api/governance/state").json()["grantsInFlight"] == 1
