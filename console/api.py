@@ -43,6 +43,7 @@ from console.api_actions import GateFastPath
 from console.api_agents import ForgetStateOnChange, HeartbeatFastPath
 from console.api_auth import Auth
 from console.api_ingest import BadBody, IngestFastPath, IngestService
+from console.asgi_fast import INTERNAL_ERROR
 from console.evaluator import CoalescingEvaluator
 from console.front_door import FrontDoor
 from console.limits import AfterChanges, BodyLimit, HostCheck, ReadRateLimit, allowed_host_names
@@ -122,7 +123,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(_request: Request, exc: Exception) -> Response:
         log.error("unhandled error", exc_info=exc)
-        return json_response(error_body("internal", "internal error; the server log has the details"), 500)
+        return json_response(INTERNAL_ERROR, 500)
 
     app.add_exception_handler(GovconError, govcon_error)
     app.add_exception_handler(StoreUnavailable, store_unavailable)

@@ -9,6 +9,8 @@ from typing import Any
 
 Message = dict[str, Any]
 _JSON = b"application/json"
+#: the answer to an error nobody handled (console/api.py's handler of last resort, and the front door's)
+INTERNAL_ERROR = {"error": "internal", "detail": "internal error; the server log has the details"}
 
 
 async def send_json(send, doc: Any, status: int = 200) -> None:

@@ -17,10 +17,15 @@ and the refresh of cached reads before a change's answer leaves (each fast path'
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any
 
 from console.api_agents import beat_name
+from console.asgi_fast import INTERNAL_ERROR, send_json
 from console.limits import host_allowed
+
+log = logging.getLogger("govcon.serve")
 
 
 class FrontDoor:
@@ -34,19 +39,48 @@ class FrontDoor:
         self.allowed_hosts = allowed_hosts  # None: no Host check (a server not bound to loopback)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" \
-                and (self.allowed_hosts is None or host_allowed(scope, self.allowed_hosts)):
-            path = scope["path"]
-            if path == "/api/events" and self.ingest is not None:
-                await self.ingest(scope, receive, send)
-                return
-            if path == "/api/gate" and self.gate is not None and _length(scope, self.gate_max_body):
-                await self.gate(scope, receive, send)
-                return
-            if self.beats is not None and (name := beat_name(scope)) is not None:
-                await self.beats.beat(scope, receive, send, name, self.app)
-                return
-        await self.app(scope, receive, send)
+        fast = self._fast_path(scope)
+        if fast is None:
+            await self.app(scope, receive, send)
+            return
+        tracked = _Tracked(send)
+        try:
+            await fast(scope, receive, tracked)
+        except Exception:  # as the stack's handler of last resort answers it (console/api.py)
+            log.error("unhandled error at the front door", exc_info=True)
+            if tracked.started:
+                raise  # the answer had begun: the connection ends
+            await send_json(send, INTERNAL_ERROR, 500)
+
+    def _fast_path(self, scope):
+        """The fast path that takes this request, or None (the stack answers it)."""
+        if scope["type"] != "http" or scope["method"] != "POST" \
+                or (self.allowed_hosts is not None and not host_allowed(scope, self.allowed_hosts)):
+            return None
+        path = scope["path"]
+        if path == "/api/events":
+            return self.ingest
+        if path == "/api/gate":
+            return self.gate if _length(scope, self.gate_max_body) else None
+        if self.beats is not None and (name := beat_name(scope)) is not None:
+            return functools.partial(self._beat, name)
+        return None
+
+    async def _beat(self, name: str, scope, receive, send) -> None:
+        await self.beats.beat(scope, receive, send, name, self.app)
+
+
+class _Tracked:
+    """``send``, remembering whether the answer has started (the stack's error middleware knows that too)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send) -> None:
+        self.send, self.started = send, False
+
+    async def __call__(self, message) -> None:
+        self.started = True
+        await self.send(message)
 
 
 def _length(scope: dict[str, Any], limit: int) -> bool:

@@ -86,3 +86,26 @@ def test_an_allow_at_the_front_door_shows_in_the_cached_state_at_once(at_l4):
         assert api.post("/api/gate", content=ASK, headers=JSON).json()["decision"] == "allow"
         assert seen == ["gate"]
         assert api.get("/api/governance/state").json()["grantsInFlight"] == 1
+
+
+def test_an_error_nobody_handled_is_the_stacks_500(at_l4, caplog):
+    """Behind the front door the error middleware turned an unexpected exception into a 500 with a JSON body; at
+    the door it still is (and is logged), for the gate and for a beat."""
+    api = make_api(at_l4)
+    with api.client:
+        door = api.client.app.front_door
+
+        def broken(*_args, **_kwargs):
+            raise RuntimeError("a bug")
+        door.gate.gov = type("Gov", (), {"gate": type("Gate", (), {"decide": staticmethod(broken)})()})()
+
+        async def broken_answer(*_args, **_kwargs):
+            raise RuntimeError("another bug")
+        door.beats._answer = broken_answer
+        secret = api.tokens.create(OPERATOR, "bot", agent="bot").secret
+        asked = api.post("/api/gate", content=ASK, headers=JSON)
+        beaten = api.post("/api/agents/bot/heartbeat", headers={"Authorization": "Bearer " + secret})
+    for answer in (asked, beaten):
+        assert answer.status_code == 500
+        assert answer.json() == {"error": "internal", "detail": "internal error; the server log has the details"}
+    assert [r.message for r in caplog.records].count("unhandled error at the front door") == 2
