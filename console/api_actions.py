@@ -113,14 +113,15 @@ class GateFastPath:
     another content type, a body the model refuses, ``request: true``, a server that needs tokens for reads —
     is handed, with its body, to ``fallback`` (the whole stack), which answers it (401, 422 …) as before."""
 
-    def __init__(self, gov, auth, metrics, *, fallback, on_change=None) -> None:
+    def __init__(self, gov, auth, metrics, *, fallback, max_body: int, on_change=None) -> None:
         self.gov, self.auth, self.metrics = gov, auth, metrics
         self.fallback = fallback
+        self.max_body = max_body  # the JSON bodies' limit (console/limits.py BodyLimit)
         self.on_change = on_change
 
     async def __call__(self, scope, receive, send) -> None:
-        raw, ended = await read_body(receive)
-        body = None if raw is None else self._plain(scope, raw)
+        raw, ended = await read_body(receive, self.max_body)
+        body = None if raw is None or len(raw) > self.max_body else self._plain(scope, raw)
         if body is None:  # the client went away, or not the plain ask: the route answers
             return await self.fallback(scope, replay(raw, ended, receive), send)
         started = time.perf_counter()  # from here as the route: operator None, request False

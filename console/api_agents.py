@@ -37,6 +37,7 @@ from pydantic import Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from console import api_models as m
+from console.asgi_fast import content_length, single_headers
 from engine.agents import MAX_TTL, MIN_TTL
 from engine.errors import GovconError
 from engine.gate import invalid_name
@@ -104,6 +105,7 @@ _PREFIX, _SUFFIX = "/api/agents/", "/heartbeat"
 _NO_STATE_CHANGE = frozenset({"/api/gate", "/api/events", "/api/integrations/alertmanager"})
 _MAX_BODY = 256  # a beat's body is {} or {"ttl": N}: anything longer goes to the route (and its limits)
 _HEADERS = [(b"content-type", b"application/json")]
+_BEAT_HEADERS = frozenset({b"authorization", b"content-length", b"content-type"})
 #: a verified heartbeat token is trusted this long (console/api_auth.py BEAT_CACHE_SECONDS) ...
 TRUST_SECONDS = 30.0
 #: ... and re-verified, all the tokens used in the last minute in one store read, this often: a token
@@ -159,17 +161,14 @@ class HeartbeatFastPath:
     async def beat(self, scope, receive, send, name: str, fallback) -> None:
         """Answer the beat of agent ``name`` from memory or through ``AgentBook.beat``; anything else, with what
         was read of it, goes to ``fallback`` (the whole stack, whose route answers it)."""
-        secret, length, json_type = None, None, False
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer":
-                    secret = token.strip()
-            elif key == b"content-length":
-                length = int(value) if value.isdigit() else -1
-            elif key == b"content-type":
-                json_type = b"json" in value
-        if not secret or length is None or not 0 <= length <= _MAX_BODY or "/" in name or invalid_name(name, "agent"):
+        headers = single_headers(scope, _BEAT_HEADERS) or {}  # a header twice, or chunked: the route judges it
+        secret = None
+        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer":
+            secret = token.strip()
+        json_type = b"json" in headers.get(b"content-type", b"")
+        if not secret or not 0 <= content_length(headers.get(b"content-length")) <= _MAX_BODY or "/" in name \
+                or invalid_name(name, "agent"):
             await fallback(scope, receive, send)  # the route says what is wrong (or streams a long body)
             return
         body, messages = b"", []
@@ -181,6 +180,8 @@ class HeartbeatFastPath:
             body += message.get("body", b"")
             if len(body) > _MAX_BODY or not message.get("more_body", False):
                 break
+        if messages[-1]["type"] != "http.request":
+            return  # the client went away before its body ended: a cut-off beat renews nothing
         reply = await self._answer(secret, name, body, json_type)
         if reply is None:
             await fallback(scope, _replay(messages, receive), send)

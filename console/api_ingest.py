@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from console.asgi_fast import read_body, replay, send_json
+from console.asgi_fast import content_length, read_body, replay, send_json, single_headers
 from engine.ingest import (
     MAX_LINE_BYTES,
     MAX_REPORTED_ERRORS,
@@ -40,6 +40,7 @@ log = logging.getLogger("govcon.serve.ingest")
 JSON_LINES_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines",
                               "application/json-lines", "application/jsonlines"})
 GROUP_EVENTS = 50_000  # at most this many events in one group transaction
+_INGEST_HEADERS = frozenset({b"authorization", b"content-length", b"content-type"})
 
 
 class BadBody(ValueError):
@@ -312,30 +313,24 @@ class IngestFastPath:
         if not self.enabled:
             await self.app(scope, receive, send)
             return
-        authorization = content_type = None
-        length = -1
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else -1
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"transfer-encoding":
-                length = -1
-                break
-        if authorization is None or not 0 <= length <= self.max_body:
-            await self.app(scope, receive, send)  # the whole stack answers it (401, 413, chunked …)
+        headers = single_headers(scope, _INGEST_HEADERS) or {}  # a header twice, or chunked: the stack judges it
+        authorization = headers.get(b"authorization")
+        if authorization is None or not 0 <= content_length(headers.get(b"content-length")) <= self.max_body:
+            await self.app(scope, receive, send)  # the whole stack answers it (401, 413, chunked, a header twice …)
             return
+        content_type = headers.get(b"content-type")
         started = time.perf_counter()
         try:
             await self.auth.ingest_operator(authorization.decode("latin-1"))
         except Exception:
             await self.app(scope, receive, send)  # refused: the route says why, as ever
             return
-        body, _ended = await read_body(receive)
+        body, _ended = await read_body(receive, self.max_body)
         if body is None:
             return  # the client went away
+        if len(body) > self.max_body:  # more than it declared: the stack's BodyLimit refuses it
+            await self.app(scope, replay(body, None, receive), send)
+            return
         try:
             outcome = await self.service.submit(body, None if content_type is None else content_type.decode("latin-1"))
         except Exception:

@@ -22,17 +22,42 @@ async def send_json(send, doc: Any, status: int = 200) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_body(receive) -> tuple[bytes | None, Message | None]:
+async def read_body(receive, limit: int) -> tuple[bytes | None, Message | None]:
     """``(body, None)``, or ``(None, message)`` when a message other than the body's (the client went away)
-    ended it: that message is for whoever answers the request."""
-    chunks = []
+    ended it: that message is for whoever answers the request. Reading stops at the first chunk past
+    ``limit`` bytes (the server's framing keeps a body to its declared length, which the fast paths have
+    judged already; this does not rely on it): the caller hands such a body to the stack, whose BodyLimit
+    refuses it."""
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             return None, message
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False) or size > limit:
             return b"".join(chunks), None
+
+
+def single_headers(scope, names: frozenset[bytes]) -> dict[bytes, bytes] | None:
+    """The values of ``names`` among a request's headers; None when one of them comes twice or the body is
+    chunked (Transfer-Encoding). A fast path hands such a request to the whole stack, which judges it as it
+    always has (its first header counts there; a chunked body is counted as it arrives)."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding":
+            return None
+        if name in names:
+            if name in found:
+                return None
+            found[name] = value
+    return found
+
+
+def content_length(value: bytes | None) -> int:
+    """A Content-Length header's value; -1 when absent or not a plain number of at most 15 digits."""
+    return int(value) if value is not None and value.isdigit() and len(value) <= 15 else -1
 
 
 def replay(body: bytes | None, last: Message | None, receive):

@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from console.api_agents import beat_name
-from console.asgi_fast import INTERNAL_ERROR, send_json
+from console.asgi_fast import INTERNAL_ERROR, content_length, send_json, single_headers
 from console.limits import host_allowed
 
 log = logging.getLogger("govcon.serve")
@@ -47,9 +47,9 @@ class FrontDoor:
         try:
             await fast(scope, receive, tracked)
         except Exception:  # as the stack's handler of last resort answers it (console/api.py)
-            log.error("unhandled error at the front door", exc_info=True)
             if tracked.started:
-                raise  # the answer had begun: the connection ends
+                raise  # the answer had begun (the stack's error middleware answered and logged it): it ends
+            log.error("unhandled error at the front door", exc_info=True)
             await send_json(send, INTERNAL_ERROR, 500)
 
     def _fast_path(self, scope):
@@ -84,11 +84,10 @@ class _Tracked:
 
 
 def _length(scope: dict[str, Any], limit: int) -> bool:
-    """A declared Content-Length within ``limit`` and no Transfer-Encoding (else the stack's BodyLimit judges it)."""
-    ok = False
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            ok = value.isdigit() and int(value) <= limit
-        elif name == b"transfer-encoding":
-            return False
-    return ok
+    """One declared Content-Length within ``limit``, and no Transfer-Encoding (else the stack's BodyLimit judges
+    the body)."""
+    headers = single_headers(scope, _LENGTH)
+    return headers is not None and 0 <= content_length(headers.get(b"content-length")) <= limit
+
+
+_LENGTH = frozenset({b"content-length"})

@@ -109,3 +109,71 @@ def test_an_error_nobody_handled_is_the_stacks_500(at_l4, caplog):
         assert answer.status_code == 500
         assert answer.json() == {"error": "internal", "detail": "internal error; the server log has the details"}
     assert [r.message for r in caplog.records].count("unhandled error at the front door") == 2
+
+
+# --- requests the server's framing would refuse, sent to the app itself (found in review) --------------------
+
+
+def _call(app, path: str, headers: list[tuple[bytes, bytes]], messages: list[dict]) -> list[dict]:
+    """Run one request through the ASGI app with these headers and these receive messages; what it sent."""
+    import asyncio
+    sent: list[dict] = []
+    queue = list(messages)
+
+    async def receive():
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_two_authorization_headers_on_ingest_are_the_stacks_and_the_first_counts(gov):
+    api = make_api(gov)
+    with api.client:
+        answered = []
+        ingest = api.client.app.front_door.ingest
+        respond = ingest.respond
+
+        async def noting(send, doc, status):
+            answered.append(status)
+            await respond(send, doc, status)
+        ingest.respond = noting
+        token = api.auth("alice")["Authorization"]
+        event = json.dumps({"kind": "command", "id": "twice", "type": "restart_service", "status": "proposed",
+                            "autonomous": True, "at": "2026-11-20T10:00:00Z"})
+        answer = api.post("/api/events", content=event,
+                          headers=[("Content-Type", "application/json"), ("Authorization", "Bearer gvc_nope"),
+                                   ("Authorization", token)])
+        assert answer.status_code == 401 and answered == []
+    with gov.store.read() as conn:
+        import sqlalchemy as sa
+        assert conn.execute(sa.text("SELECT count(*) FROM command_events")).scalar_one() == 0
+
+
+def test_a_gate_body_longer_than_it_declared_is_the_stacks_413(at_l4):
+    api = make_api(at_l4, max_json_body_bytes=64)
+    with api.client:
+        seen = _answered_by_the_door(api)
+        big = json.dumps({"commandType": "restart_service", "agent": "b" * 200}).encode()
+        sent = _call(api.client.app, "/api/gate", [(b"content-type", b"application/json"), (b"content-length", b"10")],
+                     [{"type": "http.request", "body": big, "more_body": False}])
+        assert sent[0]["status"] == 413 and seen == []
+        assert _decisions(at_l4) == 0
+
+
+def test_a_beat_cut_off_before_its_body_renews_nothing(gov):
+    api = make_api(gov)
+    with api.client:
+        secret = api.tokens.create(OPERATOR, "bot", agent="bot").secret
+        gov.grant_role(OPERATOR, "bot", "agent")
+        headers = [(b"authorization", b"Bearer " + secret.encode()), (b"content-length", b"12"),
+                   (b"content-type", b"application/json")]
+        sent = _call(api.client.app, "/api/agents/bot/heartbeat", headers, [{"type": "http.disconnect"}])
+        assert sent == [] and gov.agents.list()["agents"] == []
+        assert api.post("/api/agents/bot/heartbeat", headers={"Authorization": "Bearer " + secret}).status_code == 200
+        assert [a["name"] for a in gov.agents.list()["agents"]] == ["bot"]

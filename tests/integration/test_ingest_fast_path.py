@@ -35,7 +35,7 @@ def two_apps(gov, monkeypatch):
     monkeypatch.setattr(api_ingest.IngestFastPath, "__init__", noting_init)
     monkeypatch.setattr(api_ingest, "FAST_INGEST", True)
     fast = make_api(gov, max_body_bytes=MAX_BODY)
-    with fast.client:  # the middleware is built (reading FAST_INGEST) when the app starts
+    with fast.client:  # the front door read FAST_INGEST when create_app built it
         monkeypatch.setattr(api_ingest, "FAST_INGEST", False)
         route = make_api(gov, max_body_bytes=MAX_BODY)
         with route.client:
