@@ -204,7 +204,7 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
                               on_change=refresh),
         gate=GateFastPath(gov, auth, metrics, fallback=stack, max_body=max_json_body_bytes, on_change=refresh)
         if api_actions.FAST_GATE else None,
-        beats=HeartbeatFastPath(agents=gov.agents, auth=auth, on_write=refresh), gate_max_body=max_json_body_bytes,
+        beats=HeartbeatFastPath(agents=gov.agents, auth=auth, on_write=refresh),
         allowed_hosts=None if allowed_hosts is None else allowed_host_names(allowed_hosts))
     app.add_middleware(BodyLimit, default=max_json_body_bytes, per_path={"/api/events": max_body_bytes,
                                                                                    "/api/rpc": max_body_bytes})

@@ -29,13 +29,12 @@ log = logging.getLogger("govcon.serve")
 
 
 class FrontDoor:
-    def __init__(self, app, *, ingest=None, gate=None, beats=None, gate_max_body: int = 0,
+    def __init__(self, app, *, ingest=None, gate=None, beats=None,
                  allowed_hosts: frozenset[str] | None = None) -> None:
         self.app = app  # the whole stack
         self.ingest = ingest  # IngestFastPath, or None
         self.gate = gate  # GateFastPath, or None
         self.beats = beats  # HeartbeatFastPath, or None
-        self.gate_max_body = gate_max_body
         self.allowed_hosts = allowed_hosts  # None: no Host check (a server not bound to loopback)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -61,7 +60,7 @@ class FrontDoor:
         if path == "/api/events":
             return self.ingest
         if path == "/api/gate":
-            return self.gate if _length(scope, self.gate_max_body) else None
+            return self.gate if self.gate is not None and _length(scope, self.gate.max_body) else None
         if self.beats is not None and (name := beat_name(scope)) is not None:
             return functools.partial(self._beat, name)
         return None
