@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
 import sqlalchemy as sa
 
 from storage import checkpoint
-from storage.checkpoint import CHECKPOINTER, LIMIT_BYTES, Checkpointer
+from storage.checkpoint import CHECKPOINTER, KEEP_BYTES, LIMIT_BYTES, LIMIT_FRAMES, Checkpointer, log_frames
 from storage.store import Store
 
 
@@ -38,7 +40,7 @@ def test_every_connection_leaves_checkpoints_to_the_thread(tmp_path):
         for lane in ("default", "safety", "ingest"):
             with store.read(lane=lane) as conn:
                 assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == checkpoint.CEILING_PAGES
-                assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == LIMIT_BYTES
+                assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == KEEP_BYTES
     finally:
         store.dispose()
 
@@ -49,18 +51,21 @@ def test_the_thread_checkpoints_and_the_log_restarts(tmp_path):
     try:
         _blob_table(store)
         before = CHECKPOINTER.checkpoints
-        for _ in range(16):  # 6.4 MB of log, well past the 4 MiB limit, with pauses between writers
-            with store.write() as conn:
+        with store.write() as conn:  # 6.4 MB of log, well past the 4 MiB limit, then no writer
+            for _ in range(16):
                 conn.execute(sa.text("INSERT INTO blobs VALUES (randomblob(400000))"))
-            time.sleep(0.02)
-        deadline = time.monotonic() + 10
-        while CHECKPOINTER.checkpoints == before and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10  # until this store's log was checkpointed (not another store's)
+        while path not in CHECKPOINTER._copied and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert CHECKPOINTER.checkpoints > before
-        time.sleep(0.05)
-        with store.write() as conn:  # the next writer restarts the copied log and truncates it to the limit
+        assert CHECKPOINTER.checkpoints > before and path in CHECKPOINTER._copied
+        salts, written = log_frames(path)
+        assert written > LIMIT_FRAMES
+        size = _wal(path)
+        with store.write() as conn:  # the next writer restarts the copied log from its start
             conn.execute(sa.text("INSERT INTO blobs VALUES (x'00')"))
-        assert _wal(path) <= LIMIT_BYTES
+        new_salts, written = log_frames(path)
+        assert new_salts != salts and written <= 3  # restarted: a new cycle of one insert's frames
+        assert _wal(path) == size  # and its file kept (up to KEEP_BYTES): later writers overwrite its blocks
         with store.read() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM blobs")).scalar() == 17
     finally:
@@ -146,3 +151,69 @@ def test_watching_is_counted_per_store(tmp_path):
     assert "a" in watcher._paths
     watcher.forget("a")
     assert "a" not in watcher._paths
+
+
+def test_the_thread_counts_what_waits_in_the_logs_cycle(tmp_path):
+    """The log's file stays long after a restart, so its size says nothing: the thread counts the frames of the
+    log's current cycle, takes away those its last checkpoint copied, and checkpoints past LIMIT_FRAMES."""
+    path = str(tmp_path / "s.db")
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute(f"PRAGMA journal_size_limit={KEEP_BYTES}")
+        writer.execute("CREATE TABLE t (b BLOB)")
+        writer.execute("INSERT INTO t VALUES (randomblob(1600000))")  # ~400 pages: under the limit
+        watcher = Checkpointer(interval=3600)
+        assert watcher.check(path) is False
+        for _ in range(2):  # ~800 more: past it
+            writer.execute("INSERT INTO t VALUES (randomblob(1600000))")
+        salts, written = log_frames(path)
+        assert written > LIMIT_FRAMES
+        assert watcher.check(path) is True
+        assert watcher.check(path) is False  # copied: nothing waits
+        writer.execute("INSERT INTO t VALUES (x'00')")  # restarts the log; its file keeps its length
+        new_salts, written = log_frames(path)
+        assert new_salts != salts and written <= 3 and _wal(path) > LIMIT_BYTES
+        assert watcher.check(path) is False  # long file, a few frames of a new cycle: no checkpoint
+        assert watcher.checkpoints == 1
+    finally:
+        writer.close()
+
+
+def test_reading_the_log_keeps_this_processs_locks(tmp_path):
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it. Reading the counts from
+    the -shm file (which SQLite locks) did that: another process then took the write lock while a connection
+    here held it, and one of two concurrent approvals was lost (test_concurrent_approvals)."""
+    path = str(tmp_path / "s.db")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("PRAGMA journal_mode=WAL")
+        holder.execute("CREATE TABLE t (x)")
+        holder.execute("INSERT INTO t VALUES (1)")
+        holder.execute("BEGIN IMMEDIATE")  # this process holds the write lock
+        holder.execute("INSERT INTO t VALUES (2)")
+        assert log_frames(path) is not None
+        Checkpointer(interval=3600).check(path)
+        other = subprocess.run([sys.executable, "-c", (
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+            "try:\n"
+            "    c.execute('BEGIN IMMEDIATE')\n"
+            "    print('took the write lock')\n"
+            "except sqlite3.OperationalError as exc:\n"
+            "    print(exc)\n"), path], capture_output=True, text=True, timeout=30)
+        assert other.stdout.strip() == "database is locked", other.stdout + other.stderr
+    finally:
+        holder.close()
+
+
+def test_a_log_without_a_header_falls_back_to_the_files_size(tmp_path):
+    path = str(tmp_path / "s.db")
+    assert log_frames(path) is None  # no -wal file
+    sqlite3.connect(path).close()  # a database a checkpoint could open: only the size keeps it from running
+    with open(path + "-wal", "wb") as wal:  # present but shorter than a header
+        wal.write(bytes(16))
+    assert log_frames(path) is None
+    watcher = Checkpointer(interval=3600)
+    assert watcher.check(path) is False and watcher.checkpoints == 0  # by its size: 16 bytes wait for nothing
