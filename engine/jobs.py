@@ -69,18 +69,23 @@ class GovconScheduler:
         s = AsyncIOScheduler(jobstores={"default": MemoryJobStore()}, timezone=self.timezone_name,
                              job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
         now = datetime.now(UTC)
+        tick = self.tick_seconds
+        # The frequent jobs start spread over their interval instead of all at once: each runs in a thread of
+        # its own, and six of them at the same instant competed with the gate's threads for the interpreter
+        # (a gate answer over the socket took 10-25 ms at those instants: docs/performance.md, sixteenth session)
         s.add_job(self.renew_lease, "interval", seconds=RENEW, id="leader-lease", next_run_time=now)
-        s.add_job(self._guard("breaker-tick", self.breaker_tick), "interval", seconds=self.tick_seconds,
-                  id="breaker-tick")
-        s.add_job(self._guard("alert-delivery", self.deliver_alerts), "interval", seconds=5, id="alert-delivery")
+        s.add_job(self._guard("breaker-tick", self.breaker_tick), "interval", seconds=tick,
+                  id="breaker-tick", next_run_time=now + timedelta(seconds=tick * 1.05))
+        s.add_job(self._guard("alert-delivery", self.deliver_alerts), "interval", seconds=5, id="alert-delivery",
+                  next_run_time=now + timedelta(seconds=5 + RENEW / 2))
         s.add_job(self._guard("proposal-expiry", self.gov.proposals.expire_due), "interval", minutes=5,
                   id="proposal-expiry")
-        s.add_job(self._guard("action-expiry", self.expire_actions), "interval", seconds=self.tick_seconds,
-                  id="action-expiry")
+        s.add_job(self._guard("action-expiry", self.expire_actions), "interval", seconds=tick,
+                  id="action-expiry", next_run_time=now + timedelta(seconds=tick * 1.3))
         s.add_job(self._guard("breaker-recovery", self.reopen_after_cooldown), "interval",
-                  seconds=self.tick_seconds, id="breaker-recovery")
-        s.add_job(self._guard("agent-lapse", self.gov.agents.alert_lapses), "interval", seconds=self.tick_seconds,
-                  id="agent-lapse")
+                  seconds=tick, id="breaker-recovery", next_run_time=now + timedelta(seconds=tick * 1.55))
+        s.add_job(self._guard("agent-lapse", self.gov.agents.alert_lapses), "interval", seconds=tick,
+                  id="agent-lapse", next_run_time=now + timedelta(seconds=tick * 1.8))
         s.add_job(self._guard("metrics-snapshot", self.snapshot, slot=timedelta(hours=1)), "interval", minutes=10,
                   id="metrics-snapshot", next_run_time=now + timedelta(seconds=RENEW + 1))
         s.add_job(self._guard("readiness-assessment", self.assess, slot=timedelta(hours=6)), "interval",
@@ -113,8 +118,9 @@ class GovconScheduler:
         was = self.is_leader
         try:
             with self.gov.store.write() as conn:
-                self.is_leader = state_repo.try_acquire_lease(conn, name=LEASE, holder=self.holder, now=now,
-                                                              expires_at=now + TTL)
+                held = state_repo.try_acquire_lease(conn, name=LEASE, holder=self.holder, now=now,
+                                                    expires_at=now + TTL)
+            self.is_leader = held  # only once committed: a reader must never see a leader the store does not
         except Exception as exc:  # the store is down: we cannot prove leadership, so we do not lead
             log.warning("lease renewal failed: %s", exc)
             self.is_leader = False

@@ -31,6 +31,51 @@ def test_lease_is_exclusive_and_taken_over_after_expiry(gov, clock):
     assert b.leader_holder() is None
 
 
+def test_leadership_is_claimed_only_once_the_lease_is_committed(gov, clock):
+    """The console's header and `/v1/scheduler` read is_leader from other threads: it must not say
+    "leader" while the row still names the previous holder (CI once read carol's row under a leader)."""
+    from sqlalchemy import event
+
+    sched = GovconScheduler(gov, "a")
+    seen_at_commit: list[bool] = []
+    listener = lambda conn: seen_at_commit.append(sched.is_leader)  # noqa: E731
+    event.listen(gov.store.engine, "commit", listener)
+    try:
+        assert sched.renew_lease() is True
+    finally:
+        event.remove(gov.store.engine, "commit", listener)
+    assert seen_at_commit and not any(seen_at_commit)
+    assert sched.is_leader
+
+
+def test_the_frequent_jobs_start_spread_over_their_interval(gov):
+    """Each job runs in a thread of its own: six coming due at the same instant competed with the gate's
+    threads for the interpreter. Over a minute, no two of the jobs repeating within ten seconds come due
+    within 0.4 s of each other."""
+    import asyncio
+
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    async def first_runs() -> dict[str, tuple[float, float]]:
+        sched = GovconScheduler(gov, "spread", tick_seconds=10)
+        sched.start()
+        try:
+            jobs = [j for j in sched.scheduler.get_jobs()
+                    if isinstance(j.trigger, IntervalTrigger) and j.trigger.interval.total_seconds() <= 10]
+            start = min(j.next_run_time for j in jobs)
+            return {j.id: ((j.next_run_time - start).total_seconds(), j.trigger.interval.total_seconds())
+                    for j in jobs}
+        finally:
+            sched.scheduler.shutdown(wait=False)
+
+    runs = asyncio.run(first_runs())
+    assert set(runs) == {"leader-lease", "breaker-tick", "alert-delivery", "action-expiry", "breaker-recovery",
+                         "agent-lapse"}
+    due = sorted((first + k * period, job) for job, (first, period) in runs.items() for k in range(int(60 / period)))
+    closest = min((b[0] - a[0], a[1], b[1]) for a, b in zip(due, due[1:], strict=False))
+    assert closest[0] >= 0.4, closest
+
+
 def test_jobs_run_only_on_the_leader_and_a_slot_runs_once(gov, clock):
     a, b = GovconScheduler(gov, "a"), GovconScheduler(gov, "b")
     a.renew_lease()
