@@ -240,3 +240,41 @@ def test_any_interleaving_yields_the_same_metrics(migrated_sqlite, tmp_path_fact
     assert doc["commands"] == _expected(specs)
     assert doc["incidents"]["fromAutonomousActions"] == (1 if specs[0][1] else 0)
     assert doc["safety"]["emergencyAborts"] == 1
+
+
+def test_the_bulk_insert_stores_what_it_was_given_on_both_stores(store):
+    """events_repo's inserts (PostgreSQL: one array per column through unnest; SQLite: the driver's executemany)
+    store each value as given: NULL and non-NULL services in one batch, a column that is NULL throughout, an
+    aware time in another zone as its UTC instant, 0 for False beside real booleans, a key repeated in the
+    batch and one stored before skipped."""
+    from datetime import timezone
+    plus2 = timezone(timedelta(hours=2))
+    first = [{"command_id": "a", "command_type": "restart", "status": "succeeded", "autonomous": True,
+              "at": T0, "ingested_at": T0, "service": None}]
+    rows = [{"command_id": "a", "command_type": "restart", "status": "succeeded", "autonomous": True,  # stored
+             "at": T0, "ingested_at": T0, "service": None},
+            {"command_id": "b", "command_type": "scale", "status": "failed", "autonomous": False,
+             "at": (T0 + timedelta(minutes=1)).astimezone(plus2), "ingested_at": T0, "service": "web"},
+            {"command_id": "b", "command_type": "scale", "status": "failed", "autonomous": False,  # repeated
+             "at": T0 + timedelta(minutes=1), "ingested_at": T0, "service": "web"},
+            {"command_id": "c", "command_type": "scale", "status": "proposed", "autonomous": 0,  # as Boolean takes
+             "at": T0 + timedelta(microseconds=7), "ingested_at": T0, "service": None}]
+    incidents = [{"incident_id": f"i{n}", "severity": "low", "command_id": None, "at": T0, "ingested_at": T0,
+                  "service": None} for n in range(3)]
+    with store.write() as conn:
+        assert events_repo.insert_command_events(conn, first) == 1
+    with store.write() as conn:
+        if conn.dialect.name == "postgresql":  # a session zone far from UTC: what is stored must not depend on it
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'Pacific/Chatham'")
+        inserted = events_repo.insert_classified(conn, tables.command_events, rows)
+        assert events_repo.insert_incidents(conn, incidents + incidents[:1]) == 3
+    assert inserted.stored == 2 and sorted(inserted.new or []) == [1, 3] and inserted.duplicate == 2
+    c = tables.command_events
+    with store.read() as conn:
+        stored = conn.execute(sa.select(c.c.command_id, c.c.status, c.c.autonomous, c.c.at, c.c.service)
+                              .order_by(c.c.command_id)).all()
+        assert conn.execute(sa.select(sa.func.count()).select_from(tables.incidents)).scalar_one() == 3
+    assert [tuple(r) for r in stored] == [
+        ("a", "succeeded", True, T0, None),
+        ("b", "failed", False, T0 + timedelta(minutes=1), "web"),
+        ("c", "proposed", False, T0 + timedelta(microseconds=7), None)]
