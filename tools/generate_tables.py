@@ -52,7 +52,7 @@ metadata = sa.MetaData()
 '''
 
 #: module-level names of storage/tables.py that a table may not take
-_RESERVED = {"sa", "metadata", "UTCDateTime", "ALL_TABLES"}
+_RESERVED = {"sa", "functools", "metadata", "UTCDateTime", "ALL_TABLES", "partial_indexes"}
 #: callables allowed as Python-side column defaults, by ``__name__``
 _CALLABLE_DEFAULTS = {"list", "dict"}
 
@@ -267,25 +267,35 @@ def _constraints(table: sa.Table) -> list[str]:
     return out
 
 
-def _indexes(table: sa.Table) -> list[str]:
+def _indexes(table: sa.Table) -> tuple[list[str], list[str]]:
+    """The table's plain indexes (rendered inside its ``sa.Table``) and its partial ones (rendered in
+    ``partial_indexes()``, on the table's columns), in name order."""
     def key(index: sa.Index):
         return (_name(index.name) or "", [c.name for c in index.columns])
 
-    out = []
+    plain, partial_ones = [], []
     for index in sorted(table.indexes, key=key):
         where = f"table {table.name!r}, index {_name(index.name) or '(unnamed)'}"
         partial = _partial(index, where)
         _check_plain(index, where, allowed=set(partial))
         args = [_str(_name(index.name)) if _name(index.name) is not None else "None"]
-        args += _column_names(index.expressions, where)
+        columns = _column_names(index.expressions, where)
+        if partial:
+            args += [f"{table.name}.c[{name}]" for name in columns]
+        else:
+            args += columns
         if index.unique:
             args.append("unique=True")
         args += [f"{option}=sa.text({_str(text)})" for option, text in partial.items()]
-        out.append(_call("sa.Index", args, INDENT, ","))
-    return out
+        if partial:
+            partial_ones.append(_call("sa.Index", args, INDENT * 2, ","))
+        else:
+            plain.append(_call("sa.Index", args, INDENT, ","))
+    return plain, partial_ones
 
 
-def _table(table: sa.Table) -> str:
+def _table(table: sa.Table) -> tuple[str, list[str]]:
+    """The table's ``sa.Table(...)`` and the ``sa.Index(...)`` lines of its partial indexes."""
     where = f"table {table.name!r}"
     if table.schema is not None or table.comment is not None or table.info or table.dialect_kwargs:
         raise UnsupportedSchema(f"{where}: schema, comment, info or dialect options are not supported")
@@ -293,9 +303,24 @@ def _table(table: sa.Table) -> str:
     for column in table.columns:
         lines.append(_call("sa.Column", _column(column, table), INDENT, ","))
     lines += _constraints(table)
-    lines += _indexes(table)
+    plain, partial = _indexes(table)
+    lines += plain
     lines.append(")")
-    return "\n".join(lines)
+    return "\n".join(lines), partial
+
+
+PARTIAL_FUNCTION = '''
+
+@functools.cache
+def partial_indexes() -> tuple[sa.Index, ...]:
+    """The partial indexes (a WHERE clause per dialect), added to their tables on the first call.
+
+    Not built at import: SQLAlchemy checks an index's ``postgresql_where`` by importing its PostgreSQL dialect
+    (~20 ms), which a process on a SQLite store never needs otherwise, and the runtime creates no schema from
+    these tables (migrations do). tests/unit/test_tables.py builds them to compare the DDL with the models'.
+    """
+    return (
+'''
 
 
 def render(metadata: sa.MetaData | None = None) -> str:
@@ -307,10 +332,16 @@ def render(metadata: sa.MetaData | None = None) -> str:
     if dict(metadata.naming_convention) != dict(default_convention) or metadata.schema is not None:
         raise UnsupportedSchema("the models' MetaData has a naming convention or schema the generator ignores")
     parts = [HEADER]
+    partial: list[str] = []
     for name in sorted(metadata.tables):
         if not name.isidentifier() or keyword.iskeyword(name) or name in _RESERVED:
             raise UnsupportedSchema(f"table {name!r}: not usable as a module-level name")
-        parts.append("\n" + _table(metadata.tables[name]) + "\n")
+        text, indexes = _table(metadata.tables[name])
+        parts.append("\n" + text + "\n")
+        partial += indexes
+    if partial:
+        parts[0] = parts[0].replace("import sqlalchemy as sa\n", "import functools\n\nimport sqlalchemy as sa\n", 1)
+        parts.append(PARTIAL_FUNCTION + "\n".join(partial) + "\n    )\n\n")
     parts.append("\nALL_TABLES = metadata\n")
     text = "".join(parts)
     long = [line for line in text.splitlines() if len(line) > MAX_LINE]
