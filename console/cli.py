@@ -780,8 +780,8 @@ def main(argv: list[str] | None = None, *, clock: Clock | None = None,
     err = cast(TextIO, CleanStream(err or sys.stderr))
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.handler is not cmd_console:
-        startup.resume()  # the console resumes once its first dashboard is on the screen (run_console)
+    if args.handler is not cmd_console:  # the console resumes once its first dashboard is on the screen
+        startup.resume(collect=args.handler is cli_serve.cmd_serve)  # a one-shot command skips the full collection
     setup_logging()
     ctx = Context(args, clock or SystemClock(), out, err)
     try:
