@@ -115,8 +115,10 @@ def test_what_the_lean_path_does_not_parse_goes_to_the_full_cli(argv):
 
 
 def test_the_full_cli_handles_gate_log_and_a_config_file(service, tmp_path):
+    # a decision of this test's own: which of the module's other asks ran on this worker before it varies
+    assert lean(["gate", "restart_service", "--agent", "log-reader"], service).returncode in (0, 3)
     res = lean(["gate", "log"], service)
-    assert res.returncode == 0 and ("restart_service" in res.stdout or "no gate decisions" in res.stdout)
+    assert res.returncode == 0 and "restart_service by log-reader" in res.stdout, res.stdout
     config = tmp_path / "config.toml"
     config.write_text("no_such_key = 1\n")
     res = lean(["gate", "restart_service"], {**service, "GOVCON_CONFIG": str(config)})
