@@ -772,6 +772,11 @@ def setup_logging(level: int = logging.WARNING) -> None:
         root.setLevel(level)
 
 
+def runs_long(args: argparse.Namespace) -> bool:
+    """The commands that keep running (the service, the demo's console), which collect before freezing."""
+    return args.handler in (cli_serve.cmd_serve, cmd_demo)
+
+
 def main(argv: list[str] | None = None, *, clock: Clock | None = None,
          out: TextIO | None = None, err: TextIO | None = None) -> int:
     # control characters in stored values print escaped (render.clean); a CleanStream stands in for the TextIO
@@ -781,7 +786,7 @@ def main(argv: list[str] | None = None, *, clock: Clock | None = None,
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.handler is not cmd_console:  # the console resumes once its first dashboard is on the screen
-        startup.resume(collect=args.handler is cli_serve.cmd_serve)  # a one-shot command skips the full collection
+        startup.resume(collect=runs_long(args))  # a one-shot command ends before its garbage matters
     setup_logging()
     ctx = Context(args, clock or SystemClock(), out, err)
     try:

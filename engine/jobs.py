@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,6 +57,10 @@ class GovconScheduler:
         self.retention_days = retention_days
         self.tick_seconds = tick_seconds
         self.is_leader = False
+        #: a renewal and a release run one at a time: a release that came while a renewal was between its commit
+        #: and setting is_leader would otherwise be overwritten by it (a "leader" with no lease in the store)
+        self._lease_lock = threading.Lock()
+        self._released = False  # shut down: a renewal still in flight does not take the lease again
         self.scheduler: AsyncIOScheduler | None = None
         self._warned: dict[str, datetime] = {}
         self.runs: list[str] = []  # job ids run by this process (for operators and tests)
@@ -64,6 +69,7 @@ class GovconScheduler:
 
     def start(self) -> None:
         """Start on the running asyncio loop (call from Textual's on_mount or an async main)."""
+        self._released = False
         day, hhmm = self.weekly_cycle.split()
         hour, minute = (int(x) for x in hhmm.split(":"))
         s = AsyncIOScheduler(jobstores={"default": MemoryJobStore()}, timezone=self.timezone_name,
@@ -114,8 +120,14 @@ class GovconScheduler:
     # --- leadership ---------------------------------------------------------------------------
 
     def renew_lease(self) -> bool:
+        with self._lease_lock:
+            return self._renew_lease()
+
+    def _renew_lease(self) -> bool:
         now = self.gov.clock.now()
         was = self.is_leader
+        if self._released:
+            return False
         try:
             with self.gov.store.write() as conn:
                 held = state_repo.try_acquire_lease(conn, name=LEASE, holder=self.holder, now=now,
@@ -130,12 +142,14 @@ class GovconScheduler:
         return self.is_leader
 
     def release_lease(self) -> None:
-        try:
-            with self.gov.store.write() as conn:
-                state_repo.release_lease(conn, name=LEASE, holder=self.holder)
-        except Exception as exc:
-            log.warning("lease release failed: %s", exc)
-        self.is_leader = False
+        with self._lease_lock:
+            self._released = True
+            try:
+                with self.gov.store.write() as conn:
+                    state_repo.release_lease(conn, name=LEASE, holder=self.holder)
+            except Exception as exc:
+                log.warning("lease release failed: %s", exc)
+            self.is_leader = False
 
     def leader_holder(self) -> str | None:
         with self.gov.store.read() as conn:

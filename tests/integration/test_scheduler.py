@@ -48,6 +48,34 @@ def test_leadership_is_claimed_only_once_the_lease_is_committed(gov, clock):
     assert sched.is_leader
 
 
+def test_a_release_waits_for_a_renewal_in_flight_and_is_not_undone_by_it(gov, clock):
+    """Shutdown releases the lease while APScheduler's thread may be renewing it. Had the release run between the
+    renewal's commit and its setting of is_leader, the scheduler would say "leader" with no lease in the store:
+    here the release starts at that very moment (the renewal's connection going back to the pool, after its
+    commit) and must wait for the renewal. A renewal after the release does not take the lease again."""
+    import threading
+
+    from sqlalchemy import event
+
+    sched = GovconScheduler(gov, "a")
+    releaser = threading.Thread(target=sched.release_lease, name="releaser")
+
+    def on_checkin(dbapi_conn, record):
+        if threading.current_thread() is not releaser and releaser.ident is None:
+            releaser.start()
+            releaser.join(0.5)  # long enough for a release that did not wait to be done
+
+    event.listen(gov.store.engine, "checkin", on_checkin)
+    try:
+        assert sched.renew_lease() is True
+        releaser.join(10)
+    finally:
+        event.remove(gov.store.engine, "checkin", on_checkin)
+    assert releaser.ident is not None and not releaser.is_alive()
+    assert sched.is_leader is False and sched.leader_holder() is None
+    assert sched.renew_lease() is False and sched.leader_holder() is None  # released: stays released
+
+
 def test_the_frequent_jobs_start_spread_over_their_interval(gov):
     """Each job runs in a thread of its own: six coming due at the same instant competed with the gate's
     threads for the interpreter. Over a minute, no two of the jobs repeating within ten seconds come due

@@ -64,7 +64,7 @@ def test_resume_without_pause_leaves_the_collector_alone():
 
 
 def test_resume_collects_only_when_asked():
-    """`serve` (the long-running command) resumes with collect=True, every other command with False."""
+    """resume(collect=True) runs one full collection before freezing; collect=False none."""
     code = """
 import gc
 from console import startup
@@ -78,3 +78,11 @@ assert full == [1], full
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_only_the_long_running_commands_collect_before_freezing():
+    from console.cli import build_parser, runs_long
+    parse = build_parser().parse_args
+    assert runs_long(parse(["serve"])) and runs_long(parse(["demo"]))
+    assert not any(runs_long(parse(argv)) for argv in (["status"], ["gate", "restart_service"], ["db", "init"],
+                                                       ["kill-switch", "engage", "--reason", "x"]))
