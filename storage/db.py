@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from storage import checkpoint, commit_hooks
+from storage import checkpoint, commit_hooks, writer_queue
 
 if TYPE_CHECKING:
     import psycopg
@@ -394,8 +394,35 @@ def write_connection(engine: Engine, *, serialise: bool = True) -> Iterator[Conn
     """One write transaction: commit on success, roll back on any error.
 
     ``serialise=False`` is for idempotent bulk inserts (ingest), which need no store-wide order on
-    PostgreSQL; SQLite serialises every writer anyway.
+    PostgreSQL; SQLite serialises every writer anyway (this process's in arrival order first:
+    storage/writer_queue.py).
     """
+    queue = _writer_queue(engine)
+    if queue is None:
+        with _write_transaction(engine, serialise=serialise) as conn:
+            yield conn
+        return
+    if not queue.acquire(BUSY_TIMEOUT_MS / 1000):
+        raise StoreUnavailable(f"cannot write to the store {describe_url(engine)}: database is locked (another "
+                               f"writer of this process held it for {BUSY_TIMEOUT_MS / 1000:g} s)")
+    try:
+        with _write_transaction(engine, serialise=serialise) as conn:
+            yield conn
+    finally:
+        queue.release()
+
+
+def _writer_queue(engine: Engine) -> writer_queue.WriterQueue | None:
+    """The in-process queue of a SQLite file's writers (storage/writer_queue.py); None for PostgreSQL and an
+    in-memory database."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return writer_queue.for_file(database)
+
+
+@contextlib.contextmanager
+def _write_transaction(engine: Engine, *, serialise: bool) -> Iterator[Connection]:
     with engine.connect() as conn:
         conn = conn.execution_options(govcon_write=True)
         with conn.begin():

@@ -1,0 +1,79 @@
+"""Writers of one SQLite file in this process, let in one at a time and in the order they came.
+
+SQLite lets one writer in at a time (``BEGIN IMMEDIATE``); the others wait in its busy handler, which sleeps
+1, 2, 5, 10 … ms between tries, however soon the writer ahead of them commits. In one process that turned a
+0.3 ms grant write that met a heartbeats' group commit into a 1–3 ms one (gate p99 beside the beats 1.4–1.9x
+its p99 alone: docs/performance.md, eighteenth session). So the writers of this process queue here first and
+are woken the moment the one ahead ends; only writers of other processes still meet the busy handler.
+
+The queue is fair (first come, first in): a thread that writes in a loop (a prune's batches, ingest's group
+commits) cannot take the file again ahead of a kill switch that was waiting. It is reentrant per thread, as a
+nested write was before (SQLite then refused it; it still does). A wait ends after ``timeout`` seconds, as
+the busy handler's did: the caller fails (StoreUnavailable), it never hangs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+
+class WriterQueue:
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+        self._waiting: deque[tuple[int, threading.Lock]] = deque()
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait for this thread's turn, at most ``timeout`` seconds; False when it did not come."""
+        me = threading.get_ident()
+        with self._mutex:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if self._owner is None and not self._waiting:
+                self._owner, self._depth = me, 1
+                return True
+            turn = threading.Lock()
+            turn.acquire()
+            entry = (me, turn)
+            self._waiting.append(entry)
+        if turn.acquire(timeout=timeout):
+            return True  # ``release`` made this thread the owner
+        with self._mutex:
+            if self._owner == me:  # handed over as the wait ran out
+                return True
+            self._waiting.remove(entry)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("the SQLite writer queue released by a thread that is not its writer")
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._waiting:
+                self._owner, turn = self._waiting.popleft()
+                self._depth = 1
+                turn.release()
+            else:
+                self._owner = None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+
+_QUEUES: dict[str, WriterQueue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+def for_file(path: str) -> WriterQueue:
+    """The queue of the SQLite file ``path`` (one per file and process, shared by all its engines)."""
+    queue = _QUEUES.get(path)
+    if queue is None:
+        with _QUEUES_LOCK:
+            queue = _QUEUES.setdefault(path, WriterQueue())
+    return queue
