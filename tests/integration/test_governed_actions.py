@@ -5,6 +5,7 @@ caller cannot choose (issue 11: an actionClass narrows, never loosens)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -38,12 +39,13 @@ def at_l4(gov: Governance) -> Governance:
 
 
 @pytest.fixture
-def agov(store, clock) -> Governance:
+def agov(store, clock) -> Iterator[Governance]:
     g = Governance(store, clock, policies=load_policies(POLICIES))
     g.init_store(OPERATOR, phase_started=clock.now() - timedelta(days=200))
     for role in ("on-call", "ops-lead"):
         g.grant_role(OPERATOR, "bob", role)
-    return at_l4(g)
+    yield at_l4(g)
+    g.actions.decision_log.flush()  # before the store goes (tests/conftest.py gov)
 
 
 def outcome(gov, grant_id: str, status: str, type: str = "restart_service"):
