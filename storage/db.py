@@ -398,18 +398,29 @@ def write_connection(engine: Engine, *, serialise: bool = True) -> Iterator[Conn
     storage/writer_queue.py).
     """
     queue = _writer_queue(engine)
-    if queue is None:
-        with _write_transaction(engine, serialise=serialise) as conn:
-            yield conn
-        return
-    if not queue.acquire(BUSY_TIMEOUT_MS / 1000):
-        raise StoreUnavailable(f"cannot write to the store {describe_url(engine)}: database is locked (another "
-                               f"writer of this process held it for {BUSY_TIMEOUT_MS / 1000:g} s)")
-    try:
-        with _write_transaction(engine, serialise=serialise) as conn:
-            yield conn
-    finally:
-        queue.release()
+    with engine.connect() as conn:  # the lane's own connection first: the queue is never held waiting for a pool
+        if queue is None:
+            with _write_transaction(conn, serialise=serialise) as tx:
+                yield tx
+            return
+        started = time.monotonic()
+        if not queue.acquire(BUSY_TIMEOUT_MS / 1000):
+            raise StoreUnavailable(f"cannot write to the store {describe_url(engine)}: database is locked (another "
+                                   f"writer of this process held it for {BUSY_TIMEOUT_MS / 1000:g} s)")
+        try:
+            # one budget for the queue and SQLite's busy handler (a writer of another process may hold the file)
+            waited_ms = int((time.monotonic() - started) * 1000)
+            sqlite_conn = conn.connection.driver_connection if waited_ms else None
+            if sqlite_conn is not None:
+                sqlite_conn.execute(f"PRAGMA busy_timeout={max(BUSY_TIMEOUT_MS - waited_ms, 0)}")
+            try:
+                with _write_transaction(conn, serialise=serialise) as tx:
+                    yield tx
+            finally:
+                if sqlite_conn is not None:
+                    sqlite_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            queue.release()
 
 
 def _writer_queue(engine: Engine) -> writer_queue.WriterQueue | None:
@@ -422,20 +433,20 @@ def _writer_queue(engine: Engine) -> writer_queue.WriterQueue | None:
 
 
 @contextlib.contextmanager
-def _write_transaction(engine: Engine, *, serialise: bool) -> Iterator[Connection]:
-    with engine.connect() as conn:
-        conn = conn.execution_options(govcon_write=True)
-        with conn.begin():
-            if serialise and engine.dialect.name == "postgresql":
-                if engine in _GENERIC_PLAN_LOCK:
-                    conn.execute(WRITE_LOCK_GENERIC_SQL, {"k": WRITE_LOCK_KEY})
-                    conn.info[GENERIC_PLANS] = True
-                else:
-                    conn.execute(WRITE_LOCK_SQL, {"k": WRITE_LOCK_KEY})
-            try:
-                yield conn
-            finally:
-                conn.info.pop(GENERIC_PLANS, None)
+def _write_transaction(conn: Connection, *, serialise: bool) -> Iterator[Connection]:
+    engine = conn.engine
+    conn = conn.execution_options(govcon_write=True)
+    with conn.begin():
+        if serialise and engine.dialect.name == "postgresql":
+            if engine in _GENERIC_PLAN_LOCK:
+                conn.execute(WRITE_LOCK_GENERIC_SQL, {"k": WRITE_LOCK_KEY})
+                conn.info[GENERIC_PLANS] = True
+            else:
+                conn.execute(WRITE_LOCK_SQL, {"k": WRITE_LOCK_KEY})
+        try:
+            yield conn
+        finally:
+            conn.info.pop(GENERIC_PLANS, None)
 
 
 @contextlib.contextmanager

@@ -39,8 +39,16 @@ class WriterQueue:
             turn.acquire()
             entry = (me, turn)
             self._waiting.append(entry)
-        if turn.acquire(timeout=timeout):
-            return True  # ``release`` made this thread the owner
+        try:
+            if turn.acquire(timeout=timeout):
+                return True  # ``release`` made this thread the owner
+        except BaseException:  # interrupted (a signal handler raised): leave no place, and no turn, behind
+            with self._mutex:
+                if self._owner != me:
+                    self._waiting.remove(entry)
+                    raise
+            self.release()  # it had been handed over meanwhile: on to the next
+            raise
         with self._mutex:
             if self._owner == me:  # handed over as the wait ran out
                 return True

@@ -108,3 +108,63 @@ def test_a_wait_past_the_busy_timeout_fails_and_the_store_takes_writes_after(sql
         state_repo.update_state(conn, command_whitelist=["scale_up"])
     with store.read() as conn:
         assert state_repo.get_state(conn).command_whitelist == ["scale_up"]
+
+
+def test_a_writer_waiting_for_its_lanes_pool_does_not_hold_the_other_lanes_writers(sqlite_gov):
+    """The queue is taken once the writer has its connection: a default-lane writer stuck behind a read flood
+    (every pooled connection of that lane held) must not keep the safety lane's writes out."""
+    store = sqlite_gov.store
+    engine = store.engine_for("default")
+    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]
+    def stuck_writer() -> None:  # gets its connection once the flood ends, then writes
+        with store.write(lane="default") as conn:
+            _touch(conn)
+
+    stuck = threading.Thread(target=stuck_writer)
+    try:
+        stuck.start()
+        time.sleep(0.3)  # the default-lane writer waits for a connection now
+        started = time.perf_counter()
+        with store.write(lane="safety") as conn:
+            _touch(conn)
+        assert time.perf_counter() - started < 1.0
+    finally:
+        for c in held:
+            c.close()
+        stuck.join(40)
+
+
+def test_the_queue_and_the_busy_handler_share_one_budget(sqlite_url, store_template, monkeypatch):
+    """A writer of another process holds the file: a writer of this process that first waited in the queue
+    behind one that timed out does not then get a whole busy timeout of its own."""
+    import sqlite3
+
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 400)
+    store_template.fill_sqlite(sqlite_url)
+    store = Store(sqlite_url)
+    other = sqlite3.connect(sqlite_url, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other process's writer
+    try:
+        errors: list[float] = []
+
+        def writer(delay: float) -> None:
+            time.sleep(delay)
+            started = time.perf_counter()
+            try:
+                with store.write() as conn:
+                    _touch(conn)
+            except StoreUnavailable:
+                errors.append(time.perf_counter() - started)
+
+        first = threading.Thread(target=writer, args=(0.0,))
+        second = threading.Thread(target=writer, args=(0.1,))
+        first.start()
+        second.start()
+        first.join(10)
+        second.join(10)
+        assert len(errors) == 2
+        assert max(errors) < 0.4 + 0.25, errors  # not 0.3 in the queue and then 0.4 more in the busy handler
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        store.dispose()

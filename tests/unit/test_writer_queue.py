@@ -91,3 +91,34 @@ def test_only_the_writer_may_release():
     t.join(5)
     q.release()
     assert errors
+
+
+def test_a_wait_interrupted_by_a_signal_leaves_no_place_behind():
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Interrupted
+
+    q, holding, release = WriterQueue(), threading.Event(), threading.Event()
+    holder = threading.Thread(target=lambda: (q.acquire(1), holding.set(), release.wait(5), q.release()))
+    holder.start()
+    assert holding.wait(5)
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Interrupted):
+            q.acquire(5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert q.waiting == 0
+    release.set()
+    holder.join(5)
+    got = []
+    other = threading.Thread(target=lambda: (got.append(q.acquire(1)), q.release()))
+    other.start()
+    other.join(5)
+    assert got == [True]  # not handed to the interrupted wait, which would never have released it
