@@ -1,10 +1,11 @@
 """Writers of one SQLite file in this process, let in one at a time and in the order they came.
 
 SQLite lets one writer in at a time (``BEGIN IMMEDIATE``); the others wait in its busy handler, which sleeps
-1, 2, 5, 10 … ms between tries, however soon the writer ahead of them commits. In one process that turned a
-0.3 ms grant write that met a heartbeats' group commit into a 1–3 ms one (gate p99 beside the beats 1.4–1.9x
-its p99 alone: docs/performance.md, eighteenth session). So the writers of this process queue here first and
-are woken the moment the one ahead ends; only writers of other processes still meet the busy handler.
+1, 2, 5, 10 … ms between tries, however soon the writer ahead of them commits: a writer behind a 12 ms
+transaction came in 6.3 ms (median) after its commit, and one behind a thread writing back to back (a kill switch
+engage) found the file taken at almost every try and failed after the 10 s timeout (docs/performance.md,
+eighteenth session). So the writers of this process queue here first and are woken the moment the one ahead
+ends; only writers of other processes still meet the busy handler.
 
 The queue is fair (first come, first in): a thread that writes in a loop (a prune's batches, ingest's group
 commits) cannot take the file again ahead of a kill switch that was waiting. It is reentrant per thread, as a
