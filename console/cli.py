@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from console import cli_actions, cli_agents, cli_drilldown, cli_policies, cli_run, cli_serve, startup
 from console.app import run_console
-from console.client import connect
+from console.client import ServiceUnavailable, connect, engage_without_service
 from console.config import Config, ConfigError, build_governance, load_config
 from console.demo import run_demo
 from console.identity import current_operator
@@ -93,7 +93,7 @@ class Context:
     @property
     def gov(self) -> Governance:
         if self._gov is None and self.server is not None:
-            remote, self.operator = connect(self.server, self.clock)
+            remote, self.operator = connect(self.server, self.clock, kill_marker=self.config.kill_switch_marker())
             # RemoteGovernance has the facade's shape over the service (console/client.py), duck-typed: the
             # commands' code is the same in both modes
             self._gov = cast(Governance, remote)
@@ -496,7 +496,14 @@ def cmd_revert(ctx: Context) -> int:
 
 def cmd_kill_switch(ctx: Context) -> int:
     a = ctx.args
-    result = ctx.gov.overrides.kill_switch(a.action, ctx.operator, a.reason)  # the marker file when needed
+    try:
+        gov = ctx.gov
+    except ServiceUnavailable as exc:  # a client, and the service does not answer: engaging still works
+        if a.action != "engage":
+            raise
+        result = engage_without_service(ctx.config.kill_switch_marker(), ctx.operator, a.reason, exc, ctx.clock)
+    else:
+        result = gov.overrides.kill_switch(a.action, ctx.operator, a.reason)  # the marker file when needed
     ctx.emit_json(result.to_json()) if a.json else print(result.message, file=ctx.out)
     return 1 if result.failed else 0
 

@@ -35,6 +35,34 @@ if TYPE_CHECKING:
 INGEST_BATCH_LINES = 20_000
 INGEST_BATCH_BYTES = 4 * 1024 * 1024  # JSON-escaped, it stays under the HTTP API's 10 MiB body
 CONNECT_TIMEOUT_S = 5.0
+#: how long a client waits for the service to answer a call that must never hang: ``hello`` (every command's
+#: first call), a gate decision and the kill switch. A service that is stopped, deadlocked or swapping still
+#: accepts connections (the kernel queues them), so without a deadline these calls waited forever: an agent's
+#: `govcon gate` never exited, and neither did an incident commander's `govcon kill-switch engage`. The
+#: service's own worst case is SQLite's busy budget (storage/db.py BUSY_TIMEOUT_MS, 10 s), so the default
+#: leaves it room; ``$GOVCON_SERVICE_TIMEOUT`` sets it (seconds, 0.5-300). Other calls (a backtest, a
+#: backup, a prune) take as long as they take.
+SERVICE_TIMEOUT_ENV = "GOVCON_SERVICE_TIMEOUT"
+HTTP_READ_TIMEOUT_S = 300.0  # the other calls over HTTP(S): between two reads of the answer
+SERVICE_TIMEOUT_DEFAULT_S = 12.0
+SERVICE_TIMEOUT_RANGE = (0.5, 300.0)
+DEADLINE_METHODS = frozenset({"hello", "gate.decide", "overrides.kill_switch", "kill_marker.engaged"})
+
+
+def service_timeout(env: dict[str, str] | None = None) -> float:
+    """``$GOVCON_SERVICE_TIMEOUT`` or the default; a value that is not a number in range is refused by name."""
+    raw = (os.environ if env is None else env).get(SERVICE_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return SERVICE_TIMEOUT_DEFAULT_S
+    low, high = SERVICE_TIMEOUT_RANGE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # NaN fails too
+        raise GovconError(f"${SERVICE_TIMEOUT_ENV} = {raw[:40]!r}: expected a number of seconds from {low:g} to "
+                          f"{high:g}")
+    return value
 
 
 class ServiceUnavailable(GovconError):
@@ -110,12 +138,16 @@ class _UnixTransport:
         with self._lock:
             self._idle.append(sock)
 
-    def request(self, doc: dict[str, Any], sink: Callable[[bytes], None] | None = None) -> dict[str, Any]:
+    def request(self, doc: dict[str, Any], sink: Callable[[bytes], None] | None = None, *,
+                timeout: float | None = None) -> dict[str, Any]:
+        """Send ``doc`` and read its answer. With ``timeout``, a service that does not answer within it raises
+        ServiceUnavailable, and that connection is closed (its late answer must not be read as the next call's)."""
         frame = dumps(doc)
         for attempt in (1, 2):  # a pooled connection the service closed meanwhile: once more on a new one
             fresh = attempt == 2 or not self._idle
             try:
                 with self._connection() as sock:
+                    sock.settimeout(timeout)
                     sock.sendall(frame)
                     reader = sock.makefile("rb")
                     try:
@@ -127,9 +159,13 @@ class _UnixTransport:
                             _copy_exact(reader, size, sink)
                     finally:
                         reader.close()
+                    sock.settimeout(None)
                     return answer
             except ServiceUnavailable:
                 raise
+            except TimeoutError:  # not retried: the service may still be working on it
+                raise ServiceUnavailable(f"the govcon service at {self.url} did not answer within {timeout:g} s "
+                                         "(stopped, hung or overloaded?)") from None
             except (OSError, ProtocolError) as exc:
                 if fresh:
                     raise ServiceUnavailable(f"the govcon service at {self.url} dropped the call: {exc}") from None
@@ -162,14 +198,18 @@ class _HttpTransport:
                               "`govcon tokens create USER`)")
         import httpx
         self.url = url
-        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=httpx.Timeout(300.0, connect=CONNECT_TIMEOUT_S),
+        self._client = httpx.Client(base_url=url.rstrip("/"),
+                                    timeout=httpx.Timeout(HTTP_READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
                                     headers={"Authorization": f"Bearer {token}"})
 
-    def request(self, doc: dict[str, Any], sink: Callable[[bytes], None] | None = None) -> dict[str, Any]:
+    def request(self, doc: dict[str, Any], sink: Callable[[bytes], None] | None = None, *,
+                timeout: float | None = None) -> dict[str, Any]:
         import httpx
         body = dumps(doc)[4:]
+        wait = HTTP_READ_TIMEOUT_S if timeout is None else timeout
+        limits = httpx.Timeout(wait, connect=CONNECT_TIMEOUT_S)
         try:
-            with self._client.stream("POST", "/api/rpc", content=body,
+            with self._client.stream("POST", "/api/rpc", content=body, timeout=limits,
                                      headers={"Content-Type": "application/json"}) as resp:
                 if resp.status_code != 200:
                     resp.read()
@@ -201,6 +241,9 @@ class _HttpTransport:
                 if answer is None:
                     raise ProtocolError("the service's answer was cut short")
                 return answer
+        except httpx.ReadTimeout:
+            raise ServiceUnavailable(f"the govcon service at {self.url} did not answer within {wait:g} s "
+                                     "(stopped, hung or overloaded?)") from None
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"cannot reach the govcon service at {self.url}: {exc}") from None
 
@@ -245,6 +288,47 @@ class _RemoteGate(_Part):
         except ServiceUnavailable as exc:
             from engine.gate import DENY, GateDecision
             return GateDecision(DENY, f"govcon service unreachable, failing closed: {exc}", command_type, None)
+
+
+class _RemoteOverrides(_Part):
+    def kill_switch(self, action: str, actor: str, reason: str | None):
+        """Engaging must work when the service does not answer: then by the service's marker file, when this
+        client knows where it is (``kill_switch_marker``; see ``engage_without_service``)."""
+        try:
+            return self._gov.call("overrides.kill_switch", action, actor, reason)
+        except ServiceUnavailable as exc:
+            if action != "engage":
+                raise
+            return engage_without_service(self._gov.kill_marker_path, actor, reason, exc, self._gov.clock)
+
+
+def engage_without_service(marker_path: str | os.PathLike | None, actor: str, reason: str | None,
+                           cause: ServiceUnavailable, clock=None):
+    """The kill switch engaged by the service's marker file, the service being unreachable or hung: a file
+    whose presence makes every one of the service's gate answers deny, checked before its store
+    (engine/kill_marker.py). The client knows the path only from its own config (``kill_switch_marker`` or
+    ``$GOVCON_KILL_SWITCH_MARKER``, set to the service's marker on the service's host); without it the
+    engage fails plainly — never a marker the service does not read. The marker directory's permissions
+    decide who may engage (as when the service cannot read its store); the service records the engagement
+    in the store and alerts once it runs again (engine/overrides.py)."""
+    from engine.overrides import OverrideResult, require_reason
+    reason = require_reason(reason, "engaging the kill switch")
+    why = str(cause).splitlines()[0]
+    if marker_path is None:
+        raise ServiceUnavailable(f"{why}: the kill switch is NOT engaged. This client knows no marker file to fall "
+                                 "back on: set kill_switch_marker (or $GOVCON_KILL_SWITCH_MARKER) to the service's "
+                                 "marker file, on the service's host (docs/runbook.md, \"The kill switch\")")
+    from engine.clock import SystemClock
+    from engine.kill_marker import KillMarker, MarkerError
+    try:
+        marker, created = KillMarker(marker_path).engage(actor, reason, (clock or SystemClock()).now())
+    except MarkerError as exc:
+        raise ServiceUnavailable(f"{why}; and {exc}: the kill switch is NOT engaged") from None
+    if not created:
+        return OverrideResult(False, f"the govcon service did not answer ({why}); the kill switch is engaged "
+                                     f"already by marker file {marker.path}", via="marker")
+    return OverrideResult(True, f"the govcon service did not answer: engaged by marker file {marker.path} only; the "
+                                f"service records it when it runs again ({why})", via="marker")
 
 
 class _RemoteIngestor:
@@ -328,7 +412,7 @@ class _RemoteNotifier:
 
 
 _PARTS = ("metrics", "readiness", "rules", "backtester", "policies", "modes", "actions", "calibration", "agents",
-          "tokens", "outbox", "overrides", "proposals", "cycle", "reports", "breakers",
+          "tokens", "outbox", "proposals", "cycle", "reports", "breakers",
           "drilldown", "explainer", "policy_book", "sink_book")
 
 
@@ -337,16 +421,20 @@ class RemoteGovernance:
 
     remote = True
 
-    def __init__(self, url: str, token: str | None = None, *, clock=None) -> None:
+    def __init__(self, url: str, token: str | None = None, *, clock=None,
+                 kill_marker: str | os.PathLike | None = None, timeout: float | None = None) -> None:
         from engine.clock import SystemClock
         self.url = url
         self.transport = transport_for(url, token)
+        self.timeout = service_timeout() if timeout is None else timeout  # for DEADLINE_METHODS
+        self.kill_marker_path = kill_marker  # the service's marker file, when this client's config names it
         self.clock = clock or SystemClock()  # for showing times only: every decision is the service's
         self.store = _RemoteStore(url)
         self.kill_marker = _RemoteMarker(self)
         self.notifier = _RemoteNotifier(self)
         self.ingestor = _RemoteIngestor(self)
         self.gate = _RemoteGate(self, "gate")
+        self.overrides = _RemoteOverrides(self, "overrides")
         for name in _PARTS:
             setattr(self, name, _Part(self, name))
 
@@ -354,7 +442,9 @@ class RemoteGovernance:
         return self._call(method, args, kwargs)
 
     def _call(self, method: str, args: tuple, kwargs: dict[str, Any], sink=None) -> Any:
-        answer = self.transport.request({"m": method, "a": encode(list(args)), "k": encode(kwargs)}, sink)
+        timeout = self.timeout if method in DEADLINE_METHODS else None
+        answer = self.transport.request({"m": method, "a": encode(list(args)), "k": encode(kwargs)}, sink,
+                                        timeout=timeout)
         if "e" in answer:
             _raise(answer["e"])
         return decode(answer.get("r"), allow_classes=True)
@@ -451,9 +541,9 @@ class RemoteRunPort:
         self._call("attach_report", grant_id, report)
 
 
-def connect(url: str, clock=None) -> tuple[RemoteGovernance, str]:
+def connect(url: str, clock=None, *, kill_marker: str | os.PathLike | None = None) -> tuple[RemoteGovernance, str]:
     """The remote facade, connected; and the operator the service identified this process as."""
-    gov = RemoteGovernance(url, os.environ.get("GOVCON_TOKEN") or None, clock=clock)
+    gov = RemoteGovernance(url, os.environ.get("GOVCON_TOKEN") or None, clock=clock, kill_marker=kill_marker)
     try:
         who = gov.hello()
     except BaseException:

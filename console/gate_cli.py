@@ -145,12 +145,13 @@ def run(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
         return None
     clean_out = _Clean(out or sys.stdout)
     clean_err = _Clean(err or sys.stderr)
-    from console.client import ServiceUnavailable, transport_for
+    from console.client import ServiceUnavailable, service_timeout, transport_for
     from console.rpc import decode, encode
     command_type = args["type"]
     try:
+        timeout = service_timeout()  # a stopped or hung service: deny after it, never wait forever
         transport = transport_for(server, os.environ.get("GOVCON_TOKEN") or None)
-        hello = transport.request({"m": "hello", "a": [], "k": {}})
+        hello = transport.request({"m": "hello", "a": [], "k": {}}, timeout=timeout)
         if "e" in hello:
             raise ServiceUnavailable(str(hello["e"].get("message")))
         operator = decode(hello.get("r"))["operator"]
@@ -161,7 +162,8 @@ def run(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -
               "agent": args["agent"] or operator, "request": args["request"], "requested_by": operator}
     try:
         try:
-            answer = transport.request({"m": "gate.decide", "a": encode([command_type]), "k": encode(kwargs)})
+            answer = transport.request({"m": "gate.decide", "a": encode([command_type]), "k": encode(kwargs)},
+                                       timeout=timeout)
         except ServiceUnavailable as exc:
             doc = deny_doc(command_type, f"govcon service unreachable, failing closed: {exc}")
             return print_decision(doc, DENY_EXIT, clean_out, as_json=args["json"])

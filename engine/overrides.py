@@ -41,7 +41,7 @@ DRILL_REASON = "kill-switch drill"
 log = logging.getLogger("govcon.alerts")  # where the alerts' own log lines go (engine/notifier.py)
 
 
-def _reason(reason: str | None, what: str) -> str:
+def require_reason(reason: str | None, what: str) -> str:
     if not reason or not reason.strip():
         raise InvalidInput(f"{what} needs --reason saying why (it goes into the audit log and the alert)")
     return reason.strip()
@@ -95,7 +95,7 @@ class Overrides:
         return self.kill_marker.engaged() if self.kill_marker is not None else None
 
     def revert(self, actor: str, reason: str | None) -> OverrideResult:
-        reason = _reason(reason, "reverting to L3")
+        reason = require_reason(reason, "reverting to L3")
         now = self.clock.now()
         with self.store.write(lane="safety") as conn:
             access.require_role(conn, actor, "revert")
@@ -127,7 +127,7 @@ class Overrides:
 
     def engage(self, actor: str, reason: str | None) -> OverrideResult:
         """Engage in the store; when it cannot be written, by the marker file (and say so)."""
-        reason = _reason(reason, "engaging the kill switch")
+        reason = require_reason(reason, "engaging the kill switch")
         try:
             return self.engage_kill_switch(actor, reason)
         except StoreUnavailable as exc:
@@ -158,7 +158,7 @@ class Overrides:
 
     def engage_kill_switch(self, actor: str, reason: str | None, *, drill: bool = False) -> OverrideResult:
         """Engage in the store (raises StoreUnavailable when it cannot be written; ``engage`` falls back)."""
-        reason = _reason(reason, "engaging the kill switch")
+        reason = require_reason(reason, "engaging the kill switch")
         now = self.clock.now()
         with self.store.write(lane="safety") as conn:
             access.require_role(conn, actor, "kill_switch.engage")
@@ -197,7 +197,7 @@ class Overrides:
         file, so a file whose removal did not happen is removed later, never recorded as a new
         engagement. With ``drill_engagement``, only while that engagement (the drill's own) is still
         the current one, and the marker file is left alone."""
-        reason = _reason(reason, "releasing the kill switch")
+        reason = require_reason(reason, "releasing the kill switch")
         drill = drill_engagement is not None
         now = self.clock.now()
         with self.store.write(lane="safety") as conn:
