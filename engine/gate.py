@@ -200,10 +200,15 @@ class Gate:
             return decision, logged
         decision = self._judge_read(ask, now)
         self._note(ask.command_type, decision)
-        if decision.decision == ALLOW and take_grant and self.actions is not None:
-            return self._grant(ask, now, requested_by)
-        if decision.decision == NEEDS_APPROVAL and request and self.actions is not None:
-            return self._request(ask, decision, now, requested_by)
+        if self.actions is None or not take_grant:
+            if decision.decision == NEEDS_APPROVAL and request and self.actions is not None:
+                return self._request(ask, decision, now, requested_by)  # a dry run's request: no grant either way
+            return decision, False
+        if decision.decision == ALLOW or (decision.decision == NEEDS_APPROVAL and request):
+            # judged again in the write, which acts on what it finds there: the store may have changed since
+            # the read (an outcome freed a slot, a lease was renewed, a probe went out), so an allow found
+            # there issues its grant and a needs_approval queues its request, whichever the read said
+            return self._grant(ask, now, requested_by, request=request)
         return decision, False
 
     def _judge_read(self, ask: Ask, now: datetime) -> GateDecision:
@@ -396,6 +401,8 @@ class Gate:
 
     def _request(self, ask: Ask, decision: GateDecision, now: datetime,
                  requested_by: str | None) -> tuple[GateDecision, bool]:
+        """A dry run's ask with ``request`` (takes no grant): the request queued if the write still judges
+        needs_approval. Every other ask with ``request`` goes through ``_grant``, which grants an allow."""
         assert self.actions is not None
         try:
             with self.store.write(lane="safety") as conn:

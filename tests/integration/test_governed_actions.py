@@ -482,3 +482,64 @@ def test_retention_prunes_the_log_and_never_a_grant_a_budget_counts(agov, clock)
     removed = agov.prune(OPERATOR, timedelta(days=1))
     assert removed["grants"] == 1  # finished, and older than a week before the cut-off
     assert agov.actions.show(flying.grant_id)["grant"]["status"] == "granted"  # never an open grant
+
+
+# --- an ask whose answer changes between the read and the write --------------------------------------------
+
+
+def _another_process(agov, store_url, clock) -> Governance:
+    """A second agent's process on the same store, with a fresh gate (its first ask of a type is judged on a
+    read first)."""
+    return Governance(Store(store_url, apply_migrations=False), clock, policies=load_policies(POLICIES))
+
+
+def _after_the_read(gov: Governance, commit) -> None:
+    """``commit`` runs right after the gate's read and before its write: another process committing in that
+    window (the window is real; this makes it certain)."""
+    read = gov.gate._judge_read
+
+    def judge_read_then_commit(ask, now):
+        decision = read(ask, now)
+        commit()
+        return decision
+    gov.gate._judge_read = judge_read_then_commit  # type: ignore[method-assign]
+
+
+def test_a_request_ask_that_the_write_finds_allowed_gets_its_grant(agov, store_url, clock):
+    """Read: needs_approval (the slots are taken); an outcome frees one before the write: the answer is an allow,
+    so it must come with its grant (it came without one: nothing reserved, nothing counted)."""
+    first = agov.gate.decide("tune_pool", agent="a")
+    clock.advance(timedelta(minutes=6))
+    assert agov.gate.decide("tune_pool", agent="a").decision == "allow"
+    clock.advance(timedelta(minutes=6))
+    other = _another_process(agov, store_url, clock)
+    try:
+        _after_the_read(other, lambda: outcome(agov, first.grant_id, "succeeded", type="tune_pool"))
+        d = other.gate.decide("tune_pool", agent="b", request=True, requested_by="b-owner")
+        assert d.decision == "allow" and d.grant_id, d
+        other.actions.decision_log.flush()
+        with agov.store.read() as conn:
+            grant = conn.execute(sa.select(tables.grants).where(tables.grants.c.id == d.grant_id)).one()
+            logged = conn.execute(sa.select(tables.gate_decisions.c.grant_id)
+                                  .where(tables.gate_decisions.c.agent == "b")).scalars().all()
+        assert grant.status == "granted" and grant.agent == "b"
+        assert logged == [d.grant_id]
+    finally:
+        other.close()
+
+
+def test_a_request_ask_that_the_write_finds_refused_queues_its_request(agov, store_url, clock):
+    """Read: allow (a slot is free); another agent takes the last slot before the write: needs_approval, and
+    with ``request`` the action request must be queued (it was not: `govcon run --wait` gave up at once)."""
+    agov.gate.decide("tune_pool", agent="a")
+    clock.advance(timedelta(minutes=6))
+    other = _another_process(agov, store_url, clock)
+    try:
+        _after_the_read(other, lambda: agov.gate.decide("tune_pool", agent="a"))
+        d = other.gate.decide("tune_pool", agent="b", request=True, requested_by="b-owner")
+        assert d.decision == "needs_approval" and "in flight" in d.reason, d
+        assert d.request_id, d
+        pending = agov.actions.list(pending=True)
+        assert [r["requestId"] for r in pending["requests"]] == [d.request_id]
+    finally:
+        other.close()
