@@ -47,7 +47,7 @@ from console.render import (
     print_status,
 )
 from engine.clock import Clock, SystemClock
-from engine.errors import GovconError, InvalidInput, NotInitialised
+from engine.errors import GovconError, InvalidInput, NotInitialised, PermissionDenied
 from engine.governance import Governance
 from engine.outbox import STATUSES as ALERT_STATUSES
 from engine.outbox import statuses_for
@@ -494,18 +494,69 @@ def cmd_revert(ctx: Context) -> int:
     return 0
 
 
+#: how long `kill-switch engage` waits for the store to open (migrations checked, config compared) before it
+#: engages by the marker file instead: a healthy store opens in well under a second; a PostgreSQL table locked
+#: by another session, or a server refusing connections, must not keep the switch from engaging
+ENGAGE_OPEN_DEADLINE_S = 5.0
+
+
 def cmd_kill_switch(ctx: Context) -> int:
     a = ctx.args
     try:
-        gov = ctx.gov
+        gov = ctx.gov if a.action != "engage" else _open_within(ctx, ENGAGE_OPEN_DEADLINE_S)
     except ServiceUnavailable as exc:  # a client, and the service does not answer: engaging still works
         if a.action != "engage":
             raise
         result = engage_without_service(ctx.config.kill_switch_marker(), ctx.operator, a.reason, exc, ctx.clock)
+    except (ConfigError, InvalidInput, PermissionDenied):
+        raise
+    except Exception as exc:  # embedded, and the store cannot be opened (refused, locked, corrupt, gone)
+        if a.action != "engage":
+            raise
+        result = _engage_without_store(ctx, exc)
     else:
         result = gov.overrides.kill_switch(a.action, ctx.operator, a.reason)  # the marker file when needed
     ctx.emit_json(result.to_json()) if a.json else print(result.message, file=ctx.out)
     return 1 if result.failed else 0
+
+
+def _open_within(ctx: Context, seconds: float) -> Governance:
+    """``ctx.gov``, opened in a daemon thread and waited for at most ``seconds``; raises StoreUnavailable
+    when it takes longer (the thread is left behind: the command ends soon after)."""
+    import threading
+    done: list[Any] = []
+
+    def open_store() -> None:
+        try:
+            done.append(ctx.gov)
+        except BaseException as exc:
+            done.append(exc)
+    opener = threading.Thread(target=open_store, name="govcon-open-store", daemon=True)
+    opener.start()
+    opener.join(seconds)
+    if not done:
+        raise StoreUnavailable(f"the store did not open within {seconds:g} s (locked or hung?)")
+    if isinstance(done[0], BaseException):
+        raise done[0]
+    return cast(Governance, done[0])
+
+
+def _engage_without_store(ctx: Context, cause: BaseException) -> Any:
+    """The kill switch engaged by its marker file when the store cannot even be opened: where the config puts
+    the marker, else where every govcon on this store looks for it (engine/kill_marker.py). Beside a SQLite
+    store only when its directory exists (a mistyped path creates nothing)."""
+    from engine.kill_marker import KillMarker, default_marker_path
+    from engine.overrides import engage_by_marker, require_reason
+    reason = require_reason(ctx.args.reason, "engaging the kill switch")
+    path = ctx.config.kill_switch_marker()
+    if path is None:
+        url = make_url(normalise_url(getattr(ctx.args, "database_url", None) or ctx.config.database_url))
+        path = default_marker_path(url.get_backend_name(), url.database)
+        if url.get_backend_name() == "sqlite" and not path.parent.is_dir():
+            raise StoreUnavailable(f"{cause}; and the marker file's directory {path.parent} does not exist: "
+                                   "the kill switch is NOT engaged") from cause
+    return engage_by_marker(KillMarker(path), ctx.operator, reason, ctx.clock.now(), cause,
+                            unavailable="store cannot be opened")
 
 
 def cmd_cycle(ctx: Context) -> int:

@@ -311,24 +311,21 @@ def engage_without_service(marker_path: str | os.PathLike | None, actor: str, re
     engage fails plainly — never a marker the service does not read. The marker directory's permissions
     decide who may engage (as when the service cannot read its store); the service records the engagement
     in the store and alerts once it runs again (engine/overrides.py)."""
-    from engine.overrides import OverrideResult, require_reason
+    from engine.clock import SystemClock
+    from engine.kill_marker import KillMarker
+    from engine.overrides import engage_by_marker, require_reason
+    from storage.db import StoreUnavailable
     reason = require_reason(reason, "engaging the kill switch")
-    why = str(cause).splitlines()[0]
     if marker_path is None:
+        why = str(cause).splitlines()[0]
         raise ServiceUnavailable(f"{why}: the kill switch is NOT engaged. This client knows no marker file to fall "
                                  "back on: set kill_switch_marker (or $GOVCON_KILL_SWITCH_MARKER) to the service's "
                                  "marker file, on the service's host (docs/runbook.md, \"The kill switch\")")
-    from engine.clock import SystemClock
-    from engine.kill_marker import KillMarker, MarkerError
     try:
-        marker, created = KillMarker(marker_path).engage(actor, reason, (clock or SystemClock()).now())
-    except MarkerError as exc:
-        raise ServiceUnavailable(f"{why}; and {exc}: the kill switch is NOT engaged") from None
-    if not created:
-        return OverrideResult(False, f"the govcon service did not answer ({why}); the kill switch is engaged "
-                                     f"already by marker file {marker.path}", via="marker")
-    return OverrideResult(True, f"the govcon service did not answer: engaged by marker file {marker.path} only; the "
-                                f"service records it when it runs again ({why})", via="marker")
+        return engage_by_marker(KillMarker(marker_path), actor, reason, (clock or SystemClock()).now(), cause,
+                                unavailable="the govcon service did not answer")
+    except StoreUnavailable as exc:  # the marker could not be made either: the client's error class, same words
+        raise ServiceUnavailable(str(exc)) from None
 
 
 class _RemoteIngestor:

@@ -27,7 +27,7 @@ from engine.alerts import Alert
 from engine.breakers import require_initialised, revert_state
 from engine.clock import Clock, isoformat
 from engine.domain import BREAKER_MODES, Decision, Phase
-from engine.errors import Conflict, InvalidInput
+from engine.errors import Conflict, GovconError, InvalidInput
 from engine.gate import Gate
 from engine.kill_marker import KillMarker, MarkerError, MarkerInfo
 from engine.redact import redact
@@ -75,6 +75,25 @@ def kill_switch_json(state: Row | None, marker: MarkerInfo | None) -> dict[str, 
         doc.update(by=marker.by, at=isoformat(marker.at), reason=marker.reason)
     doc["marker"] = marker.to_json() if marker is not None else None
     return doc
+
+
+def engage_by_marker(marker: KillMarker, actor: str, reason: str, at: datetime, cause: BaseException, *,
+                     unavailable: str) -> OverrideResult:
+    """The kill switch engaged by its marker file alone, because ``unavailable`` (the store, or the service a
+    client talks to) could not take it; ``cause`` says why. Raises StoreUnavailable, saying the switch is NOT
+    engaged, when the file cannot be created either."""
+    why = (str(cause).splitlines() or [type(cause).__name__])[0]
+    try:
+        info, created = marker.engage(actor, reason, at)
+    except MarkerError as exc:
+        raise StoreUnavailable(f"{why}; and {exc}: the kill switch is NOT engaged") from cause
+    if not created:
+        return OverrideResult(False, f"{unavailable} ({why}); the kill switch is engaged already by marker file "
+                                     f"{info.path}", via="marker")
+    log.critical("KILL SWITCH ENGAGED by %s by marker file %s only (%s: %s); it will be recorded and alerted when "
+                 "the store is back. Reason: %s", actor, info.path, unavailable, why, redact(reason))
+    return OverrideResult(True, f"{unavailable}: engaged by marker file {info.path} only; it will be recorded when "
+                                f"the store is back ({why})", via="marker")
 
 
 class Overrides:
@@ -126,35 +145,30 @@ class Overrides:
         raise InvalidInput(f"unknown kill-switch action {action!r}: use {', '.join(KILL_SWITCH_ACTIONS)}")
 
     def engage(self, actor: str, reason: str | None) -> OverrideResult:
-        """Engage in the store; when it cannot be written, by the marker file (and say so)."""
+        """Engage in the store; when it cannot be written — unreachable, locked, full, read-only, or failing in
+        any other way (a corrupt page raises sqlite3.DatabaseError, not StoreUnavailable) — by the marker file,
+        and say so. Only a refusal the store gave (the role, the input) is not worked around."""
         reason = require_reason(reason, "engaging the kill switch")
         try:
             return self.engage_kill_switch(actor, reason)
-        except StoreUnavailable as exc:
+        except GovconError:
+            raise  # PermissionDenied, NotInitialised, InvalidInput: the store answered
+        except Exception as exc:
             if self.kill_marker is None:
                 raise
             return self._engage_by_marker(actor, reason, exc)
 
-    def _engage_by_marker(self, actor: str, reason: str, cause: StoreUnavailable) -> OverrideResult:
+    def _engage_by_marker(self, actor: str, reason: str, cause: BaseException) -> OverrideResult:
         try:  # the role, where the store can still be read (a full disk reads fine)
             with self.store.read(lane="safety") as conn:
                 access.require_role(conn, actor, "kill_switch.engage")
-        except StoreUnavailable:
+        except GovconError:
+            raise
+        except Exception:
             pass  # not even readable: the marker directory's permissions decide who may engage
         assert self.kill_marker is not None
-        try:
-            marker, created = self.kill_marker.engage(actor, reason, self.clock.now())
-        except MarkerError as exc:
-            raise StoreUnavailable(f"{cause}; and {exc}: the kill switch is NOT engaged") from cause
-        why = str(cause).splitlines()[0]
-        if not created:
-            return OverrideResult(False, f"store not writable ({why}); the kill switch is engaged already by "
-                                         f"marker file {marker.path}", via="marker")
-        log.critical("KILL SWITCH ENGAGED by %s by marker file %s only (store not writable: %s); it will be "
-                     "recorded and alerted when the store is back. Reason: %s", actor, marker.path, why,
-                     redact(reason))
-        return OverrideResult(True, f"store not writable: engaged by marker file {marker.path} only; it will be "
-                                    f"recorded when the store is back ({why})", via="marker")
+        return engage_by_marker(self.kill_marker, actor, reason, self.clock.now(), cause,
+                                unavailable="store not writable")
 
     def engage_kill_switch(self, actor: str, reason: str | None, *, drill: bool = False) -> OverrideResult:
         """Engage in the store (raises StoreUnavailable when it cannot be written; ``engage`` falls back)."""

@@ -62,6 +62,20 @@ def service(tmp_path):
         assert serve.stop() == 0
 
 
+def stop(pid: int) -> None:
+    """SIGSTOP, then wait until every thread of the process is stopped (the signal is asynchronous: a thread
+    already running could still answer one more call)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = [Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                  for t in os.listdir(f"/proc/{pid}/task")]
+        if all(state in "tT" for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not stop: {states}")
+
+
 def run(args: list[str], env: dict[str, str], *, full: bool = False) -> tuple[subprocess.CompletedProcess, float]:
     command = [sys.executable, "-c", FULL_CLI, *args] if full else [sys.executable, "-m", "console", *args]
     started = time.monotonic()
@@ -77,7 +91,7 @@ def test_a_stopped_service_gets_denials_and_errors_within_the_deadline_and_the_k
     assert token.returncode == 0, token.stderr
     over_http = {**client, "GOVCON_SERVER": serve.base, "GOVCON_TOKEN": token.stdout.strip()}
 
-    os.kill(serve.proc.pid, signal.SIGSTOP)
+    stop(serve.proc.pid)
     for env, full in ((client, False), (client, True), (over_http, True)):
         res, took = run(["gate", "restart_service"], env, full=full)
         assert res.returncode == 4, res.stdout + res.stderr
@@ -118,7 +132,7 @@ def test_a_call_that_ran_out_closes_its_connection_and_the_next_call_gets_its_ow
     try:
         gov.timeout = DEADLINE_S
         assert gov.gate.decide("restart_service").decision == ALLOW
-        os.kill(serve.proc.pid, signal.SIGSTOP)
+        stop(serve.proc.pid)
         try:
             started = time.monotonic()
             late = gov.gate.decide("restart_service")

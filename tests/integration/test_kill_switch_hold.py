@@ -370,3 +370,87 @@ def test_full_disk_engage_by_cli_and_by_serve_the_gate_denies_elsewhere_and_heal
     for log in (server.log(), cli.stderr):  # no line claims an engagement the store did not commit
         assert "alert trigger critical: KILL SWITCH ENGAGED" not in log, log
     assert "by marker file" in server.log() and "by marker file" in cli.stderr
+
+
+# --- the store cannot even be opened: `kill-switch engage` still engages -----------------------------------
+
+
+def _initialised(url: str) -> None:
+    from console.identity import current_operator
+    from engine.clock import SystemClock
+    gov = Governance(Store(url), SystemClock())
+    gov.init_store(OPERATOR)
+    _engage_roles(gov, current_operator())
+    _whitelist(gov, "restart_service")
+    gov.close()
+
+
+def _garbage(path: Path) -> None:
+    import random
+    path.write_bytes(random.Random(7).randbytes(200_000))
+
+
+def _corrupt_pages(path: Path) -> None:
+    import random
+    with path.open("r+b") as f:  # the header and the schema page stay; pages 3-22 become noise
+        f.seek(3 * 4096)
+        f.write(random.Random(7).randbytes(20 * 4096))
+
+
+def _directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.parametrize("breakage", [_garbage, _corrupt_pages, _directory, Path.unlink],
+                         ids=["not-a-database", "corrupt-pages", "a-directory", "deleted"])
+def test_engage_from_the_cli_uses_the_marker_when_the_sqlite_store_cannot_be_opened(tmp_path, breakage):
+    """Before: `kill-switch engage` opened the store first and failed there (exit 1, a traceback for a corrupt
+    page), never reaching the marker; a server still holding the old file kept answering allow."""
+    url = str(tmp_path / "governance.db")
+    _initialised(url)
+    breakage(Path(url))
+    marker = Path(url + ".kill-switch")
+    res = _cli(url, "kill-switch", "engage", "--reason", "INC-90 store broken")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "engaged by marker file " + str(marker) + " only" in res.stdout and "Traceback" not in res.stderr
+    assert json.loads(marker.read_text())["reason"] == "INC-90 store broken"
+    again = _cli(url, "kill-switch", "engage", "--reason", "again")
+    assert again.returncode == 0 and "engaged already by marker file" in again.stdout, again.stdout + again.stderr
+
+
+def test_engage_from_the_cli_creates_nothing_beside_a_store_path_whose_directory_is_missing(tmp_path):
+    url = str(tmp_path / "typo" / "governance.db")
+    res = _cli(url, "kill-switch", "engage", "--reason", "x")
+    assert res.returncode == 1 and "the kill switch is NOT engaged" in res.stderr, res.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.postgres
+def test_engage_from_the_cli_uses_the_marker_when_postgresql_keeps_the_store_from_opening(postgres_url, tmp_path):
+    """Another session holds alembic_version locked: opening the store (its migration check) waited for ever,
+    and the engage with it. Now the engage gives opening ENGAGE_OPEN_DEADLINE_S, then uses the marker."""
+    import time
+
+    from console.cli import ENGAGE_OPEN_DEADLINE_S
+    _initialised(postgres_url)
+    marker = tmp_path / "kill-switch"
+    locker = sa.create_engine(postgres_url)
+    try:
+        with locker.connect() as conn:
+            conn.execute(sa.text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+            env = {**os.environ, "GOVCON_DATABASE_URL": postgres_url, "GOVCON_CONFIG": "/nonexistent/govcon.toml",
+                   "GOVCON_KILL_SWITCH_MARKER": str(marker)}
+            started = time.monotonic()
+            res = subprocess.run([sys.executable, "-m", "console", "kill-switch", "engage", "--reason", "INC-91"],
+                                 env=env, capture_output=True, text=True, timeout=120,
+                                 cwd=Path(__file__).resolve().parents[2])
+            took = time.monotonic() - started
+            conn.rollback()
+    finally:
+        locker.dispose()
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"store cannot be opened: engaged by marker file {marker} only" in res.stdout
+    assert f"did not open within {ENGAGE_OPEN_DEADLINE_S:g} s" in res.stdout
+    assert took < ENGAGE_OPEN_DEADLINE_S + 20
+    assert marker.exists()
