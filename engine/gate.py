@@ -1,7 +1,7 @@
 """The gate (policy decision point): may an agent run this command autonomously right now?
 
-Decisions, in order: kill switch engaged (in the store or by its marker file) -> deny; store unreadable ->
-deny (fail closed); mode read_only -> deny (but the read class); type paused by a breaker ->
+Decisions, in order: kill switch engaged (in the store or by its marker file) -> deny; store unreadable, or
+its SQLite file replaced or removed under this process -> deny (fail closed); mode read_only -> deny (but the read class); type paused by a breaker ->
 needs_approval; phase L3 -> needs_approval; type not whitelisted -> needs_approval; mode minimal and a
 class it does not allow -> needs_approval; the ask names an agent without a live lease (engine/agents.py) ->
 needs_approval; a policy refusing (rate limit, interval, concurrency,
@@ -193,6 +193,9 @@ class Gate:
         marker = self.kill_marker.engaged() if self.kill_marker is not None else None
         if marker is not None:
             return GateDecision(DENY, _marker_reason(marker), ask.command_type, None), False
+        replaced = self.store.replaced()  # a kept snapshot would answer from a file nobody else uses any more
+        if replaced is not None:
+            return GateDecision(DENY, replaced, ask.command_type, None), False
         if take_grant and self.actions is not None and self._allowed_last.get(ask.command_type):
             # the type's last answer was an allow: judge once, under the write lock (a refusal is logged there)
             decision, logged = self._grant(ask, now, requested_by, request=request)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import threading
 from collections.abc import Iterator
 
@@ -63,6 +64,10 @@ class Store:
         self._checkpointed = database if database and database != ":memory:" else None
         if self._checkpointed:
             CHECKPOINTER.watch(self._checkpointed)
+        #: the SQLite file's (device, inode) once it exists: a file replaced (a restore renamed over it) or
+        #: removed under this process is not read or written through connections to the old one (``replaced``)
+        self._file = self._checkpointed
+        self._file_identity: tuple[int, int] | None = None
         if apply_migrations:
             self.migrate()
 
@@ -87,14 +92,45 @@ class Store:
         return engine
 
     def migrate(self) -> tuple[str | None, str]:
+        self._check_file()
         try:
             return migrate.upgrade(self.engine)
         except (OperationalError, DatabaseError) as exc:
             raise StoreUnavailable(f"cannot open the store {self.display_url}: {exc.orig}") from exc
 
+    def replaced(self) -> str | None:
+        """Why this process must not use its connections any more, or None: the SQLite file was replaced or
+        removed since it was first seen. The pools keep the old file open, so reads would show a store nobody
+        else sees and writes would go where nobody looks (a kill switch engaged there holds no gate of another
+        process). One ``stat``; PostgreSQL and in-memory stores: always None."""
+        if self._file is None:
+            return None
+        try:
+            st = os.stat(self._file)
+        except FileNotFoundError:
+            if self._file_identity is None:
+                return None  # not created yet (the first connection creates it)
+            return (f"the store file {self._file} was removed after this process opened it: failing closed "
+                    "(restore it, or restart govcon on the store's new file)")
+        except OSError as exc:
+            return f"cannot check the store file {self._file}: {exc.strerror}"
+        identity = (st.st_dev, st.st_ino)
+        if self._file_identity is None:
+            self._file_identity = identity
+        elif identity != self._file_identity:
+            return (f"the store file {self._file} was replaced after this process opened it (a restore?): "
+                    "failing closed until govcon is restarted on the new file")
+        return None
+
+    def _check_file(self) -> None:
+        why = self.replaced() if self._file is not None else None
+        if why is not None:
+            raise StoreUnavailable(why)
+
     @contextlib.contextmanager
     def read(self, *, lane: str | None = None) -> Iterator[Connection]:
         """One read transaction on ``lane`` (default: the context's lane, see ``use_lane``)."""
+        self._check_file()
         name = lane or _LANE.get()
         engine = self.engine_for(name)
         with Deadline.scope(lane_named(name).deadline, name) as deadline:
@@ -109,6 +145,7 @@ class Store:
     @contextlib.contextmanager
     def write(self, *, serialise: bool = True, lane: str | None = None) -> Iterator[Connection]:
         """One transaction: everything inside commits together or not at all."""
+        self._check_file()
         name = lane or _LANE.get()
         engine = self.engine_for(name)
         with Deadline.scope(lane_named(name).deadline, name) as deadline:
