@@ -1,10 +1,10 @@
 """The gate (policy decision point): may an agent run this command autonomously right now?
 
 Decisions, in order: kill switch engaged (in the store or by its marker file) -> deny; store unreadable, or
-its SQLite file replaced or removed under this process -> deny (fail closed); mode read_only -> deny (but the read class); type paused by a breaker ->
-needs_approval; phase L3 -> needs_approval; type not whitelisted -> needs_approval; mode minimal and a
-class it does not allow -> needs_approval; the ask names an agent without a live lease (engine/agents.py) ->
-needs_approval; a policy refusing (rate limit, interval, concurrency,
+its SQLite file replaced or removed under this process -> deny (fail closed); mode read_only -> deny (but the
+read class); type paused by a breaker -> needs_approval; phase L3 -> needs_approval; type not whitelisted ->
+needs_approval; mode minimal and a class it does not allow -> needs_approval; the ask names an agent without a
+live lease (engine/agents.py) -> needs_approval; a policy refusing (rate limit, interval, concurrency,
 confidence, maintenance window) -> its decision; else allow.
 
 An allow is not only an answer: it issues a grant that takes budget from that moment (DESIGN.md,
