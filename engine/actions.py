@@ -47,6 +47,9 @@ EXECUTED = ("succeeded", "failed", "rolled_back")
 RELEASED = "released"
 #: which later outcome may follow a first one (a command that ran and was then rolled back)
 _LATER = {"succeeded": {"rolled_back"}, "failed": {"rolled_back"}, "rolled_back": set()}
+#: the grant statuses an outcome may replace: an open or expired grant, or a first outcome it may follow
+_BEFORE = {new: (actions_repo.OPEN, "expired", *sorted(first for first, later in _LATER.items() if new in later))
+           for new in EXECUTED}
 #: how loudly an action request is announced (DESIGN.md: info log, alert chat, approval_required pages)
 REQUEST_SEVERITY = {"info": "low", "alert": "high", "approval_required": "critical"}
 AGENT_UNKNOWN = "unknown"
@@ -412,9 +415,12 @@ class ActionBook:
 
     def screen(self, conn: Connection, rows: builtins.list[tuple[int, dict[str, Any]]]) -> dict[int, tuple[str, str]]:
         """Refuse outcome events that contradict their grant: another type, or a second outcome that
-        cannot follow the first (the first stands)."""
+        cannot follow the first (the first stands). The grants are read under the command-events lock (on
+        PostgreSQL, where ingest takes no store-wide lock): a concurrent ingest's outcome for the same grant
+        is either committed before this read or screened after this transaction. Rows naming no grant pay
+        nothing."""
         ids = [r["command_id"] for _, r in rows if r["command_id"].startswith(GRANT_PREFIX)]
-        grants = actions_repo.grants_by_id(conn, ids)
+        grants = actions_repo.outcome_grants(conn, ids)
         if not grants:
             return {}
         status = {gid: g.status for gid, g in grants.items()}
@@ -452,7 +458,10 @@ class ActionBook:
                 continue
             if grant.status not in (actions_repo.OPEN, "expired") and row["status"] not in _LATER.get(grant.status, ()):
                 continue
-            actions_repo.update_grant(conn, grant.id, status=row["status"], outcome_at=row["at"])
+            # only from a status this outcome may follow: a release (or expiry) committed since the read is checked
+            # again by the UPDATE itself (expired may still take it; released stays)
+            actions_repo.update_grant(conn, grant.id, only_from=_BEFORE[row["status"]], status=row["status"],
+                                      outcome_at=row["at"])
             updated = actions_repo.get_grant(conn, grant.id)
             if updated is None:  # (updated in this transaction, so it is there) later outcomes for it are skipped
                 grants.pop(grant.id, None)
@@ -469,9 +478,11 @@ class ActionBook:
             if not actions_repo.due_grants(conn, now, limit=1) and not actions_repo.due_requests(conn, now, limit=1):
                 return {"grants": 0, "requests": 0}
         with self.store.write() as conn:
-            grants = actions_repo.due_grants(conn, now)
+            # only grants still open when the UPDATE runs: an outcome stored since the read (ingest takes no
+            # store-wide lock on PostgreSQL; the UPDATE waits for its row lock, then sees its status) stands
+            grants = [g for g in actions_repo.due_grants(conn, now)
+                      if actions_repo.update_grant(conn, g.id, only_from=(actions_repo.OPEN,), status="expired")]
             for g in grants:
-                actions_repo.update_grant(conn, g.id, status="expired")
                 audit.append(conn, at=now, actor="scheduler", action="action.expire", target=g.id,
                              reason="no outcome reported before the grant expired",
                              details={"commandType": g.command_type, "agent": g.agent, "service": g.service,
@@ -510,7 +521,10 @@ class ActionBook:
             grant = actions_repo.get_grant(conn, grant_id)
             if grant is None or grant.status != actions_repo.OPEN:
                 return False
-            actions_repo.update_grant(conn, grant_id, status=RELEASED, outcome_at=now)
+            # still open when the UPDATE runs: an outcome ingested meanwhile (no store-wide lock) stands
+            if not actions_repo.update_grant(conn, grant_id, only_from=(actions_repo.OPEN,), status=RELEASED,
+                                             outcome_at=now):
+                return False
             audit.append(conn, at=now, actor=actor, action="action.release", target=grant_id, reason=reason,
                          details={"commandType": grant.command_type, "service": grant.service, "agent": grant.agent})
         return True

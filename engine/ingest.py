@@ -93,7 +93,10 @@ class CommandHook(Protocol):
     a grant). Both methods get the transaction's connection; an exception aborts the whole transaction
     (nothing of it is stored) and propagates to the caller. A hook's verdict on a row may depend on the
     store and on the rows of the same command id only: groups of requests with distinct command ids are
-    then screened together (``Ingestor._store_together``)."""
+    then screened together (``Ingestor._store_together``). On PostgreSQL ingest takes no store-wide write
+    lock: a hook whose verdict reads what a concurrent ingest may be changing takes the command-events lock
+    (``storage.rollups.lock_events``, which the insert takes anyway) before that read, and only for the rows
+    that need it (ActionBook.screen: outcomes naming grants), so other batches pay nothing."""
 
     def screen(self, conn: Connection, rows: list[tuple[int, dict[str, Any]]]) -> dict[int, tuple[str, str]]:
         """Before the insert: ``rows`` are (line number, parsed command row); returns {line: (field,

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from storage import audit
+from storage import audit, rollups
 from storage.db import GENERIC_PLANS
 from storage.tables import action_requests as REQ
 from storage.tables import agents as AG
@@ -220,8 +220,28 @@ def grants_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Row]:
     return {r.id: r for r in conn.execute(sa.select(GR).where(GR.c.id.in_(ids)))}
 
 
-def update_grant(conn: Connection, grant_id: str, **fields: Any) -> None:
-    conn.execute(sa.update(GR).where(GR.c.id == grant_id).values(**fields))
+def outcome_grants(conn: Connection, ids: Iterable[str]) -> dict[str, Row]:
+    """The grants that outcome events about to be stored name, read under the command-events lock
+    (``rollups.lock_events``, which the insert of those events takes anyway: here only earlier). Ingest runs
+    without the store-wide write lock on PostgreSQL; two concurrent ingests of contradicting outcomes for one
+    grant would both read it open and both be stored. Under the lock the second reads the first's outcome (a
+    statement after the lock is granted sees what committed before it: READ COMMITTED). A batch naming no
+    grant takes nothing here."""
+    ids = list(set(ids))
+    if not ids:
+        return {}
+    rollups.lock_events(conn)
+    return grants_by_id(conn, ids)
+
+
+def update_grant(conn: Connection, grant_id: str, *, only_from: Sequence[str] | None = None, **fields: Any) -> int:
+    """Rows changed. ``only_from``: change the grant only while its status is one of these (0: it has moved on
+    since it was read; on PostgreSQL an UPDATE that waited for a concurrent writer's row lock checks the
+    status it committed)."""
+    stmt = sa.update(GR).where(GR.c.id == grant_id)
+    if only_from is not None:
+        stmt = stmt.where(_one_of(GR.c.status, only_from))
+    return conn.execute(stmt.values(**fields)).rowcount
 
 
 def _counted(query: sa.Select, cap: int | None) -> sa.Select:
