@@ -40,7 +40,9 @@ Run one command as a governed action (seed 004's phases), in this order:
   -> the action report (govcon actions show GRANT).
 The kill switch, engaged while it runs, stops it before its next step. CMD strings are split like a shell
 would split words (shlex), but no shell runs them: write sh -c '...' for pipes. Durations: 500ms, 30s, 5m, 1h.
---timeout bounds every step but the verify (bounded by its interval)."""
+--timeout bounds every step but the verify (bounded by its interval). The grant bounds them too: every step
+but the rollback is cut short to be over a few seconds before the grant expires (the policy's grant_ttl),
+and none starts once too little of it is left (exit 19); the rollback may still run to undo a change."""
 
 
 def _epilog() -> str:

@@ -11,6 +11,13 @@ The kill switch (the store's and the marker file's) is read again before every s
 engaged, the run stops before its next step. A store that cannot be read there stops the run too (fail
 closed), and what could not be reported is left to the grant's expiry.
 
+The grant bounds the run too: the gate counts it in flight only until its ``expiresAt`` (the policy's
+``grant_ttl``), so every step under it -- the checks, the backup, the command, the verifies -- gets a time
+limit cut to be over before then (``GRANT_MARGIN`` and the kill grace kept free), and none starts once too
+little of it is left. The grant's time running out is reported as such (``grant_expired``, exit 19):
+nothing had run -> the grant is released; the command had run -> rolled back, or ``failed`` without a
+rollback. The rollback alone may run past the grant: it undoes, it does not act.
+
 Only what is known is reported: nothing ran -> the grant is released (no outcome event, so a safety net
 that worked never counts as a failed command); the command failed, or its verify failed, and nothing
 was rolled back -> ``failed``; rolled back -> ``rolled_back``; verified -> ``succeeded``; stopped after
@@ -33,6 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.clock import isoformat
@@ -59,6 +67,7 @@ EXIT_TIMEOUT = 15
 EXIT_KILL_SWITCH = 16
 EXIT_COMMAND_FAILED = 17
 EXIT_VERIFY_FAILED = 18
+EXIT_GRANT_EXPIRED = 19
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -79,6 +88,10 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_KILL_SWITCH, "stopped by the kill switch before its next step"),
     (EXIT_COMMAND_FAILED, "the command failed and there was no --rollback (outcome failed)"),
     (EXIT_VERIFY_FAILED, "a --verify failed and there was no --rollback (outcome failed)"),
+    (EXIT_GRANT_EXPIRED, "the grant's time ran out (its expiresAt, the policy's grant_ttl): the step running then "
+                         "was killed, or the next one never started; nothing had run -> the grant is released; the "
+                         "command had run -> rolled back if --rollback was given (outcome rolled_back), else outcome "
+                         "failed"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C): the running step was killed, nothing further ran"),
 )
 
@@ -92,6 +105,10 @@ TAIL_CHARS = 2000
 TAIL_LINES = 20
 #: after a step's process exits, how long its output may still drain (a grandchild may hold the pipe)
 DRAIN_SECONDS = 1.0
+#: a step under the grant must be over this long before the grant's expiresAt (clock skew between this host
+#: and the store's, the outcome's write); the kill grace comes on top: a step killed at its limit may live
+#: that long after its SIGTERM
+GRANT_MARGIN = 1.0
 
 
 class StoreError(RuntimeError):
@@ -304,6 +321,8 @@ class StepResult:
     tail: str = ""
     started_at: str | None = None
     n: int | None = None
+    grant_cap: float | None = None   # its time limit, when the grant's expiry cut it short of the step's own
+    grant_expired: bool = False      # killed at that limit: the grant's time ran out while it ran
 
     @property
     def ok(self) -> bool:
@@ -316,6 +335,10 @@ class StepResult:
                                "outputTail": redact(self.tail)}
         if self.n is not None:
             doc["n"] = self.n
+        if self.grant_cap is not None:
+            doc["grantCapMs"] = round(self.grant_cap * 1000)
+        if self.grant_expired:
+            doc["grantExpired"] = True
         if self.error:
             doc["error"] = redact(self.error)
         return doc
@@ -425,6 +448,13 @@ class _Stop(Exception):
         self.code, self.result, self.reason = code, result, reason
 
 
+class _GrantOut(_Stop):
+    """The grant's time ran out (or too little of it is left to start the next step)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(EXIT_GRANT_EXPIRED, "grant_expired", reason)
+
+
 Progress = Callable[[str], None]
 
 
@@ -506,10 +536,21 @@ class Runner:
             return granted
         grant_id = granted
         report["grantId"] = grant_id
-        state = _RunState(plan, grant_id, report)
+        expires_at = _parse_time(report.get("grantExpiresAt"))
+        if expires_at is None:  # fail closed: a grant whose end is unknown cannot bound the steps under it
+            why = (f"the gate issued grant {grant_id} without a readable expiresAt "
+                   f"({report.get('grantExpiresAt')!r}): not running, as every step under a grant must end before "
+                   "the grant expires")
+            self._release_quietly(grant_id, why)
+            return RunResult(EXIT_DENIED, "denied", why, decision=report.get("decision"), grant_id=grant_id,
+                             request_id=report.get("requestId"))
+        state = _RunState(plan, grant_id, report, expires_at=expires_at)
+        self._announce_grant(state)
         try:
             self._execute(state)
         except _Stop as stop:
+            if isinstance(stop, _GrantOut):
+                state.grant_ran_out = True
             state.stop(stop.code, stop.result, stop.reason)
         except KeyboardInterrupt:
             state.stop(EXIT_INTERRUPTED, "interrupted", "interrupted (Ctrl-C) during " + (state.current or "the run"))
@@ -529,6 +570,7 @@ class Runner:
                 self._release_quietly(decision["grantId"], "rollback mandatory but not given")
                 why = f"policy {decision.get('policy')} makes a rollback mandatory: give --rollback CMD"
                 return RunResult(EXIT_USAGE, "usage", why, decision=decision, problems=[why])
+            report["grantExpiresAt"] = decision.get("expiresAt")
             return decision["grantId"]
         if verdict == Decision.ALLOW:  # an allow without a grant: a gate that does not keep the books
             return RunResult(EXIT_DENIED, "denied", "the gate allowed without issuing a grant; not running",
@@ -557,6 +599,7 @@ class Runner:
             report["approvedBy"] = request.get("decidedBy")
             report["requestId"] = request_id
             self.progress(f"approved by {request.get('decidedBy')}: grant {shown['grant']['grantId']}")
+            report["grantExpiresAt"] = shown["grant"].get("expiresAt")
             return shown["grant"]["grantId"]
         if status == RequestStatus.REJECTED:
             return RunResult(EXIT_DENIED, "rejected", f"action request {request_id} rejected by "
@@ -569,47 +612,107 @@ class Runner:
                          f"{plan.wait:g}s; not running (if it is approved later, its grant expires unused)",
                          decision=decision, request_id=request_id)
 
-    def _checkpoint(self, state: _RunState, before: str) -> None:
-        """Between steps: stop when the kill switch is engaged or the store cannot say whether it is."""
+    def _announce_grant(self, state: _RunState) -> None:
+        """Say when the grant ends, and that a --timeout longer than what is left of it is cut short."""
+        try:
+            left, usable = self._grant_left(state)
+        except Exception:  # the first checkpoint says so, failing closed
+            return
+        note = f"grant {state.grant_id} expires at {isoformat(state.expires_at)} (in {max(left, 0):.1f}s)"
+        if usable < state.plan.timeout:
+            note += (f": the steps under it are cut short to end {GRANT_MARGIN + self.kill_grace:g}s before then "
+                     f"(--timeout {state.plan.timeout:g}s is longer than what is left)")
+        self.progress(note)
+
+    def _grant_left(self, state: _RunState) -> tuple[float, float]:
+        """(seconds until the grant's expiresAt, seconds a step may still run under it), by the port's clock:
+        the store's (the gate counts the grant in flight by that clock, and tests move it)."""
+        now = _parse_time(self.port.now())
+        if now is None or state.expires_at is None:
+            raise StoreError("the governance clock cannot be read")
+        left = (state.expires_at - now).total_seconds()
+        return left, left - GRANT_MARGIN - self.kill_grace
+
+    def _checkpoint(self, state: _RunState, before: str, *, under_grant: bool = True,
+                    needs: float = 0.0) -> float | None:
+        """Between steps: stop when the kill switch is engaged or the store cannot say whether it is; under the
+        grant, stop as well when no more than ``needs`` seconds of it are left for the next step to run and end
+        in. Returns those seconds (None for a step not bounded by the grant)."""
         try:
             reason = self.port.stop_reason()
+            left = self._grant_left(state) if under_grant else None
         except Exception as exc:
             raise _Stop(EXIT_STORE, "store_error", f"the store cannot be read before {before}, so the run "
                                                    f"stops (failing closed): {_brief(exc)}") from None
         if reason:
             raise _Stop(EXIT_KILL_SWITCH, "kill_switch", f"stopped before {before}: {reason}")
+        if left is not None and left[1] <= needs:
+            until, _usable = left
+            expiry = isoformat(state.expires_at)
+            raise _GrantOut(f"the grant's time ran out before {before}: " + (
+                f"it expired at {expiry}" if until <= 0 else
+                f"it expires at {expiry}, in {until:.1f}s, too little to start {before} and have it over "
+                f"{GRANT_MARGIN + self.kill_grace:g}s before then"))
         state.current = before
+        return left[1] if left is not None else None
 
     def _step(self, state: _RunState, name: str, argv: tuple[str, ...], timeout: float, n: int | None = None,
-              label: str | None = None) -> StepResult:
+              label: str | None = None, *, under_grant: bool = True) -> StepResult:
+        """One step; under the grant its time limit is cut to what is left of the grant (GRANT_MARGIN and the
+        kill grace kept free), so that it is over -- killed if it must be -- before the grant expires."""
         label = label or name
-        self._checkpoint(state, label)
+        left = self._checkpoint(state, label, under_grant=under_grant)
+        limit = timeout if left is None or left >= timeout else left
         started_at = self.port.now()
-        result = run_process(name, argv, timeout, on_line=self.on_output, kill_grace=self.kill_grace)
+        result = run_process(name, argv, limit, on_line=self.on_output, kill_grace=self.kill_grace)
         result.started_at, result.n = started_at, n
+        if limit < timeout:
+            result.grant_cap = limit
+            result.grant_expired = result.timed_out
         state.steps.append(result)
         state.report["steps"].append(result.to_json())
-        how = f"timed out after {timeout:g}s (killed)" if result.timed_out else \
-            (result.error or f"exit {result.exit_code}")
+        if result.grant_expired:
+            how = f"killed after {limit:.1f}s: the grant's time ran out (it expires at {isoformat(state.expires_at)})"
+        elif result.timed_out:
+            how = f"timed out after {limit:g}s (killed)"
+        else:
+            how = result.error or f"exit {result.exit_code}"
         self.progress(f"{label}: {redact(shlex.join(argv))} -> {how} ({round(result.duration * 1000)} ms)")
         return result
+
+    def _killed_at_expiry(self, state: _RunState, what: str, step: StepResult) -> str:
+        state.grant_ran_out = True
+        own = (f"--verify-interval {state.plan.verify_interval:g}s" if step.name == "verify"
+               else f"--timeout {state.plan.timeout:g}s")
+        return (f"the grant's time ran out during {what}: killed after {step.grant_cap or 0:.1f}s (not at its {own}), "
+                f"to be over before the grant expires at {isoformat(state.expires_at)}")
 
     def _execute(self, state: _RunState) -> None:
         plan = state.plan
         total = len(plan.checks)
         for i, check in enumerate(plan.checks, start=1):
-            if not self._step(state, "check", check, plan.timeout, i, f"check {i}/{total}").ok:
+            result = self._step(state, "check", check, plan.timeout, i, f"check {i}/{total}")
+            if result.grant_expired:
+                raise _GrantOut(self._killed_at_expiry(state, f"check {i}/{total}", result))
+            if not result.ok:
                 state.end(EXIT_CHECK_FAILED, "check_failed", f"check {i}/{total} failed: nothing ran")
                 return
         if plan.backup:
-            if not self._step(state, "backup", plan.backup, plan.timeout).ok:
+            backup = self._step(state, "backup", plan.backup, plan.timeout)
+            if backup.grant_expired:
+                raise _GrantOut(self._killed_at_expiry(state, "the backup", backup))
+            if not backup.ok:
                 state.end(EXIT_BACKUP_FAILED, "backup_failed", "the backup failed: the command never ran")
                 return
         command = self._step(state, "command", plan.command, plan.timeout)
         state.command_ran = True
         if not command.ok:
             failure: tuple[int | None, str, str]
-            if command.timed_out:
+            if command.grant_expired:
+                why = self._killed_at_expiry(state, "the command", command)
+                state.stopped_by = why
+                failure = (EXIT_GRANT_EXPIRED, "grant_expired", why)
+            elif command.timed_out:
                 failure = (EXIT_TIMEOUT, "timed_out", f"the command ran past {plan.timeout:g}s and was killed")
             else:
                 failure = (None, "command_failed", "the command failed (" + (command.error or
@@ -618,14 +721,30 @@ class Runner:
             return
         if plan.verify:
             for i in range(1, plan.verify_checks + 1):
-                if i > 1:
-                    self.sleep(plan.verify_interval)
-                verify = self._step(state, "verify", plan.verify, plan.verify_interval, i,
-                                    f"verify {i}/{plan.verify_checks}")
+                label = f"verify {i}/{plan.verify_checks}"
+                try:
+                    if i > 1:
+                        # the wait and the verify after it must both fit in what is left of the grant
+                        self._checkpoint(state, label, needs=plan.verify_interval)
+                        self.sleep(plan.verify_interval)
+                    verify = self._step(state, "verify", plan.verify, plan.verify_interval, i, label)
+                except _GrantOut as out:  # verification cannot finish under the grant: as a verify that hung
+                    state.grant_ran_out, state.stopped_by = True, out.reason
+                    self._roll_back(state, EXIT_GRANT_EXPIRED, "grant_expired",
+                                    f"{out.reason}: the command ran but its verification could not finish",
+                                    rolled_code=EXIT_VERIFY_ROLLED_BACK, bare_code=EXIT_VERIFY_FAILED)
+                    return
+                if verify.grant_expired:
+                    why = self._killed_at_expiry(state, label, verify)
+                    state.stopped_by = why
+                    self._roll_back(state, EXIT_GRANT_EXPIRED, "grant_expired",
+                                    f"{why}: the command ran but its verification did not finish",
+                                    rolled_code=EXIT_VERIFY_ROLLED_BACK, bare_code=EXIT_VERIFY_FAILED)
+                    return
                 if not verify.ok:
                     what = ("hung past its interval" if verify.timed_out
                             else (verify.error or f"exit {verify.exit_code}"))
-                    self._roll_back(state, None, "verify_failed", f"verify {i}/{plan.verify_checks} failed ({what})",
+                    self._roll_back(state, None, "verify_failed", f"{label} failed ({what})",
                                     rolled_code=EXIT_VERIFY_ROLLED_BACK, bare_code=EXIT_VERIFY_FAILED)
                     return
         state.end(EXIT_SUCCEEDED, "succeeded", "the command ran" + (f" and was verified {plan.verify_checks} time(s)"
@@ -638,7 +757,11 @@ class Runner:
             state.end(code or bare_code, result, f"{why}; no --rollback given", outcome="failed")
             return
         state.outcome = "failed"  # known from here on, whatever stops the rollback
-        rollback = self._step(state, "rollback", plan.rollback, plan.timeout)
+        # The rollback is not bounded by the grant, and runs even once the grant has expired: it undoes what
+        # the command (or a part of it) changed, it is not the action the grant budgets. Cutting it short or
+        # skipping it at the grant's expiry would leave the system half-changed, which is worse than a
+        # restore running past the grant; it keeps its own --timeout, and the kill switch still stops it.
+        rollback = self._step(state, "rollback", plan.rollback, plan.timeout, under_grant=False)
         if rollback.ok:
             state.end(code or rolled_code, result, f"{why}; rolled back", outcome="rolled_back")
             return
@@ -656,7 +779,8 @@ class Runner:
         report.update({"finishedAt": _safe_now(self.port), "durationMs": round((time.monotonic() - started) * 1000),
                        "result": state.result, "exitCode": state.code, "message": redact(state.message),
                        "outcome": state.outcome or ("not_run" if not state.command_ran else "unknown"),
-                       "stoppedBy": state.stopped_by, "escalated": False})
+                       "stoppedBy": state.stopped_by, "grantExpiresAt": isoformat(state.expires_at),
+                       "grantExpired": state.grant_ran_out, "escalated": False})
         unreported: list[str] = []
 
         def attempt(what: str, write: Callable[[], None]) -> bool:
@@ -706,6 +830,8 @@ class _RunState:
     escalate: bool = False
     stopped_by: str | None = None
     current: str | None = None
+    expires_at: datetime | None = None  # the grant's expiresAt: every step but the rollback ends before it
+    grant_ran_out: bool = False         # the grant's time ran out: a step was killed at it, or not started
 
     def end(self, code: int, result: str, message: str, *, outcome: str | None = None) -> None:
         self.code, self.result, self.message = code, result, message
@@ -739,6 +865,17 @@ def _escalation(state: _RunState) -> tuple[str, str, dict[str, Any]]:
                "agent": agent, "steps": [{"name": s.name, "exitCode": s.exit_code, "timedOut": s.timed_out}
                                          for s in state.steps]}
     return title, body, details
+
+
+def _parse_time(text: Any) -> datetime | None:
+    """An ISO 8601 time as the store spells it (…Z), aware; None when absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _safe_now(port: ActionsPort) -> str | None:
