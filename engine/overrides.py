@@ -220,6 +220,11 @@ class Overrides:
             if not drill:
                 state = self._record_marker(conn, state, now)
             if not state.kill_switch_engaged:
+                left = None if drill else self._marker()
+                if left is not None:  # released before, but its file could not be removed (nor just now, again)
+                    raise MarkerError(f"the kill switch is released in the store, but its marker file {left.path} "
+                                      "is still there and cannot be removed: the gate denies until it is removed "
+                                      "(lsattr/chattr -i, or the directory's permissions)")
                 return OverrideResult(False, "the kill switch is not engaged; nothing changed", via="store")
             if drill:
                 last = kill_switch_repo.last_engagement(conn)
@@ -249,7 +254,7 @@ class Overrides:
             self.kill_marker.clear(expected=marker)
         except MarkerError as exc:
             return OverrideResult(True, f"kill switch released in the store, but {exc}: the gate denies until "
-                                        f"the file is removed", via="store")
+                                        f"the file is removed", via="store", failed=True)
         return OverrideResult(True, "kill switch released (and its marker file removed)", via="store")
 
     def record_marker(self) -> bool:

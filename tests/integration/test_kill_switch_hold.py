@@ -454,3 +454,30 @@ def test_engage_from_the_cli_uses_the_marker_when_postgresql_keeps_the_store_fro
     assert f"did not open within {ENGAGE_OPEN_DEADLINE_S:g} s" in res.stdout
     assert took < ENGAGE_OPEN_DEADLINE_S + 20
     assert marker.exists()
+
+
+def test_a_marker_that_cannot_be_removed_keeps_the_switch_engaged_and_every_release_says_so(gov, tmp_path):
+    """An immutable marker file (chattr +i): the release commits in the store but cannot remove the file. The
+    first release said so with exit 0, and a second said "not engaged; nothing changed" while status and the
+    gate said engaged. Now the first fails (exit 1) and the second names the file that still engages."""
+    from engine.kill_marker import MarkerError
+    _engage_roles(gov)
+    gov.grant_role(OPERATOR, OPERATOR, "ops-lead")
+    _whitelist(gov, "restart_service")
+    path = gov.kill_marker.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"by": "bob", "reason": "by hand"}))
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted here (needs root on a filesystem with attributes)")
+    try:
+        first = gov.overrides.kill_switch("release", OPERATOR, "done")
+        assert first.failed and "the gate denies until the file is removed" in first.message, first.message
+        assert gov.gate.decide("restart_service").decision == "deny"
+        with pytest.raises(MarkerError, match=f"its marker file {path} is still there"):
+            gov.overrides.kill_switch("release", OPERATOR, "done, again")
+        assert gov.status()["killSwitch"]["engaged"] is True
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    again = gov.overrides.kill_switch("release", OPERATOR, "the file is removable now")
+    assert not path.exists() and not again.failed, again.message
+    assert gov.gate.decide("restart_service").decision == "allow"
