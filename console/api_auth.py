@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from console.api_lanes import run_safety
 from engine.tokens import MISS, TokenBook, TokenExpired, TokenIdentity, token_hash
+from storage.db import StoreUnavailable
 
 #: how long a heartbeat's verified token is kept (``Auth.beater``): longer than an agent's beat interval
 BEAT_CACHE_SECONDS = 30.0
@@ -34,15 +35,22 @@ class Auth:
         self._may_ingest: dict[str, float] = {}  # operator -> monotonic expiry of a passed role check
         self._beats: dict[str, tuple[float, TokenIdentity | None]] = {}  # token sha256 -> (expiry, identity)
 
-    async def _operator(self, secret: str | None, why: str, *, safety: bool = True) -> str:
+    async def _operator(self, secret: str | None, why: str, *, safety: bool = True,
+                        remembered: bool = False) -> str:
         """The token's operator; a cache miss is verified on the safety executor for changes (so a
-        kill switch never waits behind reads) and in the shared threadpool for reads."""
+        kill switch never waits behind reads) and in the shared threadpool for reads. ``remembered``: when the
+        store cannot be read, the identity it last confirmed in this process (``TokenBook.last_known``)."""
         if not secret:
             raise _unauthorized(f"{why}: send Authorization: Bearer TOKEN (an admin creates one with "
                                 "`govcon tokens create USER`)")
         ident = self.tokens.cached(secret)
         if ident is MISS:
-            ident = await (run_safety if safety else run_in_threadpool)(self.tokens.lookup, secret)
+            try:
+                ident = await (run_safety if safety else run_in_threadpool)(self.tokens.lookup, secret)
+            except StoreUnavailable:
+                ident = self.tokens.last_known(secret) if remembered else None
+                if ident is None:
+                    raise
         try:
             ident = self.tokens.check(ident)  # judged by the injected clock, cached or not
         except TokenExpired as exc:
@@ -84,6 +92,13 @@ class Auth:
 
     async def changer(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str:
         return await self._operator(creds.credentials if creds else None, "this call changes the store")
+
+    async def kill_switcher(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str:
+        """``changer`` for POST /api/kill-switch: when the store cannot be read to check the token, a token it
+        confirmed earlier in this process still identifies its operator, so that an engage reaches the marker
+        file (engine/overrides.py). A release, a drill and every other change need the store anyway."""
+        return await self._operator(creds.credentials if creds else None, "this call changes the store",
+                                    remembered=True)
 
     async def reader(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str | None:
         if self.require_for_reads or creds is not None:

@@ -40,7 +40,7 @@ def build_router(gov, auth, json_response) -> APIRouter:
     @router.post("/api/kill-switch", tags=["overrides"], responses=change, response_model=m.KillSwitchAnswer,
                  summary="Engage, release or drill the kill switch")
     @safety_route
-    def kill_switch(body: m.KillSwitchBody, actor: str = Depends(auth.changer)):
+    def kill_switch(body: m.KillSwitchBody, actor: str = Depends(auth.kill_switcher)):
         result = gov.overrides.kill_switch(body.action, actor, body.reason)  # the marker file when needed
         return json_response({**result.to_json(), "killSwitch": gov.kill_switch_status()})
 

@@ -118,6 +118,9 @@ class TokenBook:
         self.clock = clock
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, TokenIdentity | None]] = {}  # hash -> (monotonic expiry, who)
+        #: hash -> the identity the store last confirmed for a live token (``last_known``), kept until a
+        #: revocation in this process or a lookup that finds the token gone
+        self._known: dict[str, TokenIdentity] = {}
         self._lock = threading.Lock()
         self._uses_noted: dict[str, datetime] = {}  # token id -> the last use handed to the writer
         self._uses: queue.SimpleQueue | None = None  # (token id, at) for the writer thread; an Event to drain
@@ -200,7 +203,23 @@ class TokenBook:
             if len(self._cache) > 10_000:  # someone is guessing: do not let the cache grow without bound
                 self._cache.clear()
             self._cache[digest] = (now + self.cache_seconds, ident)
+            if ident is None:
+                self._known.pop(digest, None)
+            else:
+                if len(self._known) > 10_000:
+                    self._known.clear()
+                self._known[digest] = ident
         return ident
+
+    def last_known(self, secret: str) -> TokenIdentity | None:
+        """The identity the store last confirmed for this token in this process, however long ago, or None.
+        For one use only: engaging the kill switch while the store cannot be read (POST /api/kill-switch then
+        engages by the marker file). A token revoked by another process meanwhile is still known here; engaging
+        only ever stops autonomy, which is why nothing else may use this."""
+        if not secret or len(secret) > MAX_LENGTH:
+            return None
+        with self._lock:
+            return self._known.get(token_hash(secret))
 
     def verify_hashes(self, digests: Sequence[str],
                       used: frozenset[str] | set[str] = frozenset()) -> dict[str, TokenIdentity]:
@@ -289,3 +308,4 @@ class TokenBook:
         """Drop cached answers (after a revocation in this process)."""
         with self._lock:
             self._cache.clear()
+            self._known.clear()

@@ -481,3 +481,42 @@ def test_a_marker_that_cannot_be_removed_keeps_the_switch_engaged_and_every_rele
     again = gov.overrides.kill_switch("release", OPERATOR, "the file is removable now")
     assert not path.exists() and not again.failed, again.message
     assert gov.gate.decide("restart_service").decision == "allow"
+
+
+def test_the_api_engages_by_the_marker_for_a_token_it_confirmed_when_the_store_cannot_be_read(tmp_path, clock):
+    """POST /api/kill-switch had to read the store to check the token before anything else, so with the store
+    unreadable it answered 503 and nothing engaged. A token the store confirmed earlier in this process now
+    still identifies its operator for that call alone; a token never confirmed, or forgotten after a revocation
+    here, does not; a release still needs the store."""
+    from tests.integration.test_api import make_api
+    path = tmp_path / "governance.db"
+    gov = Governance(Store(str(path)), clock)
+    gov.init_store(OPERATOR)
+    _engage_roles(gov)
+    gov.grant_role(OPERATOR, OPERATOR, "ops-lead")
+    good = gov.tokens.create(OPERATOR, OPERATOR).secret
+    revoked = gov.tokens.create(OPERATOR, OPERATOR)
+    api = make_api(gov)
+    marker = Path(f"{path}.kill-switch")
+
+    def call(path_: str, secret: str, **body):
+        return api.post(path_, json=body or None, headers={"Authorization": f"Bearer {secret}"})
+    try:
+        with api.client:
+            assert call("/api/governance/run-cycle", revoked.secret).status_code == 200  # confirmed by the store
+            gov.tokens.revoke(OPERATOR, revoked.id)
+            api.tokens.forget()  # what a revocation through this service does (TokenBook.revoke)
+            assert call("/api/governance/run-cycle", good).status_code == 200  # confirmed by the store
+            path.unlink()  # from here the store cannot be read (storage/store.py Store.replaced)
+
+            for unknown in ("never-seen-token", revoked.secret):
+                answer = call("/api/kill-switch", unknown, action="engage", reason="INC-9")
+                assert answer.status_code == 503 and not marker.exists(), answer.text
+            answer = call("/api/kill-switch", good, action="engage", reason="INC-9 store gone")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["via"] == "marker" and answer.json()["killSwitch"]["engaged"] is True
+            assert json.loads(marker.read_text())["by"] == OPERATOR
+            assert call("/api/kill-switch", good, action="release", reason="x").status_code == 503
+            assert call("/api/governance/run-cycle", good).status_code == 503  # nothing else takes the memory
+    finally:
+        gov.store.dispose()
