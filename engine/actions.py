@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Row
 
 from engine import recovery
 from engine.alerts import Alert
-from engine.clock import Clock, isoformat
+from engine.clock import Clock, aware_utc, isoformat
 from engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from engine.gate import ALLOW, Ask, GateDecision
 from engine.redact import redact_obj
@@ -50,6 +50,9 @@ _LATER = {"succeeded": {"rolled_back"}, "failed": {"rolled_back"}, "rolled_back"
 #: the grant statuses an outcome may replace: an open or expired grant, or a first outcome it may follow
 _BEFORE = {new: (actions_repo.OPEN, "expired", *sorted(first for first, later in _LATER.items() if new in later))
            for new in EXECUTED}
+#: how far before its grant an outcome may be stamped (the agents' clocks against the store's; as far as an
+#: event may be stamped ahead, engine/events.py EventLimits.max_clock_skew)
+OUTCOME_SKEW = timedelta(minutes=5)
 #: how loudly an action request is announced (DESIGN.md: info log, alert chat, approval_required pages)
 REQUEST_SEVERITY = {"info": "low", "alert": "high", "approval_required": "critical"}
 AGENT_UNKNOWN = "unknown"
@@ -432,6 +435,14 @@ class ActionBook:
             if row["command_type"] != grant.command_type:
                 problems[line] = ("type", f"grant {grant.id} was issued for {grant.command_type}, "
                                           f"not {row['command_type']}")
+                continue
+            granted = aware_utc(grant.granted_at)
+            if row["status"] in EXECUTED and aware_utc(row["at"]) < granted - OUTCOME_SKEW:
+                # an action cannot end before it was allowed; a stamp that old is also one backfill leaves out
+                # of detection, so a failure reported that way would never reach a breaker
+                problems[line] = ("at", f"the outcome of grant {grant.id} is dated {isoformat(row['at'])}, before "
+                                        f"the grant was issued ({isoformat(granted)}); stamp it when the action "
+                                        "ended")
                 continue
             new = row["status"]
             if new not in EXECUTED:

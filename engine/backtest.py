@@ -22,7 +22,7 @@ from operator import itemgetter
 from typing import Any
 
 from engine.breakers import CONSECUTIVE, WindowScope, _counts_values
-from engine.clock import Clock, isoformat
+from engine.clock import Clock, aware_utc, isoformat
 from engine.domain import safety_totals
 from engine.metrics import CommandCounts
 from engine.rule_language import Condition, parse_condition, parse_window
@@ -296,7 +296,7 @@ class _Outcomes:
 
     def _next(self) -> None:
         row = next(self._rows, None)
-        self._pending = None if row is None else (row[0], row[1], _aware(row[2]))
+        self._pending = None if row is None else (row[0], row[1], aware_utc(row[2]))
 
     def window(self, start: datetime, end: datetime) -> dict[str, int]:
         """The counts for [start, end); successive calls must not move ``start`` or ``end`` back."""
@@ -326,10 +326,6 @@ class _Outcomes:
         for ctype in [t for t, at in self._last_ok.items() if at < start]:
             del self._last_ok[ctype]  # only ever before the window from now on: no longer needed
         return out
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _epoch(when: datetime) -> int:

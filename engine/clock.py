@@ -42,6 +42,11 @@ class ManualClock:
             self._now = when.astimezone(UTC)
 
 
+def aware_utc(at: datetime) -> datetime:
+    """``at`` with its time zone; a naive time is UTC (as SQLite gives stored times back)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 

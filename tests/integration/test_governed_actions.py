@@ -188,6 +188,22 @@ def test_an_outcome_of_another_type_is_refused(agov):
     assert r.rejected == 1 and "issued for restart_service, not clear_cache" in r.errors[0].message
 
 
+def test_an_outcome_dated_before_its_grant_is_refused(agov, clock):
+    """An action cannot end before it was allowed; and a failure stamped days back would be backfill, which never
+    trips a breaker. Refused, naming both times; a stamp within the clocks' skew is fine."""
+    g = agov.gate.decide("restart_service", agent="bot")
+    backdated = agov.ingestor.ingest_objects([{"kind": "command", "id": g.grant_id, "type": "restart_service",
+                                               "status": "failed", "autonomous": True,
+                                               "at": isoformat(clock.now() - timedelta(days=3))}])
+    assert backdated.rejected == 1 and backdated.errors[0].field == "at"
+    assert "before the grant was issued" in backdated.errors[0].message
+    assert agov.actions.show(g.grant_id)["status"] == "granted"
+    skewed = agov.ingestor.ingest_objects([{"kind": "command", "id": g.grant_id, "type": "restart_service",
+                                            "status": "failed", "autonomous": True,
+                                            "at": isoformat(clock.now() - timedelta(minutes=2))}])
+    assert skewed.accepted == 1 and agov.actions.show(g.grant_id)["status"] == "failed"
+
+
 def test_an_outcome_naming_no_grant_is_stored_and_flagged(agov):
     assert outcome(agov, "gr-0000000000000000", "succeeded").accepted == 1
     flagged = agov.actions.decisions()["outcomesWithoutGrant"]
