@@ -463,6 +463,10 @@ class ActionBook:
         # half-open probes among these grants count down or pause again
         recovery.outcomes(conn, outcomes, self.clock.now(), self._alert)
         grants = actions_repo.grants_by_id(conn, [r["command_id"] for r in outcomes])
+        undone = [grants[r["command_id"]] for r in outcomes if r["status"] == "rolled_back"
+                  and r["command_id"] in grants and grants[r["command_id"]].status == "succeeded"]
+        if undone:  # a probe that counted as a success and is rolled back now: a failed probe after all
+            recovery.rolled_back_after_success(conn, undone, self.clock.now(), self._alert)
         for row in sorted(outcomes, key=lambda r: EXECUTED.index(r["status"]) if r["status"] != "rolled_back" else 9):
             grant = grants.get(row["command_id"])
             if grant is None or grant.status == row["status"] or grant.command_type != row["command_type"]:

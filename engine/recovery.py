@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.engine import Connection, Row
@@ -26,7 +27,7 @@ from engine.clock import isoformat
 from engine.domain import BreakerAction, CommandStatus, Decision
 from engine.gate import Ask, GateDecision
 from engine.rule_language import parse_window
-from storage import actions_repo, audit, breaker_repo, recovery_repo, state_repo
+from storage import actions_repo, audit, audit_repo, breaker_repo, recovery_repo, state_repo
 
 DEFAULT_PROBES = 3
 FAILED = (CommandStatus.FAILED, CommandStatus.ROLLED_BACK)
@@ -125,6 +126,40 @@ def outcomes(conn: Connection, rows: Iterable[dict], now: datetime, alert: Alert
             _succeeded(conn, row, now, alert)
 
 
+def rolled_back_after_success(conn: Connection, grants: Iterable[Row], now: datetime, alert: AlertFn | None) -> None:
+    """Grants whose ``succeeded`` outcome is being followed by ``rolled_back`` (inside the ingest transaction):
+    one that counted as a succeeded probe is a failed probe after all. The type is paused again with a new
+    breaker event, whether it is still half-open or has closed since (a probe's success is known from its audit
+    entry: once counted, the half-open row no longer names it)."""
+    for grant in grants:
+        counted = _counted_probe(conn, grant.command_type, grant.id)
+        if counted is None:
+            continue
+        recovery_repo.serialise(conn)
+        current = recovery_repo.get(conn, grant.command_type)
+        rule = counted.get("rule") or _rule_of(conn, counted.get("event"))
+        row = SimpleNamespace(command_type=grant.command_type, probe_grant_id=grant.id,
+                              rule_name=current.rule_name if current is not None else rule,
+                              event_id=current.event_id if current is not None else counted.get("event"),
+                              probes_left=current.probes_left if current is not None else 0)
+        repause(conn, row, now, outcome="rolled back after it succeeded", alert=alert)
+
+
+def _counted_probe(conn: Connection, command_type: str, grant_id: str) -> dict[str, Any] | None:
+    """The details of the audit entry that counted ``grant_id`` as a succeeded probe of the type, or None."""
+    for entry in audit_repo.entries_for(conn, target=command_type, actions=("breaker.probe", "breaker.close"),
+                                        limit=200):
+        details = entry.details or {}
+        if details.get("grantId") == grant_id:
+            return dict(details)
+    return None
+
+
+def _rule_of(conn: Connection, event_id: str | None) -> str:
+    event = breaker_repo.get_event(conn, event_id) if event_id else None
+    return event.rule_name if event is not None else "half-open recovery"
+
+
 def expired(conn: Connection, grants: Iterable, now: datetime, alert: AlertFn | None) -> None:
     """Grants that expired without an outcome (inside the expiry transaction): an expired probe is a
     failed one."""
@@ -154,7 +189,7 @@ def _succeeded(conn: Connection, row: Row, now: datetime, alert: AlertFn | None)
                           details={"commandType": row.command_type, "event": row.event_id}))
 
 
-def repause(conn: Connection, row: Row, now: datetime, *, outcome: str, alert: AlertFn | None) -> str:
+def repause(conn: Connection, row: Any, now: datetime, *, outcome: str, alert: AlertFn | None) -> str:
     """A probe failed (or rolled back, or expired): a new breaker event pauses the type again."""
     rule = breaker_repo.get_rule(conn, row.rule_name)
     severity = rule.alert_severity if rule is not None else "high"

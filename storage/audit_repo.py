@@ -20,3 +20,10 @@ def list_entries(conn: Connection, *, limit: int = 100, search: str | None = Non
     if before_seq is not None:
         q = q.where(T.c.seq < before_seq)
     return conn.execute(q).all()
+
+
+def entries_for(conn: Connection, *, target: str, actions: Sequence[str], limit: int = 100) -> Sequence[Row]:
+    """The newest entries of these actions about ``target`` (the action index narrows; the target is checked on
+    those rows)."""
+    q = sa.select(T).where(T.c.action.in_(list(actions)), T.c.target == target).order_by(T.c.seq.desc()).limit(limit)
+    return conn.execute(q).all()

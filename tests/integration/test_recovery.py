@@ -130,6 +130,27 @@ def test_one_failed_probe_pauses_again_with_a_new_event(rgov, clock, failure):
     assert status(rgov)["halfOpen"] == {TYPE: 3}
 
 
+@pytest.mark.parametrize("probes", [1, 3], ids=["it-closed-the-type", "still-half-open"])
+def test_a_succeeded_probe_rolled_back_later_pauses_the_type_again(rgov, clock, probes):
+    """Its success was counted (and the half-open row no longer names it), so the later rollback used to be
+    stored and nothing else: with probes = 1 the type stayed closed with full autonomy."""
+    add_rule(rgov, probes=probes)
+    first = trip_and_resolve(rgov)
+    probe = rgov.gate.decide(TYPE, agent="bot")
+    outcome(rgov, probe.grant_id, "succeeded")
+    assert status(rgov)["halfOpen"] == ({} if probes == 1 else {TYPE: probes - 1})
+    clock.advance(timedelta(minutes=1))
+    outcome(rgov, probe.grant_id, "rolled_back")
+    doc = status(rgov)
+    assert TYPE in doc["pausedCommandTypes"] and doc["halfOpen"] == {}
+    (event,) = open_events(rgov)
+    assert event["id"] != first and event["ruleName"] == RULE
+    assert event["observed"]["probe"] == probe.grant_id
+    assert event["observed"]["outcome"] == "rolled back after it succeeded"
+    assert rgov.gate.decide(TYPE, agent="bot").decision == "needs_approval"
+    assert len(open_events(rgov)) == 1
+
+
 def test_a_succeeded_probe_rolled_back_in_the_same_batch_counts_as_failed(rgov):
     add_rule(rgov)
     trip_and_resolve(rgov)
