@@ -110,7 +110,7 @@ class Store:
         except FileNotFoundError:
             if self._file_identity is None:
                 return None  # not created yet (the first connection creates it)
-            return (f"the store file {self._file} was removed after this process opened it: failing closed "
+            return (f"the store file was removed after this process opened it ({self._file}): failing closed "
                     "(restore it, or restart govcon on the store's new file)")
         except OSError as exc:
             return f"cannot check the store file {self._file}: {exc.strerror}"
@@ -118,7 +118,7 @@ class Store:
         if self._file_identity is None:
             self._file_identity = identity
         elif identity != self._file_identity:
-            return (f"the store file {self._file} was replaced after this process opened it (a restore?): "
+            return (f"the store file was replaced after this process opened it ({self._file}; a restore?): "
                     "failing closed until govcon is restarted on the new file")
         return None
 
