@@ -19,8 +19,9 @@ from starlette.exceptions import HTTPException
 from console import api_models as m
 from console.api_lanes import run_safety
 from console.asgi_fast import read_body, replay, send_json
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, PermissionDenied
 from engine.rule_language import RuleError, parse_window
+from engine.tokens import TokenIdentity
 
 MAX_WAIT_SECONDS = 300.0
 POLL_SECONDS = 0.25
@@ -34,14 +35,21 @@ def build_router(gov, auth, metrics, json_response) -> APIRouter:
     @router.post("/api/gate", tags=["agents"], responses=reads, response_model=m.GateAnswer,
                  summary="May this command run autonomously now? allow (with a grant that takes budget), "
                          "needs_approval (queued for a human with request: true) or deny, with the reason")
-    async def gate(body: m.GateBody, operator: str | None = Depends(auth.reader)):
+    async def gate(body: m.GateBody, caller: TokenIdentity | None = Depends(auth.asker)):
+        operator = caller.operator if caller is not None else None
         if body.request and operator is None:
             raise HTTPException(401, detail="queueing an action request changes the store: send Authorization: "
                                             "Bearer TOKEN", headers={"WWW-Authenticate": 'Bearer realm="govcon"'})
+        bound = caller.agent if caller is not None else None
+        if bound is not None and body.agent is not None and body.agent != bound:
+            # a token bound to an agent speaks for that agent only (its lease, its grants), as its heartbeats do
+            raise PermissionDenied(f"the token of {operator} is bound to agent {bound}; it cannot ask the gate for "
+                                   f"agent {body.agent}")
         started = time.perf_counter()
         decision = await run_safety(  # its own threads and connections: never queued behind reads
             gov.gate.decide, body.commandType, confidence=body.confidence, action_class=body.actionClass,
-            service=body.service, agent=body.agent or operator, request=body.request, requested_by=operator)
+            service=body.service, agent=body.agent or bound or operator, request=body.request,
+            requested_by=operator)
         metrics.gate_decisions.labels(decision.decision).inc()
         metrics.gate_latency.observe(time.perf_counter() - started)
         return json_response({"budget": None, **decision.to_json()})

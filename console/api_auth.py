@@ -37,7 +37,11 @@ class Auth:
 
     async def _operator(self, secret: str | None, why: str, *, safety: bool = True,
                         remembered: bool = False) -> str:
-        """The token's operator; a cache miss is verified on the safety executor for changes (so a
+        return (await self._identity(secret, why, safety=safety, remembered=remembered)).operator
+
+    async def _identity(self, secret: str | None, why: str, *, safety: bool = True,
+                        remembered: bool = False) -> TokenIdentity:
+        """The token's identity; a cache miss is verified on the safety executor for changes (so a
         kill switch never waits behind reads) and in the shared threadpool for reads. ``remembered``: when the
         store cannot be read, the identity it last confirmed in this process (``TokenBook.last_known``)."""
         if not secret:
@@ -57,7 +61,7 @@ class Auth:
             raise _unauthorized(str(exc)) from None
         if ident is None:
             raise _unauthorized("the bearer token is unknown or revoked")
-        return ident.operator
+        return ident
 
     async def beater(self, secret: str | None) -> TokenIdentity:
         """The identity (engine.tokens.TokenIdentity) of a heartbeat's token. Verified tokens are kept for
@@ -99,6 +103,14 @@ class Auth:
         file (engine/overrides.py). A release, a drill and every other change need the store anyway."""
         return await self._operator(creds.credentials if creds else None, "this call changes the store",
                                     remembered=True)
+
+    async def asker(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> TokenIdentity | None:
+        """POST /api/gate's caller: the token's identity (its operator, and the agent it is bound to), or None
+        without a token where reads need none (loopback)."""
+        if self.require_for_reads or creds is not None:
+            return await self._identity(creds.credentials if creds else None,
+                                        "this server is not on loopback, so reads need a token too", safety=False)
+        return None
 
     async def reader(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str | None:
         if self.require_for_reads or creds is not None:

@@ -290,6 +290,30 @@ def test_a_token_bound_to_an_agent_beats_for_that_agent_only(api, lgov):
     assert r.status_code == 403 and BOT in r.text and "bot-owner" in r.text
 
 
+def test_a_token_bound_to_an_agent_asks_the_gate_for_that_agent_only(api, lgov, clock):
+    """POST /api/gate used the body's agent, or else the token's operator, never the agent the token is bound
+    to: with rollback-bot's lease lapsed, its token got allow (and grants in another name) by naming no agent
+    or another, live one. Now the bound agent is the asker (its lease judged), and naming another is a 403."""
+    token = lgov.tokens.create(OPERATOR, "bot-owner", agent=BOT).secret
+    headers = {"Authorization": "Bearer " + token}
+    assert api.post(f"/api/agents/{BOT}/heartbeat", headers=headers).status_code == 200
+    assert api.post("/api/agents/log-bot/heartbeat", headers=api.auth("log-bot")).status_code == 200
+    lgov.agents.flush()
+    clock.advance(timedelta(seconds=61))  # rollback-bot's lease lapses; log-bot beats on
+    assert api.post("/api/agents/log-bot/heartbeat", headers=api.auth("log-bot")).status_code == 200
+    lgov.agents.flush()
+    unnamed = api.post("/api/gate", json={"commandType": "restart_service"}, headers=headers)
+    assert unnamed.status_code == 200 and unnamed.json()["decision"] == "needs_approval", unnamed.text
+    assert BOT in unnamed.json()["reason"]
+    other = api.post("/api/gate", json={"commandType": "restart_service", "agent": "log-bot"}, headers=headers)
+    assert other.status_code == 403 and BOT in other.text and "log-bot" in other.text
+    named = api.post("/api/gate", json={"commandType": "restart_service", "agent": BOT}, headers=headers)
+    assert named.json()["decision"] == "needs_approval"
+    live = api.post("/api/gate", json={"commandType": "restart_service", "agent": "log-bot"},
+                    headers=api.auth("log-bot"))
+    assert live.json()["decision"] == "allow"  # a token bound to no agent names one, as before (DESIGN.md)
+
+
 def test_the_agent_s_clock_is_ignored(api, clock):
     """Skew: the lease runs from the store's now, whatever the agent's Date header or body claim."""
     bot = api.auth(BOT)
