@@ -70,7 +70,16 @@ _SINK_FIELDS = {"name", "type", "url", "severities", "routing_key", "timeout", "
                 "from", "to", "username", "password_env", "ca_file"}
 _SMTP_FIELDS = {"from", "to", "username", "password_env", "ca_file"}
 _ADDRESS = re.compile(r"[^@\s<>,;\"]{1,64}@[A-Za-z0-9.\-]{1,253}")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,100}")
+#: the environment variables a mail sink may read its password from: names set aside for that alone. A sink is
+#: editable through the service by ops-leads; any other name would let one send the service's own secrets (the
+#: store's URL with its password, GOVCON_DATABASE_URL) as the SMTP password to a server of their choosing
+PASSWORD_ENV_PREFIX = "GOVCON_SMTP_"
+_ENV_NAME = re.compile(PASSWORD_ENV_PREFIX + r"[A-Z0-9_]{1,100}")
+
+
+def password_env_allowed(name: str | None) -> bool:
+    """Whether a sink may read its password from this environment variable (``PASSWORD_ENV_PREFIX``)."""
+    return isinstance(name, str) and _ENV_NAME.fullmatch(name) is not None
 _MAX_TIMEOUT = 60.0
 
 
@@ -278,9 +287,10 @@ def _load_mail(entry: dict, where: str) -> dict[str, Any]:
     username, password_env = entry.get("username"), entry.get("password_env")
     if username is not None and (not isinstance(username, str) or not username.strip()):
         raise InvalidInput(f"{where}: username must be a non-empty string")
-    if password_env is not None and (not isinstance(password_env, str) or not _ENV_NAME.fullmatch(password_env)):
-        raise InvalidInput(f"{where}: password_env must name an environment variable (e.g. GOVCON_SMTP_PASSWORD), "
-                           "not hold the password")
+    if password_env is not None and not password_env_allowed(password_env):
+        raise InvalidInput(f"{where}: password_env must name an environment variable {PASSWORD_ENV_PREFIX}… (e.g. "
+                           "GOVCON_SMTP_PASSWORD), not hold the password: a sink reads only the variables set aside "
+                           "for mail passwords, never the service's others (its store URL, its tokens)")
     if (username is None) != (password_env is None):
         raise InvalidInput(f"{where}: username and password_env go together")
     ca_file = entry.get("ca_file")

@@ -36,11 +36,13 @@ if TYPE_CHECKING:
 
 from engine.alerts import (
     KILL_SWITCH_DEDUP_KEY,
+    PASSWORD_ENV_PREFIX,
     Alert,
     SinkConfig,
     format_payload,
     is_report,
     log_level,
+    password_env_allowed,
     route,
     stored_sink,
 )
@@ -286,6 +288,9 @@ def send_mail(sink: SinkConfig, stored: dict, *, timeout: float, key: str) -> _O
         return _Outcome(False, retryable=False, error=f"smtp sink {sink.name!r}: its url names no host")
     password = ""
     if sink.username:
+        if not password_env_allowed(sink.password_env):  # a sink stored before the rule: never read it
+            return _Outcome(False, retryable=False, error=f"smtp sink {sink.name!r}: password_env {sink.password_env} "
+                                                          f"is not a {PASSWORD_ENV_PREFIX}… variable; set it again")
         password = os.environ.get(sink.password_env or "", "")
         if not password:
             return _Outcome(False, retryable=False, error=f"smtp sink {sink.name!r}: the environment variable "

@@ -84,7 +84,7 @@ def smtp_server(certificate):
 def mail_sink(port: int, cert: Path, **more) -> list:
     entry = {"name": "stakeholders", "type": "smtp", "url": f"smtp://127.0.0.1:{port}", "from": "govcon@example.org",
              "to": ["ops@example.org", "cto@example.org"], "username": "govcon",
-             "password_env": "GOVCON_TEST_SMTP_PASSWORD", "ca_file": str(cert), "timeout": 5, **more}
+             "password_env": "GOVCON_SMTP_TEST_PASSWORD", "ca_file": str(cert), "timeout": 5, **more}
     return load_sinks({"sinks": [entry]})
 
 
@@ -96,7 +96,7 @@ def governance(store, clock, sinks) -> Governance:
 
 
 def test_the_weekly_report_is_mailed_as_text_and_html(store, clock, smtp_server, certificate, monkeypatch, caplog):
-    monkeypatch.setenv("GOVCON_TEST_SMTP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("GOVCON_SMTP_TEST_PASSWORD", PASSWORD)
     inbox, port = smtp_server()
     gov = governance(store, clock, mail_sink(port, certificate[0]))
     caplog.set_level(logging.DEBUG)
@@ -120,7 +120,7 @@ def test_the_weekly_report_is_mailed_as_text_and_html(store, clock, smtp_server,
 
 
 def test_alerts_go_by_mail_only_when_the_sink_asks(store, clock, smtp_server, certificate, monkeypatch):
-    monkeypatch.setenv("GOVCON_TEST_SMTP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("GOVCON_SMTP_TEST_PASSWORD", PASSWORD)
     inbox, port = smtp_server()
     gov = governance(store, clock, mail_sink(port, certificate[0], severities=["critical"], reports=False))
     gov.cycle.run(OPERATOR)  # reports = false: no mail
@@ -132,7 +132,7 @@ def test_alerts_go_by_mail_only_when_the_sink_asks(store, clock, smtp_server, ce
 
 
 def test_a_refusing_server_is_retried_then_dead_lettered(store, clock, smtp_server, certificate, monkeypatch):
-    monkeypatch.setenv("GOVCON_TEST_SMTP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("GOVCON_SMTP_TEST_PASSWORD", PASSWORD)
     _inbox, port = smtp_server(refuse=True)
     gov = governance(store, clock, mail_sink(port, certificate[0]))
     gov.cycle.run(OPERATOR)
@@ -147,7 +147,7 @@ def test_a_refusing_server_is_retried_then_dead_lettered(store, clock, smtp_serv
 
 
 def test_a_server_without_starttls_gets_nothing(store, clock, smtp_server, certificate, monkeypatch):
-    monkeypatch.setenv("GOVCON_TEST_SMTP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("GOVCON_SMTP_TEST_PASSWORD", PASSWORD)
     inbox, port = smtp_server(starttls=False)
     gov = governance(store, clock, mail_sink(port, certificate[0]))
     gov.cycle.run(OPERATOR)
@@ -157,13 +157,13 @@ def test_a_server_without_starttls_gets_nothing(store, clock, smtp_server, certi
 
 
 def test_a_missing_password_is_dead_at_once_naming_the_variable(store, clock, smtp_server, certificate, monkeypatch):
-    monkeypatch.delenv("GOVCON_TEST_SMTP_PASSWORD", raising=False)
+    monkeypatch.delenv("GOVCON_SMTP_TEST_PASSWORD", raising=False)
     _inbox, port = smtp_server()
     gov = governance(store, clock, mail_sink(port, certificate[0]))
     gov.cycle.run(OPERATOR)
     assert gov.notifier.deliver_due().dead == 1
     [dead] = gov.outbox.list(statuses=("dead",))
-    assert "GOVCON_TEST_SMTP_PASSWORD" in dead["lastError"]
+    assert "GOVCON_SMTP_TEST_PASSWORD" in dead["lastError"]
 
 
 @pytest.mark.parametrize("bad, named", [
@@ -173,7 +173,10 @@ def test_a_missing_password_is_dead_at_once_naming_the_variable(store, clock, sm
     ({"to": ["ops@example.org", "x"]}, "to has 'x'"),
     ({"password": "hunter2"}, "unknown field 'password'"),
     ({"password_env": "hunter2 secret"}, "password_env must name an environment variable"),
-    ({"username": None, "password_env": "GOVCON_X"}, "username and password_env go together"),
+    # the service's own secrets are not mail passwords: an ops-lead could mail them to a server of theirs
+    ({"password_env": "GOVCON_DATABASE_URL"}, "a sink reads only the variables set aside for mail passwords"),
+    ({"password_env": "PGPASSWORD"}, "password_env must name an environment variable GOVCON_SMTP_"),
+    ({"username": None, "password_env": "GOVCON_SMTP_X"}, "username and password_env go together"),
 ])
 def test_a_bad_smtp_sink_is_refused_naming_the_field(bad, named):
     entry = {"name": "m", "type": "smtp", "url": "smtp://mail.example.org:587", "from": "g@example.org",
@@ -182,3 +185,19 @@ def test_a_bad_smtp_sink_is_refused_naming_the_field(bad, named):
     with pytest.raises(InvalidInput, match=named) as refused:
         load_sinks({"sinks": [entry]})
     assert "hunter2" not in str(refused.value)
+
+
+def test_a_stored_sink_naming_another_variable_is_never_read(store, clock, smtp_server, certificate, monkeypatch):
+    """A sink stored before the rule (or written by hand) that names the store's URL variable: delivery refuses
+    it, and the variable's value reaches neither the server nor the outbox."""
+    import dataclasses
+    secret = "postgresql+psycopg://govsvc:S3cretPgPass@127.0.0.1/govrt"
+    monkeypatch.setenv("GOVCON_DATABASE_URL_COPY", secret)
+    inbox, port = smtp_server()
+    sink = dataclasses.replace(mail_sink(port, certificate[0])[0], password_env="GOVCON_DATABASE_URL_COPY")
+    gov = governance(store, clock, [sink])
+    gov.cycle.run(OPERATOR)
+    assert gov.notifier.deliver_due().dead == 1
+    [dead] = gov.outbox.list(statuses=("dead",))
+    assert "is not a GOVCON_SMTP_… variable" in dead["lastError"] and secret not in dead["lastError"]
+    assert inbox.messages == [] and secret not in repr(inbox.__dict__)
