@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +53,9 @@ def setup_logging(log_file: str | None, log_format: str = "text") -> logging.Han
         raise ValueError(f"log format {log_format!r}: use one of {', '.join(FORMATS)}")
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        # owner and group only, whatever the umask: the log names operators, alerts and kill-switch reasons,
+        # and on a shared host reads need a role (secrets in it are redacted all the same)
+        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
         handler: logging.Handler = logging.handlers.WatchedFileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -76,6 +76,9 @@ def backup_sqlite(engine: Engine, target: Path, *, compress: bool = False) -> in
         raise FileExistsError(f"{target} exists already: choose a new file name for the backup")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
+    # owner-only, whatever the umask: the copy holds what the store does (token hashes, sinks' routing keys),
+    # and the store itself is 0600 (`db init`); SQLite gives the copy's journal the same mode
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     src = sqlite3.connect(source, timeout=10)
     try:
         dst = sqlite3.connect(partial)
@@ -89,7 +92,9 @@ def backup_sqlite(engine: Engine, target: Path, *, compress: bool = False) -> in
         if compress:
             packed = target.with_name(target.name + ".partial.gz")
             try:
-                with open(partial, "rb") as raw, gzip.open(packed, "wb", compresslevel=6) as out:
+                fd = os.open(packed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with open(partial, "rb") as raw, os.fdopen(fd, "wb") as file, \
+                        gzip.GzipFile(fileobj=file, mode="wb", compresslevel=6) as out:
                     shutil.copyfileobj(raw, out, 1 << 20)
                 os.replace(packed, target)
             finally:

@@ -100,6 +100,19 @@ def test_a_good_backup_still_works(sqlite_cli, tmp_path):
     assert r.code == 0 and target.stat().st_size > 0 and str(target) in r.out
 
 
+def test_a_backup_is_readable_by_its_owner_only_whatever_the_umask(sqlite_cli, tmp_path):
+    """The copy holds what the store does (token hashes, sinks' routing keys) and the store is 0600: with the
+    usual umask 022 the copy was 0644, readable by any user of the host."""
+    old = os.umask(0o022)
+    try:
+        for name, extra in (("plain.sqlite", ()), ("packed.sqlite.gz", ("--compress",))):
+            r = sqlite_cli("db", "backup", str(tmp_path / name), *extra)
+            assert r.code == 0, r.err
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        os.umask(old)
+
+
 def test_a_compressed_backup_with_retention_of_older_ones(sqlite_cli, tmp_path):
     """Seed 001's daily backup: a gzipped copy, and backups of the same family older than --keep go."""
     import gzip

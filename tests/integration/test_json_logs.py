@@ -113,3 +113,27 @@ def test_an_agent_cannot_be_an_approver_role():
     from engine.policies import load_policies
     with pytest.raises(InvalidInput, match="approver_roles"):
         load_policies({"p": {"command_types": ["x"], "approver_roles": ["agent"]}})
+
+
+def test_the_log_file_is_not_readable_by_other_users(tmp_path):
+    """It names operators, alerts and kill-switch reasons; with umask 022 it was 0644 (any user of the host)."""
+    import os
+
+    from console.log_format import setup_logging
+    log_file = tmp_path / "serve.log"
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    old = os.umask(0o022)
+    try:
+        handler = setup_logging(str(log_file), "text")
+    finally:
+        os.umask(old)
+    try:
+        logging.getLogger("govcon.alerts").error("KILL SWITCH ENGAGED by carol")
+    finally:
+        handler.close()
+        root.removeHandler(handler)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+    assert log_file.stat().st_mode & 0o777 == 0o640 and "carol" in log_file.read_text()
