@@ -48,7 +48,9 @@ class GovernanceCycle:
             unresolved = breaker_repo.count_unresolved(conn)
             pending = proposals_repo.count_pending(conn)
             proposal, note = None, None
-            if readiness.recommendation == "expand_scope" and readiness.ready and not unresolved and not pending:
+            engaged = self.proposals.kill_switch_engaged(state)
+            if readiness.recommendation == "expand_scope" and readiness.ready and not unresolved and not pending \
+                    and engaged is None:
                 proposal_id, _choices, note = draft(conn, now=now, actor=actor, state=state, readiness=readiness,
                                                     metrics_json=collect_in(conn, now - self.proposals.policy.lookback,
                                                                             now).to_json(),
@@ -56,7 +58,8 @@ class GovernanceCycle:
                 if proposal_id:
                     proposal = proposal_json(proposal_row(conn, proposal_id), [])
             else:
-                note = ("a proposal is pending already" if pending else
+                note = (f"the kill switch is engaged ({engaged})" if engaged is not None else
+                        "a proposal is pending already" if pending else
                         f"{unresolved} unresolved circuit-breaker events" if unresolved else
                         "readiness below 95% or blockers remain" if not readiness.ready else
                         f"recommendation is {readiness.recommendation}")

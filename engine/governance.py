@@ -88,7 +88,7 @@ class Governance:
         self.overrides = Overrides(store, self.clock, enqueue_alert=enqueue, kill_marker=self.kill_marker,
                                    gate=lambda: self.gate)
         self.proposals = ProposalBook(store, self.clock, policy=proposal_policy, enqueue_alert=enqueue,
-                                      readiness_policy=self.readiness.policy)
+                                      readiness_policy=self.readiness.policy, kill_marker=self.kill_marker)
         self.cycle = GovernanceCycle(store, self.clock, self.readiness, self.proposals, enqueue_alert=enqueue)
         self.reports = Reports(store)
         self.outbox = OutboxBook(store, self.clock)

@@ -170,12 +170,23 @@ MAX_VALIDATION_DAYS = 365
 class ProposalBook:
     def __init__(self, store: Store, clock: Clock, *, policy: ProposalPolicy | None = None,
                  enqueue_alert: Callable[[Connection, Alert, bool], Any] | None = None,
-                 readiness_policy: ReadinessPolicy | None = None) -> None:
+                 readiness_policy: ReadinessPolicy | None = None, kill_marker: Any = None) -> None:
         self.store = store
         self.clock = clock
         self.policy = policy or ProposalPolicy()
         self.enqueue_alert = enqueue_alert
         self.readiness_policy = readiness_policy or ReadinessPolicy()
+        self.kill_marker = kill_marker  # engine/kill_marker.py: the switch's file engages it too
+
+    def kill_switch_engaged(self, state: Row) -> str | None:
+        """Who engaged the kill switch and why, from the store or its marker file; None when it is released.
+        Autonomy is not expanded under it: releasing the switch would bring the wider scope back at once."""
+        if state.kill_switch_engaged:
+            return f"by {state.kill_switch_by}: {state.kill_switch_reason}"
+        marker = self.kill_marker.engaged() if self.kill_marker is not None else None
+        if marker is not None:
+            return f"by its marker file {marker.path}"
+        return None
 
     def list(self, *, status: str | None = None) -> list[dict[str, Any]]:
         with self.store.read() as conn:
@@ -214,6 +225,10 @@ class ProposalBook:
             relaxed = bool(state.four_eyes_relaxed)
             if actor == row.proposed_by and not relaxed:
                 raise PermissionDenied(f"{actor} triggered this proposal and may not approve it (four eyes)")
+            engaged = self.kill_switch_engaged(state)
+            if engaged is not None:
+                raise Conflict(f"the kill switch is engaged ({engaged}): autonomy is not expanded under it; "
+                               "approve after it is released, or reject the proposal")
             blocking = breaker_repo.count_unresolved(conn, severities=("critical", "high"))
             if blocking:
                 raise Conflict(f"{blocking} unresolved critical or high circuit-breaker events are open: "

@@ -143,6 +143,29 @@ def test_two_roles_two_people_and_each_refusal(gov, clock):
         gov.proposals.approve("dave", pid, "ops-lead")
 
 
+def test_no_expansion_is_drafted_or_approved_while_the_kill_switch_is_engaged(gov, clock):
+    """The cycle drafted L3 -> L3+ under an engaged kill switch, and approvals applied it: releasing the switch
+    would then have brought the wider autonomy back at once. Both wait for the release now, for the store's
+    switch and for its marker file alike."""
+    make_ready(gov, clock)
+    pid = gov.cycle.run(OPERATOR)["proposal"]["proposalId"]  # drafted before the incident
+    gov.overrides.kill_switch("engage", OPERATOR, "INC-12 production incident")
+    with pytest.raises(Conflict, match=r"the kill switch is engaged \(by alice: INC-12"):
+        gov.proposals.approve("bob", pid, "tech-lead")
+    assert gov.proposals.show(pid)["approvals"] == []
+    gov.grant_role(OPERATOR, OPERATOR, "ops-lead")
+    gov.overrides.kill_switch("release", OPERATOR, "INC-12 over")
+    gov.proposals.reject("bob", pid, "drafted before INC-12; run the cycle again")
+    marker = gov.kill_marker
+    marker.engage("carol", "INC-13, the store was full", clock.now())
+    report = gov.cycle.run(OPERATOR)
+    assert report["proposal"] is None and report["proposalNote"].startswith("the kill switch is engaged (by its "
+                                                                             "marker file")
+    marker.clear()
+    assert gov.cycle.run(OPERATOR)["proposal"] is not None
+    assert gov.status(with_readiness=False)["currentPhase"] == "L3"
+
+
 def test_approval_waits_while_readiness_no_longer_allows_expansion(gov, clock):
     """The runbook's first question (is readiness >= 95%?), asked again at each approval: readiness can
     fall between the proposal and the approval (a failed drill, an attestation withdrawn)."""
