@@ -230,12 +230,13 @@ class Gate:
             kept = self._kept.get(key)
             if kept is not None and kept[0] == token and kept[1] <= now < kept[1] + SNAPSHOT_LIFE:
                 try:
-                    return self._judge(_NO_STORE, ask, now, kept[2], kept[3], frozen=True)
+                    decision = self._judge(_NO_STORE, ask, now, kept[2], kept[3], frozen=True)
+                    return _half_open(_NO_STORE, ask, decision, kept[2], now)
                 except NeedsStore:  # the judgement needs a read the snapshot does not hold (stable_for, …)
                     pass
         with self.store.read(lane="safety") as conn:
             snap, entries = self.snapshot(conn, ask, now)
-            decision = self._judge(conn, ask, now, snap, entries)
+            decision = _half_open(conn, ask, self._judge(conn, ask, now, snap, entries), snap, now)
         if token is not None:
             if len(self._kept) > 10_000:
                 self._kept.clear()
@@ -479,6 +480,16 @@ class _NoStore:
 
 
 _NO_STORE = _NoStore()
+
+
+def _half_open(conn: Any, ask: Ask, decision: GateDecision, snap: Any, now: datetime) -> GateDecision:
+    """An allow of a half-open type judged on a read as the write will judge it (engine/recovery.py ``judge``):
+    needs_approval while a probe is in flight. A dry run (``take_grant=False``) is answered from here, and said
+    "would run" while a real ask would have waited."""
+    if decision.decision != ALLOW or snap is None or getattr(snap, "g_half_open", None) is None:
+        return decision
+    from engine import recovery  # (here: recovery imports the gate)
+    return recovery.judge(conn, ask, decision, now)
 
 
 def _lease_of(state: Any) -> Any:

@@ -151,6 +151,22 @@ def test_a_succeeded_probe_rolled_back_later_pauses_the_type_again(rgov, clock, 
     assert len(open_events(rgov)) == 1
 
 
+def test_a_dry_run_answers_as_a_real_ask_while_a_probe_is_in_flight(rgov, clock):
+    """`govcon run --dry-run` asks without taking a grant, judged on a read: that read did not apply half-open
+    recovery, so it said allow (would run) while a real ask waited for the probe in flight."""
+    add_rule(rgov)
+    trip_and_resolve(rgov)
+    probe = rgov.gate.decide(TYPE, agent="bot")
+    for _ in range(2):  # the second from the kept snapshot
+        dry = rgov.gate.decide(TYPE, agent="bot", take_grant=False)
+        assert dry.decision == "needs_approval" and probe.grant_id in dry.reason, dry
+        clock.advance(timedelta(milliseconds=100))
+    assert rgov.gate.decide(TYPE, agent="bot").decision == "needs_approval"
+    outcome(rgov, probe.grant_id, "succeeded")
+    dry = rgov.gate.decide(TYPE, agent="bot", take_grant=False)
+    assert dry.decision == "allow" and dry.extra["probe"] is True and dry.grant_id is None
+
+
 def test_a_succeeded_probe_rolled_back_in_the_same_batch_counts_as_failed(rgov):
     add_rule(rgov)
     trip_and_resolve(rgov)
