@@ -526,14 +526,59 @@ class ActionBook:
         self._resolve_alert(conn, row, now, "expired undecided")
 
     # --- the governed runner's side ---------------------------------------------------------
+    #
+    # `govcon run`'s port (engine/runner.py GovernancePort) acts for whoever called it: in-process, and through
+    # the govcon service for any caller the socket or POST /api/rpc admits (the agent role included, which
+    # may only ingest, ask the gate and beat its lease). Its grant-scoped calls therefore act only on a grant
+    # that exists and that the caller holds (``holds``): another caller's report, outcome or escalation
+    # would be forged evidence, and a release cancels a granted (maybe human-approved) action. A human who
+    # could have decided the grant's action request may still release it (``_releasers``): a cancellation,
+    # audited in that human's name; nobody but the holder writes a grant's report, outcome or escalation.
 
-    def release(self, actor: str, grant_id: str, reason: str) -> bool:
+    def require_holder(self, actor: str, grant_id: str, verb: str) -> None:
+        """Refuse (NotFound, PermissionDenied) unless grant ``grant_id`` exists and ``actor`` holds it; ``verb``
+        says in the refusal what was refused (e.g. "report the outcome of")."""
+        with self.store.read() as conn:
+            self._held(conn, actor, grant_id, verb)
+
+    def _held(self, conn: Connection, actor: str, grant_id: str, verb: str, *,
+              humans_may: bool = False) -> Row[Any]:
+        """The grant, if ``actor`` holds it (or, ``humans_may``, holds a role that could have decided its
+        action request); else NotFound or PermissionDenied naming the grant and who holds it."""
+        grant = actions_repo.get_grant(conn, grant_id)
+        if grant is None:
+            raise NotFound(f"no grant {grant_id!r}; see `govcon actions list`")
+        if holds(grant, actor):
+            return grant
+        roles: tuple[str, ...] = ()
+        if humans_may:
+            roles = self._releasers(conn, grant)
+            if identity_repo.roles_of(conn, actor).intersection(roles):
+                return grant
+        others = f" or one of the roles {', '.join(roles)}" if roles else ""
+        raise PermissionDenied(f"grant {grant.id} is held by {holder_text(grant)}; {actor} cannot {verb} it: only "
+                               f"its holder (the operator who asked for it, or its agent){others} may")
+
+    def _releasers(self, conn: Connection, grant: Row[Any]) -> tuple[str, ...]:
+        """Who may release a grant they do not hold: the roles that could decide its action request (the
+        request's own, for a grant a human approved; else its policy's, as the gate would ask them)."""
+        request = actions_repo.get_request(conn, grant.request_id) if grant.request_id else None
+        if request is not None and request.approver_roles:
+            return tuple(request.approver_roles)
+        ask = Ask(grant.command_type, grant.confidence, grant.action_class, grant.service, grant.agent)
+        return tuple(self.policies.request_terms(ask, conn)[2])
+
+    def release(self, actor: str, grant_id: str, reason: str, *, holder_only: bool = False) -> bool:
         """Nothing ran (a check or the backup failed, the kill switch stopped it first): the grant is given
         back, audited. It still counts against the day's budget; it is no longer in flight, and no outcome
-        may follow it. Returns whether it was open."""
+        may follow it. Returns whether it was open.
+
+        ``holder_only`` (the governed runner's port, acting for its caller): the grant must exist (NotFound)
+        and ``actor`` must hold it, or hold a role that could decide its action request (PermissionDenied)."""
         now = self.clock.now()
         with self.store.write() as conn:
-            grant = actions_repo.get_grant(conn, grant_id)
+            grant = (self._held(conn, actor, grant_id, "release", humans_may=True) if holder_only
+                     else actions_repo.get_grant(conn, grant_id))
             if grant is None or grant.status != actions_repo.OPEN:
                 return False
             # still open when the UPDATE runs: an outcome ingested meanwhile (no store-wide lock) stands
@@ -544,15 +589,39 @@ class ActionBook:
                          details={"commandType": grant.command_type, "service": grant.service, "agent": grant.agent})
         return True
 
+    def escalate(self, actor: str, grant_id: str, title: str, body: str, details: dict[str, Any]) -> None:
+        """The runner's rollback failed: a critical alert through the outbox, in one transaction with its audit
+        entry. Only for a grant that exists and that ``actor`` holds (NotFound, PermissionDenied: nothing is
+        written, nobody is paged)."""
+        now = self.clock.now()
+        with self.store.write() as conn:
+            self._held(conn, actor, grant_id, "escalate")
+            audit.append(conn, at=now, actor=actor, action="action.escalate", target=grant_id, reason=title,
+                         details=details)
+            self._alert(conn, Alert(kind="trigger", severity="critical", title=title, body=body,
+                                    dedup_key=f"govcon-rollback-failed-{grant_id}", at=now, details=details))
+
     # --- reports from the governed runner ----------------------------------------------------
 
     def attach_report(self, actor: str, grant_id: str, report: dict[str, Any]) -> None:
+        """The runner's action report on its grant: only ``actor``'s own (NotFound, PermissionDenied)."""
         now = self.clock.now()
         with self.store.write() as conn:
-            grant = actions_repo.get_grant(conn, grant_id)
-            if grant is None:
-                raise NotFound(f"no grant {grant_id!r}")
+            self._held(conn, actor, grant_id, "attach a report to")
             actions_repo.update_grant(conn, grant_id, report=redact_obj(report))
             audit.append(conn, at=now, actor=actor, action="action.report", target=grant_id,
                          reason=str(report.get("outcome", "")),
                          details={"outcome": report.get("outcome"), "exitCode": report.get("exitCode")})
+
+
+def holds(grant: Row[Any], actor: str) -> bool:
+    """Whether ``actor`` holds the grant: it asked for it (the gate's asker, also for a grant a human approved
+    on its request; `govcon run` asks as its caller, embedded and in client mode), or it is the agent the grant
+    was issued to (a grant asked for without a name is the unknown agent's, which nobody is)."""
+    return actor == grant.requested_by or (grant.agent != AGENT_UNKNOWN and actor == grant.agent)
+
+
+def holder_text(grant: Row[Any]) -> str:
+    if grant.requested_by and grant.requested_by != grant.agent:
+        return f"agent {grant.agent}, asked for by {grant.requested_by}"
+    return f"agent {grant.agent}" + ("" if grant.requested_by else " (asked for without a token)")

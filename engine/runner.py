@@ -229,7 +229,13 @@ class ActionsPort(Protocol):
 
 
 class GovernancePort:
-    """The port in-process: the Governance facade on the store (what `govcon run` uses)."""
+    """The port in-process: the Governance facade on the store (what `govcon run` uses), acting as ``actor``:
+    the CLI's operator when embedded, the caller when the govcon service builds it for a client (socket or
+    POST /api/rpc), whatever roles that caller holds (the agent role too). So the calls that name a grant
+    (report_outcome, release, escalate, attach_report) act only on a grant that exists and that the actor
+    holds -- it asked for it, as ``decide`` does for every run, or it is the grant's agent (engine/actions.py
+    ``holds``); a human who could have decided its action request may also release it. Anything else is
+    refused (NotFound, PermissionDenied) before anything is written."""
 
     def __init__(self, gov: Governance, actor: str) -> None:
         self.gov = gov
@@ -271,6 +277,8 @@ class GovernancePort:
         return None
 
     def report_outcome(self, grant_id: str, plan: RunPlan, status: str) -> None:
+        # the holder only: an outcome closes the grant (and counts for breakers and half-open probes)
+        self.gov.actions.require_holder(self.actor, grant_id, "report the outcome of")
         event: dict[str, Any] = {"kind": "command", "id": grant_id, "type": plan.command_type, "status": status,
                                  "autonomous": True, "at": self.now()}
         if plan.service:
@@ -281,22 +289,15 @@ class GovernancePort:
             raise StoreError(f"the outcome {status} for {grant_id} was refused: {errors}")
 
     def release(self, grant_id: str, reason: str) -> None:
-        """Nothing ran: give the grant back (it still counts against the day's budget), audited."""
-        self.gov.actions.release(self.actor, grant_id, reason)
+        """Nothing ran: give the grant back (it still counts against the day's budget), audited. Only a grant
+        the actor holds, or one whose action request the actor could have decided."""
+        self.gov.actions.release(self.actor, grant_id, reason, holder_only=True)
 
     def escalate(self, grant_id: str, plan: RunPlan, title: str, body: str, details: dict[str, Any]) -> None:
-        """A critical alert through the outbox, in one transaction with its audit entry; then one delivery
-        attempt at once (a one-shot CLI may have no scheduler; the outbox's claims prevent a double send)."""
-        from engine.alerts import Alert
-        from storage import audit, state_repo
-        now = self.gov.clock.now()
-        alert = Alert(kind="trigger", severity="critical", title=title, body=body,
-                      dedup_key=f"govcon-rollback-failed-{grant_id}", at=now, details=details)
-        with self.gov.store.write() as conn:
-            state = state_repo.get_state(conn)
-            audit.append(conn, at=now, actor=self.actor, action="action.escalate", target=grant_id, reason=title,
-                         details=details)
-            self.gov.notifier.enqueue(conn, alert, kill_switch_engaged=bool(state and state.kill_switch_engaged))
+        """A critical alert through the outbox, in one transaction with its audit entry (only for a grant the
+        actor holds); then one delivery attempt at once (a one-shot CLI may have no scheduler; the outbox's
+        claims prevent a double send)."""
+        self.gov.actions.escalate(self.actor, grant_id, title, body, details)
         try:
             self.gov.notifier.deliver_due()
         except Exception:  # the outbox keeps it; the scheduler's delivery job sends it
@@ -304,7 +305,6 @@ class GovernancePort:
 
     def attach_report(self, grant_id: str, report: dict[str, Any]) -> None:
         self.gov.actions.attach_report(self.actor, grant_id, report)
-
 
 
 # --- running one step ----------------------------------------------------------------------------
