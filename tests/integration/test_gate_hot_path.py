@@ -24,7 +24,12 @@ DAY, WEEK = timedelta(days=1), timedelta(days=7)
 
 
 @pytest.fixture
-def hgov(store, clock):
+def hgov(store, clock, monkeypatch):
+    """The decision log writes only when flushed: its background commits (every BATCH_WAIT) change the store's
+    change token, so on a loaded machine one could land between two asks and make the second read the store
+    where a test asserts it answered from its kept snapshot."""
+    from engine import actions
+    monkeypatch.setattr(actions, "BATCH_WAIT", 600.0)
     g = Governance(store, clock, policies=load_policies(POLICIES), evaluate_on_ingest=False)
     g.init_store(OPERATOR, phase_started=clock.now() - timedelta(days=200))
     with store.write() as conn:
