@@ -147,7 +147,8 @@ def create_app(gov, *, require_auth_for_reads: bool, tokens: TokenBook | None = 
     without a token per second and client (None: unlimited); ``allowed_hosts``: the Host check of a
     loopback bind (None: no check; the loopback names are always allowed); ``alertmanager``: how the
     Alertmanager webhook maps labels ([integrations.alertmanager])."""
-    tokens = tokens or TokenBook(gov.store, gov.clock)
+    # the facade's own book: a revocation through the service (gov.tokens.revoke) empties the cache Auth reads
+    tokens = tokens or getattr(gov, "tokens", None) or TokenBook(gov.store, gov.clock)
     metrics = ApiMetrics(gov, cache_seconds=metrics_cache_seconds)
     cached = ReadCache(gov, state_seconds=read_cache_seconds, readiness_seconds=2 * read_cache_seconds)
 

@@ -12,6 +12,7 @@ import time
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DatabaseError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -33,6 +34,7 @@ class Auth:
         self.tokens = tokens
         self.require_for_reads = require_for_reads
         self._may_ingest: dict[str, float] = {}  # operator -> monotonic expiry of a passed role check
+        self._may_ask: dict[str, float] = {}  # the same, for the gate
         self._beats: dict[str, tuple[float, TokenIdentity | None]] = {}  # token sha256 -> (expiry, identity)
 
     async def _operator(self, secret: str | None, why: str, *, safety: bool = True,
@@ -51,7 +53,7 @@ class Auth:
         if ident is MISS:
             try:
                 ident = await (run_safety if safety else run_in_threadpool)(self.tokens.lookup, secret)
-            except StoreUnavailable:
+            except (StoreUnavailable, DatabaseError):  # unreachable, locked, or corrupt (DatabaseError)
                 ident = self.tokens.last_known(secret) if remembered else None
                 if ident is None:
                     raise
@@ -106,11 +108,17 @@ class Auth:
 
     async def asker(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> TokenIdentity | None:
         """POST /api/gate's caller: the token's identity (its operator, and the agent it is bound to), or None
-        without a token where reads need none (loopback)."""
-        if self.require_for_reads or creds is not None:
-            return await self._identity(creds.credentials if creds else None,
-                                        "this server is not on loopback, so reads need a token too", safety=False)
-        return None
+        without a token where reads need none (loopback). A token's operator must hold a role (``gate.ask``, as
+        on the socket): a roleless token could otherwise queue action requests, which page approvers. The role
+        check is kept as the ingest's is (``tokens.cache_seconds``)."""
+        if not (self.require_for_reads or creds is not None):
+            return None
+        ident = await self._identity(creds.credentials if creds else None,
+                                     "this server is not on loopback, so reads need a token too", safety=False)
+        if self._may_ask.get(ident.operator, 0.0) <= time.monotonic():
+            await run_safety(self.gov.require, ident.operator, "gate.ask")  # PermissionDenied -> 403
+            self._may_ask[ident.operator] = time.monotonic() + self.tokens.cache_seconds
+        return ident
 
     async def reader(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str | None:
         if self.require_for_reads or creds is not None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from engine import access
 from engine.audit_verify import token_fingerprint  # `audit verify` checks the stored secret with it
 from engine.clock import Clock, isoformat
+from engine.domain import ACTION_ROLES
 from engine.errors import InvalidInput, NotFound
 from engine.gate import invalid_name
 from storage import audit, identity_repo
@@ -52,6 +53,8 @@ class _Miss(enum.Enum):
 #: what ``TokenBook.cached`` answers for a token it holds no fresh answer for
 MISS = _Miss.MISS
 LAST_USED_EVERY = timedelta(minutes=1)
+#: the roles that may engage the kill switch: only their tokens are remembered for it (``TokenBook.last_known``)
+ENGAGE_ROLES = frozenset(ACTION_ROLES["kill_switch.engage"])
 
 
 def token_hash(secret: str) -> str:
@@ -118,8 +121,9 @@ class TokenBook:
         self.clock = clock
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, TokenIdentity | None]] = {}  # hash -> (monotonic expiry, who)
-        #: hash -> the identity the store last confirmed for a live token (``last_known``), kept until a
-        #: revocation in this process or a lookup that finds the token gone
+        #: hash -> the identity the store last confirmed for a live token whose operator then held a role that
+        #: may engage the kill switch (``last_known``), kept until a revocation in this process or a lookup that
+        #: finds the token gone or the role revoked
         self._known: dict[str, TokenIdentity] = {}
         self._lock = threading.Lock()
         self._uses_noted: dict[str, datetime] = {}  # token id -> the last use handed to the writer
@@ -196,6 +200,7 @@ class TokenBook:
             return cached[1]
         with self.store.read() as conn:
             row = identity_repo.token_by_hash(conn, digest)
+            may_engage = row is not None and bool(identity_repo.roles_of(conn, row.operator) & ENGAGE_ROLES)
         ident = None if row is None else TokenIdentity(row.operator, row.agent, row.expires_at, row.id)
         if row is not None and ident is not None and not ident.expired(self.clock.now()):
             self._note_use(row)
@@ -203,7 +208,7 @@ class TokenBook:
             if len(self._cache) > 10_000:  # someone is guessing: do not let the cache grow without bound
                 self._cache.clear()
             self._cache[digest] = (now + self.cache_seconds, ident)
-            if ident is None:
+            if ident is None or not may_engage:
                 self._known.pop(digest, None)
             else:
                 if len(self._known) > 10_000:
@@ -212,10 +217,11 @@ class TokenBook:
         return ident
 
     def last_known(self, secret: str) -> TokenIdentity | None:
-        """The identity the store last confirmed for this token in this process, however long ago, or None.
-        For one use only: engaging the kill switch while the store cannot be read (POST /api/kill-switch then
-        engages by the marker file). A token revoked by another process meanwhile is still known here; engaging
-        only ever stops autonomy, which is why nothing else may use this."""
+        """The identity the store last confirmed for this token in this process, however long ago, if its
+        operator then held a role that may engage the kill switch; else None. For one use only: engaging the
+        kill switch while the store cannot be read (POST /api/kill-switch then engages by the marker file). A
+        token revoked (or a role taken away) by another process meanwhile is still known here; engaging only
+        ever stops autonomy, which is why nothing else may use this."""
         if not secret or len(secret) > MAX_LENGTH:
             return None
         with self._lock:

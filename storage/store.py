@@ -137,7 +137,12 @@ class Store:
             try:
                 with read_connection(engine) as conn:
                     yield conn
-            except OperationalError as exc:
+            except DatabaseError as exc:
+                # unreachable or locked (OperationalError), or corrupt: SQLite's "file is not a database" and
+                # "database disk image is malformed" are plain DatabaseErrors; other subclasses (integrity,
+                # programming errors) are ours to see, not a store that went away
+                if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
+                    raise
                 raise StoreUnavailable(_why(deadline, f"cannot read the store {self.display_url}", exc)) from exc
             except PoolTimeout as exc:
                 raise StoreUnavailable(_busy(name, engine)) from exc

@@ -314,6 +314,16 @@ def test_a_token_bound_to_an_agent_asks_the_gate_for_that_agent_only(api, lgov, 
     assert live.json()["decision"] == "allow"  # a token bound to no agent names one, as before (DESIGN.md)
 
 
+def test_a_token_whose_operator_holds_no_role_cannot_ask_the_gate(api, lgov):
+    """As on the socket (gate.ask): a roleless token could queue action requests for any agent, paging
+    approvers. Without a token on loopback the gate still answers (reads are open there)."""
+    roleless = {"Authorization": "Bearer " + lgov.tokens.create(OPERATOR, "nobody").secret}
+    refused = api.post("/api/gate", json={"commandType": "restart_service", "request": True}, headers=roleless)
+    assert refused.status_code == 403 and "nobody" in refused.text, refused.text
+    assert lgov.actions.list(pending=True)["requests"] == []
+    assert api.post("/api/gate", json={"commandType": "restart_service"}).status_code == 200
+
+
 def test_the_agent_s_clock_is_ignored(api, clock):
     """Skew: the lease runs from the store's now, whatever the agent's Date header or body claim."""
     bot = api.auth(BOT)

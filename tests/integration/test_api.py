@@ -618,6 +618,19 @@ def test_a_tokens_last_use_is_recorded_at_most_once_a_minute(api):
     assert len(added) == 3 and {e["action"] for e in added} == {"cycle.run"}  # the uses: bookkeeping, not audited
 
 
+def test_a_token_revoked_through_the_service_is_refused_at_once(gov):
+    """The service's Auth had a TokenBook of its own, so a revocation through the service (RPC tokens.revoke,
+    which empties the facade's book) was not seen for its cache's 5 s (30 s by the heartbeats). It shares the
+    facade's book now."""
+    token = gov.tokens.create(OPERATOR, OPERATOR)
+    headers = {"Authorization": f"Bearer {token.secret}"}
+    with TestClient(create_app(gov, require_auth_for_reads=False)) as client:
+        assert client.post("/api/governance/run-cycle", headers=headers).status_code == 200  # now cached
+        gov.tokens.revoke(OPERATOR, token.id)
+        refused = client.post("/api/governance/run-cycle", headers=headers)
+        assert refused.status_code == 401 and "unknown or revoked" in refused.text
+
+
 def test_checking_a_token_never_waits_for_a_writer(gov, tmp_path):
     """SQLite makes a write wait for the writer holding the lock (up to its busy timeout): recording a
     token's use happens in a background thread, so the request is answered at once."""

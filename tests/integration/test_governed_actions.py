@@ -400,6 +400,7 @@ def test_http_gate_request_wait_and_approve(l3gov):
         r = api.post("/api/gate", json={"commandType": "restart_service", "service": "api", "agent": "bot",
                                          "request": True})
         assert r.status_code == 401  # a request pages people: it needs a token
+        l3gov.grant_role(OPERATOR, "bot-owner", "agent")  # and a role (gate.ask), as on the socket
         agent = api.auth("bot-owner")
         r = api.post("/api/gate", json={"commandType": "restart_service", "service": "api", "agent": "bot",
                                          "request": True}, headers=agent)

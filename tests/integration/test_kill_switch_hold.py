@@ -496,6 +496,7 @@ def test_the_api_engages_by_the_marker_for_a_token_it_confirmed_when_the_store_c
     gov.grant_role(OPERATOR, OPERATOR, "ops-lead")
     good = gov.tokens.create(OPERATOR, OPERATOR).secret
     revoked = gov.tokens.create(OPERATOR, OPERATOR)
+    roleless = gov.tokens.create(OPERATOR, "nobody").secret  # holds no role that may engage
     api = make_api(gov)
     marker = Path(f"{path}.kill-switch")
 
@@ -507,9 +508,11 @@ def test_the_api_engages_by_the_marker_for_a_token_it_confirmed_when_the_store_c
             gov.tokens.revoke(OPERATOR, revoked.id)
             api.tokens.forget()  # what a revocation through this service does (TokenBook.revoke)
             assert call("/api/governance/run-cycle", good).status_code == 200  # confirmed by the store
+            assert api.get("/api/governance/state", headers={"Authorization": f"Bearer {roleless}"}
+                           ).status_code == 200  # confirmed by the store too, but may not engage
             path.unlink()  # from here the store cannot be read (storage/store.py Store.replaced)
 
-            for unknown in ("never-seen-token", revoked.secret):
+            for unknown in ("never-seen-token", revoked.secret, roleless):
                 answer = call("/api/kill-switch", unknown, action="engage", reason="INC-9")
                 assert answer.status_code == 503 and not marker.exists(), answer.text
             answer = call("/api/kill-switch", good, action="engage", reason="INC-9 store gone")
@@ -518,5 +521,33 @@ def test_the_api_engages_by_the_marker_for_a_token_it_confirmed_when_the_store_c
             assert json.loads(marker.read_text())["by"] == OPERATOR
             assert call("/api/kill-switch", good, action="release", reason="x").status_code == 503
             assert call("/api/governance/run-cycle", good).status_code == 503  # nothing else takes the memory
+    finally:
+        gov.store.dispose()
+
+
+def test_the_api_engages_by_the_marker_when_the_store_is_corrupt(tmp_path, clock):
+    """A corrupt page makes the token's lookup raise sqlite3.DatabaseError, not StoreUnavailable: the route
+    answered 500 and nothing engaged. A confirmed token of an engaging role engages by the marker."""
+    import random
+
+    from tests.integration.test_api import make_api
+    path = tmp_path / "governance.db"
+    gov = Governance(Store(str(path)), clock)
+    gov.init_store(OPERATOR)
+    _engage_roles(gov)
+    good = gov.tokens.create(OPERATOR, OPERATOR).secret
+    api = make_api(gov)
+    headers = {"Authorization": f"Bearer {good}"}
+    try:
+        with api.client:
+            assert api.post("/api/governance/run-cycle", headers=headers).status_code == 200
+            gov.store.dispose()  # no page of the old file kept in a pooled connection's cache
+            api.gov.store.dispose()
+            with path.open("r+b") as f:
+                f.write(random.Random(3).randbytes(4096))  # the header and the first page: noise
+            answer = api.post("/api/kill-switch", json={"action": "engage", "reason": "INC-10 corrupt store"},
+                              headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["via"] == "marker" and Path(f"{path}.kill-switch").exists()
     finally:
         gov.store.dispose()
