@@ -162,8 +162,15 @@ class GateFastPath:
         return None if body.request else body
 
 
+#: the longest look back a query takes (a larger one reached before the year 1: a 500)
+MAX_PERIOD = timedelta(days=36_500)
+
+
 def _period(text: str, field: str) -> timedelta:
     try:
-        return parse_window(text)
+        period = parse_window(text)
     except RuleError as exc:
         raise InvalidInput(f"{field}: {exc}") from None
+    if period > MAX_PERIOD:
+        raise InvalidInput(f"{field}: {text} is more than {MAX_PERIOD.days:,} days")
+    return period

@@ -31,7 +31,7 @@ def build_router(gov, auth, address: str = "the HTTP API") -> APIRouter:
     async def rpc(request: Request, actor: str = Depends(auth.changer)):
         try:
             doc = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             doc = None
         if not isinstance(doc, dict):
             return Response(dumps({"e": {"type": "InvalidInput", "message": "the body must be one JSON request "

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from console.gate_cli import ALLOW_EXIT, DENY_EXIT, WAIT_EXIT, print_decision
 from console.render import clean as _clean
 from console.render import print_policies
+from engine.actions import wait_for_decision
 from engine.clock import isoformat
 from engine.errors import InvalidInput
 from engine.gate import DENY, GateDecision
@@ -94,7 +95,7 @@ def cmd_gate(ctx) -> int:
                                agent=a.agent or ctx.operator, request=a.request, requested_by=ctx.operator)
     doc, code = decision.to_json(), decision.exit_code
     if decision.request_id is not None and a.wait is not None:
-        shown = gov.actions.wait(decision.request_id, a.wait.total_seconds())
+        shown = wait_for_decision(gov.actions.wait, decision.request_id, a.wait.total_seconds())
         doc, code = _after_wait(doc, shown)
     return _print_decision(ctx, doc, code)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import collections
 import logging
+import math
 import secrets
 import threading
 import time
@@ -106,6 +107,20 @@ AlertSink = Callable[[Connection, Alert, bool], Any]
 
 #: how long the decision log gathers decisions before it writes them (``DecisionLogWriter``)
 BATCH_WAIT = 0.05
+#: the longest one ``ActionBook.wait`` blocks: through the service each call holds one of its threads, and any
+#: role may wait (a caller wanting longer calls again: ``wait_for_decision``)
+WAIT_SLICE_S = 60.0
+
+
+def wait_for_decision(wait: Callable[[str, float], dict[str, Any]], request_id: str, timeout: float) -> dict[str, Any]:
+    """``wait`` (an ActionBook's, or a client's of the service) called again until the request is decided or
+    expired, or ``timeout`` seconds pass; returns the last ``show``."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        doc = wait(request_id, max(0.0, min(deadline - time.monotonic(), WAIT_SLICE_S)))
+        request = doc.get("request")
+        if request is None or request.get("status") != "pending" or time.monotonic() >= deadline:
+            return doc
 
 
 class DecisionLogWriter:
@@ -392,8 +407,12 @@ class ActionBook:
 
     def wait(self, request_id: str, timeout: float, *, poll: float = 0.25,
              sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-        """Poll until the request is decided or expires, or ``timeout`` seconds pass; returns ``show``."""
-        deadline = time.monotonic() + max(timeout, 0.0)
+        """Poll until the request is decided or expires, or ``timeout`` seconds pass (at most WAIT_SLICE_S: a
+        caller wanting longer calls again, ``wait_for_decision``); returns ``show``."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or timeout < 0:
+            raise InvalidInput(f"a wait of {timeout!r} seconds: give a number from 0 up")
+        deadline = time.monotonic() + min(timeout, WAIT_SLICE_S)
         while True:
             doc = self.show(request_id)
             if doc["request"] is None or doc["request"]["status"] != "pending" or time.monotonic() >= deadline:

@@ -589,7 +589,8 @@ class Runner:
         self.progress(f"action request {request_id} queued; waiting up to {plan.wait:g}s for a human "
                       f"(govcon actions approve {request_id})")
         try:
-            shown = self.port.wait(request_id, plan.wait)
+            from engine.actions import wait_for_decision  # (SQLAlchemy: only once a human must decide)
+            shown = wait_for_decision(self.port.wait, request_id, plan.wait)
         except Exception as exc:
             return RunResult(EXIT_STORE, "store_error", f"cannot read the action request {request_id}: {_brief(exc)}",
                              decision=decision, request_id=request_id)

@@ -631,6 +631,16 @@ def test_a_token_revoked_through_the_service_is_refused_at_once(gov):
         assert refused.status_code == 401 and "unknown or revoked" in refused.text
 
 
+def test_absurd_input_gets_a_422_or_an_error_frame_never_a_500(api):
+    """Found by an adversarial review: a look-back reaching before the year 1 (OverflowError) and a JSON body
+    nested deeper than the parser goes (RecursionError) answered 500."""
+    r = api.get("/api/gate/decisions", params={"since": "99999999d"})
+    assert r.status_code == 422 and "since: 99999999d is more than 36,500 days" in r.text
+    deep = ('{"m":' * 50_000 + "1" + "}" * 50_000).encode()
+    r = api.post("/api/rpc", content=deep, headers={**api.auth(OPERATOR), "Content-Type": "application/json"})
+    assert r.status_code == 200 and b"the body must be one JSON request object" in r.content
+
+
 def test_checking_a_token_never_waits_for_a_writer(gov, tmp_path):
     """SQLite makes a write wait for the writer holding the lock (up to its busy timeout): recording a
     token's use happens in a background thread, so the request is answered at once."""

@@ -263,6 +263,31 @@ def test_request_approve_grant_outcome(l3gov, clock):
     assert {"action.request", "action.grant", "action.approve"} <= set(actions)
 
 
+def test_a_wait_is_bounded_and_a_longer_one_is_asked_again(l3gov, monkeypatch):
+    """Through the service each wait holds one of its threads and any role may wait: a NaN wait never ended,
+    and an hour's wait held a thread for an hour. One call now blocks at most WAIT_SLICE_S; a caller wanting
+    longer asks again (wait_for_decision), as `govcon gate --wait` and `govcon run --wait` do."""
+    import time as clock_time
+
+    from engine import actions
+    d = ask_at_l3(l3gov)
+    for bad in (float("nan"), float("inf"), -1, True):
+        with pytest.raises(InvalidInput, match="seconds: give a number from 0 up"):
+            l3gov.actions.wait(d.request_id, bad)
+    monkeypatch.setattr(actions, "WAIT_SLICE_S", 0.2)
+    started = clock_time.monotonic()
+    assert l3gov.actions.wait(d.request_id, 3600)["request"]["status"] == "pending"
+    assert clock_time.monotonic() - started < 2
+    calls: list[float] = []
+
+    def counted(request_id: str, timeout: float):
+        calls.append(timeout)
+        return l3gov.actions.wait(request_id, timeout)
+    started = clock_time.monotonic()
+    assert actions.wait_for_decision(counted, d.request_id, 0.7)["request"]["status"] == "pending"
+    assert 0.6 < clock_time.monotonic() - started < 3 and len(calls) >= 3 and max(calls) <= 0.2
+
+
 def test_approving_twice_names_who_decided(l3gov):
     d = ask_at_l3(l3gov)
     l3gov.actions.reject("bob", d.request_id, "not during the release")
