@@ -82,8 +82,10 @@ def _error_classes() -> dict[str, type[BaseException]]:
 
 
 def _raise(err: dict[str, Any]) -> None:
-    cls = _error_classes().get(err.get("type", ""), None)
     message = str(err.get("message", "the govcon service refused the call"))
+    if err.get("type") == "ServiceBusy":  # refused for its connection limits: as unreachable (a gate denies,
+        raise ServiceUnavailable(message)  # a kill switch engage falls back to the marker file)
+    cls = _error_classes().get(err.get("type", ""), None)
     if cls is None or not issubclass(cls, Exception):
         exc: BaseException = GovconError(message)
         exc.exit_code = int(err.get("exitCode") or 1)  # type: ignore[attr-defined]
@@ -125,9 +127,11 @@ class _UnixTransport:
         return sock
 
     @contextmanager
-    def _connection(self):
-        with self._lock:
-            sock = self._idle.pop() if self._idle else None
+    def _connection(self, *, fresh: bool = False):
+        sock = None
+        if not fresh:
+            with self._lock:
+                sock = self._idle.pop() if self._idle else None
         if sock is None:
             sock = self._connect()
         try:
@@ -146,7 +150,9 @@ class _UnixTransport:
         for attempt in (1, 2):  # a pooled connection the service closed meanwhile: once more on a new one
             fresh = attempt == 2 or not self._idle
             try:
-                with self._connection() as sock:
+                # the retry opens a new connection: another pooled one may have been closed as idle too (the
+                # service closes a user's idle connections beyond the few it keeps, console/rpc_server.py)
+                with self._connection(fresh=attempt == 2) as sock:
                     sock.settimeout(timeout)
                     sock.sendall(frame)
                     reader = sock.makefile("rb")

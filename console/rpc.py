@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 # (console/gate_cli.py) speaks frames of plain values and should not pay for them at start-up
 
 MAX_FRAME = 64 * 1024 * 1024  # a frame longer than this is not govcon talking: the connection is dropped
+#: a frame's body is read in pieces of at most this: what a peer announces is never reserved before it arrives
+#: (a peer announcing MAX_FRAME and sending nothing more costs nothing; console/rpc_server.py reads the socket's
+#: frames with deadlines and a smaller limit for callers not known to hold a role)
+FRAME_CHUNK = 1024 * 1024
 _LEN = struct.Struct(">I")
 CLASS_MODULES = ("engine.", "screens.", "storage.audit")  # AuditProblem: the audit screen's verify
 
@@ -117,20 +121,45 @@ def dumps(doc: dict[str, Any]) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
-def read_frame(stream: BinaryIO | BufferedIOBase) -> dict[str, Any] | None:
-    """The next frame's JSON; None at a clean end of the connection."""
+def read_frame(stream: BinaryIO | BufferedIOBase, limit: int = MAX_FRAME) -> dict[str, Any] | None:
+    """The next frame's JSON; None at a clean end of the connection. The body is read as it arrives, in
+    pieces of FRAME_CHUNK: memory follows what came, not what the length announced."""
     head = stream.read(4)
     if not head:
         return None
     if len(head) < 4:
         raise ProtocolError("the connection ended inside a frame")
     (size,) = _LEN.unpack(head)
-    if size > MAX_FRAME:
-        raise ProtocolError(f"a frame of {size:,} bytes is more than the {MAX_FRAME:,} allowed")
-    body = stream.read(size)
+    check_size(size, limit)
+    if size <= FRAME_CHUNK:
+        body = stream.read(size)
+    else:
+        parts: list[bytes] = []
+        left = size
+        while left:
+            part = stream.read(min(left, FRAME_CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        body = b"".join(parts)
+        del parts
     if len(body) < size:
         raise ProtocolError("the connection ended inside a frame")
-    doc = json.loads(body)
+    return load_body(body)
+
+
+def check_size(size: int, limit: int = MAX_FRAME) -> None:
+    if size > limit:
+        raise ProtocolError(f"a frame of {size:,} bytes is more than the {limit:,} allowed")
+
+
+def load_body(body: bytes | bytearray) -> dict[str, Any]:
+    """A frame's body (its bytes after the length) as the JSON object it must hold."""
+    try:
+        doc = json.loads(body)
+    except RecursionError:  # nested deeper than the parser goes: not govcon talking
+        raise ProtocolError("a frame's JSON is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ProtocolError("a frame must hold a JSON object")
     return doc

@@ -58,7 +58,8 @@ def service(tmp_path):
     try:
         yield serve, client, marker
     finally:
-        os.kill(serve.proc.pid, signal.SIGCONT)
+        if serve.proc.poll() is None:
+            os.kill(serve.proc.pid, signal.SIGCONT)
         assert serve.stop() == 0
 
 
@@ -147,3 +148,26 @@ def test_a_call_that_ran_out_closes_its_connection_and_the_next_call_gets_its_ow
     finally:
         gov.close()
     assert operator
+
+
+def test_a_call_after_the_service_restarted_opens_a_fresh_connection(service, tmp_path):
+    """Every pooled connection died with the service (a restart; or closed as idle, console/rpc_server.py):
+    the retry took the next pooled one, dead too, and the call failed ('dropped the call'). The retry now
+    opens a new connection."""
+    serve, client, _ = service
+    gov, _operator = connect(client["GOVCON_SERVER"])
+    try:
+        transport = gov.transport
+        transport._idle.extend(transport._connect() for _ in range(3))  # a console's pool after a busy moment
+        assert serve.stop() == 0
+        sock = client["GOVCON_SERVER"].removeprefix("unix://")
+        (tmp_path / "again").mkdir()
+        restarted = ServeProcess(str(tmp_path / "governance.db"), tmp_path / "again",
+                                 extra_args=("--socket", sock))
+        try:
+            restarted.wait_ready()
+            assert isinstance(gov.status(), dict)
+        finally:
+            assert restarted.stop() == 0
+    finally:
+        gov.close()
