@@ -99,6 +99,10 @@ class Auth:
     async def changer(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str:
         return await self._operator(creds.credentials if creds else None, "this call changes the store")
 
+    async def change_identity(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> TokenIdentity:
+        """``changer``'s whole identity: the operator and the agent the token is bound to (POST /api/rpc)."""
+        return await self._identity(creds.credentials if creds else None, "this call changes the store")
+
     async def kill_switcher(self, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> str:
         """``changer`` for POST /api/kill-switch: when the store cannot be read to check the token, a token it
         confirmed earlier in this process still identifies its operator, so that an engage reaches the marker

@@ -7,6 +7,7 @@ JSON answer) followed by any binary the answer announces (a backup's copy).
 
 from __future__ import annotations
 
+import functools
 import json
 
 from fastapi import APIRouter, Depends, Request
@@ -16,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from console import api_models as m
 from console.rpc import dumps
 from console.rpc_server import RpcService, _remove
+from engine.tokens import TokenIdentity
 
 
 def build_router(gov, auth, address: str = "the HTTP API") -> APIRouter:
@@ -28,7 +30,7 @@ def build_router(gov, auth, address: str = "the HTTP API") -> APIRouter:
                      "answer, or the error with its exit code), then any bytes it announces", format="binary")},
                  summary="A call of the CLI or console in client mode (GOVCON_SERVER=https://…): the token's "
                          "operator is the caller")
-    async def rpc(request: Request, actor: str = Depends(auth.changer)):
+    async def rpc(request: Request, caller: TokenIdentity = Depends(auth.change_identity)):
         try:
             doc = json.loads(await request.body())
         except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
@@ -36,7 +38,8 @@ def build_router(gov, auth, address: str = "the HTTP API") -> APIRouter:
         if not isinstance(doc, dict):
             return Response(dumps({"e": {"type": "InvalidInput", "message": "the body must be one JSON request "
                                          "object", "exitCode": 2}}), media_type="application/octet-stream")
-        frame, binary = await run_in_threadpool(service.answer, actor, doc)
+        frame, binary = await run_in_threadpool(functools.partial(service.answer, agent=caller.agent),
+                                                caller.operator, doc)
         if binary is None:
             return Response(dumps(frame), media_type="application/octet-stream")
         size = binary.stat().st_size

@@ -112,10 +112,18 @@ class RpcService:
 
     # --- dispatch ---------------------------------------------------------------------------------
 
-    def call(self, operator: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-        """(result, binary) — binary is a path whose bytes follow the answer (a backup), or None."""
+    def call(self, operator: str, method: str, args: list[Any], kwargs: dict[str, Any], *,
+             agent: str | None = None) -> tuple[Any, Any]:
+        """(result, binary) — binary is a path whose bytes follow the answer (a backup), or None. ``agent``: the
+        agent the caller's token is bound to (POST /api/rpc); a gate ask is then that agent's, as on POST
+        /api/gate (naming another is refused)."""
+        kwargs.pop("bound_agent", None)  # the transport's word, never the client's
         if method in SPECIAL:
+            if method == "run_port":
+                kwargs["bound_agent"] = agent
             return getattr(self, "_" + method)(operator, *args, **kwargs)
+        if method == "gate.decide" and agent is not None:
+            kwargs = {**kwargs, "agent": _bound(agent, kwargs.get("agent"), operator)}
         route = ROUTES.get(method)
         if route is None:
             raise InvalidInput(f"the govcon service offers no method {method!r}")
@@ -162,11 +170,13 @@ class RpcService:
     # --- the service's own methods ----------------------------------------------------------------
 
     def _run_port(self, operator: str, method: str, *args: Any, plan: dict[str, Any] | None = None,
-                  **kwargs: Any) -> tuple[Any, None]:
+                  bound_agent: str | None = None, **kwargs: Any) -> tuple[Any, None]:
         """One call of `govcon run`'s port; the plan comes as plain fields and is rebuilt here."""
         if method not in RUN_PORT:
             raise InvalidInput(f"the govcon service offers no run step {method!r}")
         self._require(operator, "gate.ask")
+        if plan is not None and bound_agent is not None:
+            plan = {**plan, "agent": _bound(bound_agent, plan.get("agent"), operator)}
         if plan is not None:
             fields: dict[str, Any] = {
                 k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
@@ -241,8 +251,9 @@ class RpcService:
 
     # --- one request, whatever the transport ------------------------------------------------------
 
-    def answer(self, operator: str, request: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        """The answer frame for a decoded request frame, and the binary to send after it (or None)."""
+    def answer(self, operator: str, request: dict[str, Any], *, agent: str | None = None) -> tuple[dict[str, Any], Any]:
+        """The answer frame for a decoded request frame, and the binary to send after it (or None). ``agent``:
+        the agent the caller's token is bound to (``call``)."""
         try:
             method = request.get("m")
             if not isinstance(method, str):
@@ -251,7 +262,7 @@ class RpcService:
             kwargs = decode(request.get("k") or {})
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise ProtocolError("\"a\" must be a list and \"k\" an object")
-            result, binary = self.call(operator, method, args, kwargs)
+            result, binary = self.call(operator, method, args, kwargs, agent=agent)
             return {"r": encode(result)}, binary
         except (GovconError, ProtocolError, FileExistsError) as exc:
             return {"e": error_doc(exc)}, None
@@ -263,6 +274,14 @@ class RpcService:
             log.exception("rpc %s by %s failed", request.get("m"), operator)
             return {"e": {"type": "GovconError", "message": f"the govcon service failed: {type(exc).__name__}: "
                           f"{exc}", "exitCode": 1}}, None
+
+
+def _bound(bound: str, named: Any, operator: str) -> str:
+    """The agent of an ask by a token bound to ``bound``: that agent; naming another is refused."""
+    if named is not None and named != bound:
+        raise PermissionDenied(f"the token of {operator} is bound to agent {bound}; it cannot ask the gate for "
+                               f"agent {named}")
+    return bound
 
 
 def _remove(path: Path) -> None:

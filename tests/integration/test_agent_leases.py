@@ -314,6 +314,29 @@ def test_a_token_bound_to_an_agent_asks_the_gate_for_that_agent_only(api, lgov, 
     assert live.json()["decision"] == "allow"  # a token bound to no agent names one, as before (DESIGN.md)
 
 
+def test_a_token_bound_to_an_agent_asks_as_that_agent_through_api_rpc_too(api, lgov, clock):
+    """POST /api/rpc (client mode over HTTP) ran gate.decide and govcon run's decide with whatever agent the
+    body named: the binding POST /api/gate enforces was bypassed there."""
+    import json as jsonlib
+
+    from console.rpc import decode
+    token = lgov.tokens.create(OPERATOR, "bot-owner", agent=BOT).secret
+    lgov.grant_role(OPERATOR, "bot-owner", "agent")
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+
+    def rpc(method: str, args: list, kwargs: dict) -> dict:
+        r = api.post("/api/rpc", content=jsonlib.dumps({"m": method, "a": args, "k": kwargs}), headers=headers)
+        assert r.status_code == 200, r.text
+        return jsonlib.loads(r.content[4:])
+    refused = rpc("gate.decide", ["restart_service"], {"agent": "log-bot"})
+    assert refused["e"]["type"] == "PermissionDenied" and BOT in refused["e"]["message"]
+    plan = {"command_type": "restart_service", "command": ["true"], "agent": "log-bot"}
+    refused = rpc("run_port", ["decide"], {"plan": plan, "request": False, "take_grant": False})
+    assert refused["e"]["type"] == "PermissionDenied" and "log-bot" in refused["e"]["message"]
+    asked = decode(rpc("gate.decide", ["restart_service"], {})["r"], allow_classes=True)
+    assert asked.decision == "allow" and asked.extra["agent"] == BOT  # the grant is the bound agent's
+
+
 def test_a_token_whose_operator_holds_no_role_cannot_ask_the_gate(api, lgov):
     """As on the socket (gate.ask): a roleless token could queue action requests for any agent, paging
     approvers. Without a token on loopback the gate still answers (reads are open there)."""
