@@ -3,6 +3,7 @@ scheduler, redacted like the text lines, and the file still reopened on SIGUSR1.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -90,20 +92,32 @@ def test_the_scheduler_writes_json_lines(ready_store, tmp_path):
     assert records and all({"time", "level", "logger", "message"} <= r.keys() for r in records)
 
 
-def test_text_log_lines_escape_control_characters(tmp_path):
+@contextlib.contextmanager
+def _logging_to(log_file: Path, *, umask: int | None = None):
+    """The service's logging set up on ``log_file`` (under ``umask``), the root logger restored after."""
     from console.log_format import setup_logging
-    log_file = tmp_path / "serve.log"
     root = logging.getLogger()
     saved = list(root.handlers), root.level
-    handler = setup_logging(str(log_file), "text")
+    old = os.umask(umask) if umask is not None else None
     try:
-        logging.getLogger("govcon.alerts").error("alert for command type %s", "x\x1b[2Jy")
+        handler = setup_logging(str(log_file), "text")
+    finally:
+        if old is not None:
+            os.umask(old)
+    try:
+        yield
     finally:
         handler.close()
         root.removeHandler(handler)
         for h in saved[0]:
             root.addHandler(h)
         root.setLevel(saved[1])
+
+
+def test_text_log_lines_escape_control_characters(tmp_path):
+    log_file = tmp_path / "serve.log"
+    with _logging_to(log_file):
+        logging.getLogger("govcon.alerts").error("alert for command type %s", "x\x1b[2Jy")
     text = log_file.read_text()
     assert "\x1b" not in text and "x\\x1b[2Jy" in text
 
@@ -117,23 +131,7 @@ def test_an_agent_cannot_be_an_approver_role():
 
 def test_the_log_file_is_not_readable_by_other_users(tmp_path):
     """It names operators, alerts and kill-switch reasons; with umask 022 it was 0644 (any user of the host)."""
-    import os
-
-    from console.log_format import setup_logging
     log_file = tmp_path / "serve.log"
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
-    old = os.umask(0o022)
-    try:
-        handler = setup_logging(str(log_file), "text")
-    finally:
-        os.umask(old)
-    try:
+    with _logging_to(log_file, umask=0o022):
         logging.getLogger("govcon.alerts").error("KILL SWITCH ENGAGED by carol")
-    finally:
-        handler.close()
-        root.removeHandler(handler)
-        for h in saved[0]:
-            root.addHandler(h)
-        root.setLevel(saved[1])
     assert log_file.stat().st_mode & 0o777 == 0o640 and "carol" in log_file.read_text()

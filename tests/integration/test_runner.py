@@ -63,6 +63,9 @@ def marks(tmp_path):
         def cmd(self, name: str, exit_code: int = 0) -> tuple[str, ...]:
             return ("sh", "-c", f"touch {shlex.quote(str(self.dir / name))}; exit {exit_code}")
 
+        def path(self, name: str) -> str:
+            return shlex.quote(str(self.dir / name))
+
         def made(self) -> set[str]:
             return {p.name for p in self.dir.iterdir()}
     Marks.dir.mkdir()

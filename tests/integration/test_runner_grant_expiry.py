@@ -25,6 +25,7 @@ from engine.policies import load_policies
 from engine.runner import GovernancePort, Runner, RunPlan
 from storage import state_repo
 from tests.conftest import OPERATOR
+from tests.integration.test_runner import marks  # noqa: F401 (the fixture)
 
 AGENT = "rollback-bot"
 TTL = 3  # seconds: the policy's grant_ttl
@@ -50,23 +51,6 @@ def tgov(store, clock, me):
     g = _gov(store, clock, me)
     yield g
     g.close()
-
-
-@pytest.fixture
-def marks(tmp_path):
-    class Marks:
-        dir = tmp_path / "marks"
-
-        def cmd(self, name: str, exit_code: int = 0) -> tuple[str, ...]:
-            return ("sh", "-c", f"touch {shlex.quote(str(self.dir / name))}; exit {exit_code}")
-
-        def path(self, name: str) -> str:
-            return shlex.quote(str(self.dir / name))
-
-        def made(self) -> set[str]:
-            return {p.name for p in self.dir.iterdir()}
-    Marks.dir.mkdir()
-    return Marks()
 
 
 def plan(marks, **kw) -> RunPlan:
