@@ -502,8 +502,9 @@ ENGAGE_OPEN_DEADLINE_S = 5.0
 
 def cmd_kill_switch(ctx: Context) -> int:
     a = ctx.args
+    client = ctx.server is not None  # a client's connect has its own deadline (console/client.py)
     try:
-        gov = ctx.gov if a.action != "engage" else _open_within(ctx, ENGAGE_OPEN_DEADLINE_S)
+        gov = ctx.gov if a.action != "engage" or client else _open_within(ctx, ENGAGE_OPEN_DEADLINE_S)
     except ServiceUnavailable as exc:  # a client, and the service does not answer: engaging still works
         if a.action != "engage":
             raise
@@ -511,7 +512,7 @@ def cmd_kill_switch(ctx: Context) -> int:
     except (ConfigError, InvalidInput, PermissionDenied):
         raise
     except Exception as exc:  # embedded, and the store cannot be opened (refused, locked, corrupt, gone)
-        if a.action != "engage":
+        if a.action != "engage" or client:  # a client never guesses a marker path from its own store URL
             raise
         result = _engage_without_store(ctx, exc)
     else:

@@ -126,6 +126,20 @@ def test_a_stopped_service_gets_denials_and_errors_within_the_deadline_and_the_k
     assert res.returncode == 0, res.stdout
 
 
+def test_a_client_never_guesses_a_marker_from_its_own_store_url(service, tmp_path):
+    """With the client's deadline longer than the embedded engage's wait for a store (5 s), the engage took the
+    embedded path's fallback after 5 s and made a marker beside the client's own GOVCON_DATABASE_URL, which
+    no gate reads, and said ENGAGED."""
+    serve, client, marker = service
+    own = tmp_path / "client-side.db"
+    env = {**client, "GOVCON_SERVICE_TIMEOUT": "7", "GOVCON_DATABASE_URL": str(own)}
+    stop(serve.proc.pid)
+    res, took = run(["kill-switch", "engage", "--reason", "INC-78"], env)
+    assert res.returncode == 1 and "the kill switch is NOT engaged" in res.stderr, res.stdout + res.stderr
+    assert "did not answer within 7 s" in res.stderr and took < 7 + SLACK_S
+    assert not Path(f"{own}.kill-switch").exists() and not marker.exists()
+
+
 def test_a_call_that_ran_out_closes_its_connection_and_the_next_call_gets_its_own_answer(service, monkeypatch):
     serve, client, _ = service
     monkeypatch.setenv("GOVCON_TOKEN", "")
