@@ -128,14 +128,16 @@ class _UnixTransport:
 
     @contextmanager
     def _connection(self, *, fresh: bool = False):
+        """(a connection, whether it came from the pool)."""
         sock = None
         if not fresh:
             with self._lock:
                 sock = self._idle.pop() if self._idle else None
+        pooled = sock is not None
         if sock is None:
             sock = self._connect()
         try:
-            yield sock
+            yield sock, pooled
         except BaseException:
             sock.close()
             raise
@@ -148,11 +150,11 @@ class _UnixTransport:
         ServiceUnavailable, and that connection is closed (its late answer must not be read as the next call's)."""
         frame = dumps(doc)
         for attempt in (1, 2):  # a pooled connection the service closed meanwhile: once more on a new one
-            fresh = attempt == 2 or not self._idle
+            pooled = False
             try:
                 # the retry opens a new connection: another pooled one may have been closed as idle too (the
                 # service closes a user's idle connections beyond the few it keeps, console/rpc_server.py)
-                with self._connection(fresh=attempt == 2) as sock:
+                with self._connection(fresh=attempt == 2) as (sock, pooled):
                     sock.settimeout(timeout)
                     sock.sendall(frame)
                     reader = sock.makefile("rb")
@@ -173,7 +175,7 @@ class _UnixTransport:
                 raise ServiceUnavailable(f"the govcon service at {self.url} did not answer within {timeout:g} s "
                                          "(stopped, hung or overloaded?)") from None
             except (OSError, ProtocolError) as exc:
-                if fresh:
+                if not pooled:  # a new connection failed: the service is the trouble, not a stale socket
                     raise ServiceUnavailable(f"the govcon service at {self.url} dropped the call: {exc}") from None
         raise AssertionError("unreachable")
 

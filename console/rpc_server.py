@@ -277,8 +277,9 @@ class RpcService:
 
 
 def _bound(bound: str, named: Any, operator: str) -> str:
-    """The agent of an ask by a token bound to ``bound``: that agent; naming another is refused."""
-    if named is not None and named != bound:
+    """The agent of an ask by a token bound to ``bound``: that agent; naming another is refused. The CLI names
+    its operator when no --agent is given (console/gate_cli.py, cli_actions.py): that means "mine", not another."""
+    if named is not None and named not in (bound, operator):
         raise PermissionDenied(f"the token of {operator} is bound to agent {bound}; it cannot ask the gate for "
                                f"agent {named}")
     return bound
@@ -411,11 +412,16 @@ class _Admission:
                 return self._refusal(uid, "per-uid", _busy(
                     f"{self._name(uid)} has {mine} connections open to the govcon service, the most one OS user may "
                     "have: close some (another console? commands still running?) and retry"))
-            if self._open >= limits.ceiling:
+            known = self._callers.get(uid)
+            fresh = known is not None and known.until > time.monotonic()
+            # connections still being identified count toward the ceiling too: a caller known to hold a role that
+            # may engage the kill switch passes it while the reserve has room (a flood's unplaced connections
+            # must not take the reserve from the incident commander)
+            engager = fresh and known is not None and bool(known.roles and known.roles & KILL_SWITCH_ROLES)
+            if self._open >= limits.ceiling and not (engager and self._pools[RESERVE] < limits.kill_switch_reserve):
                 return self._refusal(uid, "ceiling", _busy(
                     f"the govcon service has {self._open} connections open, its limit: retry shortly"))
-            known = self._callers.get(uid)
-            if known is not None and known.until > time.monotonic() and self._pool_for(known) is None:
+            if known is not None and fresh and self._pool_for(known) is None:
                 return self._no_pool(known)  # known already, its pool full: no thread for it either
             self._open += 1
             self._by_uid[uid] = mine + 1

@@ -335,6 +335,9 @@ def test_a_token_bound_to_an_agent_asks_as_that_agent_through_api_rpc_too(api, l
     assert refused["e"]["type"] == "PermissionDenied" and "log-bot" in refused["e"]["message"]
     asked = decode(rpc("gate.decide", ["restart_service"], {})["r"], allow_classes=True)
     assert asked.decision == "allow" and asked.extra["agent"] == BOT  # the grant is the bound agent's
+    # `govcon gate` without --agent names its operator: that is the token's own agent, not another
+    mine = decode(rpc("gate.decide", ["restart_service"], {"agent": "bot-owner"})["r"], allow_classes=True)
+    assert mine.decision == "allow" and mine.extra["agent"] == BOT
 
 
 def test_a_token_whose_operator_holds_no_role_cannot_ask_the_gate(api, lgov):

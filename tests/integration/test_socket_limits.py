@@ -266,6 +266,23 @@ def test_connections_beyond_the_caps_are_refused_and_the_kill_switch_keeps_its_r
     assert call(connect(path), "hello")["r"]["operator"] == "root"
 
 
+def test_at_the_ceiling_a_caller_known_to_engage_still_gets_the_reserve(gov):
+    """Connections still being identified count toward the ceiling: a flood's could fill it for a moment, and
+    the incident commander, known to hold an engaging role, was refused while the reserve had room."""
+    from console.rpc_server import _Admission, _Caller
+    limits = SocketLimits(per_uid=6, total=3, kill_switch_reserve=2, without_role=2)
+    admission = _Admission(RpcService(gov, address="unix:///nowhere"), limits)
+    admission._open = limits.ceiling  # at the ceiling: the general pool full, unplaced connections besides
+    admission._pools["general"] = limits.total
+    until = time.monotonic() + 30
+    admission._callers[1001] = _Caller(1001, "carol", frozenset({"incident-commander"}), until)
+    admission._callers[1002] = _Caller(1002, "dave", frozenset({"tech-lead"}), until)
+    assert admission.admit(1001) is None  # admitted: the reserve has room
+    refused = admission.admit(1002)
+    assert refused is not None and "connections open, its limit" in refused["message"]
+    assert admission.admit(1003) is not None  # unknown yet: the ceiling holds
+
+
 def test_large_requests_have_a_budget_per_user_and_in_all(gov, listen):
     gov.grant_role(OPERATOR, "root", "on-call")
     MiB = 1024 * 1024
